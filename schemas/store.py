@@ -57,6 +57,7 @@ LAYOUTS = ("raw", "zstd")
 AUDIO_FEATURES = ("mfcc", "fbank")
 
 MANIFEST_FILE = "manifest.parquet"
+LOCK_FILE = ".lock"  # held by the one process allowed to write clips (see pipeline.lock)
 CLIPS_DIR = "clips"
 SPLITS_DIR = "splits"
 STAGING_DIR = ".staging"
@@ -170,18 +171,16 @@ def create_store(path: str | Path, recipe: Recipe, *, overwrite: bool = False) -
     """
     store = Path(path)
     if overwrite and store.exists():
-        if store.is_dir() and not _root_meta_path(store).exists() and any(store.iterdir()):
-            raise StoreError(f"{store} is a non-empty directory that is not a store; not deleting it")
-        shutil.rmtree(store) if store.is_dir() else store.unlink()
+        _wipe(store)
     if _root_meta_path(store).exists():
         info = open_store(store)
         if info.recipe != recipe:
             raise StoreError(
-                f"store {store} was made with another recipe ({'; '.join(info.recipe.diff(recipe))}); "
-                "use another --store or --overwrite"
+                f"store {store} was made with another recipe "
+                f"({'; '.join(info.recipe.diff(recipe))}); use another --store or --overwrite"
             )
         return info
-    if store.exists() and (not store.is_dir() or any(store.iterdir())):
+    if store.exists() and (not store.is_dir() or _entries(store)):
         raise StoreError(f"{store} exists and is not a store")
     (store / CLIPS_DIR).mkdir(parents=True, exist_ok=True)
     (store / SPLITS_DIR).mkdir(exist_ok=True)
@@ -197,6 +196,22 @@ def create_store(path: str | Path, recipe: Recipe, *, overwrite: bool = False) -
     return open_store(store)
 
 
+def _entries(store: Path) -> list[Path]:
+    """What a directory holds besides the writer's lock file."""
+    return [p for p in store.iterdir() if p.name != LOCK_FILE]
+
+
+def _wipe(store: Path) -> None:
+    """Delete a store's content (keeping the lock file); refuse anything that is not a store."""
+    if not store.is_dir():
+        raise StoreError(f"{store} is not a directory; not deleting it")
+    entries = _entries(store)
+    if entries and not _root_meta_path(store).exists():
+        raise StoreError(f"{store} is a non-empty directory that is not a store; not deleting it")
+    for entry in entries:
+        shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
+
+
 def _group_json(attributes: dict[str, Any]) -> dict[str, Any]:
     return {"zarr_format": 3, "node_type": "group", "attributes": attributes}
 
@@ -206,7 +221,9 @@ def open_store(path: str | Path, *, recipe: Recipe | None = None) -> StoreInfo:
     store = Path(path)
     meta_path = _root_meta_path(store)
     if not meta_path.exists():
-        raise StoreError(f"no store at {store} (run `mscct-pipeline ingest` first, or pass --store)")
+        raise StoreError(
+            f"no store at {store} (run `mscct-pipeline ingest` first, or pass --store)"
+        )
     meta = _read_json(meta_path).get("attributes", {}).get("mscct")
     if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
         raise StoreError(f"{store} is a Zarr group but not an mscct store")
@@ -257,7 +274,10 @@ def write_clip(
     staging.parent.mkdir(exist_ok=True)
     try:
         group = zarr.open_group(str(staging), mode="w", zarr_format=3)
-        for name, data in (("video", video), ("audio", audio.astype(recipe.audio_dtype, copy=False))):
+        for name, data in (
+            ("video", video),
+            ("audio", audio.astype(recipe.audio_dtype, copy=False)),
+        ):
             arr = group.create_array(
                 name,
                 shape=data.shape,
@@ -282,7 +302,9 @@ def _check_tensors(video: np.ndarray, audio: np.ndarray, recipe: Recipe) -> None
     if audio.ndim != 2 or audio.shape[1] != AUDIO_CHANNELS:
         raise ValueError(f"audio must be (T, {AUDIO_CHANNELS}), got {audio.shape}")
     if video.shape[0] != audio.shape[0] or video.shape[0] < 1:
-        raise ValueError(f"video and audio must share T >= 1, got {video.shape[0]} and {audio.shape[0]}")
+        raise ValueError(
+            f"video and audio must share T >= 1, got {video.shape[0]} and {audio.shape[0]}"
+        )
     if video.shape[1:3] != (recipe.crop_size, recipe.crop_size):
         raise ValueError(f"video crops are {video.shape[1:3]}, recipe says {recipe.crop_size}")
 
@@ -358,7 +380,9 @@ class ArraySpec:
 
     @property
     def chunk_file(self) -> Path:
-        return self.path.joinpath("c", *(["0"] * len(self.shape)))  # Zarr v3 key of chunk (0, ..., 0)
+        return self.path.joinpath(
+            "c", *(["0"] * len(self.shape))
+        )  # Zarr v3 key of chunk (0, ..., 0)
 
 
 def array_spec(store: str | Path, clip_id: str, name: str) -> ArraySpec:
@@ -399,7 +423,9 @@ def open_clip(store: str | Path, clip_id: str) -> tuple[np.ndarray, np.ndarray]:
     video = load_array(array_spec(store, clip_id, "video"))
     audio = load_array(array_spec(store, clip_id, "audio"))
     if video.shape[0] != audio.shape[0]:
-        raise StoreError(f"clip {clip_id}: video has {video.shape[0]} frames, audio {audio.shape[0]}")
+        raise StoreError(
+            f"clip {clip_id}: video has {video.shape[0]} frames, audio {audio.shape[0]}"
+        )
     return video, audio
 
 
@@ -433,7 +459,9 @@ def write_split(
     open_store(store)
     path = Path(store) / SPLITS_DIR / f"{check_name(name, 'split name')}.parquet"
     if path.exists() and not overwrite:
-        raise StoreError(f"split {name!r} already exists in {store}; pass --overwrite to replace it")
+        raise StoreError(
+            f"split {name!r} already exists in {store}; pass --overwrite to replace it"
+        )
     table = validate_table(table, SPLIT_SCHEMA, f"split {name!r}")
     bad = set(table.column("split").to_pylist()) - {"train", "val", "test"}
     if bad:
@@ -475,7 +503,11 @@ def store_fingerprint(store: str | Path) -> str:
     info = open_store(store)
     manifest = read_manifest(store).filter(pc.field("status") == STATUS_OK)
     pairs = sorted(
-        zip(manifest.column("clip_id").to_pylist(), manifest.column("source_fingerprint").to_pylist(), strict=True)
+        zip(
+            manifest.column("clip_id").to_pylist(),
+            manifest.column("source_fingerprint").to_pylist(),
+            strict=True,
+        )
     )
     digest = hashlib.sha256(info.recipe.hash().encode())
     for clip_id, fingerprint in pairs:

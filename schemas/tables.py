@@ -70,7 +70,9 @@ def validate_table(table: pa.Table, schema: pa.Schema, what: str) -> pa.Table:
     for field in schema:
         actual = table.schema.field(field.name).type
         if actual != field.type:
-            raise SchemaError(f"{what}: column {field.name!r} has type {actual}, expected {field.type}")
+            raise SchemaError(
+                f"{what}: column {field.name!r} has type {actual}, expected {field.type}"
+            )
         if not field.nullable and table.column(field.name).null_count:
             raise SchemaError(f"{what}: column {field.name!r} has null values")
     return table.select(schema.names)

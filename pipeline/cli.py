@@ -1,0 +1,400 @@
+"""``mscct-pipeline``: make a synthetic dataset, ingest a FakeAVCeleb tree, split it.
+
+Exit status: 0 when the command did its job (an ingest that completed with
+some failed clips included: they are in the manifest); 1 when an ingest could
+process nothing (no clips found, or every clip failed); 2 for a user error
+(bad arguments, missing or incompatible store), reported in one line.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+import schemas
+
+app = typer.Typer(
+    name="mscct-pipeline",
+    help=(
+        "Turn a FakeAVCeleb tree into a feature store (Zarr tensors + Arrow manifest) and make "
+        "balanced, identity-disjoint splits. Try it without the real data: "
+        "`mscct-pipeline synth demo/` then `mscct-pipeline ingest demo/`."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console()
+err = Console(stderr=True)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+StoreOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--store",
+        help="Feature store directory. Default: $MSCCT_STORE, else ./mscct-store.",
+        show_default=False,
+    ),
+]
+
+
+def _user_errors(func: F) -> F:
+    """Print expected errors as one line and exit 2, instead of a traceback."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from pipeline.scan import ScanError
+
+        try:
+            return func(*args, **kwargs)
+        except (schemas.StoreError, schemas.SchemaError, ScanError, ValueError) as exc:
+            err.print(f"[bold red]error:[/] {exc}", highlight=False)
+            raise typer.Exit(2) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _store_path(store: Path | None) -> Path:
+    return store if store is not None else schemas.default_store_path()
+
+
+# --------------------------------------------------------------------------- synth
+
+
+@app.command()
+@_user_errors
+def synth(
+    out_dir: Annotated[Path, typer.Argument(metavar="OUT", help="Empty or new directory.")],
+    per_category: Annotated[int, typer.Option(help="Clips per category (A, B, C, D).")] = 5,
+    identities: Annotated[
+        int | None, typer.Option(help="Number of identities (default: --per-category).")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Same seed, same dataset.")] = 0,
+    with_defects: Annotated[
+        bool, typer.Option(help="Also write broken and odd files (for hardening tests).")
+    ] = False,
+    workers: Annotated[int | None, typer.Option(help="Parallel encoders (default: cores).")] = None,
+) -> None:
+    """Write a small synthetic dataset in the exact FakeAVCeleb v1.2 layout.
+
+    Real H.264/AAC media: a moving human face with synthetic speech, and a genuine
+    cue per category (another voice for fake audio, a manipulated mouth region for
+    fake video), plus meta_data.csv in the official format.
+    """
+    from pipeline.synth import make_dataset
+
+    with _progress() as progress:
+        task = progress.add_task("synth", total=None)
+        summary = make_dataset(
+            out_dir,
+            per_category=per_category,
+            identities=identities,
+            seed=seed,
+            with_defects=with_defects,
+            workers=workers,
+            progress=lambda done, total: progress.update(task, completed=done, total=total),
+        )
+    counts = getattr(summary, "counts", {})
+    out.print(f"wrote {summary.root}")
+    for name, count in counts.items():
+        out.print(f"  {name}: {count} clips")
+    defects = getattr(summary, "defects", {}) or {}
+    if defects:
+        out.print(f"  defects: {len(defects)} files (listed in {summary.root}/defects.json)")
+
+
+# --------------------------------------------------------------------------- ingest
+
+
+@app.command()
+@_user_errors
+def ingest(
+    dataset_root: Annotated[
+        Path, typer.Argument(help="FakeAVCeleb root (holding meta_data.csv), or its parent.")
+    ],
+    store: StoreOption = None,
+    address: Annotated[
+        str | None,
+        typer.Option(
+            help="Ray cluster to join ('auto', or host:port). Default: $RAY_ADDRESS, else an embedded local Ray."
+        ),
+    ] = None,
+    workers: Annotated[int | None, typer.Option(help="Cap on parallel clip tasks.")] = None,
+    limit: Annotated[
+        int | None, typer.Option(help="Only the first N clips (taken round-robin over categories).")
+    ] = None,
+    categories: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--categories",
+            help="Only these categories: RARV FARV RAFV FAFV or A B C D (repeat or comma-separate).",
+        ),
+    ] = None,
+    face_stride: Annotated[
+        int, typer.Option(help="Run the face detector every N frames; track in between.")
+    ] = 5,
+    crop_size: Annotated[int, typer.Option(help="Side of the square face crops, pixels.")] = 112,
+    audio_features: Annotated[
+        str,
+        typer.Option(
+            help="mfcc (13 MFCC + 13 deltas, x4 per frame) or fbank (26 log filterbanks x4)."
+        ),
+    ] = "mfcc",
+    trim_silence: Annotated[
+        bool,
+        typer.Option(
+            help="Drop leading silence from audio and video together (a known shortcut of FakeAVCeleb fakes)."
+        ),
+    ] = False,
+    layout: Annotated[
+        str,
+        typer.Option(
+            help="raw (uncompressed, memory-mapped by the trainer) or zstd (smaller, decoded on read)."
+        ),
+    ] = "raw",
+    overwrite: Annotated[bool, typer.Option(help="Delete an existing store first.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Decode, detect and crop faces, compute audio features, and commit clips to the store.
+
+    Parallel over clips with Ray; resumable (a rerun skips committed clips and redoes
+    failed ones); every clip ends as one manifest row, ok or failed with a reason.
+    """
+    from pipeline.ingest import IngestOptions, result_dict, run_ingest
+
+    recipe = schemas.Recipe(
+        features=audio_features,
+        crop_size=crop_size,
+        face_stride=face_stride,
+        trim_silence=trim_silence,
+        layout=layout,
+    )
+    options = IngestOptions(
+        store=_store_path(store),
+        recipe=recipe,
+        address=address,
+        workers=workers,
+        limit=limit,
+        categories=_parse_categories(categories or []),
+        overwrite=overwrite,
+    )
+    if workers is not None and workers < 1:
+        raise ValueError("--workers must be at least 1")
+    stats = TextColumn("{task.fields[rate]} {task.fields[failed]} failed")
+    with _progress(stats) as progress:
+        task = progress.add_task("ingest", total=None, failed=0, rate="")
+        started = time.monotonic()
+        failed = 0
+
+        def on_start(todo: int, skipped: int) -> None:
+            if skipped:
+                err.print(f"{skipped} clips already in the store; processing {todo}")
+            progress.update(task, total=todo)
+
+        def on_progress(record: dict[str, Any]) -> None:
+            nonlocal failed
+            failed += record["status"] != schemas.STATUS_OK
+            progress.advance(task)
+            done = progress.tasks[0].completed
+            rate = done / max(time.monotonic() - started, 1e-9)
+            progress.update(task, failed=failed, rate=f"{rate:.2f} clips/s")
+
+        result = run_ingest(dataset_root, options, on_progress=on_progress, on_start=on_start)
+    if as_json:
+        out.print_json(json.dumps(result_dict(result)))
+    else:
+        _print_scan_notes(result.scan)
+        out.print(_summary_table(result.manifest, title=f"store {options.store}"))
+        out.print(
+            f"this run: {result.submitted} processed ({result.ok} ok, {result.failed} failed), "
+            f"{result.skipped} already in the store, {result.elapsed_s:.1f} s"
+        )
+    if result.submitted + result.skipped == 0 or (
+        result.submitted and result.ok == 0 and result.skipped == 0
+    ):
+        err.print("[bold red]nothing could be processed[/]")
+        raise typer.Exit(1)
+
+
+def _parse_categories(values: list[str]) -> tuple[str, ...]:
+    names = [v.strip() for value in values for v in value.split(",") if v.strip()]
+    parsed = []
+    for name in names:
+        category = schemas.LETTER_TO_CATEGORY.get(name.upper(), name.upper())
+        if category not in schemas.CATEGORIES:
+            raise ValueError(f"unknown category {name!r}; use RARV FARV RAFV FAFV or A B C D")
+        parsed.append(category)
+    return tuple(parsed)
+
+
+def _print_scan_notes(scan: Any) -> None:
+    for label, items in (
+        ("rows naming missing files", scan.missing),
+        ("rows refused", scan.refused),
+        ("files no row names (not ingested)", scan.unlisted),
+    ):
+        if items:
+            err.print(f"[yellow]{len(items)} {label}[/]:", highlight=False)
+            for item in items[:10]:
+                err.print(f"  {item}", highlight=False, markup=False)
+            if len(items) > 10:
+                err.print(f"  ... and {len(items) - 10} more")
+    if scan.respelled:
+        err.print(f"{scan.respelled} rows found under the other race-folder spelling")
+
+
+def _summary_table(manifest: Any, title: str) -> Table:
+    from pipeline.ingest import failure_reasons, summarize
+
+    table = Table(title=title)
+    for column in ("category", "ok", "failed", "frames", "mean face rate"):
+        table.add_column(column, justify="left" if column == "category" else "right")
+    for name, row in summarize(manifest).items():
+        rate = row.mean_face_rate
+        table.add_row(
+            name,
+            str(row.ok),
+            str(row.failed),
+            str(row.frames),
+            "-" if math.isnan(rate) else f"{rate:.2f}",
+            style="bold" if name == "total" else None,
+        )
+    reasons = failure_reasons(manifest)
+    if reasons:
+        table.caption = "failures: " + "; ".join(f"{n}x {r}" for r, n in reasons.most_common(5))
+    return table
+
+
+@app.command()
+@_user_errors
+def inspect(
+    store: StoreOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+) -> None:
+    """Summarise an existing store: recipe, clips per category, failures, splits."""
+    from dataclasses import asdict
+
+    from pipeline.ingest import failure_reasons, summarize
+
+    path = _store_path(store)
+    info = schemas.open_store(path)
+    manifest = schemas.read_manifest(path)
+    if as_json:
+        data = {
+            "store": str(path),
+            "format_version": info.format_version,
+            "software_version": info.software_version,
+            "recipe": info.recipe.to_dict(),
+            "fingerprint": schemas.store_fingerprint(path),
+            "categories": {k: asdict(v) for k, v in summarize(manifest).items()},
+            "failures": dict(failure_reasons(manifest)),
+            "splits": schemas.list_splits(path),
+        }
+        out.print_json(json.dumps(data))
+        return
+    out.print(
+        f"store {path} (format {info.format_version}, written by mscct {info.software_version})"
+    )
+    out.print("recipe: " + ", ".join(f"{k}={v}" for k, v in info.recipe.to_dict().items()))
+    out.print(_summary_table(manifest, title="clips"))
+    splits = schemas.list_splits(path)
+    out.print(f"splits: {', '.join(splits) if splits else 'none (run `mscct-pipeline split`)'}")
+
+
+# --------------------------------------------------------------------------- split
+
+
+@app.command()
+@_user_errors
+def split(
+    store: StoreOption = None,
+    balance: Annotated[
+        bool,
+        typer.Option("--balance", help="Equal numbers of RARV, FARV, RAFV, FAFV in every part."),
+    ] = False,
+    seed: Annotated[int, typer.Option(help="Seed of the identity shuffle and clip choice.")] = 0,
+    ratios: Annotated[
+        str, typer.Option(help="train,val,test fractions of identities' clips.")
+    ] = "0.7,0.15,0.15",
+    per_category: Annotated[
+        int | None, typer.Option(help="Cap on clips per category (whole identities are dropped).")
+    ] = None,
+    folds: Annotated[int | None, typer.Option(help="Subject-wise K-fold: number of folds.")] = None,
+    fold: Annotated[
+        int | None, typer.Option(help="With --folds: this fold (0-based) is the test part.")
+    ] = None,
+    name: Annotated[str, typer.Option(help="Name of the split in the store.")] = "default",
+    overwrite: Annotated[
+        bool, typer.Option(help="Replace an existing split of this name.")
+    ] = False,
+) -> None:
+    """Make an identity-disjoint train/val/test split of the ok clips and store it."""
+    from pipeline.split import SplitParams, make_split, render_counts
+
+    path = _store_path(store)
+    params = SplitParams(
+        balance=balance,
+        seed=seed,
+        ratios=_parse_ratios(ratios),
+        per_category=per_category,
+        folds=folds,
+        fold=fold,
+    )
+    table = make_split(schemas.read_manifest(path), params)
+    written = schemas.write_split(path, name, table, params.to_dict(), overwrite=overwrite)
+    out.print(render_counts(table))
+    out.print(f"split {name!r} written to {written}")
+
+
+def _parse_ratios(text: str) -> tuple[float, float, float]:
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise ValueError(
+            f"--ratios must be three numbers like 0.7,0.15,0.15, not {text!r}"
+        ) from None
+    if len(values) != 3:
+        raise ValueError(f"--ratios must be three numbers like 0.7,0.15,0.15, not {text!r}")
+    return values  # type: ignore[return-value]
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _progress(*extra: TextColumn) -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        *extra,
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=False,
+    )
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

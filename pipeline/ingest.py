@@ -1,0 +1,348 @@
+"""Ingest: FakeAVCeleb tree -> feature store, one Ray task per clip.
+
+Data flows one way::
+
+    scan (driver) -> process_clip (Ray task: decode, faces, features, commit) -> record -> manifest
+
+Decoded frames never leave the task: it writes the clip's tensors straight
+into the store (atomic rename) and returns only its manifest record. The
+driver keeps a bounded number of tasks in flight and rewrites
+``manifest.parquet`` atomically every few seconds and at the end.
+
+Nothing is lost on a crash. A committed clip carries its record inside its
+own Zarr group, so the manifest can always be rebuilt from ``clips/``; the
+manifest's ok rows are only ever taken from committed records, so it never
+names a clip that is not committed. A rerun skips clips committed for the
+same source fingerprint and recipe and redoes failed or missing ones.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+import schemas
+from pipeline.fingerprint import source_fingerprint
+from pipeline.lock import store_lock
+from pipeline.scan import ClipSource, ScanResult, scan_dataset
+from schemas import STATUS_FAILED, STATUS_OK, Recipe
+
+#: Ray retries a task whose worker process died this many times.
+TASK_RETRIES = 3
+
+
+@dataclass
+class IngestOptions:
+    store: Path
+    recipe: Recipe = field(default_factory=Recipe)
+    address: str | None = None
+    workers: int | None = None
+    limit: int | None = None
+    categories: tuple[str, ...] = ()
+    overwrite: bool = False
+
+
+@dataclass
+class IngestResult:
+    scan: ScanResult
+    submitted: int
+    skipped: int
+    ok: int
+    failed: int
+    elapsed_s: float
+    manifest: pa.Table
+
+
+# --------------------------------------------------------------------------- per clip (Ray task)
+
+
+def base_record(clip: ClipSource, fingerprint: str, recipe_hash: str) -> dict[str, Any]:
+    """The manifest row of a clip before processing (labels from the scan)."""
+    labels = schemas.labels_for(clip.category)
+    return {
+        "clip_id": clip.clip_id,
+        "path": clip.path,
+        "category": clip.category,
+        "source_type": clip.source_type,
+        "audio_label": labels.audio,
+        "video_label": labels.video,
+        "label": labels.overall,
+        "identity": clip.identity,
+        "target1": clip.target1,
+        "target2": clip.target2,
+        "method": clip.method,
+        "race": clip.race,
+        "gender": clip.gender,
+        "num_frames": 0,
+        "source_fingerprint": fingerprint,
+        "recipe_hash": recipe_hash,
+        "status": STATUS_FAILED,
+        "error": "",
+        "node_id": "",
+    }
+
+
+def process_clip(
+    source: str, store: str, clip: ClipSource, fingerprint: str, recipe_dict: dict[str, Any]
+) -> dict[str, Any]:
+    """Turn one source file into a committed clip; return its manifest record.
+
+    Bad media end as a failed record (``error`` says why), never as an exception,
+    so one odd file cannot stop the run.
+    """
+    from pipeline.errors import ClipError
+    from pipeline.transform import preprocess_clip
+
+    started = time.perf_counter()
+    recipe = Recipe(**recipe_dict)
+    record = base_record(clip, fingerprint, recipe.hash())
+    record["node_id"] = _node_id()
+    try:
+        tensors = preprocess_clip(Path(source), recipe)
+    except ClipError as exc:
+        record["error"] = str(exc)
+    except Exception as exc:  # a bug or an unforeseen input: record it, keep going
+        record["error"] = f"internal error: {type(exc).__name__}: {exc}"
+    else:
+        record.update(
+            num_frames=int(tensors.video.shape[0]),
+            source_fps=float(tensors.source_fps),
+            source_duration_s=float(tensors.source_duration_s),
+            source_width=int(tensors.source_width),
+            source_height=int(tensors.source_height),
+            face_detection_rate=float(tensors.face_detection_rate),
+            trimmed_frames=int(tensors.trimmed_frames),
+            status=STATUS_OK,
+        )
+        record["elapsed_s"] = time.perf_counter() - started
+        try:
+            schemas.write_clip(store, clip.clip_id, tensors.video, tensors.audio, record, recipe)
+        except OSError as exc:  # e.g. disk full: nothing half-written stays visible
+            record.update(status=STATUS_FAILED, error=f"cannot write to store: {exc}")
+    record["elapsed_s"] = time.perf_counter() - started
+    return record
+
+
+def _node_id() -> str:
+    try:
+        import ray
+
+        return ray.get_runtime_context().get_node_id() or ""
+    except Exception:
+        return ""
+
+
+# --------------------------------------------------------------------------- driver
+
+
+def select_clips(
+    scan: ScanResult, categories: Iterable[str], limit: int | None
+) -> list[ClipSource]:
+    """Filter by category, then take the first ``limit`` clips round-robin over categories,
+    so that a small ``--limit`` still covers all four."""
+    wanted = set(categories) or set(schemas.CATEGORIES)
+    by_category = {c: [x for x in scan.clips if x.category == c] for c in schemas.CATEGORIES}
+    chosen: list[ClipSource] = []
+    queues = [by_category[c] for c in schemas.CATEGORIES if c in wanted]
+    index = 0
+    while any(index < len(q) for q in queues):
+        chosen.extend(q[index] for q in queues if index < len(q))
+        index += 1
+    return chosen[:limit] if limit is not None else chosen
+
+
+def run_ingest(
+    root: Path,
+    options: IngestOptions,
+    on_progress: Callable[[dict[str, Any]], None] | None = None,
+    on_start: Callable[[int, int], None] | None = None,
+) -> IngestResult:
+    """Scan ``root``, process every clip not yet committed, write the manifest.
+
+    ``on_start(to_process, skipped)`` is called once before the first task,
+    ``on_progress(record)`` after every finished clip.
+    """
+    started = time.perf_counter()
+    scan = scan_dataset(root)
+    clips = select_clips(scan, options.categories, options.limit)
+    store = options.store.resolve()
+    with store_lock(store):
+        schemas.create_store(store, options.recipe, overwrite=options.overwrite)
+        book = ManifestBook(store, options.recipe.hash())
+        todo = []
+        for clip in clips:
+            fingerprint = source_fingerprint(scan.root / clip.path)
+            if not book.is_current(clip.clip_id, fingerprint):
+                todo.append((clip, fingerprint))
+        if on_start:
+            on_start(len(todo), len(clips) - len(todo))
+        if todo:
+            _run_tasks(scan.root, store, todo, options, book, on_progress)
+        manifest = book.flush()
+    ok = sum(1 for r in book.session if r["status"] == STATUS_OK)
+    return IngestResult(
+        scan=scan,
+        submitted=len(todo),
+        skipped=len(clips) - len(todo),
+        ok=ok,
+        failed=len(book.session) - ok,
+        elapsed_s=time.perf_counter() - started,
+        manifest=manifest,
+    )
+
+
+def _run_tasks(
+    dataset: Path,
+    store: Path,
+    todo: list[tuple[ClipSource, str]],
+    options: IngestOptions,
+    book: ManifestBook,
+    on_progress: Callable[[dict[str, Any]], None] | None,
+) -> None:
+    import ray
+
+    from pipeline.ray_runtime import ray_session
+
+    recipe_dict = options.recipe.to_dict()
+    with ray_session(options.address, options.workers) as cpus:
+        task = ray.remote(num_cpus=1, max_retries=TASK_RETRIES, retry_exceptions=False)(
+            process_clip
+        )
+        max_in_flight = max(2, 2 * cpus)  # keeps every worker busy, bounds driver memory
+        pending: dict[Any, tuple[ClipSource, str]] = {}
+        queue = list(reversed(todo))
+        last_flush = time.monotonic()
+        while queue or pending:
+            while queue and len(pending) < max_in_flight:
+                clip, fingerprint = queue.pop()
+                source = str(dataset / clip.path)
+                ref = task.remote(source, str(store), clip, fingerprint, recipe_dict)
+                pending[ref] = (clip, fingerprint)
+            done, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
+            for ref in done:
+                clip, fingerprint = pending.pop(ref)
+                try:
+                    record = ray.get(ref)
+                except ray.exceptions.RayError as exc:
+                    record = base_record(clip, fingerprint, options.recipe.hash())
+                    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+                    record["error"] = (
+                        f"worker died {TASK_RETRIES + 1} times: {type(exc).__name__} {reason}"
+                    )[:500]
+                book.add(record)
+                if on_progress:
+                    on_progress(record)
+            if time.monotonic() - last_flush > 2.0:
+                book.flush()
+                last_flush = time.monotonic()
+
+
+class ManifestBook:
+    """The driver's view of the manifest while a run goes on.
+
+    ok rows come from committed clip records only; failed rows from this run's
+    failures, plus older failures of clips this run did not touch.
+    """
+
+    def __init__(self, store: Path, recipe_hash: str) -> None:
+        self.store = store
+        self.recipe_hash = recipe_hash
+        self.committed = {r["clip_id"]: r for r in schemas.committed_records(store)}
+        self.failed: dict[str, dict[str, Any]] = {}
+        self.session: list[dict[str, Any]] = []
+        try:
+            previous = schemas.read_manifest(store).to_pylist()
+        except schemas.StoreError:
+            previous = []
+        for row in previous:
+            if row["status"] == STATUS_FAILED and row["clip_id"] not in self.committed:
+                self.failed[row["clip_id"]] = row
+
+    def is_current(self, clip_id: str, fingerprint: str) -> bool:
+        record = self.committed.get(clip_id)
+        return (
+            record is not None
+            and record.get("source_fingerprint") == fingerprint
+            and record.get("recipe_hash") == self.recipe_hash
+        )
+
+    def add(self, record: dict[str, Any]) -> None:
+        self.session.append(record)
+        clip_id = record["clip_id"]
+        if record["status"] == STATUS_OK:
+            self.committed[clip_id] = record
+            self.failed.pop(clip_id, None)
+        else:
+            # A clip that failed now must not stay visible from an older commit.
+            if clip_id in self.committed:
+                schemas.remove_clip(self.store, clip_id)
+                del self.committed[clip_id]
+            self.failed[clip_id] = record
+
+    def table(self) -> pa.Table:
+        rows = {**self.failed, **self.committed}
+        ordered = [rows[k] for k in sorted(rows)]
+        return schemas.rows_to_table(ordered, schemas.MANIFEST_SCHEMA)
+
+    def flush(self) -> pa.Table:
+        table = self.table()
+        schemas.write_manifest(self.store, table)
+        return table
+
+
+# --------------------------------------------------------------------------- summary
+
+
+@dataclass
+class CategorySummary:
+    ok: int = 0
+    failed: int = 0
+    frames: int = 0
+    face_rate_sum: float = 0.0
+
+    @property
+    def mean_face_rate(self) -> float:
+        return self.face_rate_sum / self.ok if self.ok else float("nan")
+
+
+def summarize(manifest: pa.Table) -> dict[str, CategorySummary]:
+    """Per-category counts of a manifest (plus ``total``)."""
+    out = {c: CategorySummary() for c in (*schemas.CATEGORIES, "total")}
+    for row in manifest.to_pylist():
+        for key in (row["category"], "total"):
+            entry = out[key]
+            if row["status"] == STATUS_OK:
+                entry.ok += 1
+                entry.frames += row["num_frames"]
+                entry.face_rate_sum += row["face_detection_rate"] or 0.0
+            else:
+                entry.failed += 1
+    return out
+
+
+def failure_reasons(manifest: pa.Table) -> Counter[str]:
+    return Counter(r["error"] for r in manifest.to_pylist() if r["status"] == STATUS_FAILED)
+
+
+def result_dict(result: IngestResult) -> dict[str, Any]:
+    """A JSON-able summary of a run (used by ``--json`` and the benchmarks)."""
+    return {
+        "submitted": result.submitted,
+        "skipped": result.skipped,
+        "ok": result.ok,
+        "failed": result.failed,
+        "elapsed_s": round(result.elapsed_s, 3),
+        "clips_per_s": round(result.submitted / result.elapsed_s, 3) if result.elapsed_s else None,
+        "missing": result.scan.missing,
+        "unlisted": result.scan.unlisted,
+        "refused": result.scan.refused,
+        "categories": {k: asdict(v) for k, v in summarize(result.manifest).items()},
+        "pid": os.getpid(),
+    }
