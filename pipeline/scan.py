@@ -188,7 +188,10 @@ def _clip_from_row(dataset: Path, row: list[str], result: ScanResult):
     if TYPE_DIR_TO_CATEGORY.get(type_dir, category) != category:
         return None, f"category {letter} disagrees with type {type_dir}"
     # The 10th field starts with the release's folder name ("FakeAVCeleb/"): drop it.
-    dir_parts = PurePosixPath(directory.replace("\\", "/")).parts
+    dir_path = PurePosixPath(directory.replace("\\", "/"))
+    if dir_path.is_absolute():
+        return None, f"path {directory}/{name} is absolute: it leaves the dataset root; refused"
+    dir_parts = dir_path.parts
     if not dir_parts or PurePosixPath(name).name != name or not name:
         return None, f"bad path fields {name!r}, {directory!r}"
     rel = PurePosixPath(*dir_parts[1:], name).as_posix()
