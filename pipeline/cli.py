@@ -347,33 +347,22 @@ def split(
     ] = False,
 ) -> None:
     """Make an identity-disjoint train/val/test split of the ok clips and store it."""
-    from pipeline.split import SplitParams, make_split, render_counts
+    from pipeline.split import SplitParams, make_split, parse_ratios, render_counts, split_summary
 
     path = _store_path(store)
     params = SplitParams(
         balance=balance,
         seed=seed,
-        ratios=_parse_ratios(ratios),
+        ratios=parse_ratios(ratios),
         per_category=per_category,
         folds=folds,
         fold=fold,
     )
     table = make_split(schemas.read_manifest(path), params)
-    written = schemas.write_split(path, name, table, params.to_dict(), overwrite=overwrite)
+    recorded = {**params.to_dict(), "summary": split_summary(table)}
+    written = schemas.write_split(path, name, table, recorded, overwrite=overwrite)
     out.print(render_counts(table))
     out.print(f"split {name!r} written to {written}")
-
-
-def _parse_ratios(text: str) -> tuple[float, float, float]:
-    try:
-        values = tuple(float(v) for v in text.split(","))
-    except ValueError:
-        raise ValueError(
-            f"--ratios must be three numbers like 0.7,0.15,0.15, not {text!r}"
-        ) from None
-    if len(values) != 3:
-        raise ValueError(f"--ratios must be three numbers like 0.7,0.15,0.15, not {text!r}")
-    return values  # type: ignore[return-value]
 
 
 # --------------------------------------------------------------------------- helpers

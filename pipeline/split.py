@@ -1,0 +1,411 @@
+"""Balanced, identity-disjoint train / val / test splits of a store's manifest.
+
+The algorithm, in the order it runs:
+
+1. Only clips with status ``ok`` take part; rows are put in a canonical order
+   (sorted by clip id) so that nothing depends on the manifest's row order.
+2. ``balance``: an identity is *eligible* when it has at least one ok clip in
+   each of RARV, FARV, RAFV and FAFV. Each eligible identity contributes exactly
+   one clip per category (where it has several, the seed picks one), so every
+   part is 1:1:1:1 whatever identities it receives. Identities lacking a
+   category are dropped and counted in the table's summary (on the full
+   release every identity has one A and one B clip, so 500 per category).
+   Without ``balance`` every ok clip takes part.
+3. ``per_category``: a cap on clips per category in total. Balanced, it keeps
+   that many whole identities (chosen by the seed); unbalanced, it keeps that
+   many clips of each category (chosen by the seed).
+4. Identities are put in a seeded order (a hash of seed and identity, so the
+   order of two identities never depends on which others exist) and cut into
+   parts. Ratios are applied to *identity counts*, rounded by largest
+   remainder; in a balanced split every identity weighs four clips, so this is
+   also the clip ratio. Every part gets at least one identity.
+5. ``folds``/``fold``: the ordered identities are cut into K near-equal folds;
+   fold I is test, and the other identities are cut into train / val by the
+   val ratio renormalised, val / (train + val).
+
+All randomness comes from SHA-256 of the seed and a name, never from global
+state, so the same manifest and parameters give the identical table.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections import defaultdict
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import pyarrow as pa
+from rich.table import Table as RichTable
+
+from schemas import CATEGORIES, MANIFEST_SCHEMA, SPLIT_SCHEMA, SPLITS, STATUS_OK, validate_table
+from schemas.tables import SchemaError
+
+SUMMARY_KEY = b"mscct.split_summary"
+
+# The manifest columns a split reads; other columns are ignored.
+_NEEDED = ("clip_id", "category", "identity", "label", "status")
+_INPUT_SCHEMA = pa.schema([MANIFEST_SCHEMA.field(name) for name in _NEEDED])
+_RATIO_TOLERANCE = 1e-6
+
+
+class SplitError(ValueError):
+    """The split request cannot be met; the message says why."""
+
+
+@dataclass(frozen=True)
+class SplitParams:
+    """How to split. Validated on construction (raises ``SplitError``).
+
+    ``ratios`` are train / val / test fractions of identities; with ``folds``
+    the test ratio is ignored and val takes val / (train + val) of the
+    identities outside the test fold.
+    """
+
+    balance: bool = False
+    seed: int = 0
+    ratios: tuple[float, float, float] = (0.7, 0.15, 0.15)
+    per_category: int | None = None
+    folds: int | None = None
+    fold: int | None = None
+
+    def __post_init__(self) -> None:
+        ratios = tuple(float(r) for r in self.ratios)
+        object.__setattr__(self, "ratios", ratios)
+        if len(ratios) != 3:
+            raise SplitError(f"ratios must be three numbers (train,val,test), got {len(ratios)}")
+        if any(not math.isfinite(r) or r < 0 for r in ratios):
+            raise SplitError(f"ratios must be non-negative numbers, got {_fmt(ratios)}")
+        if abs(sum(ratios) - 1.0) > _RATIO_TOLERANCE:
+            raise SplitError(f"ratios must sum to 1, got {_fmt(ratios)} (sum {sum(ratios):g})")
+        train, val, test = ratios
+        if train <= 0:
+            raise SplitError("the train ratio must be > 0")
+        if val <= 0:
+            # The trainer selects checkpoints on val; without it the test set would be used.
+            raise SplitError("the val ratio must be > 0: checkpoints are selected on val")
+        if (self.folds is None) != (self.fold is None):
+            raise SplitError("--folds and --fold go together (e.g. --folds 5 --fold 0)")
+        if self.folds is None and test <= 0:
+            raise SplitError("the test ratio must be > 0 (or use --folds K --fold I)")
+        if self.folds is not None and self.fold is not None:
+            if self.folds < 2:
+                raise SplitError(f"--folds must be at least 2, got {self.folds}")
+            if not 0 <= self.fold < self.folds:
+                raise SplitError(f"--fold must be in 0..{self.folds - 1}, got {self.fold}")
+        if self.per_category is not None and self.per_category < 1:
+            raise SplitError(f"--per-category must be at least 1, got {self.per_category}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready parameters, recorded in the store with the split table."""
+        data = asdict(self)
+        data["ratios"] = list(self.ratios)
+        return data
+
+
+def parse_ratios(text: str) -> tuple[float, float, float]:
+    """Parse ``"0.7,0.15,0.15"``; range checks happen in ``SplitParams``."""
+    parts = [p.strip() for p in text.split(",")]
+    if len(parts) != 3:
+        raise SplitError(f"--ratios takes three comma-separated numbers, got {text!r}")
+    try:
+        train, val, test = (float(p) for p in parts)
+    except ValueError:
+        raise SplitError(f"--ratios takes three comma-separated numbers, got {text!r}") from None
+    return train, val, test
+
+
+# --------------------------------------------------------------------------- making a split
+
+
+def make_split(manifest: pa.Table, params: SplitParams) -> pa.Table:
+    """Split the ok clips of ``manifest`` (``MANIFEST_SCHEMA`` columns) by ``params``.
+
+    Returns a table with ``SPLIT_SCHEMA`` (clip_id, split, category, identity,
+    label), one row per selected clip, sorted by part, identity, category,
+    clip id. Its schema metadata holds a JSON summary (``split_summary``) of
+    what was left out and why. Raises ``SplitError`` when the request cannot
+    be met.
+    """
+    try:
+        manifest = validate_table(manifest, _INPUT_SCHEMA, "manifest")
+    except SchemaError as exc:
+        raise SplitError(str(exc)) from exc
+    rows = _ok_rows(manifest)
+    summary: dict[str, Any] = {"ok_clips": len(rows), "failed_clips": manifest.num_rows - len(rows)}
+
+    by_identity = _group(rows)
+    _check_categories(by_identity)
+    if params.balance:
+        chosen = _balanced_clips(by_identity, params, summary)
+    else:
+        chosen = _all_clips(by_identity, params, summary)
+
+    identities = sorted(chosen, key=lambda ident: (_key(params.seed, "order", ident), ident))
+    parts = _assign(identities, params)
+    summary["identities"] = len(identities)
+
+    out: list[dict[str, Any]] = []
+    for identity in identities:
+        for clip in chosen[identity]:
+            out.append({**clip, "split": parts[identity]})
+    order = {name: i for i, name in enumerate(SPLITS)}
+    cat_order = {name: i for i, name in enumerate(CATEGORIES)}
+    out.sort(
+        key=lambda r: (order[r["split"]], r["identity"], cat_order[r["category"]], r["clip_id"])
+    )
+    table = pa.Table.from_pylist(out, schema=SPLIT_SCHEMA)
+    return table.replace_schema_metadata({SUMMARY_KEY: json.dumps(summary, sort_keys=True)})
+
+
+def _ok_rows(manifest: pa.Table) -> list[dict[str, Any]]:
+    """Ok rows in clip-id order; duplicate ids or unknown categories are refused."""
+    seen: set[str] = set()
+    rows: list[dict[str, Any]] = []
+    for row in manifest.to_pylist():
+        if row["clip_id"] in seen:
+            raise SplitError(f"manifest lists clip {row['clip_id']!r} twice")
+        seen.add(row["clip_id"])
+        if row["category"] not in CATEGORIES:
+            raise SplitError(
+                f"clip {row['clip_id']!r} has unknown category {row['category']!r}; "
+                f"expected one of {', '.join(CATEGORIES)}"
+            )
+        if row["status"] == STATUS_OK:
+            rows.append({k: row[k] for k in ("clip_id", "category", "identity", "label")})
+    rows.sort(key=lambda r: r["clip_id"])
+    return rows
+
+
+def _group(rows: list[dict[str, Any]]) -> dict[str, dict[str, list[dict[str, Any]]]]:
+    """identity -> category -> clips (in clip-id order)."""
+    grouped: dict[str, dict[str, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
+    for row in rows:
+        grouped[row["identity"]][row["category"]].append(row)
+    return grouped
+
+
+def _check_categories(by_identity: dict[str, dict[str, list[dict[str, Any]]]]) -> None:
+    present = {cat for cats in by_identity.values() for cat, clips in cats.items() if clips}
+    missing = [cat for cat in CATEGORIES if cat not in present]
+    if missing:
+        raise SplitError(
+            f"no ok clips of category {', '.join(missing)}: a split needs all four categories "
+            "(check the manifest's failed rows)"
+        )
+
+
+def _balanced_clips(
+    by_identity: dict[str, dict[str, list[dict[str, Any]]]],
+    params: SplitParams,
+    summary: dict[str, Any],
+) -> dict[str, list[dict[str, Any]]]:
+    """One clip per category for every identity that has all four; capped by ``per_category``."""
+    lacking: dict[str, int] = {cat: 0 for cat in CATEGORIES}
+    eligible: list[str] = []
+    for identity, cats in by_identity.items():
+        absent = [cat for cat in CATEGORIES if not cats.get(cat)]
+        for cat in absent:
+            lacking[cat] += 1
+        if not absent:
+            eligible.append(identity)
+    dropped = len(by_identity) - len(eligible)
+    summary["dropped_identities"] = dropped
+    # An identity may lack several categories, so these counts can sum to more than `dropped`.
+    summary["identities_lacking"] = {cat: n for cat, n in lacking.items() if n}
+    if not eligible:
+        raise SplitError(
+            f"no identity has an ok clip in every category, so no balanced split is possible "
+            f"(identities lacking: {_fmt_counts(lacking)})"
+        )
+    if params.per_category is not None and params.per_category < len(eligible):
+        eligible.sort(key=lambda ident: (_key(params.seed, "keep", ident), ident))
+        summary["capped_identities"] = len(eligible) - params.per_category
+        eligible = eligible[: params.per_category]
+    chosen: dict[str, list[dict[str, Any]]] = {}
+    for identity in eligible:
+        chosen[identity] = [
+            min(
+                by_identity[identity][cat],
+                key=lambda r: (_key(params.seed, "pick", r["clip_id"]), r["clip_id"]),
+            )
+            for cat in CATEGORIES
+        ]
+    return chosen
+
+
+def _all_clips(
+    by_identity: dict[str, dict[str, list[dict[str, Any]]]],
+    params: SplitParams,
+    summary: dict[str, Any],
+) -> dict[str, list[dict[str, Any]]]:
+    """Every ok clip, or ``per_category`` of each category chosen by the seed."""
+    keep: set[str] | None = None
+    if params.per_category is not None:
+        keep = set()
+        capped = 0
+        for cat in CATEGORIES:
+            clips = [c for cats in by_identity.values() for c in cats.get(cat, [])]
+            clips.sort(key=lambda r: (_key(params.seed, "keep", r["clip_id"]), r["clip_id"]))
+            keep.update(c["clip_id"] for c in clips[: params.per_category])
+            capped += max(0, len(clips) - params.per_category)
+        summary["capped_clips"] = capped
+    chosen: dict[str, list[dict[str, Any]]] = {}
+    for identity, cats in by_identity.items():
+        clips = [c for cat in CATEGORIES for c in cats.get(cat, [])]
+        if keep is not None:
+            clips = [c for c in clips if c["clip_id"] in keep]
+        if clips:
+            chosen[identity] = clips
+    return chosen
+
+
+def _assign(identities: list[str], params: SplitParams) -> dict[str, str]:
+    """Map each identity (already in seeded order) to train / val / test."""
+    n = len(identities)
+    train_r, val_r, test_r = params.ratios
+    if params.folds is None or params.fold is None:
+        if n < 3:
+            raise SplitError(
+                f"a train/val/test split needs at least 3 identities (one per part); "
+                f"only {n} take part"
+            )
+        sizes = _apportion(n, (train_r, val_r, test_r))
+        names = list(SPLITS)
+        cuts = [0, sizes[0], sizes[0] + sizes[1], n]
+        return {ident: names[p] for p in range(3) for ident in identities[cuts[p] : cuts[p + 1]]}
+
+    needed = _min_identities_for_folds(params.folds)
+    if n < needed:
+        raise SplitError(
+            f"{params.folds}-fold splitting needs at least {needed} identities "
+            f"(every fold non-empty, train and val non-empty); only {n} take part"
+        )
+    base, extra = divmod(n, params.folds)
+    start = params.fold * base + min(params.fold, extra)
+    stop = start + base + (1 if params.fold < extra else 0)
+    parts = {ident: "test" for ident in identities[start:stop]}
+    rest = identities[:start] + identities[stop:]
+    val_share = val_r / (train_r + val_r)
+    n_train, _ = _apportion(len(rest), (1.0 - val_share, val_share))
+    parts.update({ident: "train" for ident in rest[:n_train]})
+    parts.update({ident: "val" for ident in rest[n_train:]})
+    return parts
+
+
+def _min_identities_for_folds(folds: int) -> int:
+    """Smallest n with every fold non-empty and >= 2 identities outside the largest fold."""
+    n = folds
+    while n - math.ceil(n / folds) < 2:
+        n += 1
+    return n
+
+
+def _apportion(n: int, ratios: tuple[float, ...]) -> list[int]:
+    """Split ``n`` into integer sizes by largest remainder; every positive ratio gets >= 1.
+
+    Ties in the remainders go to the earlier part, so the result is deterministic.
+    Requires ``n >= number of positive ratios``.
+    """
+    exact = [r * n for r in ratios]
+    sizes = [math.floor(x + 1e-9) for x in exact]
+    by_remainder = sorted(range(len(ratios)), key=lambda i: (-(exact[i] - sizes[i]), i))
+    for i in by_remainder[: n - sum(sizes)]:
+        sizes[i] += 1
+    # Tiny datasets: a part with a positive ratio may round to zero; take from the largest.
+    for i, r in enumerate(ratios):
+        if r > 0 and sizes[i] == 0:
+            donor = max(range(len(sizes)), key=lambda j: (sizes[j], -j))
+            sizes[donor] -= 1
+            sizes[i] += 1
+    return sizes
+
+
+def _key(seed: int, salt: str, name: str) -> int:
+    """A stable pseudo-random number for (seed, salt, name), the same in every process."""
+    digest = hashlib.sha256(f"{seed}\x1f{salt}\x1f{name}".encode()).digest()
+    return int.from_bytes(digest[:8], "big")
+
+
+def _fmt(ratios: tuple[float, ...]) -> str:
+    return ",".join(f"{r:g}" for r in ratios)
+
+
+def _fmt_counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{n} without {cat}" for cat, n in counts.items() if n) or "none"
+
+
+# --------------------------------------------------------------------------- reporting
+
+
+def split_summary(split: pa.Table) -> dict[str, Any]:
+    """What ``make_split`` left out and why (empty for a table read back from the store).
+
+    Keys: ``ok_clips``, ``failed_clips``, ``identities``, and where they apply
+    ``dropped_identities``, ``identities_lacking`` (category -> count),
+    ``capped_identities``, ``capped_clips``.
+    """
+    meta = split.schema.metadata or {}
+    raw = meta.get(SUMMARY_KEY)
+    return json.loads(raw) if raw else {}
+
+
+def split_counts(split: pa.Table) -> dict[str, dict[str, int]]:
+    """Counts per part: ``{part: {category: clips, 'total': clips, 'identities': n}}``.
+
+    Parts are ``train``, ``val``, ``test`` and ``total``.
+    """
+    counts: dict[str, dict[str, int]] = {
+        part: {**{cat: 0 for cat in CATEGORIES}, "total": 0, "identities": 0}
+        for part in (*SPLITS, "total")
+    }
+    identities: dict[str, set[str]] = {part: set() for part in (*SPLITS, "total")}
+    parts = split.column("split").to_pylist()
+    cats = split.column("category").to_pylist()
+    idents = split.column("identity").to_pylist()
+    for part, cat, ident in zip(parts, cats, idents, strict=True):
+        for key in (part, "total"):
+            counts[key][cat] = counts[key].get(cat, 0) + 1
+            counts[key]["total"] += 1
+            identities[key].add(ident)
+    for part, seen in identities.items():
+        counts[part]["identities"] = len(seen)
+    return counts
+
+
+def render_counts(split: pa.Table) -> RichTable:
+    """A printable table: rows train / val / test / total; columns categories, total, identities.
+
+    When the table comes straight from ``make_split``, the caption says what was left out.
+    """
+    counts = split_counts(split)
+    table = RichTable(title="split: clips per part and category")
+    table.add_column("part")
+    for column in (*CATEGORIES, "total", "identities"):
+        table.add_column(column, justify="right")
+    for part in (*SPLITS, "total"):
+        row = counts[part]
+        table.add_row(
+            part,
+            *(str(row[c]) for c in (*CATEGORIES, "total", "identities")),
+            end_section=part == SPLITS[-1],
+        )
+    caption = _caption(split_summary(split))
+    if caption:
+        table.caption = caption
+    return table
+
+
+def _caption(summary: dict[str, Any]) -> str:
+    notes: list[str] = []
+    if summary.get("failed_clips"):
+        notes.append(f"{summary['failed_clips']} failed clips excluded")
+    if summary.get("dropped_identities"):
+        lacking = _fmt_counts(summary.get("identities_lacking", {}))
+        notes.append(f"{summary['dropped_identities']} identities dropped for balance ({lacking})")
+    if summary.get("capped_identities"):
+        notes.append(f"{summary['capped_identities']} identities left out by --per-category")
+    if summary.get("capped_clips"):
+        notes.append(f"{summary['capped_clips']} clips left out by --per-category")
+    return "; ".join(notes)
