@@ -121,11 +121,13 @@ def process_clip(
             trimmed_frames=int(tensors.trimmed_frames),
             status=STATUS_OK,
         )
+        # The record travels inside the commit, so it is final before the write.
         record["elapsed_s"] = time.perf_counter() - started
         try:
             schemas.write_clip(store, clip.clip_id, tensors.video, tensors.audio, record, recipe)
         except OSError as exc:  # e.g. disk full: nothing half-written stays visible
             record.update(status=STATUS_FAILED, error=f"cannot write to store: {exc}")
+        return record
     record["elapsed_s"] = time.perf_counter() - started
     return record
 
@@ -258,9 +260,10 @@ class ManifestBook:
         self.failed: dict[str, dict[str, Any]] = {}
         self.session: list[dict[str, Any]] = []
         try:
-            previous = schemas.read_manifest(store).to_pylist()
+            self.written: pa.Table | None = schemas.read_manifest(store)
         except schemas.StoreError:
-            previous = []
+            self.written = None
+        previous = self.written.to_pylist() if self.written is not None else []
         for row in previous:
             if row["status"] == STATUS_FAILED and row["clip_id"] not in self.committed:
                 self.failed[row["clip_id"]] = row
@@ -292,8 +295,11 @@ class ManifestBook:
         return schemas.rows_to_table(ordered, schemas.MANIFEST_SCHEMA)
 
     def flush(self) -> pa.Table:
+        """Rewrite ``manifest.parquet`` if its content changed (a no-op rerun changes no byte)."""
         table = self.table()
-        schemas.write_manifest(self.store, table)
+        if self.written is None or not table.equals(self.written):
+            schemas.write_manifest(self.store, table)
+            self.written = table
         return table
 
 

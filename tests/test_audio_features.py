@@ -1,0 +1,92 @@
+"""Audio features (104 per video frame) and leading-silence detection."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from python_speech_features import delta, logfbank, mfcc
+
+from pipeline.audio_features import frame_features, hop_features, stack_to_frames
+from pipeline.silence import leading_silence_frames
+
+RATE = 16000
+
+
+def _speechlike(seconds: float, seed: int = 0) -> np.ndarray:
+    """Amplitude-modulated noise and tones in int16 units, like loud speech."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * RATE)) / RATE
+    envelope = 0.6 + 0.4 * np.sin(2 * np.pi * 3 * t)
+    tone = np.sin(2 * np.pi * 220 * t) + 0.5 * np.sin(2 * np.pi * 660 * t)
+    return (envelope * (6000 * tone + 1500 * rng.standard_normal(t.size))).astype(np.int16)
+
+
+def test_mfcc_recipe_is_python_speech_features_mfcc_and_deltas() -> None:
+    signal = _speechlike(1.0)
+    feats = hop_features(signal, RATE, "mfcc")
+    cep = mfcc(signal.astype(np.float64), RATE, winlen=0.025, winstep=0.01, numcep=13,
+               nfilt=26, nfft=512, appendEnergy=True)  # fmt: skip
+    expected = np.concatenate([cep, delta(cep, 2)], axis=1)
+    assert feats.shape == (99, 26) and feats.dtype == np.float32
+    np.testing.assert_allclose(feats, expected, rtol=1e-5, atol=1e-4)
+
+
+def test_fbank_recipe_is_26_log_filterbanks() -> None:
+    signal = _speechlike(0.5)
+    feats = hop_features(signal, RATE, "fbank")
+    expected = logfbank(signal.astype(np.float64), RATE, winlen=0.025, winstep=0.01, nfilt=26,
+                        nfft=512)  # fmt: skip
+    np.testing.assert_allclose(feats, expected, rtol=1e-5, atol=1e-4)
+
+
+def test_unknown_recipe_is_refused() -> None:
+    with pytest.raises(ValueError, match="features"):
+        hop_features(np.zeros(1600, np.int16), RATE, "spectrogram")
+
+
+def test_stacking_order_four_hops_per_frame() -> None:
+    hops = np.arange(12 * 26, dtype=np.float32).reshape(12, 26)
+    out = stack_to_frames(hops, 3)
+    assert out.shape == (3, 104)
+    for t in range(3):
+        for j in range(4):
+            np.testing.assert_array_equal(out[t, 26 * j : 26 * (j + 1)], hops[4 * t + j])
+
+
+def test_short_audio_is_edge_padded_and_long_audio_trimmed() -> None:
+    hops = np.arange(10 * 26, dtype=np.float32).reshape(10, 26)
+    padded = stack_to_frames(hops, 4)  # needs 16 hops, has 10
+    np.testing.assert_array_equal(padded.reshape(16, 26)[:10], hops)
+    np.testing.assert_array_equal(padded.reshape(16, 26)[10:], np.repeat(hops[-1:], 6, axis=0))
+    np.testing.assert_array_equal(stack_to_frames(hops, 2).reshape(8, 26), hops[:8])
+
+
+@pytest.mark.parametrize("features", ["mfcc", "fbank"])
+def test_frame_features_align_to_video_frames(features: str) -> None:
+    # 2 s at 25 fps: 50 frames; python_speech_features gives 199 hops, padded to 200.
+    out = frame_features(_speechlike(2.0), RATE, 50, features)
+    assert out.shape == (50, 104) and out.dtype == np.float32
+    assert np.isfinite(out).all()
+
+
+def test_leading_silence_is_counted_in_whole_frames() -> None:
+    speech = _speechlike(2.0)
+    for silent_s, frames in ((0.0, 0), (0.4, 10), (0.52, 13)):
+        signal = np.concatenate([np.zeros(int(silent_s * RATE), np.int16), speech])
+        num_frames = len(signal) // 640
+        assert leading_silence_frames(signal, RATE, 25, num_frames) == frames
+
+
+def test_quiet_noise_before_speech_counts_as_silence() -> None:
+    noise = (np.random.default_rng(1).standard_normal(8000) * 20).astype(np.int16)  # ~-64 dBFS
+    signal = np.concatenate([noise, _speechlike(1.0)])
+    assert leading_silence_frames(signal, RATE, 25, len(signal) // 640) == 12
+
+
+def test_silence_trim_never_removes_the_clip() -> None:
+    silent = np.zeros(RATE, np.int16)
+    assert leading_silence_frames(silent, RATE, 25, 25) == 0  # silent clip: nothing to trim
+    late = np.concatenate([np.zeros(RATE - 640, np.int16), _speechlike(0.04)])
+    assert leading_silence_frames(late, RATE, 25, 25) == 23  # speech only in the last frame
+    assert leading_silence_frames(late, RATE, 25, 25, min_keep=5) == 20
+    assert leading_silence_frames(late, RATE, 25, 2) == 0
