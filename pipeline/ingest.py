@@ -177,6 +177,7 @@ def run_ingest(
     store = options.store.resolve()
     with store_lock(store):
         schemas.create_store(store, options.recipe, overwrite=options.overwrite)
+        schemas.sweep_staging(store)  # leftovers of killed tasks; we hold the only write lock
         book = ManifestBook(store, options.recipe.hash())
         todo = []
         for clip in clips:

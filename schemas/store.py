@@ -337,6 +337,16 @@ def _replace_dir(src: Path, dst: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
+def sweep_staging(store: str | Path) -> int:
+    """Delete what killed writers left in ``.staging/`` (call only while holding the lock)."""
+    staging = Path(store) / STAGING_DIR
+    removed = 0
+    for entry in staging.iterdir() if staging.exists() else ():
+        shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink(missing_ok=True)
+        removed += 1
+    return removed
+
+
 def read_clip_record(store: str | Path, clip_id: str) -> dict[str, Any] | None:
     """The manifest record committed with a clip, or None when it is not committed."""
     path = clip_dir(store, clip_id) / "zarr.json"

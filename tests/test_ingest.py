@@ -1,0 +1,220 @@
+"""Ingest end to end: real synthetic media, real ffmpeg and dlib, a real local Ray."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import dlib
+import numpy as np
+import pytest
+from cli_helpers import BIN, ingest_json, run_cli
+
+import schemas
+from pipeline.lock import store_lock
+
+HEADER = "source,target1,target2,method,category,type,race,gender,path,\n"
+
+
+def _store_digest(store: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(store)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(store.rglob("*"))
+        if p.is_file() and p.name != ".lock"
+    }
+
+
+def _csv_rows(root: Path) -> list[str]:
+    return (root / "meta_data.csv").read_text().splitlines()[1:]
+
+
+def test_every_clip_is_ingested_with_the_right_labels(
+    synth_root: Path, ingested_store: Path
+) -> None:
+    manifest = schemas.read_manifest(ingested_store).to_pylist()
+    assert len(manifest) == len(_csv_rows(synth_root)) == 12
+    assert all(row["status"] == "ok" for row in manifest), [r["error"] for r in manifest]
+    letters = {"A": "RARV", "B": "FARV", "C": "RAFV", "D": "FAFV"}
+    by_path = {row["path"]: row for row in manifest}
+    for line in _csv_rows(synth_root):
+        fields = line.split(",")
+        rel = "/".join([*fields[9].split("/")[1:], fields[8]])
+        row = by_path[rel]
+        assert row["category"] == letters[fields[4]]
+        assert row["identity"] == fields[0] and row["method"] == fields[3]
+        labels = schemas.labels_for(row["category"])
+        assert (row["audio_label"], row["video_label"], row["label"]) == (
+            labels.audio,
+            labels.video,
+            labels.overall,
+        )
+    for row in manifest:
+        video, audio = schemas.open_clip(ingested_store, row["clip_id"])
+        assert isinstance(video, np.memmap)
+        assert video.shape == (row["num_frames"], 112, 112, 3) and video.dtype == np.uint8
+        assert audio.shape == (row["num_frames"], 104) and audio.dtype == np.float32
+        assert np.isfinite(audio).all()
+        # 2-4 s at 25 fps
+        assert 50 <= row["num_frames"] <= 100
+        assert row["face_detection_rate"] > 0.8
+
+
+def test_face_crops_contain_the_face(ingested_store: Path) -> None:
+    detector = dlib.get_frontal_face_detector()
+    manifest = schemas.read_manifest(ingested_store).to_pylist()
+    hits = total = 0
+    for row in manifest:
+        video, _ = schemas.open_clip(ingested_store, row["clip_id"])
+        for frame in video[:: max(1, len(video) // 4)]:
+            faces = detector(np.ascontiguousarray(frame), 1)
+            total += 1
+            if faces:
+                # the face fills the centre of the crop
+                box = max(faces, key=lambda r: r.area())
+                centre = ((box.left() + box.right()) / 2, (box.top() + box.bottom()) / 2)
+                hits += abs(centre[0] - 56) < 20 and abs(centre[1] - 56) < 24
+    assert hits / total > 0.8, f"face found centred in {hits}/{total} crops"
+
+
+def test_rerun_processes_nothing_and_changes_no_byte(synth_root: Path, tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    _, first = ingest_json(synth_root, "--store", store, "--limit", "4")
+    assert first["submitted"] == 4 and first["ok"] == 4
+    before = _store_digest(store)
+    _, second = ingest_json(synth_root, "--store", store, "--limit", "4")
+    assert second["submitted"] == 0 and second["skipped"] == 4
+    assert _store_digest(store) == before
+
+    # Another recipe on the same store is refused, clearly, before any work.
+    proc = run_cli(
+        "mscct-pipeline", "ingest", synth_root, "--store", store, "--crop-size", "96", check=False
+    )
+    assert proc.returncode == 2
+    assert "another recipe" in proc.stderr and "crop_size: 112 != 96" in proc.stderr
+    assert _store_digest(store) == before
+
+
+def _small_copy(synth_root: Path, dest: Path, rows: int) -> Path:
+    """A copy of the first ``rows`` CSV rows of the synthetic dataset and their files."""
+    root = dest / "FakeAVCeleb_v1.2"
+    root.mkdir(parents=True)
+    kept = _csv_rows(synth_root)[:rows]
+    for line in kept:
+        fields = line.split(",")
+        rel = Path(*fields[9].split("/")[1:], fields[8])
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(synth_root / rel, root / rel)
+    (root / "meta_data.csv").write_text(HEADER + "".join(k + "\n" for k in kept))
+    return root
+
+
+def test_bad_rows_and_odd_names(synth_root: Path, tmp_path: Path) -> None:
+    root = _small_copy(synth_root, tmp_path / "data", rows=2)
+    good = _csv_rows(root)[0].split(",")
+    folder = Path(*good[9].split("/")[1:])
+    source = root / folder / good[8]
+    extra = []
+    for name in ("-leading-dash.mp4", "ünïcödé (1) clip.mp4"):
+        shutil.copy2(source, root / folder / name)
+        extra.append(",".join([*good[:8], name, good[9]]))
+    (root / folder / "broken.mp4").write_bytes(source.read_bytes()[:3000])
+    extra.append(",".join([*good[:8], "broken.mp4", good[9]]))
+    (tmp_path / "outside.mp4").write_bytes(source.read_bytes())
+    extra.append(",".join([*good[:8], "outside.mp4", "FakeAVCeleb/../.."]))
+    extra.append(",".join([*good[:8], "gone.mp4", good[9]]))
+    with (root / "meta_data.csv").open("a") as handle:
+        handle.write("".join(line + "\n" for line in extra))
+
+    store = tmp_path / "store"
+    _, summary = ingest_json(root, "--store", store)
+    rows = {r["path"].rsplit("/", 1)[1]: r for r in schemas.read_manifest(store).to_pylist()}
+    assert rows["-leading-dash.mp4"]["status"] == "ok"
+    assert rows["ünïcödé (1) clip.mp4"]["status"] == "ok"
+    assert rows["broken.mp4"]["status"] == "failed" and rows["broken.mp4"]["error"]
+    assert "outside.mp4" not in rows and "gone.mp4" not in rows
+    assert any("leaves the dataset root" in r for r in summary["refused"])
+    assert any("gone.mp4" in m for m in summary["missing"])
+    # the dash-named clip holds the same tensors as its original
+    same = rows[good[8]]["clip_id"], rows["-leading-dash.mp4"]["clip_id"]
+    np.testing.assert_array_equal(
+        schemas.open_clip(store, same[0])[0], schemas.open_clip(store, same[1])[0]
+    )
+    # the failed clip is not visible, and a rerun redoes only it
+    assert schemas.read_clip_record(store, rows["broken.mp4"]["clip_id"]) is None
+    _, again = ingest_json(root, "--store", store)
+    assert again["submitted"] == 1 and again["failed"] == 1
+
+
+def test_killed_driver_then_rerun_commits_every_clip_once(synth_root: Path, tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    cmd = [
+        str(BIN / "mscct-pipeline"),
+        "ingest",
+        str(synth_root),
+        "--store",
+        str(store),
+        "--workers",
+        "1",
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    clips = store / "clips"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if clips.exists() and len([p for p in clips.iterdir() if p.is_dir()]) >= 2:
+            break
+        time.sleep(0.1)
+    assert proc.poll() is None, "ingest finished before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    committed_before = {r["clip_id"]: r for r in schemas.committed_records(store)}
+    assert 2 <= len(committed_before) < 12
+
+    _, summary = ingest_json(synth_root, "--store", store)
+    assert summary["skipped"] >= len(committed_before)
+    assert summary["submitted"] + summary["skipped"] == 12 and summary["failed"] == 0
+    manifest = schemas.read_manifest(store).to_pylist()
+    ids = [r["clip_id"] for r in manifest]
+    assert len(ids) == len(set(ids)) == 12
+    assert all(r["status"] == "ok" for r in manifest)
+    committed = {r["clip_id"]: r for r in schemas.committed_records(store)}
+    assert set(committed) == set(ids)
+    for row in manifest:
+        assert committed[row["clip_id"]]["source_fingerprint"] == row["source_fingerprint"]
+        video, audio = schemas.open_clip(store, row["clip_id"])
+        assert len(video) == len(audio) == row["num_frames"]
+    for clip_id, record in committed_before.items():
+        assert committed[clip_id] == record  # committed clips were left untouched
+    assert not any((store / ".staging").iterdir())
+
+
+def test_a_second_writer_is_refused(synth_root: Path, tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    with store_lock(store):
+        proc = run_cli("mscct-pipeline", "ingest", synth_root, "--store", store, check=False)
+    assert proc.returncode == 2 and "being written by pid" in proc.stderr
+
+
+def test_nothing_to_process_exits_1(tmp_path: Path) -> None:
+    root = tmp_path / "FakeAVCeleb_v1.2"
+    (root / "RealVideo-RealAudio").mkdir(parents=True)
+    proc = run_cli("mscct-pipeline", "ingest", root, "--store", tmp_path / "s", check=False)
+    assert proc.returncode == 1 and "nothing could be processed" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    "bad", [["--categories", "XYZ"], ["--audio-features", "wav"], ["--workers", "0"]]
+)
+def test_bad_arguments_exit_2(synth_root: Path, tmp_path: Path, bad: list[str]) -> None:
+    proc = run_cli(
+        "mscct-pipeline", "ingest", synth_root, "--store", tmp_path / "s", *bad, check=False
+    )
+    assert proc.returncode == 2 and proc.stderr.strip().startswith("error:")
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "s" / "clips").exists() or os.listdir(tmp_path / "s" / "clips") == [
+        "zarr.json"
+    ]
