@@ -342,7 +342,10 @@ def sweep_staging(store: str | Path) -> int:
     staging = Path(store) / STAGING_DIR
     removed = 0
     for entry in staging.iterdir() if staging.exists() else ():
-        shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink(missing_ok=True)
+        if entry.is_dir():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
         removed += 1
     return removed
 

@@ -11,14 +11,19 @@ from pathlib import Path
 import pytest
 from cli_helpers import ingest_json
 
+from pipeline.synth import SynthSummary, make_dataset
+
 
 @pytest.fixture(scope="session")
-def synth_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """``FakeAVCeleb_v1.2`` folder with 3 clips per category (3 identities), seed 0."""
-    from pipeline.synth import make_dataset
+def synth_dataset(tmp_path_factory: pytest.TempPathFactory) -> SynthSummary:
+    """Three identities, each with one clip of every category (12 clips), seed 0."""
+    return make_dataset(tmp_path_factory.mktemp("synth") / "data", per_category=3, seed=0)
 
-    out = tmp_path_factory.mktemp("synth")
-    return make_dataset(out / "data", per_category=3, seed=0).root
+
+@pytest.fixture(scope="session")
+def synth_root(synth_dataset: SynthSummary) -> Path:
+    """The ``FakeAVCeleb_v1.2`` folder of ``synth_dataset``."""
+    return synth_dataset.root
 
 
 @pytest.fixture(scope="session")

@@ -26,12 +26,6 @@ from schemas.labels import LETTER_TO_CATEGORY, TYPE_DIR_TO_CATEGORY, labels_for
 SIZE = 224
 
 
-@pytest.fixture(scope="session")
-def synth_dataset(tmp_path_factory: pytest.TempPathFactory) -> SynthSummary:
-    """Three identities, each with one clip of every category (12 clips)."""
-    return make_dataset(tmp_path_factory.mktemp("synth") / "data", per_category=3, seed=0)
-
-
 @pytest.fixture(scope="module")
 def defect_dataset(tmp_path_factory: pytest.TempPathFactory) -> SynthSummary:
     return make_dataset(
