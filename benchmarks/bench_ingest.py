@@ -1,0 +1,166 @@
+"""Ingest throughput, as ratios measured in one run on the same synthetic files.
+
+    python -m benchmarks.bench_ingest [--per-category 8] [--naive-clips 6] [--data DIR]
+
+Measures, per core:
+
+- ``decode_only``: ffmpeg decoding each file to raw RGB at 25 fps and nothing else
+  (the bound no pipeline can beat);
+- ``naive``: the peer recipe (``benchmarks/naive_reference.py``: a ``.wav`` file,
+  dlib HOG with upsampling on every frame, per-frame Python crops);
+- ``pipeline``: this project's per-clip work (``preprocess_clip``) in one process,
+  with that process's peak RSS (what one Ray worker holds);
+- ``ray_1`` / ``ray_2``: the real ``run_ingest`` with 1 and 2 Ray workers (Ray started
+  and its workers warmed up first, so start-up is not counted).
+
+Targets (DESIGN.md): pipeline >= 5x naive, >= 50 % of decode_only, ray_2 >= 1.8x ray_1,
+peak RSS per worker < 1 GiB. Results go to ``benchmarks/results/ingest.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def clip_paths(root: Path) -> list[Path]:
+    from pipeline.scan import scan_dataset
+
+    scan = scan_dataset(root)
+    return [scan.root / c.path for c in scan.clips]
+
+
+def cpu_seconds() -> float:
+    """User + system CPU time of this process and its finished children (ffmpeg)."""
+    own, kids = (
+        resource.getrusage(resource.RUSAGE_SELF),
+        resource.getrusage(resource.RUSAGE_CHILDREN),
+    )
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def time_each(fn, paths: list[Path]) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    """Clips per wall second and per CPU second of ``fn`` applied to every path in turn.
+
+    Per CPU second is the honest "per core" figure: ffmpeg runs in its own process and
+    can overlap with Python on another core, which a wall clock would credit for free.
+    """
+    wall, cpu = time.perf_counter(), cpu_seconds()
+    for path in paths:
+        fn(path)
+    wall, cpu = time.perf_counter() - wall, cpu_seconds() - cpu
+    return {"wall": len(paths) / wall, "cpu": len(paths) / cpu}
+
+
+_WORKER = """
+import json, resource, sys
+from pathlib import Path
+from benchmarks.bench_ingest import time_each
+from pipeline.transform import preprocess_clip
+from schemas import Recipe
+paths = [Path(p) for p in json.loads(sys.argv[1])]
+preprocess_clip(paths[0], Recipe())  # warm imports and the detector
+rates = time_each(lambda p: preprocess_clip(p, Recipe()), paths)
+rates["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps(rates))
+"""
+
+
+def pipeline_in_one_process(paths: list[Path]) -> dict:
+    out = subprocess.run(
+        [sys.executable, "-c", _WORKER, json.dumps([str(p) for p in paths])],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def ray_ingest(root: Path, workers: int, work: Path) -> float:
+    """Clips/s of ``run_ingest`` with ``workers`` Ray workers, warm."""
+    import ray
+
+    from pipeline.ingest import IngestOptions, run_ingest
+
+    ray.init(num_cpus=workers, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    try:
+        warm = IngestOptions(store=work / f"warm{workers}", workers=workers, limit=2 * workers)
+        run_ingest(root, warm)
+        result = run_ingest(root, IngestOptions(store=work / f"store{workers}", workers=workers))
+        assert result.failed == 0, "benchmark clips must all ingest"
+        return result.submitted / result.elapsed_s
+    finally:
+        ray.shutdown()
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--per-category", type=int, default=8)
+    parser.add_argument("--naive-clips", type=int, default=6, help="the naive recipe is slow")
+    parser.add_argument("--data", type=Path, help="an existing dataset instead of a new one")
+    parser.add_argument("--out", type=Path, default=RESULTS / "ingest.json")
+    args = parser.parse_args(argv)
+
+    from benchmarks.naive_reference import decode_only, naive_process
+    from pipeline.synth import make_dataset
+
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        root = args.data or make_dataset(work / "data", per_category=args.per_category).root
+        paths = clip_paths(root)
+        decode_rate = time_each(decode_only, paths)
+        naive_dir = work / "naive"
+        naive_dir.mkdir()
+        naive_rate = time_each(lambda p: naive_process(p, naive_dir), paths[: args.naive_clips])
+        single = pipeline_in_one_process(paths)
+        ray_1 = ray_ingest(root, 1, work)
+        ray_2 = ray_ingest(root, 2, work)
+
+    def rounded(rates: dict[str, float]) -> dict[str, float]:
+        return {k: round(v, 3) for k, v in rates.items() if k in ("wall", "cpu")}
+
+    result = {
+        "clips": len(paths),
+        "cores": os.cpu_count(),
+        "clips_per_s": {
+            "decode_only": rounded(decode_rate),
+            "naive": rounded(naive_rate),
+            "pipeline": rounded(single),
+            "ray_1_worker": {"wall": round(ray_1, 3)},
+            "ray_2_workers": {"wall": round(ray_2, 3)},
+        },
+        "ratios_per_cpu_second": {
+            "pipeline_vs_naive": round(single["cpu"] / naive_rate["cpu"], 2),
+            "pipeline_vs_decode_only": round(single["cpu"] / decode_rate["cpu"], 3),
+        },
+        "ratios_wall": {
+            "pipeline_vs_naive": round(single["wall"] / naive_rate["wall"], 2),
+            "pipeline_vs_decode_only": round(single["wall"] / decode_rate["wall"], 3),
+            "scaling_2_vs_1_workers": round(ray_2 / ray_1, 2),
+        },
+        "targets": {
+            "pipeline_vs_naive": ">= 5",
+            "pipeline_vs_decode_only": ">= 0.5",
+            "scaling_2_vs_1_workers": ">= 1.8",
+            "peak_rss_per_worker_mib": "< 1024",
+        },
+        "peak_rss_per_worker_mib": round(single["peak_rss_mib"], 1),
+        "driver_peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2))
+    print(json.dumps(result, indent=2))
+    return result
+
+
+if __name__ == "__main__":
+    main()
