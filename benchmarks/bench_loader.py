@@ -1,0 +1,390 @@
+"""Loader benchmark: training windows per second from the store versus the alternatives.
+
+Run ``python benchmarks/bench_loader.py`` (about two minutes) or with ``--quick``
+(seconds). Writes ``benchmarks/results/loader.json`` and prints it.
+
+All methods read the same sequence of ``(clip, start)`` windows (the training
+windows of a few epochs), on the same clips, in one process, one after another:
+
+- ``store``: ``WindowDataset.__getitem__`` with training augmentation on (the full
+  item: memmap window copy, per-clip audio normalisation, shift/flip, float video);
+  ``store_noaug`` the same without augmentation; ``store_zstd`` the full item from
+  the zstd-layout store (zarr decode of the chunks the window touches);
+  ``store_read`` is only its read step (``read_window``: the uint8 window copied out
+  of the memory map plus normalised audio), the part that competes with the baselines;
+  like training with shuffling, nearly every window opens another clip.
+  ``store_read_open`` reads windows of clips that are already open: the copy alone.
+- ``on_the_fly``: what the peer code does per window: an ffmpeg process decodes the
+  clip's H.264 mp4 from a seek point and scales it to the crop size. The mp4 files
+  are encoded from the very frames in the store, at the stored crop size, so this
+  baseline decodes fewer pixels than the 224x224 originals would (a lower bound on
+  the speed-up) and computes no audio features.
+- ``zarr_zstd`` / ``zarr_raw``: ``zarr.open_array(...)[start:start + T]`` of video and
+  audio, on a store written with the zstd layout and on the raw layout.
+- ``memcpy_hot``: numpy copy of an in-memory array of the window's size (video and
+  audio bytes), as the brief defines it; it stays in the CPU cache, so it is the
+  ceiling of memory bandwidth. ``memcpy_ram``: the same bytes copied from one large
+  in-memory array of every clip at the windows' positions (RAM, not cache).
+
+Page cache: warm. Every store file is read once before timing, and each method
+runs a warm-up window; the figures are CPU cost, not disk speed. Methods are
+interleaved in rounds and the median round is reported, so that a busy machine
+slows all of them alike.
+
+RSS: VmRSS growth while reading every eval window of a store, versus a store ten
+times larger: flat means the reader's memory does not depend on the store size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import schemas  # noqa: E402
+from trainer.data import OPEN_CLIP_CACHE, ClipInfo, WindowDataset  # noqa: E402
+
+FPS = 25
+
+
+@dataclass(frozen=True)
+class Settings:
+    clips: int
+    frames: int
+    window: int
+    crop: int
+    budget_s: float
+    on_the_fly_windows: int
+    epochs: int
+
+
+DEFAULT = Settings(
+    clips=16, frames=100, window=16, crop=112, budget_s=3.0, on_the_fly_windows=32, epochs=4
+)
+QUICK = Settings(
+    clips=4, frames=40, window=16, crop=112, budget_s=0.3, on_the_fly_windows=4, epochs=2
+)
+
+
+# --------------------------------------------------------------------------- data
+
+
+def face_frames(number: int, num_frames: int, crop: int) -> np.ndarray:
+    """``(T, crop, crop, 3)`` uint8: a real face (scikit-image's astronaut) that drifts a
+    little over time, so that H.264 sees realistic content and motion."""
+    from skimage.data import astronaut
+
+    image = astronaut()  # (512, 512, 3)
+    size = 2 * crop  # downsample a 2x region by mean pooling: the face fills the crop
+    frames = np.empty((num_frames, crop, crop, 3), dtype=np.uint8)
+    for t in range(num_frames):
+        dy = 20 + round(6 * np.sin((t + 5 * number) / 7))
+        dx = 140 + round(6 * np.cos((t + 3 * number) / 11))
+        region = image[dy : dy + size, dx : dx + size].astype(np.float32)
+        frames[t] = region.reshape(crop, 2, crop, 2, 3).mean(axis=(1, 3)).astype(np.uint8)
+    return frames
+
+
+def build_store(path: Path, clips: int, frames: int, crop: int, layout: str) -> list[ClipInfo]:
+    recipe = schemas.Recipe(crop_size=crop, layout=layout)
+    schemas.create_store(path, recipe)
+    rng = np.random.default_rng(0)
+    infos = []
+    for number in range(clips):
+        clip_id = f"c{number:05d}"
+        video = face_frames(number, frames, crop)
+        audio = rng.normal(size=(frames, schemas.AUDIO_CHANNELS)).astype(np.float32)
+        schemas.write_clip(path, clip_id, video, audio, {"clip_id": clip_id}, recipe)
+        infos.append(ClipInfo(clip_id, "RARV", f"id{number}", 0, 0, 0, frames))
+    return infos
+
+
+def encode_mp4(video: np.ndarray, path: Path) -> None:
+    import ffmpeg
+
+    size = f"{video.shape[2]}x{video.shape[1]}"
+    (
+        ffmpeg.input("pipe:", format="rawvideo", pix_fmt="rgb24", s=size, framerate=FPS)
+        .output(str(path), vcodec="libx264", pix_fmt="yuv420p")
+        .overwrite_output()
+        .run(input=video.tobytes(), quiet=True)
+    )
+
+
+def warm_page_cache(path: Path) -> int:
+    total = 0
+    for root, _, files in os.walk(path):
+        for name in files:
+            total += len(Path(root, name).read_bytes())
+    return total
+
+
+def rss_bytes() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmRSS in /proc/self/status")
+
+
+# --------------------------------------------------------------------------- methods
+
+
+Window = tuple[int, int, int, int]  # (epoch, item, clip_index, start)
+
+
+def measure(
+    methods: dict[str, Callable[[Window], object]],
+    windows: list[Window],
+    budget_s: float,
+    caps: dict[str, int],
+    rounds: int = 6,
+) -> dict[str, dict]:
+    """Windows per second of each method, interleaved: every round gives each method a
+    slice of ``budget_s / rounds`` seconds (or ``caps[name]`` windows per round), so that a
+    change of machine load hits all methods alike. Reports the median over rounds."""
+    for fn in methods.values():  # warm-up pass
+        fn(windows[0])
+    rates: dict[str, list[float]] = {name: [] for name in methods}
+    counts = dict.fromkeys(methods, 0)
+    position = dict.fromkeys(methods, 0)
+    for _ in range(rounds):
+        for name, fn in methods.items():
+            count, start = 0, time.perf_counter()
+            while count < caps.get(name, 10**9):
+                fn(windows[position[name] % len(windows)])
+                position[name] += 1
+                count += 1
+                if time.perf_counter() - start >= budget_s / rounds:
+                    break
+            rates[name].append(count / (time.perf_counter() - start))
+            counts[name] += count
+    return {
+        name: {
+            "windows_per_s": float(np.median(r)),
+            "min": float(min(r)),
+            "max": float(max(r)),
+            "windows": counts[name],
+        }
+        for name, r in rates.items()
+    }
+
+
+def on_the_fly(mp4s: list[Path], window: int, crop: int) -> Callable[[Window], object]:
+    import ffmpeg
+
+    def read(w: Window) -> np.ndarray:
+        _, _, clip_index, start = w
+        out, _ = (
+            ffmpeg.input(str(mp4s[clip_index]), ss=f"{start / FPS:.6f}")
+            .filter("scale", crop, crop)
+            .output("pipe:", format="rawvideo", pix_fmt="rgb24", vframes=window)
+            .run(capture_stdout=True, capture_stderr=True)
+        )
+        frames = np.frombuffer(out, dtype=np.uint8).reshape(-1, crop, crop, 3)
+        if frames.shape[0] != window:
+            raise RuntimeError(f"decoded {frames.shape[0]} frames, wanted {window}")
+        return frames
+
+    return read
+
+
+def zarr_reader(store: Path, clips: list[ClipInfo], window: int) -> Callable[[Window], object]:
+    import zarr
+
+    def read(w: Window) -> tuple[np.ndarray, np.ndarray]:
+        _, _, clip_index, start = w
+        clip_id = clips[clip_index].clip_id
+        video = zarr.open_array(str(schemas.array_spec(store, clip_id, "video").path), mode="r")
+        audio = zarr.open_array(str(schemas.array_spec(store, clip_id, "audio").path), mode="r")
+        return video[start : start + window], audio[start : start + window]
+
+    return read
+
+
+# --------------------------------------------------------------------------- RSS
+
+
+def rss_growth(store: Path, clips: list[ClipInfo], window: int) -> dict:
+    ds = WindowDataset(store, clips, window, train=False)
+    for i in range(min(32, len(ds))):
+        ds[i]
+    before = peak = rss_bytes()
+    for i in range(len(ds)):
+        ds[i]
+        if i % 20 == 0:
+            peak = max(peak, rss_bytes())
+    peak = max(peak, rss_bytes())
+    return {"clips": len(clips), "windows": len(ds), "rss_growth_bytes": peak - before}
+
+
+# --------------------------------------------------------------------------- main
+
+
+def run(settings: Settings, work: Path) -> dict:
+    s = settings
+    t0 = time.perf_counter()
+    raw_clips = build_store(work / "raw", s.clips, s.frames, s.crop, "raw")
+    build_store(work / "zstd", s.clips, s.frames, s.crop, "zstd")
+    big_clips = build_store(work / "raw10x", 10 * s.clips, s.frames, s.crop, "raw")
+    mp4s = []
+    for clip in raw_clips:
+        video, _ = schemas.open_clip(work / "raw", clip.clip_id)
+        mp4s.append(work / f"{clip.clip_id}.mp4")
+        encode_mp4(np.asarray(video), mp4s[-1])
+    setup_s = time.perf_counter() - t0
+    sizes = {name: warm_page_cache(work / name) for name in ("raw", "zstd", "raw10x")}
+    mp4_bytes = sum(p.stat().st_size for p in mp4s)
+
+    train = WindowDataset(work / "raw", raw_clips, s.window, train=True, seed=0)
+    windows: list[Window] = []
+    for epoch in range(s.epochs):
+        train.set_epoch(epoch)
+        windows += [(epoch, i, *train.item_window(i)) for i in range(len(train))]
+
+    def store_item(w: Window) -> object:
+        train.set_epoch(w[0])
+        return train[w[1]]
+
+    def store_read(w: Window) -> object:
+        return train.read_window(w[2], w[3])
+
+    # Windows of clips that stay open (fewer clips than the reader's LRU): the copy
+    # alone, without the per-clip open (metadata, mmap, audio statistics).
+    open_windows = [w for w in windows if w[2] < min(OPEN_CLIP_CACHE, len(raw_clips))]
+
+    def store_read_open(w: Window) -> object:
+        v = open_windows[w[1] % len(open_windows)]
+        return train.read_window(v[2], v[3])
+
+    plain = WindowDataset(work / "raw", raw_clips, s.window, train=True, seed=0, augment=False)
+
+    def store_noaug_item(w: Window) -> object:
+        plain.set_epoch(w[0])
+        return plain[w[1]]
+
+    zstd_ds = WindowDataset(work / "zstd", raw_clips, s.window, train=True, seed=0)
+
+    def store_zstd_item(w: Window) -> object:
+        zstd_ds.set_epoch(w[0])
+        return zstd_ds[w[1]]
+
+    frame_bytes = s.crop * s.crop * 3
+    hot_video = np.ones((s.window, s.crop, s.crop, 3), dtype=np.uint8)
+    hot_audio = np.ones((s.window, schemas.AUDIO_CHANNELS), dtype=np.float32)
+
+    def memcpy_hot(w: Window) -> object:
+        return hot_video.copy(), hot_audio.copy()
+
+    all_video = np.concatenate(
+        [np.asarray(schemas.open_clip(work / "raw", c.clip_id)[0]) for c in raw_clips]
+    )
+    all_audio = np.concatenate(
+        [np.asarray(schemas.open_clip(work / "raw", c.clip_id)[1]) for c in raw_clips]
+    )
+
+    def memcpy_ram(w: Window) -> object:
+        first = w[2] * s.frames + w[3]
+        span = slice(first, first + s.window)
+        return all_video[span].copy(), all_audio[span].copy()
+
+    methods = {
+        "store": store_item,
+        "store_noaug": store_noaug_item,
+        "store_read": store_read,
+        "store_read_open": store_read_open,
+        "store_zstd": store_zstd_item,
+        "on_the_fly": on_the_fly(mp4s, s.window, s.crop),
+        "zarr_zstd": zarr_reader(work / "zstd", raw_clips, s.window),
+        "zarr_raw": zarr_reader(work / "raw", raw_clips, s.window),
+        "memcpy_hot": memcpy_hot,
+        "memcpy_ram": memcpy_ram,
+    }
+    rounds = 6
+    caps = {"on_the_fly": max(1, s.on_the_fly_windows // rounds)}
+    results = measure(methods, windows, s.budget_s, caps, rounds)
+
+    wps = {name: r["windows_per_s"] for name, r in results.items()}
+    best_zarr = max(wps["zarr_zstd"], wps["zarr_raw"])
+    ratios = {
+        "store / on_the_fly": wps["store"] / wps["on_the_fly"],
+        "store / zarr (best of zstd, raw)": wps["store"] / best_zarr,
+        "store / zarr_zstd": wps["store"] / wps["zarr_zstd"],
+        "store_zstd / zarr_zstd": wps["store_zstd"] / wps["zarr_zstd"],
+        "store_read / zarr (best of zstd, raw)": wps["store_read"] / best_zarr,
+        "store / memcpy_hot": wps["store"] / wps["memcpy_hot"],
+        "store_read / memcpy_hot": wps["store_read"] / wps["memcpy_hot"],
+        "store_read / memcpy_ram": wps["store_read"] / wps["memcpy_ram"],
+        "store_read_open / memcpy_hot": wps["store_read_open"] / wps["memcpy_hot"],
+        "store_read_open / memcpy_ram": wps["store_read_open"] / wps["memcpy_ram"],
+    }
+    small = rss_growth(work / "raw", raw_clips, s.window)
+    big = rss_growth(work / "raw10x", big_clips, s.window)
+    small["store_bytes"], big["store_bytes"] = sizes["raw"], sizes["raw10x"]
+    rss_added = big["rss_growth_bytes"] - small["rss_growth_bytes"]
+    # Like for like: store_read and the baselines all deliver the raw window; the full
+    # item also converts to normalised float32 (4x the bytes) and augments.
+    targets = {
+        "store / on_the_fly >= 20": ratios["store / on_the_fly"] >= 20,
+        "store_read / zarr >= 5": ratios["store_read / zarr (best of zstd, raw)"] >= 5,
+        "store (full item) / zarr >= 5": ratios["store / zarr (best of zstd, raw)"] >= 5,
+        "store_read / memcpy_hot >= 0.5": ratios["store_read / memcpy_hot"] >= 0.5,
+        "store_read / memcpy_ram >= 0.5": ratios["store_read / memcpy_ram"] >= 0.5,
+        "store_read_open / memcpy_ram >= 0.5": ratios["store_read_open / memcpy_ram"] >= 0.5,
+        # "flat": the 10x store may not add more than a few MiB over the small one.
+        "rss flat (10x store adds < 8 MiB)": rss_added < 8 * 2**20,
+    }
+    return {
+        "benchmark": "loader",
+        "settings": s.__dict__,
+        "window_bytes": s.window * (frame_bytes + schemas.AUDIO_CHANNELS * 4),
+        "page_cache": "warm: every store file read once before timing",
+        "timing": "methods interleaved in 6 rounds; median windows/s per method",
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "load_avg_1m": os.getloadavg()[0],
+        },
+        "bytes_on_disk": {**sizes, "mp4": mp4_bytes},
+        "setup_s": setup_s,
+        "results": results,
+        "ratios": ratios,
+        "rss": {"store": small, "store_10x": big},
+        "targets_met": targets,
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smoke run in seconds")
+    parser.add_argument("--window", type=int, help="frames per window (default 16)")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "loader.json")
+    parser.add_argument(
+        "--workdir", type=Path, help="where to build the stores (default: a temp dir)"
+    )
+    args = parser.parse_args(argv)
+    settings = QUICK if args.quick else DEFAULT
+    if args.window:
+        settings = Settings(**{**settings.__dict__, "window": args.window})
+    with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
+        report = run(settings, Path(tmp))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,80 @@
+"""Ingest on a real multi-node Ray cluster (two raylets on loopback), losing a node mid-run."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from cli_helpers import BIN, ingest_json
+
+import schemas
+
+
+@pytest.fixture()
+def cluster():
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(
+        initialize_head=True,
+        head_node_args={
+            "num_cpus": 1,
+            "include_dashboard": False,
+            "object_store_memory": 100 * 2**20,
+        },
+    )
+    try:
+        yield cluster
+    finally:
+        cluster.shutdown()
+
+
+def _worker_node(cluster):
+    return cluster.add_node(num_cpus=1, object_store_memory=100 * 2**20)
+
+
+def test_ingest_spreads_over_nodes_and_survives_losing_one(
+    cluster, synth_root: Path, tmp_path: Path
+) -> None:
+    doomed = _worker_node(cluster)
+    survivor = _worker_node(cluster)
+    cluster.wait_for_nodes()
+    store = tmp_path / "store"
+    cmd = [
+        str(BIN / "mscct-pipeline"),
+        "ingest",
+        str(synth_root),
+        "--store",
+        str(store),
+        "--address",
+        cluster.address,
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    clips = store / "clips"
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and proc.poll() is None:
+        if clips.exists() and sum(p.is_dir() for p in clips.iterdir()) >= 3:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "ingest finished before a node could be killed"
+    cluster.remove_node(doomed, allow_graceful=False)  # SIGKILL its raylet and workers
+    _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 0, stderr
+
+    manifest = schemas.read_manifest(store).to_pylist()
+    ids = [r["clip_id"] for r in manifest]
+    assert len(ids) == len(set(ids)) == 12
+    assert all(r["status"] == "ok" for r in manifest), [r["error"] for r in manifest]
+    committed = {r["clip_id"]: r for r in schemas.committed_records(store)}
+    assert set(committed) == set(ids)
+    nodes = {r["node_id"] for r in manifest}
+    assert len(nodes) >= 2, f"all clips ran on one node: {nodes}"
+    assert nodes <= {cluster.head_node.node_id, doomed.node_id, survivor.node_id}
+    for row in manifest:
+        video, audio = schemas.open_clip(store, row["clip_id"])
+        assert len(video) == len(audio) == row["num_frames"]
+
+    # the same command again, against the smaller cluster, has nothing left to do
+    _, again = ingest_json(synth_root, "--store", store, "--address", cluster.address)
+    assert again["submitted"] == 0 and again["skipped"] == 12

@@ -1,0 +1,456 @@
+"""The trainer's store reader: split membership, window contents, determinism, memory."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+import schemas
+import trainer.data as data
+from trainer.augment import ShiftFlip, shift_flip, write_planes
+from trainer.data import (
+    VIDEO_MEAN,
+    VIDEO_STD,
+    ClipInfo,
+    WindowDataset,
+    eval_starts,
+    mean_by_clip,
+    split_clips,
+)
+
+CROP = 32
+CATEGORY_CYCLE = schemas.CATEGORIES
+
+
+def frame_video(num_frames: int, clip_number: int) -> np.ndarray:
+    """``(T, S, S, 3)`` uint8: channel 0 holds the frame index, channel 1 the clip number,
+    channel 2 a per-pixel pattern (so that a shift or flip is visible)."""
+    video = np.empty((num_frames, CROP, CROP, 3), dtype=np.uint8)
+    video[..., 0] = (np.arange(num_frames) % 256)[:, None, None]
+    video[..., 1] = clip_number % 256
+    yy, xx = np.mgrid[0:CROP, 0:CROP]
+    video[..., 2] = (yy * 7 + xx * 3) % 251
+    return video
+
+
+def frame_audio(num_frames: int, rng: np.random.Generator) -> np.ndarray:
+    """``(T, 104)``: channel 0 holds the frame index, the others random with offsets."""
+    audio = rng.normal(5.0, 3.0, size=(num_frames, schemas.AUDIO_CHANNELS)).astype(np.float32)
+    audio[:, 0] = np.arange(num_frames)
+    return audio
+
+
+def manifest_row(clip_id: str, number: int, num_frames: int, status: str = "ok") -> dict:
+    category = CATEGORY_CYCLE[number % 4]
+    labels = schemas.labels_for(category)
+    return {
+        "clip_id": clip_id,
+        "path": f"{clip_id}.mp4",
+        "category": category,
+        "audio_label": labels.audio,
+        "video_label": labels.video,
+        "label": labels.overall,
+        "identity": f"id{number // 4:05d}",
+        "method": "real" if category == "RARV" else "synthetic",
+        "num_frames": num_frames if status == "ok" else 0,
+        "source_fingerprint": f"fp{number}",
+        "recipe_hash": "test",
+        "status": status,
+        "error": "" if status == "ok" else "broken",
+    }
+
+
+def build_store(
+    path: Path,
+    lengths: list[int],
+    *,
+    layout: str = "raw",
+    seed: int = 0,
+    with_split: bool = True,
+) -> list[ClipInfo]:
+    """A store of clips ``c0000, c0001, ...`` with the given lengths; all in one 'train'
+    part of split 'default' (plus, when ``with_split``). Returns their ClipInfo."""
+    recipe = schemas.Recipe(crop_size=CROP, layout=layout)
+    schemas.create_store(path, recipe)
+    rng = np.random.default_rng(seed)
+    rows, split_rows, infos = [], [], []
+    for number, num_frames in enumerate(lengths):
+        clip_id = f"c{number:04d}"
+        row = manifest_row(clip_id, number, num_frames)
+        schemas.write_clip(
+            path,
+            clip_id,
+            frame_video(num_frames, number),
+            frame_audio(num_frames, rng),
+            row,
+            recipe,
+        )
+        rows.append(row)
+        part = schemas.SPLITS[number % 3]
+        split_rows.append(
+            {
+                "clip_id": clip_id,
+                "split": part,
+                "category": row["category"],
+                "identity": row["identity"],
+                "label": row["label"],
+            }
+        )
+        infos.append(
+            ClipInfo(
+                clip_id=clip_id,
+                category=row["category"],
+                identity=row["identity"],
+                audio_label=row["audio_label"],
+                video_label=row["video_label"],
+                label=row["label"],
+                num_frames=num_frames,
+            )
+        )
+    schemas.write_manifest(path, schemas.rows_to_table(rows, schemas.MANIFEST_SCHEMA))
+    if with_split:
+        table = schemas.rows_to_table(split_rows, schemas.SPLIT_SCHEMA)
+        schemas.write_split(path, "default", table, {"seed": 0})
+    return infos
+
+
+LENGTHS = [1, 5, 23, 40, 17, 64, 8, 9]
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[ClipInfo]]:
+    path = tmp_path_factory.mktemp("data") / "store"
+    return path, build_store(path, LENGTHS)
+
+
+def video_bytes(video: torch.Tensor) -> np.ndarray:
+    """Undo the normalisation: ``(3, T, S, S)`` float -> ``(T, S, S, 3)`` uint8 values."""
+    mean = torch.tensor(VIDEO_MEAN).view(3, 1, 1, 1)
+    std = torch.tensor(VIDEO_STD).view(3, 1, 1, 1)
+    raw = ((video * std + mean) * 255.0).round().clamp(0, 255).to(torch.uint8)
+    return raw.permute(1, 2, 3, 0).numpy()
+
+
+def audio_frame_index(audio: torch.Tensor, num_frames: int) -> np.ndarray:
+    """Recover channel 0 (= frame index) of per-clip normalised audio of a clip of T frames."""
+    t = np.arange(num_frames, dtype=np.float64)
+    return audio[:, 0].double().numpy() * np.sqrt(t.var() + data.AUDIO_EPS) + t.mean()
+
+
+# --------------------------------------------------------------------------- windows
+
+
+def test_eval_windows_hold_the_right_frames(store: tuple[Path, list[ClipInfo]]) -> None:
+    path, clips = store
+    window = 8
+    ds = WindowDataset(path, clips, window, train=False, eval_stride=6)
+    assert len(ds) == len(ds.windows) > len(clips)
+    for i in range(len(ds)):
+        item = ds[i]
+        clip_index, start = ds.windows[i]
+        clip = clips[clip_index]
+        n = min(window, clip.num_frames - start)
+        assert item["video"].shape == (3, window, CROP, CROP)
+        assert item["audio"].shape == (window, schemas.AUDIO_CHANNELS)
+        assert item["video"].dtype == item["audio"].dtype == torch.float32
+        assert item["mask"].tolist() == [True] * n + [False] * (window - n)
+        frames = video_bytes(item["video"][:, :n])
+        assert frames[..., 0, 0, 0].tolist() == list(range(start, start + n))
+        assert (frames[..., 1] == clip_index).all()
+        assert (frames[..., 2] == frame_video(1, 0)[0, ..., 2]).all()
+        # Audio frame t is video frame t.
+        np.testing.assert_allclose(
+            audio_frame_index(item["audio"][:n], clip.num_frames),
+            np.arange(start, start + n),
+            atol=1e-3,
+        )
+        assert not item["video"][:, n:].any() and not item["audio"][n:].any()
+        assert int(item["clip_index"]) == clip_index
+        assert int(item["label"]) == clip.label and int(item["audio_label"]) == clip.audio_label
+        assert int(item["video_label"]) == clip.video_label
+        assert item["label"].dtype == item["clip_index"].dtype == torch.int64
+
+
+def test_single_frame_clip_and_short_clips(store: tuple[Path, list[ClipInfo]]) -> None:
+    path, clips = store
+    ds = WindowDataset(path, [clips[0], clips[1]], 16, train=True)
+    one, five = ds[0], ds[1]
+    assert one["mask"].sum() == 1 and five["mask"].sum() == 5
+    # A single frame has zero variance: normalised audio is 0, not NaN.
+    assert torch.isfinite(one["audio"]).all() and not one["audio"].any()
+    assert ds.item_window(0) == (0, 0) and ds.item_window(1) == (1, 0)
+
+
+@pytest.mark.parametrize("window", [1, 3, 8, 16])
+def test_eval_starts_cover_every_frame(window: int) -> None:
+    for num_frames in range(1, 60):
+        for stride in range(1, window + 1):
+            starts = eval_starts(num_frames, window, stride)
+            covered = np.zeros(num_frames, dtype=bool)
+            for start in starts:
+                assert start >= 0 and (start + window <= num_frames or start == 0)
+                covered[start : start + window] = True
+            assert covered.all(), (num_frames, window, stride, starts)
+            assert starts == sorted(set(starts))
+    with pytest.raises(ValueError):
+        eval_starts(10, 4, 5)
+
+
+def test_eval_windows_are_deterministic(store: tuple[Path, list[ClipInfo]]) -> None:
+    path, clips = store
+    a = WindowDataset(path, clips, 8, train=False, seed=1)
+    torch.manual_seed(123)
+    np.random.seed(123)
+    b = WindowDataset(path, clips, 8, train=False, seed=2)
+    assert a.windows == b.windows
+    for i in range(len(a)):
+        assert torch.equal(a[i]["video"], b[i]["video"])
+    with pytest.raises(ValueError, match="eval_stride"):
+        WindowDataset(path, clips, 8, train=False, eval_stride=9)
+
+
+def test_train_windows_reproducible_and_vary_by_epoch(store: tuple[Path, list[ClipInfo]]) -> None:
+    path, clips = store
+
+    def epoch_items(seed: int, epoch: int) -> list[dict[str, torch.Tensor]]:
+        ds = WindowDataset(path, clips, 4, train=True, seed=seed)
+        ds.set_epoch(epoch)
+        torch.manual_seed(epoch * 1000 + seed)  # global state must not matter
+        np.random.seed(epoch * 1000 + seed)
+        return [ds[i] for i in range(len(ds))]
+
+    first, again = epoch_items(0, 0), epoch_items(0, 0)
+    for x, y in zip(first, again, strict=True):
+        assert all(torch.equal(x[k], y[k]) for k in x)
+    ds = WindowDataset(path, clips, 4, train=True)
+    starts = {}
+    for epoch in range(3):
+        ds.set_epoch(epoch)
+        starts[epoch] = [ds.item_window(i)[1] for i in range(len(ds))]
+    assert starts[0] != starts[1] != starts[2]
+    other_seed = epoch_items(1, 0)
+    assert any(
+        not torch.equal(x["video"], y["video"]) for x, y in zip(first, other_seed, strict=True)
+    )
+    # Starts stay inside the clip; a clip no longer than the window starts at 0.
+    for i, clip in enumerate(clips):
+        assert 0 <= starts[0][i] <= max(clip.num_frames - 4, 0)
+
+
+def test_audio_is_normalised_per_clip(store: tuple[Path, list[ClipInfo]]) -> None:
+    path, clips = store
+    longest = max(range(len(clips)), key=lambda i: clips[i].num_frames)
+    clip = clips[longest]
+    ds = WindowDataset(path, [clip], clip.num_frames, train=False)
+    audio = ds[0]["audio"].double()
+    assert audio.mean(0).abs().max() < 1e-5
+    assert (audio.std(0, unbiased=False) - 1).abs().max() < 1e-3
+    # A window is normalised with the whole clip's statistics, not its own.
+    part = WindowDataset(path, [clip], 8, train=False)[0]["audio"]
+    torch.testing.assert_close(part, ds[0]["audio"][:8])
+
+
+def test_training_augmentation_is_one_shift_and_flip_per_window(tmp_path: Path) -> None:
+    lengths = [12] * 6
+    clips = build_store(tmp_path / "s", lengths)
+    ds = WindowDataset(tmp_path / "s", clips, 6, train=True, seed=3)
+    assert ds.augment and ds.max_shift >= 1
+    pattern = frame_video(1, 0)[0, ..., 2]
+    p = ds.max_shift
+    candidates = {
+        (dy, dx, flip): shift_flip(pattern[None, ..., None], dy, dx, p, flip)[0, ..., 0]
+        for dy in range(-p, p + 1)
+        for dx in range(-p, p + 1)
+        for flip in (False, True)
+    }
+    seen = set()
+    for epoch in range(4):
+        ds.set_epoch(epoch)
+        for i in range(len(ds)):
+            frames = video_bytes(ds[i]["video"])[..., 2]
+            assert (frames == frames[:1]).all(), "every frame of a window gets the same transform"
+            match = [key for key, img in candidates.items() if np.array_equal(img, frames[0])]
+            assert match, "augmented frame is not a shifted / flipped crop of the original"
+            seen.update(match)
+    assert len(seen) > 3 and {k[2] for k in seen} == {False, True}
+    plain = WindowDataset(tmp_path / "s", clips, 6, train=True, seed=3, augment=False)
+    np.testing.assert_array_equal(
+        video_bytes(plain[0]["video"])[..., 2], pattern[None].repeat(6, 0)
+    )
+
+
+def test_shift_flip_moves_pixels() -> None:
+    image = np.arange(5 * 6, dtype=np.uint8).reshape(1, 5, 6, 1)
+    right = shift_flip(image, 0, 1, 2, False)  # content moves left: out[x] = in[x + 1]
+    np.testing.assert_array_equal(right[0, :, :-1, 0], image[0, :, 1:, 0])
+    np.testing.assert_array_equal(right[0, :, -1, 0], image[0, :, -2, 0])  # reflected border
+    down = shift_flip(image, -1, 0, 2, True)
+    np.testing.assert_array_equal(down[0, 1:, :, 0], image[0, :-1, ::-1, 0])
+    assert right.flags.c_contiguous and down.flags.c_contiguous
+    with pytest.raises(ValueError):
+        shift_flip(image, 3, 0, 2, False)
+
+
+def test_dataloader_workers_give_the_same_batches(store: tuple[Path, list[ClipInfo]]) -> None:
+    path, clips = store
+    ds = WindowDataset(path, clips, 8, train=True, seed=5)
+    ds[0]  # opens a clip in the parent: workers must not depend on it
+
+    def batches(workers: int, epoch: int) -> list[dict[str, torch.Tensor]]:
+        ds.set_epoch(epoch)
+        loader = DataLoader(ds, batch_size=3, shuffle=False, num_workers=workers)
+        return list(loader)
+
+    serial, parallel = batches(0, 1), batches(2, 1)
+    assert len(serial) == len(parallel) == 3
+    assert serial[0]["video"].shape == (3, 3, 8, CROP, CROP)
+    assert serial[0]["mask"].dtype == torch.bool and serial[0]["label"].shape == (3,)
+    for x, y in zip(serial, parallel, strict=True):
+        assert x.keys() == y.keys() and all(torch.equal(x[k], y[k]) for k in x)
+    other_epoch = batches(2, 2)
+    assert any(
+        not torch.equal(x["video"], y["video"]) for x, y in zip(serial, other_epoch, strict=True)
+    )
+
+
+def test_zstd_layout_reads_the_same_values(tmp_path: Path) -> None:
+    lengths = [1, 30, 57]  # crosses the compressed chunk boundaries (25 frames)
+    raw_clips = build_store(tmp_path / "raw", lengths, layout="raw")
+    zstd_clips = build_store(tmp_path / "zstd", lengths, layout="zstd")
+    assert schemas.array_spec(tmp_path / "raw", "c0001", "video").raw
+    assert not schemas.array_spec(tmp_path / "zstd", "c0001", "video").raw
+    for train in (False, True):
+        raw = WindowDataset(tmp_path / "raw", raw_clips, 20, train=train, eval_stride=7)
+        zstd = WindowDataset(tmp_path / "zstd", zstd_clips, 20, train=train, eval_stride=7)
+        assert len(raw) == len(zstd)
+        for i in range(len(raw)):
+            x, y = raw[i], zstd[i]
+            assert all(torch.equal(x[k], y[k]) for k in x)
+
+
+def test_length_mismatch_with_the_manifest_is_reported(store: tuple[Path, list[ClipInfo]]) -> None:
+    path, clips = store
+    wrong = ClipInfo(**{**clips[3].__dict__, "num_frames": clips[3].num_frames + 1})
+    ds = WindowDataset(path, [wrong], 8, train=False)
+    with pytest.raises(schemas.StoreError, match="c0003"):
+        ds[0]
+
+
+def test_mean_by_clip() -> None:
+    values = torch.tensor([1.0, 3.0, 10.0, 5.0])
+    index = torch.tensor([0, 0, 2, 0])
+    means = mean_by_clip(values, index, 3)
+    assert means[0] == 3.0 and means[2] == 10.0 and torch.isnan(means[1])
+
+
+# --------------------------------------------------------------------------- splits
+
+
+def test_split_clips_joins_split_and_manifest(store: tuple[Path, list[ClipInfo]]) -> None:
+    path, clips = store
+    parts = split_clips(path)
+    assert set(parts) == {"train", "val", "test"}
+    by_id = {c.clip_id: c for c in clips}
+    assert sorted(c.clip_id for p in parts.values() for c in p) == sorted(by_id)
+    for name, members in parts.items():
+        assert [c.clip_id for c in members] == sorted(c.clip_id for c in members)
+        for clip in members:
+            assert clip == by_id[clip.clip_id]
+            assert schemas.SPLITS[int(clip.clip_id[1:]) % 3] == name
+    with pytest.raises(schemas.StoreError, match="no split 'other'"):
+        split_clips(path, "other")
+
+
+def test_split_clips_refuses_a_split_that_no_longer_matches_the_store(tmp_path: Path) -> None:
+    path = tmp_path / "s"
+    build_store(path, [3, 4, 5, 6])
+    split_clips(path)
+    schemas.remove_clip(path, "c0002")
+    with pytest.raises(schemas.StoreError, match=r"not committed: c0002\b"):
+        split_clips(path)
+
+    path2 = tmp_path / "s2"
+    build_store(path2, [3, 4, 5])
+    rows = [manifest_row("c0000", 0, 3), manifest_row("c0001", 1, 4, status="failed")]
+    schemas.write_manifest(path2, schemas.rows_to_table(rows, schemas.MANIFEST_SCHEMA))
+    with pytest.raises(schemas.StoreError) as err:
+        split_clips(path2)
+    assert "missing from the manifest: c0002" in str(err.value)
+    assert "not ok: c0001" in str(err.value)
+
+
+# --------------------------------------------------------------------------- memory
+
+
+def rss_bytes() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmRSS")
+
+
+def test_resident_memory_does_not_grow_with_the_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    num_clips, num_frames = 200, 120
+    clips = build_store(tmp_path / "s", [num_frames] * num_clips, with_split=False)
+    store_bytes = num_clips * num_frames * (CROP * CROP * 3 + schemas.AUDIO_CHANNELS * 4)
+
+    def growth_reading_everything() -> int:
+        ds = WindowDataset(tmp_path / "s", clips, 16, train=False)
+        for i in range(32):  # warm up allocator and cache before the baseline
+            ds[i]
+        before = rss_bytes()
+        peak = before
+        for i in range(len(ds)):
+            ds[i]
+            if i % 50 == 0:
+                peak = max(peak, rss_bytes())
+        return max(peak, rss_bytes()) - before
+
+    bounded = growth_reading_everything()
+    assert bounded < store_bytes / 8, (bounded, store_bytes)
+    # Control: keeping every clip mapped must show up, or this test measures nothing.
+    monkeypatch.setattr(data, "OPEN_CLIP_CACHE", 10**6)
+    unbounded = growth_reading_everything()
+    assert unbounded > store_bytes / 2, (unbounded, store_bytes)
+
+
+def test_trainer_data_imports_without_the_media_stack() -> None:
+    code = (
+        "import sys, trainer.data, trainer.augment\n"
+        "bad = [m for m in ('ray', 'dlib', 'ffmpeg', 'python_speech_features') if m in sys.modules]\n"
+        "assert not bad, bad\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[1])
+
+
+def test_shift_flip_matches_reflect_padding_then_crop() -> None:
+    rng = np.random.default_rng(0)
+    video = rng.integers(0, 255, size=(2, 9, 7, 3), dtype=np.uint8)
+    p = 3
+    padded = np.pad(video, ((0, 0), (p, p), (p, p), (0, 0)), mode="reflect")
+    for dy in range(-p, p + 1):
+        for dx in range(-p, p + 1):
+            crop = padded[:, p + dy : p + dy + 9, p + dx : p + dx + 7]
+            np.testing.assert_array_equal(shift_flip(video, dy, dx, p, False), crop)
+            np.testing.assert_array_equal(shift_flip(video, dy, dx, p, True), crop[:, :, ::-1])
+
+
+def test_write_planes_is_the_transform_in_channel_first_layout() -> None:
+    rng = np.random.default_rng(1)
+    video = rng.integers(0, 255, size=(3, 10, 10, 3), dtype=np.uint8)
+    out = np.empty((3, 3, 10, 10), dtype=np.float32)
+    write_planes(video, out)
+    np.testing.assert_array_equal(out, video.transpose(3, 0, 1, 2))
+    for transform in (ShiftFlip(2, -3, True), ShiftFlip(-1, 0, False), ShiftFlip(0, 4, True)):
+        out[...] = -1
+        write_planes(video, out, transform)
+        expected = shift_flip(video, transform.dy, transform.dx, 4, transform.flip)
+        np.testing.assert_array_equal(out, expected.transpose(3, 0, 1, 2))
