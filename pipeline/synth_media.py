@@ -483,8 +483,10 @@ def write_clip(spec: ClipSpec, root: str | Path) -> str:
         select = ("-vf", "select='lt(n,30)+not(mod(n,3))'", "-vsync", "vfr")
         encode(out, frames, audio, video_args=select)
     elif kind == "rotated":
-        # ffmpeg 5.1 writes the display matrix from ``rotate`` only on stream copy.
-        encode(out, frames, audio)
+        # Stored sideways, displayed upright: a phone-style clip. The frames are
+        # turned 90° clockwise and the metadata asks players to turn them
+        # back. ffmpeg 5.1 writes the display matrix from ``rotate`` only on stream copy.
+        encode(out, np.ascontiguousarray(np.rot90(frames, k=-1, axes=(1, 2))), audio)
         remux(out, ("-metadata:s:v:0", "rotate=90"))
     elif kind == "odd_size":
         # 4:4:4 because 4:2:0 cannot hold odd dimensions.

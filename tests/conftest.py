@@ -21,6 +21,13 @@ def synth_dataset(tmp_path_factory: pytest.TempPathFactory) -> SynthSummary:
 
 
 @pytest.fixture(scope="session")
+def defect_dataset(tmp_path_factory: pytest.TempPathFactory) -> SynthSummary:
+    """``synth_dataset``'s 12 clips (byte-identical) plus every kind of bad input."""
+    out = tmp_path_factory.mktemp("synth_defects")
+    return make_dataset(out / "data", per_category=3, seed=0, with_defects=True)
+
+
+@pytest.fixture(scope="session")
 def synth_root(synth_dataset: SynthSummary) -> Path:
     """The ``FakeAVCeleb_v1.2`` folder of ``synth_dataset``."""
     return synth_dataset.root

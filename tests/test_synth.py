@@ -26,13 +26,6 @@ from schemas.labels import LETTER_TO_CATEGORY, TYPE_DIR_TO_CATEGORY, labels_for
 SIZE = 224
 
 
-@pytest.fixture(scope="module")
-def defect_dataset(tmp_path_factory: pytest.TempPathFactory) -> SynthSummary:
-    return make_dataset(
-        tmp_path_factory.mktemp("synth_defects") / "data", per_category=1, with_defects=True
-    )
-
-
 # --------------------------------------------------------------------------- helpers
 
 

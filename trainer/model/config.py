@@ -1,0 +1,135 @@
+"""Model configuration: one dataclass, two presets.
+
+The paper fixes only the depth (6 blocks), the audio width (104) and the kinds of
+layers. Everything else is a choice recorded here.
+
+``paper`` preset (14.1 M parameters, 1.87 GFLOPs forward per 16-frame clip at 112², of
+which 1.42 G in the per-frame CNN; numbers from ``benchmarks/bench_model.py``):
+    C = 256, 8 heads (d_head = 32, two heads per MSSA group), MLP ratio 4, dropout 0.1,
+    MSSA temporal kernels (1, 3, 5, 7), i.e. 1 to 7 frames = 40 to 280 ms at 25 fps.
+    Visual trunk for 112×112 crops: stem conv 32 channels, stride 2 (56²) → max-pool (28²)
+    → WTConv (2 levels, 5×5) → four Res2Net stages of widths (64, 128, 256, 256), 2
+    Bottle2neck blocks each, strides (1, 2, 2, 2) (28², 14², 7², 4²), CBAM between stages,
+    global average pool, linear to C. The trunk is far lighter than Res2Net-50 (0.6 M
+    parameters) because it runs once per frame, 16-64 frames per clip.
+
+``tiny`` preset (0.24 M parameters, 0.12 GFLOPs per 16-frame clip; one batch-8 × 16-frame
+training step at 112² costs about 0.3 s of one CPU core):
+    C = 64, 2 blocks, 4 heads, MLP ratio 2, stem 16 channels, Res2Net widths (16, 32, 64)
+    with one block each. Same 112×112 crops as ``paper``, so it reads the default store
+    unchanged (the trunk pools globally, so other crop sizes also run).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any, ClassVar
+
+CROSS_ATTENTIONS: tuple[str, ...] = ("dca", "ca")
+SELF_ATTENTIONS: tuple[str, ...] = ("mssa", "sa")
+
+
+@dataclass
+class ModelConfig:
+    """Hyper-parameters of :class:`trainer.model.MSCT`.
+
+    Constructible from a plain dict (``ModelConfig(**d)`` or :meth:`from_dict`); tuples may
+    arrive as lists from YAML/JSON and are converted.
+    """
+
+    dim: int  # C, token width of both modalities
+    depth: int  # number of transformer blocks (paper: 6)
+    heads: int  # attention heads; divisible by 4 (the four MSSA head groups)
+    mlp_ratio: float  # feed-forward hidden width = mlp_ratio · C
+    dropout: float  # on embeddings, attention outputs and the feed-forward layer
+    attn_cross: str  # "dca" (paper) | "ca" (ablation: plain cross attention)
+    attn_self: str  # "mssa" (paper) | "sa" (ablation: plain self attention)
+    mssa_kernels: tuple[int, int, int, int]  # temporal kernel (frames) of each MSSA head group
+    audio_channels: int = 104
+    crop_size: int = 112  # face crop side the visual trunk is sized for
+    max_frames: int = 512  # longest window the position table supports
+    visual_stem: int = 32  # channels of the stem convolution (and of WTConv)
+    visual_widths: tuple[int, ...] = (64, 128, 256, 256)  # output channels per Res2Net stage
+    visual_depths: tuple[int, ...] = (2, 2, 2, 2)  # Bottle2neck blocks per stage
+    wt_levels: int = 2  # Haar decomposition levels of WTConv
+    wt_kernel: int = 5  # depthwise kernel applied to every sub-band of every level
+
+    PRESETS: ClassVar[tuple[str, ...]] = ("tiny", "paper")
+
+    def __post_init__(self) -> None:
+        self.mssa_kernels = tuple(int(k) for k in self.mssa_kernels)  # type: ignore[assignment]
+        self.visual_widths = tuple(int(w) for w in self.visual_widths)
+        self.visual_depths = tuple(int(d) for d in self.visual_depths)
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` with a one-line reason if the combination cannot be built."""
+        if self.attn_cross not in CROSS_ATTENTIONS:
+            raise ValueError(
+                f"attn_cross must be one of {CROSS_ATTENTIONS}, got {self.attn_cross!r}"
+            )
+        if self.attn_self not in SELF_ATTENTIONS:
+            raise ValueError(f"attn_self must be one of {SELF_ATTENTIONS}, got {self.attn_self!r}")
+        if self.heads <= 0 or self.heads % 4:
+            raise ValueError(
+                f"heads must be a positive multiple of 4 (MSSA groups), got {self.heads}"
+            )
+        if self.dim % self.heads:
+            raise ValueError(f"dim ({self.dim}) must be divisible by heads ({self.heads})")
+        if len(self.mssa_kernels) != 4 or any(k < 1 or k % 2 == 0 for k in self.mssa_kernels):
+            raise ValueError(f"mssa_kernels must be four odd sizes ≥ 1, got {self.mssa_kernels}")
+        if self.depth < 1 or self.max_frames < 1:
+            raise ValueError("depth and max_frames must be ≥ 1")
+        if not self.visual_widths or len(self.visual_widths) != len(self.visual_depths):
+            raise ValueError(
+                "visual_widths and visual_depths must be non-empty and of equal length"
+            )
+        if any(w % 8 for w in self.visual_widths):
+            # Bottle2neck's inner width is out/2, split four ways.
+            raise ValueError(f"visual_widths must be multiples of 8, got {self.visual_widths}")
+        if any(d < 1 for d in self.visual_depths) or self.wt_levels < 1 or self.wt_kernel % 2 == 0:
+            raise ValueError("visual_depths and wt_levels must be ≥ 1 and wt_kernel odd")
+
+    @classmethod
+    def preset(cls, name: str) -> ModelConfig:
+        """The ``tiny`` or ``paper`` configuration (see the module docstring)."""
+        if name == "paper":
+            return cls(
+                dim=256,
+                depth=6,
+                heads=8,
+                mlp_ratio=4.0,
+                dropout=0.1,
+                attn_cross="dca",
+                attn_self="mssa",
+                mssa_kernels=(1, 3, 5, 7),
+            )
+        if name == "tiny":
+            return cls(
+                dim=64,
+                depth=2,
+                heads=4,
+                mlp_ratio=2.0,
+                dropout=0.1,
+                attn_cross="dca",
+                attn_self="mssa",
+                mssa_kernels=(1, 3, 5, 7),
+                max_frames=512,
+                visual_stem=16,
+                visual_widths=(16, 32, 64),
+                visual_depths=(1, 1, 1),
+            )
+        raise ValueError(f"unknown model preset {name!r}; expected one of {', '.join(cls.PRESETS)}")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        """Build from a plain mapping; unknown keys are an error, not silently dropped."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown model config keys: {', '.join(unknown)}")
+        return cls(**data)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain, JSON/YAML-serialisable mapping (tuples become lists)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}

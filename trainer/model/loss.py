@@ -1,0 +1,79 @@
+"""The MSCT training objective.
+
+L = λa·CE(audio_logits, audio_label) + λv·CE(video_logits, video_label)
+  + λav·CE(fused_logits, label) + λc·L_c,
+L_c = mean over the batch of  y·(1 − d) + (1 − y)·max(0, d),
+d = cosine similarity of the audio and video token sequences [z1 … zT], each flattened to one
+(T·C) vector with padded frames zeroed (zeros add nothing to the dot product or the norms,
+so d is exactly the similarity of the real frames). y = 1 only for real pairs (RARV).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch.nn.functional as F
+from torch import Tensor
+
+from .msct import MSCTOutput
+
+
+@dataclass
+class LossWeights:
+    """λa, λv, λav, λc."""
+
+    audio: float = 1.0
+    video: float = 1.0
+    fused: float = 1.0
+    align: float = 1.0
+
+
+@dataclass
+class LossParts:
+    """The weighted total and each unweighted term (0-dim tensors)."""
+
+    total: Tensor
+    audio: Tensor
+    video: Tensor
+    fused: Tensor
+    align: Tensor
+
+
+def sequence_cosine(za: Tensor, zv: Tensor, mask: Tensor | None) -> Tensor:
+    """Cosine similarity of two token sequences. za, zv (B, T, C), mask (B, T) → (B,) fp32."""
+    za, zv = za.float(), zv.float()
+    if mask is not None:
+        keep = mask[..., None].to(za.dtype)
+        za, zv = za * keep, zv * keep
+    return F.cosine_similarity(za.flatten(1), zv.flatten(1), dim=1, eps=1e-8)
+
+
+def alignment_loss(d: Tensor, pair: Tensor) -> Tensor:
+    """y·(1 − d) + (1 − y)·max(0, d), averaged. d (B,) similarity, pair (B,) 1 = real pair."""
+    y = pair.to(d.dtype)
+    return (y * (1.0 - d) + (1.0 - y) * d.clamp_min(0.0)).mean()
+
+
+def msct_loss(
+    out: MSCTOutput,
+    audio_label: Tensor,
+    video_label: Tensor,
+    label: Tensor,
+    mask: Tensor | None,
+    weights: LossWeights,
+) -> LossParts:
+    """labels are (B,) int64, 1 = fake. The alignment target y = 1 only for real pairs (RARV):
+    y = (audio_label == 0) & (video_label == 0)."""
+    # Each head is scored against its own modality's label: audio logits ↔ audio label.
+    ce_audio = F.cross_entropy(out.audio_logits.float(), audio_label)
+    ce_video = F.cross_entropy(out.video_logits.float(), video_label)
+    ce_fused = F.cross_entropy(out.fused_logits.float(), label)
+    pair = (audio_label == 0) & (video_label == 0)
+    align = alignment_loss(sequence_cosine(out.audio_tokens, out.video_tokens, mask), pair)
+    total = (
+        weights.audio * ce_audio
+        + weights.video * ce_video
+        + weights.fused * ce_fused
+        + weights.align * align
+    )
+    return LossParts(total=total, audio=ce_audio, video=ce_video, fused=ce_fused, align=align)

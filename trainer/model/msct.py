@@ -1,0 +1,78 @@
+"""MSCT: multi-scale cross-modal transformer for audio-visual deepfake detection.
+
+audio (B, T, 104) ─linear─► (B, T, C) ─┐
+                                        ├─► CrossModalEncoder ─► za, zv (B, 1+T, C)
+video (B, 3, T, H, W) ─per-frame CNN─► ─┘
+za[:, 0] → audio head;  zv[:, 0] → video head;  [za[:, 0] ‖ zv[:, 0]] → fused head.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from .config import ModelConfig
+from .encoder import CrossModalEncoder
+from .visual import VisualPreEncoder
+
+
+@dataclass
+class MSCTOutput:
+    """Everything the loss, the metrics and the plots need from one forward pass."""
+
+    audio_logits: Tensor  # (B, 2), class 1 = fake audio
+    video_logits: Tensor  # (B, 2), class 1 = fake video
+    fused_logits: Tensor  # (B, 2), class 1 = fake clip
+    embedding: Tensor  # (B, 2C) audio CLS ‖ video CLS, the fused head's input (for t-SNE)
+    audio_tokens: Tensor  # (B, T, C) audio [z1 … zT] after the final norm
+    video_tokens: Tensor  # (B, T, C) video [z1 … zT] after the final norm
+
+
+class MSCT(nn.Module):
+    """The full detector. See :class:`ModelConfig` for the sizes and ablation switches."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.audio_encoder = nn.Linear(cfg.audio_channels, cfg.dim)
+        self.visual_encoder = VisualPreEncoder(cfg)
+        self.encoder = CrossModalEncoder(cfg)
+        self.audio_head = nn.Linear(cfg.dim, 2)
+        self.video_head = nn.Linear(cfg.dim, 2)
+        self.fused_head = nn.Linear(2 * cfg.dim, 2)
+
+    def forward(self, audio: Tensor, video: Tensor, mask: Tensor | None = None) -> MSCTOutput:
+        """audio (B, T, 104) float; video (B, 3, T, H, W) float (already normalised);
+        mask (B, T) bool, True = real frame, False = padding (None = all valid)."""
+        self._check(audio, video, mask)
+        fa = self.audio_encoder(audio)
+        fv = self.visual_encoder(video, mask)
+        za, zv = self.encoder(fa, fv, mask)
+        cls_a, cls_v = za[:, 0], zv[:, 0]
+        embedding = torch.cat([cls_a, cls_v], dim=-1)
+        return MSCTOutput(
+            audio_logits=self.audio_head(cls_a),
+            video_logits=self.video_head(cls_v),
+            fused_logits=self.fused_head(embedding),
+            embedding=embedding,
+            audio_tokens=za[:, 1:],
+            video_tokens=zv[:, 1:],
+        )
+
+    def _check(self, audio: Tensor, video: Tensor, mask: Tensor | None) -> None:
+        # Shape mistakes otherwise surface as an opaque matmul error deep in the encoder.
+        if audio.ndim != 3 or audio.shape[-1] != self.cfg.audio_channels:
+            raise ValueError(
+                f"audio must be (B, T, {self.cfg.audio_channels}), got {tuple(audio.shape)}"
+            )
+        b, t = audio.shape[:2]
+        if video.ndim != 5 or video.shape[:3] != (b, 3, t):
+            raise ValueError(
+                f"video must be (B, 3, T, H, W) = ({b}, 3, {t}, H, W), got {tuple(video.shape)}"
+            )
+        if t < 1:
+            raise ValueError("a clip needs at least one frame")
+        if mask is not None and (mask.shape != (b, t) or mask.dtype != torch.bool):
+            raise ValueError(f"mask must be bool ({b}, {t}), got {mask.dtype} {tuple(mask.shape)}")
