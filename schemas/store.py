@@ -400,6 +400,8 @@ class ArraySpec:
 
 def array_spec(store: str | Path, clip_id: str, name: str) -> ArraySpec:
     path = clip_dir(store, clip_id) / name
+    if not path.resolve().is_relative_to(Path(store).resolve()):
+        raise StoreError(f"clip {clip_id!r} of store {store} links outside the store; refused")
     try:
         meta = _read_json(path / "zarr.json")
     except FileNotFoundError:

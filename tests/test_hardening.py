@@ -1,0 +1,212 @@
+"""Bad inputs and faults during ingest: every input ends as one row, nothing is lost.
+
+The README's "Reliability" table lists these tests, one row per input kind or fault.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from cli_helpers import BIN, ingest_json, run_cli
+
+import schemas
+from pipeline.synth import SynthSummary
+
+# What each defect of ``synth --with-defects`` must become: a failed row whose reason
+# contains the text, or an ok clip (valid media that merely looks odd).
+EXPECTED = {
+    "zero_byte": "empty file",
+    "truncated": "cannot decode",
+    "not_a_video": "cannot decode",
+    "no_audio": "no audio stream",
+    "no_video": "no video stream",
+    "no_face": "no face detected",
+    "one_frame": "too short",
+    "fps_30": "ok",
+    "vfr": "ok",
+    "rotated": "ok",
+    "odd_size": "ok",
+    "audio_48k_stereo": "ok",
+    "very_long": "ok",
+    "name_space": "ok",
+    "name_parens": "ok",
+    "name_unicode": "ok",
+    "name_dash": "ok",
+    "race_spelling": "ok",
+}
+
+
+def test_defect_corpus_ends_as_one_row_each(
+    defect_dataset: SynthSummary, ingested_store: Path, tmp_path: Path
+) -> None:
+    store = tmp_path / "store"
+    proc, summary = ingest_json(defect_dataset.root, "--store", store)
+    assert proc.returncode == 0
+    rows = {r["path"]: r for r in schemas.read_manifest(store).to_pylist()}
+    kinds = defect_dataset.defects
+    assert set(EXPECTED) | {"missing_file", "path_escape"} == set(kinds.values())
+    for rel, kind in kinds.items():
+        if kind == "missing_file":
+            assert rel not in rows and any(rel in m for m in summary["missing"])
+            continue
+        if kind == "path_escape":
+            assert any("leaves the dataset root" in r for r in summary["refused"])
+            continue
+        row = rows[rel]
+        if EXPECTED[kind] == "ok":
+            assert row["status"] == "ok", f"{kind}: {row['error']}"
+            video, audio = schemas.open_clip(store, row["clip_id"])
+            assert len(video) == len(audio) == row["num_frames"] > 0
+        else:
+            assert row["status"] == "failed", kind
+            assert EXPECTED[kind] in row["error"], f"{kind}: {row['error']!r}"
+            assert schemas.read_clip_record(store, row["clip_id"]) is None
+    assert rows[_path_of(kinds, "fps_30")]["source_fps"] == pytest.approx(30, abs=0.1)
+    assert rows[_path_of(kinds, "very_long")]["num_frames"] == 500
+
+    # The valid clips are byte-identical to an ingest of the same dataset without defects.
+    clean = {r["clip_id"]: r for r in schemas.read_manifest(ingested_store).to_pylist()}
+    assert len(clean) == 12
+    for clip_id in clean:
+        for got, want in zip(
+            schemas.open_clip(store, clip_id),
+            schemas.open_clip(ingested_store, clip_id),
+            strict=True,
+        ):
+            assert got.tobytes() == want.tobytes()
+    # exactly one row per clip named by the CSV (and found)
+    assert len(rows) == 12 + len(EXPECTED)
+
+
+def _path_of(kinds: dict[str, str], kind: str) -> str:
+    return next(p for p, k in kinds.items() if k == kind)
+
+
+def test_csv_with_a_wrong_header_is_refused(tmp_path: Path) -> None:
+    root = tmp_path / "FakeAVCeleb_v1.2"
+    root.mkdir()
+    (root / "meta_data.csv").write_text("video,label\nx.mp4,1\n")
+    proc = run_cli("mscct-pipeline", "ingest", root, "--store", tmp_path / "s", check=False)
+    assert proc.returncode == 2 and "unexpected header" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def _busy_ray_workers() -> list[int]:
+    """PIDs of Ray worker processes currently running a clip task."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if cmdline.startswith(b"ray::process_clip"):
+                pids.append(int(entry.name))
+    return pids
+
+
+def test_killed_worker_is_retried_without_duplicates(synth_root: Path, tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    cmd = [
+        str(BIN / "mscct-pipeline"),
+        "ingest",
+        str(synth_root),
+        "--store",
+        str(store),
+        "--workers",
+        "1",
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    killed = None
+    deadline = time.monotonic() + 120
+    while killed is None and time.monotonic() < deadline and proc.poll() is None:
+        busy = _busy_ray_workers()
+        if busy:
+            os.kill(busy[0], signal.SIGKILL)
+            killed = busy[0]
+        time.sleep(0.01)
+    assert killed is not None, "no busy Ray worker was found to kill"
+    _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 0, stderr
+    manifest = schemas.read_manifest(store).to_pylist()
+    ids = [r["clip_id"] for r in manifest]
+    assert len(ids) == len(set(ids)) == 12
+    assert all(r["status"] == "ok" for r in manifest), [r["error"] for r in manifest]
+    assert {r["clip_id"] for r in schemas.committed_records(store)} == set(ids)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs needs root")
+def test_full_disk_fails_clips_cleanly_and_rerun_completes(
+    synth_root: Path, tmp_path: Path
+) -> None:
+    mount = tmp_path / "small"
+    mount.mkdir()
+    # ~2 clips of 112x112 crops fit in 6 MiB; the rest meet ENOSPC.
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(mount)], check=True)
+    try:
+        store = mount / "store"
+        proc, summary = ingest_json(synth_root, "--store", store, "--workers", "1", check=False)
+        assert proc.returncode == 0, proc.stderr
+        manifest = schemas.read_manifest(store).to_pylist()
+        failed = [r for r in manifest if r["status"] == "failed"]
+        assert failed and summary["ok"] >= 1
+        assert all("No space left on device" in r["error"] for r in failed), failed[0]["error"]
+        for row in manifest:  # no half clip is visible
+            record = schemas.read_clip_record(store, row["clip_id"])
+            if row["status"] == "ok":
+                video, audio = schemas.open_clip(store, row["clip_id"])
+                assert len(video) == len(audio) == row["num_frames"]
+            else:
+                assert record is None
+        assert not any((store / ".staging").iterdir())
+
+        subprocess.run(["mount", "-o", "remount,size=256m", str(mount)], check=True)
+        _, again = ingest_json(synth_root, "--store", store)
+        assert again["submitted"] == len(failed) and again["failed"] == 0
+        assert all(r["status"] == "ok" for r in schemas.read_manifest(store).to_pylist())
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_two_ingests_at_once_one_proceeds_one_refuses(synth_root: Path, tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    cmd = [
+        str(BIN / "mscct-pipeline"),
+        "ingest",
+        str(synth_root),
+        "--store",
+        str(store),
+        "--limit",
+        "2",
+    ]
+    procs = [
+        subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    results = [(p.wait(timeout=300), p.stderr.read()) for p in procs]
+    codes = sorted(code for code, _ in results)
+    assert codes == [0, 2], results
+    refused = next(err for code, err in results if code == 2)
+    assert "being written by pid" in refused
+    manifest = schemas.read_manifest(store).to_pylist()
+    assert len(manifest) == 2 and all(r["status"] == "ok" for r in manifest)
+
+
+def test_store_links_out_of_its_root_are_refused(ingested_store: Path, tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    shutil.copytree(ingested_store, store, symlinks=True)
+    clip_id = schemas.read_manifest(store).column("clip_id")[0].as_py()
+    outside = tmp_path / "elsewhere"
+    shutil.move(store / "clips" / clip_id, outside)
+    os.symlink(outside, store / "clips" / clip_id)
+    with pytest.raises(schemas.StoreError, match="links outside the store"):
+        schemas.open_clip(store, clip_id)
+    video, _ = schemas.open_clip(ingested_store, clip_id)
+    assert isinstance(video, np.memmap)
