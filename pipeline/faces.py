@@ -88,7 +88,7 @@ class StrideDetector:
     """
 
     stride: int
-    factor: int = 1
+    factor: int | None = None  # detection downscale; None: from the first frame's size
     calls: int = 0
     hits: int = 0
     keyframes: list[int] = field(default_factory=list)
@@ -113,6 +113,8 @@ class StrideDetector:
 
     def _detect(self, t: int, frame: np.ndarray) -> None:
         self.calls += 1
+        if self.factor is None:
+            self.factor = detection_factor(*frame.shape[:2])
         gray = detection_gray(frame, self.factor)
         detector = face_detector()
         found = detector(gray, 0) or detector(gray, 1)

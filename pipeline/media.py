@@ -1,7 +1,8 @@
 """Probe and decode one media file with ffprobe / ffmpeg, entirely through pipes.
 
-Nothing is written to disk: video arrives as raw RGB frames and audio as 16-bit
-PCM on stdout. Every subprocess gets an argument list (never a shell string), a
+Nothing is written to disk: video arrives as RGB frames (raw, or as PPM images when
+the frame size is not known in advance) on stdout and audio as 16-bit PCM on a
+second pipe. Every subprocess gets an argument list (never a shell string), a
 ``file:`` URL of the absolute path (so that a name such as ``-i.mp4`` or
 ``a:b.mp4`` can never be read as an option or a protocol), one decoder thread,
 and a timeout, so that a pathological file cannot hang a worker.
@@ -18,8 +19,9 @@ import os
 import re
 import subprocess
 import threading
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
@@ -210,13 +212,69 @@ def decode_audio(path: Path, sample_rate: int, max_seconds: float, timeout_s: fl
     return np.frombuffer(out, dtype="<i2", count=len(out) // 2)
 
 
+@dataclass(frozen=True)
+class InputReport:
+    """What ffmpeg's own input banner (``-v info``) says about the source.
+
+    The banner is printed once the container is opened, before any frame is decoded,
+    so a decode learns these facts for free instead of from a separate ffprobe run
+    (a whole extra process start-up). ``duration_s`` is the container's duration,
+    i.e. of its longest stream, to 10 ms; ``fps`` is the first video stream's average
+    rate (ffprobe's ``avg_frame_rate``, to 0.01), else its ``tbr`` (``r_frame_rate``).
+    Either is nan when the banner does not give it.
+    """
+
+    duration_s: float = math.nan
+    fps: float = math.nan
+
+    @property
+    def complete(self) -> bool:
+        return math.isfinite(self.duration_s) and math.isfinite(self.fps)
+
+
+# "  Duration: 00:00:02.56, start: 0.000000, bitrate: 234 kb/s" (or "Duration: N/A, ...")
+_DURATION = re.compile(r"^\s*Duration: (\d+):(\d\d):(\d\d(?:\.\d+)?)")
+# "  Stream #0:0[0x1](und): Video: h264 (High) ..., 224x224, ..., 25 fps, 25 tbr, 12800 tbn"
+_VIDEO_STREAM = re.compile(r"^\s*Stream #0:\d+\S*: Video: ")
+_RATE = {unit: re.compile(rf", (\d+(?:\.\d+)?) {unit}\b") for unit in ("fps", "tbr")}
+# "[h264 @ 0x55...] [error] msg" / "[error] msg": ffmpeg's "-v level+..." tags each line.
+_LEVEL = re.compile(r"^((?:\[[^\]]* @ 0x[0-9a-f]+\]\s*)?)\[(\w+)\] ?")
+_ERROR_LEVELS = frozenset({"error", "fatal", "panic"})
+
+
+def parse_input_report(lines: list[str]) -> InputReport:
+    """Duration and video rate from the ``Input #0`` section of ffmpeg's banner lines."""
+    duration = fps = math.nan
+    inside = False
+    for line in lines:
+        if line.startswith("Input #0"):
+            inside = True
+        elif line.startswith(("Output #", "Stream mapping:", "Input #")):
+            inside = False
+        if not inside:
+            continue
+        if (match := _DURATION.match(line)) is not None:
+            hours, minutes, seconds = match.groups()
+            duration = int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+        elif not math.isfinite(fps) and _VIDEO_STREAM.match(line) and "(attached pic)" not in line:
+            for unit in ("fps", "tbr"):
+                if (rate := _RATE[unit].search(line)) is not None and float(rate.group(1)) > 0:
+                    fps = float(rate.group(1))
+                    break
+    return InputReport(duration_s=duration, fps=fps)
+
+
 @dataclass
 class DecodedClip:
-    """Frames and samples of one clip, as :func:`decode_clip` returns them."""
+    """Frames and samples of one clip, as :func:`decode_clip` and :func:`decode_any` give them."""
 
     frames: np.ndarray  # (T, H, W, 3) uint8 RGB at the requested fps
     samples: np.ndarray  # (N,) int16 mono PCM at the requested sample rate
-    stderr_line: str  # ffmpeg's last stderr line ('no error message' when silent)
+    stderr_line: str  # ffmpeg's last error line ('no error message' when there was none)
+    returncode: int = 0
+    error_lines: int = 0  # how many lines ffmpeg logged at error level or worse
+    report: InputReport = field(default_factory=InputReport)
+    stopped: str = ""  # why reading stopped before ffmpeg's end: '' (it did not), or a reason
 
 
 def decode_clip(
@@ -229,37 +287,87 @@ def decode_clip(
     expected_frames: int = 0,
     on_frame: Callable[[int, np.ndarray], None] | None = None,
 ) -> DecodedClip:
-    """Decode video and audio of ``path`` in one ffmpeg process: one demux, one start-up.
+    """Decode video and audio of ``path`` at a known frame size in one ffmpeg process.
 
     Video: the first video stream as RGB at ``fps``, ``size=(W, H)``, shape ``(T, H, W, 3)``.
     ffmpeg's ``fps`` filter resamples any input rate, variable rates included;
-    autorotation makes the frames upright; the explicit ``scale`` pins the byte layout
-    of a frame. Frames are read from stdout straight into one preallocated array, and
-    ``on_frame(t, frame)`` is called as each arrives, so work such as face detection
-    overlaps with decoding.
-
-    Audio: the first audio stream as mono int16 at ``sample_rate`` (resampled and
-    downmixed by ffmpeg), written to a second pipe that a thread drains.
+    autorotation makes the frames upright; the explicit ``scale`` pins the frame size.
+    ``on_frame(t, frame)`` is called as each frame arrives, so work such as face
+    detection overlaps with decoding. Audio: the first audio stream as mono int16 at
+    ``sample_rate`` (resampled and downmixed by ffmpeg). Raises :class:`ClipError`
+    when ffmpeg fails or times out. ``expected_frames`` is accepted for callers of the
+    earlier interface; frames go to a lazily committed buffer, so it is not needed.
     """
+    del expected_frames
     width, height = size
-    source = ffmpeg.input(ffmpeg_url(path), threads=1)
-    video = (
-        source["v:0"]
-        .filter("fps", fps=fps)
-        .filter("scale", width, height)
-        .output("pipe:1", format="rawvideo", pix_fmt="rgb24", t=max_seconds)
+    decoded = _decode(
+        path, f"scale={width}:{height}", fps, sample_rate, max_seconds, timeout_s, on_frame
     )
+    if decoded.returncode != 0:
+        raise ClipError(f"cannot decode: {decoded.stderr_line}")
+    return decoded
+
+
+def decode_any(
+    path: Path,
+    fps: float,
+    sample_rate: int,
+    max_seconds: float,
+    on_frame: Callable[[int, np.ndarray], None] | None = None,
+    budget_bytes: int = DEFAULT_FRAME_BUDGET_BYTES,
+    timeout_s: float | None = None,
+) -> DecodedClip:
+    """Decode ``path`` without knowing anything about it first: no ffprobe run.
+
+    Like :func:`decode_clip`, but the frames keep their displayed size (upright, square
+    pixels: the width is scaled by the sample aspect ratio as :func:`probe` does), which
+    each frame's PPM header tells. The timeout is :func:`decode_timeout_s` of the
+    banner's duration once ffmpeg has printed it (of ``max_seconds`` until then).
+
+    Never raises for a bad file except on timeout: the caller inspects ``returncode``,
+    ``error_lines``, ``stopped`` (``'frame budget'`` when the frames would exceed
+    ``budget_bytes``, ``'frame size changed'`` mid-stream) and the counts, and
+    diagnoses with :func:`probe` when something is off.
+    """
+    square = "scale=w='max(1,round(iw*sar))':h=ih"
+    return _decode(
+        path, square, fps, sample_rate, max_seconds,
+        decode_timeout_s(max_seconds) if timeout_s is None else timeout_s, on_frame,
+        budget_bytes=budget_bytes, shorten_timeout=timeout_s is None,
+    )  # fmt: skip
+
+
+def _decode(
+    path: Path,
+    scale: str,
+    fps: float,
+    sample_rate: int,
+    max_seconds: float,
+    timeout_s: float,
+    on_frame: Callable[[int, np.ndarray], None] | None,
+    *,
+    budget_bytes: int | None = None,
+    shorten_timeout: bool = False,
+) -> DecodedClip:
+    """One ffmpeg: video as a stream of PPM images on stdout, PCM on a second pipe.
+
+    PPM makes the video stream self-describing (``P6\\nW H\\n255\\n`` before each
+    frame's RGB bytes), so the frame size need not be known before decoding; the
+    header costs 15 bytes of a 150 KB frame. ``-v level+info`` tags every stderr line
+    with its level: error lines are told apart from the input banner, which is parsed
+    for :class:`InputReport`. ``?`` on the maps makes a missing stream an empty output
+    (ffmpeg then fails at once, and :func:`probe` names what is missing).
+    """
     audio_read, audio_write = os.pipe()
+    args = [
+        "ffmpeg", "-hide_banner", "-nostdin", "-nostats", "-v", "level+info",
+        "-filter_threads", "1", "-threads", "1", "-i", ffmpeg_url(path),
+        "-map", "0:v:0?", "-vf", f"fps=fps={fps},{scale}", "-t", f"{max_seconds}",
+        "-c:v", "ppm", "-pix_fmt", "rgb24", "-f", "image2pipe", "pipe:1",
+        "-map", "0:a:0?", "-t", f"{max_seconds}", "-c:a", "pcm_s16le", "-ac", "1",
+        "-ar", str(sample_rate), "-f", "s16le", f"pipe:{audio_write}",
+    ]  # fmt: skip
     try:
-        audio = source["a:0"].output(
-            f"pipe:{audio_write}", format="s16le", acodec="pcm_s16le", ac=1, ar=sample_rate,
-            t=max_seconds,
-        )  # fmt: skip
-        args = (
-            ffmpeg.merge_outputs(video, audio)
-            .global_args("-nostdin", "-v", "error", "-filter_complex_threads", "1")
-            .compile()
-        )
         proc = subprocess.Popen(
             args,
             stdin=subprocess.DEVNULL,
@@ -273,57 +381,181 @@ def decode_clip(
     finally:
         os.close(audio_write)  # the child holds its own copy; EOF arrives when it exits
     _widen_pipe(proc.stdout)
-    stderr_tail: collections.deque[bytes] = collections.deque(maxlen=20)
+    watchdog = _Watchdog(proc, timeout_s)
+    log = _StderrLog(watchdog.shorten if shorten_timeout else None)
     audio_chunks: list[bytes] = []
     readers = [
         # ffmpeg can print a lot on a corrupt file: drain stderr so that it never blocks.
-        threading.Thread(target=_drain_lines, args=(proc.stderr, stderr_tail), daemon=True),
+        threading.Thread(target=log.drain, args=(proc.stderr,), daemon=True),
         threading.Thread(
             target=_drain_bytes, args=(os.fdopen(audio_read, "rb"), audio_chunks), daemon=True
         ),
     ]
     for reader in readers:
         reader.start()
-    timed_out = threading.Event()
-
-    def kill() -> None:
-        timed_out.set()
-        proc.kill()
-
-    watchdog = threading.Timer(timeout_s, kill)
-    watchdog.start()
     max_frames = math.ceil(max_seconds * fps) + 2
-    frames = np.empty((min(max(expected_frames + 4, 16), max_frames), height, width, 3), np.uint8)
-    count = 0
     try:
         assert proc.stdout is not None
-        while count < max_frames:
-            if count == len(frames):
-                frames = _grow(frames, min(max_frames, len(frames) * 3 // 2 + 1))
-            if not _read_exact(proc.stdout, frames[count].reshape(-1), width * height * 3):
-                break
-            if on_frame is not None:
-                on_frame(count, frames[count])
-            count += 1
+        frames, count, stopped = _read_ppm_frames(proc.stdout, max_frames, budget_bytes, on_frame)
+        if stopped:
+            proc.kill()  # the frames are of no use now; the caller decodes again
         proc.stdout.close()
         # No timeout here: Popen.wait polls with sleeps when given one, and the watchdog
         # already bounds the whole run.
         returncode = proc.wait()
     finally:
-        watchdog.cancel()
         if proc.poll() is None:
             proc.kill()
             proc.wait()
         for reader in readers:
             reader.join(timeout=5)
-    if timed_out.is_set():
-        raise ClipError(f"cannot decode: ffmpeg timed out after {timeout_s:.0f} s")
-    stderr_line = last_stderr_line(b"".join(stderr_tail))
-    if returncode != 0:
-        raise ClipError(f"cannot decode: {stderr_line}")
+        watchdog.stop()  # after the stderr reader, which may still shorten the deadline
+    if watchdog.fired:
+        raise ClipError(f"cannot decode: ffmpeg timed out after {watchdog.timeout_s:.0f} s")
     pcm = b"".join(audio_chunks)
-    samples = np.frombuffer(pcm, dtype="<i2", count=len(pcm) // 2)
-    return DecodedClip(frames=frames[:count], samples=samples, stderr_line=stderr_line)
+    return DecodedClip(
+        frames=frames[:count],
+        samples=np.frombuffer(pcm, dtype="<i2", count=len(pcm) // 2),
+        stderr_line=last_stderr_line("\n".join(log.errors)),
+        returncode=returncode,
+        error_lines=log.error_count,
+        report=parse_input_report(log.banner),
+        stopped=stopped,
+    )
+
+
+def _read_ppm_frames(
+    stream: IO[bytes],
+    max_frames: int,
+    budget_bytes: int | None,
+    on_frame: Callable[[int, np.ndarray], None] | None,
+) -> tuple[np.ndarray, int, str]:
+    """Read PPM frames into one ``(capacity, H, W, 3)`` array: (array, frames read, stopped).
+
+    The array is allocated once at its largest size: ``np.empty`` only reserves address
+    space, and pages are committed as frames land, so memory follows the frames read
+    and no frame is ever copied to grow it.
+    """
+    first = _read_ppm_header(stream)
+    if first is None:
+        return np.empty((0, 0, 0, 3), np.uint8), 0, ""
+    width, height, header = first
+    frame_bytes = width * height * 3
+    capacity = max_frames
+    if budget_bytes is not None:
+        capacity = min(capacity, budget_bytes // frame_bytes)
+        if capacity < 1:
+            return np.empty((0, height, width, 3), np.uint8), 0, "frame budget"
+    frames = np.empty((capacity, height, width, 3), np.uint8)
+    count = 0
+    while True:
+        if not _read_exact(stream, frames[count].reshape(-1), frame_bytes):
+            break  # a partial last frame is dropped
+        if on_frame is not None:
+            on_frame(count, frames[count])
+        count += 1
+        if count == max_frames:
+            break
+        tag = stream.read(len(header))
+        if len(tag) < len(header):
+            break
+        if tag != header:
+            return frames, count, "frame size changed"
+        if count == capacity:
+            return frames, count, "frame budget"
+    return frames, count, ""
+
+
+def _read_ppm_header(stream: IO[bytes]) -> tuple[int, int, bytes] | None:
+    """``(width, height, header bytes)`` of the first PPM image; None at end of stream.
+
+    ffmpeg's encoder writes ``P6\\n<W> <H>\\n255\\n`` with no comments: four tokens.
+    """
+    header = bytearray()
+    tokens = 0
+    while tokens < 4 and len(header) < 64:
+        byte = stream.read(1)
+        if not byte:
+            return None
+        if byte in b" \t\r\n" and header and header[-1:] not in (b" ", b"\t", b"\r", b"\n"):
+            tokens += 1
+        header += byte
+    fields = header.split()
+    if len(fields) != 4 or fields[0] != b"P6" or fields[3] != b"255":
+        raise ClipError(f"cannot decode: unexpected frame header {bytes(header[:32])!r}")
+    return int(fields[1]), int(fields[2]), bytes(header)
+
+
+class _Watchdog:
+    """Kills ``proc`` at its deadline; the deadline can be brought forward while it runs."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], timeout_s: float) -> None:
+        self.timeout_s = timeout_s
+        self.fired = False
+        self._proc = proc
+        self._start = time.monotonic()
+        self._deadline = self._start + timeout_s
+        self._done = False
+        self._cond = threading.Condition()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def shorten(self, timeout_s: float) -> None:
+        with self._cond:
+            if timeout_s < self.timeout_s:
+                self.timeout_s = timeout_s
+                self._deadline = self._start + timeout_s
+                self._cond.notify()
+
+    def stop(self) -> None:
+        with self._cond:
+            self._done = True
+            self._cond.notify()
+        self._thread.join()
+
+    def _run(self) -> None:
+        with self._cond:
+            while not self._done:
+                left = self._deadline - time.monotonic()
+                if left <= 0:
+                    self.fired = True
+                    self._proc.kill()
+                    return
+                self._cond.wait(left)
+
+
+class _StderrLog:
+    """Splits ffmpeg's ``-v level+info`` stderr into banner lines and error lines."""
+
+    BANNER_LINES = 200  # the input banner comes first; a corrupt file may log thousands
+
+    def __init__(self, on_duration: Callable[[float], None] | None) -> None:
+        self.banner: list[str] = []
+        self.errors: collections.deque[str] = collections.deque(maxlen=20)
+        self.error_count = 0
+        self._on_duration = on_duration
+
+    def drain(self, stream: IO[bytes] | None) -> None:
+        if stream is None:
+            return
+        with stream:
+            for raw in stream:
+                self._add(raw.decode("utf-8", "replace").rstrip())
+
+    def _add(self, line: str) -> None:
+        match = _LEVEL.match(line)
+        level = match.group(2) if match else "info"
+        text = match.group(1) + line[match.end() :] if match else line
+        if level in _ERROR_LEVELS:
+            self.error_count += 1
+            self.errors.append(text)
+        elif len(self.banner) < self.BANNER_LINES:
+            self.banner.append(text)
+            if self._on_duration is not None and (found := _DURATION.match(text)):
+                hours, minutes, seconds = found.groups()
+                self._on_duration(
+                    decode_timeout_s(int(hours) * 3600 + int(minutes) * 60 + float(seconds))
+                )
 
 
 def decode_video(
@@ -369,14 +601,6 @@ def _drain_bytes(stream: IO[bytes], chunks: list[bytes]) -> None:
     with stream:
         while chunk := stream.read(1 << 16):
             chunks.append(chunk)
-
-
-def _drain_lines(stream: IO[bytes] | None, tail: collections.deque[bytes]) -> None:
-    if stream is None:
-        return
-    for line in stream:
-        tail.append(line)
-    stream.close()
 
 
 def _read_exact(stream: IO[bytes], out: np.ndarray, nbytes: int) -> bool:

@@ -1,4 +1,4 @@
-"""One clip in, its tensors out: probe → decode → faces → audio features → silence trim.
+"""One clip in, its tensors out: decode → faces → audio features → silence trim.
 
 This is the per-clip function that ingest runs in one Ray task per clip. It holds
 no state between clips, writes no file, and turns every bad input into a
@@ -6,6 +6,18 @@ no state between clips, writes no file, and turns every bad input into a
 
 Choices worth knowing:
 
+- No ffprobe on the happy path. Its process start-up alone (ffmpeg's ~100 shared
+  libraries) costs about as much CPU as decoding a short 224² clip. The decode needs
+  no facts in advance: frames come as PPM images, whose headers give their size, and
+  the source's rate and duration come from ffmpeg's own input banner
+  (:class:`pipeline.media.InputReport`). ffprobe runs only to diagnose: when ffmpeg
+  fails or logs an error, when the frames would exceed the memory budget, when the
+  banner lacks a fact, or when too few frames, no audio or fewer frames than the
+  banner's duration promises came out. Then the reasons and checks are exactly those
+  of a probe-first design (``'no audio stream'``, ``'cannot decode: truncated, ...'``).
+  ``source_duration_s`` is the container's duration on the happy path (the longest
+  stream, to 10 ms) and the video stream's when probed; ``timings['probe']`` is 0.0
+  when no probe ran.
 - One ffmpeg process decodes the video at ``recipe.fps`` (its ``fps`` filter, any
   input rate) and the audio at ``recipe.sample_rate`` mono, to two pipes; faces are
   detected on the stride frames while the rest of the video is still decoding.
@@ -17,8 +29,9 @@ Choices worth knowing:
   duration promises (a truncated file).
 - Clips longer than ``max_seconds`` (default 60 s) are cut there (ffmpeg ``-t``),
   not failed: FakeAVCeleb clips last seconds, so only a stray file is that long.
-  ``cut`` in the result records it. Frames larger than a memory budget are scaled
-  down by ffmpeg before they reach Python; face crops are what is kept anyway.
+  ``cut`` in the result records it. When the frames outgrow a memory budget, the
+  decode stops there and runs again, probed, with ffmpeg scaling the frames down to
+  fit; face crops are what is kept anyway.
 - Silence trimming, when on, cuts whole frames from the front of both tensors and
   never leaves fewer than :data:`MIN_FRAMES`.
 """
@@ -60,6 +73,16 @@ class ClipTensors:
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
 
 
+@dataclass(frozen=True)
+class SourceFacts:
+    """Frame rate, duration and displayed frame size of a source, from ffmpeg's banner."""
+
+    fps: float
+    duration_s: float
+    width: int
+    height: int
+
+
 def preprocess_clip(
     path: Path,
     recipe: Recipe,
@@ -72,35 +95,40 @@ def preprocess_clip(
     Raises :class:`ClipError` for every bad input; never leaves files behind.
     """
     path = Path(path)
-    timings: dict[str, float] = {}
-    clock = time.perf_counter()
+    timings: dict[str, float] = {"probe": 0.0}
     _check_file(path)
-    info = media.probe(path)
-    if not info.has_video:
-        raise ClipError("no video stream")
-    if not info.has_audio:
-        raise ClipError("no audio stream")
-    if info.width < 1 or info.height < 1:
-        raise ClipError("cannot decode: video stream has no frame size")
-    timings["probe"] = time.perf_counter() - clock
-
     fps = float(recipe.fps)
-    seconds = info.duration_s if math.isfinite(info.duration_s) else max_seconds
-    expected = math.floor(min(seconds, max_seconds) * fps)
-    timeout = media.decode_timeout_s(min(seconds, max_seconds))
-    width, height = media.decode_size(info, fps, max_seconds, frame_budget_bytes)
-    detector = StrideDetector(stride=recipe.face_stride, factor=detection_factor(height, width))
-
+    detector = StrideDetector(stride=recipe.face_stride)  # scale chosen on the first frame
     clock = time.perf_counter()
-    decoded = media.decode_clip(
-        path, (width, height), fps, recipe.sample_rate, max_seconds, timeout, expected,
-        on_frame=detector,
+    decoded = media.decode_any(
+        path, fps, recipe.sample_rate, max_seconds, on_frame=detector,
+        budget_bytes=frame_budget_bytes,
     )  # fmt: skip
-    timings["detect"] = detector.seconds
     timings["decode"] = time.perf_counter() - clock - detector.seconds
+    timings["detect"] = detector.seconds
+
+    info = _happy_facts(decoded, fps, max_seconds)
+    if info is None:  # something is off: ffprobe says what, as precisely as it can
+        clock = time.perf_counter()
+        info = _probe_checked(path)
+        timings["probe"] = time.perf_counter() - clock
+        if decoded.stopped:  # too large for the budget, or a size change: pin the size
+            width, height = media.decode_size(info, fps, max_seconds, frame_budget_bytes)
+            seconds = info.duration_s if math.isfinite(info.duration_s) else max_seconds
+            detector = StrideDetector(recipe.face_stride, detection_factor(height, width))
+            clock = time.perf_counter()
+            decoded = media.decode_clip(
+                path, (width, height), fps, recipe.sample_rate, max_seconds,
+                media.decode_timeout_s(min(seconds, max_seconds)), on_frame=detector,
+            )  # fmt: skip
+            timings["decode"] += time.perf_counter() - clock - detector.seconds
+            timings["detect"] += detector.seconds
+        elif decoded.returncode != 0:
+            raise ClipError(f"cannot decode: {decoded.stderr_line}")
     frames, signal = decoded.frames, decoded.samples
 
     num_frames = len(frames)
+    expected = _expected_frames(info.duration_s, fps, max_seconds)
     if num_frames == 0 and expected == 0:
         raise ClipError("too short: 0 frames")
     if num_frames < MIN_DECODED_FRACTION * expected - 2:
@@ -143,6 +171,50 @@ def preprocess_clip(
         cut=math.isfinite(info.duration_s) and info.duration_s > max_seconds + 1.0 / fps,
         timings=timings,
     )
+
+
+def _expected_frames(duration_s: float, fps: float, max_seconds: float) -> int:
+    """Frames a complete decode of a clip lasting ``duration_s`` (nan: unknown) gives."""
+    seconds = duration_s if math.isfinite(duration_s) else max_seconds
+    return math.floor(min(seconds, max_seconds) * fps)
+
+
+def _happy_facts(decoded: media.DecodedClip, fps: float, max_seconds: float) -> SourceFacts | None:
+    """The source's facts when the decode looks complete and clean, else None (probe it).
+
+    Clean means: ffmpeg exited 0 and logged no error, read to its end, gave at least
+    :data:`MIN_FRAMES` frames, some audio, and no fewer frames than the banner's
+    duration promises. Any doubt costs one ffprobe run, never a wrong verdict: the
+    banner's duration is the container's (the longest stream), so a clip whose audio
+    outlasts its video would look short against it, and is probed before it is failed.
+    """
+    report = decoded.report
+    num_frames = len(decoded.frames)
+    if (
+        decoded.returncode != 0
+        or decoded.error_lines
+        or decoded.stopped
+        or not report.complete
+        or num_frames < MIN_FRAMES
+        or decoded.samples.size == 0
+        or num_frames
+        < MIN_DECODED_FRACTION * _expected_frames(report.duration_s, fps, max_seconds) - 2
+    ):
+        return None
+    height, width = decoded.frames.shape[1:3]
+    return SourceFacts(fps=report.fps, duration_s=report.duration_s, width=width, height=height)
+
+
+def _probe_checked(path: Path) -> media.MediaInfo:
+    """ffprobe's facts about ``path``; raises :class:`ClipError` for a missing stream."""
+    info = media.probe(path)
+    if not info.has_video:
+        raise ClipError("no video stream")
+    if not info.has_audio:
+        raise ClipError("no audio stream")
+    if info.width < 1 or info.height < 1:
+        raise ClipError("cannot decode: video stream has no frame size")
+    return info
 
 
 def _check_file(path: Path) -> None:

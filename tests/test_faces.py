@@ -77,6 +77,10 @@ def test_detection_on_a_downscaled_large_frame(frames: np.ndarray) -> None:
     assert factor == 3 and faces.detection_gray(big, factor).shape == (224, 224)
     detector = faces.StrideDetector(stride=1, factor=factor)
     detector(0, big)
+    automatic = faces.StrideDetector(stride=1)  # the factor follows the first frame
+    automatic(0, big)
+    assert automatic.factor == 3
+    np.testing.assert_allclose(automatic.track(1), detector.track(1))
     _, small = _track(frames[:1], stride=1)
     np.testing.assert_allclose(detector.track(1)[0], small[0] * 3, atol=12)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 
@@ -40,6 +41,55 @@ def test_decode_clip_gives_rgb_frames_and_mono_pcm(clip: Path) -> None:
     assert decoded.samples.dtype == np.int16
     assert abs(len(decoded.samples) - 32000) <= 1024
     assert np.abs(decoded.samples).max() > 1000  # the speech is there
+
+
+def test_decode_any_needs_no_probe_and_matches_the_sized_decode(clip: Path) -> None:
+    seen: list[int] = []
+    decoded = media.decode_any(clip, 25, 16000, 60, on_frame=lambda t, f: seen.append(t))
+    sized = media.decode_clip(clip, (224, 224), 25, 16000, 60, 60)
+    assert decoded.returncode == 0 and decoded.error_lines == 0 and decoded.stopped == ""
+    assert seen == list(range(50))
+    np.testing.assert_array_equal(decoded.frames, sized.frames)
+    np.testing.assert_array_equal(decoded.samples, sized.samples)
+    info = media.probe(clip)
+    assert decoded.report.fps == pytest.approx(info.fps, abs=0.01)
+    assert decoded.report.duration_s == pytest.approx(info.duration_s, abs=0.05)
+
+
+def test_decode_any_reports_missing_streams_and_errors(tmp_path: Path, clip: Path) -> None:
+    silent = media.decode_any(make_clip(tmp_path / "mute.mp4", face_frames(5), audio=False),
+                              25, 16000, 60)  # fmt: skip
+    assert silent.returncode != 0 and silent.error_lines >= 1 and silent.samples.size == 0
+    junk = tmp_path / "junk.mp4"
+    junk.write_text("not a video\n" * 50)
+    bad = media.decode_any(junk, 25, 16000, 60)
+    assert bad.returncode != 0 and bad.stderr_line.startswith("Invalid data found")
+    assert not bad.report.complete
+
+
+def test_decode_any_stops_at_the_frame_budget(clip: Path) -> None:
+    frame = 224 * 224 * 3
+    decoded = media.decode_any(clip, 25, 16000, 60, budget_bytes=10 * frame)
+    assert decoded.stopped == "frame budget" and len(decoded.frames) == 10
+    assert media.decode_any(clip, 25, 16000, 60, budget_bytes=frame // 2).stopped
+
+
+def test_parse_input_report_reads_the_input_section_only() -> None:
+    lines = [
+        "Input #0, mov,mp4,m4a,3gp,3g2,mj2, from 'file:/x.mp4':",
+        "  Duration: 00:01:02.56, start: 0.000000, bitrate: 234 kb/s",
+        "  Stream #0:0[0x1](und): Video: mjpeg, yuvj420p, 600x600, 90k tbr, 90k tbn (attached pic)",
+        "  Stream #0:1[0x2](und): Video: h264 (High), yuv420p, 224x224, 158 kb/s, 29.97 fps,"
+        " 29.97 tbr, 30k tbn (default)",
+        "Output #0, image2pipe, to 'pipe:1':",
+        "  Stream #0:0(und): Video: ppm, rgb24, 224x224, q=2-31, 200 kb/s, 25 fps, 25 tbn",
+    ]
+    report = media.parse_input_report(lines)
+    assert report.duration_s == pytest.approx(62.56) and report.fps == pytest.approx(29.97)
+    no_avg = ["Input #0, matroska:", "  Duration: N/A, start: 0.0",
+              "  Stream #0:0: Video: vp9, yuv420p, 640x360, 30 tbr, 1k tbn"]  # fmt: skip
+    report = media.parse_input_report(no_avg)
+    assert report.fps == 30.0 and math.isnan(report.duration_s) and not report.complete
 
 
 def test_decode_audio_alone_matches_the_combined_decode(clip: Path) -> None:

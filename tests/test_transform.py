@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -136,6 +137,36 @@ def test_awkward_names(clips: Path, name: str) -> None:
 def test_long_clips_are_cut_at_max_seconds(clip: Path) -> None:
     out = preprocess_clip(clip, RECIPE, max_seconds=1.0)
     assert out.cut and out.video.shape[0] == out.audio.shape[0] == 25
+
+
+def test_a_clean_clip_is_not_probed(tensors: ClipTensors) -> None:
+    # ffmpeg's own banner gave rate and duration; ffprobe (a second process) never ran.
+    assert tensors.timings["probe"] == 0.0
+
+
+def test_audio_longer_than_video_is_probed_not_failed(clips: Path, tmp_path: Path) -> None:
+    # The container's duration (the banner's) is the audio's 2 s, so the 1 s of video
+    # looks truncated against it; ffprobe's video duration clears it.
+    video = make_clip(tmp_path / "v.mp4", face_frames(25), audio=False)
+    audio = make_clip(tmp_path / "a.mp4", face_frames(50), video=False)
+    path = clips / "long audio.mp4"
+    subprocess.run(
+        ["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", f"file:{video}", "-i", f"file:{audio}",
+         "-map", "0:v", "-map", "1:a", "-c", "copy", f"file:{path}"],
+        check=True, timeout=60,
+    )  # fmt: skip
+    out = preprocess_clip(path, RECIPE)
+    assert out.timings["probe"] > 0
+    assert out.video.shape[0] == out.audio.shape[0] == 25
+    assert out.source_duration_s == pytest.approx(1.0, abs=0.05)
+
+
+def test_frames_over_the_budget_are_decoded_smaller(clip: Path, tensors: ClipTensors) -> None:
+    budget = 20 * 224 * 224 * 3  # 20 full frames for a 50-frame clip
+    out = preprocess_clip(clip, RECIPE, frame_budget_bytes=budget)
+    assert out.timings["probe"] > 0  # the size had to be known before decoding again
+    assert (out.source_width, out.source_height) == (224, 224)  # the source's, not decoded
+    assert out.video.shape == tensors.video.shape and out.face_detection_rate > 0.5
 
 
 def _bad(kind: str, where: Path, good: Path) -> Path:

@@ -1,0 +1,125 @@
+"""Checkpoints: atomic save, safe load (``weights_only=True``), RNG state capture.
+
+A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts, so
+``torch.load(..., weights_only=True)`` accepts it and never runs pickled code.
+Keys: ``format``, ``model``, ``optimizer``, ``scheduler``, ``epoch`` (last
+finished, 0-based), ``best_epoch``, ``best_metric``, ``bad_epochs``, ``rng``,
+``config``, ``store_fingerprint``, ``recipe``, ``split``.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import random
+import uuid
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from trainer.config import TrainerError
+
+CHECKPOINT_FORMAT = "mscct-checkpoint-1"
+REQUIRED_KEYS = ("format", "model", "epoch", "config", "store_fingerprint", "recipe")
+
+
+def capture_rng() -> dict[str, Any]:
+    """Torch (CPU and CUDA), numpy and ``random`` states as tensors and lists."""
+    np_state = np.random.get_state()
+    py_state = random.getstate()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": {
+            "name": str(np_state[0]),
+            "keys": torch.from_numpy(np.asarray(np_state[1], dtype=np.int64)),
+            "pos": int(np_state[2]),
+            "has_gauss": int(np_state[3]),
+            "cached_gaussian": float(np_state[4]),
+        },
+        "python": {
+            "version": int(py_state[0]),
+            "state": list(py_state[1]),
+            "gauss": py_state[2],
+        },
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng(state: dict[str, Any]) -> None:
+    """Inverse of :func:`capture_rng`."""
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state(
+        (
+            n["name"],
+            n["keys"].numpy().astype(np.uint32),
+            n["pos"],
+            n["has_gauss"],
+            n["cached_gaussian"],
+        )
+    )
+    p = state["python"]
+    random.setstate((p["version"], tuple(p["state"]), p["gauss"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
+    """Write ``payload`` to ``path`` atomically (temp file in the same folder, then rename).
+
+    A crash while saving leaves the previous checkpoint intact.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        torch.save({"format": CHECKPOINT_FORMAT, **payload}, tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load a checkpoint safely, or raise :class:`TrainerError` with a one-line reason."""
+    path = Path(path)
+    if not path.is_file():
+        raise TrainerError(f"checkpoint {path} does not exist")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except (
+        RuntimeError,
+        EOFError,
+        OSError,
+        ValueError,
+        zipfile.BadZipFile,
+        pickle.UnpicklingError,
+        AttributeError,
+        KeyError,
+        TypeError,
+    ) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise TrainerError(f"checkpoint {path} is corrupt or not a checkpoint ({first})") from None
+    if not isinstance(data, dict):
+        raise TrainerError(f"checkpoint {path} is not an mscct checkpoint")
+    missing = [k for k in REQUIRED_KEYS if k not in data]
+    if missing:
+        raise TrainerError(f"checkpoint {path} lacks {', '.join(missing)}: not an mscct checkpoint")
+    if data["format"] != CHECKPOINT_FORMAT:
+        raise TrainerError(
+            f"checkpoint {path} has format {data['format']!r}; this software reads {CHECKPOINT_FORMAT}"
+        )
+    return data
+
+
+def load_model_state(model: torch.nn.Module, state: dict[str, Any], path: str | Path) -> None:
+    """``model.load_state_dict`` that turns a shape / key mismatch into a :class:`TrainerError`."""
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise TrainerError(f"checkpoint {path} does not fit the model config ({first})") from None

@@ -1,0 +1,223 @@
+"""``mscct-train``: train, evaluate and apply the MSCT detector.
+
+    mscct-train run [--store S] [--split default] [--config tiny|paper|FILE] [--out DIR]
+                    [--set key=value ...] [--resume]
+    mscct-train eval CHECKPOINT [--store S] [--split default] [--part test] [--json]
+    mscct-train predict CHECKPOINT VIDEO... [--json]
+
+Several GPUs or processes: ``torchrun --standalone --nproc_per_node N -m trainer.cli run ...``
+(see :mod:`trainer.distributed`). User errors print one line on stderr and exit 2.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import typer
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Train, evaluate and apply the MSCT audio-visual deepfake detector.",
+)
+
+EXIT_USER_ERROR = 2
+PIPELINE_HINT = "predict needs the pipeline extras: pip install 'mscct[pipeline]'"
+
+
+class UserError(Exception):
+    """Raised inside commands for a one-line message and exit code 2."""
+
+
+def _store(store: Path | None) -> Path:
+    import schemas
+
+    return store if store is not None else schemas.default_store_path()
+
+
+def _echo_err(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+
+
+@app.command()
+def run(
+    store: Path | None = typer.Option(
+        None, "--store", help="Feature store (default: $MSCCT_STORE, else ./mscct-store)."
+    ),
+    split: str = typer.Option("default", "--split", help="Split table in the store."),
+    config: str | None = typer.Option(
+        None, "--config", help="Preset (tiny, paper) or YAML file [default: tiny]."
+    ),
+    out: Path | None = typer.Option(
+        None, "--out", help="Run directory (default: ./runs/<timestamp>)."
+    ),
+    overrides: list[str] | None = typer.Option(
+        None, "--set", help="Override a config key, e.g. --set model.dim=64 --set epochs=3."
+    ),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out exactly."),
+) -> None:
+    """Train on the split's train part, pick the best epoch on val, evaluate test once.
+
+    Writes config.yaml, meta.json, metrics.jsonl, tb/, checkpoints/{last,best}.pt,
+    report.json and plots/ (roc, confusion, tsne) into the run directory.
+    """
+    from trainer.config import load_config
+    from trainer.distributed import detect
+    from trainer.loop import train
+
+    if resume and out is None:
+        raise UserError("--resume needs the --out of the run to continue")
+    if out is None:
+        out = Path("runs") / time.strftime("%Y%m%d-%H%M%S")
+    if resume and config is None and not overrides:
+        cfg = _config_of_run(out)
+    else:
+        cfg = load_config(config, overrides or [])
+    main = detect().is_main
+    report = train(
+        cfg, _store(store), split, out, resume=resume, log=typer.echo if main else _quiet
+    )
+    if main:
+        test = report["test"]
+        typer.echo(json.dumps({"best_epoch": report["best_epoch"], "test": _brief(test)}))
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+def _config_of_run(out: Path):
+    from trainer.checkpoint import load_checkpoint
+    from trainer.config import TrainConfig
+
+    return TrainConfig.from_dict(load_checkpoint(out / "checkpoints" / "last.pt")["config"])
+
+
+def _brief(metrics: dict) -> dict:
+    keys = ("acc", "auc", "audio_auc", "video_auc", "per_category_acc")
+    return {k: metrics.get(k) for k in keys}
+
+
+@app.command("eval")
+def eval_(
+    checkpoint: Path = typer.Argument(..., help="A checkpoint (e.g. runs/X/checkpoints/best.pt)."),
+    store: Path | None = typer.Option(None, "--store", help="Feature store."),
+    split: str = typer.Option("default", "--split", help="Split table in the store."),
+    part: str = typer.Option("test", "--part", help="Part of the split: train, val or test."),
+    as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON only."),
+) -> None:
+    """Evaluate a checkpoint on one part of a split: ACC, AUC, per-category, per-modality."""
+    from trainer.loop import evaluate_checkpoint
+
+    metrics = evaluate_checkpoint(checkpoint, _store(store), split, part, log=_stderr)
+    if as_json:
+        typer.echo(json.dumps(metrics, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{checkpoint} on {split}/{part} ({metrics['n']} clips)")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key in ("acc", "auc", "audio_auc", "video_auc"):
+        table.add_row(key, _fmt(metrics[key]))
+    for cat, value in metrics["per_category_acc"].items():
+        table.add_row(f"acc {cat}", _fmt(value))
+    Console().print(table)
+
+
+def _stderr(message: str) -> None:
+    typer.echo(message, err=True)
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
+@app.command()
+def predict(
+    checkpoint: Path = typer.Argument(..., help="A checkpoint (e.g. runs/X/checkpoints/best.pt)."),
+    videos: list[Path] = typer.Argument(..., help="Raw video files (mp4)."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON list instead of a table."),
+) -> None:
+    """Fake probabilities (audio, video, overall) of raw video files.
+
+    Runs the pipeline's per-clip preprocessing (ffmpeg, dlib face crops, audio
+    features) in this process with the recipe the checkpoint was trained on.
+    """
+    try:
+        from pipeline.errors import ClipError
+        from pipeline.transform import preprocess_clip
+    except ImportError:
+        raise UserError(PIPELINE_HINT) from None
+    import schemas
+    from trainer.loop import model_from_checkpoint, predict_arrays
+
+    model, ckpt, cfg = model_from_checkpoint(checkpoint)
+    recipe = schemas.Recipe.from_dict(ckpt["recipe"])
+    rows = []
+    for path in videos:
+        row: dict = {"file": str(path)}
+        try:
+            clip = preprocess_clip(path, recipe)
+        except ClipError as exc:
+            row.update(error=str(exc), audio_fake=None, video_fake=None, fake=None)
+        else:
+            p = predict_arrays(model, cfg, clip.video, clip.audio)
+            row.update(audio_fake=p["audio"], video_fake=p["video"], fake=p["overall"], error=None)
+        rows.append(row)
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+    else:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title=f"fake probabilities ({checkpoint})")
+        for column in ("file", "audio fake", "video fake", "fake"):
+            table.add_column(column, justify="left" if column == "file" else "right")
+        for row in rows:
+            if row["error"]:
+                table.add_row(row["file"], "-", "-", f"error: {row['error']}")
+            else:
+                table.add_row(
+                    row["file"], _fmt(row["audio_fake"]), _fmt(row["video_fake"]), _fmt(row["fake"])
+                )
+        Console(width=200).print(table)
+    if any(r["error"] for r in rows):
+        raise typer.Exit(1)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: user errors become one line on stderr and exit code 2."""
+    import schemas
+    from trainer.config import TrainerError
+
+    try:
+        # standalone_mode=False hands exceptions (and typer.Exit codes) back to us.
+        code = app(args=argv, standalone_mode=False)
+    except (TrainerError, UserError, schemas.StoreError, schemas.SchemaError) as exc:
+        _echo_err(str(exc))
+        sys.exit(EXIT_USER_ERROR)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        _echo_err("interrupted")
+        sys.exit(130)
+    except Exception as exc:
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if isinstance(exc, click.exceptions.Abort):
+            sys.exit(1)
+        raise
+    if isinstance(code, int) and code:
+        sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,802 @@
+"""The training loop: train on ``train``, select the best epoch on ``val``, test once.
+
+Checkpoint selection: the epoch with the highest **val AUC** of the fused head
+(an undefined AUC counts as lowest); ties keep the earlier epoch. The test part
+is not opened until training has finished; then the best checkpoint is
+evaluated on it exactly once.
+
+Epochs count from 1 in ``metrics.jsonl``, ``report.json`` and the log; the
+checkpoint's ``epoch`` is the 0-based index of the last finished epoch.
+
+Exact resumption: every epoch ends with ``checkpoints/last.pt`` holding the
+model, optimizer, scheduler, every rank's RNG states and the best-so-far. The
+data order depends only on ``(seed, epoch)`` (``DistributedSampler`` and
+``WindowDataset.set_epoch``), so a run killed at any point and resumed with
+``--resume`` finishes with the same numbers as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, DistributedSampler, Subset
+
+import schemas
+from trainer import distributed as ddp
+from trainer.checkpoint import (
+    capture_rng,
+    load_checkpoint,
+    load_model_state,
+    restore_rng,
+    save_checkpoint,
+)
+from trainer.config import TrainConfig, TrainerError, config_diff, save_config
+from trainer.data import VIDEO_MEAN, VIDEO_STD, ClipInfo, WindowDataset, eval_starts, split_clips
+from trainer.metrics import ClipScores, aggregate_windows, compute_metrics, json_safe
+from trainer.model import MSCT, msct_loss
+
+SELECTION = (
+    "val AUC of the fused head, then val ACC (undefined counts as lowest); "
+    "ties keep the earlier epoch"
+)
+LOSS_PARTS = ("total", "audio", "video", "fused", "align")
+
+Log = Callable[[str], None]
+
+
+# --------------------------------------------------------------------------- setup
+
+
+def resolve_device(cfg: TrainConfig, info: ddp.DistInfo) -> torch.device:
+    """``auto`` → CUDA (this rank's GPU) when available, else CPU."""
+    if cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available()):
+        if not torch.cuda.is_available():
+            raise TrainerError("config device=cuda but no CUDA device is available")
+        return torch.device("cuda", info.local_rank)
+    return torch.device("cpu")
+
+
+def autocast_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
+    """bf16 autocast on GPU for ``amp=auto`` (no loss scaling needed), or everywhere for ``bf16``."""
+    if cfg.amp == "bf16" or (cfg.amp == "auto" and device.type == "cuda"):
+        return torch.bfloat16
+    return None
+
+
+def _autocast(device: torch.device, dtype: torch.dtype | None) -> Any:
+    if dtype is None:
+        return nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def build_optimizer(cfg: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def build_scheduler(
+    cfg: TrainConfig, optimizer: torch.optim.Optimizer, steps_per_epoch: int
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """Per-step multiplier: linear warm-up, then a half cosine to zero (or constant)."""
+    total = max(1, cfg.epochs * steps_per_epoch)
+    warmup = min(cfg.warmup_epochs * steps_per_epoch, total - 1)
+    schedule = cfg.schedule
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        if schedule == "constant":
+            return 1.0
+        progress = (step - warmup) / max(1, total - warmup)
+        return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def open_split(store: Path, split: str) -> tuple[schemas.Recipe, str, dict[str, list[ClipInfo]]]:
+    """Recipe, fingerprint and clips of a store's split; store problems become TrainerError."""
+    try:
+        info = schemas.open_store(store)
+        fingerprint = schemas.store_fingerprint(store)
+        parts = split_clips(store, split)
+    except (schemas.StoreError, schemas.SchemaError) as exc:
+        raise TrainerError(str(exc)) from None
+    return info.recipe, fingerprint, parts
+
+
+def git_revision() -> str:
+    """The commit of the working directory's checkout, else of the package's, else 'unknown'."""
+    for where in (Path.cwd(), Path(__file__).resolve().parent):
+        try:
+            rev = subprocess.run(
+                ["git", "rev-parse", "HEAD"],
+                cwd=where,
+                capture_output=True,
+                text=True,
+                timeout=10,
+                check=False,
+            )
+        except (OSError, subprocess.SubprocessError):
+            continue
+        if rev.returncode == 0 and rev.stdout.strip():
+            return rev.stdout.strip()
+    return "unknown"
+
+
+def write_json(path: Path, data: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(json_safe(data), indent=2, allow_nan=False) + "\n")
+    tmp.replace(path)
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+@torch.no_grad()
+def predict_windows(
+    model: torch.nn.Module,
+    batches: Any,
+    device: torch.device,
+    amp: torch.dtype | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Run the model over batches of window items.
+
+    Returns ``clip_index (W,)``, ``prob (W, 3)`` fake probabilities of the audio,
+    video and fused heads, and ``embedding (W, 2C)``.
+    """
+    model.eval()
+    idx, probs, embs = [], [], []
+    for batch in batches:
+        with _autocast(device, amp):
+            out = model(
+                batch["audio"].to(device, non_blocking=True),
+                batch["video"].to(device, non_blocking=True),
+                batch["mask"].to(device, non_blocking=True),
+            )
+        heads = (out.audio_logits, out.video_logits, out.fused_logits)
+        p = torch.stack([h.float().softmax(-1)[:, 1] for h in heads], dim=1)
+        idx.append(batch["clip_index"].numpy())
+        probs.append(p.cpu().numpy())
+        embs.append(out.embedding.float().cpu().numpy())
+    if not idx:
+        return np.zeros(0, np.int64), np.zeros((0, 3), np.float32), np.zeros((0, 0), np.float32)
+    return np.concatenate(idx), np.concatenate(probs), np.concatenate(embs)
+
+
+def evaluate(
+    model: torch.nn.Module,
+    dataset: WindowDataset,
+    *,
+    device: torch.device,
+    amp: torch.dtype | None = None,
+    batch_size: int = 32,
+    num_workers: int = 0,
+    info: ddp.DistInfo | None = None,
+) -> ClipScores:
+    """Clip-level scores of an eval-mode dataset.
+
+    With several ranks each evaluates windows ``rank, rank + world, ...`` (no
+    padding, so no window counts twice) and the outputs are gathered on all ranks.
+    """
+    info = info or ddp.DistInfo()
+    shard = Subset(dataset, range(info.rank, len(dataset), info.world_size))
+    loader = DataLoader(shard, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    local = predict_windows(ddp.unwrap(model), loader, device, amp)
+    gathered = ddp.gather_objects(local, info)
+    clip_index = np.concatenate([g[0] for g in gathered])
+    prob = np.concatenate([g[1] for g in gathered if len(g[1])])
+    emb = np.concatenate([g[2] for g in gathered if len(g[2])])
+    clips = dataset.clips
+    clip_prob, counts = aggregate_windows(clip_index, prob, len(clips))
+    clip_emb, _ = aggregate_windows(clip_index, emb, len(clips))
+    if np.any(counts == 0):
+        raise TrainerError("evaluation lost windows: some clips got no prediction")
+    return ClipScores(
+        prob={"audio": clip_prob[:, 0], "video": clip_prob[:, 1], "fused": clip_prob[:, 2]},
+        embedding=clip_emb,
+        label=np.array([c.label for c in clips]),
+        audio_label=np.array([c.audio_label for c in clips]),
+        video_label=np.array([c.video_label for c in clips]),
+        categories=[c.category for c in clips],
+        clip_ids=[c.clip_id for c in clips],
+    )
+
+
+@torch.no_grad()
+def recalibrate_bn(
+    model: torch.nn.Module,
+    loader: DataLoader,
+    max_batches: int,
+    device: torch.device,
+    amp: torch.dtype | None,
+    info: ddp.DistInfo,
+) -> None:
+    """Recompute BatchNorm running statistics with the current weights ("precise BN").
+
+    The running averages lag behind weights that move fast (few steps, high lr), and an
+    eval-mode model then sees stale statistics; a pass over up to ``max_batches``
+    training batches with cumulative averaging fixes that. Only BatchNorm layers are
+    put in train mode, so dropout draws no random numbers and resumption stays exact.
+    With several ranks the statistics are averaged over ranks.
+    """
+    net = ddp.unwrap(model)
+    norms = [m for m in net.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if not norms or max_batches <= 0:
+        return
+    net.eval()
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the batches below
+        m.train()
+    for i, batch in enumerate(loader):
+        if i >= max_batches:
+            break
+        with _autocast(device, amp):
+            net(batch["audio"].to(device), batch["video"].to(device), batch["mask"].to(device))
+    for m, momentum in zip(norms, momenta, strict=True):
+        m.momentum = momentum
+        m.eval()
+        if info.enabled:
+            for buf in (m.running_mean, m.running_var):
+                torch.distributed.all_reduce(buf, op=torch.distributed.ReduceOp.SUM)
+                buf.div_(info.world_size)
+
+
+def _val_key(metrics: dict[str, Any]) -> list[float]:
+    """Selection key, compared lexicographically: [AUC, ACC], NaN / None as -1."""
+
+    def value(v: Any) -> float:
+        return -1.0 if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
+
+    return [value(metrics.get("auc")), value(metrics.get("acc"))]
+
+
+def _summary(metrics: dict[str, Any]) -> dict[str, Any]:
+    keys = ("n", "acc", "auc", "audio_auc", "video_auc", "per_category_acc")
+    return {k: metrics[k] for k in keys}
+
+
+# --------------------------------------------------------------------------- training
+
+
+@dataclass
+class RunPaths:
+    out: Path
+
+    @property
+    def last(self) -> Path:
+        return self.out / "checkpoints" / "last.pt"
+
+    @property
+    def best(self) -> Path:
+        return self.out / "checkpoints" / "best.pt"
+
+    @property
+    def metrics(self) -> Path:
+        return self.out / "metrics.jsonl"
+
+
+def _check_loss(loss: torch.Tensor, epoch: int, step: int, info: ddp.DistInfo) -> None:
+    bad = 0.0 if bool(torch.isfinite(loss.detach())) else 1.0
+    if info.enabled:
+        bad = ddp.all_sum([bad], info)[0]
+    if bad:
+        raise TrainerError(
+            f"loss is not finite at epoch {epoch} step {step}; stopped (try a lower lr, "
+            "amp=off or grad_clip > 0)"
+        )
+
+
+def _progress(enabled: bool, total: int, epoch: int) -> Any:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    progress = Progress(
+        TextColumn(f"epoch {epoch}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]:.4f}"),
+        TimeElapsedColumn(),
+        transient=True,
+        disable=not enabled,
+    )
+    return progress
+
+
+def train(
+    cfg: TrainConfig,
+    store: Path,
+    split: str,
+    out: Path,
+    *,
+    resume: bool = False,
+    log: Log = print,
+) -> dict[str, Any]:
+    """Train, select on val, test once; return the report (also written to ``out/report.json``).
+
+    Raises :class:`TrainerError` for every user error (store, split, run directory,
+    checkpoint, non-finite loss).
+    """
+    info = ddp.detect()
+    device = resolve_device(cfg, info)
+    ddp.init(info, device)
+    try:
+        return _train(cfg, Path(store), split, Path(out), resume, log, info, device)
+    finally:
+        ddp.shutdown()
+
+
+def _prepare_run(
+    cfg: TrainConfig,
+    paths: RunPaths,
+    resume: bool,
+    fingerprint: str,
+    info: ddp.DistInfo,
+) -> dict[str, Any] | None:
+    """Check the run directory; return the checkpoint to resume from (or None)."""
+    if not resume:
+        if paths.last.exists():
+            raise TrainerError(
+                f"{paths.out} already holds a run; pass --resume to continue it or another --out"
+            )
+        return None
+    if not paths.last.exists():
+        raise TrainerError(f"nothing to resume: {paths.last} does not exist")
+    ckpt = load_checkpoint(paths.last)
+    if ckpt["store_fingerprint"] != fingerprint:
+        raise TrainerError(
+            f"the store changed since {paths.last} was written (fingerprint "
+            f"{ckpt['store_fingerprint']} != {fingerprint}); refusing to resume"
+        )
+    try:
+        saved = TrainConfig.from_dict(ckpt["config"])
+    except TrainerError as exc:
+        raise TrainerError(f"checkpoint {paths.last} has an invalid config: {exc}") from None
+    diff = config_diff(saved, cfg)
+    if diff:
+        raise TrainerError(f"config differs from the checkpoint's: {'; '.join(diff[:3])}")
+    return ckpt
+
+
+def _write_meta(
+    cfg: TrainConfig,
+    paths: RunPaths,
+    store: Path,
+    fingerprint: str,
+    split: str,
+    device: Any,
+    world: int,
+) -> None:
+    from schemas.store import software_version
+
+    meta = {
+        "git_revision": git_revision(),
+        "store": str(store.resolve()),
+        "store_fingerprint": fingerprint,
+        "split": split,
+        "software_version": software_version(),
+        "torch_version": torch.__version__,
+        "python_version": sys.version.split()[0],
+        "device": str(device),
+        "world_size": world,
+        "selection": SELECTION,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    write_json(paths.out / "meta.json", meta)
+    save_config(cfg, paths.out / "config.yaml")
+
+
+def _train(
+    cfg: TrainConfig,
+    store: Path,
+    split: str,
+    out: Path,
+    resume: bool,
+    log: Log,
+    info: ddp.DistInfo,
+    device: torch.device,
+) -> dict[str, Any]:
+    recipe, fingerprint, parts = open_split(store, split)
+    for part in ("train", "val"):
+        if not parts[part]:
+            raise TrainerError(f"split {split!r} has no {part} clips")
+    if cfg.model.crop_size != recipe.crop_size:
+        # The store decides the crop; the visual trunk pools globally, so any size works.
+        cfg = TrainConfig.from_dict({**cfg.to_dict(), "model": {"crop_size": recipe.crop_size}})
+        if info.is_main:
+            log(f"model.crop_size set to the store's crop size {recipe.crop_size}")
+    paths = RunPaths(out)
+    ckpt = _prepare_run(cfg, paths, resume, fingerprint, info)
+    main = info.is_main
+    if main:
+        (out / "checkpoints").mkdir(parents=True, exist_ok=True)
+        _write_meta(cfg, paths, store, fingerprint, split, device, info.world_size)
+    amp = autocast_dtype(cfg, device)
+
+    seed_everything(cfg.seed)
+    model = MSCT(cfg.model).to(device)
+    # Each clip appears windows_per_clip times per epoch; every copy draws its own
+    # random window (the window depends on the item index), so short datasets still
+    # give the optimiser enough steps per epoch.
+    train_clips = parts["train"] * cfg.windows_per_clip
+    train_set = WindowDataset(store, train_clips, cfg.window, train=True, seed=cfg.seed)
+    val_set = WindowDataset(
+        store, parts["val"], cfg.window, train=False, seed=cfg.seed, eval_stride=cfg.eval_stride
+    )
+    sampler = DistributedSampler(
+        train_set, num_replicas=info.world_size, rank=info.rank, shuffle=True, seed=cfg.seed
+    )
+    loader = DataLoader(
+        train_set,
+        batch_size=cfg.batch_size,
+        sampler=sampler,
+        num_workers=cfg.num_workers,
+        pin_memory=device.type == "cuda",
+        drop_last=len(sampler) > cfg.batch_size,  # a batch of one would upset batch norm
+    )
+    optimizer = build_optimizer(cfg, model)
+    scheduler = build_scheduler(cfg, optimizer, len(loader))
+
+    start_epoch, best_epoch, best_key, bad_epochs = 0, -1, [-math.inf, -math.inf], 0
+    best_val: dict[str, Any] = {}
+    if ckpt is not None:
+        load_model_state(model, ckpt["model"], paths.last)
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        start_epoch = int(ckpt["epoch"]) + 1
+        best_epoch, best_key = int(ckpt["best_epoch"]), list(ckpt["best_metric"])
+        bad_epochs, best_val = int(ckpt["bad_epochs"]), dict(ckpt["best_val"])
+        rngs = ckpt["rng"]
+        restore_rng(rngs[info.rank] if len(rngs) == info.world_size else rngs[0])
+        if main:
+            _truncate_metrics(paths.metrics, int(ckpt["epoch"]))
+            log(f"resuming {out} at epoch {start_epoch + 1} (best so far: {best_epoch + 1})")
+    else:
+        # Different dropout masks per rank; DDP broadcasts rank 0's initial weights anyway.
+        torch.manual_seed(cfg.seed + 1000 * info.rank)
+    model = ddp.wrap(model, info, device)
+
+    writer = None
+    if main:
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(str(out / "tb"), purge_step=start_epoch)
+    interactive = main and sys.stderr.isatty()
+    stopped_early = False
+    for epoch in range(start_epoch, cfg.epochs):
+        t0 = time.perf_counter()
+        train_set.set_epoch(epoch)
+        sampler.set_epoch(epoch)
+        sums = _train_epoch(
+            model, loader, optimizer, scheduler, cfg, epoch, device, amp, info, interactive
+        )
+        recalibrate_bn(model, loader, cfg.precise_bn, device, amp, info)
+        totals = ddp.all_sum(sums, info)
+        n = max(totals[-1], 1.0)
+        train_loss = {k: totals[i] / n for i, k in enumerate(LOSS_PARTS)}
+        val_scores = evaluate(
+            model, val_set, device=device, amp=amp, batch_size=2 * cfg.batch_size,
+            num_workers=cfg.num_workers, info=info,
+        )  # fmt: skip
+        val_metrics = compute_metrics(val_scores)
+        key = _val_key(val_metrics)
+        improved = key > best_key
+        if improved:
+            best_epoch, best_key, bad_epochs, best_val = epoch, key, 0, val_metrics
+        else:
+            bad_epochs += 1
+        lr = optimizer.param_groups[0]["lr"]
+        elapsed = time.perf_counter() - t0
+        rngs = ddp.gather_objects(capture_rng(), info)
+        if main:
+            record = {
+                "epoch": epoch + 1,
+                "train": train_loss,
+                "val": _summary(val_metrics),
+                "lr": lr,
+                "best_epoch": best_epoch + 1,
+                "epoch_time_s": elapsed,
+            }
+            with paths.metrics.open("a") as fh:
+                fh.write(json.dumps(json_safe(record), allow_nan=False) + "\n")
+            assert writer is not None
+            for k, v in train_loss.items():
+                writer.add_scalar(f"train/loss_{k}", v, epoch)
+            for k in ("acc", "auc", "audio_auc", "video_auc"):
+                if val_metrics[k] == val_metrics[k]:  # NaN is skipped
+                    writer.add_scalar(f"val/{k}", val_metrics[k], epoch)
+            writer.add_scalar("lr", lr, epoch)
+            writer.flush()
+            state = {
+                "model": ddp.unwrap(model).state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "epoch": epoch,
+                "best_epoch": best_epoch,
+                "best_metric": best_key,
+                "best_val": json_safe(val_metrics if improved else best_val),
+                "bad_epochs": bad_epochs,
+                "rng": rngs,
+                "config": cfg.to_dict(),
+                "store_fingerprint": fingerprint,
+                "recipe": recipe.to_dict(),
+                "split": split,
+            }
+            if improved:
+                save_checkpoint(paths.best, state)
+            save_checkpoint(paths.last, state)
+            auc = val_metrics["auc"]
+            log(
+                f"epoch {epoch + 1}/{cfg.epochs}  loss {train_loss['total']:.4f}  "
+                f"val acc {val_metrics['acc']:.4f}  val auc {auc:.4f}  lr {lr:.2e}  "
+                f"{elapsed:.1f}s{'  *best*' if improved else ''}"
+            )
+        if cfg.patience is not None and bad_epochs >= cfg.patience:
+            stopped_early = True
+            if main:
+                log(f"no val improvement for {bad_epochs} epochs: stopping early")
+            break
+    if writer is not None:
+        writer.close()
+    ddp.barrier(info)
+    return _finish(
+        cfg, store, split, out, model, parts, best_epoch, best_val, recipe, fingerprint,
+        device, amp, info, log, stopped_early,
+    )  # fmt: skip
+
+
+def _train_epoch(
+    model: torch.nn.Module,
+    loader: DataLoader,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LambdaLR,
+    cfg: TrainConfig,
+    epoch: int,
+    device: torch.device,
+    amp: torch.dtype | None,
+    info: ddp.DistInfo,
+    interactive: bool,
+) -> list[float]:
+    """One pass over the training loader; returns sums of each loss part × batch and the count."""
+    model.train()
+    sums = [0.0] * (len(LOSS_PARTS) + 1)
+    with _progress(interactive, len(loader), epoch + 1) as progress:
+        task = progress.add_task("train", total=len(loader), loss=float("nan"))
+        for step, batch in enumerate(loader):
+            batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+            with _autocast(device, amp):
+                out = model(batch["audio"], batch["video"], batch["mask"])
+                parts = msct_loss(
+                    out, batch["audio_label"], batch["video_label"], batch["label"],
+                    batch["mask"], cfg.loss,
+                )  # fmt: skip
+            _check_loss(parts.total, epoch, step, info)
+            optimizer.zero_grad(set_to_none=True)
+            parts.total.backward()
+            if cfg.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            size = float(batch["label"].shape[0])
+            for i, name in enumerate(LOSS_PARTS):
+                sums[i] += float(getattr(parts, name).detach()) * size
+            sums[-1] += size
+            progress.update(task, advance=1, loss=float(parts.total.detach()))
+    return sums
+
+
+def _truncate_metrics(path: Path, last_epoch: int) -> None:
+    """Keep the log lines of epochs ``<= last_epoch`` (0-based; lines count from 1). Drop log lines of epochs after the checkpoint (a killed run may have logged one more)."""
+    if not path.exists():
+        return
+    keep = [
+        line
+        for line in path.read_text().splitlines()
+        if line.strip() and json.loads(line)["epoch"] <= last_epoch + 1
+    ]
+    path.write_text("".join(line + "\n" for line in keep))
+
+
+def _finish(
+    cfg: TrainConfig,
+    store: Path,
+    split: str,
+    out: Path,
+    model: torch.nn.Module,
+    parts: dict[str, list[ClipInfo]],
+    best_epoch: int,
+    best_val: dict[str, Any],
+    recipe: schemas.Recipe,
+    fingerprint: str,
+    device: torch.device,
+    amp: torch.dtype | None,
+    info: ddp.DistInfo,
+    log: Log,
+    stopped_early: bool,
+) -> dict[str, Any]:
+    """Load the best checkpoint, evaluate the test part once, write the report and plots."""
+    paths = RunPaths(out)
+    best = load_checkpoint(paths.best)
+    load_model_state(ddp.unwrap(model), best["model"], paths.best)
+    if not parts["test"]:
+        raise TrainerError(f"split {split!r} has no test clips")
+    # The only place the test part is opened.
+    test_set = WindowDataset(
+        store, parts["test"], cfg.window, train=False, seed=cfg.seed, eval_stride=cfg.eval_stride
+    )
+    scores = evaluate(
+        model, test_set, device=device, amp=amp, batch_size=2 * cfg.batch_size,
+        num_workers=cfg.num_workers, info=info,
+    )  # fmt: skip
+    test = compute_metrics(scores)
+    report = {
+        "val": best_val,
+        "test": test,
+        "best_epoch": best_epoch + 1,
+        "selection": SELECTION,
+        "epochs_run": int(load_checkpoint(paths.last)["epoch"]) + 1,
+        "stopped_early": stopped_early,
+        "store": str(store),
+        "store_fingerprint": fingerprint,
+        "split": split,
+        "recipe": recipe.to_dict(),
+    }
+    if info.is_main:
+        write_json(out / "report.json", report)
+        _write_plots(out, scores, test, log)
+        for name in sorted(test["undefined"]):
+            log(f"note: test {name} is undefined (only one class present) and reported as null")
+        log(
+            f"best epoch {best_epoch + 1} (by {SELECTION.split(';')[0]}); test acc "
+            f"{test['acc']:.4f} auc {test['auc']:.4f}; report: {out / 'report.json'}"
+        )
+    return json_safe(report)
+
+
+def _write_plots(out: Path, scores: ClipScores, metrics: dict[str, Any], log: Log) -> None:
+    from trainer.plots import write_all
+
+    try:
+        write_all(out / "plots", scores, metrics)
+    except Exception as exc:  # a plot must never cost the run its report
+        log(f"warning: plots not written ({exc})")
+
+
+# --------------------------------------------------------------------------- checkpoints in use
+
+
+def model_from_checkpoint(path: str | Path) -> tuple[MSCT, dict[str, Any], TrainConfig]:
+    """An eval-mode model on CPU, the checkpoint dict and its config."""
+    ckpt = load_checkpoint(path)
+    try:
+        cfg = TrainConfig.from_dict(ckpt["config"])
+    except TrainerError as exc:
+        raise TrainerError(f"checkpoint {path} has an invalid config: {exc}") from None
+    model = MSCT(cfg.model)
+    load_model_state(model, ckpt["model"], path)
+    model.eval()
+    return model, ckpt, cfg
+
+
+def evaluate_checkpoint(
+    path: str | Path, store: Path, split: str = "default", part: str = "test", log: Log = print
+) -> dict[str, Any]:
+    """Metrics of a checkpoint on one part (``train``/``val``/``test``) of a store's split."""
+    if part not in schemas.SPLITS:
+        raise TrainerError(f"part must be one of {', '.join(schemas.SPLITS)}, not {part!r}")
+    model, ckpt, cfg = model_from_checkpoint(path)
+    recipe, fingerprint, parts = open_split(Path(store), split)
+    trained = schemas.Recipe.from_dict(ckpt["recipe"])
+    if trained != recipe:
+        raise TrainerError(
+            f"store {store} was made with another recipe than the checkpoint's "
+            f"({'; '.join(trained.diff(recipe))})"
+        )
+    if fingerprint != ckpt["store_fingerprint"]:
+        log(f"note: store fingerprint {fingerprint} differs from the training store's")
+    if not parts[part]:
+        raise TrainerError(f"split {split!r} has no {part} clips")
+    device = resolve_device(cfg, ddp.DistInfo())
+    model.to(device)
+    dataset = WindowDataset(
+        store, parts[part], cfg.window, train=False, seed=cfg.seed, eval_stride=cfg.eval_stride
+    )
+    scores = evaluate(
+        model,
+        dataset,
+        device=device,
+        amp=autocast_dtype(cfg, device),
+        batch_size=2 * cfg.batch_size,
+    )
+    return json_safe({"part": part, "split": split, **compute_metrics(scores)})
+
+
+def windows_from_arrays(
+    video: np.ndarray, audio: np.ndarray, window: int, stride: int | None = None
+) -> dict[str, torch.Tensor]:
+    """Eval windows of one in-memory clip, normalised exactly as ``WindowDataset`` does.
+
+    Args:
+        video: ``(T, S, S, 3)`` uint8 face crops.
+        audio: ``(T, 104)`` audio features.
+
+    Returns:
+        A batch: ``audio (N, window, 104)``, ``video (N, 3, window, S, S)``,
+        ``mask (N, window)`` bool, ``clip_index (N,)`` zeros.
+    """
+    from trainer.data import AUDIO_EPS
+
+    frames, size = video.shape[0], video.shape[1]
+    stats = np.asarray(audio, dtype=np.float64)
+    norm = (stats - stats.mean(axis=0)) / np.sqrt(stats.var(axis=0) + AUDIO_EPS)
+    mean = torch.tensor(VIDEO_MEAN, dtype=torch.float32).view(3, 1, 1, 1)
+    std = torch.tensor(VIDEO_STD, dtype=torch.float32).view(3, 1, 1, 1)
+    starts = eval_starts(frames, window, stride or window)
+    a = torch.zeros((len(starts), window, audio.shape[1]), dtype=torch.float32)
+    v = torch.zeros((len(starts), 3, window, size, size), dtype=torch.float32)
+    m = torch.zeros((len(starts), window), dtype=torch.bool)
+    for i, start in enumerate(starts):
+        stop = min(start + window, frames)
+        n = stop - start
+        a[i, :n] = torch.from_numpy(norm[start:stop].astype(np.float32))
+        clip = torch.from_numpy(np.array(video[start:stop], dtype=np.uint8)).permute(3, 0, 1, 2)
+        v[i, :, :n] = (clip.float() / 255.0 - mean) / std
+        m[i, :n] = True
+    return {
+        "audio": a,
+        "video": v,
+        "mask": m,
+        "clip_index": torch.zeros(len(starts), dtype=torch.int64),
+    }
+
+
+def predict_arrays(
+    model: torch.nn.Module, cfg: TrainConfig, video: np.ndarray, audio: np.ndarray
+) -> dict[str, float]:
+    """Fake probabilities ``{"audio", "video", "overall"}`` of one clip (mean over its windows)."""
+    batch = windows_from_arrays(video, audio, cfg.window, cfg.eval_stride)
+    device = next(model.parameters()).device
+    chunks = [
+        {k: v[i : i + 2 * cfg.batch_size] for k, v in batch.items()}
+        for i in range(0, len(batch["mask"]), 2 * cfg.batch_size)
+    ]
+    _, prob, _ = predict_windows(model, chunks, device, None)
+    mean = prob.mean(axis=0)
+    return {"audio": float(mean[0]), "video": float(mean[1]), "overall": float(mean[2])}
+
+
+def copy_best(out: Path, dest: Path) -> None:
+    """Copy the best checkpoint of a run (helper for scripts)."""
+    shutil.copy2(RunPaths(out).best, dest)
+
+
+__all__: Sequence[str] = (
+    "SELECTION",
+    "evaluate",
+    "evaluate_checkpoint",
+    "model_from_checkpoint",
+    "predict_arrays",
+    "train",
+    "windows_from_arrays",
+)

@@ -1,0 +1,111 @@
+"""Report figures: ROC curves, per-category confusion, t-SNE of the fused embeddings.
+
+Written with matplotlib's non-interactive Agg backend, so no display is needed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from schemas import CATEGORIES
+from trainer.metrics import ClipScores, category_confusion
+
+CATEGORY_COLOURS = {"RARV": "#2b8a3e", "FARV": "#1c7ed6", "RAFV": "#e8590c", "FAFV": "#c2255c"}
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_roc(path: Path, scores: ClipScores, metrics: dict[str, Any]) -> None:
+    """ROC of the fused head (overall label) and of each modality head (its own label)."""
+    from sklearn.metrics import roc_curve
+
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5, 5))
+    curves = (
+        ("fused", scores.label, metrics["auc"]),
+        ("audio", scores.audio_label, metrics["audio_auc"]),
+        ("video", scores.video_label, metrics["video_auc"]),
+    )
+    for head, labels, auc in curves:
+        if len(np.unique(labels)) < 2:
+            continue  # a curve needs both classes
+        fpr, tpr, _ = roc_curve(labels, scores.prob[head])
+        ax.plot(fpr, tpr, label=f"{head} (AUC {auc:.3f})")
+    ax.plot([0, 1], [0, 1], "k--", lw=0.8)
+    ax.set(xlabel="false positive rate", ylabel="true positive rate (fake = positive)")
+    ax.set_title("ROC, test clips")
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_confusion(path: Path, scores: ClipScores) -> None:
+    """Rows: true category; columns: predicted real / fake (fused head at 0.5)."""
+    plt = _pyplot()
+    conf = category_confusion(scores)
+    matrix = np.array([conf[c] for c in CATEGORIES], dtype=float)
+    rows = matrix.sum(axis=1, keepdims=True)
+    share = np.divide(matrix, rows, out=np.zeros_like(matrix), where=rows > 0)
+    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+    for i in range(len(CATEGORIES)):
+        for j in range(2):
+            ax.text(j, i, f"{int(matrix[i, j])}\n{share[i, j]:.0%}", ha="center", va="center")
+    ax.set_xticks([0, 1], ["predicted real", "predicted fake"])
+    ax.set_yticks(range(len(CATEGORIES)), list(CATEGORIES))
+    ax.set_title("Test clips per category")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def tsne_points(embedding: np.ndarray, seed: int = 0) -> np.ndarray:
+    """2-D t-SNE of ``(N, D)`` embeddings → ``(N, 2)``; perplexity clamped for small N."""
+    from sklearn.manifold import TSNE
+
+    n = embedding.shape[0]
+    if n < 3:
+        return np.zeros((n, 2))
+    perplexity = float(min(30.0, max(1.0, (n - 1) / 3)))
+    tsne = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed)
+    return tsne.fit_transform(embedding.astype(np.float64))
+
+
+def plot_tsne(path: Path, scores: ClipScores, seed: int = 0) -> None:
+    """t-SNE of the test clips' fused embeddings coloured by category (the paper's Fig. 5)."""
+    plt = _pyplot()
+    points = tsne_points(scores.embedding, seed)
+    cats = np.asarray(scores.categories)
+    fig, ax = plt.subplots(figsize=(5, 5))
+    for c in CATEGORIES:
+        sel = cats == c
+        if sel.any():
+            ax.scatter(points[sel, 0], points[sel, 1], s=12, c=CATEGORY_COLOURS[c], label=c)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title("t-SNE of fused embeddings, test clips")
+    ax.legend(loc="best", markerscale=1.5)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write_all(folder: Path, scores: ClipScores, metrics: dict[str, Any]) -> list[Path]:
+    """``roc.png``, ``confusion.png`` and ``tsne.png`` in ``folder``; returns their paths."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [folder / "roc.png", folder / "confusion.png", folder / "tsne.png"]
+    plot_roc(paths[0], scores, metrics)
+    plot_confusion(paths[1], scores)
+    plot_tsne(paths[2], scores)
+    return paths
