@@ -81,8 +81,32 @@ def run(
         cfg, _store(store), split, out, resume=resume, log=typer.echo if main else _quiet
     )
     if main:
-        test = report["test"]
-        typer.echo(json.dumps({"best_epoch": report["best_epoch"], "test": _brief(test)}))
+        _print_report(report, out)
+
+
+def _print_report(report: dict, out: Path) -> None:
+    """The metrics table of a finished run, and where its files are."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from schemas import CATEGORIES
+
+    table = Table(title=f"MSCT, best epoch {report['best_epoch']} (chosen on val)")
+    columns = ("part", "ACC", "AUC", "audio AUC", "video AUC", *(f"{c} acc" for c in CATEGORIES))
+    for column in columns:
+        table.add_column(column, justify="left" if column == "part" else "right")
+    for part in ("val", "test"):
+        m = report[part]
+        cells = [m["acc"], m["auc"], m["audio_auc"], m["video_auc"]]
+        cells += [m["per_category_acc"][c] for c in CATEGORIES]
+        table.add_row(part, *(_fmt(v) for v in cells))
+    console = Console(width=max(120, Console().width))
+    console.print(table)
+    console.print(f"report: {out / 'report.json'}")
+    console.print(f"plots:  {out / 'plots'}/{{roc,confusion,tsne}}.png")
+    console.print(
+        f"checkpoints: {out / 'checkpoints'}/{{best,last}}.pt  (TensorBoard: {out / 'tb'})"
+    )
 
 
 def _quiet(_: str) -> None:
@@ -94,11 +118,6 @@ def _config_of_run(out: Path):
     from trainer.config import TrainConfig
 
     return TrainConfig.from_dict(load_checkpoint(out / "checkpoints" / "last.pt")["config"])
-
-
-def _brief(metrics: dict) -> dict:
-    keys = ("acc", "auc", "audio_auc", "video_auc", "per_category_acc")
-    return {k: metrics.get(k) for k in keys}
 
 
 @app.command("eval")

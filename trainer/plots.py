@@ -62,7 +62,8 @@ def plot_confusion(path: Path, scores: ClipScores) -> None:
     for i in range(len(CATEGORIES)):
         for j in range(2):
             ax.text(j, i, f"{int(matrix[i, j])}\n{share[i, j]:.0%}", ha="center", va="center")
-    ax.set_xticks([0, 1], ["predicted real", "predicted fake"])
+    ax.set_xticks([0, 1], ["real", "fake"])
+    ax.set_xlabel("predicted (fused head)")
     ax.set_yticks(range(len(CATEGORIES)), list(CATEGORIES))
     ax.set_title("Test clips per category")
     fig.tight_layout()
