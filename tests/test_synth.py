@@ -333,4 +333,4 @@ def test_defects_cover_every_kind(defect_dataset: SynthSummary) -> None:
     no_face = decode_video(path("no_face"))
     assert all(largest_face(f) is None for f in no_face[::5])
     # The normal part of the tree is untouched by the defects.
-    assert defect_dataset.counts == {"A": 1, "B": 1, "C": 1, "D": 1}
+    assert defect_dataset.counts == {"A": 3, "B": 3, "C": 3, "D": 3}
