@@ -157,7 +157,7 @@ class _ClipCache:
         self.pid = os.getpid()
         self.items: OrderedDict[str, _OpenClip] = OrderedDict()
 
-    def get(self, store: Path, clip: ClipInfo) -> _OpenClip:
+    def get(self, store: Path, clip: ClipInfo, recipe: schemas.Recipe) -> _OpenClip:
         if self.pid != os.getpid():  # inherited through fork: never share mappings
             self.items.clear()
             self.pid = os.getpid()
@@ -165,15 +165,24 @@ class _ClipCache:
         if hit is not None:
             self.items.move_to_end(clip.clip_id)
             return hit
-        opened = _open_clip(store, clip)
+        opened = _open_clip(store, clip, recipe)
         self.items[clip.clip_id] = opened
         while len(self.items) > self.capacity:
             self.items.popitem(last=False)  # dropping the last reference unmaps the file
         return opened
 
 
-def _open_array(store: Path, clip_id: str, name: str) -> Any:
-    spec = schemas.array_spec(store, clip_id, name)
+def _open_array(store: Path, clip: ClipInfo, name: str, recipe: schemas.Recipe) -> Any:
+    if recipe.layout == "raw":
+        # The layout and the manifest fix path and shape: no metadata to read per clip.
+        size = recipe.crop_size
+        shape, dtype = (
+            ((clip.num_frames, size, size, 3), "uint8")
+            if name == "video"
+            else ((clip.num_frames, schemas.AUDIO_CHANNELS), recipe.audio_dtype)
+        )
+        return _map_raw(schemas.raw_array_spec(store, clip.clip_id, name, shape, dtype))
+    spec = schemas.array_spec(store, clip.clip_id, name)
     if spec.raw:
         return _map_raw(spec)
     import zarr
@@ -190,20 +199,29 @@ def _map_raw(spec: schemas.ArraySpec) -> np.ndarray:
     item, so the chunk file is mapped directly.
     """
     expected = int(np.prod(spec.shape)) * spec.dtype.itemsize
-    fd = os.open(spec.chunk_file, os.O_RDONLY)
+    try:
+        fd = os.open(os.path.join(spec.path, "c", *("0" * len(spec.shape))), os.O_RDONLY)
+    except FileNotFoundError:
+        raise schemas.StoreError(
+            f"{spec.chunk_file} is missing: the store changed after the split was made; "
+            "rerun `mscct-pipeline ingest` and `mscct-pipeline split`"
+        ) from None
     try:
         size = os.fstat(fd).st_size
         if size != expected:
-            raise schemas.StoreError(f"{spec.chunk_file}: {size} bytes, expected {expected}")
+            raise schemas.StoreError(
+                f"{spec.chunk_file}: {size} bytes, but the manifest's shape {spec.shape} needs "
+                f"{expected}; the store changed after the split was made, rerun `mscct-pipeline split`"
+            )
         mapped = mmap.mmap(fd, size, access=mmap.ACCESS_READ)  # the map outlives the fd
     finally:
         os.close(fd)
     return np.frombuffer(mapped, dtype=spec.dtype).reshape(spec.shape)
 
 
-def _open_clip(store: Path, clip: ClipInfo) -> _OpenClip:
-    video = _open_array(store, clip.clip_id, "video")
-    audio = _open_array(store, clip.clip_id, "audio")
+def _open_clip(store: Path, clip: ClipInfo, recipe: schemas.Recipe) -> _OpenClip:
+    video = _open_array(store, clip, "video", recipe)
+    audio = _open_array(store, clip, "audio", recipe)
     if not isinstance(audio, np.ndarray):
         audio = audio[...]  # the whole track is needed for its statistics anyway
     if video.shape[0] != clip.num_frames or audio.shape[0] != clip.num_frames:
@@ -276,6 +294,7 @@ class WindowDataset(torch.utils.data.Dataset):
         self.train = train
         self.seed = seed
         self.epoch = 0
+        self.recipe = info.recipe
         self.crop_size = info.recipe.crop_size
         self.augment = train if augment is None else augment
         self.max_shift = default_max_shift(self.crop_size)
@@ -328,7 +347,7 @@ class WindowDataset(torch.utils.data.Dataset):
         if self._cache is None:
             self._cache = _ClipCache(OPEN_CLIP_CACHE)
         clip = self.clips[clip_index]
-        opened = self._cache.get(self.store, clip)
+        opened = self._cache.get(self.store, clip, self.recipe)
         stop = min(start + self.window, clip.num_frames)
         video = opened.video[start:stop]
         audio = np.asarray(opened.audio[start:stop], dtype=np.float32)
