@@ -304,7 +304,7 @@ def _check_loss(loss: torch.Tensor, epoch: int, step: int, info: ddp.DistInfo) -
         bad = ddp.all_sum([bad], info)[0]
     if bad:
         raise TrainerError(
-            f"loss is not finite at epoch {epoch} step {step}; stopped (try a lower lr, "
+            f"loss is not finite at epoch {epoch + 1} step {step + 1}; stopped (try a lower lr, "
             "amp=off or grad_clip > 0)"
         )
 
