@@ -42,7 +42,7 @@ $(STAMP): pyproject.toml Makefile | system-deps
 
 demo: install
 	rm -rf $(DEMO_DIR)
-	$(BIN)/mscct-pipeline synth $(DEMO_DIR)/data --per-category 8 --seed 0
+	$(BIN)/mscct-pipeline synth $(DEMO_DIR)/data --per-category 12 --seed 0
 	$(BIN)/mscct-pipeline ingest $(DEMO_DIR)/data --store $(DEMO_DIR)/store
 	$(BIN)/mscct-pipeline split --store $(DEMO_DIR)/store --balance --ratios 0.5,0.25,0.25
 	$(BIN)/mscct-train run --store $(DEMO_DIR)/store --config tiny --out $(DEMO_DIR)/run

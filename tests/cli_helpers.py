@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 BIN = Path(sys.executable).parent
@@ -31,3 +32,20 @@ def ingest_json(
     proc = run_cli("mscct-pipeline", "ingest", *args, "--json", check=check)
     start = proc.stdout.find("{")
     return proc, (json.loads(proc.stdout[start:]) if start >= 0 else {})
+
+
+def start_ingest(
+    root: Path, store: Path, *extra: str, stderr: int | None = subprocess.DEVNULL
+) -> subprocess.Popen:
+    """``mscct-pipeline ingest ROOT --store STORE ...`` in the background, for fault tests."""
+    cmd = [str(BIN / "mscct-pipeline"), "ingest", str(root), "--store", str(store), *extra]
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=stderr, text=True)
+
+
+def call_main(main: Callable[[list[str]], object], args: list[str]) -> int:
+    """Run a CLI's ``main(args)`` in this process; return its exit code."""
+    try:
+        main(args)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0

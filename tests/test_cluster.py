@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
-from cli_helpers import BIN, ingest_json
+from cli_helpers import ingest_json, start_ingest
 
 import schemas
 
@@ -41,16 +41,7 @@ def test_ingest_spreads_over_nodes_and_survives_losing_one(
     survivor = _worker_node(cluster)
     cluster.wait_for_nodes()
     store = tmp_path / "store"
-    cmd = [
-        str(BIN / "mscct-pipeline"),
-        "ingest",
-        str(synth_root),
-        "--store",
-        str(store),
-        "--address",
-        cluster.address,
-    ]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = start_ingest(synth_root, store, "--address", cluster.address, stderr=subprocess.PIPE)
     clips = store / "clips"
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline and proc.poll() is None:

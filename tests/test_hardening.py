@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from cli_helpers import BIN, ingest_json, run_cli
+from cli_helpers import ingest_json, run_cli, start_ingest
 
 import schemas
 from pipeline.synth import SynthSummary
@@ -114,16 +114,7 @@ def _busy_ray_workers() -> list[int]:
 
 def test_killed_worker_is_retried_without_duplicates(synth_root: Path, tmp_path: Path) -> None:
     store = tmp_path / "store"
-    cmd = [
-        str(BIN / "mscct-pipeline"),
-        "ingest",
-        str(synth_root),
-        "--store",
-        str(store),
-        "--workers",
-        "1",
-    ]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = start_ingest(synth_root, store, "--workers", "1", stderr=subprocess.PIPE)
     killed = None
     deadline = time.monotonic() + 120
     while killed is None and time.monotonic() < deadline and proc.poll() is None:
@@ -177,18 +168,8 @@ def test_full_disk_fails_clips_cleanly_and_rerun_completes(
 
 def test_two_ingests_at_once_one_proceeds_one_refuses(synth_root: Path, tmp_path: Path) -> None:
     store = tmp_path / "store"
-    cmd = [
-        str(BIN / "mscct-pipeline"),
-        "ingest",
-        str(synth_root),
-        "--store",
-        str(store),
-        "--limit",
-        "2",
-    ]
     procs = [
-        subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for _ in range(2)
+        start_ingest(synth_root, store, "--limit", "2", stderr=subprocess.PIPE) for _ in range(2)
     ]
     results = [(p.wait(timeout=300), p.stderr.read()) for p in procs]
     codes = sorted(code for code, _ in results)

@@ -6,14 +6,13 @@ import hashlib
 import os
 import shutil
 import signal
-import subprocess
 import time
 from pathlib import Path
 
 import dlib
 import numpy as np
 import pytest
-from cli_helpers import BIN, ingest_json, run_cli
+from cli_helpers import ingest_json, run_cli, start_ingest
 
 import schemas
 from pipeline.lock import store_lock
@@ -152,16 +151,7 @@ def test_bad_rows_and_odd_names(synth_root: Path, tmp_path: Path) -> None:
 
 def test_killed_driver_then_rerun_commits_every_clip_once(synth_root: Path, tmp_path: Path) -> None:
     store = tmp_path / "store"
-    cmd = [
-        str(BIN / "mscct-pipeline"),
-        "ingest",
-        str(synth_root),
-        "--store",
-        str(store),
-        "--workers",
-        "1",
-    ]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = start_ingest(synth_root, store, "--workers", "1")
     clips = store / "clips"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:

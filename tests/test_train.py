@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from cli_helpers import call_main
 from trainer_fixtures import build_store
 
 from trainer.cli import main
@@ -33,11 +34,7 @@ def _strict_json(text: str) -> dict:
 
 
 def _cli(args: list[str]) -> int:
-    try:
-        main(args)
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
+    return call_main(main, args)
 
 
 def _epochs(run: Path) -> list[dict]:

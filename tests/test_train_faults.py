@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from cli_helpers import call_main
 from trainer_fixtures import build_store
 
 import schemas
@@ -18,11 +19,7 @@ FAST = ["--set", "epochs=1", "--set", "windows_per_clip=1", "--set", "batch_size
 
 
 def _cli(args: list[str]) -> int:
-    try:
-        main(args)
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
+    return call_main(main, args)
 
 
 @pytest.fixture()
