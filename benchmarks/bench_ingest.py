@@ -10,8 +10,9 @@ Measures, per core:
   dlib HOG with upsampling on every frame, per-frame Python crops);
 - ``pipeline``: this project's per-clip work (``preprocess_clip``) in one process,
   with that process's peak RSS (what one Ray worker holds);
-- ``ray_1`` / ``ray_2``: the real ``run_ingest`` with 1 and 2 Ray workers (Ray started
-  and its workers warmed up first, so start-up is not counted).
+- ``ray_1`` / ``ray_2``: the real ``run_ingest`` with 1 and 2 Ray workers, everything
+  pinned to 1 and 2 cores (Ray started and its workers warmed up first, so start-up is
+  not counted).
 
 Targets (DESIGN.md): pipeline >= 5x naive, >= 50 % of decode_only, ray_2 >= 1.8x ray_1,
 peak RSS per worker < 1 GiB. Results go to ``benchmarks/results/ingest.json``.
@@ -86,7 +87,7 @@ def pipeline_in_one_process(paths: list[Path]) -> dict:
 
 
 def ray_ingest(root: Path, workers: int, work: Path) -> float:
-    """Clips/s of ``run_ingest`` with ``workers`` Ray workers, warm."""
+    """Clips/s of ``run_ingest`` with ``workers`` Ray workers, warm, in this process."""
     import ray
 
     from pipeline.ingest import IngestOptions, run_ingest
@@ -100,6 +101,27 @@ def ray_ingest(root: Path, workers: int, work: Path) -> float:
         return result.submitted / result.elapsed_s
     finally:
         ray.shutdown()
+
+
+def ray_ingest_on_cores(root: Path, workers: int, work: Path) -> float:
+    """``ray_ingest`` in a subprocess pinned to ``workers`` cores (``taskset``).
+
+    Without pinning, one worker already spreads over two cores (its ffmpeg decodes
+    while Python detects faces), so "1 worker" would not mean "1 core". Pinning the
+    driver, Ray and the workers to N cores measures scaling with cores.
+    """
+    cores = ",".join(str(c) for c in sorted(os.sched_getaffinity(0))[:workers])
+    code = (
+        "import sys; from pathlib import Path; from benchmarks.bench_ingest import ray_ingest; "
+        f"print(ray_ingest(Path({str(root)!r}), {workers}, Path({str(work)!r})))"
+    )
+    out = subprocess.run(
+        ["taskset", "-c", cores, sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return float(out.strip().splitlines()[-1])
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -122,8 +144,8 @@ def main(argv: list[str] | None = None) -> dict:
         naive_dir.mkdir()
         naive_rate = time_each(lambda p: naive_process(p, naive_dir), paths[: args.naive_clips])
         single = pipeline_in_one_process(paths)
-        ray_1 = ray_ingest(root, 1, work)
-        ray_2 = ray_ingest(root, 2, work)
+        ray_1 = ray_ingest_on_cores(root, 1, work)
+        ray_2 = ray_ingest_on_cores(root, 2, work)
 
     def rounded(rates: dict[str, float]) -> dict[str, float]:
         return {k: round(v, 3) for k, v in rates.items() if k in ("wall", "cpu")}
