@@ -92,16 +92,9 @@ def probe(path: Path, timeout_s: float = PROBE_TIMEOUT_S) -> MediaInfo:
         "ffprobe", "-v", "error", "-of", "json", "-show_format", "-show_streams",
         ffmpeg_url(path),
     ]  # fmt: skip
+    stdout = _run(args, timeout_s)
     try:
-        proc = subprocess.run(
-            args, capture_output=True, timeout=timeout_s, stdin=subprocess.DEVNULL
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise ClipError(f"cannot decode: ffprobe timed out after {timeout_s:.0f} s") from exc
-    if proc.returncode != 0:
-        raise ClipError(f"cannot decode: {last_stderr_line(proc.stderr)}")
-    try:
-        data = json.loads(proc.stdout.decode("utf-8", "replace"))
+        data = json.loads(stdout.decode("utf-8", "replace"))
     except ValueError as exc:
         raise ClipError("cannot decode: ffprobe gave unreadable output") from exc
     return parse_probe(data)
@@ -577,12 +570,13 @@ def decode_video(
 
 
 def _run(args: list[str], timeout_s: float) -> bytes:
+    """Run ffmpeg or ffprobe (``args[0]``); a failure becomes a ClipError with its last line."""
     try:
         proc = subprocess.run(
             args, capture_output=True, timeout=timeout_s, stdin=subprocess.DEVNULL
         )
     except subprocess.TimeoutExpired as exc:
-        raise ClipError(f"cannot decode: ffmpeg timed out after {timeout_s:.0f} s") from exc
+        raise ClipError(f"cannot decode: {args[0]} timed out after {timeout_s:.0f} s") from exc
     if proc.returncode != 0:
         raise ClipError(f"cannot decode: {last_stderr_line(proc.stderr)}")
     return proc.stdout
