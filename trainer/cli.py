@@ -129,7 +129,7 @@ def eval_(
     as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON only."),
 ) -> None:
     """Evaluate a checkpoint on one part of a split: ACC, AUC, per-category, per-modality."""
-    from trainer.loop import evaluate_checkpoint
+    from trainer.inference import evaluate_checkpoint
 
     metrics = evaluate_checkpoint(checkpoint, _store(store), split, part, log=_stderr)
     if as_json:
@@ -173,7 +173,7 @@ def predict(
     except ImportError:
         raise UserError(PIPELINE_HINT) from None
     import schemas
-    from trainer.loop import model_from_checkpoint, predict_arrays
+    from trainer.inference import model_from_checkpoint, predict_arrays
 
     model, ckpt, cfg = model_from_checkpoint(checkpoint)
     recipe = schemas.Recipe.from_dict(ckpt["recipe"])
