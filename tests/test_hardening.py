@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from cli_helpers import ingest_json, run_cli, start_ingest
+from store_checks import assert_every_clip_once
 
 import schemas
 from pipeline.synth import SynthSummary
@@ -126,11 +127,7 @@ def test_killed_worker_is_retried_without_duplicates(synth_root: Path, tmp_path:
     assert killed is not None, "no busy Ray worker was found to kill"
     _, stderr = proc.communicate(timeout=300)
     assert proc.returncode == 0, stderr
-    manifest = schemas.read_manifest(store).to_pylist()
-    ids = [r["clip_id"] for r in manifest]
-    assert len(ids) == len(set(ids)) == 12
-    assert all(r["status"] == "ok" for r in manifest), [r["error"] for r in manifest]
-    assert {r["clip_id"] for r in schemas.committed_records(store)} == set(ids)
+    assert_every_clip_once(store, 12)
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs needs root")

@@ -13,6 +13,7 @@ import dlib
 import numpy as np
 import pytest
 from cli_helpers import ingest_json, run_cli, start_ingest
+from store_checks import assert_every_clip_once
 
 import schemas
 from pipeline.lock import store_lock
@@ -167,16 +168,7 @@ def test_killed_driver_then_rerun_commits_every_clip_once(synth_root: Path, tmp_
     _, summary = ingest_json(synth_root, "--store", store)
     assert summary["skipped"] >= len(committed_before)
     assert summary["submitted"] + summary["skipped"] == 12 and summary["failed"] == 0
-    manifest = schemas.read_manifest(store).to_pylist()
-    ids = [r["clip_id"] for r in manifest]
-    assert len(ids) == len(set(ids)) == 12
-    assert all(r["status"] == "ok" for r in manifest)
-    committed = {r["clip_id"]: r for r in schemas.committed_records(store)}
-    assert set(committed) == set(ids)
-    for row in manifest:
-        assert committed[row["clip_id"]]["source_fingerprint"] == row["source_fingerprint"]
-        video, audio = schemas.open_clip(store, row["clip_id"])
-        assert len(video) == len(audio) == row["num_frames"]
+    _, committed = assert_every_clip_once(store, 12)
     for clip_id, record in committed_before.items():
         assert committed[clip_id] == record  # committed clips were left untouched
     assert not any((store / ".staging").iterdir())
