@@ -20,7 +20,6 @@ from trainer.data import (
     ClipInfo,
     WindowDataset,
     eval_starts,
-    mean_by_clip,
     split_clips,
 )
 
@@ -340,13 +339,6 @@ def test_length_mismatch_with_the_manifest_is_reported(store: tuple[Path, list[C
     ds = WindowDataset(path, [wrong], 8, train=False)
     with pytest.raises(schemas.StoreError, match="c0003"):
         ds[0]
-
-
-def test_mean_by_clip() -> None:
-    values = torch.tensor([1.0, 3.0, 10.0, 5.0])
-    index = torch.tensor([0, 0, 2, 0])
-    means = mean_by_clip(values, index, 3)
-    assert means[0] == 3.0 and means[2] == 10.0 and torch.isnan(means[1])
 
 
 # --------------------------------------------------------------------------- splits

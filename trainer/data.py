@@ -37,6 +37,55 @@ VIDEO_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 AUDIO_EPS = 1e-5  # added to the per-channel variance: silent (constant) channels map to 0
 OPEN_CLIP_CACHE = 8  # clips kept open per process; eval reads a clip's windows in a row
 
+# (x / 255 - mean) / std = x * scale + bias, per channel.
+_VIDEO_SCALE = (1.0 / (255.0 * np.asarray(VIDEO_STD))).astype(np.float32)
+_VIDEO_BIAS = (-np.asarray(VIDEO_MEAN) / np.asarray(VIDEO_STD)).astype(np.float32)
+
+
+def audio_stats(audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel ``(mean, 1 / std)`` of a whole clip's ``(T, 104)`` audio, float32.
+
+    Computed in float64 (the track is small); ``AUDIO_EPS`` keeps silent channels finite.
+    """
+    track = np.asarray(audio, dtype=np.float64)
+    mean = track.mean(axis=0)
+    centred = track - mean
+    inv_std = 1.0 / np.sqrt((centred * centred).mean(axis=0) + AUDIO_EPS)
+    return mean.astype(np.float32), inv_std.astype(np.float32)
+
+
+def window_arrays(
+    video: np.ndarray, audio: np.ndarray, window: int, transform: Any = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One model input from ``n <= window`` frames, zero-padded at the end.
+
+    Args:
+        video: ``(n, S, S, 3)`` uint8 crops (a memmap view is fine: this is the one copy).
+        audio: ``(n, 104)`` audio, already normalised per clip.
+        transform: a :class:`trainer.augment.ShiftFlip` applied during the copy, or None.
+
+    Returns:
+        ``video (3, window, S, S)`` float32 normalised, ``audio (window, 104)`` float32,
+        ``mask (window,)`` bool (True = real frame).
+    """
+    n, size = video.shape[0], video.shape[1]
+    # numpy, not torch: single-threaded on purpose. Torch's intra-op threads spin
+    # against each other on a busy machine (10-30x slower here) and DataLoader
+    # workers get one thread each anyway. Channel-first planes with scalar scale
+    # and bias keep both arithmetic passes vectorised.
+    video_out = np.empty((3, window, size, size), dtype=np.float32)
+    video_out[:, n:] = 0.0
+    write_planes(video, video_out[:, :n], transform)
+    for c in range(3):
+        plane = video_out[c, :n]
+        plane *= _VIDEO_SCALE[c]
+        plane += _VIDEO_BIAS[c]
+    audio_out = np.zeros((window, audio.shape[1]), dtype=np.float32)
+    audio_out[:n] = audio
+    mask = np.zeros(window, dtype=np.bool_)
+    mask[:n] = True
+    return video_out, audio_out, mask
+
 
 @dataclass(frozen=True)
 class ClipInfo:
@@ -229,11 +278,7 @@ def _open_clip(store: Path, clip: ClipInfo, recipe: schemas.Recipe) -> _OpenClip
             f"clip {clip.clip_id}: stored video/audio have {video.shape[0]}/{audio.shape[0]} "
             f"frames, the manifest says {clip.num_frames}; rerun `mscct-pipeline split`"
         )
-    track = np.asarray(audio, dtype=np.float64)  # small (T x 104); float64 for stable stats
-    mean = track.mean(axis=0)
-    centred = track - mean
-    inv_std = 1.0 / np.sqrt((centred * centred).mean(axis=0) + AUDIO_EPS)
-    return _OpenClip(video, audio, mean.astype(np.float32), inv_std.astype(np.float32))
+    return _OpenClip(video, audio, *audio_stats(audio))
 
 
 class WindowDataset(torch.utils.data.Dataset):
@@ -248,7 +293,7 @@ class WindowDataset(torch.utils.data.Dataset):
     ``train=False``: deterministic windows covering each clip (stride ``eval_stride``,
     default ``window``; see :func:`eval_starts`), one item per ``(clip, window)``,
     listed in :attr:`windows` (empty in training; :meth:`item_window` works in both
-    modes). A clip's score is the mean over its windows (:func:`mean_by_clip`).
+    modes). A clip's score is the mean over its windows (:func:`trainer.metrics.aggregate_windows`).
 
     Memory: each process keeps at most :data:`OPEN_CLIP_CACHE` clips mapped, so the
     resident set is bounded by that many clips' touched pages, whatever the store size.
@@ -304,10 +349,6 @@ class WindowDataset(torch.utils.data.Dataset):
             for index, clip in enumerate(self.clips):
                 for start in eval_starts(clip.num_frames, window, self.eval_stride):
                     self.windows.append((index, start))
-        std = np.asarray(VIDEO_STD, dtype=np.float64)
-        # (x / 255 - mean) / std = x * scale + bias, per channel.
-        self._video_scale = (1.0 / (255.0 * std)).astype(np.float32)
-        self._video_bias = (-np.asarray(VIDEO_MEAN) / std).astype(np.float32)
         self._cache: _ClipCache | None = None
 
     def __getstate__(self) -> dict[str, Any]:
@@ -373,23 +414,7 @@ class WindowDataset(torch.utils.data.Dataset):
         transform = None
         if self.augment and rng is not None:
             transform = random_shift_flip(rng, self.max_shift)
-        n, size = video.shape[0], self.crop_size
-
-        # numpy, not torch: single-threaded on purpose. Torch's intra-op threads spin
-        # against each other on a busy machine (10-30x slower here) and DataLoader
-        # workers get one thread each anyway. Channel-first planes with scalar scale
-        # and bias keep both arithmetic passes vectorised.
-        video_out = np.empty((3, self.window, size, size), dtype=np.float32)
-        video_out[:, n:] = 0.0
-        write_planes(video, video_out[:, :n], transform)
-        for c in range(3):
-            plane = video_out[c, :n]
-            plane *= self._video_scale[c]
-            plane += self._video_bias[c]
-        audio_out = np.zeros((self.window, schemas.AUDIO_CHANNELS), dtype=np.float32)
-        audio_out[:n] = audio
-        mask = np.zeros(self.window, dtype=np.bool_)
-        mask[:n] = True
+        video_out, audio_out, mask = window_arrays(video, audio, self.window, transform)
         return {
             "audio": torch.from_numpy(audio_out),
             "video": torch.from_numpy(video_out),
@@ -399,20 +424,3 @@ class WindowDataset(torch.utils.data.Dataset):
             "label": torch.tensor(clip.label, dtype=torch.int64),
             "clip_index": torch.tensor(clip_index, dtype=torch.int64),
         }
-
-
-def mean_by_clip(values: torch.Tensor, clip_index: torch.Tensor, num_clips: int) -> torch.Tensor:
-    """Average per-window values per clip.
-
-    Args:
-        values: ``(N, ...)`` per-window values (e.g. fake probabilities).
-        clip_index: ``(N,)`` int64, each window's clip (the items' ``"clip_index"``).
-        num_clips: number of clips ``K``.
-
-    Returns:
-        ``(K, ...)`` means; NaN for a clip with no window.
-    """
-    sums = torch.zeros((num_clips, *values.shape[1:]), dtype=values.dtype, device=values.device)
-    sums.index_add_(0, clip_index, values)
-    counts = torch.bincount(clip_index, minlength=num_clips).to(values.dtype)
-    return sums / counts.view(-1, *([1] * (values.dim() - 1)))

@@ -18,7 +18,7 @@ import schemas
 from trainer import distributed as ddp
 from trainer.checkpoint import load_checkpoint, load_model_state
 from trainer.config import TrainConfig, TrainerError
-from trainer.data import VIDEO_MEAN, VIDEO_STD, WindowDataset, eval_starts
+from trainer.data import WindowDataset, audio_stats, eval_starts, window_arrays
 from trainer.metrics import ClipScores, aggregate_windows, compute_metrics, json_safe
 from trainer.model import MSCT
 from trainer.runtime import autocast, autocast_dtype, open_split, resolve_device
@@ -155,30 +155,18 @@ def windows_from_arrays(
         A batch: ``audio (N, window, 104)``, ``video (N, 3, window, S, S)``,
         ``mask (N, window)`` bool, ``clip_index (N,)`` zeros.
     """
-    from trainer.data import AUDIO_EPS
-
-    frames, size = video.shape[0], video.shape[1]
-    stats = np.asarray(audio, dtype=np.float64)
-    norm = (stats - stats.mean(axis=0)) / np.sqrt(stats.var(axis=0) + AUDIO_EPS)
-    mean = torch.tensor(VIDEO_MEAN, dtype=torch.float32).view(3, 1, 1, 1)
-    std = torch.tensor(VIDEO_STD, dtype=torch.float32).view(3, 1, 1, 1)
-    starts = eval_starts(frames, window, stride or window)
-    a = torch.zeros((len(starts), window, audio.shape[1]), dtype=torch.float32)
-    v = torch.zeros((len(starts), 3, window, size, size), dtype=torch.float32)
-    m = torch.zeros((len(starts), window), dtype=torch.bool)
-    for i, start in enumerate(starts):
-        stop = min(start + window, frames)
-        n = stop - start
-        a[i, :n] = torch.from_numpy(norm[start:stop].astype(np.float32))
-        clip = torch.from_numpy(np.array(video[start:stop], dtype=np.uint8)).permute(3, 0, 1, 2)
-        v[i, :, :n] = (clip.float() / 255.0 - mean) / std
-        m[i, :n] = True
-    return {
-        "audio": a,
-        "video": v,
-        "mask": m,
-        "clip_index": torch.zeros(len(starts), dtype=torch.int64),
-    }
+    frames = video.shape[0]
+    mean, inv_std = audio_stats(audio)
+    items = [
+        window_arrays(
+            video[start : start + window],
+            (np.asarray(audio[start : start + window], np.float32) - mean) * inv_std,
+            window,
+        )
+        for start in eval_starts(frames, window, stride or window)
+    ]
+    v, a, m = (torch.from_numpy(np.stack(parts)) for parts in zip(*items, strict=True))
+    return {"audio": a, "video": v, "mask": m, "clip_index": torch.zeros(len(m), dtype=torch.int64)}
 
 
 def predict_arrays(
