@@ -112,13 +112,13 @@ def synth(
             workers=workers,
             progress=lambda done, total: progress.update(task, completed=done, total=total),
         )
-    counts = getattr(summary, "counts", {})
     out.print(f"wrote {summary.root}")
-    for name, count in counts.items():
+    for name, count in summary.counts.items():
         out.print(f"  {name}: {count} clips")
-    defects = getattr(summary, "defects", {}) or {}
-    if defects:
-        out.print(f"  defects: {len(defects)} files (listed in {summary.root}/defects.json)")
+    if summary.defects:
+        out.print(
+            f"  defects: {len(summary.defects)} files (listed in {summary.root}/defects.json)"
+        )
 
 
 # --------------------------------------------------------------------------- ingest
@@ -227,9 +227,7 @@ def ingest(
             f"this run: {result.submitted} processed ({result.ok} ok, {result.failed} failed), "
             f"{result.skipped} already in the store, {result.elapsed_s:.1f} s"
         )
-    if result.submitted + result.skipped == 0 or (
-        result.submitted and result.ok == 0 and result.skipped == 0
-    ):
+    if result.ok + result.skipped == 0:  # no clip found, or every clip failed
         err.print("[bold red]nothing could be processed[/]")
         raise typer.Exit(1)
 

@@ -18,7 +18,6 @@ same source fingerprint and recipe and redoes failed or missing ones.
 
 from __future__ import annotations
 
-import os
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -351,5 +350,4 @@ def result_dict(result: IngestResult) -> dict[str, Any]:
         "unlisted": result.scan.unlisted,
         "refused": result.scan.refused,
         "categories": {k: asdict(v) for k, v in summarize(result.manifest).items()},
-        "pid": os.getpid(),
     }

@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from schemas import CATEGORY_TO_LETTER, LETTER_TO_CATEGORY, TYPE_DIR_TO_CATEGORY
+from schemas import LETTER_TO_CATEGORY, TYPE_DIR_TO_CATEGORY
 
 CSV_NAME = "meta_data.csv"
 CSV_HEADER = [
@@ -120,11 +120,10 @@ def scan_dataset(root: str | Path) -> ScanResult:
     """List and label every clip under ``root`` (CSV first, folder layout otherwise)."""
     dataset = find_dataset_root(Path(root)).resolve()
     csv_path = dataset / CSV_NAME
-    result = _scan_csv(dataset, csv_path) if csv_path.is_file() else _scan_tree(dataset)
+    media = sorted(_media_files(dataset))  # one walk of the tree serves both purposes
+    result = _scan_csv(dataset, csv_path) if csv_path.is_file() else _scan_tree(dataset, media)
     named = {c.path for c in result.clips}
-    result.unlisted = sorted(p for p in _media_files(dataset) if p not in named)
-    if not result.used_csv:
-        result.unlisted = [p for p in result.unlisted if p not in named]
+    result.unlisted = [p for p in media if p not in named]
     result.clips.sort(key=lambda c: c.path)
     return result
 
@@ -232,9 +231,9 @@ def _existing_spelling(dataset: Path, rel: str) -> str | None:
     return None
 
 
-def _scan_tree(dataset: Path) -> ScanResult:
+def _scan_tree(dataset: Path, media: list[str]) -> ScanResult:
     result = ScanResult(root=dataset, clips=[], used_csv=False)
-    for rel in sorted(_media_files(dataset)):
+    for rel in media:
         parts = PurePosixPath(rel).parts
         category = TYPE_DIR_TO_CATEGORY.get(parts[0]) if len(parts) == 5 else None
         if category is None:
@@ -270,7 +269,6 @@ def infer_method(category: str, file_name: str) -> str:
 
 
 __all__ = [
-    "CATEGORY_TO_LETTER",
     "ClipSource",
     "ScanError",
     "ScanResult",
