@@ -165,16 +165,22 @@ def test_full_disk_fails_clips_cleanly_and_rerun_completes(
 
 def test_two_ingests_at_once_one_proceeds_one_refuses(synth_root: Path, tmp_path: Path) -> None:
     store = tmp_path / "store"
-    procs = [
-        start_ingest(synth_root, store, "--limit", "2", stderr=subprocess.PIPE) for _ in range(2)
-    ]
-    results = [(p.wait(timeout=300), p.stderr.read()) for p in procs]
-    codes = sorted(code for code, _ in results)
-    assert codes == [0, 2], results
-    refused = next(err for code, err in results if code == 2)
-    assert "being written by pid" in refused
+    first = start_ingest(synth_root, store, "--limit", "4", stderr=subprocess.PIPE)
+    # Start the second only once the first holds the lock: started together, a busy
+    # machine can let one finish before the other begins, and then both rightly succeed.
+    deadline = time.monotonic() + 120
+    while not (store / ".lock").is_file() or not (store / ".lock").read_text():
+        assert first.poll() is None, first.communicate()
+        assert time.monotonic() < deadline, "the first ingest never took the store lock"
+        time.sleep(0.05)
+    second = start_ingest(synth_root, store, "--limit", "4", stderr=subprocess.PIPE)
+    _, refused = second.communicate(timeout=300)
+    assert second.returncode == 2, refused
+    assert f"being written by pid {first.pid}" in refused
+    _, err = first.communicate(timeout=300)
+    assert first.returncode == 0, err
     manifest = schemas.read_manifest(store).to_pylist()
-    assert len(manifest) == 2 and all(r["status"] == "ok" for r in manifest)
+    assert len(manifest) == 4 and all(r["status"] == "ok" for r in manifest)
 
 
 def test_store_links_out_of_its_root_are_refused(ingested_store: Path, tmp_path: Path) -> None:
