@@ -6,13 +6,21 @@ Run ``python benchmarks/bench_loader.py`` (about two minutes) or with ``--quick`
 All methods read the same sequence of ``(clip, start)`` windows (the training
 windows of a few epochs), on the same clips, in one process, one after another:
 
-- ``store``: ``WindowDataset.__getitem__`` with training augmentation on (the full
-  item: memmap window copy, per-clip audio normalisation, shift/flip, float video);
-  ``store_noaug`` the same without augmentation; ``store_zstd`` the full item from
-  the zstd-layout store (zarr decode of the chunks the window touches);
-  ``store_read`` is only its read step (``read_window``: the uint8 window copied out
-  of the memory map plus normalised audio), the part that competes with the baselines;
-  like training with shuffling, nearly every window opens another clip.
+- ``store``: ``WindowDataset.__getitem__`` in training (the full item as a DataLoader
+  worker makes it: the window read, per-clip audio normalisation, padding, the drawn
+  shift/flip, tensors; the video stays uint8); ``store_to_model_cpu`` adds what
+  training on a CPU then does in the main process (``trainer.inputs.model_inputs``:
+  shift/flip, channels first, float, normalised; on a GPU that runs on the device);
+  ``store_zstd`` the full item from the zstd-layout store (zarr decode of the chunks
+  the window touches);
+  ``store_read`` is only its read step (``read_window``: the uint8 window read out of
+  the chunk file with ``pread`` plus normalised audio), the part that competes with
+  the baselines; like training with shuffling, nearly every window opens another
+  clip (two ``open``), while the clip's check (no links, sizes) and its audio
+  statistics were made at the first window this process read of it, as in the
+  epochs after the first. ``store_read_unseen`` forgets all clips before every
+  window, so each read also checks the clip (``readlink`` + ``fstat`` per file) and
+  computes its audio statistics from the whole track: the first epoch. And
   ``store_read_open`` reads windows of clips that are already open: the copy alone.
 - ``on_the_fly``: what the peer code does per window: an ffmpeg process decodes the
   clip's H.264 mp4 from a seek point and scales it to the crop size. The mp4 files
@@ -54,8 +62,12 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+import torch  # noqa: E402
+
 import schemas  # noqa: E402
-from trainer.data import OPEN_CLIP_CACHE, ClipInfo, WindowDataset  # noqa: E402
+from trainer.data import ClipInfo, WindowDataset  # noqa: E402
+from trainer.inputs import model_inputs  # noqa: E402
+from trainer.reader import OPEN_CLIP_CACHE  # noqa: E402
 
 FPS = 25
 
@@ -235,6 +247,7 @@ def rss_growth(store: Path, clips: list[ClipInfo], window: int) -> dict:
 
 def run(settings: Settings, work: Path) -> dict:
     s = settings
+    torch.set_num_threads(1)  # every method single-threaded, like one DataLoader worker
     t0 = time.perf_counter()
     raw_clips = build_store(work / "raw", s.clips, s.frames, s.crop, "raw")
     build_store(work / "zstd", s.clips, s.frames, s.crop, "zstd")
@@ -261,19 +274,25 @@ def run(settings: Settings, work: Path) -> dict:
     def store_read(w: Window) -> object:
         return train.read_window(w[2], w[3])
 
+    unseen = WindowDataset(work / "raw", raw_clips, s.window, train=True, seed=0)
+
+    def store_read_unseen(w: Window) -> object:
+        if unseen._reader is not None:
+            unseen._reader.seen.clear()
+        return unseen.read_window(w[2], w[3])
+
     # Windows of clips that stay open (fewer clips than the reader's LRU): the copy
-    # alone, without the per-clip open (metadata, mmap, audio statistics).
+    # alone, without the per-clip open (two opens, audio statistics).
     open_windows = [w for w in windows if w[2] < min(OPEN_CLIP_CACHE, len(raw_clips))]
 
     def store_read_open(w: Window) -> object:
         v = open_windows[w[1] % len(open_windows)]
         return train.read_window(v[2], v[3])
 
-    plain = WindowDataset(work / "raw", raw_clips, s.window, train=True, seed=0, augment=False)
-
-    def store_noaug_item(w: Window) -> object:
-        plain.set_epoch(w[0])
-        return plain[w[1]]
+    def store_to_model_cpu(w: Window) -> object:
+        train.set_epoch(w[0])
+        batch = {k: v[None] for k, v in train[w[1]].items()}
+        return model_inputs(batch, torch.device("cpu"))
 
     zstd_ds = WindowDataset(work / "zstd", raw_clips, s.window, train=True, seed=0)
 
@@ -302,8 +321,9 @@ def run(settings: Settings, work: Path) -> dict:
 
     methods = {
         "store": store_item,
-        "store_noaug": store_noaug_item,
+        "store_to_model_cpu": store_to_model_cpu,
         "store_read": store_read,
+        "store_read_unseen": store_read_unseen,
         "store_read_open": store_read_open,
         "store_zstd": store_zstd_item,
         "on_the_fly": on_the_fly(mp4s, s.window, s.crop),
@@ -320,6 +340,7 @@ def run(settings: Settings, work: Path) -> dict:
     best_zarr = max(wps["zarr_zstd"], wps["zarr_raw"])
     ratios = {
         "store / on_the_fly": wps["store"] / wps["on_the_fly"],
+        "store_to_model_cpu / on_the_fly": wps["store_to_model_cpu"] / wps["on_the_fly"],
         "store / zarr (best of zstd, raw)": wps["store"] / best_zarr,
         "store / zarr_zstd": wps["store"] / wps["zarr_zstd"],
         "store_zstd / zarr_zstd": wps["store_zstd"] / wps["zarr_zstd"],
@@ -327,6 +348,7 @@ def run(settings: Settings, work: Path) -> dict:
         "store / memcpy_hot": wps["store"] / wps["memcpy_hot"],
         "store_read / memcpy_hot": wps["store_read"] / wps["memcpy_hot"],
         "store_read / memcpy_ram": wps["store_read"] / wps["memcpy_ram"],
+        "store_read_unseen / memcpy_ram": wps["store_read_unseen"] / wps["memcpy_ram"],
         "store_read_open / memcpy_hot": wps["store_read_open"] / wps["memcpy_hot"],
         "store_read_open / memcpy_ram": wps["store_read_open"] / wps["memcpy_ram"],
     }

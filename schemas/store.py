@@ -420,26 +420,49 @@ def array_spec(store: str | Path, clip_id: str, name: str) -> ArraySpec:
     return ArraySpec(path=path, shape=shape, dtype=dtype.newbyteorder("<"), raw=raw)
 
 
-def raw_array_spec(
-    store: str | Path, clip_id: str, name: str, shape: tuple[int, ...], dtype: str | np.dtype
-) -> ArraySpec:
-    """Where a tensor of a raw-layout store lies, without reading its Zarr metadata.
+def raw_chunk_path(store_root: str, clip_id: str, name: str, ndim: int) -> str:
+    """Path of the single chunk file of a raw-layout tensor with ``ndim`` dimensions.
 
-    The raw layout fixes the chunk file's path, so a reader that knows the shape
-    (from the manifest and the recipe) can skip two JSON reads per clip. It must
-    check the chunk file's size: a mismatch means the store is not what the
-    manifest says. Links out of the store are refused as in :func:`array_spec`.
-    Built from strings: readers call this for nearly every item.
+    Built from strings (readers call this per training item); the clip id is checked
+    so that a manifest cannot steer it outside ``clips/``.
     """
     check_name(clip_id, "clip id")
-    parts = (CLIPS_DIR, clip_id, name, "c", *("0" * len(shape)))
-    _refuse_links(store, clip_id, parts)
-    return ArraySpec(
-        path=Path(os.path.join(os.fspath(store), *parts[:3])),
-        shape=tuple(int(s) for s in shape),
-        dtype=np.dtype(dtype).newbyteorder("<"),
-        raw=True,
-    )
+    return f"{store_root}/{CLIPS_DIR}/{clip_id}/{name}/c/{'/'.join('0' * ndim)}"
+
+
+def open_raw_chunk(store_root: str, clip_id: str, name: str, ndim: int) -> int:
+    """Open the single chunk file of a raw-layout tensor read-only; return its descriptor.
+
+    For readers that open a clip per training item: the raw layout fixes the chunk
+    file's path, so no Zarr metadata is read, and the file is read with ``pread``
+    rather than mapped. ``store_root`` must already be resolved
+    (``os.path.realpath``, once per reader). Links below the root are refused as in
+    :func:`array_spec`, here with one ``readlink`` of ``/proc/self/fd`` (the path
+    the kernel actually opened) instead of an ``lstat`` per component; where that
+    path differs for another reason (no ``/proc``, bind mounts) the component walk
+    decides. The caller checks the file's size against the shape it expects and
+    closes the descriptor.
+
+    Raises:
+        FileNotFoundError: no such chunk file (the clip is not in the store).
+        StoreError: the clip id is malformed, or the path runs through a link.
+    """
+    path = raw_chunk_path(store_root, clip_id, name, ndim)
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        if _opened_path(fd) != path:
+            _refuse_links(store_root, clip_id, (CLIPS_DIR, clip_id, name, "c", *("0" * ndim)))
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _opened_path(fd: int) -> str | None:
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        return None
 
 
 def _refuse_links(store: str | Path, clip_id: str, parts: tuple[str, ...]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,16 +13,15 @@ import torch
 from torch.utils.data import DataLoader
 
 import schemas
-import trainer.data as data
-from trainer.augment import ShiftFlip, shift_flip, write_planes
+import trainer.reader as reader
+from trainer.augment import gather_batch, gather_per_window, shift_flip, source_maps
 from trainer.data import (
-    VIDEO_MEAN,
-    VIDEO_STD,
     ClipInfo,
     WindowDataset,
     eval_starts,
     split_clips,
 )
+from trainer.inputs import VIDEO_MEAN, VIDEO_STD, video_for_model
 
 CROP = 32
 CATEGORY_CYCLE = schemas.CATEGORIES
@@ -128,18 +128,29 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[ClipInfo
     return path, build_store(path, LENGTHS)
 
 
-def video_bytes(video: torch.Tensor) -> np.ndarray:
-    """Undo the normalisation: ``(3, T, S, S)`` float -> ``(T, S, S, 3)`` uint8 values."""
+def model_video_bytes(item: dict[str, torch.Tensor]) -> np.ndarray:
+    """What the model sees of an item, normalisation undone: ``(T, S, S, 3)`` uint8."""
+    params = item["shift_flip"][None] if "shift_flip" in item else None
+    video = video_for_model(item["video"][None], item["mask"][None], params)[0]
     mean = torch.tensor(VIDEO_MEAN).view(3, 1, 1, 1)
     std = torch.tensor(VIDEO_STD).view(3, 1, 1, 1)
     raw = ((video * std + mean) * 255.0).round().clamp(0, 255).to(torch.uint8)
     return raw.permute(1, 2, 3, 0).numpy()
 
 
+def reference_shift_flip(video: np.ndarray, dy: int, dx: int, flip: bool) -> np.ndarray:
+    """``(T, S, S, C)``: pad by reflection, crop back at ``(dy, dx)``, mirror if ``flip``."""
+    p = max(abs(dy), abs(dx), 1)
+    size_y, size_x = video.shape[1:3]
+    padded = np.pad(video, ((0, 0), (p, p), (p, p), (0, 0)), mode="reflect")
+    crop = padded[:, p + dy : p + dy + size_y, p + dx : p + dx + size_x]
+    return crop[:, :, ::-1] if flip else crop
+
+
 def audio_frame_index(audio: torch.Tensor, num_frames: int) -> np.ndarray:
     """Recover channel 0 (= frame index) of per-clip normalised audio of a clip of T frames."""
     t = np.arange(num_frames, dtype=np.float64)
-    return audio[:, 0].double().numpy() * np.sqrt(t.var() + data.AUDIO_EPS) + t.mean()
+    return audio[:, 0].double().numpy() * np.sqrt(t.var() + reader.AUDIO_EPS) + t.mean()
 
 
 # --------------------------------------------------------------------------- windows
@@ -155,11 +166,13 @@ def test_eval_windows_hold_the_right_frames(store: tuple[Path, list[ClipInfo]]) 
         clip_index, start = ds.windows[i]
         clip = clips[clip_index]
         n = min(window, clip.num_frames - start)
-        assert item["video"].shape == (3, window, CROP, CROP)
+        assert item["video"].shape == (window, CROP, CROP, 3)
         assert item["audio"].shape == (window, schemas.AUDIO_CHANNELS)
-        assert item["video"].dtype == item["audio"].dtype == torch.float32
+        assert item["video"].dtype == torch.uint8 and item["audio"].dtype == torch.float32
         assert item["mask"].tolist() == [True] * n + [False] * (window - n)
-        frames = video_bytes(item["video"][:, :n])
+        assert "shift_flip" not in item
+        frames = item["video"][:n].numpy()
+        np.testing.assert_array_equal(model_video_bytes(item)[:n], frames)
         assert frames[..., 0, 0, 0].tolist() == list(range(start, start + n))
         assert (frames[..., 1] == clip_index).all()
         assert (frames[..., 2] == frame_video(1, 0)[0, ..., 2]).all()
@@ -169,7 +182,7 @@ def test_eval_windows_hold_the_right_frames(store: tuple[Path, list[ClipInfo]]) 
             np.arange(start, start + n),
             atol=1e-3,
         )
-        assert not item["video"][:, n:].any() and not item["audio"][n:].any()
+        assert not item["video"][n:].any() and not item["audio"][n:].any()
         assert int(item["clip_index"]) == clip_index
         assert int(item["label"]) == clip.label and int(item["audio_label"]) == clip.audio_label
         assert int(item["video_label"]) == clip.video_label
@@ -263,7 +276,7 @@ def test_training_augmentation_is_one_shift_and_flip_per_window(tmp_path: Path) 
     pattern = frame_video(1, 0)[0, ..., 2]
     p = ds.max_shift
     candidates = {
-        (dy, dx, flip): shift_flip(pattern[None, ..., None], dy, dx, p, flip)[0, ..., 0]
+        (dy, dx, flip): reference_shift_flip(pattern[None, ..., None], dy, dx, flip)[0, ..., 0]
         for dy in range(-p, p + 1)
         for dx in range(-p, p + 1)
         for flip in (False, True)
@@ -272,28 +285,52 @@ def test_training_augmentation_is_one_shift_and_flip_per_window(tmp_path: Path) 
     for epoch in range(4):
         ds.set_epoch(epoch)
         for i in range(len(ds)):
-            frames = video_bytes(ds[i]["video"])[..., 2]
+            item = ds[i]
+            frames = model_video_bytes(item)[..., 2]
             assert (frames == frames[:1]).all(), "every frame of a window gets the same transform"
-            match = [key for key, img in candidates.items() if np.array_equal(img, frames[0])]
-            assert match, "augmented frame is not a shifted / flipped crop of the original"
-            seen.update(match)
-    assert len(seen) > 3 and {k[2] for k in seen} == {False, True}
+            dy, dx, flip = item["shift_flip"].tolist()
+            np.testing.assert_array_equal(frames[0], candidates[(dy, dx, bool(flip))])
+            seen.add((dy, dx, flip))
+    assert len(seen) > 3 and {k[2] for k in seen} == {0, 1}
     plain = WindowDataset(tmp_path / "s", clips, 6, train=True, seed=3, augment=False)
-    np.testing.assert_array_equal(
-        video_bytes(plain[0]["video"])[..., 2], pattern[None].repeat(6, 0)
-    )
+    assert "shift_flip" not in plain[0]
+    np.testing.assert_array_equal(model_video_bytes(plain[0])[..., 2], pattern[None].repeat(6, 0))
 
 
-def test_shift_flip_moves_pixels() -> None:
-    image = np.arange(5 * 6, dtype=np.uint8).reshape(1, 5, 6, 1)
-    right = shift_flip(image, 0, 1, 2, False)  # content moves left: out[x] = in[x + 1]
-    np.testing.assert_array_equal(right[0, :, :-1, 0], image[0, :, 1:, 0])
-    np.testing.assert_array_equal(right[0, :, -1, 0], image[0, :, -2, 0])  # reflected border
-    down = shift_flip(image, -1, 0, 2, True)
-    np.testing.assert_array_equal(down[0, 1:, :, 0], image[0, :-1, ::-1, 0])
-    assert right.flags.c_contiguous and down.flags.c_contiguous
-    with pytest.raises(ValueError):
-        shift_flip(image, 3, 0, 2, False)
+def test_shift_flip_matches_reflect_padding_then_crop() -> None:
+    rng = np.random.default_rng(0)
+    video = rng.integers(0, 255, size=(2, 9, 7, 3), dtype=np.uint8)
+    cases = [(dy, dx, flip) for dy in range(-3, 4) for dx in range(-3, 4) for flip in (0, 1)]
+    batch = torch.from_numpy(video)[None].expand(len(cases), -1, -1, -1, -1)
+    out = shift_flip(batch, torch.tensor(cases))  # (B, C, T, S, S)
+    assert out.shape == (len(cases), 3, 2, 9, 7) and out.dtype == torch.uint8
+    for b, (dy, dx, flip) in enumerate(cases):
+        expected = reference_shift_flip(video, dy, dx, bool(flip)).transpose(3, 0, 1, 2)
+        np.testing.assert_array_equal(out[b].numpy(), expected)
+    # Content moves against the shift: out[x] = in[x + 1], the border reflected.
+    right = shift_flip(batch[:1], torch.tensor([[0, 1, 0]]))[0].permute(1, 2, 3, 0).numpy()
+    np.testing.assert_array_equal(right[:, :, :-1], video[:, :, 1:])
+    np.testing.assert_array_equal(right[:, :, -1], video[:, :, -2])
+    plain = shift_flip(batch[:1], None)
+    np.testing.assert_array_equal(plain[0].numpy(), video.transpose(3, 0, 1, 2))
+    # The GPU's one-kernel gather and the CPU's per-window copy agree, to float too.
+    rows, cols = source_maps(torch.tensor(cases), 9, 7)
+    one_kernel = gather_batch(batch, rows, cols, torch.float32)
+    torch.testing.assert_close(one_kernel, gather_per_window(batch, rows, cols, torch.float32))
+    assert one_kernel.is_contiguous() and torch.equal(one_kernel, out.float())
+
+
+def test_video_for_model_normalises_and_zeroes_padding() -> None:
+    video = torch.zeros(2, 4, 5, 5, 3, dtype=torch.uint8)
+    video[..., 0], video[..., 1], video[..., 2] = 255, 0, 128
+    mask = torch.tensor([[True] * 4, [True, True, False, False]])
+    out = video_for_model(video, mask)
+    assert out.shape == (2, 3, 4, 5, 5) and out.dtype == torch.float32
+    for c, value in enumerate((255, 0, 128)):
+        expected = (value / 255 - VIDEO_MEAN[c]) / VIDEO_STD[c]
+        torch.testing.assert_close(out[0, c], torch.full((4, 5, 5), expected))
+        torch.testing.assert_close(out[1, c, :2], torch.full((2, 5, 5), expected))
+    assert not out[1, :, 2:].any(), "padding frames are exactly zero"
 
 
 def test_dataloader_workers_give_the_same_batches(store: tuple[Path, list[ClipInfo]]) -> None:
@@ -308,7 +345,7 @@ def test_dataloader_workers_give_the_same_batches(store: tuple[Path, list[ClipIn
 
     serial, parallel = batches(0, 1), batches(2, 1)
     assert len(serial) == len(parallel) == 3
-    assert serial[0]["video"].shape == (3, 3, 8, CROP, CROP)
+    assert serial[0]["video"].shape == (3, 8, CROP, CROP, 3)
     assert serial[0]["mask"].dtype == torch.bool and serial[0]["label"].shape == (3,)
     for x, y in zip(serial, parallel, strict=True):
         assert x.keys() == y.keys() and all(torch.equal(x[k], y[k]) for k in x)
@@ -387,31 +424,83 @@ def rss_bytes() -> int:
     raise RuntimeError("no VmRSS")
 
 
-def test_resident_memory_does_not_grow_with_the_store(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_resident_memory_does_not_grow_with_the_store(tmp_path: Path) -> None:
     num_clips, num_frames = 200, 120
     clips = build_store(tmp_path / "s", [num_frames] * num_clips, with_split=False)
     store_bytes = num_clips * num_frames * (CROP * CROP * 3 + schemas.AUDIO_CHANNELS * 4)
 
-    def growth_reading_everything() -> int:
+    def growth_reading_everything(keep: list | None = None) -> int:
         ds = WindowDataset(tmp_path / "s", clips, 16, train=False)
         for i in range(32):  # warm up allocator and cache before the baseline
             ds[i]
         before = rss_bytes()
         peak = before
         for i in range(len(ds)):
-            ds[i]
+            window = ds.read_window(*ds.item_window(i))
+            if keep is not None:
+                keep.append(window)
             if i % 50 == 0:
                 peak = max(peak, rss_bytes())
         return max(peak, rss_bytes()) - before
 
     bounded = growth_reading_everything()
     assert bounded < store_bytes / 8, (bounded, store_bytes)
-    # Control: keeping every clip mapped must show up, or this test measures nothing.
-    monkeypatch.setattr(data, "OPEN_CLIP_CACHE", 10**6)
-    unbounded = growth_reading_everything()
+    # Control: a reader that keeps what it read must show up, or this test measures nothing.
+    unbounded = growth_reading_everything(keep=[])
     assert unbounded > store_bytes / 2, (unbounded, store_bytes)
+
+
+def test_open_descriptors_stay_bounded_and_are_not_shared_with_a_fork(tmp_path: Path) -> None:
+    clips = build_store(tmp_path / "s", [20] * 30, with_split=False)
+    ds = WindowDataset(tmp_path / "s", clips, 8, train=False)
+    before = len(os.listdir("/proc/self/fd"))
+    for i in range(len(ds)):
+        ds[i]
+    held = len(os.listdir("/proc/self/fd")) - before
+    assert 0 < held <= 2 * reader.OPEN_CLIP_CACHE
+    # A forked child (a DataLoader worker) reads through its own descriptors.
+    parent_reader = ds._reader
+    assert parent_reader is not None
+    child = os.fork()
+    if child == 0:  # pragma: no cover - runs in the child
+        ds[0]  # the child drops the parent's eight clips and opens just this one
+        ok = len(parent_reader.open_clips) == 1 and parent_reader.pid == os.getpid()
+        os._exit(0 if ok else 1)
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert len(parent_reader.open_clips) == reader.OPEN_CLIP_CACHE
+
+
+def test_audio_stats_match_a_float64_computation() -> None:
+    rng = np.random.default_rng(1)
+    track = (rng.normal(size=(250, schemas.AUDIO_CHANNELS)) * 3 + 40).astype(np.float32)
+    track[:, 5] = 7.0  # a silent channel
+    mean, inv_std = reader.audio_stats(track)
+    exact = track.astype(np.float64)
+    np.testing.assert_allclose(mean, exact.mean(axis=0), rtol=1e-6)
+    np.testing.assert_allclose(
+        inv_std, 1 / np.sqrt(exact.var(axis=0) + reader.AUDIO_EPS), rtol=1e-4
+    )
+    assert mean.dtype == inv_std.dtype == np.float32
+
+
+def test_a_truncated_or_linked_tensor_is_refused(tmp_path: Path) -> None:
+    clips = build_store(tmp_path / "s", [20, 20, 20], with_split=False)
+    chunk = tmp_path / "s" / "clips" / "c0001" / "audio" / "c" / "0" / "0"
+    chunk.write_bytes(chunk.read_bytes()[:-4])
+    ds = WindowDataset(tmp_path / "s", clips, 8, train=False)
+    ds[0]
+    with pytest.raises(schemas.StoreError, match="audio of clip c0001 holds"):
+        ds[ds.windows.index((1, 0))]
+    clip = tmp_path / "s" / "clips" / "c0002"
+    clip.rename(tmp_path / "elsewhere")
+    clip.symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(schemas.StoreError, match="links outside the store"):
+        ds[ds.windows.index((2, 0))]
+    # The store root itself may be a link: only links below it are refused.
+    (tmp_path / "link").symlink_to(tmp_path / "s")
+    linked = WindowDataset(tmp_path / "link", clips[:1], 8, train=False)
+    assert torch.equal(linked[0]["video"], ds[0]["video"])
 
 
 def test_trainer_data_imports_without_the_media_stack() -> None:
@@ -421,28 +510,3 @@ def test_trainer_data_imports_without_the_media_stack() -> None:
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[1])
-
-
-def test_shift_flip_matches_reflect_padding_then_crop() -> None:
-    rng = np.random.default_rng(0)
-    video = rng.integers(0, 255, size=(2, 9, 7, 3), dtype=np.uint8)
-    p = 3
-    padded = np.pad(video, ((0, 0), (p, p), (p, p), (0, 0)), mode="reflect")
-    for dy in range(-p, p + 1):
-        for dx in range(-p, p + 1):
-            crop = padded[:, p + dy : p + dy + 9, p + dx : p + dx + 7]
-            np.testing.assert_array_equal(shift_flip(video, dy, dx, p, False), crop)
-            np.testing.assert_array_equal(shift_flip(video, dy, dx, p, True), crop[:, :, ::-1])
-
-
-def test_write_planes_is_the_transform_in_channel_first_layout() -> None:
-    rng = np.random.default_rng(1)
-    video = rng.integers(0, 255, size=(3, 10, 10, 3), dtype=np.uint8)
-    out = np.empty((3, 3, 10, 10), dtype=np.float32)
-    write_planes(video, out)
-    np.testing.assert_array_equal(out, video.transpose(3, 0, 1, 2))
-    for transform in (ShiftFlip(2, -3, True), ShiftFlip(-1, 0, False), ShiftFlip(0, 4, True)):
-        out[...] = -1
-        write_planes(video, out, transform)
-        expected = shift_flip(video, transform.dy, transform.dx, 4, transform.flip)
-        np.testing.assert_array_equal(out, expected.transpose(3, 0, 1, 2))

@@ -1,25 +1,20 @@
-"""Store reader for training: split membership and fixed-length audio-visual windows.
+"""Training and evaluation data: split membership and fixed-length audio-visual windows.
 
-The store's default raw layout keeps each tensor as one uncompressed file, so a
-window is a slice of a read-only memory map: the only copy is the window itself, and
-the kernel page cache is shared by every DataLoader worker. Nothing is opened
-when a dataset is built; each process opens clips lazily and keeps at most
-:data:`OPEN_CLIP_CACHE` of them mapped, so resident memory does not depend on
-the size of the store.
+Windows are read by :class:`trainer.reader.ClipReader` (``pread`` for the default
+raw layout, zarr for compressed ones), one reader per process, created lazily,
+so the dataset pickles to DataLoader workers as plain metadata and resident
+memory does not depend on the size of the store.
 
-Video normalisation: frames are scaled to ``[0, 1]`` and then normalised per
-RGB channel with the ImageNet statistics :data:`VIDEO_MEAN` / :data:`VIDEO_STD`
-(the visual pre-encoder is a ResNet-family CNN, where these are the customary
-input statistics). Audio is normalised per clip and per channel (mean 0, std 1
-over the whole clip), which removes loudness and channel offsets between clips
-while keeping the shape of the features over time.
+Items carry the video as stored (uint8, channel-last) and, in training, the
+window's drawn shift/flip; :func:`trainer.inputs.model_inputs` makes the model's
+float input on the training device. Audio is normalised here, per clip and per
+channel (mean 0, std 1 over the whole clip, :func:`trainer.reader.audio_stats`),
+which removes loudness and channel offsets between clips while keeping the shape
+of the features over time.
 """
 
 from __future__ import annotations
 
-import mmap
-import os
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,61 +25,34 @@ import torch
 
 import schemas
 from schemas.store import clip_dir
-from trainer.augment import default_max_shift, random_shift_flip, write_planes
-
-VIDEO_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
-VIDEO_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
-AUDIO_EPS = 1e-5  # added to the per-channel variance: silent (constant) channels map to 0
-OPEN_CLIP_CACHE = 8  # clips kept open per process; eval reads a clip's windows in a row
-
-# (x / 255 - mean) / std = x * scale + bias, per channel.
-_VIDEO_SCALE = (1.0 / (255.0 * np.asarray(VIDEO_STD))).astype(np.float32)
-_VIDEO_BIAS = (-np.asarray(VIDEO_MEAN) / np.asarray(VIDEO_STD)).astype(np.float32)
-
-
-def audio_stats(audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-channel ``(mean, 1 / std)`` of a whole clip's ``(T, 104)`` audio, float32.
-
-    Computed in float64 (the track is small); ``AUDIO_EPS`` keeps silent channels finite.
-    """
-    track = np.asarray(audio, dtype=np.float64)
-    mean = track.mean(axis=0)
-    centred = track - mean
-    inv_std = 1.0 / np.sqrt((centred * centred).mean(axis=0) + AUDIO_EPS)
-    return mean.astype(np.float32), inv_std.astype(np.float32)
+from trainer.augment import default_max_shift, draw_shift_flip
+from trainer.reader import ClipReader
 
 
 def window_arrays(
-    video: np.ndarray, audio: np.ndarray, window: int, transform: Any = None
+    video: np.ndarray, audio: np.ndarray, window: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One model input from ``n <= window`` frames, zero-padded at the end.
+    """One item's arrays from ``n <= window`` frames, zero-padded at the end.
 
     Args:
-        video: ``(n, S, S, 3)`` uint8 crops (a memmap view is fine: this is the one copy).
+        video: ``(n, S, S, 3)`` uint8 crops.
         audio: ``(n, 104)`` audio, already normalised per clip.
-        transform: a :class:`trainer.augment.ShiftFlip` applied during the copy, or None.
 
     Returns:
-        ``video (3, window, S, S)`` float32 normalised, ``audio (window, 104)`` float32,
-        ``mask (window,)`` bool (True = real frame).
+        ``video (window, S, S, 3)`` uint8, ``audio (window, 104)`` float32,
+        ``mask (window,)`` bool (True = real frame). A full window is passed through
+        without a copy.
     """
-    n, size = video.shape[0], video.shape[1]
-    # numpy, not torch: single-threaded on purpose. Torch's intra-op threads spin
-    # against each other on a busy machine (10-30x slower here) and DataLoader
-    # workers get one thread each anyway. Channel-first planes with scalar scale
-    # and bias keep both arithmetic passes vectorised.
-    video_out = np.empty((3, window, size, size), dtype=np.float32)
-    video_out[:, n:] = 0.0
-    write_planes(video, video_out[:, :n], transform)
-    for c in range(3):
-        plane = video_out[c, :n]
-        plane *= _VIDEO_SCALE[c]
-        plane += _VIDEO_BIAS[c]
+    n = video.shape[0]
+    if n != window:
+        padded = np.zeros((window, *video.shape[1:]), dtype=np.uint8)
+        padded[:n] = video
+        video = padded
     audio_out = np.zeros((window, audio.shape[1]), dtype=np.float32)
     audio_out[:n] = audio
     mask = np.zeros(window, dtype=np.bool_)
     mask[:n] = True
-    return video_out, audio_out, mask
+    return np.ascontiguousarray(video, dtype=np.uint8), audio_out, mask
 
 
 @dataclass(frozen=True)
@@ -185,102 +153,6 @@ def eval_starts(num_frames: int, window: int, stride: int) -> list[int]:
     return starts
 
 
-@dataclass
-class _OpenClip:
-    video: Any  # (T, S, S, 3) uint8: np.memmap (raw layout) or lazy zarr.Array (compressed)
-    audio: np.ndarray  # (T, 104): np.memmap or decoded array
-    audio_mean: np.ndarray  # (104,) float32
-    audio_inv_std: np.ndarray  # (104,) float32
-
-
-class _ClipCache:
-    """A small LRU of open clips, owned by one process.
-
-    Holding the memmaps of every clip ever read would keep their touched pages in
-    this process's resident set, growing with the store; a bounded LRU keeps the
-    benefit of reopening nothing while a clip's windows are read in a row.
-    """
-
-    def __init__(self, capacity: int) -> None:
-        self.capacity = capacity
-        self.pid = os.getpid()
-        self.items: OrderedDict[str, _OpenClip] = OrderedDict()
-
-    def get(self, store: Path, clip: ClipInfo, recipe: schemas.Recipe) -> _OpenClip:
-        if self.pid != os.getpid():  # inherited through fork: never share mappings
-            self.items.clear()
-            self.pid = os.getpid()
-        hit = self.items.get(clip.clip_id)
-        if hit is not None:
-            self.items.move_to_end(clip.clip_id)
-            return hit
-        opened = _open_clip(store, clip, recipe)
-        self.items[clip.clip_id] = opened
-        while len(self.items) > self.capacity:
-            self.items.popitem(last=False)  # dropping the last reference unmaps the file
-        return opened
-
-
-def _open_array(store: Path, clip: ClipInfo, name: str, recipe: schemas.Recipe) -> Any:
-    if recipe.layout == "raw":
-        # The layout and the manifest fix path and shape: no metadata to read per clip.
-        size = recipe.crop_size
-        shape, dtype = (
-            ((clip.num_frames, size, size, 3), "uint8")
-            if name == "video"
-            else ((clip.num_frames, schemas.AUDIO_CHANNELS), recipe.audio_dtype)
-        )
-        return _map_raw(schemas.raw_array_spec(store, clip.clip_id, name, shape, dtype))
-    spec = schemas.array_spec(store, clip.clip_id, name)
-    if spec.raw:
-        return _map_raw(spec)
-    import zarr
-
-    # Lazy: slicing decodes only the chunks the window touches.
-    return zarr.open_array(str(spec.path), mode="r")
-
-
-def _map_raw(spec: schemas.ArraySpec) -> np.ndarray:
-    """Read-only zero-copy view of a raw-layout chunk file, like ``schemas.load_array``.
-
-    ``np.memmap`` resolves the path component by component on every open, which
-    costs 5x the mapping itself; training opens a different clip for nearly every
-    item, so the chunk file is mapped directly.
-    """
-    expected = int(np.prod(spec.shape)) * spec.dtype.itemsize
-    try:
-        fd = os.open(os.path.join(spec.path, "c", *("0" * len(spec.shape))), os.O_RDONLY)
-    except FileNotFoundError:
-        raise schemas.StoreError(
-            f"{spec.chunk_file} is missing: the store changed after the split was made; "
-            "rerun `mscct-pipeline ingest` and `mscct-pipeline split`"
-        ) from None
-    try:
-        size = os.fstat(fd).st_size
-        if size != expected:
-            raise schemas.StoreError(
-                f"{spec.chunk_file}: {size} bytes, but the manifest's shape {spec.shape} needs "
-                f"{expected}; the store changed after the split was made, rerun `mscct-pipeline split`"
-            )
-        mapped = mmap.mmap(fd, size, access=mmap.ACCESS_READ)  # the map outlives the fd
-    finally:
-        os.close(fd)
-    return np.frombuffer(mapped, dtype=spec.dtype).reshape(spec.shape)
-
-
-def _open_clip(store: Path, clip: ClipInfo, recipe: schemas.Recipe) -> _OpenClip:
-    video = _open_array(store, clip, "video", recipe)
-    audio = _open_array(store, clip, "audio", recipe)
-    if not isinstance(audio, np.ndarray):
-        audio = audio[...]  # the whole track is needed for its statistics anyway
-    if video.shape[0] != clip.num_frames or audio.shape[0] != clip.num_frames:
-        raise schemas.StoreError(
-            f"clip {clip.clip_id}: stored video/audio have {video.shape[0]}/{audio.shape[0]} "
-            f"frames, the manifest says {clip.num_frames}; rerun `mscct-pipeline split`"
-        )
-    return _OpenClip(video, audio, *audio_stats(audio))
-
-
 class WindowDataset(torch.utils.data.Dataset):
     """Fixed-length windows of ``window`` frames from the clips of a split.
 
@@ -295,20 +167,22 @@ class WindowDataset(torch.utils.data.Dataset):
     listed in :attr:`windows` (empty in training; :meth:`item_window` works in both
     modes). A clip's score is the mean over its windows (:func:`trainer.metrics.aggregate_windows`).
 
-    Memory: each process keeps at most :data:`OPEN_CLIP_CACHE` clips mapped, so the
-    resident set is bounded by that many clips' touched pages, whatever the store size.
+    Memory: each process reads through its own :class:`trainer.reader.ClipReader`,
+    which maps nothing and keeps a bounded number of clips open, whatever the store size.
 
     Items (default collate stacks them; ``S`` is the store's crop size):
 
     - ``"audio"``: ``(window, 104)`` float32, per-clip per-channel normalised;
-    - ``"video"``: ``(3, window, S, S)`` float32, ``x / 255`` normalised with
-      :data:`VIDEO_MEAN` / :data:`VIDEO_STD`;
+    - ``"video"``: ``(window, S, S, 3)`` uint8 as stored, zeros after a short clip's end
+      (:func:`trainer.inputs.model_inputs` turns it into the model's input);
     - ``"mask"``: ``(window,)`` bool, False on zero padding after the end of a short clip;
     - ``"audio_label"``, ``"video_label"``, ``"label"``: int64 scalars, 1 = fake;
-    - ``"clip_index"``: int64 scalar, index into ``clips``.
+    - ``"clip_index"``: int64 scalar, index into ``clips``;
+    - ``"shift_flip"`` (only when augmenting): ``(3,)`` int64 ``(dy, dx, flip)``.
 
     Augmentation (``augment``, default ``train``): a shift of up to a few pixels with
-    reflected borders and a horizontal flip, the same for every frame of a window.
+    reflected borders and a horizontal flip, the same for every frame of a window,
+    drawn here and applied on the device (:func:`trainer.augment.shift_flip`).
     """
 
     windows: list[tuple[int, int]]
@@ -343,17 +217,19 @@ class WindowDataset(torch.utils.data.Dataset):
         self.crop_size = info.recipe.crop_size
         self.augment = train if augment is None else augment
         self.max_shift = default_max_shift(self.crop_size)
+        if self.augment and self.max_shift >= self.crop_size:
+            raise ValueError(f"crop size {self.crop_size} is too small to augment")
         self.eval_stride = eval_stride or window
         self.windows = []
         if not train:
             for index, clip in enumerate(self.clips):
                 for start in eval_starts(clip.num_frames, window, self.eval_stride):
                     self.windows.append((index, start))
-        self._cache: _ClipCache | None = None
+        self._reader: ClipReader | None = None
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        state["_cache"] = None  # workers open their own clips
+        state["_reader"] = None  # workers open their own clips
         return state
 
     def set_epoch(self, epoch: int) -> None:
@@ -382,19 +258,6 @@ class WindowDataset(torch.utils.data.Dataset):
         clip_index, start, _ = self._draw(i)
         return clip_index, start
 
-    def _window(self, clip_index: int, start: int) -> tuple[np.ndarray, np.ndarray]:
-        """Frames ``[start, start + window)`` clipped to the clip: the video as a view of
-        the memmap (a decoded copy for compressed stores), the audio normalised."""
-        if self._cache is None:
-            self._cache = _ClipCache(OPEN_CLIP_CACHE)
-        clip = self.clips[clip_index]
-        opened = self._cache.get(self.store, clip, self.recipe)
-        stop = min(start + self.window, clip.num_frames)
-        video = opened.video[start:stop]
-        audio = np.asarray(opened.audio[start:stop], dtype=np.float32)
-        audio = (audio - opened.audio_mean) * opened.audio_inv_std
-        return video, audio
-
     def read_window(self, clip_index: int, start: int) -> tuple[np.ndarray, np.ndarray]:
         """Copy frames ``[start, start + window)`` (clipped to the clip) out of the store.
 
@@ -402,25 +265,25 @@ class WindowDataset(torch.utils.data.Dataset):
             ``video`` ``(n, S, S, 3)`` uint8 and ``audio`` ``(n, 104)`` float32, already
             normalised, with ``n = min(window, T - start)``.
         """
-        video, audio = self._window(clip_index, start)
-        return np.array(video, dtype=np.uint8), audio
+        if self._reader is None:
+            self._reader = ClipReader(self.store, self.recipe)
+        clip = self.clips[clip_index]
+        stop = min(start + self.window, clip.num_frames)
+        return self._reader.window(clip.clip_id, clip.num_frames, start, stop)
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         clip_index, start, rng = self._draw(i)
         clip = self.clips[clip_index]
-        # The float conversion below is the one copy out of the map; the augmentation
-        # rides along in it (see trainer.augment).
-        video, audio = self._window(clip_index, start)
-        transform = None
-        if self.augment and rng is not None:
-            transform = random_shift_flip(rng, self.max_shift)
-        video_out, audio_out, mask = window_arrays(video, audio, self.window, transform)
-        return {
-            "audio": torch.from_numpy(audio_out),
-            "video": torch.from_numpy(video_out),
+        video, audio, mask = window_arrays(*self.read_window(clip_index, start), self.window)
+        item = {
+            "audio": torch.from_numpy(audio),
+            "video": torch.from_numpy(video),
             "mask": torch.from_numpy(mask),
             "audio_label": torch.tensor(clip.audio_label, dtype=torch.int64),
             "video_label": torch.tensor(clip.video_label, dtype=torch.int64),
             "label": torch.tensor(clip.label, dtype=torch.int64),
             "clip_index": torch.tensor(clip_index, dtype=torch.int64),
         }
+        if self.augment and rng is not None:  # rng is never None when augmenting
+            item["shift_flip"] = torch.tensor(draw_shift_flip(rng, self.max_shift))
+        return item

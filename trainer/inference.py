@@ -18,9 +18,11 @@ import schemas
 from trainer import distributed as ddp
 from trainer.checkpoint import load_checkpoint, load_model_state
 from trainer.config import TrainConfig, TrainerError
-from trainer.data import WindowDataset, audio_stats, eval_starts, window_arrays
+from trainer.data import WindowDataset, eval_starts, window_arrays
+from trainer.inputs import model_inputs
 from trainer.metrics import ClipScores, aggregate_windows, compute_metrics, json_safe
 from trainer.model import MSCT
+from trainer.reader import audio_stats
 from trainer.runtime import autocast, autocast_dtype, open_split, resolve_device
 
 Log = Callable[[str], None]
@@ -42,11 +44,7 @@ def predict_windows(
     idx, probs, embs = [], [], []
     for batch in batches:
         with autocast(device, amp):
-            out = model(
-                batch["audio"].to(device, non_blocking=True),
-                batch["video"].to(device, non_blocking=True),
-                batch["mask"].to(device, non_blocking=True),
-            )
+            out = model(*model_inputs(batch, device))
         heads = (out.audio_logits, out.video_logits, out.fused_logits)
         p = torch.stack([h.float().softmax(-1)[:, 1] for h in heads], dim=1)
         idx.append(batch["clip_index"].numpy())
@@ -145,15 +143,15 @@ def evaluate_checkpoint(
 def windows_from_arrays(
     video: np.ndarray, audio: np.ndarray, window: int, stride: int | None = None
 ) -> dict[str, torch.Tensor]:
-    """Eval windows of one in-memory clip, normalised exactly as ``WindowDataset`` does.
+    """Eval windows of one in-memory clip, made exactly as ``WindowDataset`` makes them.
 
     Args:
         video: ``(T, S, S, 3)`` uint8 face crops.
         audio: ``(T, 104)`` audio features.
 
     Returns:
-        A batch: ``audio (N, window, 104)``, ``video (N, 3, window, S, S)``,
-        ``mask (N, window)`` bool, ``clip_index (N,)`` zeros.
+        A batch: ``audio (N, window, 104)`` normalised, ``video (N, window, S, S, 3)``
+        uint8, ``mask (N, window)`` bool, ``clip_index (N,)`` zeros.
     """
     frames = video.shape[0]
     mean, inv_std = audio_stats(audio)

@@ -41,6 +41,7 @@ from trainer.checkpoint import (
 from trainer.config import TrainConfig, TrainerError, config_diff, save_config
 from trainer.data import ClipInfo, WindowDataset
 from trainer.inference import evaluate
+from trainer.inputs import model_inputs
 from trainer.metrics import ClipScores, compute_metrics, json_safe
 from trainer.model import MSCT, msct_loss
 from trainer.runtime import (
@@ -58,6 +59,7 @@ SELECTION = (
     "ties keep the earlier epoch"
 )
 LOSS_PARTS = ("total", "audio", "video", "fused", "align")
+LABELS = ("audio_label", "video_label", "label")  # msct_loss's label arguments, in order
 
 Log = Callable[[str], None]
 
@@ -125,7 +127,7 @@ def recalibrate_bn(
         if i >= max_batches:
             break
         with autocast(device, amp):
-            net(batch["audio"].to(device), batch["video"].to(device), batch["mask"].to(device))
+            net(*model_inputs(batch, device))
     for m, momentum in zip(norms, momenta, strict=True):
         m.momentum = momentum
         m.eval()
@@ -455,13 +457,11 @@ def _train_epoch(
     with _progress(interactive, len(loader), epoch + 1) as progress:
         task = progress.add_task("train", total=len(loader), loss=float("nan"))
         for step, batch in enumerate(loader):
-            batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+            audio, video, mask = model_inputs(batch, device)
+            labels = [batch[k].to(device, non_blocking=True) for k in LABELS]
             with autocast(device, amp):
-                out = model(batch["audio"], batch["video"], batch["mask"])
-                parts = msct_loss(
-                    out, batch["audio_label"], batch["video_label"], batch["label"],
-                    batch["mask"], cfg.loss,
-                )  # fmt: skip
+                out = model(audio, video, mask)
+                parts = msct_loss(out, *labels, mask, cfg.loss)
             _check_loss(parts.total, epoch, step, info)
             optimizer.zero_grad(set_to_none=True)
             parts.total.backward()
@@ -469,7 +469,7 @@ def _train_epoch(
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             optimizer.step()
             scheduler.step()
-            size = float(batch["label"].shape[0])
+            size = float(audio.shape[0])
             for i, name in enumerate(LOSS_PARTS):
                 sums[i] += float(getattr(parts, name).detach()) * size
             sums[-1] += size

@@ -1,0 +1,70 @@
+"""From collated window batches to the model's inputs, on the device that runs the model.
+
+Items leave the DataLoader with the video as stored, uint8 ``(B, T, S, S, 3)``,
+and each training window's drawn shift/flip. The float, channel-first,
+normalised tensor the model takes is made here, after the copy to the device:
+a quarter of the bytes cross the bus (and the workers' shared memory), and the
+rearrangement and arithmetic run where they are cheapest.
+
+Video normalisation: frames are scaled to ``[0, 1]`` and then normalised per RGB
+channel with the ImageNet statistics :data:`VIDEO_MEAN` / :data:`VIDEO_STD` (the
+visual pre-encoder is a ResNet-family CNN, where these are the customary input
+statistics). Padding frames after the end of a short clip are exactly 0 after
+normalisation, as the mask says they are absent.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from trainer.augment import shift_flip
+
+VIDEO_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
+VIDEO_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+
+def video_for_model(video: Tensor, mask: Tensor | None, params: Tensor | None = None) -> Tensor:
+    """The model's video input from stored frames.
+
+    Args:
+        video: ``(B, T, S, S, 3)`` uint8 windows, zero-padded after a short clip's end.
+        mask: ``(B, T)`` bool, True = real frame, or None when all frames are real.
+        params: ``(B, 3)`` ``(dy, dx, flip)`` per window (see :mod:`trainer.augment`),
+            or None.
+
+    Returns:
+        ``(B, 3, T, S, S)`` float32 on ``video``'s device: ``(x / 255 - mean) / std``
+        per channel, 0 on padding frames.
+    """
+    frames = shift_flip(video, params, torch.float32)  # (B, 3, T, S, S), a new tensor
+    std = torch.tensor(VIDEO_STD, device=frames.device)
+    scale = (1.0 / (255.0 * std)).view(1, 3, 1, 1, 1)
+    bias = (-torch.tensor(VIDEO_MEAN, device=frames.device) / std).view(1, 3, 1, 1, 1)
+    frames.mul_(scale).add_(bias)
+    if mask is None:
+        return frames
+    return frames.mul_(mask[:, None, :, None, None].to(frames.dtype))
+
+
+def model_inputs(
+    batch: dict[str, Tensor], device: torch.device
+) -> tuple[Tensor, Tensor, Tensor | None]:
+    """``(audio, video, mask)`` of a collated batch, on ``device``, ready for ``MSCT``
+    and ``msct_loss``.
+
+    Returns:
+        ``audio (B, T, 104)`` float32, ``video (B, 3, T, S, S)`` float32 and
+        ``mask (B, T)`` bool, or None when every frame of the batch is real (the usual
+        training batch): the model then skips masking, which on a GPU would wait for
+        the device to count the kept frames. The copies are non-blocking (pinned
+        batches overlap with compute).
+    """
+    all_real = bool(batch["mask"].all())  # read on the host: no device sync
+    mask = None if all_real else batch["mask"].to(device, non_blocking=True)
+    audio = batch["audio"].to(device, non_blocking=True)
+    video = batch["video"].to(device, non_blocking=True)
+    params = batch.get("shift_flip")
+    if params is not None:
+        params = params.to(device, non_blocking=True)
+    return audio, video_for_model(video, mask, params), mask
