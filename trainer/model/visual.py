@@ -8,6 +8,7 @@ statistics (which would otherwise leak padding into real frames during training)
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 from .cbam import CBAM
@@ -40,6 +41,11 @@ class FrameEncoder(nn.Module):
         self.proj = nn.Linear(cin, cfg.dim)
 
     def forward(self, frames: Tensor) -> Tensor:
+        # Channels-last: BatchNorm and the convolutions then run on NHWC kernels, which
+        # under bf16 autocast on a GPU take a fraction of the time of the NCHW ones
+        # (BatchNorm's backward alone was a third of a paper-size step), and avoid
+        # cuDNN's layout conversions; on the CPU it is faster too.
+        frames = frames.contiguous(memory_format=torch.channels_last)
         # WTConv after the pool: at 1/4 resolution its 2-level 5×5 kernels still span 20×20
         # input pixels of the stem's map, at a quarter of the cost of running it before.
         x = self.wavelet(self.pool(self.stem(frames)))
