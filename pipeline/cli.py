@@ -167,7 +167,7 @@ def ingest(
     layout: Annotated[
         str,
         typer.Option(
-            help="raw (uncompressed, memory-mapped by the trainer) or zstd (smaller, decoded on read)."
+            help="raw (uncompressed, read in place by the trainer) or zstd (smaller, decoded on read)."
         ),
     ] = "raw",
     overwrite: Annotated[bool, typer.Option(help="Delete an existing store first.")] = False,

@@ -14,7 +14,8 @@ Layout (format version 1)::
 
 The default ``raw`` layout stores each tensor as a single uncompressed chunk
 (Zarr's ``bytes`` codec only), so the chunk file *is* the C-ordered array and
-readers ``np.memmap`` it: zero copies, no decode. The ``zstd`` layout trades
+readers ``np.memmap`` it (:func:`open_clip`) or ``pread`` rows out of it
+(:func:`open_raw_chunk`): no decode. The ``zstd`` layout trades
 that for disk space and is read through zarr.
 
 A clip is written under ``.staging/`` and renamed into ``clips/`` only when

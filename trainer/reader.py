@@ -113,10 +113,16 @@ class RawRows:
     The descriptor is closed by :meth:`close` or when the object is dropped.
     """
 
+    # Slots and copied fields: this object is made twice per training item.
+    __slots__ = ("chunk", "dtype", "fd", "row_bytes", "row_shape", "shape")
+
     def __init__(self, fd: int, chunk: RawChunk) -> None:
         self.fd = fd
         self.chunk = chunk
         self.shape = chunk.shape
+        self.row_shape = chunk.shape[1:]
+        self.row_bytes = chunk.row_bytes
+        self.dtype = chunk.dtype
 
     @classmethod
     def reopen(cls, chunk: RawChunk) -> RawRows:
@@ -131,11 +137,9 @@ class RawRows:
 
     def rows(self, start: int, stop: int) -> np.ndarray:
         """A new ``(stop - start, *row)`` array of rows ``[start, stop)``: the one copy."""
-        chunk = self.chunk
-        out = np.empty((stop - start, *chunk.shape[1:]), dtype=chunk.dtype)
-        done = os.preadv(self.fd, [out], start * chunk.row_bytes) if out.nbytes else 0
-        if done != out.nbytes:  # the file shrank under us
-            raise schemas.StoreError(f"the {chunk.what} ended early: {STALE_HINT}")
+        out = np.empty((stop - start, *self.row_shape), dtype=self.dtype)
+        if os.preadv(self.fd, [out], start * self.row_bytes) != out.nbytes:  # file shrank
+            raise schemas.StoreError(f"the {self.chunk.what} ended early: {STALE_HINT}")
         return out
 
     def close(self) -> None:
@@ -158,7 +162,7 @@ class ZarrRows:
         return np.asarray(self.array[start:stop])
 
 
-@dataclass
+@dataclass(slots=True)
 class _OpenClip:
     video: Rows  # (T, S, S, 3) uint8
     audio: Rows  # (T, 104) float
