@@ -16,7 +16,7 @@ Per process (each DataLoader worker has its own, opened lazily):
 - the first time a process reads a clip, it checks the clip (no links below the
   store root, file sizes as the manifest says) and computes the clip's audio
   statistics (mean and 1/std of each of the 104 channels) from the whole track.
-  Both facts are kept for up to :data:`SEEN_CLIP_CACHE` clips (832 bytes each),
+  Both facts are kept for up to :data:`SEEN_CLIP_CACHE` clips (about 2 KB each),
   so later windows of the clip, in this epoch or the next, open two files by
   their known paths and read only the window's rows.
 
@@ -38,7 +38,7 @@ import schemas
 
 AUDIO_EPS = 1e-5  # added to the per-channel variance: silent (constant) channels map to 0
 OPEN_CLIP_CACHE = 8  # clips kept open per process; eval reads a clip's windows in a row
-SEEN_CLIP_CACHE = 1 << 15  # clips checked, with audio statistics kept: at most 26 MiB
+SEEN_CLIP_CACHE = 1 << 15  # clips checked, audio statistics kept: at most about 64 MiB
 
 _OPEN_FLAGS = os.O_RDONLY | os.O_CLOEXEC
 STALE_HINT = "the store changed after the split was made; rerun `mscct-pipeline split`"
