@@ -18,6 +18,12 @@ import sys
 import tempfile
 from pathlib import Path
 
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as a script: make the repository importable
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks.output import save_result  # noqa: E402
+
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -62,9 +68,7 @@ def main(argv: list[str] | None = None) -> dict:
         "speedup": round(two / one, 2),
         "node": "1 CPU each, raylets on loopback on one machine",
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2))
-    print(json.dumps(result, indent=2))
+    save_result(result, args.out)
     return result
 
 

@@ -73,6 +73,8 @@ if str(ROOT) not in sys.path:
 
 import torch  # noqa: E402
 
+from trainer.metrics import json_safe  # noqa: E402
+
 PAPER_TRAIN_BATCH = 32  # the paper preset's batch size; bench_model's paper batch too
 
 
@@ -186,7 +188,8 @@ class Recorder:
         self.data["elapsed_s"] = round(time.perf_counter() - self.start, 2)
         path = self.out_dir / "gpu.json"
         tmp = path.with_name(".gpu.json.tmp")
-        tmp.write_text(json.dumps(_json_safe(self.data), indent=2, allow_nan=False) + "\n")
+        text = json.dumps(json_safe(self.data), indent=2, allow_nan=False, default=str)
+        tmp.write_text(text + "\n")
         tmp.replace(path)
 
     def skip(self, name: str, reason: str) -> None:
@@ -221,21 +224,6 @@ class Recorder:
         self.log(f"{name}: {entry['status']} in {entry['seconds']:.1f}s")
         self.save()
         return result
-
-
-def _json_safe(value: Any) -> Any:
-    """NaN / inf become null, tuples lists, unknown objects their ``str``."""
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if value is None or isinstance(value, bool | int | str):
-        return value
-    if hasattr(value, "item"):  # numpy / torch scalars
-        return _json_safe(value.item())
-    return str(value)
 
 
 # --------------------------------------------------------------------------- helpers

@@ -30,6 +30,12 @@ import tempfile
 import time
 from pathlib import Path
 
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as a script: make the repository importable
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks.output import save_result  # noqa: E402
+
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -178,9 +184,7 @@ def main(argv: list[str] | None = None) -> dict:
         "peak_rss_per_worker_mib": round(single["peak_rss_mib"], 1),
         "driver_peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2))
-    print(json.dumps(result, indent=2))
+    save_result(result, args.out)
     return result
 
 

@@ -46,7 +46,6 @@ times larger: flat means the reader's memory does not depend on the store size.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -65,6 +64,7 @@ if str(ROOT) not in sys.path:
 import torch  # noqa: E402
 
 import schemas  # noqa: E402
+from benchmarks.output import save_result  # noqa: E402
 from trainer.data import ClipInfo, WindowDataset  # noqa: E402
 from trainer.inputs import model_inputs  # noqa: E402
 from trainer.reader import OPEN_CLIP_CACHE  # noqa: E402
@@ -403,9 +403,7 @@ def main(argv: list[str] | None = None) -> None:
         settings = Settings(**{**settings.__dict__, "window": args.window})
     with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
         report = run(settings, Path(tmp))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps(report, indent=2))
+    save_result(report, args.out)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ attention variants differ.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import sys
@@ -27,6 +26,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from benchmarks.output import save_result
 from trainer.model import MSCT, LossWeights, ModelConfig, msct_loss
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -207,9 +207,7 @@ def main(argv: list[str] | None = None) -> dict:
     }
     if args.gpu:
         result["gpu"] = gpu_throughput(args.gpu_preset, args.gpu_batch, args.frames, args.gpu_steps)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    save_result(result, args.out)
     return result
 
 

@@ -12,7 +12,6 @@ Writes ``benchmarks/results/train.json``. Target: test AUC >= 0.95.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import shutil
@@ -23,6 +22,11 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as a script: make the repository importable
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks.output import save_result  # noqa: E402
+
 TARGET_AUC = 0.95
 
 
@@ -96,10 +100,7 @@ def main() -> int:
         "cpus": os.cpu_count(),
         "machine": platform.machine(),
     }
-    dest = ROOT / "benchmarks" / "results" / "train.json"
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    dest.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    save_result(result, ROOT / "benchmarks" / "results" / "train.json")
     return 0 if result["target_met"] else 1
 
 

@@ -431,8 +431,8 @@ def raw_chunk_path(store_root: str, clip_id: str, name: str, ndim: int) -> str:
     return f"{store_root}/{CLIPS_DIR}/{clip_id}/{name}/c/{'/'.join('0' * ndim)}"
 
 
-def open_raw_chunk(store_root: str, clip_id: str, name: str, ndim: int) -> int:
-    """Open the single chunk file of a raw-layout tensor read-only; return its descriptor.
+def open_raw_chunk(store_root: str, clip_id: str, name: str, ndim: int) -> tuple[int, str]:
+    """Open the single chunk file of a raw-layout tensor read-only: ``(descriptor, path)``.
 
     For readers that open a clip per training item: the raw layout fixes the chunk
     file's path, so no Zarr metadata is read, and the file is read with ``pread``
@@ -456,7 +456,7 @@ def open_raw_chunk(store_root: str, clip_id: str, name: str, ndim: int) -> int:
     except BaseException:
         os.close(fd)
         raise
-    return fd
+    return fd, path
 
 
 def _opened_path(fd: int) -> str | None:

@@ -40,19 +40,20 @@ def window_arrays(
 
     Returns:
         ``video (window, S, S, 3)`` uint8, ``audio (window, 104)`` float32,
-        ``mask (window,)`` bool (True = real frame). A full window is passed through
-        without a copy.
+        ``mask (window,)`` bool (True = real frame). A full window's arrays are passed
+        through without a copy.
     """
     n = video.shape[0]
     if n != window:
-        padded = np.zeros((window, *video.shape[1:]), dtype=np.uint8)
-        padded[:n] = video
-        video = padded
-    audio_out = np.zeros((window, audio.shape[1]), dtype=np.float32)
-    audio_out[:n] = audio
+        padded_video = np.zeros((window, *video.shape[1:]), dtype=np.uint8)
+        padded_video[:n] = video
+        padded_audio = np.zeros((window, audio.shape[1]), dtype=np.float32)
+        padded_audio[:n] = audio
+        video, audio = padded_video, padded_audio
     mask = np.zeros(window, dtype=np.bool_)
     mask[:n] = True
-    return np.ascontiguousarray(video, dtype=np.uint8), audio_out, mask
+    video = np.ascontiguousarray(video, dtype=np.uint8)
+    return video, np.ascontiguousarray(audio, dtype=np.float32), mask
 
 
 @dataclass(frozen=True)

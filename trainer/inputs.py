@@ -15,6 +15,8 @@ normalisation, as the mask says they are absent.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import Tensor
 
@@ -22,6 +24,19 @@ from trainer.augment import shift_flip
 
 VIDEO_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 VIDEO_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+
+@functools.cache
+def _affine(device: torch.device) -> tuple[Tensor, Tensor]:
+    """``(x / 255 - mean) / std = x * scale + bias``: ``scale``, ``bias`` ``(1, 3, 1, 1, 1)``.
+
+    Made once per device: building them from Python lists copies host memory to the
+    device, which on a GPU waits for the queued work, every batch.
+    """
+    std = torch.tensor(VIDEO_STD)
+    scale = 1.0 / (255.0 * std)
+    bias = -torch.tensor(VIDEO_MEAN) / std
+    return scale.view(1, 3, 1, 1, 1).to(device), bias.view(1, 3, 1, 1, 1).to(device)
 
 
 def video_for_model(video: Tensor, mask: Tensor | None, params: Tensor | None = None) -> Tensor:
@@ -38,9 +53,7 @@ def video_for_model(video: Tensor, mask: Tensor | None, params: Tensor | None = 
         per channel, 0 on padding frames.
     """
     frames = shift_flip(video, params, torch.float32)  # (B, 3, T, S, S), a new tensor
-    std = torch.tensor(VIDEO_STD, device=frames.device)
-    scale = (1.0 / (255.0 * std)).view(1, 3, 1, 1, 1)
-    bias = (-torch.tensor(VIDEO_MEAN, device=frames.device) / std).view(1, 3, 1, 1, 1)
+    scale, bias = _affine(frames.device)
     frames.mul_(scale).add_(bias)
     if mask is None:
         return frames

@@ -127,12 +127,13 @@ def _nan_keys(data: dict[str, Any], prefix: str = "") -> list[str]:
 
 
 def json_safe(value: Any) -> Any:
-    """Replace NaN / inf floats by None (``null``) and numpy scalars by Python ones, recursively."""
+    """Replace NaN / inf floats by None (``null``) and numpy / torch scalars by Python ones,
+    recursively."""
     if isinstance(value, dict):
         return {str(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [json_safe(v) for v in value]
-    if isinstance(value, np.generic):
+    if isinstance(value, np.generic) or getattr(value, "ndim", None) == 0:
         value = value.item()
     if isinstance(value, float) and not math.isfinite(value):
         return None

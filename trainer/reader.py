@@ -87,11 +87,11 @@ class RawChunk:
         """
         what = f"{name} of clip {clip_id}"
         try:
-            fd = schemas.open_raw_chunk(root, clip_id, name, len(shape))
+            fd, path = schemas.open_raw_chunk(root, clip_id, name, len(shape))
         except FileNotFoundError:
             raise schemas.StoreError(f"the {what} is missing: {STALE_HINT}") from None
         chunk = cls(
-            path=schemas.raw_chunk_path(root, clip_id, name, len(shape)),
+            path=path,
             shape=shape,
             dtype=dtype,
             row_bytes=math.prod(shape[1:]) * dtype.itemsize,
