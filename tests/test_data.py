@@ -3,24 +3,28 @@
 from __future__ import annotations
 
 import os
+import resource
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, DistributedSampler
 
 import schemas
 import trainer.reader as reader
 from trainer.augment import gather_batch, gather_per_window, shift_flip, source_maps
 from trainer.data import (
     ClipInfo,
+    EpochIndices,
     WindowDataset,
     eval_starts,
     split_clips,
 )
+from trainer.draws import ItemDraws
 from trainer.inputs import VIDEO_MEAN, VIDEO_STD, video_for_model
 
 CROP = 32
@@ -147,6 +151,13 @@ def reference_shift_flip(video: np.ndarray, dy: int, dx: int, flip: bool) -> np.
     return crop[:, :, ::-1] if flip else crop
 
 
+def same_items(x: dict, y: dict) -> bool:
+    """Two items (or batches) hold the same keys and equal values (tensors or ints)."""
+    return x.keys() == y.keys() and all(
+        torch.equal(x[k], y[k]) if isinstance(x[k], torch.Tensor) else x[k] == y[k] for k in x
+    )
+
+
 def audio_frame_index(audio: torch.Tensor, num_frames: int) -> np.ndarray:
     """Recover channel 0 (= frame index) of per-clip normalised audio of a clip of T frames."""
     t = np.arange(num_frames, dtype=np.float64)
@@ -186,7 +197,6 @@ def test_eval_windows_hold_the_right_frames(store: tuple[Path, list[ClipInfo]]) 
         assert int(item["clip_index"]) == clip_index
         assert int(item["label"]) == clip.label and int(item["audio_label"]) == clip.audio_label
         assert int(item["video_label"]) == clip.video_label
-        assert item["label"].dtype == item["clip_index"].dtype == torch.int64
 
 
 def test_single_frame_clip_and_short_clips(store: tuple[Path, list[ClipInfo]]) -> None:
@@ -239,7 +249,7 @@ def test_train_windows_reproducible_and_vary_by_epoch(store: tuple[Path, list[Cl
 
     first, again = epoch_items(0, 0), epoch_items(0, 0)
     for x, y in zip(first, again, strict=True):
-        assert all(torch.equal(x[k], y[k]) for k in x)
+        assert same_items(x, y)
     ds = WindowDataset(path, clips, 4, train=True)
     starts = {}
     for epoch in range(3):
@@ -347,12 +357,39 @@ def test_dataloader_workers_give_the_same_batches(store: tuple[Path, list[ClipIn
     assert len(serial) == len(parallel) == 3
     assert serial[0]["video"].shape == (3, 8, CROP, CROP, 3)
     assert serial[0]["mask"].dtype == torch.bool and serial[0]["label"].shape == (3,)
+    assert serial[0]["label"].dtype == serial[0]["clip_index"].dtype == torch.int64
     for x, y in zip(serial, parallel, strict=True):
-        assert x.keys() == y.keys() and all(torch.equal(x[k], y[k]) for k in x)
+        assert same_items(x, y)
     other_epoch = batches(2, 2)
     assert any(
         not torch.equal(x["video"], y["video"]) for x, y in zip(serial, other_epoch, strict=True)
     )
+
+
+def test_persistent_workers_follow_the_epoch_of_each_index(
+    store: tuple[Path, list[ClipInfo]],
+) -> None:
+    """Workers that outlive an epoch take the epoch from the indices, not from their copy."""
+    path, clips = store
+    ds = WindowDataset(path, clips, 8, train=True, seed=5)
+    sampler = EpochIndices(DistributedSampler(ds, num_replicas=1, rank=0, shuffle=True, seed=5))
+    loader = DataLoader(ds, batch_size=3, sampler=sampler, num_workers=2, persistent_workers=True)
+    assert len(loader) == 3
+    for epoch in (0, 1, 2):
+        sampler.set_epoch(epoch)
+        got = list(loader)
+        ds.set_epoch(epoch)  # the reference: in process, epoch set on the dataset
+        reference = DistributedSampler(ds, num_replicas=1, rank=0, shuffle=True, seed=5)
+        reference.set_epoch(epoch)
+        order = list(reference)
+        assert [(epoch, i) for i in order] == list(sampler)
+        items = [ds[i] for i in order]
+        batches = [items[j : j + 3] for j in range(0, len(items), 3)]
+        expected = [torch.utils.data.default_collate(batch) for batch in batches]
+        assert all(same_items(x, y) for x, y in zip(got, expected, strict=True)), epoch
+    # An epoch given with the index wins over set_epoch's.
+    fresh = WindowDataset(path, clips, 8, train=True, seed=5)
+    assert same_items(ds[(0, 4)], fresh[4]) and not same_items(ds[4], fresh[4])
 
 
 def test_zstd_layout_reads_the_same_values(tmp_path: Path) -> None:
@@ -366,8 +403,7 @@ def test_zstd_layout_reads_the_same_values(tmp_path: Path) -> None:
         zstd = WindowDataset(tmp_path / "zstd", zstd_clips, 20, train=train, eval_stride=7)
         assert len(raw) == len(zstd)
         for i in range(len(raw)):
-            x, y = raw[i], zstd[i]
-            assert all(torch.equal(x[k], y[k]) for k in x)
+            assert same_items(raw[i], zstd[i])
 
 
 def test_length_mismatch_with_the_manifest_is_reported(store: tuple[Path, list[ClipInfo]]) -> None:
@@ -450,25 +486,72 @@ def test_resident_memory_does_not_grow_with_the_store(tmp_path: Path) -> None:
     assert unbounded > store_bytes / 2, (unbounded, store_bytes)
 
 
-def test_open_descriptors_stay_bounded_and_are_not_shared_with_a_fork(tmp_path: Path) -> None:
-    clips = build_store(tmp_path / "s", [20] * 30, with_split=False)
-    ds = WindowDataset(tmp_path / "s", clips, 8, train=False)
-    before = len(os.listdir("/proc/self/fd"))
-    for i in range(len(ds)):
-        ds[i]
-    held = len(os.listdir("/proc/self/fd")) - before
-    assert 0 < held <= 2 * reader.OPEN_CLIP_CACHE
-    # A forked child (a DataLoader worker) reads through its own descriptors.
-    parent_reader = ds._reader
-    assert parent_reader is not None
+def in_child(check: Callable[[], bool]) -> None:
+    """Run ``check`` in a forked child (its own limits and descriptors); it must hold."""
     child = os.fork()
     if child == 0:  # pragma: no cover - runs in the child
-        ds[0]  # the child drops the parent's eight clips and opens just this one
-        ok = len(parent_reader.open_clips) == 1 and parent_reader.pid == os.getpid()
+        try:
+            ok = check()
+        except BaseException:
+            ok = False
         os._exit(0 if ok else 1)
     _, status = os.waitpid(child, 0)
     assert os.waitstatus_to_exitcode(status) == 0
-    assert len(parent_reader.open_clips) == reader.OPEN_CLIP_CACHE
+
+
+def test_open_descriptors_stay_bounded_and_are_not_shared_with_a_fork(tmp_path: Path) -> None:
+    clips = build_store(tmp_path / "s", [20] * 30, with_split=False)
+    ds = WindowDataset(tmp_path / "s", clips, 8, train=False)
+
+    def descriptors_held_reading_everything() -> int:
+        before = len(os.listdir("/proc/self/fd"))
+        for i in range(len(ds)):
+            ds[i]
+        return len(os.listdir("/proc/self/fd")) - before
+
+    held = descriptors_held_reading_everything()
+    parent_reader = ds._reader
+    assert parent_reader is not None and parent_reader.max_open >= 30
+    assert held == 2 * 30, "the whole split stays open: later epochs open nothing"
+
+    def drops_the_parents_clips() -> bool:
+        ds[0]  # a forked child (a DataLoader worker) reads through its own descriptors
+        return len(parent_reader.open_clips) == 1 and parent_reader.pid == os.getpid()
+
+    in_child(drops_the_parents_clips)
+    assert len(parent_reader.open_clips) == 30
+
+
+def test_open_clips_are_bounded_by_a_low_descriptor_limit(tmp_path: Path) -> None:
+    clips = build_store(tmp_path / "s", [20] * 30, with_split=False)
+    ds = WindowDataset(tmp_path / "s", clips, 8, train=False)
+    expected = [ds[i]["video"].sum() for i in range(len(ds))]
+    ds._reader = None  # closes its descriptors
+
+    def bounded() -> bool:
+        in_use = len(os.listdir("/proc/self/fd"))
+        limit = 2 * in_use + 16  # capacity (a quarter) is then about half of 30 clips
+        resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))  # no raising possible
+        capacity = reader.open_clip_capacity()
+        got = [ds[i]["video"].sum() for i in range(len(ds))]
+        held = len(ds._reader.open_clips) if ds._reader else 0
+        return capacity == max(8, limit // 4) < 30 and held == capacity and got == expected
+
+    in_child(bounded)
+
+
+def test_a_low_soft_descriptor_limit_is_raised_towards_the_hard_one() -> None:
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = 4 * reader.MAX_OPEN_CLIPS
+    expected = wanted if hard == resource.RLIM_INFINITY else min(hard, wanted)
+
+    def raises() -> bool:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (64, hard))
+        capacity = reader.open_clip_capacity()
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        return soft == max(64, expected) and capacity == max(16, min(soft // 4, wanted // 4))
+
+    in_child(raises)
 
 
 def test_audio_stats_match_a_float64_computation() -> None:
@@ -510,3 +593,26 @@ def test_trainer_data_imports_without_the_media_stack() -> None:
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[1])
+
+
+def test_item_draws_are_reproducible_uniform_and_independent() -> None:
+
+    def stream(seed: int, epoch: int, index: int) -> list[int]:
+        draws = ItemDraws(seed, epoch, index)
+        return [draws.word() for _ in range(4)]
+
+    assert stream(1, 2, 3) == stream(1, 2, 3)
+    neighbours = [stream(1, 2, 3), stream(2, 2, 3), stream(1, 3, 3), stream(1, 2, 4)]
+    firsts = {s[0] for s in neighbours} | {w for s in neighbours for w in s}
+    assert len(firsts) == 16, "no two nearby items share a word"
+    # Uniform: 10 bins over 20,000 items (the window start of a 10-frame slack).
+    counts = np.bincount([ItemDraws(0, 0, i).integer(0, 9) for i in range(20_000)], minlength=10)
+    chi2 = ((counts - 2000) ** 2 / 2000).sum()
+    assert chi2 < 27.9, counts  # p = 0.001 for 9 degrees of freedom
+    flips = [ItemDraws(0, 1, i).uniform() < 0.5 for i in range(20_000)]
+    assert abs(np.mean(flips) - 0.5) < 0.015
+    draws = ItemDraws(0, 0, 0)
+    assert all(-4 <= draws.integer(-4, 4) <= 4 for _ in range(1000))
+    assert min(ItemDraws(0, 0, i).uniform() for i in range(1000)) >= 0.0
+    with pytest.raises(ValueError):
+        ItemDraws(-1, 0, 0)

@@ -5,7 +5,7 @@ lip sync across frames, which a per-frame jitter would corrupt. The crop size
 never changes (the model needs a fixed S): the shift pads by reflection and
 crops back.
 
-The dataset only *draws* each window's transform (from its own seeded generator,
+The dataset only *draws* each window's transform (from the item's own random stream,
 so runs and resumes are exact); :func:`shift_flip` applies it to the whole batch
 on the training device, in the one copy that also produces the model's
 channel-first float layout. Rearranging interleaved RGB bytes costs a CPU core about
@@ -15,9 +15,10 @@ uint8 window crosses to the device in a quarter of the bytes of a float one.
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from torch import Tensor
+
+from trainer.draws import ItemDraws
 
 
 def default_max_shift(crop_size: int) -> int:
@@ -26,12 +27,13 @@ def default_max_shift(crop_size: int) -> int:
 
 
 def draw_shift_flip(
-    rng: np.random.Generator, max_shift: int, flip_prob: float = 0.5
+    draws: ItemDraws, max_shift: int, flip_prob: float = 0.5
 ) -> tuple[int, int, int]:
     """``(dy, dx, flip)``: shifts uniform in ``[-max_shift, max_shift]``, flip (0 or 1) with
-    ``flip_prob``. Exactly three draws are taken from ``rng`` (the caller seeds it per item)."""
-    dy, dx = (int(v) for v in rng.integers(-max_shift, max_shift + 1, size=2))
-    return dy, dx, int(rng.random() < flip_prob)
+    ``flip_prob``. Exactly three draws are taken from the item's ``draws``."""
+    dy = draws.integer(-max_shift, max_shift)
+    dx = draws.integer(-max_shift, max_shift)
+    return dy, dx, int(draws.uniform() < flip_prob)
 
 
 def reflect_index(index: Tensor, size: int) -> Tensor:

@@ -15,7 +15,7 @@ of the features over time.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ import torch
 import schemas
 from schemas.store import clip_dir
 from trainer.augment import default_max_shift, draw_shift_flip
+from trainer.draws import ItemDraws
 from trainer.reader import ClipReader
 
 
@@ -158,10 +159,11 @@ class WindowDataset(torch.utils.data.Dataset):
     """Fixed-length windows of ``window`` frames from the clips of a split.
 
     ``train=True``: one item per clip per epoch, at a random start drawn from
-    ``(seed, epoch, index)`` only, never from global RNG state, so a resumed run and
-    any number of DataLoader workers see identical batches. Call :meth:`set_epoch`
-    before each epoch (with ``persistent_workers=True`` the workers keep their own
-    copy, so recreate the loader or leave persistence off).
+    ``(seed, epoch, index)`` only (:class:`trainer.draws.ItemDraws`), never from global
+    RNG state, so a resumed run and any number of DataLoader workers see identical
+    batches. The epoch comes with the index: ``dataset[(epoch, i)]``, as
+    :class:`EpochIndices` yields them, so persistent DataLoader workers need no
+    per-epoch state. A plain ``dataset[i]`` uses the epoch of :meth:`set_epoch`.
 
     ``train=False``: deterministic windows covering each clip (stride ``eval_stride``,
     default ``window``; see :func:`eval_starts`), one item per ``(clip, window)``,
@@ -170,6 +172,7 @@ class WindowDataset(torch.utils.data.Dataset):
 
     Memory: each process reads through its own :class:`trainer.reader.ClipReader`,
     which maps nothing and keeps a bounded number of clips open, whatever the store size.
+    Keep training workers persistent: the reader's caches then last the whole run.
 
     Items (default collate stacks them; ``S`` is the store's crop size):
 
@@ -177,8 +180,10 @@ class WindowDataset(torch.utils.data.Dataset):
     - ``"video"``: ``(window, S, S, 3)`` uint8 as stored, zeros after a short clip's end
       (:func:`trainer.inputs.model_inputs` turns it into the model's input);
     - ``"mask"``: ``(window,)`` bool, False on zero padding after the end of a short clip;
-    - ``"audio_label"``, ``"video_label"``, ``"label"``: int64 scalars, 1 = fake;
-    - ``"clip_index"``: int64 scalar, index into ``clips``;
+    - ``"audio_label"``, ``"video_label"``, ``"label"``: ints, 1 = fake (collated to
+      int64 ``(B,)``; plain ints because a scalar tensor per item costs more than the
+      rest of the item's bookkeeping together);
+    - ``"clip_index"``: int, index into ``clips``;
     - ``"shift_flip"`` (only when augmenting): ``(3,)`` int64 ``(dy, dx, flip)``.
 
     Augmentation (``augment``, default ``train``): a shift of up to a few pixels with
@@ -240,23 +245,20 @@ class WindowDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.clips) if self.train else len(self.windows)
 
-    def _rng(self, index: int) -> np.random.Generator:
-        return np.random.default_rng((self.seed, self.epoch, index))
-
-    def _draw(self, i: int) -> tuple[int, int, np.random.Generator | None]:
-        """``(clip_index, start, rng)`` of item ``i``; ``rng`` continues with the augmentation
-        (None when there is nothing random about the item)."""
+    def _draw(self, epoch: int, i: int) -> tuple[int, int, ItemDraws | None]:
+        """``(clip_index, start, draws)`` of item ``i`` in ``epoch``; ``draws`` continues
+        with the augmentation (None when there is nothing random about the item)."""
         if not 0 <= i < len(self):
             raise IndexError(f"item {i} out of range for {len(self)} items")
         if not self.train:
-            return (*self.windows[i], self._rng(i) if self.augment else None)
-        rng = self._rng(i)
+            return (*self.windows[i], ItemDraws(self.seed, epoch, i) if self.augment else None)
+        draws = ItemDraws(self.seed, epoch, i)
         slack = max(self.clips[i].num_frames - self.window, 0)
-        return i, int(rng.integers(0, slack + 1)), rng
+        return i, draws.integer(0, slack), draws
 
-    def item_window(self, i: int) -> tuple[int, int]:
-        """``(clip_index, start)`` of item ``i`` (in training, for the current epoch)."""
-        clip_index, start, _ = self._draw(i)
+    def item_window(self, i: int, epoch: int | None = None) -> tuple[int, int]:
+        """``(clip_index, start)`` of item ``i`` in ``epoch`` (default: :meth:`set_epoch`'s)."""
+        clip_index, start, _ = self._draw(self.epoch if epoch is None else epoch, i)
         return clip_index, start
 
     def read_window(self, clip_index: int, start: int) -> tuple[np.ndarray, np.ndarray]:
@@ -272,19 +274,45 @@ class WindowDataset(torch.utils.data.Dataset):
         stop = min(start + self.window, clip.num_frames)
         return self._reader.window(clip.clip_id, clip.num_frames, start, stop)
 
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        clip_index, start, rng = self._draw(i)
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
+        """Item ``key``: an index, or ``(epoch, index)`` as :class:`EpochIndices` yields."""
+        epoch, i = key if isinstance(key, tuple) else (self.epoch, key)
+        clip_index, start, draws = self._draw(epoch, i)
         clip = self.clips[clip_index]
         video, audio, mask = window_arrays(*self.read_window(clip_index, start), self.window)
-        item = {
+        item: dict[str, Any] = {
             "audio": torch.from_numpy(audio),
             "video": torch.from_numpy(video),
             "mask": torch.from_numpy(mask),
-            "audio_label": torch.tensor(clip.audio_label, dtype=torch.int64),
-            "video_label": torch.tensor(clip.video_label, dtype=torch.int64),
-            "label": torch.tensor(clip.label, dtype=torch.int64),
-            "clip_index": torch.tensor(clip_index, dtype=torch.int64),
+            "audio_label": clip.audio_label,
+            "video_label": clip.video_label,
+            "label": clip.label,
+            "clip_index": clip_index,
         }
-        if self.augment and rng is not None:  # rng is never None when augmenting
-            item["shift_flip"] = torch.tensor(draw_shift_flip(rng, self.max_shift))
+        if self.augment and draws is not None:  # draws is never None when augmenting
+            params = np.array(draw_shift_flip(draws, self.max_shift), dtype=np.int64)
+            item["shift_flip"] = torch.from_numpy(params)
         return item
+
+
+class EpochIndices(torch.utils.data.Sampler):
+    """``(epoch, index)`` pairs: the indices of ``sampler`` tagged with its current epoch.
+
+    ``sampler`` is a :class:`~torch.utils.data.DistributedSampler` (or anything with
+    ``epoch`` and ``set_epoch``); call :meth:`set_epoch` before each epoch. The epoch
+    travels with every index to the DataLoader workers, so they can stay alive across
+    epochs (``persistent_workers=True``) and keep their open clips and audio statistics.
+    """
+
+    def __init__(self, sampler: torch.utils.data.DistributedSampler) -> None:
+        self.sampler = sampler
+
+    def set_epoch(self, epoch: int) -> None:
+        self.sampler.set_epoch(epoch)
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        epoch = int(self.sampler.epoch)
+        return ((epoch, int(i)) for i in self.sampler)
+
+    def __len__(self) -> int:
+        return len(self.sampler)

@@ -10,8 +10,8 @@ checkpoint's ``epoch`` is the 0-based index of the last finished epoch.
 
 Exact resumption: every epoch ends with ``checkpoints/last.pt`` holding the
 model, optimizer, scheduler, every rank's RNG states and the best-so-far. The
-data order depends only on ``(seed, epoch)`` (``DistributedSampler`` and
-``WindowDataset.set_epoch``), so a run killed at any point and resumed with
+data order depends only on ``(seed, epoch)`` (``DistributedSampler``, whose
+epoch :class:`~trainer.data.EpochIndices` hands to every item), so a run killed at any point and resumed with
 ``--resume`` finishes with the same numbers as an uninterrupted one.
 """
 
@@ -39,7 +39,7 @@ from trainer.checkpoint import (
     save_checkpoint,
 )
 from trainer.config import TrainConfig, TrainerError, config_diff, save_config
-from trainer.data import ClipInfo, WindowDataset
+from trainer.data import ClipInfo, EpochIndices, WindowDataset
 from trainer.inference import evaluate
 from trainer.inputs import model_inputs
 from trainer.metrics import ClipScores, compute_metrics, json_safe
@@ -317,14 +317,19 @@ def _train(
     val_set = WindowDataset(
         store, parts["val"], cfg.window, train=False, seed=cfg.seed, eval_stride=cfg.eval_stride
     )
-    sampler = DistributedSampler(
-        train_set, num_replicas=info.world_size, rank=info.rank, shuffle=True, seed=cfg.seed
+    sampler = EpochIndices(
+        DistributedSampler(
+            train_set, num_replicas=info.world_size, rank=info.rank, shuffle=True, seed=cfg.seed
+        )
     )
     loader = DataLoader(
         train_set,
         batch_size=cfg.batch_size,
         sampler=sampler,
         num_workers=cfg.num_workers,
+        # Workers live for the whole run: their readers keep every clip they have
+        # checked (and up to thousands open), so only the first epoch pays for that.
+        persistent_workers=cfg.num_workers > 0,
         pin_memory=device.type == "cuda",
         drop_last=len(sampler) > cfg.batch_size,  # a batch of one would upset batch norm
     )
@@ -359,8 +364,7 @@ def _train(
     stopped_early = False
     for epoch in range(start_epoch, cfg.epochs):
         t0 = time.perf_counter()
-        train_set.set_epoch(epoch)
-        sampler.set_epoch(epoch)
+        sampler.set_epoch(epoch)  # the items' windows follow the epoch their index carries
         sums = _train_epoch(
             model, loader, optimizer, scheduler, cfg, epoch, device, amp, info, interactive
         )

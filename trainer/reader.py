@@ -1,32 +1,40 @@
 """Reading windows of clips out of the store, one process at a time.
 
-A training epoch visits clips in random order, so nearly every item opens another
-clip. That open is the cost that matters, so the raw layout is read with ``pread``
-straight into the window's own array rather than mapped: no page tables to build
-for a clip read once and dropped, no Zarr metadata (the manifest and the recipe
+A training epoch visits clips in random order, so consecutive items almost never
+share a clip, and per-clip work (opening, checking) costs as much as the copy.
+The raw layout is therefore read with ``pread`` straight into the window's own
+array rather than mapped: no page tables to build for a clip touched once per
+epoch, no Zarr metadata (the manifest and the recipe
 fix every path and shape), one ``readlink`` to refuse links, and nothing of the
 store ever counts in this process's resident memory. Compressed layouts go
 through zarr, which decodes only the chunks a window touches.
 
 Per process (each DataLoader worker has its own, opened lazily):
 
-- :class:`ClipReader` keeps the last :data:`OPEN_CLIP_CACHE` clips open (two file
-  descriptors each for the raw layout), so evaluation, which reads a clip's
-  windows in a row, opens each clip once;
+- :class:`ClipReader` keeps the clips it read last open, two file descriptors
+  each for the raw layout: up to :data:`MAX_OPEN_CLIPS`, or a quarter of the
+  process's descriptor limit if that is lower (:func:`open_clip_capacity`, which
+  first raises the soft limit towards the hard one, as Ray does). That holds a
+  whole training split open in every persistent worker, so after the first epoch
+  a window costs one ``pread`` per tensor and no ``open``; evaluation, which reads
+  a clip's windows in a row, opens each clip once;
 - the first time a process reads a clip, it checks the clip (no links below the
   store root, file sizes as the manifest says) and computes the clip's audio
   statistics (mean and 1/std of each of the 104 channels) from the whole track.
   Both facts are kept for up to :data:`SEEN_CLIP_CACHE` clips (about 2 KB each),
-  so later windows of the clip, in this epoch or the next, open two files by
-  their known paths and read only the window's rows.
+  so later windows of the clip, in this epoch or the next, read only the
+  window's rows (reopening the two files by their known paths if they were closed).
 
-Memory is bounded by those two constants, not by the store's size.
+Memory is bounded by those two constants, not by the store's size: about 2 KB
+per seen clip and well under 1 KB of objects per open one (with the kernel's
+record of each open file).
 """
 
 from __future__ import annotations
 
 import math
 import os
+import resource
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,11 +45,35 @@ import numpy as np
 import schemas
 
 AUDIO_EPS = 1e-5  # added to the per-channel variance: silent (constant) channels map to 0
-OPEN_CLIP_CACHE = 8  # clips kept open per process; eval reads a clip's windows in a row
+MAX_OPEN_CLIPS = 16_384  # a whole FakeAVCeleb training split (about 15k clips) per process
+MIN_OPEN_CLIPS = 8  # whatever the descriptor limit: eval reads a clip's windows in a row
 SEEN_CLIP_CACHE = 1 << 15  # clips checked, audio statistics kept: at most about 64 MiB
 
 _OPEN_FLAGS = os.O_RDONLY | os.O_CLOEXEC
 STALE_HINT = "the store changed after the split was made; rerun `mscct-pipeline split`"
+
+
+def open_clip_capacity() -> int:
+    """How many clips this process may keep open (two descriptors each).
+
+    At most a quarter of the descriptor limit, so that half of it stays free for
+    everything else (DataLoader workers pass each batch's tensors as descriptors).
+    A soft limit below what :data:`MAX_OPEN_CLIPS` needs is first raised towards the
+    hard limit, which any process may do; the change stays in this process and its
+    children.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = 4 * MAX_OPEN_CLIPS
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        raised = wanted if hard == resource.RLIM_INFINITY else min(hard, wanted)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (raised, hard))
+            soft = raised
+        except (ValueError, OSError):
+            pass  # keep the current limit
+    if soft == resource.RLIM_INFINITY:
+        return MAX_OPEN_CLIPS
+    return max(MIN_OPEN_CLIPS, min(MAX_OPEN_CLIPS, soft // 4))
 
 
 def audio_stats(audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -189,6 +221,7 @@ class ClipReader:
         self.root = os.path.realpath(store)  # once: the link check compares against it
         self.recipe = recipe
         self.pid = os.getpid()
+        self.max_open = open_clip_capacity()
         self.open_clips: OrderedDict[str, _OpenClip] = OrderedDict()
         self.seen: OrderedDict[str, _SeenClip] = OrderedDict()
         self.audio_dtype = np.dtype(recipe.audio_dtype).newbyteorder("<")
@@ -267,7 +300,7 @@ class ClipReader:
 
     def _keep_open(self, clip_id: str, opened: _OpenClip) -> _OpenClip:
         self.open_clips[clip_id] = opened
-        while len(self.open_clips) > OPEN_CLIP_CACHE:
+        while len(self.open_clips) > self.max_open:
             self.open_clips.popitem(last=False)  # dropping it closes its descriptors
         return opened
 
