@@ -81,7 +81,10 @@ def test_killed_run_resumes_to_identical_metrics(
 ) -> None:
     out = tmp_path / "killed"
     cmd = [sys.executable, "-m", "trainer.cli", "run", "--store", str(store), "--out", str(out)]
-    proc = subprocess.Popen([*cmd, *SETTINGS], cwd=ROOT, stdout=subprocess.DEVNULL)
+    # With two persistent DataLoader workers: the batches (and so every number) must be
+    # those of the reference run, which read in process.
+    workers = ["--set", "num_workers=2"]
+    proc = subprocess.Popen([*cmd, *SETTINGS, *workers], cwd=ROOT, stdout=subprocess.DEVNULL)
     last = out / "checkpoints" / "last.pt"
     deadline = time.monotonic() + 300
     while not last.exists() and proc.poll() is None and time.monotonic() < deadline:

@@ -72,7 +72,14 @@ def evaluate(
     """
     info = info or ddp.DistInfo()
     shard = Subset(dataset, range(info.rank, len(dataset), info.world_size))
-    loader = DataLoader(shard, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    # A private generator for the worker seed: evaluating leaves the global RNG alone.
+    loader = DataLoader(
+        shard,
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=num_workers,
+        generator=torch.Generator(),
+    )
     local = predict_windows(ddp.unwrap(model), loader, device, amp)
     gathered = ddp.gather_objects(local, info)
     clip_index = np.concatenate([g[0] for g in gathered])

@@ -330,6 +330,10 @@ def _train(
         # Workers live for the whole run: their readers keep every clip they have
         # checked (and up to thousands open), so only the first epoch pays for that.
         persistent_workers=cfg.num_workers > 0,
+        # Its own generator: making an iterator draws a worker seed, which must not come
+        # from the global RNG that dropout uses, or the numbers would depend on
+        # num_workers and on where a run was resumed. Items draw nothing from it.
+        generator=torch.Generator().manual_seed(cfg.seed),
         pin_memory=device.type == "cuda",
         drop_last=len(sampler) > cfg.batch_size,  # a batch of one would upset batch norm
     )
