@@ -1,12 +1,15 @@
 """Time to accuracy: the ``tiny`` preset on a synthetic store, wall time and test AUC.
 
-    .venv/bin/python benchmarks/bench_train.py --store STORE [--split default]
-        [--set key=value ...] [--out runs/bench-train]
+    .venv/bin/python benchmarks/bench_train.py [--store STORE] [--split default]
+        [--seeds 0,1,2] [--set key=value ...] [--out runs/bench-train]
 
 STORE is any ingested store with a split. Without --store the synthetic dataset is
 made and run through the real pipeline first (``mscct-pipeline synth`` with
-``--per-category`` clips, ``ingest``, ``split --balance``); its time is not counted.
-Writes ``benchmarks/results/train.json``. Target: test AUC >= 0.95.
+``--per-category`` clips, default 24, ``ingest``, ``split --balance``); its time is
+not counted. One training run per seed, on the same store: with a few dozen test
+clips one run's AUC moves in steps of a few hundredths with the seed, so the target
+must hold for every seed. Writes ``benchmarks/results/train.json``.
+Target: test AUC >= 0.95.
 """
 
 from __future__ import annotations
@@ -43,6 +46,21 @@ def synthetic_store(work: Path, per_category: int) -> Path:
     return store
 
 
+def run_summary(seed: int, wall_s: float, report: dict) -> dict:
+    """One run's line of the result: its seed, wall time and test figures."""
+    test = report["test"]
+    return {
+        "seed": seed,
+        "wall_s": round(wall_s, 2),
+        "test_auc": test["auc"],
+        "test_acc": test["acc"],
+        "audio_auc": test["audio_auc"],
+        "video_auc": test["video_auc"],
+        "per_category_acc": test["per_category_acc"],
+        "best_epoch": report["best_epoch"],
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--store", type=Path, default=None)
@@ -51,9 +69,11 @@ def main() -> int:
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument(
-        "--per-category", type=int, default=12, help="synthetic clips per category (no --store)"
+        "--per-category", type=int, default=24, help="synthetic clips per category (no --store)"
     )
+    parser.add_argument("--seeds", default="0,1,2", help="comma-separated training seeds")
     args = parser.parse_args()
+    seeds = [int(x) for x in args.seeds.split(",")]
 
     import torch
 
@@ -70,31 +90,28 @@ def main() -> int:
                 f"mscct-pipeline synth --per-category {args.per_category}, ingest, "
                 "split --balance --ratios 0.5,0.25,0.25"
             )
-        out = args.out or scratch / "run"
-        cfg = load_config(args.config, args.overrides)
-        t0 = time.perf_counter()
-        report = train(cfg, store, args.split, out, log=print)
-        wall = time.perf_counter() - t0
+        runs = []
+        for seed in seeds:
+            out = (args.out or scratch / "runs") / f"seed-{seed}"
+            cfg = load_config(args.config, [*args.overrides, f"seed={seed}"])
+            t0 = time.perf_counter()
+            report = train(cfg, store, args.split, out, log=print)
+            runs.append(run_summary(seed, time.perf_counter() - t0, report))
     finally:
         if args.out is None:
             shutil.rmtree(scratch, ignore_errors=True)
+    aucs = [r["test_auc"] for r in runs]
     result = {
         "benchmark": "time to accuracy",
         "config": args.config,
         "overrides": args.overrides,
         "store": str(args.store) if args.store else None,
         "store_source": source,
-        "wall_s": round(wall, 2),
-        "test_auc": report["test"]["auc"],
-        "test_acc": report["test"]["acc"],
-        "audio_auc": report["test"]["audio_auc"],
-        "video_auc": report["test"]["video_auc"],
-        "per_category_acc": report["test"]["per_category_acc"],
-        "best_epoch": report["best_epoch"],
+        "runs": runs,
+        "wall_s_mean": round(sum(r["wall_s"] for r in runs) / len(runs), 2),
+        "test_auc_min": None if None in aucs else min(aucs),
         "target_auc": TARGET_AUC,
-        "target_met": bool(
-            report["test"]["auc"] is not None and report["test"]["auc"] >= TARGET_AUC
-        ),
+        "target_met": all(auc is not None and auc >= TARGET_AUC for auc in aucs),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "cpus": os.cpu_count(),

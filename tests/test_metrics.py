@@ -58,6 +58,24 @@ def test_per_category_accuracy_and_null_for_undefined() -> None:
     assert json.loads(text)["auc"] is None and json.loads(text)["per_category_acc"]["RARV"] is None
 
 
+def test_selection_breaks_saturated_auc_and_acc_ties_by_val_log_loss() -> None:
+    from trainer.loop import _val_key
+
+    cats = ["RARV", "FARV", "RAFV", "FAFV"]
+    early = compute_metrics(_scores([0.45, 0.55, 0.6, 0.55], cats))  # right, but unsure
+    late = compute_metrics(_scores([0.05, 0.95, 0.9, 0.97], cats))  # right and confident
+    assert early["auc"] == late["auc"] == 1.0 and early["acc"] == late["acc"] == 1.0
+    expected = -np.mean(np.log([0.95, 0.95, 0.9, 0.97]))
+    assert late["log_loss"] == pytest.approx(expected) and late["log_loss"] < early["log_loss"]
+    assert _val_key(late) > _val_key(early)
+    # AUC still comes first: a better ranking wins over a lower loss.
+    ranked_worse = compute_metrics(_scores([0.01, 0.99, 0.99, 0.005], cats))
+    assert _val_key(early) > _val_key(ranked_worse)
+    # Undefined metrics count as worst, and a confident mistake stays finite.
+    assert _val_key(compute_metrics(_scores([0.9, 0.8], ["FARV", "FAFV"])))[0] == -math.inf
+    assert math.isfinite(compute_metrics(_scores([1.0, 0.0], ["RARV", "FARV"]))["log_loss"])
+
+
 def test_overrides_and_presets() -> None:
     cfg = load_config(
         "tiny", ["model.dim=32", "epochs=3", "lr=1e-3", "model.mssa_kernels=[1,3,3,5]"]

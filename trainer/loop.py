@@ -1,7 +1,10 @@
 """The training loop: train on ``train``, select the best epoch on ``val``, test once.
 
 Checkpoint selection: the epoch with the highest **val AUC** of the fused head
-(an undefined AUC counts as lowest); ties keep the earlier epoch. The test part
+(an undefined AUC counts as lowest), then the highest val ACC, then the lowest val
+log loss; remaining ties keep the earlier epoch. On a small or easy val part AUC and
+ACC saturate within a few epochs, and keeping the first epoch that reached them
+picks an undertrained model; the log loss still tells those epochs apart. The test part
 is not opened until training has finished; then the best checkpoint is
 evaluated on it exactly once.
 
@@ -55,8 +58,8 @@ from trainer.runtime import (
 )
 
 SELECTION = (
-    "val AUC of the fused head, then val ACC (undefined counts as lowest); "
-    "ties keep the earlier epoch"
+    "val AUC of the fused head, then val ACC, then lower val log loss "
+    "(undefined counts as worst); ties keep the earlier epoch"
 )
 LOSS_PARTS = ("total", "audio", "video", "fused", "align")
 LABELS = ("audio_label", "video_label", "label")  # msct_loss's label arguments, in order
@@ -138,16 +141,17 @@ def recalibrate_bn(
 
 
 def _val_key(metrics: dict[str, Any]) -> list[float]:
-    """Selection key, compared lexicographically: [AUC, ACC], NaN / None as -1."""
+    """Selection key, compared lexicographically: [AUC, ACC, -log loss], undefined
+    (NaN / None) as -inf."""
 
     def value(v: Any) -> float:
-        return -1.0 if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
+        return -math.inf if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
 
-    return [value(metrics.get("auc")), value(metrics.get("acc"))]
+    return [value(metrics.get("auc")), value(metrics.get("acc")), -value(metrics.get("log_loss"))]
 
 
 def _summary(metrics: dict[str, Any]) -> dict[str, Any]:
-    keys = ("n", "acc", "auc", "audio_auc", "video_auc", "per_category_acc")
+    keys = ("n", "acc", "auc", "log_loss", "audio_auc", "video_auc", "per_category_acc")
     return {k: metrics[k] for k in keys}
 
 
@@ -340,7 +344,7 @@ def _train(
     optimizer = build_optimizer(cfg, model)
     scheduler = build_scheduler(cfg, optimizer, len(loader))
 
-    start_epoch, best_epoch, best_key, bad_epochs = 0, -1, [-math.inf, -math.inf], 0
+    start_epoch, best_epoch, best_key, bad_epochs = 0, -1, [-math.inf] * 3, 0
     best_val: dict[str, Any] = {}
     if ckpt is not None:
         load_model_state(model, ckpt["model"], paths.last)
@@ -348,6 +352,7 @@ def _train(
         scheduler.load_state_dict(ckpt["scheduler"])
         start_epoch = int(ckpt["epoch"]) + 1
         best_epoch, best_key = int(ckpt["best_epoch"]), list(ckpt["best_metric"])
+        best_key += [-math.inf] * (3 - len(best_key))  # keys of older runs had no log loss
         bad_epochs, best_val = int(ckpt["bad_epochs"]), dict(ckpt["best_val"])
         rngs = ckpt["rng"]
         restore_rng(rngs[info.rank] if len(rngs) == info.world_size else rngs[0])

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import roc_auc_score
+from sklearn.metrics import log_loss, roc_auc_score
 
 from schemas import CATEGORIES
 
@@ -79,6 +79,19 @@ def accuracy(y_true: np.ndarray, prob: np.ndarray, threshold: float = 0.5) -> fl
     return float(np.mean((np.asarray(prob) >= threshold).astype(int) == y))
 
 
+def binary_log_loss(y_true: np.ndarray, prob: np.ndarray) -> float:
+    """Mean binary cross-entropy of probabilities of class 1 (fake); NaN for no clips.
+
+    Probabilities are clipped to ``[1e-7, 1 - 1e-7]`` so one confident mistake counts
+    heavily but finitely.
+    """
+    y = np.asarray(y_true).astype(int)
+    if y.size == 0:
+        return math.nan
+    p = np.clip(np.asarray(prob, dtype=np.float64), 1e-7, 1 - 1e-7)
+    return float(log_loss(y, p, labels=[0, 1]))
+
+
 def category_confusion(scores: ClipScores) -> dict[str, list[int]]:
     """Per category: ``[clips predicted real, clips predicted fake]`` by the fused head."""
     pred = scores.prob["fused"] >= 0.5
@@ -89,9 +102,9 @@ def category_confusion(scores: ClipScores) -> dict[str, list[int]]:
 def compute_metrics(scores: ClipScores) -> dict[str, Any]:
     """The report block of one split.
 
-    Returns ``{"n", "acc", "auc", "per_category_acc": {RARV, FARV, RAFV, FAFV},
-    "audio_auc", "video_auc", "audio_acc", "video_acc", "category_counts",
-    "undefined": [names of NaN metrics]}``.
+    Returns ``{"n", "acc", "auc", "log_loss", "per_category_acc": {RARV, FARV, RAFV,
+    FAFV}, "audio_auc", "video_auc", "audio_acc", "video_acc", "category_counts",
+    "undefined": [names of NaN metrics]}``; ``log_loss`` is the fused head's.
     """
     fused = scores.prob["fused"]
     cats = np.asarray(scores.categories)
@@ -105,6 +118,7 @@ def compute_metrics(scores: ClipScores) -> dict[str, Any]:
         "n": len(scores.label),
         "acc": accuracy(scores.label, fused),
         "auc": safe_auc(scores.label, fused),
+        "log_loss": binary_log_loss(scores.label, fused),
         "per_category_acc": per_cat,
         "audio_auc": safe_auc(scores.audio_label, scores.prob["audio"]),
         "video_auc": safe_auc(scores.video_label, scores.prob["video"]),
