@@ -27,6 +27,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 import schemas
 
@@ -66,7 +67,10 @@ def _user_errors(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except (schemas.StoreError, schemas.SchemaError, ScanError, ValueError) as exc:
-            err.print(f"[bold red]error:[/] {exc}", highlight=False)
+            # One line whatever the width (no wrapping), and the message verbatim: a path
+            # may hold brackets that rich would take for markup.
+            message = Text.assemble(("error:", "bold red"), " ", str(exc))
+            err.print(message, highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
 
     return wrapper  # type: ignore[return-value]
@@ -112,7 +116,7 @@ def synth(
             workers=workers,
             progress=lambda done, total: progress.update(task, completed=done, total=total),
         )
-    out.print(f"wrote {summary.root}")
+    out.print(f"wrote {summary.root}", markup=False, soft_wrap=True)
     for name, count in summary.counts.items():
         out.print(f"  {name}: {count} clips")
     if summary.defects:
@@ -360,7 +364,7 @@ def split(
     recorded = {**params.to_dict(), "summary": split_summary(table)}
     written = schemas.write_split(path, name, table, recorded, overwrite=overwrite)
     out.print(render_counts(table))
-    out.print(f"split {name!r} written to {written}")
+    out.print(f"split {name!r} written to {written}", markup=False, soft_wrap=True)
 
 
 # --------------------------------------------------------------------------- helpers

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from cli_helpers import ingest_json, run_cli, start_ingest
+from cli_helpers import BIN, ingest_json, run_cli, start_ingest
 from store_checks import assert_every_clip_once
 
 import schemas
@@ -194,3 +194,17 @@ def test_store_links_out_of_its_root_are_refused(ingested_store: Path, tmp_path:
         schemas.open_clip(store, clip_id)
     video, _ = schemas.open_clip(ingested_store, clip_id)
     assert isinstance(video, np.memmap)
+
+
+def test_a_user_error_is_one_verbatim_line_at_any_width(tmp_path: Path) -> None:
+    # Long enough to wrap at 40 columns, with brackets that rich would read as markup.
+    store = tmp_path / ("take-[v2]-" + "x" * 60) / "store"
+    env = {**os.environ, "COLUMNS": "40"}
+    proc = subprocess.run(
+        [str(BIN / "mscct-pipeline"), "split", "--store", str(store), "--balance"],
+        capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: no store at "), proc.stderr
+    assert str(store) in lines[0]

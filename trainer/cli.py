@@ -102,8 +102,10 @@ def _print_report(report: dict, out: Path) -> None:
         table.add_row(part, *(_fmt(v) for v in cells))
     console = Console(width=max(120, Console().width))
     console.print(table)
-    console.print(f"report: {out / 'report.json'}")
-    console.print(f"plots:  {out / 'plots'}/{{roc,confusion,tsne}}.png")
+    console.print(f"report: {out / 'report.json'}", markup=False, soft_wrap=True)
+    console.print(
+        f"plots:  {out / 'plots'}/{{roc,confusion,tsne}}.png", markup=False, soft_wrap=True
+    )
     console.print(
         f"checkpoints: {out / 'checkpoints'}/{{best,last}}.pt  (TensorBoard: {out / 'tb'})"
     )

@@ -295,7 +295,7 @@ class WindowDataset(torch.utils.data.Dataset):
         return item
 
 
-class EpochIndices(torch.utils.data.Sampler):
+class EpochIndices(torch.utils.data.Sampler[tuple[int, int]]):
     """``(epoch, index)`` pairs: the indices of ``sampler`` tagged with its current epoch.
 
     ``sampler`` is a :class:`~torch.utils.data.DistributedSampler` (or anything with
