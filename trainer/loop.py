@@ -13,9 +13,11 @@ checkpoint's ``epoch`` is the 0-based index of the last finished epoch.
 
 Exact resumption: every epoch ends with ``checkpoints/last.pt`` holding the
 model, optimizer, scheduler, every rank's RNG states and the best-so-far. The
-data order depends only on ``(seed, epoch)`` (``DistributedSampler``, whose
-epoch :class:`~trainer.data.EpochIndices` hands to every item), so a run killed at any point and resumed with
-``--resume`` finishes with the same numbers as an uninterrupted one.
+data order depends only on ``(seed, epoch)`` (``DistributedSampler``, whose epoch
+:class:`~trainer.data.EpochIndices` hands to every item), and the DataLoaders draw
+their worker seeds from generators of their own, never from the global RNG that
+dropout uses; so a run killed at any point and resumed with ``--resume``, or run
+with any number of workers, finishes with the same numbers as an uninterrupted one.
 """
 
 from __future__ import annotations

@@ -4,10 +4,10 @@ A training epoch visits clips in random order, so consecutive items almost never
 share a clip, and per-clip work (opening, checking) costs as much as the copy.
 The raw layout is therefore read with ``pread`` straight into the window's own
 array rather than mapped: no page tables to build for a clip touched once per
-epoch, no Zarr metadata (the manifest and the recipe
-fix every path and shape), one ``readlink`` to refuse links, and nothing of the
-store ever counts in this process's resident memory. Compressed layouts go
-through zarr, which decodes only the chunks a window touches.
+epoch, no Zarr metadata (the manifest and the recipe fix every path and shape),
+one ``readlink`` to refuse links, and nothing of the store ever counts in this
+process's resident memory. Compressed layouts go through zarr, which decodes only
+the chunks a window touches.
 
 Per process (each DataLoader worker has its own, opened lazily):
 
@@ -25,9 +25,10 @@ Per process (each DataLoader worker has its own, opened lazily):
   so later windows of the clip, in this epoch or the next, read only the
   window's rows (reopening the two files by their known paths if they were closed).
 
-Memory is bounded by those two constants, not by the store's size: about 2 KB
-per seen clip and well under 1 KB of objects per open one (with the kernel's
-record of each open file).
+Memory is bounded by those two constants, not by the store's size. A clip both
+seen and open takes about 1.5 KB of this process's memory with the raw layout
+(24 MB for 16,384 clips) and about 4 KB with a compressed one (zarr's array
+objects), plus the kernel's record of each open file.
 """
 
 from __future__ import annotations
