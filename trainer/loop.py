@@ -188,7 +188,7 @@ def _check_loss(loss: torch.Tensor, epoch: int, step: int, info: ddp.DistInfo) -
         )
 
 
-def _progress(enabled: bool, total: int, epoch: int) -> Any:
+def _progress(enabled: bool, epoch: int) -> Any:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     progress = Progress(
@@ -231,7 +231,6 @@ def _prepare_run(
     paths: RunPaths,
     resume: bool,
     fingerprint: str,
-    info: ddp.DistInfo,
 ) -> dict[str, Any] | None:
     """Check the run directory; return the checkpoint to resume from (or None)."""
     if not resume:
@@ -306,7 +305,7 @@ def _train(
         if info.is_main:
             log(f"model.crop_size set to the store's crop size {recipe.crop_size}")
     paths = RunPaths(out)
-    ckpt = _prepare_run(cfg, paths, resume, fingerprint, info)
+    ckpt = _prepare_run(cfg, paths, resume, fingerprint)
     main = info.is_main
     if main:
         (out / "checkpoints").mkdir(parents=True, exist_ok=True)
@@ -469,7 +468,7 @@ def _train_epoch(
     """One pass over the training loader; returns sums of each loss part × batch and the count."""
     model.train()
     sums = [0.0] * (len(LOSS_PARTS) + 1)
-    with _progress(interactive, len(loader), epoch + 1) as progress:
+    with _progress(interactive, epoch + 1) as progress:
         task = progress.add_task("train", total=len(loader), loss=float("nan"))
         for step, batch in enumerate(loader):
             audio, video, mask = model_inputs(batch, device)

@@ -247,7 +247,7 @@ class ClipReader:
             self.seen.move_to_end(clip_id)
             opened = self.open_clips.get(clip_id)
             if opened is None:
-                opened = self._keep_open(clip_id, self._reopen(clip_id, num_frames, seen))
+                opened = self._keep_open(clip_id, self._reopen(clip_id, seen))
             else:
                 self.open_clips.move_to_end(clip_id)
             audio = opened.audio.rows(start, stop).astype(np.float32, copy=False)
@@ -293,7 +293,7 @@ class ClipReader:
         self._keep_open(clip_id, opened)
         return opened, seen, track[start:stop].astype(np.float32)  # a copy: track is dropped
 
-    def _reopen(self, clip_id: str, num_frames: int, seen: _SeenClip) -> _OpenClip:
+    def _reopen(self, clip_id: str, seen: _SeenClip) -> _OpenClip:
         if seen.chunks is None:
             return _OpenClip(self._zarr(clip_id, "video"), self._zarr(clip_id, "audio"))
         video = RawRows.reopen(seen.chunks[0])
