@@ -6,6 +6,26 @@ second pipe. Every subprocess gets an argument list (never a shell string), a
 ``file:`` URL of the absolute path (so that a name such as ``-i.mp4`` or
 ``a:b.mp4`` can never be read as an option or a protocol), one decoder thread,
 and a timeout, so that a pathological file cannot hang a worker.
+
+Containers: every ffmpeg and ffprobe run opens its input with :data:`INPUT_GUARD`,
+which admits only the mp4 family's demuxer (``mov,mp4,m4a,3gp,3g2,mj2``) and only
+the ``file`` protocol. A playlist or script named ``.mp4`` (HLS, ``concat``,
+``ffconcat``) could otherwise make ffmpeg open files outside the dataset root or
+URLs; the whitelist refuses it after ffmpeg has looked at the file's first bytes and
+before any other file is opened. MKV and WebM files renamed ``.mp4`` are refused the
+same way: a file named ``.mp4`` must be an mp4. The mov demuxer's external data
+references stay off (ffmpeg's default), so an mp4 cannot name another file either.
+
+Timeline: both streams of a decode are placed on the container's presentation
+timeline, so that audio sample ``n`` and video frame ``t`` are heard and seen
+together as a player presents them: the ``fps`` filter starts at time 0 (a video
+stream that starts late is padded with copies of its first frame) and
+``aresample=async=1:first_pts=0`` pads leading silence before audio that starts
+late, and fills gaps. ffmpeg's timeline starts at the container's start (the
+earliest stream), after edit lists and AAC priming are applied. The first frame of
+each stream also passes a ``showinfo`` filter, whose log line gives the stream's
+start on that timeline (:attr:`DecodedClip.video_start_s`, ``audio_start_s``)
+without an ffprobe run.
 """
 
 from __future__ import annotations
@@ -43,6 +63,19 @@ PIPE_BYTES = 1 << 20  # Linux's default pipe-max-size for unprivileged processes
 # "[mov,mp4,m4a,3gp,3g2,mj2 @ 0x55ea6f07c980] ": which ffmpeg component spoke, not why.
 _CONTEXT_PREFIX = re.compile(r"^\[[^\]]* @ 0x[0-9a-f]+\]\s*")
 
+#: The demuxer names ffmpeg may use for a source: the mov demuxer (mp4, m4a, 3gp,
+#: 3g2, mj2, QuickTime) and nothing else.
+MP4_DEMUXER = "mov,mp4,m4a,3gp,3g2,mj2"
+#: Input options of every ffmpeg / ffprobe run: the mp4 demuxer only, local files only.
+INPUT_GUARD = ("-protocol_whitelist", "file", "-format_whitelist", MP4_DEMUXER)
+# Gaps in the audio timestamps above this many seconds are filled with silence (and
+# overlaps trimmed); smaller ones are timestamp jitter. Well under one 40 ms frame.
+AUDIO_SYNC_MIN_S = 0.01
+# "[hls @ 0x55...] Format not on whitelist 'mov,...'": ffmpeg names what it found.
+#: Audio filter that puts the samples on the container's timeline (module notes).
+AUDIO_TIMELINE = f"aresample=async=1:min_hard_comp={AUDIO_SYNC_MIN_S}:first_pts=0"
+_NOT_WHITELISTED = re.compile(r"^\[([^\]@]*?) @ 0x[0-9a-f]+\]\s*Format not on whitelist")
+
 
 @dataclass(frozen=True)
 class MediaInfo:
@@ -62,6 +95,34 @@ class MediaInfo:
 def ffmpeg_url(path: Path) -> str:
     """``file:`` URL of the absolute path: never parsed as an option or another protocol."""
     return "file:" + str(Path(path).absolute())
+
+
+def open_failure(stderr: bytes | str, url: str) -> str | None:
+    """Why ffmpeg could not open ``url`` as an mp4, or None when it opened it.
+
+    ffmpeg reports a failed open with one line that starts with the input's URL
+    (``file:/x.mp4: Invalid argument``). The reason returned says which container
+    was found when the whitelist refused it (``'the container is not an mp4 (hls)'``),
+    else what the demuxer said (``'... (moov atom not found)'``).
+    """
+    text = stderr.decode("utf-8", "replace") if isinstance(stderr, bytes) else stderr
+    lines = [_strip_level(line.strip()) for line in text.splitlines() if line.strip()]
+    if not any(line.startswith(url + ": ") for line in lines):
+        return None
+    for line in lines:
+        if (found := _NOT_WHITELISTED.match(line)) is not None:
+            return f"the container is not an mp4 ({found.group(1).strip()})"
+    before = [line for line in lines if not line.startswith(url + ": ")]
+    detail = last_stderr_line("\n".join(before[-1:])) if before else ""
+    if not detail or detail == "no error message":
+        detail = last_stderr_line(lines[-1])
+    return f"the container is not an mp4 ({detail})"
+
+
+def _strip_level(line: str) -> str:
+    """``'[mov @ 0x1] [error] x'`` -> ``'[mov @ 0x1] x'``: the ``level+`` tag removed."""
+    match = _LEVEL.match(line)
+    return match.group(1) + line[match.end() :] if match else line
 
 
 def last_stderr_line(stderr: bytes | str) -> str:
@@ -90,9 +151,9 @@ def probe(path: Path, timeout_s: float = PROBE_TIMEOUT_S) -> MediaInfo:
     """Run ffprobe on ``path``; raises :class:`ClipError` when it is not a readable media file."""
     args = [
         "ffprobe", "-v", "error", "-of", "json", "-show_format", "-show_streams",
-        ffmpeg_url(path),
+        *INPUT_GUARD, ffmpeg_url(path),
     ]  # fmt: skip
-    stdout = _run(args, timeout_s)
+    stdout = _run(args, timeout_s, ffmpeg_url(path))
     try:
         data = json.loads(stdout.decode("utf-8", "replace"))
     except ValueError as exc:
@@ -192,16 +253,17 @@ def decode_size(
 def decode_audio(path: Path, sample_rate: int, max_seconds: float, timeout_s: float) -> np.ndarray:
     """The first audio stream as mono int16 PCM at ``sample_rate``: shape ``(N,)``.
 
-    ffmpeg resamples and downmixes (``-ac 1`` averages the channels).
+    ffmpeg resamples and downmixes (``-ac 1`` averages the channels); the samples
+    start at the container's start (see the module notes on the timeline).
     """
     args = (
-        ffmpeg.input(ffmpeg_url(path), threads=1)
+        ffmpeg.input(ffmpeg_url(path), threads=1, **_guard_kwargs())
         .output("pipe:", map="0:a:0", format="s16le", acodec="pcm_s16le", ac=1, ar=sample_rate,
-                t=max_seconds)
+                t=max_seconds, af=AUDIO_TIMELINE)
         .global_args("-nostdin", "-v", "error")
         .compile()
     )  # fmt: skip
-    out = _run(args, timeout_s)
+    out = _run(args, timeout_s, ffmpeg_url(path))
     return np.frombuffer(out, dtype="<i2", count=len(out) // 2)
 
 
@@ -233,6 +295,10 @@ _RATE = {unit: re.compile(rf", (\d+(?:\.\d+)?) {unit}\b") for unit in ("fps", "t
 # "[h264 @ 0x55...] [error] msg" / "[error] msg": ffmpeg's "-v level+..." tags each line.
 _LEVEL = re.compile(r"^((?:\[[^\]]* @ 0x[0-9a-f]+\]\s*)?)\[(\w+)\] ?")
 _ERROR_LEVELS = frozenset({"error", "fatal", "panic"})
+# The demuxer's own log lines: "[mov,mp4,m4a,3gp,3g2,mj2 @ 0x55...] ...".
+_DEMUXER_CONTEXT = f"[{MP4_DEMUXER} @ "
+# "[Parsed_showinfo_2 @ 0x55...] n:   0 pts:   2560 pts_time:0.2     pos: ..."
+_FIRST_FRAME = re.compile(r"^\[Parsed_(a?)showinfo_\d+ @ 0x[0-9a-f]+\]\s*n:\s*0 .*pts_time:(\S+)")
 
 
 def parse_input_report(lines: list[str]) -> InputReport:
@@ -268,6 +334,11 @@ class DecodedClip:
     error_lines: int = 0  # how many lines ffmpeg logged at error level or worse
     report: InputReport = field(default_factory=InputReport)
     stopped: str = ""  # why reading stopped before ffmpeg's end: '' (it did not), or a reason
+    # First frame of each stream on the container's timeline, in seconds (nan: not seen).
+    video_start_s: float = math.nan
+    audio_start_s: float = math.nan
+    demuxer_error: str = ""  # the demuxer's first error line ('' when it logged none)
+    open_error: str = ""  # why the input could not be opened as an mp4 ('' when it was)
 
 
 def decode_clip(
@@ -349,16 +420,22 @@ def _decode(
     header costs 15 bytes of a 150 KB frame. ``-v level+info`` tags every stderr line
     with its level: error lines are told apart from the input banner, which is parsed
     for :class:`InputReport`. ``?`` on the maps makes a missing stream an empty output
-    (ffmpeg then fails at once, and :func:`probe` names what is missing).
+    (ffmpeg then fails at once, and :func:`probe` names what is missing). Each
+    stream's first frame is split off to a ``showinfo`` that logs its start time and
+    ends in a null sink; the other frames pass the ``select`` without a copy.
     """
     audio_read, audio_write = os.pipe()
+    video_graph = (
+        f"split[m][p];[p]select='eq(n,0)',showinfo,nullsink;[m]fps=fps={fps}:start_time=0,{scale}"
+    )
+    audio_graph = f"asplit[m][p];[p]aselect='eq(n,0)',ashowinfo,anullsink;[m]{AUDIO_TIMELINE}"
     args = [
         "ffmpeg", "-hide_banner", "-nostdin", "-nostats", "-v", "level+info",
-        "-filter_threads", "1", "-threads", "1", "-i", ffmpeg_url(path),
-        "-map", "0:v:0?", "-vf", f"fps=fps={fps},{scale}", "-t", f"{max_seconds}",
+        "-filter_threads", "1", "-threads", "1", *INPUT_GUARD, "-i", ffmpeg_url(path),
+        "-map", "0:v:0?", "-vf", video_graph, "-t", f"{max_seconds}",
         "-c:v", "ppm", "-pix_fmt", "rgb24", "-f", "image2pipe", "pipe:1",
-        "-map", "0:a:0?", "-t", f"{max_seconds}", "-c:a", "pcm_s16le", "-ac", "1",
-        "-ar", str(sample_rate), "-f", "s16le", f"pipe:{audio_write}",
+        "-map", "0:a:0?", "-af", audio_graph, "-t", f"{max_seconds}", "-c:a", "pcm_s16le",
+        "-ac", "1", "-ar", str(sample_rate), "-f", "s16le", f"pipe:{audio_write}",
     ]  # fmt: skip
     try:
         proc = subprocess.Popen(
@@ -375,7 +452,7 @@ def _decode(
         os.close(audio_write)  # the child holds its own copy; EOF arrives when it exits
     _widen_pipe(proc.stdout)
     watchdog = _Watchdog(proc, timeout_s)
-    log = _StderrLog(watchdog.shorten if shorten_timeout else None)
+    log = _StderrLog(watchdog.shorten if shorten_timeout else None, ffmpeg_url(path))
     audio_chunks: list[bytes] = []
     readers = [
         # ffmpeg can print a lot on a corrupt file: drain stderr so that it never blocks.
@@ -406,6 +483,8 @@ def _decode(
     if watchdog.fired:
         raise ClipError(f"cannot decode: ffmpeg timed out after {watchdog.timeout_s:.0f} s")
     pcm = b"".join(audio_chunks)
+    # A read error after some output is damage further in, not a refused container.
+    opened = count > 0 or len(pcm) > 0
     return DecodedClip(
         frames=frames[:count],
         samples=np.frombuffer(pcm, dtype="<i2", count=len(pcm) // 2),
@@ -414,6 +493,10 @@ def _decode(
         error_lines=log.error_count,
         report=parse_input_report(log.banner),
         stopped=stopped,
+        video_start_s=log.starts.get("video", math.nan),
+        audio_start_s=log.starts.get("audio", math.nan),
+        demuxer_error=log.demuxer_error,
+        open_error="" if opened else open_failure("\n".join(log.errors), log.url) or "",
     )
 
 
@@ -518,14 +601,18 @@ class _Watchdog:
 
 
 class _StderrLog:
-    """Splits ffmpeg's ``-v level+info`` stderr into banner lines and error lines."""
+    """Splits ffmpeg's ``-v level+info`` stderr into banner lines and error lines, and
+    picks out the streams' start times and the demuxer's first error."""
 
     BANNER_LINES = 200  # the input banner comes first; a corrupt file may log thousands
 
-    def __init__(self, on_duration: Callable[[float], None] | None) -> None:
+    def __init__(self, on_duration: Callable[[float], None] | None, url: str = "") -> None:
         self.banner: list[str] = []
         self.errors: collections.deque[str] = collections.deque(maxlen=20)
         self.error_count = 0
+        self.starts: dict[str, float] = {}  # 'video' / 'audio' -> first frame's time (s)
+        self.demuxer_error = ""
+        self.url = url
         self._on_duration = on_duration
 
     def drain(self, stream: IO[bytes] | None) -> None:
@@ -542,6 +629,12 @@ class _StderrLog:
         if level in _ERROR_LEVELS:
             self.error_count += 1
             self.errors.append(text)
+            # A demuxer error means packets are missing or damaged (a truncated or
+            # corrupt file), however many frames still came out.
+            if not self.demuxer_error and text.startswith(_DEMUXER_CONTEXT):
+                self.demuxer_error = last_stderr_line(text)
+        elif (first := _FIRST_FRAME.match(text)) is not None:
+            self.starts["audio" if first.group(1) else "video"] = _float(first.group(2))
         elif len(self.banner) < self.BANNER_LINES:
             self.banner.append(text)
             if self._on_duration is not None and (found := _DURATION.match(text)):
@@ -557,20 +650,30 @@ def decode_video(
     """Only the video of ``path``: ``(T, H, W, 3)`` uint8 RGB at ``fps``, ``size=(W, H)``."""
     width, height = size
     args = (
-        ffmpeg.input(ffmpeg_url(path), threads=1)
+        ffmpeg.input(ffmpeg_url(path), threads=1, **_guard_kwargs())
         .output("pipe:", map="0:v:0", format="rawvideo", pix_fmt="rgb24",
-                vf=f"fps={fps},scale={width}:{height}", t=max_seconds)
+                vf=f"fps=fps={fps}:start_time=0,scale={width}:{height}", t=max_seconds)
         .global_args("-nostdin", "-v", "error", "-filter_threads", "1")
         .compile()
     )  # fmt: skip
-    out = _run(args, timeout_s)
+    out = _run(args, timeout_s, ffmpeg_url(path))
     frame_bytes = width * height * 3
     count = len(out) // frame_bytes
     return np.frombuffer(out, np.uint8, count=count * frame_bytes).reshape(count, height, width, 3)
 
 
-def _run(args: list[str], timeout_s: float) -> bytes:
-    """Run ffmpeg or ffprobe (``args[0]``); a failure becomes a ClipError with its last line."""
+def _guard_kwargs() -> dict[str, str]:
+    """:data:`INPUT_GUARD` as ffmpeg-python input keywords."""
+    names, values = INPUT_GUARD[::2], INPUT_GUARD[1::2]
+    return {name.lstrip("-"): value for name, value in zip(names, values, strict=True)}
+
+
+def _run(args: list[str], timeout_s: float, url: str) -> bytes:
+    """Run ffmpeg or ffprobe (``args[0]``) on ``url``; a failure becomes a ClipError.
+
+    The error says why the input could not be opened (:func:`open_failure`), else
+    ffmpeg's last line.
+    """
     try:
         proc = subprocess.run(
             args, capture_output=True, timeout=timeout_s, stdin=subprocess.DEVNULL
@@ -578,7 +681,8 @@ def _run(args: list[str], timeout_s: float) -> bytes:
     except subprocess.TimeoutExpired as exc:
         raise ClipError(f"cannot decode: {args[0]} timed out after {timeout_s:.0f} s") from exc
     if proc.returncode != 0:
-        raise ClipError(f"cannot decode: {last_stderr_line(proc.stderr)}")
+        why = open_failure(proc.stderr, url) or last_stderr_line(proc.stderr)
+        raise ClipError(f"cannot decode: {why}")
     return proc.stdout
 
 

@@ -23,17 +23,35 @@ Choices worth knowing:
   detected on the stride frames while the rest of the video is still decoding.
   (Two processes, one per stream, cost one more ffmpeg start-up per clip, which is
   a good part of the decode time of a 224² clip of a few seconds.)
-- A clip needs at least :data:`MIN_FRAMES` (2) frames: one 40 ms frame carries no
-  speech and no motion, so ``'too short: 1 frame'`` is a failure, as is a clip whose
-  video decodes to fewer than :data:`MIN_DECODED_FRACTION` of the frames its
-  duration promises (a truncated file).
-- Clips longer than ``max_seconds`` (default 60 s) are cut there (ffmpeg ``-t``),
+- Every setting that shapes the tensors or the verdict comes from the recipe
+  (:class:`schemas.store.Recipe`): the frame rate, sample rate, face stride, crop
+  size, face margin and smoothing windows, silence thresholds, the cut, the minimum
+  frames and the audio coverage. The module constants below are the recipe's
+  defaults, for the documentation and for callers of the helpers alone.
+- A clip needs at least ``recipe.min_frames`` (:data:`MIN_FRAMES`, 2) frames: one
+  40 ms frame carries no speech and no motion, so ``'too short: 1 frame'`` is a
+  failure, as is a clip whose video decodes to fewer than
+  :data:`MIN_DECODED_FRACTION` of the frames its duration promises (a truncated file).
+- Clips longer than ``recipe.max_seconds`` (60 s) are cut there (ffmpeg ``-t``),
   not failed: FakeAVCeleb clips last seconds, so only a stray file is that long.
   ``cut`` in the result records it. When the frames outgrow a memory budget, the
   decode stops there and runs again, probed, with ffmpeg scaling the frames down to
   fit; face crops are what is kept anyway.
 - Silence trimming, when on, cuts whole frames from the front of both tensors and
-  never leaves fewer than :data:`MIN_FRAMES`.
+  never leaves fewer than ``recipe.min_frames``.
+- Audio and video lie on the container's presentation timeline (see
+  :mod:`pipeline.media`): row ``t`` of the audio features is the audio a player
+  plays under video frame ``t``, whatever each stream's start. ``audio_offset_s``
+  records the audio stream's start minus the video stream's, as found. A clip whose
+  audio covers less than ``recipe.min_audio_coverage`` (:data:`MIN_AUDIO_COVERAGE`,
+  0.9) of its video frames fails (the audio features would be padding), and so does
+  one whose video covers less than that fraction of its audio (video that ends long
+  before the audio); ``audio_coverage`` records the first fraction.
+- An error logged by the demuxer (a truncated or damaged file: ``partial file``)
+  fails the clip however many frames came out; decoder errors alone do not (a
+  damaged picture is concealed, the timeline stays whole).
+- A file that is not an mp4 (another container, a playlist or script renamed
+  ``.mp4``) fails with ``'cannot decode: the container is not an mp4 (...)'``.
 """
 
 from __future__ import annotations
@@ -52,9 +70,19 @@ from pipeline.faces import StrideDetector, crop_faces, detection_factor
 from pipeline.silence import leading_silence_frames
 from schemas.store import Recipe
 
-MIN_FRAMES = 2
+#: Defaults of the recipe's ``min_frames`` and ``max_seconds`` (the recipe is their one
+#: source): a clip with fewer frames fails, a longer one is cut.
+MIN_FRAMES = Recipe.min_frames
+DEFAULT_MAX_SECONDS = Recipe.max_seconds
+#: Default of the recipe's ``min_audio_coverage``: the least fraction of the video
+#: frames the audio must cover (and of the audio the video must cover) for a clip to
+#: be stored.
+MIN_AUDIO_COVERAGE = Recipe.min_audio_coverage
 MIN_DECODED_FRACTION = 0.9
-DEFAULT_MAX_SECONDS = 60.0
+#: A stream may overhang the other by this much whatever its length: AAC ends on
+#: whole 1024-sample frames (64 ms at 16 kHz) after its priming, so a 0.4 s clip's
+#: audio lasts 0.45 s without anything missing.
+COVERAGE_SLACK_S = 0.1
 
 
 @dataclass
@@ -70,6 +98,8 @@ class ClipTensors:
     face_detection_rate: float  # detector calls that found a face / detector calls
     trimmed_frames: int  # leading frames removed by trim_silence (0 if off)
     cut: bool = False  # True when the clip was longer than max_seconds and cut there
+    audio_offset_s: float = 0.0  # audio stream start minus video stream start, as found
+    audio_coverage: float = 1.0  # fraction of the video frames that the audio covers
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
 
 
@@ -87,13 +117,22 @@ def preprocess_clip(
     path: Path,
     recipe: Recipe,
     *,
-    max_seconds: float = DEFAULT_MAX_SECONDS,
+    max_seconds: float | None = None,
     frame_budget_bytes: int = media.DEFAULT_FRAME_BUDGET_BYTES,
+    min_audio_coverage: float | None = None,
 ) -> ClipTensors:
     """Face crops ``(T, S, S, 3)`` uint8 and audio features ``(T, 104)`` float32 of one clip.
 
-    Raises :class:`ClipError` for every bad input; never leaves files behind.
+    ``S`` is ``recipe.crop_size``. ``max_seconds`` and ``min_audio_coverage`` default
+    to the recipe's; pass them only to try another value without another recipe
+    (what a store holds is made with its recipe's). Raises :class:`ClipError` for
+    every bad input; never leaves files behind.
     """
+    if max_seconds is None:
+        max_seconds = recipe.max_seconds
+    if min_audio_coverage is None:
+        min_audio_coverage = recipe.min_audio_coverage
+    min_frames = recipe.min_frames
     path = Path(path)
     timings: dict[str, float] = {"probe": 0.0}
     _check_file(path)
@@ -106,8 +145,10 @@ def preprocess_clip(
     )  # fmt: skip
     timings["decode"] = time.perf_counter() - clock - detector.seconds
     timings["detect"] = detector.seconds
+    if decoded.open_error:  # not an mp4: no probe could say more
+        raise ClipError(f"cannot decode: {decoded.open_error}")
 
-    info = _happy_facts(decoded, fps, max_seconds)
+    info = _happy_facts(decoded, fps, max_seconds, min_frames)
     if info is None:  # something is off: ffprobe says what, as precisely as it can
         clock = time.perf_counter()
         info = _probe_checked(path)
@@ -126,6 +167,8 @@ def preprocess_clip(
         elif decoded.returncode != 0:
             raise ClipError(f"cannot decode: {decoded.stderr_line}")
     frames, signal = decoded.frames, decoded.samples
+    if decoded.demuxer_error:
+        raise ClipError(f"cannot decode: truncated or damaged file ({decoded.demuxer_error})")
 
     num_frames = len(frames)
     expected = _expected_frames(info.duration_s, fps, max_seconds)
@@ -135,16 +178,19 @@ def preprocess_clip(
         raise ClipError(
             f"cannot decode: truncated, {num_frames} of ~{expected} frames ({decoded.stderr_line})"
         )
-    if num_frames < MIN_FRAMES:
+    if num_frames < min_frames:
         raise ClipError(f"too short: {num_frames} frame{'s' if num_frames != 1 else ''}")
     if signal.size == 0:
         raise ClipError("no audio samples decoded")
+    span = TimelineSpan.of(decoded, num_frames, fps, recipe.sample_rate)
+    span.check(min_audio_coverage)
     detector.finish(num_frames - 1, frames[-1])
     if detector.hits == 0:
         raise ClipError("no face detected in any frame")
 
     clock = time.perf_counter()
-    crops = crop_faces(frames, detector.track(num_frames), recipe.crop_size)
+    track = detector.track(num_frames, recipe.face_smooth, recipe.face_size_smooth)
+    crops = crop_faces(frames, track, recipe.crop_size, recipe.face_margin)
     del frames, decoded  # the full frames are the clip's largest buffer; crops are all we keep
     timings["crop"] = time.perf_counter() - clock
 
@@ -155,8 +201,10 @@ def preprocess_clip(
     trimmed = 0
     if recipe.trim_silence:
         trimmed = leading_silence_frames(
-            signal, recipe.sample_rate, fps, num_frames, min_keep=MIN_FRAMES
-        )
+            signal, recipe.sample_rate, fps, num_frames,
+            threshold_db=recipe.silence_threshold_db, min_keep=min_frames,
+            silent_clip_db=recipe.silent_clip_db,
+        )  # fmt: skip
         crops, audio = crops[trimmed:], audio[trimmed:]
 
     return ClipTensors(
@@ -169,8 +217,71 @@ def preprocess_clip(
         face_detection_rate=detector.detection_rate,
         trimmed_frames=trimmed,
         cut=math.isfinite(info.duration_s) and info.duration_s > max_seconds + 1.0 / fps,
+        audio_offset_s=span.offset_s,
+        audio_coverage=span.audio_coverage,
         timings=timings,
     )
+
+
+@dataclass(frozen=True)
+class TimelineSpan:
+    """Where the decoded audio and video lie on the container's timeline, in seconds.
+
+    The video occupies ``[0, video_s)`` (its frames, the padding before a late start
+    included); the audio ``[audio_from_s, audio_to_s)`` (leading padding excluded).
+    """
+
+    video_s: float
+    audio_from_s: float
+    audio_to_s: float
+    offset_s: float  # audio stream start minus video stream start (nan: not known)
+
+    @classmethod
+    def of(
+        cls, decoded: media.DecodedClip, num_frames: int, fps: float, sample_rate: int
+    ) -> TimelineSpan:
+        audio_from = decoded.audio_start_s if math.isfinite(decoded.audio_start_s) else 0.0
+        return cls(
+            video_s=num_frames / fps,
+            audio_from_s=max(0.0, audio_from),
+            audio_to_s=decoded.samples.size / sample_rate,
+            offset_s=decoded.audio_start_s - decoded.video_start_s,
+        )
+
+    @property
+    def overlap_s(self) -> float:
+        return max(0.0, min(self.audio_to_s, self.video_s) - self.audio_from_s)
+
+    @property
+    def audio_s(self) -> float:
+        return max(0.0, self.audio_to_s - self.audio_from_s)
+
+    @property
+    def audio_coverage(self) -> float:
+        """Fraction of the video frames with audio under them, in [0, 1]."""
+        return min(1.0, self.overlap_s / self.video_s) if self.video_s > 0 else 0.0
+
+    @property
+    def video_coverage(self) -> float:
+        """Fraction of the audio with video frames over it, in [0, 1]."""
+        return min(1.0, self.overlap_s / self.audio_s) if self.audio_s > 0 else 1.0
+
+    def check(self, minimum: float) -> None:
+        """Raise :class:`ClipError` when either stream leaves the other mostly uncovered.
+
+        A gap of up to :data:`COVERAGE_SLACK_S` is never a failure.
+        """
+        durations = f"audio {self.audio_s:.2f} s, video {self.video_s:.2f} s"
+        if self.audio_coverage < minimum and self.video_s - self.overlap_s > COVERAGE_SLACK_S:
+            raise ClipError(
+                f"audio covers {self.audio_coverage:.0%} of the video ({durations}; "
+                f"minimum {minimum:.0%})"
+            )
+        if self.video_coverage < minimum and self.audio_s - self.overlap_s > COVERAGE_SLACK_S:
+            raise ClipError(
+                f"video ends long before the audio: it covers {self.video_coverage:.0%} of "
+                f"the audio ({durations}; minimum {minimum:.0%})"
+            )
 
 
 def _expected_frames(duration_s: float, fps: float, max_seconds: float) -> int:
@@ -179,11 +290,13 @@ def _expected_frames(duration_s: float, fps: float, max_seconds: float) -> int:
     return math.floor(min(seconds, max_seconds) * fps)
 
 
-def _happy_facts(decoded: media.DecodedClip, fps: float, max_seconds: float) -> SourceFacts | None:
+def _happy_facts(
+    decoded: media.DecodedClip, fps: float, max_seconds: float, min_frames: int
+) -> SourceFacts | None:
     """The source's facts when the decode looks complete and clean, else None (probe it).
 
     Clean means: ffmpeg exited 0 and logged no error, read to its end, gave at least
-    :data:`MIN_FRAMES` frames, some audio, and no fewer frames than the banner's
+    ``min_frames`` frames, some audio, and no fewer frames than the banner's
     duration promises. Any doubt costs one ffprobe run, never a wrong verdict: the
     banner's duration is the container's (the longest stream), so a clip whose audio
     outlasts its video would look short against it, and is probed before it is failed.
@@ -195,7 +308,7 @@ def _happy_facts(decoded: media.DecodedClip, fps: float, max_seconds: float) -> 
         or decoded.error_lines
         or decoded.stopped
         or not report.complete
-        or num_frames < MIN_FRAMES
+        or num_frames < min_frames
         or decoded.samples.size == 0
         or num_frames
         < MIN_DECODED_FRACTION * _expected_frames(report.duration_s, fps, max_seconds) - 2

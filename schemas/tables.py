@@ -34,6 +34,10 @@ MANIFEST_SCHEMA = pa.schema(
         pa.field("source_height", pa.int32()),
         pa.field("face_detection_rate", pa.float32()),  # detections / detector calls
         pa.field("trimmed_frames", pa.int32()),  # leading-silence frames removed (0 = none)
+        pa.field("audio_offset_s", pa.float32()),  # audio start - video start, as found
+        pa.field("audio_coverage", pa.float32()),  # audio duration / video duration, <= 1
+        pa.field("cut", pa.bool_()),  # the source was longer than the recipe's limit, cut there
+        pa.field("low_face_rate", pa.bool_()),  # face_detection_rate below the recipe's threshold
         pa.field("source_fingerprint", pa.string(), nullable=False),
         pa.field("recipe_hash", pa.string(), nullable=False),
         pa.field("status", pa.string(), nullable=False),  # ok | failed
@@ -54,6 +58,11 @@ SPLIT_SCHEMA = pa.schema(
 )
 
 
+#: Columns added after the first stores were written: a table without them (an older
+#: store) reads with the column all null, never refused.
+LATER_COLUMNS = frozenset({"audio_offset_s", "audio_coverage", "cut", "low_face_rate"})
+
+
 class SchemaError(ValueError):
     """A table does not follow the store contract."""
 
@@ -64,6 +73,9 @@ def validate_table(table: pa.Table, schema: pa.Schema, what: str) -> pa.Table:
     Returns the table reduced to the schema's columns, in the schema's order,
     so that callers never depend on extra or reordered columns.
     """
+    for field in schema:
+        if field.name in LATER_COLUMNS and field.name not in table.column_names:
+            table = table.append_column(field, pa.nulls(table.num_rows, field.type))
     missing = [f.name for f in schema if f.name not in table.column_names]
     if missing:
         raise SchemaError(f"{what}: missing column(s) {', '.join(missing)}")

@@ -114,3 +114,52 @@ def truncate(src: Path, dst: Path, fraction: float) -> Path:
     data = Path(src).read_bytes()
     Path(dst).write_bytes(data[: int(len(data) * fraction)])
     return dst
+
+
+def _ffmpeg(*args: str) -> None:
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", *args], check=True, timeout=60)
+
+
+def flash_beep_clip(
+    path: Path, *, fps: int = 25, seconds: float = 3.0, at_s: float = 1.2, vfr: bool = False
+) -> Path:
+    """A face clip with a white flash (one frame at ``at_s``) and a 40 ms loud beep at the
+    same instant over quiet noise: the A/V alignment probe.
+
+    ``fps`` is the source rate; ``vfr`` keeps the first 30 frames and then every third,
+    with the input's timestamps (frame durations change mid-stream), as a variable rate
+    camera would; ``at_s`` must then fall on a kept frame.
+    """
+    num_frames = round(seconds * fps)
+    flash = round(at_s * fps)
+    frames = face_frames(round(num_frames * 25 / fps))[np.arange(num_frames) * 25 // fps]
+    frames[flash] = 255
+    rate = 16000
+    noise = np.random.default_rng(0).normal(0, 30, round(seconds * rate))
+    start = round(at_s * rate)
+    beep = np.arange(round(0.04 * rate))
+    noise[start : start + beep.size] += 20000 * np.sin(2 * np.pi * 1000 * beep / rate)
+    pcm = path.with_suffix(".s16")
+    pcm.write_bytes(np.clip(noise, -32768, 32767).astype("<i2").tobytes())
+    select = ["-vf", "select='lt(n,30)+not(mod(n,3))'", "-vsync", "vfr"] if vfr else []
+    subprocess.run(
+        ["ffmpeg", "-nostdin", "-v", "error", "-y",
+         "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{SIZE}x{SIZE}", "-r", str(fps), "-i", "pipe:",
+         "-f", "s16le", "-ar", str(rate), "-ac", "1", "-i", "file:" + str(pcm.absolute()),
+         "-map", "0:v", "-map", "1:a", *select, "-c:v", "libx264", "-preset", "ultrafast",
+         "-pix_fmt", "yuv420p", "-c:a", "aac", "file:" + str(Path(path).absolute())],
+        input=frames.tobytes(), check=True, timeout=60,
+    )  # fmt: skip
+    pcm.unlink()
+    return path
+
+
+def delay_stream(src: Path, dst: Path, stream: str, seconds: float = 0.2) -> Path:
+    """Remux ``src`` (stream copy) with its ``stream`` ('a' or 'v') starting ``seconds`` late,
+    as ``ffmpeg -itsoffset`` on that input writes it (an empty edit in the mp4)."""
+    other = "v" if stream == "a" else "a"
+    _ffmpeg("-i", "file:" + str(Path(src).absolute()),
+            "-itsoffset", f"{seconds}", "-i", "file:" + str(Path(src).absolute()),
+            "-map", f"0:{other}", "-map", f"1:{stream}", "-c", "copy",
+            "file:" + str(Path(dst).absolute()))  # fmt: skip
+    return dst

@@ -61,12 +61,29 @@ def test_short_audio_is_edge_padded_and_long_audio_trimmed() -> None:
     np.testing.assert_array_equal(stack_to_frames(hops, 2).reshape(8, 26), hops[:8])
 
 
+def _beep_at(frame: int, seconds: float = 2.0) -> np.ndarray:
+    """Quiet noise with a loud 40 ms 1 kHz beep exactly under video frame ``frame`` (25 fps)."""
+    signal = np.random.default_rng(2).normal(0, 30, int(seconds * RATE))
+    start = frame * RATE // 25
+    t = np.arange(RATE // 25) / RATE
+    signal[start : start + t.size] += 20000 * np.sin(2 * np.pi * 1000 * t)
+    return signal.astype(np.int16)
+
+
 @pytest.mark.parametrize("features", ["mfcc", "fbank"])
-def test_frame_features_align_to_video_frames(features: str) -> None:
+@pytest.mark.parametrize("frame", [0, 17, 33, 49])
+def test_frame_features_align_to_video_frames(features: str, frame: int) -> None:
     # 2 s at 25 fps: 50 frames; python_speech_features gives 199 hops, padded to 200.
-    out = frame_features(_speechlike(2.0), RATE, 50, features)
+    out = frame_features(_beep_at(frame), RATE, 50, features)
     assert out.shape == (50, 104) and out.dtype == np.float32
     assert np.isfinite(out).all()
+    # The loudest row is the beep's frame: c0 (log energy) of each hop for mfcc, the
+    # mean log filterbank energy for fbank. Row t holds hops 4t..4t+3, whose 25 ms
+    # windows start 10 ms apart inside frame t: each of them hears the beep wholly or
+    # mostly, while row t-1's last hop hears 15 ms of it at most.
+    hops = out.reshape(50, 4, 26)
+    loudness = hops[:, :, 0] if features == "mfcc" else hops.mean(axis=2)
+    assert int(np.argmax(loudness.mean(axis=1))) == frame
 
 
 def test_leading_silence_is_counted_in_whole_frames() -> None:

@@ -144,9 +144,10 @@ def test_a_clean_clip_is_not_probed(tensors: ClipTensors) -> None:
     assert tensors.timings["probe"] == 0.0
 
 
-def test_audio_longer_than_video_is_probed_not_failed(clips: Path, tmp_path: Path) -> None:
+def test_audio_twice_as_long_as_the_video_is_probed_and_failed(clips: Path, tmp_path: Path) -> None:
     # The container's duration (the banner's) is the audio's 2 s, so the 1 s of video
-    # looks truncated against it; ffprobe's video duration clears it.
+    # looks truncated against it; ffprobe's video duration clears it, and the clip
+    # fails only because half its audio has no video (a setting: 0.5 lets it through).
     video = make_clip(tmp_path / "v.mp4", face_frames(25), audio=False)
     audio = make_clip(tmp_path / "a.mp4", face_frames(50), video=False)
     path = clips / "long audio.mp4"
@@ -155,7 +156,10 @@ def test_audio_longer_than_video_is_probed_not_failed(clips: Path, tmp_path: Pat
          "-map", "0:v", "-map", "1:a", "-c", "copy", f"file:{path}"],
         check=True, timeout=60,
     )  # fmt: skip
-    out = preprocess_clip(path, RECIPE)
+    with pytest.raises(ClipError, match=r"video ends long before the audio: it covers 4\d% "
+                       r"of the audio \(audio 2\.\d\d s, video 1\.00 s; minimum 90%\)"):  # fmt: skip
+        preprocess_clip(path, RECIPE)
+    out = preprocess_clip(path, RECIPE, min_audio_coverage=0.45)
     assert out.timings["probe"] > 0
     assert out.video.shape[0] == out.audio.shape[0] == 25
     assert out.source_duration_s == pytest.approx(1.0, abs=0.05)
@@ -196,9 +200,9 @@ def _bad(kind: str, where: Path, good: Path) -> Path:
     ("kind", "reason"),
     [
         ("empty", "^empty file \\(0 bytes\\)$"),
-        ("text", "^cannot decode: Invalid data found when processing input$"),
+        ("text", r"^cannot decode: the container is not an mp4 \(moov atom not found\)$"),
         ("truncated", "^cannot decode: "),
-        ("truncated-faststart", "^cannot decode: truncated, \\d+ of ~50 frames .*partial file"),
+        ("truncated-faststart", r"^cannot decode: truncated or damaged file \(.*partial file\)$"),
         ("no-audio", "^no audio stream$"),
         ("no-video", "^no video stream$"),
         ("no-face", "^no face detected in any frame$"),
