@@ -1,8 +1,9 @@
 """Ingest throughput, as ratios measured in one run on the same synthetic files.
 
-    python -m benchmarks.bench_ingest [--per-category 8] [--naive-clips 6] [--data DIR]
+    python -m benchmarks.bench_ingest [--per-category 8] [--compare-clips 8] [--data DIR]
 
-Measures, per core:
+Measures, per core, on the same ``--compare-clips`` clips (taken round-robin over
+the four categories, so every baseline sees the same mix):
 
 - ``decode_only``: ffmpeg decoding each file to raw RGB at 25 fps and nothing else
   (the bound no pipeline can beat);
@@ -10,12 +11,20 @@ Measures, per core:
   dlib HOG with upsampling on every frame, per-frame Python crops);
 - ``pipeline``: this project's per-clip work (``preprocess_clip``) in one process,
   with that process's peak RSS (what one Ray worker holds);
+- ``fsync``: what durable commits cost. Each clip's tensors are committed with
+  ``write_clip`` with and without fsync (alternately, median of 3 each) and the
+  difference is set against the whole per-clip cost (``preprocess_clip`` + commit):
+  clips per CPU second and per wall second with and without, and the overhead in
+  percent (target < 5 %). The fsyncs wait for the disk rather than use the CPU, so
+  the wall figure is the one that can move;
 - ``ray_1`` / ``ray_2``: the real ``run_ingest`` with 1 and 2 Ray workers, everything
   pinned to 1 and 2 cores (Ray started and its workers warmed up first, so start-up is
   not counted).
 
 Targets (DESIGN.md): pipeline >= 5x naive, >= 50 % of decode_only, ray_2 >= 1.8x ray_1,
-peak RSS per worker < 1 GiB. Results go to ``benchmarks/results/ingest.json``.
+peak RSS per worker < 1 GiB, fsync overhead < 5 %. Results go to
+``benchmarks/results/ingest.json``. ``--store-dir`` puts the fsync measurement's store
+on the file system to be measured (default: the temporary directory).
 """
 
 from __future__ import annotations
@@ -39,11 +48,13 @@ from benchmarks.output import save_result  # noqa: E402
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def clip_paths(root: Path) -> list[Path]:
+def clip_paths(root: Path, limit: int | None = None) -> list[Path]:
+    """Source files of ``root``; with ``limit``, the first ones round-robin over categories."""
+    from pipeline.ingest import select_clips
     from pipeline.scan import scan_dataset
 
     scan = scan_dataset(root)
-    return [scan.root / c.path for c in scan.clips]
+    return [scan.root / c.path for c in select_clips(scan, (), limit)]
 
 
 def cpu_seconds() -> float:
@@ -80,6 +91,58 @@ rates = time_each(lambda p: preprocess_clip(p, Recipe()), paths)
 rates["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 print(json.dumps(rates))
 """
+
+
+_FSYNC_WORKER = """
+import json, statistics, sys, time
+from pathlib import Path
+from benchmarks.bench_ingest import cpu_seconds
+from pipeline.transform import preprocess_clip
+import schemas
+paths, store = [Path(p) for p in json.loads(sys.argv[1])], Path(sys.argv[2])
+recipe = schemas.Recipe()
+schemas.create_store(store, recipe)
+preprocess_clip(paths[0], recipe)  # warm imports and the detector
+totals = {"pre": [0.0, 0.0], True: [0.0, 0.0], False: [0.0, 0.0]}  # [wall, cpu]
+for i, path in enumerate(paths):
+    wall, cpu = time.perf_counter(), cpu_seconds()
+    tensors = preprocess_clip(path, recipe)
+    totals["pre"][0] += time.perf_counter() - wall
+    totals["pre"][1] += cpu_seconds() - cpu
+    runs = {True: [], False: []}
+    for _ in range(3):
+        for durable in (True, False):
+            wall, cpu = time.perf_counter(), cpu_seconds()
+            schemas.write_clip(store, f"c{i}", tensors.video, tensors.audio, {}, recipe,
+                               durable=durable)
+            runs[durable].append((time.perf_counter() - wall, cpu_seconds() - cpu))
+    for durable, times in runs.items():
+        totals[durable][0] += statistics.median(t[0] for t in times)
+        totals[durable][1] += statistics.median(t[1] for t in times)
+print(json.dumps({str(k): v for k, v in totals.items()}))
+"""
+
+
+def fsync_cost(paths: list[Path], store: Path) -> dict:
+    """Clips per wall and CPU second with and without fsync'ed commits, and the overhead."""
+    out = subprocess.run(
+        [sys.executable, "-c", _FSYNC_WORKER, json.dumps([str(p) for p in paths]), str(store)],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+    )
+    totals = json.loads(out.stdout.strip().splitlines()[-1])
+    result: dict = {}
+    for i, unit in enumerate(("wall", "cpu")):
+        with_sync = totals["pre"][i] + totals["True"][i]
+        without = totals["pre"][i] + totals["False"][i]
+        result[unit] = {
+            "clips_per_s_with_fsync": round(len(paths) / with_sync, 3),
+            "clips_per_s_without_fsync": round(len(paths) / without, 3),
+            "overhead_percent": round(100 * (with_sync - without) / without, 2),
+        }
+    return result
 
 
 def pipeline_in_one_process(paths: list[Path]) -> dict:
@@ -133,8 +196,14 @@ def ray_ingest_on_cores(root: Path, workers: int, work: Path) -> float:
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--per-category", type=int, default=8)
-    parser.add_argument("--naive-clips", type=int, default=6, help="the naive recipe is slow")
+    parser.add_argument(
+        "--compare-clips",
+        type=int,
+        default=8,
+        help="clips that decode_only, naive, pipeline and fsync are all timed on (naive is slow)",
+    )
     parser.add_argument("--data", type=Path, help="an existing dataset instead of a new one")
+    parser.add_argument("--store-dir", type=Path, help="where the fsync measurement's store goes")
     parser.add_argument("--out", type=Path, default=RESULTS / "ingest.json")
     args = parser.parse_args(argv)
 
@@ -144,12 +213,15 @@ def main(argv: list[str] | None = None) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         root = args.data or make_dataset(work / "data", per_category=args.per_category).root
-        paths = clip_paths(root)
+        all_paths = clip_paths(root)
+        paths = clip_paths(root, args.compare_clips)
         decode_rate = time_each(decode_only, paths)
         naive_dir = work / "naive"
         naive_dir.mkdir()
-        naive_rate = time_each(lambda p: naive_process(p, naive_dir), paths[: args.naive_clips])
+        naive_rate = time_each(lambda p: naive_process(p, naive_dir), paths)
         single = pipeline_in_one_process(paths)
+        with tempfile.TemporaryDirectory(dir=args.store_dir) as fsync_dir:
+            durability = fsync_cost(paths, Path(fsync_dir) / "store")
         ray_1 = ray_ingest_on_cores(root, 1, work)
         ray_2 = ray_ingest_on_cores(root, 2, work)
 
@@ -157,7 +229,8 @@ def main(argv: list[str] | None = None) -> dict:
         return {k: round(v, 3) for k, v in rates.items() if k in ("wall", "cpu")}
 
     result = {
-        "clips": len(paths),
+        "clips": len(all_paths),
+        "compared_clips": len(paths),
         "cores": os.cpu_count(),
         "clips_per_s": {
             "decode_only": rounded(decode_rate),
@@ -180,7 +253,9 @@ def main(argv: list[str] | None = None) -> dict:
             "pipeline_vs_decode_only": ">= 0.5",
             "scaling_2_vs_1_workers": ">= 1.8",
             "peak_rss_per_worker_mib": "< 1024",
+            "fsync_overhead_percent": "< 5",
         },
+        "fsync": durability,
         "peak_rss_per_worker_mib": round(single["peak_rss_mib"], 1),
         "driver_peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }

@@ -96,6 +96,9 @@ def synth(
         bool, typer.Option(help="Also write broken and odd files (for hardening tests).")
     ] = False,
     workers: Annotated[int | None, typer.Option(help="Parallel encoders (default: cores).")] = None,
+    difficulty: Annotated[
+        str, typer.Option(help="easy, or hard: subtle cues, few manipulated frames, A/V offset.")
+    ] = "easy",
 ) -> None:
     """Write a small synthetic dataset in the exact FakeAVCeleb v1.2 layout.
 
@@ -114,6 +117,7 @@ def synth(
             seed=seed,
             with_defects=with_defects,
             workers=workers,
+            difficulty=difficulty,
             progress=lambda done, total: progress.update(task, completed=done, total=total),
         )
     out.print(f"wrote {summary.root}", markup=False, soft_wrap=True)
@@ -174,7 +178,19 @@ def ingest(
             help="raw (uncompressed, read in place by the trainer) or zstd (smaller, decoded on read)."
         ),
     ] = "raw",
-    overwrite: Annotated[bool, typer.Option(help="Delete an existing store first.")] = False,
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            help="Delete an existing store first (only a directory holding nothing but a store)."
+        ),
+    ] = False,
+    verify: Annotated[
+        bool,
+        typer.Option(
+            help="On resume, re-read every committed clip's source and compare fingerprints "
+            "(default: size and modification time only)."
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Decode, detect and crop faces, compute audio features, and commit clips to the store.
@@ -199,9 +215,12 @@ def ingest(
         limit=limit,
         categories=_parse_categories(categories or []),
         overwrite=overwrite,
+        verify=verify,
     )
     if workers is not None and workers < 1:
         raise ValueError("--workers must be at least 1")
+    if limit is not None and limit < 0:
+        raise ValueError(f"--limit must be 0 or more, not {limit}")
     stats = TextColumn("{task.fields[rate]} {task.fields[failed]} failed")
     with _progress(stats) as progress:
         task = progress.add_task("ingest", total=None, failed=0, rate="")
@@ -256,11 +275,22 @@ def _print_scan_notes(scan: Any) -> None:
         if items:
             err.print(f"[yellow]{len(items)} {label}[/]:", highlight=False)
             for item in items[:10]:
-                err.print(f"  {item}", highlight=False, markup=False)
+                err.print(f"  {item}", highlight=False, markup=False, soft_wrap=True)
             if len(items) > 10:
                 err.print(f"  ... and {len(items) - 10} more")
     if scan.respelled:
         err.print(f"{scan.respelled} rows found under the other race-folder spelling")
+    if scan.merged:
+        # A note, not a warning: the release lists some files once per method.
+        err.print(
+            f"{len(scan.merged)} duplicate rows merged into the clip an earlier row names "
+            "(methods joined with '+')",
+            highlight=False,
+        )
+        for item in scan.merged[:3]:
+            err.print(f"  {item}", highlight=False, markup=False, soft_wrap=True)
+        if len(scan.merged) > 3:
+            err.print(f"  ... and {len(scan.merged) - 3} more")
 
 
 def _summary_table(manifest: Any, title: str) -> Table:
@@ -316,9 +346,40 @@ def inspect(
         f"store {path} (format {info.format_version}, written by mscct {info.software_version})"
     )
     out.print("recipe: " + ", ".join(f"{k}={v}" for k, v in info.recipe.to_dict().items()))
+    if info.recipe.pipeline_version < schemas.PIPELINE_VERSION:
+        err.print(
+            f"note: this store was made by pipeline_version {info.recipe.pipeline_version}; "
+            f"this software computes version {schemas.PIPELINE_VERSION}, so `ingest` into it "
+            "needs --overwrite (its clips would be recomputed)",
+            highlight=False,
+            soft_wrap=True,
+        )
     out.print(_summary_table(manifest, title="clips"))
     splits = schemas.list_splits(path)
     out.print(f"splits: {', '.join(splits) if splits else 'none (run `mscct-pipeline split`)'}")
+
+
+@app.command()
+@_user_errors
+def repair(store: StoreOption = None) -> None:
+    """Rebuild the store's manifest.parquet from the clips committed in clips/.
+
+    Every committed clip carries its own manifest row, so a deleted or damaged
+    manifest loses nothing but failed rows (a rerun of ingest retries those).
+    """
+    from pipeline.ingest import repair_manifest
+
+    path = _store_path(store)
+    result = repair_manifest(path)
+    if result.old_unreadable:
+        err.print("the old manifest was missing or unreadable: its failed rows are not kept")
+    verb = "rebuilt" if result.rewritten else "already matches its clips (unchanged)"
+    out.print(
+        f"manifest of {path} {verb}: {result.committed} committed clips, "
+        f"{result.failed_kept} failed rows kept",
+        markup=False,
+        soft_wrap=True,
+    )
 
 
 # --------------------------------------------------------------------------- split
@@ -347,8 +408,20 @@ def split(
     overwrite: Annotated[
         bool, typer.Option(help="Replace an existing split of this name.")
     ] = False,
+    keep_low_face_rate: Annotated[
+        bool,
+        typer.Option(
+            "--keep-low-face-rate",
+            help="Also use clips flagged low_face_rate (few real face detections); "
+            "left out by default.",
+        ),
+    ] = False,
 ) -> None:
-    """Make an identity-disjoint train/val/test split of the ok clips and store it."""
+    """Make an identity-disjoint train/val/test split of the ok clips and store it.
+
+    Clips flagged ``low_face_rate`` in the manifest are left out (the table's caption
+    says how many) unless ``--keep-low-face-rate``.
+    """
     from pipeline.split import SplitParams, make_split, parse_ratios, render_counts, split_summary
 
     path = _store_path(store)
@@ -359,6 +432,7 @@ def split(
         per_category=per_category,
         folds=folds,
         fold=fold,
+        keep_low_face_rate=keep_low_face_rate,
     )
     table = make_split(schemas.read_manifest(path), params)
     recorded = {**params.to_dict(), "summary": split_summary(table)}

@@ -12,12 +12,20 @@ driver keeps a bounded number of tasks in flight and rewrites
 Nothing is lost on a crash. A committed clip carries its record inside its
 own Zarr group, so the manifest can always be rebuilt from ``clips/``; the
 manifest's ok rows are only ever taken from committed records, so it never
-names a clip that is not committed. A rerun skips clips committed for the
-same source fingerprint and recipe and redoes failed or missing ones.
+names a clip that is not committed (``mscct-pipeline repair`` rebuilds it).
+
+Work starts at once: the driver reads no byte of the sources. Each task
+fingerprints the file it decodes, from the descriptor it holds, and checks after
+the decode that the file did not change meanwhile (else the clip fails, saying
+so). A rerun skips a clip whose committed record has the same recipe hash and
+the source's current size and modification time (``--verify``: the same content
+fingerprint, which reads the sources again), and redoes failed or missing ones.
+With ``fsync`` (the default) every commit is durable: see :func:`schemas.write_clip`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -28,7 +36,7 @@ from typing import Any
 import pyarrow as pa
 
 import schemas
-from pipeline.fingerprint import source_fingerprint
+from pipeline.fingerprint import NotRegularFile, source_fingerprint, source_stat
 from pipeline.lock import store_lock
 from pipeline.scan import ClipSource, ScanResult, scan_dataset
 from schemas import STATUS_FAILED, STATUS_OK, Recipe
@@ -46,6 +54,8 @@ class IngestOptions:
     limit: int | None = None
     categories: tuple[str, ...] = ()
     overwrite: bool = False
+    verify: bool = False  # resume: compare content fingerprints, not just size and mtime
+    fsync: bool = True  # durable commits (off only to measure what durability costs)
 
 
 @dataclass
@@ -63,7 +73,11 @@ class IngestResult:
 
 
 def base_record(clip: ClipSource, fingerprint: str, recipe_hash: str) -> dict[str, Any]:
-    """The manifest row of a clip before processing (labels from the scan)."""
+    """The manifest row of a clip before processing (labels from the scan).
+
+    Besides the manifest columns a committed record keeps ``source_size`` and
+    ``source_mtime_ns`` (what the driver's resume check compares) and ``elapsed_s``.
+    """
     labels = schemas.labels_for(clip.category)
     return {
         "clip_id": clip.clip_id,
@@ -89,22 +103,28 @@ def base_record(clip: ClipSource, fingerprint: str, recipe_hash: str) -> dict[st
 
 
 def process_clip(
-    source: str, store: str, clip: ClipSource, fingerprint: str, recipe_dict: dict[str, Any]
+    source: str,
+    store: str,
+    clip: ClipSource,
+    recipe_dict: dict[str, Any],
+    durable: bool = True,
 ) -> dict[str, Any]:
     """Turn one source file into a committed clip; return its manifest record.
 
     Bad media end as a failed record (``error`` says why), never as an exception,
-    so one odd file cannot stop the run.
+    so one odd file cannot stop the run. The record's fingerprint is that of the
+    file decoded: taken from the open descriptor before the decode, and the clip
+    fails if the file changed before the decode ended.
     """
     from pipeline.errors import ClipError
     from pipeline.transform import preprocess_clip
 
     started = time.perf_counter()
     recipe = Recipe(**recipe_dict)
-    record = base_record(clip, fingerprint, recipe.hash())
+    record = base_record(clip, "", recipe.hash())
     record["node_id"] = _node_id()
     try:
-        tensors = preprocess_clip(Path(source), recipe)
+        tensors = _decode_unchanged(Path(source), recipe, record, preprocess_clip)
     except ClipError as exc:
         record["error"] = str(exc)
     except Exception as exc:  # a bug or an unforeseen input: record it, keep going
@@ -118,17 +138,66 @@ def process_clip(
             source_height=int(tensors.source_height),
             face_detection_rate=float(tensors.face_detection_rate),
             trimmed_frames=int(tensors.trimmed_frames),
+            audio_offset_s=float(tensors.audio_offset_s),
+            audio_coverage=float(tensors.audio_coverage),
+            cut=bool(tensors.cut),
+            low_face_rate=float(tensors.face_detection_rate) < recipe.min_face_rate,
             status=STATUS_OK,
         )
         # The record travels inside the commit, so it is final before the write.
         record["elapsed_s"] = time.perf_counter() - started
         try:
-            schemas.write_clip(store, clip.clip_id, tensors.video, tensors.audio, record, recipe)
+            schemas.write_clip(
+                store, clip.clip_id, tensors.video, tensors.audio, record, recipe, durable=durable
+            )
         except OSError as exc:  # e.g. disk full: nothing half-written stays visible
-            record.update(status=STATUS_FAILED, error=f"cannot write to store: {exc}")
+            # A failed row holds no frames (the schema's contract for failed rows).
+            record.update(status=STATUS_FAILED, num_frames=0, error=f"cannot write to store: {exc}")
         return record
     record["elapsed_s"] = time.perf_counter() - started
     return record
+
+
+def _decode_unchanged(
+    source: Path,
+    recipe: Recipe,
+    record: dict[str, Any],
+    preprocess: Callable[..., Any],
+) -> Any:
+    """``preprocess(source, recipe)`` of a regular file that stays the same throughout.
+
+    Sets the record's ``source_fingerprint``, ``source_size`` and ``source_mtime_ns``
+    from the descriptor held open across the decode. Raises ``ClipError`` for a
+    missing or non-regular file (never opened) and for a file that changed.
+    """
+    from pipeline.errors import ClipError
+    from pipeline.fingerprint import changed, fingerprint_fd, open_source
+
+    stack = contextlib.ExitStack()
+    try:
+        try:
+            fd, before = stack.enter_context(open_source(source))
+            fingerprint = fingerprint_fd(fd)
+        except BaseException:
+            stack.close()
+            raise
+    except NotRegularFile:
+        raise ClipError("not a regular file") from None
+    except FileNotFoundError:
+        raise ClipError("file not found") from None
+    except OSError as exc:
+        raise ClipError(f"cannot read file: {exc.strerror or exc}") from None
+    with stack:  # the descriptor stays open across the decode
+        record.update(
+            source_fingerprint=fingerprint,
+            source_size=before.st_size,
+            source_mtime_ns=before.st_mtime_ns,
+        )
+        tensors = preprocess(source, recipe, max_seconds=recipe.max_seconds)
+        reason = changed(before, fd, source)
+    if reason:
+        raise ClipError(f"source changed while it was processed ({reason}); rerun to redo it")
+    return tensors
 
 
 def _node_id() -> str:
@@ -171,23 +240,28 @@ def run_ingest(
     ``on_progress(record)`` after every finished clip.
     """
     started = time.perf_counter()
+    if options.limit is not None and options.limit < 0:
+        raise ValueError(f"--limit must be 0 or more, not {options.limit}")
+    store = options.store.resolve()
+    # Refuse a store that is not ours before anything (the lock file included) is
+    # written into it; create_store checks again under the lock.
+    schemas.check_store_target(store, overwrite=options.overwrite)
     scan = scan_dataset(root)
     clips = select_clips(scan, options.categories, options.limit)
-    store = options.store.resolve()
     with store_lock(store):
         schemas.create_store(store, options.recipe, overwrite=options.overwrite)
         schemas.sweep_staging(store)  # leftovers of killed tasks; we hold the only write lock
-        book = ManifestBook(store, options.recipe.hash())
-        todo = []
-        for clip in clips:
-            fingerprint = source_fingerprint(scan.root / clip.path)
-            if not book.is_current(clip.clip_id, fingerprint):
-                todo.append((clip, fingerprint))
+        book = ManifestBook(store, options.recipe.hash(), durable=options.fsync)
+        todo = [
+            clip
+            for clip in clips
+            if not book.is_current(clip.clip_id, scan.root / clip.path, verify=options.verify)
+        ]
         if on_start:
             on_start(len(todo), len(clips) - len(todo))
         if todo:
             _run_tasks(scan.root, store, todo, options, book, on_progress)
-        manifest = book.flush()
+        manifest = book.flush(final=True)
     ok = sum(1 for r in book.session if r["status"] == STATUS_OK)
     return IngestResult(
         scan=scan,
@@ -203,7 +277,7 @@ def run_ingest(
 def _run_tasks(
     dataset: Path,
     store: Path,
-    todo: list[tuple[ClipSource, str]],
+    todo: list[ClipSource],
     options: IngestOptions,
     book: ManifestBook,
     on_progress: Callable[[dict[str, Any]], None] | None,
@@ -218,22 +292,22 @@ def _run_tasks(
             process_clip
         )
         max_in_flight = max(2, 2 * cpus)  # keeps every worker busy, bounds driver memory
-        pending: dict[Any, tuple[ClipSource, str]] = {}
+        pending: dict[Any, ClipSource] = {}
         queue = list(reversed(todo))
         last_flush = time.monotonic()
         while queue or pending:
             while queue and len(pending) < max_in_flight:
-                clip, fingerprint = queue.pop()
+                clip = queue.pop()
                 source = str(dataset / clip.path)
-                ref = task.remote(source, str(store), clip, fingerprint, recipe_dict)
-                pending[ref] = (clip, fingerprint)
+                ref = task.remote(source, str(store), clip, recipe_dict, options.fsync)
+                pending[ref] = clip
             done, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
             for ref in done:
-                clip, fingerprint = pending.pop(ref)
+                clip = pending.pop(ref)
                 try:
                     record = ray.get(ref)
                 except ray.exceptions.RayError as exc:
-                    record = base_record(clip, fingerprint, options.recipe.hash())
+                    record = base_record(clip, "", options.recipe.hash())
                     reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
                     record["error"] = (
                         f"worker died {TASK_RETRIES + 1} times: {type(exc).__name__} {reason}"
@@ -253,9 +327,11 @@ class ManifestBook:
     failures, plus older failures of clips this run did not touch.
     """
 
-    def __init__(self, store: Path, recipe_hash: str) -> None:
+    def __init__(self, store: Path, recipe_hash: str, *, durable: bool = True) -> None:
         self.store = store
         self.recipe_hash = recipe_hash
+        self.durable = durable
+        self.unreadable = False  # the manifest on disk could not be read (see repair)
         self.committed = {r["clip_id"]: r for r in schemas.committed_records(store)}
         self.failed: dict[str, dict[str, Any]] = {}
         self.session: list[dict[str, Any]] = []
@@ -263,18 +339,32 @@ class ManifestBook:
             self.written: pa.Table | None = schemas.read_manifest(store)
         except schemas.StoreError:
             self.written = None
+            self.unreadable = (store / schemas.store.MANIFEST_FILE).exists()
         previous = self.written.to_pylist() if self.written is not None else []
         for row in previous:
             if row["status"] == STATUS_FAILED and row["clip_id"] not in self.committed:
                 self.failed[row["clip_id"]] = row
 
-    def is_current(self, clip_id: str, fingerprint: str) -> bool:
+    def is_current(self, clip_id: str, source: Path, *, verify: bool = False) -> bool:
+        """Whether the committed clip was made from ``source`` as it is now, same recipe.
+
+        Compares size and mtime (``stat``, no byte read); with ``verify``, or for a
+        record that lacks them, the content fingerprint. A missing or non-regular
+        source is never current: its task fails it with the reason.
+        """
         record = self.committed.get(clip_id)
-        return (
-            record is not None
-            and record.get("source_fingerprint") == fingerprint
-            and record.get("recipe_hash") == self.recipe_hash
-        )
+        if record is None or record.get("recipe_hash") != self.recipe_hash:
+            return False
+        try:
+            info = source_stat(source)
+            recorded = (record.get("source_size"), record.get("source_mtime_ns"))
+            if recorded != (info.st_size, info.st_mtime_ns):
+                return False
+            if verify or None in recorded:
+                return source_fingerprint(source) == record.get("source_fingerprint")
+        except OSError:  # NotRegularFile included
+            return False
+        return True
 
     def add(self, record: dict[str, Any]) -> None:
         self.session.append(record)
@@ -285,7 +375,7 @@ class ManifestBook:
         else:
             # A clip that failed now must not stay visible from an older commit.
             if clip_id in self.committed:
-                schemas.remove_clip(self.store, clip_id)
+                schemas.remove_clip(self.store, clip_id, durable=self.durable)
                 del self.committed[clip_id]
             self.failed[clip_id] = record
 
@@ -294,13 +384,52 @@ class ManifestBook:
         ordered = [rows[k] for k in sorted(rows)]
         return schemas.rows_to_table(ordered, schemas.MANIFEST_SCHEMA)
 
-    def flush(self) -> pa.Table:
-        """Rewrite ``manifest.parquet`` if its content changed (a no-op rerun changes no byte)."""
+    def flush(self, *, final: bool = False) -> pa.Table:
+        """Rewrite ``manifest.parquet`` if its content changed (a no-op rerun changes no byte).
+
+        A periodic flush that cannot write (disk full) is retried at the next one, since
+        committed clips are safe without it; the ``final`` one raises ``StoreError``.
+        """
         table = self.table()
         if self.written is None or not table.equals(self.written):
-            schemas.write_manifest(self.store, table)
+            try:
+                schemas.write_manifest(self.store, table, durable=self.durable)
+            except schemas.StoreError:
+                if final:
+                    raise
+                return table
             self.written = table
         return table
+
+
+@dataclass
+class RepairResult:
+    committed: int  # ok rows, one per committed clip
+    failed_kept: int  # failed rows kept from the old manifest
+    rewritten: bool  # False when the manifest already said exactly this
+    old_unreadable: bool  # the old manifest was missing or unreadable (its failed rows are lost)
+
+
+def repair_manifest(store: Path) -> RepairResult:
+    """Rebuild ``manifest.parquet`` from the records committed in ``clips/``.
+
+    The ok rows are exactly the committed records (what an ingest would write);
+    failed rows are kept from the old manifest when it is readable, else lost
+    (a rerun of ingest retries those clips anyway). Takes the store's write lock.
+    """
+    store = store.resolve()
+    info = schemas.open_store(store)
+    with store_lock(store):
+        schemas.sweep_staging(store)
+        book = ManifestBook(store, info.recipe.hash())
+        before = book.written
+        table = book.flush(final=True)
+    return RepairResult(
+        committed=len(book.committed),
+        failed_kept=len(book.failed),
+        rewritten=before is None or not table.equals(before),
+        old_unreadable=before is None,
+    )
 
 
 # --------------------------------------------------------------------------- summary
@@ -349,5 +478,6 @@ def result_dict(result: IngestResult) -> dict[str, Any]:
         "missing": result.scan.missing,
         "unlisted": result.scan.unlisted,
         "refused": result.scan.refused,
+        "merged": result.scan.merged,
         "categories": {k: asdict(v) for k, v in summarize(result.manifest).items()},
     }

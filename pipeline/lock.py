@@ -20,9 +20,20 @@ from schemas.store import LOCK_FILE, StoreError
 
 @contextlib.contextmanager
 def store_lock(store: Path) -> Iterator[None]:
-    store.mkdir(parents=True, exist_ok=True)
+    """Hold ``<store>/.lock`` for the block; creates ``store`` if needed.
+
+    Call it only for a store already accepted (``schemas.check_store_target``): the
+    lock file is the first thing written into the directory. A store that cannot be
+    written (read-only, no permission, no space) is a one-line :class:`StoreError`.
+    """
     path = store / LOCK_FILE
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        store.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError as exc:
+        raise StoreError(
+            f"cannot write store {store}: {exc.strerror or exc} (it needs a writable directory)"
+        ) from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -32,8 +43,11 @@ def store_lock(store: Path) -> Iterator[None]:
                 f"store {store} is being written by {holder}; wait for it to finish "
                 "or use another --store"
             ) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"pid {os.getpid()} on {os.uname().nodename}".encode())
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"pid {os.getpid()} on {os.uname().nodename}".encode())
+        except OSError as exc:
+            raise StoreError(f"cannot write store {store}: {exc.strerror or exc}") from None
         yield
     finally:
         os.close(fd)

@@ -35,7 +35,8 @@ import re
 import shutil
 import stat
 import uuid
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -86,9 +87,34 @@ def software_version() -> str:
         return "0+unknown"
 
 
+#: Version of the computation of the stored tensors (decode, alignment, faces, crops,
+#: features, trimming) and of the per-clip verdicts. Bump it with any change to that
+#: code that can change a stored byte or a clip's ok/failed verdict: it is part of the
+#: recipe, so a rerun on an older store refuses instead of mixing old and new clips,
+#: and store fingerprints change with it.
+PIPELINE_VERSION = 2
+
+#: What the recipe fields of a store written before a field existed meant: the values
+#: the code of that time behaved as. Fields not listed here had a fixed constant equal
+#: to today's default. Version 1 had no audio coverage check and no face-rate flag.
+LEGACY_RECIPE = {"pipeline_version": 1, "min_audio_coverage": 0.0, "min_face_rate": 0.0}
+
+_FIELD_TYPES: dict[str, type] = {"str": str, "int": int, "float": float, "bool": bool}
+
+
 @dataclass(frozen=True)
 class Recipe:
-    """Settings that determine the stored tensors. A store holds one recipe."""
+    """Settings that determine the stored tensors and records. A store holds one recipe.
+
+    Every setting that can change a stored tensor, or whether a clip is ok, is here,
+    so that resume (a clip is current only for the same recipe hash) and store
+    fingerprints stay truthful. These defaults are the one source of those numbers:
+    the modules' constants (``pipeline.faces.DEFAULT_MARGIN`` ...) are read from them
+    (this module must not import the pipeline). ``min_face_rate`` flags a clip as ``low_face_rate`` in the
+    manifest when its face detection rate is below it (``split`` leaves flagged clips
+    out by default); ``min_audio_coverage`` fails a clip whose audio covers less
+    than that fraction of its video frames.
+    """
 
     features: str = "mfcc"  # mfcc | fbank
     crop_size: int = 112
@@ -98,8 +124,19 @@ class Recipe:
     trim_silence: bool = False
     audio_dtype: str = "float32"
     layout: str = "raw"  # raw (memmap-able) | zstd
+    face_margin: float = 0.3  # pipeline.faces.DEFAULT_MARGIN: crop side = (1 + margin) x box
+    face_smooth: int = 5  # pipeline.faces.DEFAULT_SMOOTH: frames averaged for box centres
+    face_size_smooth: int = 25  # pipeline.faces.SIZE_SMOOTH: frames averaged for box sizes
+    silence_threshold_db: float = 30.0  # pipeline.silence.DEFAULT_THRESHOLD_DB
+    silent_clip_db: float = 30.0  # pipeline.silence.SILENT_CLIP_DB
+    max_seconds: float = 60.0  # pipeline.transform.DEFAULT_MAX_SECONDS: longer clips are cut
+    min_frames: int = 2  # pipeline.transform.MIN_FRAMES: shorter clips fail
+    min_audio_coverage: float = 0.9  # audio must cover this fraction of the video frames
+    min_face_rate: float = 0.5  # below this face detection rate a clip is low_face_rate
+    pipeline_version: int = PIPELINE_VERSION
 
     def __post_init__(self) -> None:
+        self._check_types()
         if self.features not in AUDIO_FEATURES:
             raise ValueError(f"features must be one of {AUDIO_FEATURES}, not {self.features!r}")
         if self.layout not in LAYOUTS:
@@ -108,17 +145,54 @@ class Recipe:
             raise ValueError(f"audio_dtype must be float32 or float16, not {self.audio_dtype!r}")
         if self.crop_size < 16 or self.face_stride < 1 or self.fps < 1:
             raise ValueError("crop_size must be >= 16, face_stride >= 1 and fps >= 1")
+        if self.sample_rate < 1 or self.face_smooth < 1 or self.face_size_smooth < 1:
+            raise ValueError("sample_rate, face_smooth and face_size_smooth must be >= 1")
+        if self.face_margin < 0 or not self.max_seconds > 0 or self.min_frames < 1:
+            raise ValueError("face_margin must be >= 0, max_seconds > 0 and min_frames >= 1")
+        for name in ("min_audio_coverage", "min_face_rate"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be between 0 and 1, not {getattr(self, name)!r}")
+        if self.pipeline_version < 1:
+            raise ValueError(f"pipeline_version must be >= 1, not {self.pipeline_version!r}")
+
+    def _check_types(self) -> None:
+        """Refuse a field of the wrong type (``"112"`` for an int); ints pass as floats.
+
+        Float fields are stored as floats, so ``60`` and ``60.0`` hash alike.
+        """
+        for f in fields(self):
+            kind = _FIELD_TYPES[str(f.type)]
+            value = getattr(self, f.name)
+            if kind is float and isinstance(value, int) and not isinstance(value, bool):
+                object.__setattr__(self, f.name, float(value))
+                continue
+            if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+                raise ValueError(
+                    f"recipe field {f.name!r} must be {kind.__name__}, "
+                    f"not {type(value).__name__} {value!r}"
+                )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Recipe:
-        known = {f for f in cls.__dataclass_fields__}
+    def from_dict(cls, data: Any) -> Recipe:
+        """The recipe a store recorded; missing later fields take their legacy meaning.
+
+        Raises :class:`StoreError` (one line naming the field) for an unknown key or a
+        value of the wrong type or range.
+        """
+        if not isinstance(data, dict):
+            raise StoreError(f"store recipe must be a JSON object, not {type(data).__name__}")
+        known = {f.name for f in fields(cls)}
         unknown = set(data) - known
         if unknown:
             raise StoreError(f"store recipe has unknown key(s) {sorted(unknown)}")
-        return cls(**data)
+        legacy = {k: v for k, v in LEGACY_RECIPE.items() if k not in data}
+        try:
+            return cls(**{**legacy, **data})
+        except (TypeError, ValueError) as exc:
+            raise StoreError(f"store recipe: {exc}") from None
 
     def hash(self) -> str:
         """Short stable hash of the recipe; part of every clip's fingerprint."""
@@ -128,6 +202,21 @@ class Recipe:
     def diff(self, other: Recipe) -> list[str]:
         a, b = self.to_dict(), other.to_dict()
         return [f"{k}: {a[k]!r} != {b[k]!r}" for k in a if a[k] != b[k]]
+
+
+def recipe_mismatch(store: Path, found: Recipe, wanted: Recipe) -> str:
+    """One line saying why a store's clips cannot be reused with ``wanted``."""
+    differences = "; ".join(found.diff(wanted))
+    if found.pipeline_version < wanted.pipeline_version:
+        return (
+            f"store {store} predates pipeline_version {wanted.pipeline_version} (it was made "
+            f"by version {found.pipeline_version}: {differences}); its clips would have to be "
+            "recomputed: rerun with --overwrite to recompute them, or use another --store"
+        )
+    return (
+        f"store {store} was made with another recipe ({differences}); "
+        "use another --store or --overwrite"
+    )
 
 
 @dataclass(frozen=True)
@@ -159,43 +248,157 @@ def _read_json(path: Path) -> dict[str, Any]:
         raise StoreError(f"cannot read {path}: {exc}") from exc
 
 
-def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+# --------------------------------------------------------------------------- durable writes
+
+
+def fsync_path(path: str | Path, *, directory: bool = False) -> None:
+    """Flush one file's (or directory's entries') data to stable storage."""
+    flags = os.O_RDONLY | os.O_CLOEXEC | (os.O_DIRECTORY if directory else 0)
+    fd = os.open(path, flags)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_tree(root: str | Path) -> None:
+    """fsync every file and directory below ``root`` and ``root`` itself, deepest first."""
+    for dirpath, _, filenames in os.walk(root, topdown=False):
+        for name in filenames:
+            fsync_path(os.path.join(dirpath, name))
+        fsync_path(dirpath, directory=True)
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | Path, *, durable: bool = True) -> Iterator[Path]:
+    """Write a file all or nothing: yield a temporary path beside ``path`` to write to.
+
+    When the block ends without an exception the temporary file is fsync'ed, renamed
+    over ``path`` and the directory fsync'ed (``durable``), so that neither a killed
+    process nor a host crash leaves a half file under ``path``; on an exception it is
+    deleted and ``path`` is untouched. Usage::
+
+        with atomic_write(path) as tmp:
+            torch.save(payload, tmp)
+    """
+    path = Path(path)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
-    os.replace(tmp, path)
+    try:
+        yield tmp
+        if durable:
+            fsync_path(tmp)
+        os.replace(tmp, path)
+        if durable:
+            fsync_path(path.parent, directory=True)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+def _write_json_atomic(path: Path, data: dict[str, Any], *, durable: bool = True) -> None:
+    with atomic_write(path, durable=durable) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
+
+
+# --------------------------------------------------------------------------- store
 
 
 def create_store(path: str | Path, recipe: Recipe, *, overwrite: bool = False) -> StoreInfo:
     """Create an empty store, or open an existing one made with the same recipe.
 
-    With ``overwrite`` an existing store at ``path`` is deleted first. A store
-    made with another recipe is refused: its tensors would not be comparable.
+    With ``overwrite`` an existing store at ``path`` is emptied first: only a
+    directory carrying this project's store marker, and holding nothing but what a
+    store writes, is ever deleted (:func:`check_store_target`). A store made with
+    another recipe is refused: its tensors would not be comparable.
     """
     store = Path(path)
-    if overwrite and store.exists():
-        _wipe(store)
-    if _root_meta_path(store).exists():
-        info = open_store(store)
-        if info.recipe != recipe:
-            raise StoreError(
-                f"store {store} was made with another recipe "
-                f"({'; '.join(info.recipe.diff(recipe))}); use another --store or --overwrite"
-            )
-        return info
-    if store.exists() and (not store.is_dir() or _entries(store)):
-        raise StoreError(f"{store} exists and is not a store")
-    (store / CLIPS_DIR).mkdir(parents=True, exist_ok=True)
-    (store / SPLITS_DIR).mkdir(exist_ok=True)
-    (store / STAGING_DIR).mkdir(exist_ok=True)
-    meta = {
-        "format": FORMAT_NAME,
-        "format_version": FORMAT_VERSION,
-        "recipe": recipe.to_dict(),
-        "software_version": software_version(),
-    }
-    _write_json_atomic(store / CLIPS_DIR / "zarr.json", _group_json({}))
-    _write_json_atomic(_root_meta_path(store), _group_json({"mscct": meta}))
+    check_store_target(store, overwrite=overwrite)
+    try:
+        if overwrite and is_store(store):
+            _wipe(store)
+        if is_store(store):
+            info = open_store(store)
+            if info.recipe != recipe:
+                raise StoreError(recipe_mismatch(store, info.recipe, recipe))
+            return info
+        (store / CLIPS_DIR).mkdir(parents=True, exist_ok=True)
+        (store / SPLITS_DIR).mkdir(exist_ok=True)
+        (store / STAGING_DIR).mkdir(exist_ok=True)
+        meta = {
+            "format": FORMAT_NAME,
+            "format_version": FORMAT_VERSION,
+            "recipe": recipe.to_dict(),
+            "software_version": software_version(),
+        }
+        _write_json_atomic(store / CLIPS_DIR / "zarr.json", _group_json({}))
+        _write_json_atomic(_root_meta_path(store), _group_json({"mscct": meta}))
+    except OSError as exc:
+        raise StoreError(f"cannot write store {store}: {_os_reason(exc)}") from None
     return open_store(store)
+
+
+def _os_reason(exc: OSError) -> str:
+    """``'Read-only file system'``-style text of an OSError, without the path repeated."""
+    return exc.strerror or str(exc) or type(exc).__name__
+
+
+def is_store(path: str | Path) -> bool:
+    """Whether ``path`` carries this project's store marker: a root ``zarr.json``
+    whose ``attributes.mscct.format`` is ``"mscct-store"`` (any other Zarr group, or a
+    stray ``zarr.json``, is not ours)."""
+    meta_path = _root_meta_path(Path(path))
+    try:
+        if not meta_path.is_file():
+            return False
+        meta = json.loads(meta_path.read_text())
+    except (OSError, ValueError):
+        return False
+    attributes = meta.get("attributes") if isinstance(meta, dict) else None
+    mscct = attributes.get("mscct") if isinstance(attributes, dict) else None
+    return isinstance(mscct, dict) and mscct.get("format") == FORMAT_NAME
+
+
+def _written_by_store(name: str) -> bool:
+    """Whether a root entry is one a store writes (and so may delete)."""
+    if name in (CLIPS_DIR, SPLITS_DIR, STAGING_DIR, MANIFEST_FILE, "zarr.json", LOCK_FILE):
+        return True
+    # Temporary files of an interrupted atomic write (see atomic_write).
+    return name.endswith(".tmp") and name.startswith((f".{MANIFEST_FILE}.", ".zarr.json."))
+
+
+def check_store_target(path: str | Path, *, overwrite: bool = False) -> None:
+    """Refuse a ``--store`` that is not ours to write, before anything is written there.
+
+    Accepted: a path that does not exist yet, an empty directory (a lock file aside),
+    or a directory carrying the store marker (:func:`is_store`); with ``overwrite``
+    the latter must hold nothing but what a store writes. Everything else (a regular
+    file, a user's directory, ``/``, a dataset, a foreign Zarr group) is refused.
+    """
+    store = Path(path)
+    try:
+        if not store.exists():
+            if store.is_symlink():
+                raise StoreError(f"--store {store} is a dangling link; not a store")
+            return
+        if not store.is_dir():
+            raise StoreError(f"--store {store} exists and is not a directory; not a store")
+        if is_store(store):
+            foreign = sorted(p.name for p in store.iterdir() if not _written_by_store(p.name))
+            if overwrite and foreign:
+                raise StoreError(
+                    f"store {store} also holds files a store does not write "
+                    f"({', '.join(foreign[:5])}); not deleting it"
+                )
+            return
+        if _entries(store):
+            what = (
+                "holds a zarr.json that is not an mscct store's"
+                if (_root_meta_path(store).exists())
+                else "is a non-empty directory"
+            )
+            raise StoreError(f"{store} {what}: it is not a store; not writing into it")
+    except OSError as exc:
+        raise StoreError(f"cannot use --store {store}: {_os_reason(exc)}") from None
 
 
 def _entries(store: Path) -> list[Path]:
@@ -204,13 +407,10 @@ def _entries(store: Path) -> list[Path]:
 
 
 def _wipe(store: Path) -> None:
-    """Delete a store's content (keeping the lock file); refuse anything that is not a store."""
-    if not store.is_dir():
-        raise StoreError(f"{store} is not a directory; not deleting it")
-    entries = _entries(store)
-    if entries and not _root_meta_path(store).exists():
-        raise StoreError(f"{store} is a non-empty directory that is not a store; not deleting it")
-    for entry in entries:
+    """Delete what a store wrote (keeping the lock file); the marker goes last, so an
+    interrupted wipe is still a store and can be wiped again."""
+    entries = [p for p in _entries(store) if _written_by_store(p.name)]
+    for entry in sorted(entries, key=lambda p: p.name == "zarr.json"):
         shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
 
 
@@ -226,15 +426,20 @@ def open_store(path: str | Path, *, recipe: Recipe | None = None) -> StoreInfo:
         raise StoreError(
             f"no store at {store} (run `mscct-pipeline ingest` first, or pass --store)"
         )
-    meta = _read_json(meta_path).get("attributes", {}).get("mscct")
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
+    if not is_store(store):
         raise StoreError(f"{store} is a Zarr group but not an mscct store")
+    meta = _read_json(meta_path)["attributes"]["mscct"]
     version = meta.get("format_version")
     if version != FORMAT_VERSION:
         raise StoreError(
             f"store {store} has format version {version}; this software reads version {FORMAT_VERSION}"
         )
-    found = Recipe.from_dict(meta.get("recipe", {}))
+    if "recipe" not in meta:
+        raise StoreError(
+            f"store {store} records no recipe in its zarr.json; refusing to guess how its "
+            "clips were made (ingest again into a new --store)"
+        )
+    found = Recipe.from_dict(meta["recipe"])
     if recipe is not None and found != recipe:
         raise StoreError(f"store {store} has another recipe: {'; '.join(found.diff(recipe))}")
     return StoreInfo(
@@ -260,12 +465,16 @@ def write_clip(
     audio: np.ndarray,
     record: dict[str, Any],
     recipe: Recipe,
+    *,
+    durable: bool = True,
 ) -> None:
     """Write one clip's tensors and manifest record, then commit them atomically.
 
     ``video`` is ``(T, H, W, 3)`` uint8 and ``audio`` ``(T, 104)``; both must have
     the same ``T >= 1``. Safe with many writers on one store as long as each
-    clip id has one writer: nothing is shared between clips.
+    clip id has one writer: nothing is shared between clips. With ``durable`` the
+    chunk files and metadata are fsync'ed before the rename that commits them and
+    ``clips/`` after it, so a host crash cannot leave a committed half clip.
     """
     import zarr
 
@@ -292,7 +501,11 @@ def write_clip(
             )
             arr[...] = data
         group.attrs["record"] = record
+        if durable:
+            fsync_tree(staging)
         _replace_dir(staging, target)
+        if durable:
+            fsync_path(target.parent, directory=True)
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
@@ -375,12 +588,14 @@ def committed_records(store: str | Path) -> list[dict[str, Any]]:
     return records
 
 
-def remove_clip(store: str | Path, clip_id: str) -> None:
+def remove_clip(store: str | Path, clip_id: str, *, durable: bool = True) -> None:
     """Uncommit a clip (rename away first, so readers never see a half-deleted clip)."""
     target = clip_dir(store, clip_id)
     if target.exists():
         trash = Path(store) / STAGING_DIR / f"removed.{clip_id}.{uuid.uuid4().hex}"
         os.rename(target, trash)
+        if durable:
+            fsync_path(target.parent, directory=True)
         shutil.rmtree(trash, ignore_errors=True)
 
 
@@ -511,10 +726,21 @@ def open_clip(store: str | Path, clip_id: str) -> tuple[np.ndarray, np.ndarray]:
 # --------------------------------------------------------------------------- tables
 
 
-def write_manifest(store: str | Path, table: pa.Table) -> None:
-    """Validate and atomically replace ``manifest.parquet``."""
+def write_manifest(store: str | Path, table: pa.Table, *, durable: bool = True) -> None:
+    """Validate and atomically (and, with ``durable``, durably) replace ``manifest.parquet``.
+
+    Raises :class:`StoreError` (one line) when the file cannot be written (disk full,
+    no free inodes, read-only): committed clips stay, and ``mscct-pipeline repair``
+    rebuilds the manifest from them.
+    """
     table = validate_table(table, MANIFEST_SCHEMA, "manifest")
-    _write_parquet_atomic(Path(store) / MANIFEST_FILE, table)
+    try:
+        _write_parquet_atomic(Path(store) / MANIFEST_FILE, table, durable=durable)
+    except OSError as exc:
+        raise StoreError(
+            f"cannot write the manifest of store {store}: {_os_reason(exc)} (the committed "
+            "clips are safe; `mscct-pipeline repair` rebuilds the manifest once it can be written)"
+        ) from None
 
 
 def read_manifest(store: str | Path) -> pa.Table:
@@ -546,8 +772,11 @@ def write_split(
     if bad:
         raise SchemaError(f"split {name!r}: unknown part(s) {sorted(bad)}")
     meta = {SPLIT_PARAMS_KEY: json.dumps(params, sort_keys=True).encode()}
-    path.parent.mkdir(exist_ok=True)
-    _write_parquet_atomic(path, table.replace_schema_metadata(meta))
+    try:
+        path.parent.mkdir(exist_ok=True)
+        _write_parquet_atomic(path, table.replace_schema_metadata(meta))
+    except OSError as exc:
+        raise StoreError(f"cannot write split {name!r} to {store}: {_os_reason(exc)}") from None
     return path
 
 
@@ -601,11 +830,6 @@ def _read_parquet(path: Path) -> pa.Table:
         raise StoreError(f"cannot read {path}: {exc}") from exc
 
 
-def _write_parquet_atomic(path: Path, table: pa.Table) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
+def _write_parquet_atomic(path: Path, table: pa.Table, *, durable: bool = True) -> None:
+    with atomic_write(path, durable=durable) as tmp:
         pq.write_table(table, tmp)
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import signal
@@ -200,3 +201,118 @@ def test_bad_arguments_exit_2(synth_root: Path, tmp_path: Path, bad: list[str]) 
     assert not (tmp_path / "s" / "clips").exists() or os.listdir(tmp_path / "s" / "clips") == [
         "zarr.json"
     ]
+
+
+def _source_of(root: Path, row: int = 0) -> Path:
+    return _clip_source(root, row)[1]
+
+
+def test_resume_reads_no_source_unless_verify(synth_root: Path, tmp_path: Path) -> None:
+    root = _small_copy(synth_root, tmp_path / "data", rows=2)
+    store = tmp_path / "store"
+    ingest_json(root, "--store", store)
+    source = _source_of(root)
+    before = source.stat()
+    with source.open("r+b") as handle:  # new content, same size and mtime
+        handle.seek(before.st_size - 16)
+        handle.write(bytes(16))
+    os.utime(source, ns=(before.st_atime_ns, before.st_mtime_ns))
+    _, trusted = ingest_json(root, "--store", store)
+    assert trusted["submitted"] == 0 and trusted["skipped"] == 2  # size + mtime: current
+    _, verified = ingest_json(root, "--store", store, "--verify")
+    assert verified["submitted"] == 1 and verified["skipped"] == 1
+    source.touch()  # a newer mtime alone is enough to redo a clip
+    _, touched = ingest_json(root, "--store", store)
+    assert touched["submitted"] == 1
+
+
+def test_a_fifo_is_never_opened(synth_root: Path, tmp_path: Path) -> None:
+    root = _small_copy(synth_root, tmp_path / "data", rows=2)
+    store = tmp_path / "store"
+    ingest_json(root, "--store", store)
+    clip, source = _clip_source(root)
+    source.unlink()
+    os.mkfifo(source)  # open() for reading would block until a writer comes: never
+    for verify in ([], ["--verify"]):  # the old driver blocked here, in open(), holding the lock
+        proc = run_cli("mscct-pipeline", "ingest", root, "--store", store, "--json", *verify,
+                       timeout=120, check=False)  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout[proc.stdout.find("{") :])
+    rows = {r["clip_id"]: r for r in schemas.read_manifest(store).to_pylist()}
+    refused = any(source.name in r for r in summary["refused"])  # the scan may refuse it
+    row = rows.get(clip.clip_id)
+    assert refused or (row["status"] == "failed" and row["error"] == "not a regular file"), row
+
+
+def _clip_source(root: Path, row: int = 0):  # type: ignore[no-untyped-def]
+    from pipeline.scan import scan_dataset
+
+    scan = scan_dataset(root)
+    return scan.clips[row], scan.root / scan.clips[row].path
+
+
+def _ffmpeg_children_reading(path: Path) -> bool:
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                stat = Path(f"/proc/{pid}/stat").read_text()
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            except OSError:
+                continue
+            parent = int(stat.rsplit(")", 1)[1].split()[1])
+            if parent == os.getpid() and str(path).encode() in cmdline:
+                return True
+    return False
+
+
+def test_a_source_changed_during_its_decode_fails_the_clip(
+    synth_root: Path, tmp_path: Path
+) -> None:
+    import threading
+
+    from pipeline.ingest import process_clip
+
+    root = _small_copy(synth_root, tmp_path / "data", rows=1)
+    clip, source = _clip_source(root)
+    store = tmp_path / "store"
+    schemas.create_store(store, schemas.Recipe())
+    appended = threading.Event()
+
+    def append_once_ffmpeg_runs() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not _ffmpeg_children_reading(source):
+            time.sleep(0.001)
+        with source.open("ab") as handle:
+            handle.write(b"\0" * 4096)
+        appended.set()
+
+    watcher = threading.Thread(target=append_once_ffmpeg_runs)
+    watcher.start()
+    record = process_clip(str(source), str(store), clip, schemas.Recipe().to_dict())
+    watcher.join()
+    assert appended.is_set()
+    assert record["status"] == "failed" and "source changed" in record["error"], record
+    assert schemas.read_clip_record(store, clip.clip_id) is None
+    redone = process_clip(str(source), str(store), clip, schemas.Recipe().to_dict())
+    assert redone["status"] == "ok"
+    assert redone["source_fingerprint"].startswith(f"{source.stat().st_size}-")
+    assert redone["source_size"] == source.stat().st_size
+
+
+def test_low_face_rate_is_flagged_from_the_recipe_threshold(tmp_path: Path) -> None:
+    from media_fixtures import face_frames, make_clip
+
+    from pipeline.ingest import process_clip
+    from pipeline.scan import ClipSource
+
+    frames = face_frames(50)
+    frames[20:] = 0  # the face is gone after 20 frames: 4 of 10 detector calls find it
+    path = make_clip(tmp_path / "half.mp4", frames)
+    store = tmp_path / "store"
+    clip = ClipSource("half", "half.mp4", "RARV", source_type="real", identity="id0", method="real")
+    for threshold, flagged in ((0.5, True), (0.3, False)):
+        recipe = schemas.Recipe(min_face_rate=threshold)
+        schemas.create_store(store, recipe, overwrite=True)
+        record = process_clip(str(path), str(store), clip, recipe.to_dict())
+        assert record["status"] == "ok" and record["face_detection_rate"] < 0.5
+        assert record["low_face_rate"] is flagged

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -213,3 +214,137 @@ def test_store_fingerprint_tracks_content(store: Path) -> None:
     rows = [_manifest_row("a"), _manifest_row("b")]
     schemas.write_manifest(store, schemas.rows_to_table(rows, schemas.MANIFEST_SCHEMA))
     assert schemas.store_fingerprint(store) != first
+
+
+def test_recipe_holds_every_setting_that_shapes_a_clip() -> None:
+    from pipeline import faces, silence, transform
+
+    recipe = schemas.Recipe()
+    assert recipe.face_margin == faces.DEFAULT_MARGIN
+    assert (recipe.face_smooth, recipe.face_size_smooth) == (
+        faces.DEFAULT_SMOOTH,
+        faces.SIZE_SMOOTH,
+    )
+    assert recipe.silence_threshold_db == silence.DEFAULT_THRESHOLD_DB
+    assert recipe.silent_clip_db == silence.SILENT_CLIP_DB
+    assert recipe.max_seconds == transform.DEFAULT_MAX_SECONDS
+    assert recipe.min_frames == transform.MIN_FRAMES
+    assert recipe.pipeline_version == schemas.PIPELINE_VERSION >= 2
+    hashes = {
+        schemas.Recipe(**{name: value}).hash()
+        for name, value in [("face_margin", 0.4), ("max_seconds", 30.0), ("min_frames", 3),
+                            ("pipeline_version", 99), ("min_face_rate", 0.6)]
+    }  # fmt: skip
+    assert len(hashes) == 5 and recipe.hash() not in hashes
+    assert schemas.Recipe(max_seconds=60).hash() == recipe.hash()  # 60 and 60.0 alike
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("crop_size", "112"), ("trim_silence", "yes"), ("face_stride", True), ("max_seconds", "60")],
+)
+def test_recipe_field_of_the_wrong_type_is_one_line_naming_it(field: str, value: object) -> None:
+    with pytest.raises(schemas.StoreError, match=f"'{field}' must be") as caught:
+        schemas.Recipe.from_dict({field: value})
+    assert "\n" not in str(caught.value)
+
+
+def test_store_without_recipe_is_refused(store: Path) -> None:
+    meta_path = store / "zarr.json"
+    meta = json.loads(meta_path.read_text())
+    del meta["attributes"]["mscct"]["recipe"]
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(schemas.StoreError, match="records no recipe"):
+        schemas.open_store(store)
+
+
+def test_old_store_stays_readable_and_a_rerun_says_why_it_recomputes(store: Path) -> None:
+    meta_path = store / "zarr.json"
+    meta = json.loads(meta_path.read_text())
+    old = {k: meta["attributes"]["mscct"]["recipe"][k] for k in (
+        "features", "crop_size", "fps", "sample_rate", "face_stride", "trim_silence",
+        "audio_dtype", "layout")}  # fmt: skip
+    meta["attributes"]["mscct"]["recipe"] = old  # a recipe written by pipeline version 1
+    meta_path.write_text(json.dumps(meta))
+    info = schemas.open_store(store)
+    assert info.recipe.pipeline_version == 1 and info.recipe.crop_size == 16
+    with pytest.raises(schemas.StoreError, match="predates pipeline_version 2.*--overwrite"):
+        schemas.create_store(store, schemas.Recipe(crop_size=16))
+
+
+def test_overwrite_deletes_only_a_store_and_only_what_it_wrote(tmp_path: Path) -> None:
+    mine = tmp_path / "mine"
+    (mine / "photos").mkdir(parents=True)
+    (mine / "zarr.json").write_text("")  # a stray zarr.json is not a store marker
+    (mine / "thesis.tex").write_text("x")
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "zarr.json").write_text(json.dumps({"zarr_format": 3, "node_type": "group"}))
+    for path in (mine, foreign):
+        with pytest.raises(schemas.StoreError, match="not a store"):
+            schemas.create_store(path, schemas.Recipe(), overwrite=True)
+    assert (mine / "thesis.tex").exists() and (mine / "photos").is_dir()
+    assert (foreign / "zarr.json").exists()
+    store = tmp_path / "store"
+    schemas.create_store(store, schemas.Recipe())
+    (store / "notes.txt").write_text("mine")
+    with pytest.raises(schemas.StoreError, match="notes.txt"):
+        schemas.create_store(store, schemas.Recipe(), overwrite=True)
+    assert (store / "notes.txt").exists() and schemas.is_store(store)
+    (store / "notes.txt").unlink()
+    schemas.create_store(store, schemas.Recipe(crop_size=32), overwrite=True)
+    assert schemas.open_store(store).recipe.crop_size == 32
+
+
+def _record_fsyncs(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, bool]]:
+    """Wrap os.fsync: each call appends (path synced, whether it was under .staging)."""
+    calls: list[tuple[str, bool]] = []
+    real = os.fsync
+
+    def fsync(fd: int) -> None:
+        path = os.readlink(f"/proc/self/fd/{fd}")
+        calls.append((path, f"/{STAGING_DIR}/" in path))
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    return calls
+
+
+def test_commits_are_fsynced_before_and_after_the_rename(
+    store: Path, recipe: schemas.Recipe, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = _record_fsyncs(monkeypatch)
+    video, audio = _tensors()
+    schemas.write_clip(store, "c1", video, audio, {"clip_id": "c1"}, recipe)
+    staged = [p for p, in_staging in calls if in_staging]
+    assert any(p.endswith("/video/c/0/0/0/0") for p in staged)
+    assert any(p.endswith("/audio/c/0/0") for p in staged)
+    assert sum(p.endswith("zarr.json") for p in staged) == 3  # group, video, audio
+    assert calls[-1] == (str((store / "clips").resolve()), False)  # after the rename
+    calls.clear()
+    schemas.write_manifest(
+        store, schemas.rows_to_table([_manifest_row("c1")], schemas.MANIFEST_SCHEMA)
+    )
+    assert calls[-1][0] == str(store.resolve()) and ".manifest.parquet." in calls[-2][0]
+    calls.clear()
+    split = schemas.rows_to_table(
+        [{"clip_id": "c1", "split": "train", "category": "RARV", "identity": "i", "label": 0}],
+        schemas.SPLIT_SCHEMA,
+    )
+    schemas.write_split(store, "s", split, {})
+    assert calls[-1][0] == str((store / "splits").resolve())
+    calls.clear()
+    schemas.write_clip(store, "c2", video, audio, {"clip_id": "c2"}, recipe, durable=False)
+    assert calls == []
+
+
+def test_atomic_write_leaves_the_old_file_on_error(tmp_path: Path) -> None:
+    path = tmp_path / "ckpt.pt"
+    path.write_text("old")
+    with pytest.raises(RuntimeError), schemas.atomic_write(path) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("killed")
+    assert path.read_text() == "old" and os.listdir(tmp_path) == ["ckpt.pt"]
+    with schemas.atomic_write(path) as tmp:
+        tmp.write_text("new")
+    assert path.read_text() == "new" and os.listdir(tmp_path) == ["ckpt.pt"]
