@@ -4,9 +4,14 @@ The detector runs only on every ``stride``-th frame, on a grey frame whose short
 side is brought near :data:`DETECT_SIDE` by integer area downscaling. Boxes of the
 frames in between are interpolated linearly (held constant before the first and
 after the last detection), then smoothed with centred moving averages (the size
-over a longer window than the centre), so the crop neither jumps nor jitters. Each crop is a square of ``(1 + margin)`` times
-the box side around the box centre, zero-padded where it leaves the frame, and
-resized to ``size × size`` RGB.
+over a longer window than the centre), so the crop neither jumps nor jitters. Each
+crop is a square of ``(1 + margin)`` times the box side around the box centre,
+zero-padded where it leaves the frame, and resized to ``size × size`` RGB.
+
+The margin and the two smoothing windows shape the stored crops, so they are
+settings of the store's recipe (``face_margin``, ``face_smooth``,
+``face_size_smooth`` of :class:`schemas.store.Recipe`); the functions here take
+them as plain numbers, and their defaults are the recipe's defaults.
 
 Boxes are ``(x0, y0, x1, y1)`` float pixel coordinates of the decoded frame.
 """
@@ -21,14 +26,18 @@ import dlib
 import numpy as np
 from PIL import Image
 
+from schemas.store import Recipe
+
 # HOG's window finds faces of about 80 px and up without upsampling. Face-centred
 # 224² clips (FakeAVCeleb, VoxCeleb2) have faces of 100-150 px, which half resolution
 # would push below that floor, so frames are only shrunk while the short side stays
 # at or above this many pixels.
 DETECT_SIDE = 224
-DEFAULT_MARGIN = 0.3  # crop side = 1.3 x the detector's box, which is tight (brows to chin)
-DEFAULT_SMOOTH = 5  # frames in the moving average of the box centres (0.2 s at 25 fps)
-SIZE_SMOOTH = 25  # frames in the moving average of the box sizes (1 s at 25 fps)
+# The recipe's defaults are the one source of these numbers (see schemas.store.Recipe).
+# 0.3: crop side = 1.3 x the detector's box, which is tight (brows to chin).
+DEFAULT_MARGIN = Recipe.face_margin
+DEFAULT_SMOOTH = Recipe.face_smooth  # 5: frames averaged for the box centres (0.2 s at 25 fps)
+SIZE_SMOOTH = Recipe.face_size_smooth  # 25: frames averaged for the box sizes (1 s at 25 fps)
 # Two candidates of successive detections are "the same face" above this overlap.
 SAME_FACE_IOU = 0.3
 
@@ -133,19 +142,21 @@ class StrideDetector:
         """Detector calls that found a face / detector calls (0.0 before any call)."""
         return self.hits / self.calls if self.calls else 0.0
 
-    def track(self, num_frames: int, smooth: int = DEFAULT_SMOOTH) -> np.ndarray:
+    def track(
+        self, num_frames: int, smooth: int = DEFAULT_SMOOTH, size_smooth: int = SIZE_SMOOTH
+    ) -> np.ndarray:
         """Per-frame boxes ``(num_frames, 4)``; needs at least one detection.
 
         HOG boxes come from a coarse scale pyramid and a 8 px cell grid, so successive
         detections of a still face jump by several pixels and their size by up to
         ~20 %. The centre is smoothed over ``max(smooth, 2·stride + 1)`` frames, so that
         the average always spans more than one detection, and the size, which changes
-        slowly, over :data:`SIZE_SMOOTH` frames.
+        slowly, over ``max(smooth, size_smooth)`` frames.
         """
         if not self.boxes:
             raise ValueError("no face was detected")
         boxes = interpolate_boxes(np.array(self.keyframes), np.stack(self.boxes), num_frames)
-        return smooth_track(boxes, max(smooth, 2 * self.stride + 1), max(smooth, SIZE_SMOOTH))
+        return smooth_track(boxes, max(smooth, 2 * self.stride + 1), max(smooth, size_smooth))
 
 
 def smooth_track(boxes: np.ndarray, centre_window: int, size_window: int) -> np.ndarray:

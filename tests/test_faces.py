@@ -116,3 +116,29 @@ def test_crops_that_leave_the_frame_are_padded_black() -> None:
     assert crops.shape == (2, 32, 32, 3)
     assert crops[0, :8, :8].max() == 0 and crops[0, -8:, -8:].min() == 200
     assert crops[1].min() == 200
+
+
+def test_track_windows_are_parameters(frames: np.ndarray) -> None:
+    detector, boxes = _track(frames, stride=5)
+    default = detector.track(NUM_FRAMES, faces.DEFAULT_SMOOTH, faces.SIZE_SMOOTH)
+    assert np.array_equal(default, boxes)
+
+    def centres_and_sizes(track: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return track[:, :2] + track[:, 2:], track[:, 2:] - track[:, :2]
+
+    # Another size window changes the sizes only; another centre window the centres only.
+    centres, sizes = centres_and_sizes(boxes)
+    resized = centres_and_sizes(detector.track(NUM_FRAMES, size_smooth=1))
+    np.testing.assert_allclose(resized[0], centres)
+    assert not np.allclose(resized[1], sizes)
+    recentred = centres_and_sizes(detector.track(NUM_FRAMES, smooth=21, size_smooth=21))
+    np.testing.assert_allclose(
+        recentred[1], centres_and_sizes(detector.track(NUM_FRAMES, 5, 21))[1]
+    )
+    assert not np.allclose(recentred[0], centres)
+
+
+def test_margin_sets_the_square_side() -> None:
+    boxes = np.array([[10.0, 20, 110, 100]])  # 100 wide, 80 high: the side follows the width
+    assert faces.square_regions(boxes)[0, 2] == 130  # the default margin, 0.3
+    assert faces.square_regions(boxes, margin=0.5)[0, 2] == 150
