@@ -7,17 +7,34 @@ quirks (see DESIGN.md): a trailing comma in the header, the file *name* in the
 ``FakeAVCeleb/`` rather than the real root folder name.
 
 Every path is confined to the dataset root: a row that climbs out (``..``,
-absolute paths, symlinks pointing outside) is refused and reported, never read.
+absolute paths, symlinks pointing outside) is refused and reported, never read;
+``meta_data.csv`` itself included. Only regular files are ever opened: a FIFO,
+socket or device named ``.mp4`` (which would block or misbehave on ``open()``),
+a symlink loop, or a name that is not valid UTF-8 is a refused row, found with
+``lstat``/``stat`` alone. One bad CSV row (a NUL, an undecodable byte, a field
+over csv's 128 KiB limit) is refused with its line number; the other rows are
+scanned as usual.
+
+The release lists 22 files twice, once per method (``faceswap-wav2lip`` and
+then ``wav2lip``). Rows naming the same file with the same labels (category,
+type, source, race, gender) are merged into one clip whose ``method`` (and
+``target1``/``target2`` where they differ) joins the values with ``+``
+(``faceswap-wav2lip+wav2lip``), and reported in ``ScanResult.merged``. A row
+naming the same file with other labels is refused.
 """
 
 from __future__ import annotations
 
 import csv
+import errno
 import hashlib
+import io
 import os
 import re
-from dataclasses import dataclass, field
+import stat
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from schemas import LETTER_TO_CATEGORY, TYPE_DIR_TO_CATEGORY
 
@@ -83,12 +100,14 @@ class ScanResult:
     missing: list[str] = field(default_factory=list)  # rows naming files that do not exist
     unlisted: list[str] = field(default_factory=list)  # media files that no row names
     refused: list[str] = field(default_factory=list)  # "<row>: <reason>" (escaping, bad labels)
+    merged: list[str] = field(default_factory=list)  # "<row>: <path> merged with line N (...)"
     respelled: int = 0  # rows found only under the other race-folder spelling
 
 
 def make_clip_id(identity: str, category: str, rel_path: str) -> str:
     """Stable, file-system-safe id: readable prefix plus a hash of the relative path."""
-    digest = hashlib.sha256(rel_path.encode()).hexdigest()[:12]
+    # surrogateescape: a name read from a non-UTF-8 file system still gets an id, not a crash.
+    digest = hashlib.sha256(rel_path.encode("utf-8", "surrogateescape")).hexdigest()[:12]
     safe_identity = re.sub(r"[^A-Za-z0-9_.-]", "_", identity)[:32].lstrip(".-_") or "x"
     return f"{safe_identity}_{category}_{digest}"
 
@@ -117,65 +136,285 @@ def _looks_like_dataset(path: Path) -> bool:
 
 
 def scan_dataset(root: str | Path) -> ScanResult:
-    """List and label every clip under ``root`` (CSV first, folder layout otherwise)."""
+    """List and label every clip under ``root`` (CSV first, folder layout otherwise).
+
+    Raises ``ScanError`` when the root cannot be scanned at all (not a dataset,
+    a wrong CSV header, a ``meta_data.csv`` that is not a regular file inside
+    the root). Everything smaller is a row of ``missing``, ``refused``,
+    ``merged`` or ``unlisted``, each listed once.
+    """
     dataset = find_dataset_root(Path(root)).resolve()
-    csv_path = dataset / CSV_NAME
-    media = sorted(_media_files(dataset))  # one walk of the tree serves both purposes
-    result = _scan_csv(dataset, csv_path) if csv_path.is_file() else _scan_tree(dataset, media)
+    csv_path = _confined_csv(dataset)
+    walk = _walk(dataset)  # one walk of the tree serves both purposes
+    if csv_path is not None:
+        result, examined = _scan_csv(dataset, csv_path)
+    else:
+        result, examined = _scan_tree(dataset, walk.media), set()
+    # Odd files no row already reported (in a tree without CSV: all of them), once each.
+    result.refused.extend(
+        f"{_shown(rel)}: {reason}; refused" for rel, reason in walk.odd if rel not in examined
+    )
     named = {c.path for c in result.clips}
-    result.unlisted = [p for p in media if p not in named]
+    result.unlisted = [p for p in walk.media if p not in named]
     result.clips.sort(key=lambda c: c.path)
     return result
 
 
-def _media_files(dataset: Path) -> list[str]:
-    found = []
+@dataclass
+class _Walk:
+    """What a walk of the tree found: regular media files, and odd ones with the reason."""
+
+    media: list[str] = field(default_factory=list)  # relative POSIX paths, sorted
+    odd: list[tuple[str, str]] = field(default_factory=list)  # (relative path, reason)
+
+
+def _walk(dataset: Path) -> _Walk:
+    """Every ``.mp4`` under ``dataset``, vetted with ``lstat``/``stat`` only (never opened)."""
+    walk = _Walk()
     for dirpath, _dirnames, filenames in os.walk(dataset):
         for name in filenames:
-            if Path(name).suffix.lower() in VIDEO_SUFFIXES:
-                found.append((Path(dirpath) / name).relative_to(dataset).as_posix())
-    return found
+            if Path(name).suffix.lower() not in VIDEO_SUFFIXES:
+                continue
+            rel = (Path(dirpath) / name).relative_to(dataset).as_posix()
+            if _undecodable(rel):  # os.walk hands back undecodable bytes as surrogates
+                walk.odd.append((rel, "the file name is not valid UTF-8"))
+                continue
+            reason = examine(dataset, rel)
+            if reason is None:
+                walk.media.append(rel)
+            elif reason != MISSING:  # MISSING: removed while we walked; nothing to report
+                walk.odd.append((rel, reason))
+    walk.media.sort()
+    walk.odd.sort()
+    return walk
+
+
+#: ``examine``'s answer when nothing exists at the path.
+MISSING = "missing"
+_LEAVES = "leaves the dataset root"
+
+
+def examine(dataset: Path, rel: str) -> str | None:
+    """None when ``dataset / rel`` is a regular file inside ``dataset``, else why not.
+
+    The answer is ``MISSING`` or a reason to refuse the path (it leaves the
+    root, a symlink loop, a broken link, not a regular file). Only ``lstat``,
+    ``stat`` and ``realpath`` are used: nothing is opened, so a FIFO cannot block.
+    """
+    pure = PurePosixPath(rel)
+    if pure.is_absolute() or ".." in pure.parts or not pure.parts:
+        return _LEAVES
+    if "\x00" in rel:
+        return "the path holds a NUL byte"
+    path = dataset.joinpath(*pure.parts)
+    try:
+        os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return MISSING
+    except OSError as exc:
+        return _os_reason(exc)
+    # Links (of the file or of a folder above it) are followed only to check where they lead.
+    if not Path(os.path.realpath(path)).is_relative_to(dataset):
+        return _LEAVES
+    try:
+        info = os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return "a symbolic link to nothing"
+    except OSError as exc:
+        return _os_reason(exc)
+    if not stat.S_ISREG(info.st_mode):
+        return f"not a regular file ({_file_kind(info.st_mode)}), never opened"
+    return None
+
+
+def _os_reason(exc: OSError) -> str:
+    if exc.errno == errno.ELOOP:
+        return "a symbolic link loop"
+    return f"cannot be examined ({exc.strerror or exc})"
+
+
+def _file_kind(mode: int) -> str:
+    for test, kind in (
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISDIR, "a directory"),
+    ):
+        if test(mode):
+            return kind
+    return "not a file"
 
 
 def confine(dataset: Path, rel: str) -> Path | None:
-    """``dataset / rel`` if it stays inside ``dataset`` after resolving links, else None."""
+    """``dataset / rel`` if it stays inside ``dataset`` after resolving links, else None.
+
+    A path that cannot be resolved (a symlink loop, a NUL byte) is not confined: None.
+    """
     pure = PurePosixPath(rel)
     if pure.is_absolute() or ".." in pure.parts or not pure.parts:
         return None
-    resolved = (dataset / pure).resolve()
+    try:
+        resolved = (dataset / pure).resolve()
+    except (RuntimeError, OSError, ValueError):  # RuntimeError: pathlib's "Symlink loop"
+        return None
     return resolved if resolved.is_relative_to(dataset) else None
 
 
-def _scan_csv(dataset: Path, csv_path: Path) -> ScanResult:
+def _confined_csv(dataset: Path) -> Path | None:
+    """``meta_data.csv`` when present; ``ScanError`` when it is a link out of the root or odd.
+
+    Checked with ``lstat``/``stat`` before anything opens it: a link to ``/etc/passwd``
+    must not be read, not even for an error message.
+    """
+    csv_path = dataset / CSV_NAME
+    if not os.path.lexists(csv_path):
+        return None
+    reason = examine(dataset, CSV_NAME)
+    if reason is None:
+        return csv_path
+    if reason == _LEAVES:
+        reason = "a link to a file outside the dataset root"
+    raise ScanError(f"{csv_path} is {reason}; refused (copy the file into the dataset root)")
+
+
+def _scan_csv(dataset: Path, csv_path: Path) -> tuple[ScanResult, set[str]]:
+    """Clips named by ``meta_data.csv``; also the relative paths its rows examined.
+
+    Bytes that are not UTF-8 are decoded as surrogates (``surrogateescape``) so
+    that the row holding them, and only that row, is refused.
+    """
     result = ScanResult(root=dataset, clips=[], used_csv=True)
-    with csv_path.open(newline="", encoding="utf-8-sig") as handle:
-        reader = csv.reader(handle)
-        header = next(reader, None)
-        if header is None or [h.strip() for h in header[:9]] != CSV_HEADER:
-            raise ScanError(
-                f"{csv_path}: unexpected header {header!r}; expected "
-                f"'{','.join(CSV_HEADER)},' (FakeAVCeleb's meta_data.csv)"
-            )
-        seen: set[str] = set()
-        for line_no, row in enumerate(reader, start=2):
+    examined: set[str] = set()
+    with (
+        csv_path.open("rb") as raw,
+        io.TextIOWrapper(raw, encoding="utf-8-sig", errors="surrogateescape", newline="") as text,
+    ):
+        reader = csv.reader(text)
+        _read_header(reader, csv_path)
+        first_seen: dict[str, tuple[int, int]] = {}  # clip path -> (index in clips, CSV line)
+        while True:
+            line_no = reader.line_num + 1  # where this record starts
+            where = f"{csv_path.name}:{line_no}"
+            try:
+                row = next(reader)
+            except StopIteration:
+                break
+            except csv.Error as exc:  # e.g. "field larger than field limit (131072)"
+                result.refused.append(f"{where}: not a valid CSV row ({exc}); refused")
+                continue
             if not any(cell.strip() for cell in row):
                 continue
-            clip, problem = _clip_from_row(dataset, row, result)
-            where = f"{csv_path.name}:{line_no}"
-            if problem == "missing":
-                result.missing.append(f"{where}: {clip}")
-            elif problem:
-                result.refused.append(f"{where}: {problem}")
-            elif clip.path in seen:
-                result.refused.append(f"{where}: duplicate row for {clip.path}")
-            else:
-                seen.add(clip.path)
-                result.clips.append(clip)
-    return result
+            _add_row(dataset, row, (where, line_no), result, examined, first_seen)
+    return result, examined
 
 
-def _clip_from_row(dataset: Path, row: list[str], result: ScanResult):
-    """Return ``(clip, None)``, ``(relpath, "missing")`` or ``(None, reason)``."""
+def _read_header(reader: Any, csv_path: Path) -> list[str]:
+    try:
+        header = next(reader, None)
+    except csv.Error as exc:
+        raise ScanError(f"{csv_path}: unreadable header ({exc})") from None
+    if header is None or [h.strip() for h in header[:9]] != CSV_HEADER:
+        shown = _shown(repr(header))
+        raise ScanError(
+            f"{csv_path}: unexpected header {shown}; expected "
+            f"'{','.join(CSV_HEADER)},' (FakeAVCeleb's meta_data.csv)"
+        )
+    return header
+
+
+def _add_row(
+    dataset: Path,
+    row: list[str],
+    at: tuple[str, int],
+    result: ScanResult,
+    examined: set[str],
+    first_seen: dict[str, tuple[int, int]],
+) -> None:
+    """Turn one CSV row into a clip, a merge, or one ``missing``/``refused`` entry.
+
+    ``at`` is ``("meta_data.csv:LINE", LINE)``.
+    """
+    where, line_no = at
+    problem = _row_problem(row)
+    if problem is None:
+        try:
+            clip, problem = _clip_from_row(dataset, row, result, examined)
+        except (OSError, ValueError, RuntimeError) as exc:  # one odd row never stops the scan
+            clip, problem = (
+                None,
+                f"cannot be examined ({_shown(f'{type(exc).__name__}: {exc}')}); refused",
+            )
+    if problem == MISSING:
+        result.missing.append(f"{where}: {_shown(str(clip))}")
+        return
+    if problem:
+        result.refused.append(f"{where}: {problem}")
+        return
+    assert isinstance(clip, ClipSource)
+    if clip.path not in first_seen:
+        first_seen[clip.path] = (len(result.clips), line_no)
+        result.clips.append(clip)
+        return
+    index, first_line = first_seen[clip.path]
+    earlier = result.clips[index]
+    if _labels(earlier) != _labels(clip):
+        result.refused.append(
+            f"{where}: duplicate row for {_shown(clip.path)} with other labels than line "
+            f"{first_line} ({_fmt_labels(clip)} vs {_fmt_labels(earlier)}); refused"
+        )
+        return
+    merged = _merge(earlier, clip)
+    result.clips[index] = merged
+    result.merged.append(
+        f"{where}: {_shown(clip.path)} merged with line {first_line} "
+        f"(method {_shown(merged.method)})"
+    )
+
+
+def _row_problem(row: list[str]) -> str | None:
+    """Why a row cannot even be looked at (a NUL, undecodable bytes), else None."""
+    for cell in row:
+        if "\x00" in cell:
+            return "a field holds a NUL byte; refused"
+        if _undecodable(cell):
+            byte = next(ord(ch) - 0xDC00 for ch in cell if "\udc80" <= ch <= "\udcff")
+            return f"not valid UTF-8 (byte 0x{byte:02x}); refused"
+    return None
+
+
+def _labels(clip: ClipSource) -> tuple[str, ...]:
+    """What must agree for two rows to be one clip: the label and the split's inputs."""
+    return (clip.category, clip.source_type, clip.identity, clip.race, clip.gender)
+
+
+def _fmt_labels(clip: ClipSource) -> str:
+    return _shown("/".join(_labels(clip)))
+
+
+def _merge(first: ClipSource, other: ClipSource) -> ClipSource:
+    """One clip for two rows of the same file: how-it-was-made fields joined with ``+``."""
+    return replace(
+        first,
+        method=_join(first.method, other.method),
+        target1=_join(first.target1, other.target1),
+        target2=_join(first.target2, other.target2),
+    )
+
+
+def _join(first: str, other: str) -> str:
+    """``a`` + ``b`` -> ``a+b``; a value already present, or ``-`` (none), adds nothing."""
+    values = [v for v in first.split("+") if v]
+    for value in other.split("+"):
+        if value and value != "-" and value not in values:
+            values.append(value)
+    if len(values) > 1 and "-" in values:
+        values.remove("-")
+    return "+".join(values) or first
+
+
+def _clip_from_row(dataset: Path, row: list[str], result: ScanResult, examined: set[str]):
+    """Return ``(clip, None)``, ``(relpath, MISSING)`` or ``(None, reason)``."""
     if len(row) < 10:
         return None, f"expected 10 fields, found {len(row)}"
     source, target1, target2, method, letter, type_dir, race, gender, name, directory = (
@@ -183,22 +422,26 @@ def _clip_from_row(dataset: Path, row: list[str], result: ScanResult):
     )
     category = LETTER_TO_CATEGORY.get(letter)
     if category is None:
-        return None, f"unknown category {letter!r}"
+        return None, f"unknown category {_shown(repr(letter))}"
     if TYPE_DIR_TO_CATEGORY.get(type_dir, category) != category:
-        return None, f"category {letter} disagrees with type {type_dir}"
+        return None, f"category {letter} disagrees with type {_shown(type_dir)}"
     # The 10th field starts with the release's folder name ("FakeAVCeleb/"): drop it.
     dir_path = PurePosixPath(directory.replace("\\", "/"))
+    shown = _shown(f"{directory}/{name}")
     if dir_path.is_absolute():
-        return None, f"path {directory}/{name} is absolute: it leaves the dataset root; refused"
+        return None, f"path {shown} is absolute: it leaves the dataset root; refused"
     dir_parts = dir_path.parts
     if not dir_parts or PurePosixPath(name).name != name or not name:
-        return None, f"bad path fields {name!r}, {directory!r}"
+        return None, f"bad path fields {_shown(repr(name))}, {_shown(repr(directory))}"
     rel = PurePosixPath(*dir_parts[1:], name).as_posix()
-    if confine(dataset, rel) is None:
-        return None, f"path {directory}/{name} leaves the dataset root; refused"
-    found = _existing_spelling(dataset, rel)
-    if found is None:
-        return rel, "missing"
+    found, reason = _existing_spelling(dataset, rel, examined)
+    if reason == _LEAVES:
+        return None, f"path {shown} leaves the dataset root; refused"
+    if reason == MISSING:
+        return rel, MISSING
+    if reason is not None:
+        return None, f"{_shown(found or rel)} is {reason}; refused"
+    assert found is not None
     if found != rel:
         result.respelled += 1
     clip = ClipSource(
@@ -216,31 +459,50 @@ def _clip_from_row(dataset: Path, row: list[str], result: ScanResult):
     return clip, None
 
 
-def _existing_spelling(dataset: Path, rel: str) -> str | None:
-    """``rel`` if it is a file, else the same path under the other race spelling, else None."""
-    resolved = confine(dataset, rel)
-    if resolved is not None and resolved.is_file():
-        return rel
+def _existing_spelling(
+    dataset: Path, rel: str, examined: set[str]
+) -> tuple[str | None, str | None]:
+    """``(path, None)`` for the spelling of ``rel`` that is a regular file, else ``(path, why)``.
+
+    ``rel`` first, then the same path under the other race spelling when ``rel``
+    is missing; ``why`` is ``MISSING`` when neither exists. Every path tried is
+    added to ``examined`` so the tree walk does not report it a second time.
+    """
+    examined.add(rel)
+    reason = examine(dataset, rel)
+    if reason != MISSING:
+        return rel, reason
     parts = list(PurePosixPath(rel).parts)
     if len(parts) >= 2 and parts[1] in _RACE_SPELLINGS:
         parts[1] = _RACE_SPELLINGS[parts[1]]
         alt = PurePosixPath(*parts).as_posix()
-        resolved = confine(dataset, alt)
-        if resolved is not None and resolved.is_file():
-            return alt
-    return None
+        examined.add(alt)
+        alt_reason = examine(dataset, alt)
+        if alt_reason != MISSING:
+            return alt, alt_reason
+    return None, MISSING
+
+
+def _undecodable(text: str) -> bool:
+    """True when ``text`` carries bytes that were not UTF-8 (decoded as surrogates)."""
+    return any("\udc80" <= ch <= "\udcff" for ch in text)
+
+
+def _shown(text: str, limit: int = 200) -> str:
+    """``text`` safe to print on one line: bad bytes as ``\\xNN``, controls escaped, capped."""
+    decoded = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    safe = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in decoded)
+    return safe if len(safe) <= limit else safe[:limit] + "..."
 
 
 def _scan_tree(dataset: Path, media: list[str]) -> ScanResult:
+    """Label the regular files in ``media`` by their folders (the walk already vetted them)."""
     result = ScanResult(root=dataset, clips=[], used_csv=False)
     for rel in media:
         parts = PurePosixPath(rel).parts
         category = TYPE_DIR_TO_CATEGORY.get(parts[0]) if len(parts) == 5 else None
         if category is None:
             continue  # reported as unlisted: not in the <type>/<race>/<gender>/<id>/ layout
-        if confine(dataset, rel) is None:
-            result.refused.append(f"{rel}: links outside the dataset root; refused")
-            continue
         type_dir, race, gender, identity, name = parts
         result.clips.append(
             ClipSource(
@@ -269,10 +531,12 @@ def infer_method(category: str, file_name: str) -> str:
 
 
 __all__ = [
+    "MISSING",
     "ClipSource",
     "ScanError",
     "ScanResult",
     "confine",
+    "examine",
     "find_dataset_root",
     "infer_method",
     "make_clip_id",

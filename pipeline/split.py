@@ -4,6 +4,10 @@ The algorithm, in the order it runs:
 
 1. Only clips with status ``ok`` take part; rows are put in a canonical order
    (sorted by clip id) so that nothing depends on the manifest's row order.
+   Ok clips flagged ``low_face_rate`` (face detection rate below the ingest's
+   threshold: mostly tracked, not detected, crops) are left out and counted,
+   unless ``keep_low_face_rate``; a null flag (stores written before the
+   column existed) counts as not flagged.
 2. ``balance``: an identity is *eligible* when it has at least one ok clip in
    each of RARV, FARV, RAFV and FAFV. Each eligible identity contributes exactly
    one clip per category (where it has several, the seed picks one), so every
@@ -45,7 +49,7 @@ from schemas.tables import SchemaError
 SUMMARY_KEY = b"mscct.split_summary"
 
 # The manifest columns a split reads; other columns are ignored.
-_NEEDED = ("clip_id", "category", "identity", "label", "status")
+_NEEDED = ("clip_id", "category", "identity", "label", "status", "low_face_rate")
 _INPUT_SCHEMA = pa.schema([MANIFEST_SCHEMA.field(name) for name in _NEEDED])
 _RATIO_TOLERANCE = 1e-6
 
@@ -60,7 +64,8 @@ class SplitParams:
 
     ``ratios`` are train / val / test fractions of identities; with ``folds``
     the test ratio is ignored and val takes val / (train + val) of the
-    identities outside the test fold.
+    identities outside the test fold. ``keep_low_face_rate`` lets clips
+    flagged ``low_face_rate`` take part (left out by default).
     """
 
     balance: bool = False
@@ -69,6 +74,7 @@ class SplitParams:
     per_category: int | None = None
     folds: int | None = None
     fold: int | None = None
+    keep_low_face_rate: bool = False
 
     def __post_init__(self) -> None:
         ratios = tuple(float(r) for r in self.ratios)
@@ -134,9 +140,10 @@ def make_split(manifest: pa.Table, params: SplitParams) -> pa.Table:
         raise SplitError(str(exc)) from exc
     rows = _ok_rows(manifest)
     summary: dict[str, Any] = {"ok_clips": len(rows), "failed_clips": manifest.num_rows - len(rows)}
+    rows, summary["low_face_rate_clips"] = _without_low_face_rate(rows, params)
 
     by_identity = _group(rows)
-    _check_categories(by_identity)
+    _check_categories(by_identity, low_face_rate_left_out=summary["low_face_rate_clips"])
     if params.balance:
         chosen = _balanced_clips(by_identity, params, summary)
     else:
@@ -173,9 +180,29 @@ def _ok_rows(manifest: pa.Table) -> list[dict[str, Any]]:
                 f"expected one of {', '.join(CATEGORIES)}"
             )
         if row["status"] == STATUS_OK:
-            rows.append({k: row[k] for k in ("clip_id", "category", "identity", "label")})
+            keys = ("clip_id", "category", "identity", "label", "low_face_rate")
+            rows.append({k: row[k] for k in keys})
     rows.sort(key=lambda r: r["clip_id"])
     return rows
+
+
+def _without_low_face_rate(
+    rows: list[dict[str, Any]], params: SplitParams
+) -> tuple[list[dict[str, Any]], int]:
+    """The rows that take part, and how many were left out for a low face rate.
+
+    Returned rows lose the flag (the split table has no such column). ``None``
+    (an older store) is not flagged.
+    """
+    kept: list[dict[str, Any]] = []
+    left_out = 0
+    for row in rows:
+        flagged = row.pop("low_face_rate") is True
+        if flagged and not params.keep_low_face_rate:
+            left_out += 1
+        else:
+            kept.append(row)
+    return kept, left_out
 
 
 def _group(rows: list[dict[str, Any]]) -> dict[str, dict[str, list[dict[str, Any]]]]:
@@ -186,13 +213,18 @@ def _group(rows: list[dict[str, Any]]) -> dict[str, dict[str, list[dict[str, Any
     return grouped
 
 
-def _check_categories(by_identity: dict[str, dict[str, list[dict[str, Any]]]]) -> None:
+def _check_categories(
+    by_identity: dict[str, dict[str, list[dict[str, Any]]]], low_face_rate_left_out: int = 0
+) -> None:
     present = {cat for cats in by_identity.values() for cat, clips in cats.items() if clips}
     missing = [cat for cat in CATEGORIES if cat not in present]
     if missing:
+        hint = "check the manifest's failed rows"
+        if low_face_rate_left_out:
+            hint += f"; {low_face_rate_left_out} low_face_rate clips left out: --keep-low-face-rate"
         raise SplitError(
             f"no ok clips of category {', '.join(missing)}: a split needs all four categories "
-            "(check the manifest's failed rows)"
+            f"({hint})"
         )
 
 
@@ -342,7 +374,8 @@ def _fmt_counts(counts: dict[str, int]) -> str:
 def split_summary(split: pa.Table) -> dict[str, Any]:
     """What ``make_split`` left out and why (empty for a table read back from the store).
 
-    Keys: ``ok_clips``, ``failed_clips``, ``identities``, and where they apply
+    Keys: ``ok_clips``, ``failed_clips``, ``low_face_rate_clips`` (ok clips left
+    out for a low face rate), ``identities``, and where they apply
     ``dropped_identities``, ``identities_lacking`` (category -> count),
     ``capped_identities``, ``capped_clips``.
     """
@@ -401,6 +434,11 @@ def _caption(summary: dict[str, Any]) -> str:
     notes: list[str] = []
     if summary.get("failed_clips"):
         notes.append(f"{summary['failed_clips']} failed clips excluded")
+    if summary.get("low_face_rate_clips"):
+        notes.append(
+            f"{summary['low_face_rate_clips']} clips with a low face detection rate left out "
+            "(--keep-low-face-rate keeps them)"
+        )
     if summary.get("dropped_identities"):
         lacking = _fmt_counts(summary.get("identities_lacking", {}))
         notes.append(f"{summary['dropped_identities']} identities dropped for balance ({lacking})")

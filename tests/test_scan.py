@@ -144,3 +144,37 @@ def test_infer_method() -> None:
     assert infer_method("RAFV", "00109_10_id00476_wavtolip.mp4") == "wav2lip"
     assert infer_method("FAFV", "a_fsgan-wav2lip.mp4") == "fsgan-wav2lip"
     assert infer_method("RAFV", "a.mp4") == "unknown"
+
+
+def test_duplicate_rows_of_the_release_are_merged(tmp_path: Path) -> None:
+    """The release lists some files once per method: one clip recording both methods."""
+    name = "00109_id00478_wavtolip.mp4"
+    row = (
+        f"id00166,id00478,-,{{}},D,FakeVideo-FakeAudio,Asian_East,women,{name},FakeAVCeleb/{D_DIR}"
+    )
+    _dataset(
+        tmp_path,
+        [row.format("faceswap-wav2lip"), row.format("wav2lip"), row.format("wav2lip")],
+        [f"{D_DIR}/{name}"],
+    )
+    result = scan_dataset(tmp_path)
+    assert [c.method for c in result.clips] == ["faceswap-wav2lip+wav2lip"]
+    assert result.clips[0].target1 == "id00478"
+    assert result.refused == [] and result.missing == []
+    assert len(result.merged) == 2
+    assert result.merged[0].startswith("meta_data.csv:3: ") and "line 2" in result.merged[0]
+
+
+def test_duplicate_row_with_other_labels_is_refused(tmp_path: Path) -> None:
+    name = "00109_id00478_wavtolip.mp4"
+    first = f"id00166,-,-,wav2lip,D,FakeVideo-FakeAudio,Asian_East,women,{name},FakeAVCeleb/{D_DIR}"
+    other_person = first.replace("id00166,", "id00999,", 1)
+    other_race = first.replace(",Asian_East,", ",African,")
+    _dataset(tmp_path, [first, other_person, other_race], [f"{D_DIR}/{name}"])
+    result = scan_dataset(tmp_path)
+    assert [(c.identity, c.race, c.method) for c in result.clips] == [
+        ("id00166", "Asian_East", "wav2lip")
+    ]
+    assert result.merged == []
+    assert [r.split(": ")[0] for r in result.refused] == ["meta_data.csv:3", "meta_data.csv:4"]
+    assert all("other labels than line 2" in r for r in result.refused)

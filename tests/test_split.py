@@ -382,3 +382,51 @@ def test_render_counts_matches_split_counts() -> None:
         assert cells == expected
     assert counts["total"]["total"] == 76
     assert "1 identities dropped" in text and "1 without RARV" in text
+
+
+# --------------------------------------------------------------------------- low face rate
+
+
+def _flag_low_face_rate(manifest: pa.Table, flagged: set[str]) -> pa.Table:
+    """``low_face_rate`` True for ``flagged``; of the others half False, half None (older store)."""
+    rows = manifest.to_pylist()
+    for k, r in enumerate(rows):
+        r["low_face_rate"] = True if r["clip_id"] in flagged else (None if k % 2 else False)
+    return schemas.rows_to_table(rows, MANIFEST_SCHEMA)
+
+
+def test_low_face_rate_clips_are_left_out_unless_kept() -> None:
+    """Flagged ok clips do not take part by default; the summary and caption count them."""
+    manifest = release_like_manifest(n_identities=12)
+    real_of_4 = {
+        r["clip_id"]
+        for r in manifest.to_pylist()
+        if r["identity"] == "id00004" and r["category"] == "RARV"
+    }
+    manifest = _flag_low_face_rate(manifest, real_of_4)
+
+    split = make_split(manifest, SplitParams(balance=True))
+    assert "id00004" not in split.column("identity").to_pylist()  # its only real clip flagged
+    summary = split_summary(split)
+    assert summary["low_face_rate_clips"] == 1
+    assert summary["ok_clips"] == manifest.num_rows
+    assert summary["dropped_identities"] == 1 and summary["identities_lacking"] == {"RARV": 1}
+    console = Console(record=True, width=200)
+    console.print(render_counts(split))
+    assert "1 clips with a low face detection rate left out" in console.export_text()
+    # Unbalanced: every clip but the flagged one (None and False are not flagged).
+    assert make_split(manifest, SplitParams()).num_rows == manifest.num_rows - 1
+
+    kept = make_split(manifest, SplitParams(balance=True, keep_low_face_rate=True))
+    assert "id00004" in kept.column("identity").to_pylist()
+    assert split_summary(kept)["low_face_rate_clips"] == 0
+    assert SplitParams(keep_low_face_rate=True).to_dict()["keep_low_face_rate"] is True
+
+
+def test_a_category_whose_clips_are_all_flagged_cannot_be_split() -> None:
+    manifest = release_like_manifest(n_identities=6)
+    fafv = {r["clip_id"] for r in manifest.to_pylist() if r["category"] == "FAFV"}
+    with pytest.raises(SplitError, match="no ok clips of category FAFV.*--keep-low-face-rate"):
+        make_split(_flag_low_face_rate(manifest, fafv), SplitParams())
+    kept = make_split(_flag_low_face_rate(manifest, fafv), SplitParams(keep_low_face_rate=True))
+    assert split_counts(kept)["total"]["FAFV"] == len(fafv)

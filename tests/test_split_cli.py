@@ -76,3 +76,29 @@ def test_impossible_request_is_one_clear_line(store: Path) -> None:
     )
     proc = run_cli("mscct-pipeline", "split", "--store", store, "--ratios", "0.5,0.5", check=False)
     assert proc.returncode == 2 and "ratios" in proc.stderr
+
+
+def test_low_face_rate_clips_are_left_out_and_counted(store: Path) -> None:
+    """A clip flagged in the manifest is not in the default split; the table says so."""
+    manifest = schemas.read_manifest(store)
+    rows = manifest.to_pylist()
+    ok = [r for r in rows if r["status"] == schemas.STATUS_OK]
+    flagged = next(r for r in ok if r["category"] == "RAFV")
+    for r in rows:
+        r["low_face_rate"] = r["clip_id"] == flagged["clip_id"]
+    schemas.write_manifest(store, schemas.rows_to_table(rows, schemas.MANIFEST_SCHEMA))
+
+    proc = run_cli("mscct-pipeline", "split", "--store", store)
+    assert "1 clips with a low face detection rate left out" in " ".join(proc.stdout.split())
+    table = schemas.read_split(store)
+    assert flagged["clip_id"] not in table.column("clip_id").to_pylist()
+    assert table.num_rows == len(ok) - 1
+    assert _printed_counts(proc.stdout)["total"][4] == len(ok) - 1
+    recorded = schemas.split_params(store)
+    assert recorded["keep_low_face_rate"] is False
+    assert recorded["summary"]["low_face_rate_clips"] == 1
+
+    run_cli("mscct-pipeline", "split", "--store", store, "--name", "all", "--keep-low-face-rate")
+    kept = schemas.read_split(store, "all")
+    assert flagged["clip_id"] in kept.column("clip_id").to_pylist()
+    assert schemas.split_params(store, "all")["keep_low_face_rate"] is True
