@@ -260,10 +260,11 @@ def _dir_bytes(path: Path) -> int:
 
 
 def _train_config(plan: Plan, extra: list[str] | None = None) -> Any:
-    """The trainer's config for ``plan`` (crop size set to the store's, as the trainer does)."""
+    """The trainer's config for ``plan`` (the store's crop needs no setting: the visual trunk
+    pools globally)."""
     from trainer.config import load_config
 
-    overrides = [f"model.crop_size={plan.crop}", f"window={plan.window}"]
+    overrides = [f"window={plan.window}"]
     overrides += [f"batch_size={plan.batch}", f"device={plan.device}", *(extra or [])]
     return load_config(plan.config, overrides)
 
@@ -366,23 +367,12 @@ def _timed_batches(batches: Iterator[dict[str, Any]], count: int, each: Callable
 
 
 def _train_step(model: Any, optimizer: Any, batch: dict, cfg: Any, device: Any, amp: Any) -> None:
-    """One optimiser step as ``trainer.loop`` takes it, including its per-step host sync."""
-    from trainer.inputs import model_inputs
-    from trainer.loop import LABELS
-    from trainer.model import msct_loss
-    from trainer.runtime import autocast
+    """One optimiser step: the training loop's own :func:`trainer.loop.train_step` (forward,
+    loss, finiteness check, backward, clipping, optimiser step, the per-step host sync of
+    reading the losses), so the figure measured is the loop's."""
+    from trainer.loop import train_step
 
-    audio, video, mask = model_inputs(batch, device)  # uint8 -> float video on the device
-    labels = [batch[k].to(device, non_blocking=True) for k in LABELS]
-    with autocast(device, amp):
-        out = model(audio, video, mask)
-        parts = msct_loss(out, *labels, mask, cfg.loss)
-    optimizer.zero_grad(set_to_none=True)
-    parts.total.backward()
-    if cfg.grad_clip > 0:
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-    optimizer.step()
-    float(parts.total.detach())  # the loop reads the loss every step (a device sync)
+    train_step(model, batch, optimizer, cfg, device, amp)
 
 
 def step_loader_vs_gpu(plan: Plan, store: Path) -> dict[str, Any]:

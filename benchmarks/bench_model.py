@@ -31,6 +31,7 @@ from trainer.model import MSCT, LossWeights, ModelConfig, msct_loss
 
 ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = {"dca+mssa": ("dca", "mssa"), "ca+sa": ("ca", "sa")}
+CROP = 112  # the default store's face crop (schemas.Recipe); the trunk pools globally
 
 
 def variant(preset: str, cross: str, self_attn: str) -> ModelConfig:
@@ -38,10 +39,11 @@ def variant(preset: str, cross: str, self_attn: str) -> ModelConfig:
     return ModelConfig.from_dict(data)
 
 
-def inputs(cfg: ModelConfig, batch: int, frames: int, device: str = "cpu") -> dict:
-    """A random batch with labels covering all four categories."""
+def inputs(
+    cfg: ModelConfig, batch: int, frames: int, device: str = "cpu", crop: int = CROP
+) -> dict:
+    """A random batch of ``crop``² faces with labels covering all four categories."""
     g = torch.Generator().manual_seed(0)
-    crop = cfg.crop_size
     audio_label = torch.arange(batch) % 2
     video_label = (torch.arange(batch) // 2) % 2
     data = {
@@ -133,7 +135,7 @@ def size_and_flops(preset: str, frames: int) -> dict:
             "visual_params": sum(p.numel() for p in model.visual_encoder.parameters()),
             "gflops_per_clip": counter.get_total_flops() / 1e9,
             "gflops_visual": sum(by_module.get("MSCT.visual_encoder", {}).values()) / 1e9,
-            "crop_size": cfg.crop_size,
+            "crop_size": CROP,
             "frames": frames,
         }
     return report

@@ -84,55 +84,120 @@ def test_lambda_schedule_and_reparameterisation() -> None:
     assert dca.lam().dtype == torch.float32
 
 
-def test_mssa_with_delta_kernels_equals_self_attention() -> None:
-    torch.manual_seed(0)
-    mssa = SelfAttention(16, 8, kernels=(1, 3, 5, 7))
-    sa = SelfAttention(16, 8)
-    sa.load_state_dict(mssa.state_dict(), strict=False)
-    # Scramble, then set the delta (centred identity) kernels explicitly.
-    keys = mssa.key_filter
+SHAPES = ("2d", "time")
+
+
+def set_delta_kernels(keys: MultiScaleKeys) -> None:
+    """Centred identity kernels in every group, for either kernel shape."""
+    group = keys.weight.shape[1]
     with torch.no_grad():
-        keys.weight.normal_()
         keys.weight.zero_()
         for g in range(4):
-            keys.weight[2 * g : 2 * g + 2, :, keys.pad, 0] = torch.eye(2)
+            rows = slice(group * g, group * (g + 1))
+            keys.weight[rows, :, keys.pad, keys.pad_d] = torch.eye(group)
+
+
+def mssa_and_sa(shape: str) -> tuple[SelfAttention, SelfAttention]:
+    torch.manual_seed(0)
+    mssa = SelfAttention(16, 8, kernels=(1, 3, 5, 7), kernel_shape=shape)
+    sa = SelfAttention(16, 8)
+    sa.load_state_dict(mssa.state_dict(), strict=False)
+    return mssa, sa
+
+
+def masked_input() -> tuple[torch.Tensor, torch.Tensor]:
     x = torch.randn(3, 9, 16)
     mask = torch.ones(3, 9, dtype=torch.bool)
     mask[2, 5:] = False
+    return x, mask
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_mssa_with_delta_kernels_equals_self_attention(shape: str) -> None:
+    mssa, sa = mssa_and_sa(shape)
+    keys = mssa.key_filter
+    assert keys.weight.shape == ((8, 2, 7, 7) if shape == "2d" else (8, 2, 7, 1))
+    with torch.no_grad():
+        keys.weight.normal_()
+    x, mask = masked_input()
+    assert (mssa(x, mask) - sa(x, mask)).abs().max() > 1e-3  # the scramble is seen...
+    set_delta_kernels(keys)
+    torch.testing.assert_close(mssa(x, mask), sa(x, mask), rtol=0, atol=1e-6)  # ...and undone
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_a_fresh_mssa_starts_as_self_attention(shape: str) -> None:
+    mssa, sa = mssa_and_sa(shape)
+    x, mask = masked_input()
     torch.testing.assert_close(mssa(x, mask), sa(x, mask), rtol=0, atol=1e-6)
 
 
+@pytest.mark.parametrize("group", range(4))
+@pytest.mark.parametrize("shape", SHAPES)
+def test_a_non_identity_kernel_changes_its_head_group_and_the_output(
+    shape: str, group: int
+) -> None:
+    mssa, sa = mssa_and_sa(shape)
+    keys = mssa.key_filter
+    x, mask = masked_input()
+    k = split_heads(mssa.qkv(x).chunk(3, dim=-1)[1], 8)
+    before = keys(k, mask)
+    rows = slice(2 * group, 2 * group + 2)
+    with torch.no_grad():  # perturb this group's live taps only
+        keys.weight[rows] += torch.randn_like(keys.weight[rows]) * keys.taps[rows]
+        after = keys(k, mask)
+        moved = (after - before).abs().amax(dim=(0, 2, 3))  # per head
+    assert (moved[rows] > 1e-3).all(), moved
+    assert moved[: 2 * group].eq(0).all() and moved[2 * group + 2 :].eq(0).all(), moved
+    # ...and the attention output follows: the key filter is really used.
+    assert (mssa(x, mask) - sa(x, mask)).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_taps_outside_a_groups_kernel_size_are_dead(shape: str) -> None:
+    mssa, _ = mssa_and_sa(shape)
+    keys = mssa.key_filter
+    x, mask = masked_input()
+    k = split_heads(mssa.qkv(x).chunk(3, dim=-1)[1], 8)
+    before = keys(k, mask)
+    with torch.no_grad():
+        keys.weight.add_(torch.randn_like(keys.weight) * (1 - keys.taps))
+    torch.testing.assert_close(keys(k, mask), before, rtol=0, atol=0)
+
+
 def test_mssa_differs_from_sa_once_kernels_mix_time() -> None:
-    torch.manual_seed(0)
-    mssa = SelfAttention(16, 8, kernels=(1, 3, 5, 7))
-    sa = SelfAttention(16, 8)
-    sa.load_state_dict(mssa.state_dict(), strict=False)
+    mssa, sa = mssa_and_sa("time")
     with torch.no_grad():
         mssa.key_filter.weight.normal_()
     x = torch.randn(2, 9, 16)
     assert (mssa(x) - sa(x)).abs().max() > 1e-3
 
 
-def test_each_head_group_uses_its_own_kernel_size() -> None:
+@pytest.mark.parametrize("shape", SHAPES)
+def test_each_head_group_uses_its_own_kernel_size(shape: str) -> None:
     torch.manual_seed(0)
     kernels = (1, 3, 5, 7)
-    keys = MultiScaleKeys(heads=8, kernels=kernels)
+    keys = MultiScaleKeys(heads=8, kernels=kernels, shape=shape)
     with torch.no_grad():
         keys.weight.uniform_(0.5, 1.0)  # positive taps: no accidental cancellation
-    t, d, centre = 13, 4, 7  # frames 1..13 after the CLS key at index 0
+    t, d, centre, feature = 13, 11, 7, 5  # frames 1..13 after the CLS key at index 0
     k = torch.zeros(1, 8, 1 + t, d)
-    k[:, :, centre] = 1.0  # one impulse in time, in every head
+    k[:, :, centre, feature] = 1.0  # one impulse in (time, feature), in every head
     out = keys(k)
     for g, size in enumerate(kernels):
         group = out[0, 2 * g : 2 * g + 2, 1:]  # (heads in group, T, d)
-        touched = group.abs().sum(dim=(0, 2)).nonzero().flatten() + 1
-        assert touched.tolist() == list(range(centre - size // 2, centre + size // 2 + 1))
-        assert keys.kernel(g).shape == (2, 2, size, 1)
+        times = group.abs().sum(dim=(0, 2)).nonzero().flatten() + 1
+        features = group.abs().sum(dim=(0, 1)).nonzero().flatten()
+        assert times.tolist() == list(range(centre - size // 2, centre + size // 2 + 1))
+        reach = size // 2 if shape == "2d" else 0  # "time" never mixes features
+        assert features.tolist() == list(range(feature - reach, feature + reach + 1))
+        assert keys.kernel(g).shape == (2, 2, size, size if shape == "2d" else 1)
 
 
-def test_mssa_keeps_padding_and_cls_out_of_the_mix() -> None:
+@pytest.mark.parametrize("shape", SHAPES)
+def test_mssa_keeps_padding_and_cls_out_of_the_mix(shape: str) -> None:
     torch.manual_seed(0)
-    keys = MultiScaleKeys(heads=4, kernels=(1, 3, 5, 7))
+    keys = MultiScaleKeys(heads=4, kernels=(1, 3, 5, 7), shape=shape)
     with torch.no_grad():
         keys.weight.normal_()
     k = torch.randn(2, 4, 8, 6)

@@ -21,12 +21,24 @@ def run(model: MSCT, b: int, t: int, mask: torch.Tensor | None = None):
     return model(audio, video, mask)
 
 
-@pytest.mark.parametrize("cross", ["dca", "ca"])
-@pytest.mark.parametrize("self_attn", ["mssa", "sa"])
-@pytest.mark.parametrize(("b", "t"), [(1, 1), (3, 7), (2, 10)])
-def test_shapes_for_every_ablation(cross: str, self_attn: str, b: int, t: int) -> None:
+# Table 2's four attention pairs, each MSSA with both kernel shapes, both head readings.
+ABLATIONS = [
+    ("dca", "mssa", "2d", "mean"),
+    ("dca", "mssa", "time", "cls"),
+    ("dca", "sa", "2d", "cls"),
+    ("ca", "mssa", "2d", "cls"),
+    ("ca", "mssa", "time", "mean"),
+    ("ca", "sa", "2d", "mean"),
+]
+
+
+@pytest.mark.parametrize(("cross", "self_attn", "kernel", "head"), ABLATIONS)
+@pytest.mark.parametrize(("b", "t"), [(1, 1), (3, 7)])
+def test_shapes_for_every_ablation(
+    cross: str, self_attn: str, kernel: str, head: str, b: int, t: int
+) -> None:
     torch.manual_seed(0)
-    cfg = tiny(attn_cross=cross, attn_self=self_attn)
+    cfg = tiny(attn_cross=cross, attn_self=self_attn, mssa_kernel=kernel, unimodal_head=head)
     model = MSCT(cfg)
     mask = torch.ones(b, t, dtype=torch.bool)
     mask[0, t // 2 + 1 :] = False
@@ -42,6 +54,7 @@ def test_paper_preset_shapes() -> None:
     torch.manual_seed(0)
     cfg = ModelConfig.preset("paper")
     assert (cfg.depth, cfg.dim, cfg.attn_cross, cfg.attn_self) == (6, 256, "dca", "mssa")
+    assert (cfg.mssa_kernel, cfg.unimodal_head) == ("2d", "mean")  # the paper's choices
     model = MSCT(cfg).eval()
     with torch.no_grad():
         out = run(model, 2, 3)
@@ -81,6 +94,8 @@ def test_config_from_plain_dict_with_lists() -> None:
         ("dim", 66, "divisible"),
         ("mssa_kernels", [1, 3, 4, 7], "odd"),
         ("visual_widths", [16, 36, 64], "multiples of 8"),
+        ("mssa_kernel", "3d", "mssa_kernel"),
+        ("unimodal_head", "max", "unimodal_head"),
     ],
 )
 def test_invalid_config_is_rejected(field: str, value: object, message: str) -> None:

@@ -21,10 +21,21 @@ def batch(b: int, t: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.randn(b, t, 104, generator=g), torch.randn(b, 3, t, CROP, CROP, generator=g)
 
 
-@pytest.mark.parametrize(("cross", "self_attn"), [("dca", "mssa"), ("ca", "sa"), ("dca", "sa")])
-def test_every_parameter_receives_a_gradient(cross: str, self_attn: str) -> None:
+@pytest.mark.parametrize(
+    ("cross", "self_attn", "kernel", "head"),
+    [
+        ("dca", "mssa", "2d", "mean"),
+        ("ca", "mssa", "time", "cls"),
+        ("ca", "sa", "2d", "mean"),
+        ("dca", "sa", "2d", "cls"),
+    ],
+)
+def test_every_parameter_receives_a_gradient(
+    cross: str, self_attn: str, kernel: str, head: str
+) -> None:
     torch.manual_seed(0)
-    model = MSCT(tiny(attn_cross=cross, attn_self=self_attn))
+    cfg = tiny(attn_cross=cross, attn_self=self_attn, mssa_kernel=kernel, unimodal_head=head)
+    model = MSCT(cfg)
     audio, video = batch(4, 6)
     mask = torch.ones(4, 6, dtype=torch.bool)
     mask[1, 4:] = False
@@ -61,6 +72,26 @@ def test_padded_frames_do_not_change_the_outputs(train: bool) -> None:
     if not train:  # batch statistics aside, a padded clip equals the same clip unpadded
         alone = model(audio[:1, :t_real], video[:1, :, :t_real])
         torch.testing.assert_close(alone.fused_logits, first.fused_logits[:1], atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("head", ["mean", "cls"])
+def test_unimodal_heads_read_what_the_config_says(head: str) -> None:
+    torch.manual_seed(0)
+    model = MSCT(tiny(dropout=0.0, unimodal_head=head)).eval()
+    audio, video = batch(2, 6)
+    mask = torch.ones(2, 6, dtype=torch.bool)
+    mask[1, 3:] = False
+    out = model(audio, video, mask)
+    c = model.cfg.dim
+    if head == "mean":  # mean over the real frames only
+        keep = mask[..., None].float()
+        read_a = (out.audio_tokens * keep).sum(1) / keep.sum(1)
+        read_v = (out.video_tokens * keep).sum(1) / keep.sum(1)
+    else:  # the CLS tokens, which are also the fused head's input
+        read_a, read_v = out.embedding[:, :c], out.embedding[:, c:]
+    torch.testing.assert_close(out.audio_logits, model.audio_head(read_a))
+    torch.testing.assert_close(out.video_logits, model.video_head(read_v))
+    torch.testing.assert_close(out.fused_logits, model.fused_head(out.embedding))
 
 
 def test_a_seeded_model_is_deterministic() -> None:
@@ -137,3 +168,35 @@ def test_alignment_ignores_negative_similarity_of_fake_pairs() -> None:
     real = torch.tensor([0, 0])
     parts = msct_loss(out, real, real, real, None, LossWeights())
     assert parts.align.item() == pytest.approx(2.0)  # 1 − (−1) for real pairs
+
+
+def test_mean_alignment_compares_time_averaged_embeddings() -> None:
+    audio_label, video_label, label = (
+        torch.tensor([0, 1]),
+        torch.tensor([0, 0]),
+        torch.tensor([0, 1]),
+    )
+    mask = torch.tensor([[True, True], [True, False]])
+    weights = LossWeights(alignment="mean")
+    parts = msct_loss(hand_output(), audio_label, video_label, label, mask, weights)
+    # Clip 0: means (½, ½) and (1, 0), d = 1/√2 → 1 − d. Clip 1 (padding dropped): (1, 1)
+    # and (1, 0), d = 1/√2 → max(0, d).
+    expected = ((1 - 1 / math.sqrt(2)) + 1 / math.sqrt(2)) / 2
+    assert parts.align.item() == pytest.approx(expected, abs=1e-6)
+
+
+def test_only_sequence_alignment_sees_a_time_shift() -> None:
+    torch.manual_seed(0)
+    out = hand_output()
+    out.audio_tokens = torch.randn(2, 8, 4)
+    out.video_tokens = out.audio_tokens.roll(3, dims=1)  # the same frames, 3 frames late
+    real = torch.tensor([0, 0])
+    sequence = msct_loss(out, real, real, real, None, LossWeights(alignment="sequence"))
+    mean = msct_loss(out, real, real, real, None, LossWeights(alignment="mean"))
+    assert mean.align.item() == pytest.approx(0.0, abs=1e-6)  # 1 − d with d = 1
+    assert sequence.align.item() > 0.3
+
+
+def test_unknown_alignment_is_rejected() -> None:
+    with pytest.raises(ValueError, match="alignment must be one of"):
+        LossWeights(alignment="frames")

@@ -8,6 +8,8 @@ result as ``config.yaml`` in the run directory, so that the run can be repeated.
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -73,10 +75,16 @@ class TrainConfig:
         for name in ("warmup_epochs", "num_workers", "seed", "precise_bn"):
             if getattr(self, name) < 0:
                 raise TrainerError(f"config: {name} must be >= 0, not {getattr(self, name)}")
+        if not all(math.isfinite(getattr(self, n)) for n in ("lr", "weight_decay", "grad_clip")):
+            raise TrainerError("config: lr, weight_decay and grad_clip must be finite numbers")
         if self.lr <= 0 or self.weight_decay < 0 or self.grad_clip < 0:
             raise TrainerError("config: lr must be > 0, weight_decay and grad_clip >= 0")
-        if self.eval_stride is not None and self.eval_stride < 1:
-            raise TrainerError(f"config: eval_stride must be >= 1 or null, not {self.eval_stride}")
+        if self.eval_stride is not None and not 1 <= self.eval_stride <= self.window:
+            # A stride beyond the window would skip frames that evaluation promises to score.
+            raise TrainerError(
+                f"config: eval_stride must be in [1, window={self.window}] or null, "
+                f"not {self.eval_stride}"
+            )
         if self.patience is not None and self.patience < 1:
             raise TrainerError(f"config: patience must be >= 1 or null, not {self.patience}")
         if self.window > self.model.max_frames:
@@ -212,6 +220,28 @@ def _coerce(name: str, value: Any, default: Any) -> Any:
     return value
 
 
+class _Yaml12Loader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` whose booleans are only true / false, as in YAML 1.2.
+
+    YAML 1.1 also reads on / off / yes / no as booleans, so ``--set amp=off`` or
+    ``amp: off`` in a file would arrive as ``False`` instead of the choice ``"off"``.
+    """
+
+
+_Yaml12Loader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Yaml12Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+
+
+def load_yaml(text: str) -> Any:
+    """Parse config YAML (safe, YAML 1.2 booleans); raises ``yaml.YAMLError``."""
+    return yaml.load(text, Loader=_Yaml12Loader)  # a SafeLoader subclass: safe
+
+
 def parse_overrides(pairs: list[str]) -> dict[str, Any]:
     """``["model.dim=64", "epochs=3"]`` → ``{"model": {"dim": 64}, "epochs": 3}``.
 
@@ -224,7 +254,7 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
         if not sep or not key:
             raise TrainerError(f"--set expects key=value, got {pair!r}")
         try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
+            value = load_yaml(raw) if raw.strip() else ""
         except yaml.YAMLError:
             value = raw
         node = tree
@@ -265,9 +295,18 @@ def load_config(spec: str | None = None, overrides: list[str] | None = None) -> 
                 f"--config {spec!r} is neither a preset ({', '.join(PRESETS)}) nor a file"
             )
         try:
-            loaded = yaml.safe_load(path.read_text()) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise TrainerError(f"cannot read config {path}: {exc}") from exc
+            loaded = load_yaml(path.read_text(encoding="utf-8")) or {}
+        except UnicodeDecodeError as exc:
+            raise TrainerError(
+                f"config {path} is not UTF-8 text (byte {exc.start}); save it as UTF-8"
+            ) from None
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            problem = getattr(exc, "problem", None) or "unparsable"
+            raise TrainerError(f"config {path} is not valid YAML{where}: {problem}") from None
+        except OSError as exc:
+            raise TrainerError(f"cannot read config {path}: {exc.strerror or exc}") from None
         data = TrainConfig.from_dict(loaded).to_dict()
     data = _deep_merge(data, parse_overrides(overrides or []))
     return TrainConfig.from_dict(data)

@@ -52,10 +52,11 @@ from trainer.model import MSCT, msct_loss
 from trainer.runtime import (
     autocast,
     autocast_dtype,
-    git_revision,
+    new_run_dir,
     open_split,
     resolve_device,
     seed_everything,
+    source_revision,
     write_json,
 )
 
@@ -65,6 +66,8 @@ SELECTION = (
 )
 LOSS_PARTS = ("total", "audio", "video", "fused", "align")
 LABELS = ("audio_label", "video_label", "label")  # msct_loss's label arguments, in order
+
+RUNS_ROOT = Path("runs")  # where a run without --out gets its runs/<timestamp> directory
 
 Log = Callable[[str], None]
 
@@ -177,15 +180,61 @@ class RunPaths:
         return self.out / "metrics.jsonl"
 
 
+NOT_FINITE_HINT = "stopped (try a lower lr, amp=off or grad_clip > 0)"
+
+
 def _check_loss(loss: torch.Tensor, epoch: int, step: int, info: ddp.DistInfo) -> None:
+    """Raise on a non-finite loss on any rank (all ranks stop together)."""
     bad = 0.0 if bool(torch.isfinite(loss.detach())) else 1.0
     if info.enabled:
         bad = ddp.all_sum([bad], info)[0]
     if bad:
         raise TrainerError(
-            f"loss is not finite at epoch {epoch + 1} step {step + 1}; stopped (try a lower lr, "
-            "amp=off or grad_clip > 0)"
+            f"loss is not finite at epoch {epoch + 1} step {step + 1}; {NOT_FINITE_HINT}"
         )
+
+
+def _check_finite(loss: torch.Tensor) -> None:
+    """Single-process default of :func:`train_step`'s ``check``."""
+    if not bool(torch.isfinite(loss.detach())):
+        raise TrainerError(f"loss is not finite; {NOT_FINITE_HINT}")
+
+
+def train_step(
+    model: torch.nn.Module,
+    batch: dict[str, torch.Tensor],
+    optimizer: torch.optim.Optimizer,
+    cfg: TrainConfig,
+    device: torch.device,
+    amp: torch.dtype | None,
+    *,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+    check: Callable[[torch.Tensor], None] = _check_finite,
+) -> dict[str, float]:
+    """One optimisation step of the training loop, exactly as :func:`train` takes it.
+
+    ``batch`` is a collated :class:`~trainer.data.WindowDataset` batch (audio (B, T, 104),
+    uint8 video (B, T, S, S, 3), mask (B, T), labels (B,)), on the host or on ``device``.
+    Forward and loss under ``amp`` autocast, ``check(total loss)`` before any weight moves
+    (it raises on a non-finite loss), backward, gradient clipping at ``cfg.grad_clip``,
+    the optimiser step and, when given, the scheduler step. Returns each loss part
+    (``LOSS_PARTS``) as a float: reading them is a host sync, which every step of the loop
+    pays and so every benchmark of it must pay too.
+    """
+    audio, video, mask = model_inputs(batch, device)
+    labels = [batch[k].to(device, non_blocking=True) for k in LABELS]
+    with autocast(device, amp):
+        out = model(audio, video, mask)
+        parts = msct_loss(out, *labels, mask, cfg.loss)
+    check(parts.total)
+    optimizer.zero_grad(set_to_none=True)
+    parts.total.backward()
+    if cfg.grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+    optimizer.step()
+    if scheduler is not None:
+        scheduler.step()
+    return {name: float(getattr(parts, name).detach()) for name in LOSS_PARTS}
 
 
 def _progress(enabled: bool, epoch: int) -> Any:
@@ -207,13 +256,17 @@ def train(
     cfg: TrainConfig,
     store: Path,
     split: str,
-    out: Path,
+    out: Path | None,
     *,
     resume: bool = False,
     log: Log = print,
+    runs_root: Path = RUNS_ROOT,
 ) -> dict[str, Any]:
-    """Train, select on val, test once; return the report (also written to ``out/report.json``).
+    """Train, select on val, test once; return the report (also written to ``out/report.json``;
+    its ``run_dir`` names ``out``).
 
+    ``out=None`` creates a new ``runs_root/<timestamp>`` directory, atomically and uniquely
+    (:func:`trainer.runtime.new_run_dir`), on the main rank, whose choice every rank follows.
     Raises :class:`TrainerError` for every user error (store, split, run directory,
     checkpoint, non-finite loss).
     """
@@ -221,7 +274,10 @@ def train(
     device = resolve_device(cfg, info)
     ddp.init(info, device)
     try:
-        return _train(cfg, Path(store), split, Path(out), resume, log, info, device)
+        if out is None and resume:
+            raise TrainerError("--resume needs the --out of the run to continue")
+        out = Path(out) if out is not None else None
+        return _train(cfg, Path(store), split, out, runs_root, resume, log, info, device)
     finally:
         ddp.shutdown()
 
@@ -233,6 +289,8 @@ def _prepare_run(
     fingerprint: str,
 ) -> dict[str, Any] | None:
     """Check the run directory; return the checkpoint to resume from (or None)."""
+    if paths.out.exists() and not paths.out.is_dir():
+        raise TrainerError(f"--out {paths.out} is a file, not a run directory; pass another --out")
     if not resume:
         if paths.last.exists():
             raise TrainerError(
@@ -257,6 +315,13 @@ def _prepare_run(
     return ckpt
 
 
+def _new_run_dir(root: Path, info: ddp.DistInfo) -> Path:
+    """A fresh ``root/<timestamp>`` made by the main rank (atomically, with a suffix when
+    another run took the name this second); every rank gets the main rank's path."""
+    made = str(new_run_dir(root)) if info.is_main else None
+    return Path(ddp.broadcast_object(made, info))
+
+
 def _write_meta(
     cfg: TrainConfig,
     paths: RunPaths,
@@ -265,11 +330,12 @@ def _write_meta(
     split: str,
     device: Any,
     world: int,
+    parameters: int,
 ) -> None:
     from schemas.store import software_version
 
     meta = {
-        "git_revision": git_revision(),
+        **source_revision(),  # git_revision and git_dirty of the trainer's own checkout
         "store": str(store.resolve()),
         "store_fingerprint": fingerprint,
         "split": split,
@@ -278,6 +344,7 @@ def _write_meta(
         "python_version": sys.version.split()[0],
         "device": str(device),
         "world_size": world,
+        "parameters": parameters,
         "selection": SELECTION,
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
@@ -289,31 +356,32 @@ def _train(
     cfg: TrainConfig,
     store: Path,
     split: str,
-    out: Path,
+    out_arg: Path | None,
+    runs_root: Path,
     resume: bool,
     log: Log,
     info: ddp.DistInfo,
     device: torch.device,
 ) -> dict[str, Any]:
     recipe, fingerprint, parts = open_split(store, split)
-    for part in ("train", "val"):
+    # All three parts, test included, before anything is trained: a run that could only
+    # fail after its last epoch would waste the whole training.
+    for part in ("train", "val", "test"):
         if not parts[part]:
             raise TrainerError(f"split {split!r} has no {part} clips")
-    if cfg.model.crop_size != recipe.crop_size:
-        # The store decides the crop; the visual trunk pools globally, so any size works.
-        cfg = TrainConfig.from_dict({**cfg.to_dict(), "model": {"crop_size": recipe.crop_size}})
-        if info.is_main:
-            log(f"model.crop_size set to the store's crop size {recipe.crop_size}")
+    # The store's crop size needs no model setting: the visual trunk pools globally.
+    out = out_arg if out_arg is not None else _new_run_dir(runs_root, info)
     paths = RunPaths(out)
     ckpt = _prepare_run(cfg, paths, resume, fingerprint)
     main = info.is_main
-    if main:
-        (out / "checkpoints").mkdir(parents=True, exist_ok=True)
-        _write_meta(cfg, paths, store, fingerprint, split, device, info.world_size)
     amp = autocast_dtype(cfg, device)
 
     seed_everything(cfg.seed)
     model = MSCT(cfg.model).to(device)
+    if main:
+        (out / "checkpoints").mkdir(parents=True, exist_ok=True)
+        n_params = sum(p.numel() for p in model.parameters())
+        _write_meta(cfg, paths, store, fingerprint, split, device, info.world_size, n_params)
     # Each clip appears windows_per_clip times per epoch; every copy draws its own
     # random window (the window depends on the item index), so short datasets still
     # give the optimiser enough steps per epoch.
@@ -429,6 +497,10 @@ def _train(
                 "store_fingerprint": fingerprint,
                 "recipe": recipe.to_dict(),
                 "split": split,
+                # What `mscct-train eval` needs to refuse scoring clips the model trained on,
+                # and to find the split when evaluating on another store.
+                "store": str(store.resolve()),
+                "train_clips": [c.clip_id for c in parts["train"]],
             }
             if improved:
                 save_checkpoint(paths.best, state)
@@ -471,23 +543,15 @@ def _train_epoch(
     with _progress(interactive, epoch + 1) as progress:
         task = progress.add_task("train", total=len(loader), loss=float("nan"))
         for step, batch in enumerate(loader):
-            audio, video, mask = model_inputs(batch, device)
-            labels = [batch[k].to(device, non_blocking=True) for k in LABELS]
-            with autocast(device, amp):
-                out = model(audio, video, mask)
-                parts = msct_loss(out, *labels, mask, cfg.loss)
-            _check_loss(parts.total, epoch, step, info)
-            optimizer.zero_grad(set_to_none=True)
-            parts.total.backward()
-            if cfg.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            optimizer.step()
-            scheduler.step()
-            size = float(audio.shape[0])
+            losses = train_step(
+                model, batch, optimizer, cfg, device, amp, scheduler=scheduler,
+                check=lambda loss, step=step: _check_loss(loss, epoch, step, info),
+            )  # fmt: skip
+            size = float(batch["label"].shape[0])
             for i, name in enumerate(LOSS_PARTS):
-                sums[i] += float(getattr(parts, name).detach()) * size
+                sums[i] += losses[name] * size
             sums[-1] += size
-            progress.update(task, advance=1, loss=float(parts.total.detach()))
+            progress.update(task, advance=1, loss=losses["total"])
     return sums
 
 
@@ -524,8 +588,6 @@ def _finish(
     paths = RunPaths(out)
     best = load_checkpoint(paths.best)
     load_model_state(ddp.unwrap(model), best["model"], paths.best)
-    if not parts["test"]:
-        raise TrainerError(f"split {split!r} has no test clips")
     # The only place the test part is opened.
     test_set = WindowDataset(
         store, parts["test"], cfg.window, train=False, seed=cfg.seed, eval_stride=cfg.eval_stride
@@ -546,6 +608,7 @@ def _finish(
         "store_fingerprint": fingerprint,
         "split": split,
         "recipe": recipe.to_dict(),
+        "run_dir": str(out),
     }
     if info.is_main:
         write_json(out / "report.json", report)
@@ -568,4 +631,4 @@ def _write_plots(out: Path, scores: ClipScores, metrics: dict[str, Any], log: Lo
         log(f"warning: plots not written ({exc})")
 
 
-__all__: Sequence[str] = ("SELECTION", "train")
+__all__: Sequence[str] = ("SELECTION", "train", "train_step")

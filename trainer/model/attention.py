@@ -40,59 +40,87 @@ class MultiScaleKeys(nn.Module):
     """MSSA's key filter. k (B, h, L, d) → (B, h, L, d).
 
     The h heads form four groups of h/4. Group i is treated as an image with h/4 channels
-    over the (T, d_head) plane and filtered by a 2-D conv with kernel (k_i, 1), "same" padding
-    and no bias. The kernel spans time only: the d_head axis has no neighbourhood structure
-    (its order is arbitrary), so a kernel wider than 1 along it would mix unrelated features.
+    over the (T, d_head) plane and filtered by a 2-D conv with "same" padding and no bias,
+    whose kernel is
+
+    * ``shape="2d"`` (the paper's "2D convolution at a specific scale"): k_i × k_i, mixing
+      k_i neighbouring frames and k_i neighbouring features of d_head;
+    * ``shape="time"``: k_i × 1, time only. The d_head axis has no neighbourhood structure
+      of its own (its order is whatever the key projection learns), so this variant
+      mixes frames without mixing features; an ablation of the paper's choice.
+
     Mixing the h/4 heads of a group is kept, as the 2-D conv over the group implies.
 
     The four convs run as one grouped conv (groups = 4) whose kernels are zero outside each
-    group's own size (a fixed tap mask), so MSSA costs one conv call, not four.
+    group's own size (a fixed tap mask), so MSSA costs one conv call, not four. The weight
+    is stored at the largest size for every group, so the parameter count includes taps
+    the mask keeps at zero.
 
     Padded keys are zeroed first so that they cannot leak into real neighbours, and the CLS
     key is left as is: it is not a time step. Kernels start as a centred delta (identity),
     so MSSA starts out equal to SA and learns how much of the neighbours to mix in.
     """
 
-    def __init__(self, heads: int, kernels: Sequence[int]) -> None:
+    def __init__(self, heads: int, kernels: Sequence[int], shape: str = "2d") -> None:
         super().__init__()
+        if shape not in ("2d", "time"):
+            raise ValueError(f"MSSA kernel shape must be '2d' or 'time', got {shape!r}")
         self.kernel_sizes = tuple(kernels)
-        group, width = heads // 4, max(kernels)
-        self.pad = width // 2
-        taps = torch.zeros(heads, 1, width, 1)
-        delta = torch.zeros(heads, group, width, 1)
+        self.shape = shape
+        group, size = heads // 4, max(kernels)
+        self.pad = size // 2
+        width = size if shape == "2d" else 1  # kernel extent along d_head
+        self.pad_d = width // 2
+        taps = torch.zeros(heads, 1, size, width)
+        delta = torch.zeros(heads, group, size, width)
         for i, k in enumerate(kernels):
             rows = slice(i * group, (i + 1) * group)
-            taps[rows, :, self.pad - k // 2 : self.pad + k // 2 + 1] = 1.0
-            delta[rows, :, self.pad, 0] = torch.eye(group)
-        self.weight = nn.Parameter(delta)  # (h, h/4, k_max, 1): out head, in head of its group
+            taps[(rows, slice(None), *self._window(k))] = 1.0
+            delta[rows, :, self.pad, self.pad_d] = torch.eye(group)
+        # (h, h/4, k_max, k_max or 1): out head, in head of its group, time tap, feature tap
+        self.weight = nn.Parameter(delta)
         self.register_buffer("taps", taps, persistent=False)
 
+    def _window(self, k: int) -> tuple[slice, slice]:
+        """The (time, feature) taps of a size-k kernel inside the stored k_max kernel."""
+        time = slice(self.pad - k // 2, self.pad + k // 2 + 1)
+        if self.shape == "time":
+            return time, slice(0, 1)
+        return time, slice(self.pad_d - k // 2, self.pad_d + k // 2 + 1)
+
     def kernel(self, group: int) -> Tensor:
-        """Effective kernel of one head group, (h/4, h/4, k_i, 1)."""
+        """Effective kernel of one head group, (h/4, h/4, k_i, k_i) or (h/4, h/4, k_i, 1)."""
         g = self.weight.shape[1]
-        k = self.kernel_sizes[group]
         rows = self.weight[group * g : (group + 1) * g]
-        return rows[:, :, self.pad - k // 2 : self.pad + k // 2 + 1]
+        return rows[(slice(None), slice(None), *self._window(self.kernel_sizes[group]))]
 
     def forward(self, k: Tensor, mask: Tensor | None = None) -> Tensor:
         cls, frames = k[:, :, :1], k[:, :, 1:]
         if mask is not None:
             frames = frames * mask[:, None, 1:, None].to(frames.dtype)
         weight = (self.weight * self.taps).to(frames.dtype)
-        mixed = F.conv2d(frames, weight, padding=(self.pad, 0), groups=4)
+        mixed = F.conv2d(frames, weight, padding=(self.pad, self.pad_d), groups=4)
         return torch.cat([cls, mixed], dim=2)
 
 
 class SelfAttention(nn.Module):
-    """SA, or MSSA when ``kernels`` is given. x (B, L, C), mask (B, L) → (B, L, C)."""
+    """SA, or MSSA when ``kernels`` is given (``kernel_shape``: see :class:`MultiScaleKeys`).
+    x (B, L, C), mask (B, L) → (B, L, C)."""
 
     def __init__(
-        self, dim: int, heads: int, dropout: float = 0.0, kernels: Sequence[int] | None = None
+        self,
+        dim: int,
+        heads: int,
+        dropout: float = 0.0,
+        kernels: Sequence[int] | None = None,
+        kernel_shape: str = "2d",
     ) -> None:
         super().__init__()
         self.heads = heads
         self.qkv = nn.Linear(dim, 3 * dim)
-        self.key_filter = MultiScaleKeys(heads, kernels) if kernels is not None else None
+        self.key_filter = (
+            MultiScaleKeys(heads, kernels, kernel_shape) if kernels is not None else None
+        )
         self.proj = nn.Linear(dim, dim)
         self.drop = nn.Dropout(dropout)
 

@@ -3,21 +3,33 @@
 The paper fixes only the depth (6 blocks), the audio width (104) and the kinds of
 layers. Everything else is a choice recorded here.
 
-``paper`` preset (14.1 M parameters, 1.87 GFLOPs forward per 16-frame clip at 112², of
+``paper`` preset (14.09 M parameters, 1.88 GFLOPs forward per 16-frame clip at 112², of
 which 1.42 G in the per-frame CNN; numbers from ``benchmarks/bench_model.py``):
     C = 256, 8 heads (d_head = 32, two heads per MSSA group), MLP ratio 4, dropout 0.1,
-    MSSA temporal kernels (1, 3, 5, 7), i.e. 1 to 7 frames = 40 to 280 ms at 25 fps.
+    MSSA kernels k = (1, 3, 5, 7): k×k over (T, d_head), i.e. 1 to 7 frames = 40 to 280 ms
+    at 25 fps, and as many neighbouring features of d_head.
     Visual trunk for 112×112 crops: stem conv 32 channels, stride 2 (56²) → max-pool (28²)
     → WTConv (2 levels, 5×5) → four Res2Net stages of widths (64, 128, 256, 256), 2
     Bottle2neck blocks each, strides (1, 2, 2, 2) (28², 14², 7², 4²), CBAM between stages,
     global average pool, linear to C. The trunk is far lighter than Res2Net-50 (0.6 M
     parameters) because it runs once per frame, 16-64 frames per clip.
 
-``tiny`` preset (0.24 M parameters, 0.12 GFLOPs per 16-frame clip; one batch-8 × 16-frame
+``tiny`` preset (0.245 M parameters, 0.12 GFLOPs per 16-frame clip; one batch-8 × 16-frame
 training step at 112² costs about 0.3 s of one CPU core):
     C = 64, 2 blocks, 4 heads, MLP ratio 2, stem 16 channels, Res2Net widths (16, 32, 64)
-    with one block each. Same 112×112 crops as ``paper``, so it reads the default store
-    unchanged (the trunk pools globally, so other crop sizes also run).
+    with one block each.
+
+Both presets read any store: the trunk pools globally, so the crop size is the store's
+business and no model setting (sizes above are quoted at the default store's 112²).
+
+The switches, each with the paper's reading as its default:
+    attn_cross   "dca" | "ca"      differential or plain cross attention (Table 2)
+    attn_self    "mssa" | "sa"     multi-scale or plain self attention (Table 2)
+    mssa_kernel  "2d" | "time"     k×k kernels over (T, d_head), or k×1 over time only
+                                   (see :class:`trainer.model.attention.MultiScaleKeys`)
+    unimodal_head "mean" | "cls"   what the audio / video heads read (see
+                                   :mod:`trainer.model.msct` for why "mean")
+The loss's ``alignment`` switch lives in :class:`trainer.model.loss.LossWeights`.
 """
 
 from __future__ import annotations
@@ -27,6 +39,8 @@ from typing import Any, ClassVar
 
 CROSS_ATTENTIONS: tuple[str, ...] = ("dca", "ca")
 SELF_ATTENTIONS: tuple[str, ...] = ("mssa", "sa")
+MSSA_KERNELS: tuple[str, ...] = ("2d", "time")
+UNIMODAL_HEADS: tuple[str, ...] = ("mean", "cls")
 
 
 @dataclass
@@ -44,9 +58,10 @@ class ModelConfig:
     dropout: float  # on embeddings, attention outputs and the feed-forward layer
     attn_cross: str  # "dca" (paper) | "ca" (ablation: plain cross attention)
     attn_self: str  # "mssa" (paper) | "sa" (ablation: plain self attention)
-    mssa_kernels: tuple[int, int, int, int]  # temporal kernel (frames) of each MSSA head group
+    mssa_kernels: tuple[int, int, int, int]  # kernel size k_i of each MSSA head group
+    mssa_kernel: str = "2d"  # "2d" (paper): k×k over (T, d_head) | "time": k×1, time only
+    unimodal_head: str = "mean"  # audio / video heads read: "mean" of [z1 … zT] | "cls"
     audio_channels: int = 104
-    crop_size: int = 112  # face crop side the visual trunk is sized for
     max_frames: int = 512  # longest window the position table supports
     visual_stem: int = 32  # channels of the stem convolution (and of WTConv)
     visual_widths: tuple[int, ...] = (64, 128, 256, 256)  # output channels per Res2Net stage
@@ -70,6 +85,12 @@ class ModelConfig:
             )
         if self.attn_self not in SELF_ATTENTIONS:
             raise ValueError(f"attn_self must be one of {SELF_ATTENTIONS}, got {self.attn_self!r}")
+        if self.mssa_kernel not in MSSA_KERNELS:
+            raise ValueError(f"mssa_kernel must be one of {MSSA_KERNELS}, got {self.mssa_kernel!r}")
+        if self.unimodal_head not in UNIMODAL_HEADS:
+            raise ValueError(
+                f"unimodal_head must be one of {UNIMODAL_HEADS}, got {self.unimodal_head!r}"
+            )
         if self.heads <= 0 or self.heads % 4:
             raise ValueError(
                 f"heads must be a positive multiple of 4 (MSSA groups), got {self.heads}"

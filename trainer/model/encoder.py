@@ -53,7 +53,7 @@ class Branch(nn.Module):
         super().__init__()
         kernels = cfg.mssa_kernels if cfg.attn_self == "mssa" else None
         self.norm_self = nn.LayerNorm(cfg.dim)
-        self.self_attn = SelfAttention(cfg.dim, cfg.heads, cfg.dropout, kernels)
+        self.self_attn = SelfAttention(cfg.dim, cfg.heads, cfg.dropout, kernels, cfg.mssa_kernel)
         self.norm_cross = nn.LayerNorm(cfg.dim)
         self.cross_attn: nn.Module
         if cfg.attn_cross == "dca":

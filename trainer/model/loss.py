@@ -2,10 +2,16 @@
 
 L = λa·CE(audio_logits, audio_label) + λv·CE(video_logits, video_label)
   + λav·CE(fused_logits, label) + λc·L_c,
-L_c = mean over the batch of  y·(1 − d) + (1 − y)·max(0, d),
-d = cosine similarity of the audio and video token sequences [z1 … zT], each flattened to one
-(T·C) vector with padded frames zeroed (zeros add nothing to the dot product or the norms,
-so d is exactly the similarity of the real frames). y = 1 only for real pairs (RARV).
+L_c = mean over the batch of  y·(1 − d) + (1 − y)·max(0, d),  y = 1 only for real pairs (RARV),
+d = cosine similarity of the audio and video token sequences [z1 … zT], by ``alignment``:
+
+* ``"sequence"`` (default): each sequence flattened to one (T·C) vector, padded frames
+  zeroed (zeros add nothing to the dot product or the norms, so d is exactly the
+  similarity of the real frames). Frame t of the audio is compared with frame t of the
+  video, so a lip-sync offset of a few frames lowers d: the cue the loss is there to teach.
+* ``"mean"``: the cosine of the time-averaged embeddings (mean over real frames), as MRDF
+  does. Insensitive to where in time the two modalities agree, so a shift of a few frames
+  barely moves it.
 """
 
 from __future__ import annotations
@@ -15,17 +21,24 @@ from dataclasses import dataclass
 import torch.nn.functional as F
 from torch import Tensor
 
-from .msct import MSCTOutput
+from .msct import MSCTOutput, masked_mean
+
+ALIGNMENTS: tuple[str, ...] = ("sequence", "mean")
 
 
 @dataclass
 class LossWeights:
-    """λa, λv, λav, λc."""
+    """λa, λv, λav, λc, and how L_c compares the two token sequences (``alignment``)."""
 
     audio: float = 1.0
     video: float = 1.0
     fused: float = 1.0
     align: float = 1.0
+    alignment: str = "sequence"
+
+    def __post_init__(self) -> None:
+        if self.alignment not in ALIGNMENTS:
+            raise ValueError(f"alignment must be one of {ALIGNMENTS}, got {self.alignment!r}")
 
 
 @dataclass
@@ -46,6 +59,13 @@ def sequence_cosine(za: Tensor, zv: Tensor, mask: Tensor | None) -> Tensor:
         keep = mask[..., None].to(za.dtype)
         za, zv = za * keep, zv * keep
     return F.cosine_similarity(za.flatten(1), zv.flatten(1), dim=1, eps=1e-8)
+
+
+def mean_cosine(za: Tensor, zv: Tensor, mask: Tensor | None) -> Tensor:
+    """Cosine similarity of the time-averaged embeddings (MRDF's L_c).
+    za, zv (B, T, C), mask (B, T) → (B,) fp32."""
+    ma, mv = masked_mean(za.float(), mask), masked_mean(zv.float(), mask)
+    return F.cosine_similarity(ma, mv, dim=1, eps=1e-8)
 
 
 def alignment_loss(d: Tensor, pair: Tensor) -> Tensor:
@@ -69,7 +89,8 @@ def msct_loss(
     ce_video = F.cross_entropy(out.video_logits.float(), video_label)
     ce_fused = F.cross_entropy(out.fused_logits.float(), label)
     pair = (audio_label == 0) & (video_label == 0)
-    align = alignment_loss(sequence_cosine(out.audio_tokens, out.video_tokens, mask), pair)
+    similarity = mean_cosine if weights.alignment == "mean" else sequence_cosine
+    align = alignment_loss(similarity(out.audio_tokens, out.video_tokens, mask), pair)
     total = (
         weights.audio * ce_audio
         + weights.video * ce_video

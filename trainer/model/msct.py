@@ -3,7 +3,15 @@
 audio (B, T, 104) ─linear─► (B, T, C) ─┐
                                         ├─► CrossModalEncoder ─► za, zv (B, 1+T, C)
 video (B, 3, T, H, W) ─per-frame CNN─► ─┘
-za[:, 0] → audio head;  zv[:, 0] → video head;  [za[:, 0] ‖ zv[:, 0]] → fused head.
+[za[:, 0] ‖ zv[:, 0]] (the CLS tokens) → fused head;
+audio / video head ← mean of [z1 … zT] over real frames (``unimodal_head="mean"``, default)
+                     or the modality's CLS token (``unimodal_head="cls"``).
+
+Why ``mean`` by default: the paper regularises the token sequence [z1 … zT] of each
+modality with that modality's cross-entropy, following MRDF-CE, whose uni-modal
+classifiers read mean-pooled tokens. Every frame token then gets a direct per-modality
+gradient, and the CLS tokens are left to the fused head. ``cls`` reads the CLS tokens
+instead, as the heads of a plain ViT-style classifier would.
 """
 
 from __future__ import annotations
@@ -30,6 +38,17 @@ class MSCTOutput:
     video_tokens: Tensor  # (B, T, C) video [z1 … zT] after the final norm
 
 
+def masked_mean(tokens: Tensor, mask: Tensor | None) -> Tensor:
+    """Mean over the real frames. tokens (B, T, C), mask (B, T) bool | None → (B, C).
+
+    Padded tokens are zeroed rather than just left out of the count, so that whatever
+    they hold (they are computed but meaningless) cannot reach the result."""
+    if mask is None:
+        return tokens.mean(dim=1)
+    keep = mask[..., None].to(tokens.dtype)
+    return (tokens * keep).sum(dim=1) / keep.sum(dim=1).clamp_min(1.0)
+
+
 class MSCT(nn.Module):
     """The full detector. See :class:`ModelConfig` for the sizes and ablation switches."""
 
@@ -52,9 +71,13 @@ class MSCT(nn.Module):
         za, zv = self.encoder(fa, fv, mask)
         cls_a, cls_v = za[:, 0], zv[:, 0]
         embedding = torch.cat([cls_a, cls_v], dim=-1)
+        if self.cfg.unimodal_head == "mean":
+            head_a, head_v = masked_mean(za[:, 1:], mask), masked_mean(zv[:, 1:], mask)
+        else:
+            head_a, head_v = cls_a, cls_v
         return MSCTOutput(
-            audio_logits=self.audio_head(cls_a),
-            video_logits=self.video_head(cls_v),
+            audio_logits=self.audio_head(head_a),
+            video_logits=self.video_head(head_v),
             fused_logits=self.fused_head(embedding),
             embedding=embedding,
             audio_tokens=za[:, 1:],
