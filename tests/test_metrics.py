@@ -121,3 +121,46 @@ def test_rng_states_round_trip_through_a_safe_checkpoint(tmp_path: Path) -> None
     restore_rng(loaded["rng"])
     assert (random.random(), np.random.rand(), torch.rand(1).item()) == expected
     assert not list(tmp_path.glob(".*.tmp"))  # the atomic write cleans up after itself
+
+
+def test_answering_fake_for_everything_scores_balanced_accuracy_one_half() -> None:
+    cats = ["RARV", "FARV", "RAFV", "FAFV"] * 3  # 1:1:1:1, three clips in four fake
+    metrics = compute_metrics(_scores([0.9] * len(cats), cats))
+    assert metrics["acc"] == 0.75 and metrics["balanced_acc"] == 0.5
+    assert metrics["eer"] == 0.5 and metrics["ap"] == 0.75  # a constant score ranks nothing
+    for head in ("audio", "video"):
+        assert metrics[f"{head}_balanced_acc"] == 0.5, head
+
+
+def test_eer_and_ap_follow_the_ranking() -> None:
+    from trainer.metrics import average_precision, equal_error_rate
+
+    y = np.array([0, 0, 1, 1])
+    assert equal_error_rate(y, np.array([0.1, 0.2, 0.3, 0.4])) == 0.0
+    assert equal_error_rate(y, np.array([0.4, 0.3, 0.2, 0.1])) == 1.0
+    assert average_precision(y, np.array([0.1, 0.2, 0.3, 0.4])) == 1.0
+    # One real ranked above one fake: FPR = FNR = 1/2 at the threshold between them.
+    assert equal_error_rate(y, np.array([0.1, 0.35, 0.3, 0.4])) == pytest.approx(0.5)
+    rng = np.random.default_rng(0)
+    y, s = rng.integers(0, 2, 400), rng.random(400)
+    s = s + 0.3 * y  # an informative score: the EER is where the two error rates cross
+    eer = equal_error_rate(y, s)
+    thresholds = np.sort(s)
+    fpr = np.array([np.mean(s[y == 0] >= t) for t in thresholds])
+    fnr = np.array([np.mean(s[y == 1] < t) for t in thresholds])
+    crossing = np.argmin(np.abs(fpr - fnr))
+    assert abs(eer - (fpr[crossing] + fnr[crossing]) / 2) < 0.01
+    assert math.isnan(equal_error_rate(np.ones(3), np.array([0.1, 0.2, 0.3])))
+
+
+def test_modality_metrics_score_each_head_against_its_own_label() -> None:
+    cats = ["RARV", "FARV", "RAFV", "FAFV"]
+    scores = _scores([0.1, 0.9, 0.9, 0.9], cats)
+    scores.prob["audio"] = np.array([0.1, 0.9, 0.1, 0.9])  # right for the audio labels
+    scores.prob["video"] = np.array([0.9, 0.9, 0.1, 0.1])  # reversed for the video labels
+    metrics = compute_metrics(scores)
+    assert metrics["audio_balanced_acc"] == 1.0 and metrics["audio_eer"] == 0.0
+    assert metrics["video_balanced_acc"] == 0.0 and metrics["video_eer"] == 1.0
+    assert metrics["video_ap"] == pytest.approx(0.5)
+    only_fake = compute_metrics(_scores([0.9, 0.8], ["FARV", "FAFV"]))
+    assert {"ap", "eer"} <= set(only_fake["undefined"]) and only_fake["balanced_acc"] == 1.0

@@ -179,12 +179,25 @@ def test_user_errors_are_one_line(
         assert expected in err and "\n" not in err and "Traceback" not in err, (args, err)
 
 
-def test_ddp_two_gloo_processes(store: Path, tmp_path: Path) -> None:
+def test_ddp_two_gloo_processes(tmp_path: Path) -> None:
+    # 3 clips of 20 frames, windows of 16 at stride 2: 3 windows each (starts 0, 2, 4),
+    # 9 in all. Over 2 ranks, a sampler that pads to equal shards would score one
+    # window twice; one that drops the remainder would lose one.
+    import schemas
+
+    store = build_store(
+        tmp_path / "odd", crop_size=24, frames=20, counts={"train": 2, "val": 1, "test": 1}
+    )
+    rows = schemas.read_split(store).to_pylist()
+    for part in ("val", "test"):  # 4 clips each: move one to train, leaving 3
+        next(r for r in rows if r["split"] == part)["split"] = "train"
+    table = schemas.rows_to_table(rows, schemas.SPLIT_SCHEMA)
+    schemas.write_split(store, "default", table, schemas.split_params(store), overwrite=True)
     out = tmp_path / "ddp"
     cmd = [
         sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-        "--standalone", "-m", "trainer.cli", "run",
-        "--store", str(store), "--out", str(out), "--set", "epochs=1", "--set", "batch_size=8",
+        "--standalone", "-m", "trainer.cli", "run", "--store", str(store), "--out", str(out),
+        "--set", "epochs=1", "--set", "batch_size=4", "--set", "eval_stride=2",
     ]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
@@ -192,6 +205,8 @@ def test_ddp_two_gloo_processes(store: Path, tmp_path: Path) -> None:
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["best.pt", "last.pt"]
     assert len(_epochs(out)) == 1
     report = _strict_json((out / "report.json").read_text())
-    assert report["test"]["n"] == 16 and report["val"]["n"] == 16  # every clip once, no padding
+    for part in ("val", "test"):  # every clip scored from exactly its own 3 windows
+        assert report[part]["n"] == 3, part
+        assert report[part]["windows"] == {"total": 9, "min_per_clip": 3, "max_per_clip": 3}
     meta = json.loads((out / "meta.json").read_text())
     assert meta["world_size"] == 2

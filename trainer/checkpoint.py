@@ -9,10 +9,8 @@ finished, 0-based), ``best_epoch``, ``best_metric``, ``bad_epochs``, ``rng``,
 
 from __future__ import annotations
 
-import os
 import pickle
 import random
-import uuid
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -20,10 +18,21 @@ from typing import Any
 import numpy as np
 import torch
 
+import schemas
 from trainer.config import TrainerError
 
 CHECKPOINT_FORMAT = "mscct-checkpoint-1"
 REQUIRED_KEYS = ("format", "model", "epoch", "config", "store_fingerprint", "recipe")
+# torch.save writes its zip entries uncompressed, so an archive of ours unpacks to
+# about its own size; a larger declared size is a crafted archive (a "zip bomb"),
+# refused before torch.load allocates it. The pickle holds structure only (tensors are
+# separate entries): a few MB for the paper model with a 20k-clip training list.
+MAX_INFLATION = 2
+INFLATION_SLACK = 1 << 20
+MAX_PICKLE_BYTES = 256 << 20
+UNSAFE_HINT = (
+    "it holds objects other than tensors and plain data; refused, as loading it could run code"
+)
 
 
 def capture_rng() -> dict[str, Any]:
@@ -72,23 +81,56 @@ def restore_rng(state: dict[str, Any]) -> None:
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
     """Write ``payload`` to ``path`` atomically (temp file in the same folder, then rename).
 
-    A crash while saving leaves the previous checkpoint intact.
+    A crash while saving, even of the host, leaves the previous checkpoint intact: the
+    file is fsync'ed before the rename and its folder after it.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
+    with schemas.atomic_write(path) as tmp:
         torch.save({"format": CHECKPOINT_FORMAT, **payload}, tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+
+
+def check_archive_size(path: Path) -> None:
+    """Refuse a zip archive whose entries declare more bytes than a checkpoint can hold.
+
+    Reads only the zip's central directory. Files that are not zip archives are left
+    to ``torch.load`` (which refuses them or reads the legacy format, also bounded by
+    the file's size).
+    """
+    if not zipfile.is_zipfile(path):
+        return
+    try:
+        with zipfile.ZipFile(path) as archive:
+            entries = archive.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise TrainerError(f"checkpoint {path} is corrupt or not a checkpoint ({exc})") from None
+    on_disk = path.stat().st_size
+    declared = sum(e.file_size for e in entries)
+    pickle_size = max((e.file_size for e in entries if e.filename.endswith(".pkl")), default=0)
+    if declared > MAX_INFLATION * on_disk + INFLATION_SLACK or pickle_size > MAX_PICKLE_BYTES:
+        raise TrainerError(
+            f"checkpoint {path} declares {declared:,} bytes unpacked ({pickle_size:,} of pickle) "
+            f"from {on_disk:,} on disk; torch.save never writes that: not an mscct checkpoint"
+        )
+
+
+def _reason(exc: BaseException) -> str:
+    """The first line of a load error, never torch's advice to load unsafely."""
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if isinstance(exc, pickle.UnpicklingError) or "weights_only" in first.lower():
+        return UNSAFE_HINT
+    return first
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Load a checkpoint safely, or raise :class:`TrainerError` with a one-line reason."""
+    """Load a checkpoint safely, or raise :class:`TrainerError` with a one-line reason.
+
+    The archive's declared sizes are checked first (:func:`check_archive_size`); then
+    ``torch.load(weights_only=True)`` unpickles nothing but tensors and plain data.
+    """
     path = Path(path)
     if not path.is_file():
         raise TrainerError(f"checkpoint {path} does not exist")
+    check_archive_size(path)
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except (
@@ -102,8 +144,9 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         KeyError,
         TypeError,
     ) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise TrainerError(f"checkpoint {path} is corrupt or not a checkpoint ({first})") from None
+        raise TrainerError(
+            f"checkpoint {path} is corrupt or not a checkpoint ({_reason(exc)})"
+        ) from None
     if not isinstance(data, dict):
         raise TrainerError(f"checkpoint {path} is not an mscct checkpoint")
     missing = [k for k in REQUIRED_KEYS if k not in data]

@@ -2,7 +2,7 @@
 
     mscct-train run [--store S] [--split default] [--config tiny|paper|FILE] [--out DIR]
                     [--set key=value ...] [--resume]
-    mscct-train eval CHECKPOINT [--store S] [--split default] [--part test] [--json]
+    mscct-train eval CHECKPOINT [--store S] [--split default] [--part test] [--force] [--json]
     mscct-train predict CHECKPOINT VIDEO... [--json]
 
 Several GPUs or processes: ``torchrun --standalone --nproc_per_node N -m trainer.cli run ...``
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from pathlib import Path
 
 import typer
@@ -36,6 +35,22 @@ def _store(store: Path | None) -> Path:
     import schemas
 
     return store if store is not None else schemas.default_store_path()
+
+
+def one_line(exc: BaseException) -> str:
+    """The user-facing line of an error.
+
+    An error raised in a DataLoader worker reaches this process re-raised by torch as
+    the same type with a message of ``Caught X in DataLoader worker process N.`` and
+    the worker's whole traceback; its last line is ``module.X: <the message>``.
+    """
+    text = str(exc).strip()
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if len(lines) > 1 and lines[0].startswith("Caught ") and "DataLoader worker" in lines[0]:
+        last = lines[-1]
+        _, sep, message = last.partition(f"{type(exc).__name__}: ")
+        return message if sep else last
+    return " ".join(lines)
 
 
 def _echo_err(message: str) -> None:
@@ -70,18 +85,18 @@ def run(
 
     if resume and out is None:
         raise UserError("--resume needs the --out of the run to continue")
-    if out is None:
-        out = Path("runs") / time.strftime("%Y%m%d-%H%M%S")
     if resume and config is None and not overrides:
+        assert out is not None
         cfg = _config_of_run(out)
     else:
         cfg = load_config(config, overrides or [])
     main = detect().is_main
+    # Without --out the loop creates a fresh runs/<timestamp> directory, atomically.
     report = train(
         cfg, _store(store), split, out, resume=resume, log=typer.echo if main else _quiet
     )
     if main:
-        _print_report(report, out)
+        _print_report(report, Path(report["run_dir"]) if out is None else out)
 
 
 def _print_report(report: dict, out: Path) -> None:
@@ -92,15 +107,17 @@ def _print_report(report: dict, out: Path) -> None:
     from schemas import CATEGORIES
 
     table = Table(title=f"MSCT, best epoch {report['best_epoch']} (chosen on val)")
-    columns = ("part", "ACC", "AUC", "audio AUC", "video AUC", *(f"{c} acc" for c in CATEGORIES))
+    columns = ("part", "ACC", "bal ACC", "AUC", "AP", "EER", "audio AUC", "video AUC")
+    columns += tuple(f"{c} acc" for c in CATEGORIES)
     for column in columns:
         table.add_column(column, justify="left" if column == "part" else "right")
     for part in ("val", "test"):
         m = report[part]
-        cells = [m["acc"], m["auc"], m["audio_auc"], m["video_auc"]]
+        cells = [m[k] for k in ("acc", "balanced_acc", "auc", "ap", "eer")]
+        cells += [m["audio_auc"], m["video_auc"]]
         cells += [m["per_category_acc"][c] for c in CATEGORIES]
         table.add_row(part, *(_fmt(v) for v in cells))
-    console = Console(width=max(120, Console().width))
+    console = Console(width=max(160, Console().width))
     console.print(table)
     console.print(f"report: {out / 'report.json'}", markup=False, soft_wrap=True)
     console.print(
@@ -125,15 +142,31 @@ def _config_of_run(out: Path):
 @app.command("eval")
 def eval_(
     checkpoint: Path = typer.Argument(..., help="A checkpoint (e.g. runs/X/checkpoints/best.pt)."),
-    store: Path | None = typer.Option(None, "--store", help="Feature store."),
-    split: str = typer.Option("default", "--split", help="Split table in the store."),
+    store: Path | None = typer.Option(
+        None, "--store", help="Feature store; may be another store of the same dataset."
+    ),
+    split: str = typer.Option(
+        "default",
+        "--split",
+        help="Split table in the store; if it has none of that name, the training store's.",
+    ),
     part: str = typer.Option("test", "--part", help="Part of the split: train, val or test."),
+    force: bool = typer.Option(
+        False, "--force", help="Score clips the checkpoint was trained on (refused by default)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON only."),
 ) -> None:
-    """Evaluate a checkpoint on one part of a split: ACC, AUC, per-category, per-modality."""
+    """Evaluate a checkpoint on one part of a split: ACC, balanced ACC, AUC, AP, EER,
+    per category and per modality.
+
+    The store may be another store made from the same dataset (e.g. ingested with
+    --trim-silence): clips are matched by clip id, and when it has no split of that
+    name the split of the checkpoint's training store is used. Clips the checkpoint
+    was trained on are refused unless --force.
+    """
     from trainer.inference import evaluate_checkpoint
 
-    metrics = evaluate_checkpoint(checkpoint, _store(store), split, part, log=_stderr)
+    metrics = evaluate_checkpoint(checkpoint, _store(store), split, part, log=_stderr, force=force)
     if as_json:
         typer.echo(json.dumps(metrics, indent=2))
         return
@@ -143,8 +176,11 @@ def eval_(
     table = Table(title=f"{checkpoint} on {split}/{part} ({metrics['n']} clips)")
     table.add_column("metric")
     table.add_column("value", justify="right")
-    for key in ("acc", "auc", "audio_auc", "video_auc"):
+    for key in ("acc", "balanced_acc", "auc", "ap", "eer"):
         table.add_row(key, _fmt(metrics[key]))
+    for head in ("audio", "video"):
+        for key in ("acc", "balanced_acc", "auc", "ap", "eer"):
+            table.add_row(f"{head}_{key}", _fmt(metrics[f"{head}_{key}"]))
     for cat, value in metrics["per_category_acc"].items():
         table.add_row(f"acc {cat}", _fmt(value))
     Console().print(table)
@@ -220,7 +256,7 @@ def main(argv: list[str] | None = None) -> None:
         # standalone_mode=False hands exceptions (and typer.Exit codes) back to us.
         code = app(args=argv, standalone_mode=False)
     except (TrainerError, UserError, schemas.StoreError, schemas.SchemaError) as exc:
-        _echo_err(str(exc))
+        _echo_err(one_line(exc))
         sys.exit(EXIT_USER_ERROR)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)

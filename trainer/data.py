@@ -81,6 +81,31 @@ def split_clips(store: Path | str, split: str = "default") -> dict[str, list[Cli
     """
     schemas.open_store(store)
     split_table = schemas.read_split(store, split)
+    ids = split_table.column("clip_id").to_pylist()
+    parts, problems = assign_clips(store, ids, split_table.column("split").to_pylist())
+    found = [(what, sorted(ids)) for what, ids in problems.items() if ids]
+    if found:
+        details = "; ".join(f"{len(ids)} {what}: {_abbrev(ids)}" for what, ids in found)
+        raise schemas.StoreError(
+            f"split {split!r} of store {store} does not match the store ({details}); "
+            "the store changed after the split was made: rerun `mscct-pipeline split`"
+        )
+    return parts
+
+
+def assign_clips(
+    store: Path | str, clip_ids: Sequence[str], part_names: Sequence[str]
+) -> tuple[dict[str, list[ClipInfo]], dict[str, list[str]]]:
+    """The clips ``clip_ids`` of ``store``, each put in its part, labels from the manifest.
+
+    Clip ids name the same source clip in every store made from a dataset (they derive
+    from identity, category and path), so a split of one store can be applied to another.
+
+    Returns:
+        ``parts`` (each sorted by clip_id) and ``problems``: the ids that could not be
+        used, by reason ("missing from the manifest", "not ok", "not committed", "with
+        no frames", "listed twice").
+    """
     manifest = schemas.read_manifest(store)
     columns = ["clip_id", "category", "identity", "audio_label", "video_label", "label"]
     columns += ["num_frames", "status"]
@@ -95,8 +120,7 @@ def split_clips(store: Path | str, split: str = "default") -> dict[str, list[Cli
         "listed twice": [],
     }
     seen: set[str] = set()
-    ids = split_table.column("clip_id").to_pylist()
-    for clip_id, part in zip(ids, split_table.column("split").to_pylist(), strict=True):
+    for clip_id, part in zip(clip_ids, part_names, strict=True):
         if clip_id in seen:
             problems["listed twice"].append(clip_id)
             continue
@@ -122,14 +146,8 @@ def split_clips(store: Path | str, split: str = "default") -> dict[str, list[Cli
                     num_frames=int(row["num_frames"]),
                 )
             )
-    found = [(what, sorted(ids)) for what, ids in problems.items() if ids]
-    if found:
-        details = "; ".join(f"{len(ids)} {what}: {_abbrev(ids)}" for what, ids in found)
-        raise schemas.StoreError(
-            f"split {split!r} of store {store} does not match the store ({details}); "
-            "the store changed after the split was made: rerun `mscct-pipeline split`"
-        )
-    return {name: sorted(clips, key=lambda c: c.clip_id) for name, clips in parts.items()}
+    sorted_parts = {name: sorted(clips, key=lambda c: c.clip_id) for name, clips in parts.items()}
+    return sorted_parts, problems
 
 
 def _is_committed(store: Path | str, clip_id: str) -> bool:

@@ -7,6 +7,7 @@ per head: audio, video and fused.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ import schemas
 from trainer import distributed as ddp
 from trainer.checkpoint import load_checkpoint, load_model_state
 from trainer.config import TrainConfig, TrainerError
-from trainer.data import WindowDataset, eval_starts, window_arrays
+from trainer.data import ClipInfo, WindowDataset, assign_clips, eval_starts, window_arrays
 from trainer.inputs import model_inputs
 from trainer.metrics import ClipScores, aggregate_windows, compute_metrics, json_safe
 from trainer.model import MSCT
@@ -69,6 +70,8 @@ def evaluate(
 
     With several ranks each evaluates windows ``rank, rank + world, ...`` (no
     padding, so no window counts twice) and the outputs are gathered on all ranks.
+    The scores' ``window_counts`` say how many windows each clip's score averages:
+    ``len(eval_starts(...))`` of the clip, whatever the number of ranks.
     """
     info = info or ddp.DistInfo()
     shard = Subset(dataset, range(info.rank, len(dataset), info.world_size))
@@ -98,6 +101,7 @@ def evaluate(
         video_label=np.array([c.video_label for c in clips]),
         categories=[c.category for c in clips],
         clip_ids=[c.clip_id for c in clips],
+        window_counts=counts,
     )
 
 
@@ -114,28 +118,158 @@ def model_from_checkpoint(path: str | Path) -> tuple[MSCT, dict[str, Any], Train
     return model, ckpt, cfg
 
 
-def evaluate_checkpoint(
-    path: str | Path, store: Path, split: str = "default", part: str = "test", log: Log = print
-) -> dict[str, Any]:
-    """Metrics of a checkpoint on one part (``train``/``val``/``test``) of a store's split."""
-    if part not in schemas.SPLITS:
-        raise TrainerError(f"part must be one of {', '.join(schemas.SPLITS)}, not {part!r}")
-    model, ckpt, cfg = model_from_checkpoint(path)
-    recipe, fingerprint, parts = open_split(Path(store), split)
-    trained = schemas.Recipe.from_dict(ckpt["recipe"])
-    if trained != recipe:
+# Recipe settings under which the same source clip gives tensors the model reads alike
+# (same features, frame rate and crop): a checkpoint may be scored on a store that
+# differs from its training store in these only, e.g. one ingested with --trim-silence.
+EVAL_TOLERATED = frozenset({"trim_silence", "layout", "audio_dtype", "face_stride"})
+
+
+def check_recipe(trained: schemas.Recipe, recipe: schemas.Recipe, store: Path, log: Log) -> None:
+    """Refuse a store whose tensors mean something else than the checkpoint's inputs."""
+    a, b = trained.to_dict(), recipe.to_dict()
+    changed = [k for k in a if a[k] != b[k]]
+    refused = [f"{k}: {a[k]!r} != {b[k]!r}" for k in changed if k not in EVAL_TOLERATED]
+    if refused:
         raise TrainerError(
             f"store {store} was made with another recipe than the checkpoint's "
-            f"({'; '.join(trained.diff(recipe))})"
+            f"({'; '.join(refused)}); ingest the dataset with the checkpoint's recipe"
         )
+    if changed:
+        log(f"note: store {store} differs from the training store in {', '.join(changed)}")
+
+
+@dataclass
+class EvalClips:
+    """The clips one ``eval`` scores and where their part assignment came from."""
+
+    clips: list[ClipInfo]
+    split_store: Path  # the store whose split table assigned the parts
+    unavailable: list[str]  # clip ids of the part this store cannot supply (failed, absent)
+
+
+def eval_clips(ckpt: dict[str, Any], store: Path, split: str, part: str, log: Log) -> EvalClips:
+    """The clips of ``part`` of ``split``: the store's own split, or else the split of
+    the checkpoint's training store mapped onto this store's clips by clip id."""
+    if split in _list_splits(store):
+        _, _, parts = open_split(store, split)
+        return EvalClips(parts[part], store, [])
+    home = Path(str(ckpt.get("store") or ""))
+    if not ckpt.get("store") or split not in _list_splits(home):
+        where = f"its training store {home}" if ckpt.get("store") else "its training store"
+        raise TrainerError(
+            f"store {store} has no split {split!r}, nor has {where} (or it is not reachable); "
+            f"make one with `mscct-pipeline split --store {store} --name {split}`"
+        )
+    try:
+        table = schemas.read_split(home, split)
+        ids = [c for c, p in zip(*_columns(table, "clip_id", "split"), strict=True) if p == part]
+        parts, problems = assign_clips(store, ids, [part] * len(ids))
+    except (schemas.StoreError, schemas.SchemaError) as exc:
+        raise TrainerError(str(exc)) from None
+    unavailable = sorted(i for reason in problems.values() for i in reason)
+    if unavailable and len(unavailable) == len(ids):
+        raise TrainerError(
+            f"none of the {len(ids)} {part} clips of split {split!r} of {home} is in store {store}"
+        )
+    log(f"note: {split}/{part} taken from the training store {home}, matched by clip id")
+    if unavailable:
+        log(
+            f"note: {len(unavailable)} of its {len(ids)} {part} clips are not usable in {store} "
+            f"(failed or absent there, e.g. {unavailable[0]}); scoring the other {len(parts[part])}"
+        )
+    return EvalClips(parts[part], home, unavailable)
+
+
+def _list_splits(store: Path) -> list[str]:
+    try:
+        return schemas.list_splits(store)
+    except OSError:
+        return []
+
+
+def _columns(table: Any, *names: str) -> list[list[Any]]:
+    return [table.column(n).to_pylist() for n in names]
+
+
+def trained_clip_ids(ckpt: dict[str, Any], store: Path, fingerprint: str) -> set[str] | None:
+    """Clip ids the checkpoint was trained on; None when it cannot be known.
+
+    Checkpoints record them (``train_clips``); for older ones the training split's
+    train part is used when this store is the training store (same fingerprint).
+    """
+    if "train_clips" in ckpt:
+        return set(ckpt["train_clips"])
+    split = ckpt.get("split")
+    if fingerprint == ckpt["store_fingerprint"] and split in _list_splits(store):
+        _, _, parts = open_split(store, split)
+        return {c.clip_id for c in parts["train"]}
+    return None
+
+
+def check_held_out(
+    clips: list[ClipInfo], trained: set[str] | None, force: bool, log: Log
+) -> list[str]:
+    """The evaluated clip ids the checkpoint was trained on; refuse them unless ``force``.
+
+    Scores on training clips are not held-out numbers, so they are an error by
+    default; ``--force`` scores them anyway (to measure the fit), loudly.
+    """
+    if trained is None:
+        log("warning: the checkpoint does not record its training clips: cannot check that "
+            "the evaluated clips were held out")  # fmt: skip
+        return []
+    overlap = sorted(c.clip_id for c in clips if c.clip_id in trained)
+    if overlap and not force:
+        raise TrainerError(
+            f"{len(overlap)} of the {len(clips)} clips to evaluate were trained on by this "
+            f"checkpoint (e.g. {overlap[0]}), so their scores are not held out; evaluate a "
+            "part of the split it never saw, or pass --force to score them anyway"
+        )
+    if overlap:
+        log(f"WARNING: {len(overlap)} of the {len(clips)} evaluated clips were trained on; "
+            "these numbers are not held out")  # fmt: skip
+    return overlap
+
+
+def evaluate_checkpoint(
+    path: str | Path,
+    store: Path,
+    split: str = "default",
+    part: str = "test",
+    log: Log = print,
+    *,
+    force: bool = False,
+) -> dict[str, Any]:
+    """Metrics of a checkpoint on one part (``train``/``val``/``test``) of a split.
+
+    ``store`` may be another store than the training store, made from the same dataset
+    with a recipe differing only in :data:`EVAL_TOLERATED`; when it has no split
+    ``split``, the training store's is used, clips matched by clip id
+    (:func:`eval_clips`). Clips the checkpoint was trained on are refused unless
+    ``force`` (:func:`check_held_out`).
+    """
+    if part not in schemas.SPLITS:
+        raise TrainerError(f"part must be one of {', '.join(schemas.SPLITS)}, not {part!r}")
+    store = Path(store)
+    model, ckpt, cfg = model_from_checkpoint(path)
+    try:
+        recipe = schemas.open_store(store).recipe
+        fingerprint = schemas.store_fingerprint(store)
+    except (schemas.StoreError, schemas.SchemaError) as exc:
+        raise TrainerError(str(exc)) from None
+    check_recipe(schemas.Recipe.from_dict(ckpt["recipe"]), recipe, store, log)
     if fingerprint != ckpt["store_fingerprint"]:
         log(f"note: store fingerprint {fingerprint} differs from the training store's")
-    if not parts[part]:
+    chosen = eval_clips(ckpt, store, split, part, log)
+    if not chosen.clips:
         raise TrainerError(f"split {split!r} has no {part} clips")
+    trained_on = check_held_out(
+        chosen.clips, trained_clip_ids(ckpt, store, fingerprint), force, log
+    )
     device = resolve_device(cfg, ddp.DistInfo())
     model.to(device)
     dataset = WindowDataset(
-        store, parts[part], cfg.window, train=False, seed=cfg.seed, eval_stride=cfg.eval_stride
+        store, chosen.clips, cfg.window, train=False, seed=cfg.seed, eval_stride=cfg.eval_stride
     )
     scores = evaluate(
         model,
@@ -144,7 +278,15 @@ def evaluate_checkpoint(
         amp=autocast_dtype(cfg, device),
         batch_size=2 * cfg.batch_size,
     )
-    return json_safe({"part": part, "split": split, **compute_metrics(scores)})
+    provenance = {
+        "part": part,
+        "split": split,
+        "store": str(store),
+        "split_store": str(chosen.split_store),
+        "unavailable": len(chosen.unavailable),
+        "trained_on": len(trained_on),
+    }
+    return json_safe({**provenance, **compute_metrics(scores)})
 
 
 def windows_from_arrays(

@@ -44,6 +44,7 @@ from typing import Any, Protocol
 import numpy as np
 
 import schemas
+from schemas.store import clip_dir
 
 AUDIO_EPS = 1e-5  # added to the per-channel variance: silent (constant) channels map to 0
 MAX_OPEN_CLIPS = 16_384  # a whole FakeAVCeleb training split (about 15k clips) per process
@@ -51,7 +52,25 @@ MIN_OPEN_CLIPS = 8  # whatever the descriptor limit: eval reads a clip's windows
 SEEN_CLIP_CACHE = 1 << 15  # clips checked, audio statistics kept: at most about 64 MiB
 
 _OPEN_FLAGS = os.O_RDONLY | os.O_CLOEXEC
-STALE_HINT = "the store changed after the split was made; rerun `mscct-pipeline split`"
+
+
+def damaged(store: Path | str, clip_id: str, problem: str) -> schemas.StoreError:
+    """The error for a committed clip whose tensors are not what was committed.
+
+    Rerunning ``mscct-pipeline split`` would not help (the split names the clip, the
+    clip is broken) and a plain ``ingest`` rerun skips committed clips; removing the
+    clip's folder makes the rerun redo it, with the same id, so the split still holds.
+    """
+    return schemas.StoreError(
+        f"clip {clip_id} of store {store} is damaged: {problem}; remove "
+        f"{clip_dir(store, clip_id)} and rerun `mscct-pipeline ingest` "
+        f"on the dataset with --store {store} to redo it"
+    )
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def open_clip_capacity() -> int:
@@ -106,7 +125,12 @@ class RawChunk:
     shape: tuple[int, ...]
     dtype: np.dtype
     row_bytes: int
-    what: str  # "video of clip X", for errors
+    name: str  # "video" or "audio", for errors
+    clip_id: str
+    store: str
+
+    def damaged(self, problem: str) -> schemas.StoreError:
+        return damaged(self.store, self.clip_id, f"its {self.name} {problem}")
 
     @classmethod
     def check(
@@ -118,24 +142,24 @@ class RawChunk:
         Returns:
             The chunk and the open descriptor.
         """
-        what = f"{name} of clip {clip_id}"
         try:
             fd, path = schemas.open_raw_chunk(root, clip_id, name, len(shape))
         except FileNotFoundError:
-            raise schemas.StoreError(f"the {what} is missing: {STALE_HINT}") from None
+            raise damaged(root, clip_id, f"its {name} chunk file is missing") from None
         chunk = cls(
             path=path,
             shape=shape,
             dtype=dtype,
             row_bytes=math.prod(shape[1:]) * dtype.itemsize,
-            what=what,
+            name=name,
+            clip_id=clip_id,
+            store=root,
         )
         size, expected = os.fstat(fd).st_size, shape[0] * chunk.row_bytes
         if size != expected:
             os.close(fd)
-            raise schemas.StoreError(
-                f"the {what} holds {size} bytes, but the manifest's shape {shape} needs "
-                f"{expected}: {STALE_HINT}"
+            raise chunk.damaged(
+                f"chunk holds {size} bytes, but the manifest's shape {shape} needs {expected}"
             )
         return chunk, fd
 
@@ -166,13 +190,13 @@ class RawRows:
         try:
             return cls(os.open(chunk.path, _OPEN_FLAGS), chunk)
         except FileNotFoundError:
-            raise schemas.StoreError(f"the {chunk.what} is missing: {STALE_HINT}") from None
+            raise chunk.damaged("chunk file is missing") from None
 
     def rows(self, start: int, stop: int) -> np.ndarray:
         """A new ``(stop - start, *row)`` array of rows ``[start, stop)``: the one copy."""
         out = np.empty((stop - start, *self.row_shape), dtype=self.dtype)
         if os.preadv(self.fd, [out], start * self.row_bytes) != out.nbytes:  # file shrank
-            raise schemas.StoreError(f"the {self.chunk.what} ended early: {STALE_HINT}")
+            raise self.chunk.damaged("chunk file ended early")
         return out
 
     def close(self) -> None:
@@ -185,14 +209,56 @@ class RawRows:
 
 
 class ZarrRows:
-    """A compressed stored tensor; slicing decodes only the chunks it touches."""
+    """A compressed stored tensor; slicing decodes only the chunks it touches.
 
-    def __init__(self, array: Any) -> None:
+    zarr hands out its fill value (zeros) for a chunk whose file is missing, which
+    would train on black frames and silence: every read first checks that the files
+    of the chunks it touches exist (one ``stat`` per chunk, next to a decode that
+    costs far more). Any decode failure (a truncated or corrupted chunk, metadata
+    whose shape disagrees with its chunks) becomes a one-line damaged-clip error.
+    """
+
+    def __init__(self, array: Any, path: Path, store: Path, clip_id: str, name: str) -> None:
         self.array = array
+        self.path = path
         self.shape = tuple(array.shape)
+        self.chunk_rows = int(array.chunks[0])
+        # Chunks along the other axes: our layouts have one, but any grid is checked.
+        self.inner_grid = [
+            range(math.ceil(n / c)) for n, c in zip(self.shape[1:], array.chunks[1:], strict=True)
+        ]
+        self.store, self.clip_id, self.name = store, clip_id, name
+
+    @classmethod
+    def open(cls, path: Path, store: Path, clip_id: str, name: str) -> ZarrRows:
+        import zarr
+
+        try:
+            array = zarr.open_array(str(path), mode="r")
+        except Exception as exc:  # zarr raises many types for unreadable metadata
+            problem = f"its {name} metadata is unreadable ({_first_line(exc)})"
+            raise damaged(store, clip_id, problem) from None
+        return cls(array, path, store, clip_id, name)
 
     def rows(self, start: int, stop: int) -> np.ndarray:
-        return np.asarray(self.array[start:stop])
+        """A new ``(stop - start, ...)`` array of rows ``[start, stop)``, decoded."""
+        if stop > start:
+            self._check_chunk_files(start // self.chunk_rows, (stop - 1) // self.chunk_rows)
+        try:
+            return np.asarray(self.array[start:stop])
+        except Exception as exc:  # zstd, reshape and codec errors all mean a damaged clip
+            problem = f"its {self.name} cannot be decoded ({_first_line(exc)})"
+            raise damaged(self.store, self.clip_id, problem) from None
+
+    def _check_chunk_files(self, first: int, last: int) -> None:
+        import itertools
+
+        encode = self.array.metadata.encode_chunk_key
+        for coords in itertools.product(range(first, last + 1), *self.inner_grid):
+            key = encode(coords)
+            if not (self.path / key).is_file():
+                problem = f"its {self.name} chunk file {key} is missing"
+                raise damaged(self.store, self.clip_id, problem)
 
 
 @dataclass(slots=True)
@@ -281,9 +347,10 @@ class ClipReader:
             chunks = None
         for name, rows in (("video", opened.video), ("audio", opened.audio)):
             if rows.shape[0] != num_frames:
-                raise schemas.StoreError(
-                    f"clip {clip_id}: the stored {name} has {rows.shape[0]} frames, the "
-                    f"manifest says {num_frames}: {STALE_HINT}"
+                raise damaged(
+                    self.store,
+                    clip_id,
+                    f"its stored {name} has {rows.shape[0]} frames, the manifest says {num_frames}",
                 )
         track = opened.audio.rows(0, num_frames)
         seen = _SeenClip(*audio_stats(track), chunks=chunks)
@@ -306,10 +373,12 @@ class ClipReader:
         return opened
 
     def _zarr(self, clip_id: str, name: str) -> Rows:
-        spec = schemas.array_spec(self.store, clip_id, name)
+        try:
+            spec = schemas.array_spec(self.store, clip_id, name)
+        except (KeyError, TypeError, ValueError) as exc:  # zarr.json without shape, dtype ...
+            problem = f"its {name} metadata is unreadable ({type(exc).__name__}: {exc})"
+            raise damaged(self.store, clip_id, problem) from None
         if spec.raw:  # a raw tensor in a store of another layout: read it the same way
             chunk, fd = RawChunk.check(self.root, clip_id, name, spec.shape, spec.dtype)
             return RawRows(fd, chunk)
-        import zarr
-
-        return ZarrRows(zarr.open_array(str(spec.path), mode="r"))
+        return ZarrRows.open(spec.path, self.store, clip_id, name)
