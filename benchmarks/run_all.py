@@ -18,6 +18,8 @@ BENCHMARKS = {
     "loader": ["benchmarks/bench_loader.py"],
     "model": ["-m", "benchmarks.bench_model"],
     "train": ["-m", "benchmarks.bench_train"],
+    "train_hard": ["-m", "benchmarks.bench_train", "--difficulty", "hard"],
+    "shortcut": ["-m", "benchmarks.bench_shortcut"],
 }
 
 

@@ -45,6 +45,19 @@ Choices, and why:
 - Leading silence. Like the release, every fake clip (B, C, D) starts with 0.1-0.3 s
   of silence and real clips (A) do not. It delays the speech and the real mouth
   together, so it is a pure onset shortcut (ingest's ``--trim-silence`` removes it).
+- Difficulty. ``difficulty="easy"`` (the default) is everything above; its output
+  never changes for a given seed. ``"hard"`` keeps the layout and labels but makes
+  every cue subtle, so that a small model no longer separates the classes
+  perfectly (see ``HARD``): real clips get leading silence from the same 0.1-0.3 s
+  range as the fakes, so the onset says nothing; the voice conversion shifts the pitch by
+  only 6-10 % and band-limits gently (``SUBTLE_AUDIO_FILTER``: the band above
+  3.5 kHz keeps about a third of its energy instead of losing orders of
+  magnitude); a fake video's face swap / regenerated mouth is pasted in
+  8-12 consecutive frames only, less blurred and with a closer skin tone, a
+  swapped face keeps the source's mouth motion; and the whole mouth track of a
+  fake video lags its audio by 2-3 frames (lip-sync offset). These choices come
+  from a second generator (``[seed, 4]``) and are written, per clip, to
+  ``hard.json`` beside ``meta_data.csv``.
 - Determinism. The plan depends only on the arguments; workers render pure
   functions of their clip spec; libx264 runs single-threaded with bitexact flags.
   Same seed → same CSV and same decoded frames and samples (bytes are not promised).
@@ -72,13 +85,15 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.synth_media import ClipSpec, Look, Motion, Voice, write_clip
+from pipeline.synth_media import SUBTLE_AUDIO_FILTER, ClipSpec, Look, Motion, Voice, write_clip
 
 ROOT_NAME = "FakeAVCeleb_v1.2"
 CSV_NAME = "meta_data.csv"
 DEFECTS_NAME = "defects.json"
 CSV_HEADER = "source,target1,target2,method,category,type,race,gender,path,"
 CSV_DIR_PREFIX = "FakeAVCeleb"
+HARD_NAME = "hard.json"
+DIFFICULTIES = ("easy", "hard")
 
 TYPE_DIRS = {
     "A": "RealVideo-RealAudio",
@@ -131,6 +146,22 @@ _WORDS = tuple(_VOCABULARY.split())
 
 
 @dataclass(frozen=True)
+class HardSetting:
+    """The ranges of the hard setting's cues (inclusive; frames at 25 fps)."""
+
+    pitch_up: tuple[float, float] = (1.06, 1.10)
+    pitch_down: tuple[float, float] = (0.90, 0.94)
+    manip_len: tuple[int, int] = (8, 12)
+    av_offset: tuple[int, int] = (2, 3)
+    blur_scale: float = 0.6
+    tone: tuple[float, float, float] = (1.03, 0.99, 0.96)
+    lead_silence: tuple[float, float] = (0.1, 0.3)  # seconds, real clips as the fakes
+
+
+HARD = HardSetting()
+
+
+@dataclass(frozen=True)
 class Identity:
     """One synthetic person: id, labels of the folder tree, and how they look and sound."""
 
@@ -177,6 +208,7 @@ class SynthSummary:
     identities: list[str]
     seed: int
     defects: dict[str, str] = field(default_factory=dict)
+    difficulty: str = "easy"
 
     @property
     def csv_path(self) -> Path:
@@ -190,6 +222,7 @@ class SynthSummary:
             "identities": list(self.identities),
             "seed": self.seed,
             "defects": dict(self.defects),
+            "difficulty": self.difficulty,
         }
 
 
@@ -277,10 +310,46 @@ def _rel_path(row: Row) -> str:
     return f"{row.directory.removeprefix(CSV_DIR_PREFIX + '/')}/{row.path}"
 
 
+def _harden(spec: ClipSpec, rng: np.random.Generator) -> ClipSpec:
+    """The hard setting's version of a planned clip: subtler cues, drawn from ``rng``."""
+    changes: dict[str, Any] = {}
+    if spec.lead_silence == 0.0:  # real clips: the onset shortcut is removed
+        changes.update(lead_silence=_uniform(rng, *HARD.lead_silence))
+    if spec.fake_pitch is not None:
+        pitch = HARD.pitch_up if spec.fake_pitch > 1 else HARD.pitch_down
+        changes.update(fake_pitch=_uniform(rng, *pitch), audio_filter=SUBTLE_AUDIO_FILTER)
+    if spec.swap is not None or spec.lipsync:
+        length = int(rng.integers(HARD.manip_len[0], HARD.manip_len[1] + 1))
+        start = int(rng.integers(0, spec.n_frames - length + 1))
+        changes.update(
+            manip_frames=(start, start + length),
+            av_offset=int(rng.integers(HARD.av_offset[0], HARD.av_offset[1] + 1)),
+            blur_scale=HARD.blur_scale,
+            tone=HARD.tone,
+            target_voice=None,  # a swapped face keeps the source's (delayed) mouth motion
+        )
+    return replace(spec, **changes)
+
+
+def hard_record(spec: ClipSpec) -> dict[str, Any]:
+    """What ``hard.json`` says about one clip of the hard setting."""
+    return {
+        "lead_silence_s": spec.lead_silence,
+        "fake_pitch": spec.fake_pitch,
+        "audio_filter": spec.audio_filter if spec.fake_pitch is not None else None,
+        "av_offset_frames": spec.av_offset,
+        "manip_frames": list(spec.manip_frames) if spec.manip_frames else None,
+    }
+
+
 def plan(
-    per_category: int, identities: int, seed: int
+    per_category: int, identities: int, seed: int, difficulty: str = "easy"
 ) -> tuple[list[Identity], list[tuple[Row, ClipSpec]]]:
-    """The whole dataset as rows and clip specs, from the arguments alone."""
+    """The whole dataset as rows and clip specs, from the arguments alone.
+
+    ``difficulty="hard"`` plans the easy dataset and then hardens every clip with
+    a generator of its own, so that the easy plan's draws stay exactly as they were.
+    """
     rng = np.random.default_rng(seed)
     people = _make_identities(rng, identities)
     sources = people[:per_category]
@@ -337,6 +406,11 @@ def plan(
                 fake_pitch=_fake_pitch(rng) if letter == "D" else None,
             )
             out.append((row, spec))
+    if difficulty == "hard":
+        hard_rng = np.random.default_rng([seed, 4])
+        out = [(row, _harden(spec, hard_rng)) for row, spec in out]
+    elif difficulty != "easy":
+        raise ValueError(f"difficulty must be one of {DIFFICULTIES}, got {difficulty!r}")
     return people, out
 
 
@@ -382,7 +456,11 @@ def plan_defects(seed: int) -> tuple[list[tuple[Row, ClipSpec | None]], dict[str
 # --------------------------------------------------------------------------- writing
 
 
-def _check_args(out: Path, per_category: int, identities: int, workers: int) -> None:
+def _check_args(
+    out: Path, per_category: int, identities: int, workers: int, difficulty: str
+) -> None:
+    if difficulty not in DIFFICULTIES:
+        raise ValueError(f"difficulty must be one of {', '.join(DIFFICULTIES)}, got {difficulty!r}")
     if per_category < 1:
         raise ValueError(f"per_category must be >= 1, got {per_category}")
     if identities < 1:
@@ -458,6 +536,7 @@ def make_dataset(
     with_defects: bool = False,
     workers: int | None = None,
     progress: Callable[[int, int], None] | None = None,
+    difficulty: str = "easy",
 ) -> SynthSummary:
     """Write a synthetic FakeAVCeleb v1.2 tree under ``out`` and return what was made.
 
@@ -465,13 +544,15 @@ def make_dataset(
     (default ``per_category``); ``workers`` encoder processes (default: CPU count);
     ``progress(done, total)`` is called as clips finish. Raises ``ValueError`` on
     bad arguments or when ``out`` exists and is not an empty directory.
+    ``difficulty="hard"`` makes the subtle-cue setting (module docstring) and
+    writes ``hard.json`` (clip path -> its hard cues).
     """
     out = Path(out)
     k = per_category if identities is None else identities
     n_workers = workers if workers is not None else (os.cpu_count() or 1)
-    _check_args(out, per_category, k, n_workers)
+    _check_args(out, per_category, k, n_workers, difficulty)
 
-    people, planned = plan(per_category, k, seed)
+    people, planned = plan(per_category, k, seed, difficulty)
     rows = [row for row, _ in planned]
     specs = [spec for _, spec in planned]
     defects: dict[str, str] = {}
@@ -489,6 +570,10 @@ def make_dataset(
         if with_defects:
             text = json.dumps(defects, indent=2, sort_keys=True, ensure_ascii=False)
             (building / DEFECTS_NAME).write_text(text + "\n", encoding="utf-8")
+        if difficulty == "hard":
+            cues = {spec.rel_path: hard_record(spec) for _, spec in planned}
+            text = json.dumps(cues, indent=2, sort_keys=True)
+            (building / HARD_NAME).write_text(text + "\n", encoding="utf-8")
         os.rename(building, out / ROOT_NAME)
     finally:
         if building.exists():
@@ -502,4 +587,5 @@ def make_dataset(
         identities=[p.id for p in people],  # sources first, then donor-only identities
         seed=seed,
         defects=defects,
+        difficulty=difficulty,
     )

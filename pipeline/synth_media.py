@@ -43,6 +43,9 @@ ONSET_LEVEL = 300  # |sample| above which speech has begun (int16 scale)
 # Leaves the 8 kHz-band energy of a voice almost untouched but removes it from a
 # "vocoded" fake; three cascaded 2-pole sections give a steep enough edge.
 FAKE_AUDIO_FILTER = "lowpass=f=2800,lowpass=f=2800,lowpass=f=2800,highpass=f=200"
+# The hard setting's vocoder: one gentle section at 5 kHz, so the band above
+# 3.5 kHz is only attenuated (to about a third of its energy), not removed.
+SUBTLE_AUDIO_FILTER = "lowpass=f=5000,highpass=f=120"
 
 # Flags that make libx264 / aac / the mp4 muxer produce the same stream for the
 # same input on every run (no encoder version strings, no timestamps, one thread).
@@ -96,6 +99,13 @@ class ClipSpec:
     (the wav2lip stage); ``fake_pitch`` is ``None`` for real audio, else the
     pitch factor of the voice conversion. ``variant`` names a defect kind for
     deliberately broken files (``None`` for normal clips).
+
+    The hard setting (``pipeline.synth``'s ``difficulty="hard"``) sets the last
+    five fields: ``audio_filter`` replaces the vocoder's band limit;
+    ``av_offset`` delays the whole mouth track by that many frames behind the
+    audio; ``manip_frames`` ``(start, stop)`` confines the pasted face / mouth to
+    those frames; ``blur_scale`` and ``tone`` soften the pasted region's blur
+    and skin-tone mismatch. Their defaults are the easy setting's behaviour.
     """
 
     rel_path: str  # relative to the dataset root, POSIX separators
@@ -111,6 +121,11 @@ class ClipSpec:
     lipsync: bool = False
     variant: str | None = None
     seed: int = 0
+    audio_filter: str = FAKE_AUDIO_FILTER
+    av_offset: int = 0
+    manip_frames: tuple[int, int] | None = None
+    blur_scale: float = 1.0
+    tone: tuple[float, float, float] = (1.07, 0.97, 0.9)
 
 
 # --------------------------------------------------------------------------- audio
@@ -126,12 +141,15 @@ def _run(cmd: list[str], stdin: bytes | None = None) -> bytes:
 
 
 @functools.lru_cache(maxsize=64)
-def speech(voice: Voice, fake_pitch: float | None = None) -> np.ndarray:
+def speech(
+    voice: Voice, fake_pitch: float | None = None, fake_filter: str = FAKE_AUDIO_FILTER
+) -> np.ndarray:
     """Synthesised speech ``(n,)`` int16 at 16 kHz, no leading or trailing padding.
 
     The identity's own pitch and the fake conversion both resample the voice
     (``asetrate``) and restore the tempo (``atempo``), so a fake keeps the timing
-    of the real utterance and therefore stays in sync with a real mouth.
+    of the real utterance and therefore stays in sync with a real mouth; a fake
+    is then band-limited by ``fake_filter`` (an ffmpeg filter chain).
     """
     chain = [f"flite=text={voice.text}:voice={voice.name}", f"aresample={SAMPLE_RATE}"]
     for factor in (voice.pitch, fake_pitch):
@@ -142,7 +160,7 @@ def speech(voice: Voice, fake_pitch: float | None = None) -> np.ndarray:
                 f"atempo={1.0 / factor:.6f}",
             ]
     if fake_pitch is not None:
-        chain.append(FAKE_AUDIO_FILTER)
+        chain.append(fake_filter)
     chain.append("aformat=sample_fmts=s16:channel_layouts=mono")
     cmd = ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-f", "lavfi"]
     cmd += ["-i", ",".join(chain), "-f", "s16le", "-ac", "1", "-ar", str(SAMPLE_RATE), "-"]
@@ -303,7 +321,8 @@ def _degrade(frame: np.ndarray, sigma: float) -> np.ndarray:
 # Blur strength of what each method pastes; generated faces are made at 64-128 px.
 SWAP_SIGMA = {"faceswap": 1.4, "fsgan": 1.9}
 LIPSYNC_SIGMA = 2.0
-# A face from another person never matches the skin tone exactly.
+# A face from another person never matches the skin tone exactly (ClipSpec.tone's
+# default; the hard setting uses a closer match).
 SWAP_TONE = np.asarray([1.07, 0.97, 0.9], dtype=np.float32)
 
 
@@ -315,19 +334,25 @@ def render_video(
     ``mouth_env`` drives the source mouth, ``target_env`` the mouth of a swapped-in
     face (the target's own speech, hence out of sync with this clip's audio), and
     ``sync_env`` the lip-synced mouth of the wav2lip stage (this clip's audio).
-    All envelopes are ``(T,)``.
+    All envelopes are ``(T,)``. Only frames in ``spec.manip_frames`` (all when
+    ``None``) get the pasted regions.
     """
     frames = np.empty((spec.n_frames, SIZE, SIZE, 3), dtype=np.uint8)
+    tone = np.asarray(spec.tone, dtype=np.float32)
+    lo, hi = spec.manip_frames or (0, spec.n_frames)
     for t in range(spec.n_frames):
         tf = frame_transform(spec.look, spec.motion, t / FPS)
         frame = render_frame(spec.look, tf, float(mouth_env[t]))
+        if not lo <= t < hi:
+            frames[t] = np.clip(frame + 0.5, 0, 255).astype(np.uint8)
+            continue
         if spec.swap is not None:
             assert spec.target_look is not None and target_env is not None
             centre = to_output(spec.look, tf, (FACE_CENTRE[0], FACE_CENTRE[1] + 4.0))
             radii = (FACE_RADII[0] * tf[2], FACE_RADII[1] * tf[2])
-            sigma = SWAP_SIGMA[spec.swap]
+            sigma = SWAP_SIGMA[spec.swap] * spec.blur_scale
             box = ellipse_box(centre, radii, int(3 * sigma) + 1)
-            patch = render_frame(spec.target_look, tf, float(target_env[t]), box) * SWAP_TONE
+            patch = render_frame(spec.target_look, tf, float(target_env[t]), box) * tone
             _paste(frame, patch, sigma, centre, radii, box)
         if spec.lipsync:
             # The wav2lip stage regenerates the lower face from the audio on top of
@@ -336,11 +361,12 @@ def render_video(
             assert look is not None
             centre = to_output(spec.look, tf, MOUTH_CENTRE)
             radii = (MOUTH_RADII[0] * 1.4 * tf[2], MOUTH_RADII[1] * 1.6 * tf[2])
-            box = ellipse_box(centre, radii, int(3 * LIPSYNC_SIGMA) + 1)
+            sigma = LIPSYNC_SIGMA * spec.blur_scale
+            box = ellipse_box(centre, radii, int(3 * sigma) + 1)
             patch = render_frame(look, tf, float(sync_env[t]), box)
             if spec.swap is not None:
-                patch = patch * SWAP_TONE
-            _paste(frame, patch, LIPSYNC_SIGMA, centre, radii, box)
+                patch = patch * tone
+            _paste(frame, patch, sigma, centre, radii, box)
         frames[t] = np.clip(frame + 0.5, 0, 255).astype(np.uint8)
     return frames
 
@@ -418,20 +444,41 @@ def clip_audio(spec: ClipSpec) -> tuple[np.ndarray, np.ndarray]:
     real = place(speech(spec.voice), spec.n_frames, spec.lead_silence)
     if spec.fake_pitch is None:
         return real, real
-    fake = place(speech(spec.voice, spec.fake_pitch), spec.n_frames, spec.lead_silence)
-    return fake, real
+    fake_speech = speech(spec.voice, spec.fake_pitch, spec.audio_filter)
+    return place(fake_speech, spec.n_frames, spec.lead_silence), real
 
 
-def render_clip(spec: ClipSpec) -> tuple[np.ndarray, np.ndarray]:
-    """Frames ``(T, 224, 224, 3)`` uint8 and audio ``(T * 640,)`` int16 of a normal clip."""
+def delay(env: np.ndarray, frames: int) -> np.ndarray:
+    """``env`` ``(T,)`` late by ``frames`` (the first value repeated in front): ``(T,)``."""
+    if frames <= 0:
+        return env
+    return np.concatenate([np.repeat(env[:1], frames), env[:-frames]])
+
+
+def mouth_envelopes(spec: ClipSpec) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """``(mouth_env, target_env, sync_env)`` of ``render_video``, each ``(T,)`` float32.
+
+    ``av_offset`` delays the source mouth and the lip-synced mouth behind the
+    audio. A swapped-in face moves with the target's own speech (easy setting)
+    or, without ``target_voice`` (hard setting), with the source's mouth, as a
+    real face swap keeps the source's mouth motion.
+    """
     audio, real = clip_audio(spec)
-    mouth_env = envelope(real, spec.n_frames)
+    mouth_env = delay(envelope(real, spec.n_frames), spec.av_offset)
     target_env = None
     if spec.target_voice is not None:
         target = place(speech(spec.target_voice), spec.n_frames, 0.0)
         target_env = envelope(target, spec.n_frames)
-    sync_env = envelope(audio, spec.n_frames)
-    return render_video(spec, mouth_env, target_env, sync_env), audio
+    elif spec.swap is not None:
+        target_env = mouth_env
+    sync_env = delay(envelope(audio, spec.n_frames), spec.av_offset)
+    return mouth_env, target_env, sync_env
+
+
+def render_clip(spec: ClipSpec) -> tuple[np.ndarray, np.ndarray]:
+    """Frames ``(T, 224, 224, 3)`` uint8 and audio ``(T * 640,)`` int16 of a normal clip."""
+    audio, _ = clip_audio(spec)
+    return render_video(spec, *mouth_envelopes(spec)), audio
 
 
 def _no_face_frames(n_frames: int, seed: int) -> np.ndarray:
