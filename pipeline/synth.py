@@ -69,6 +69,9 @@ Choices, and why:
   case). ``SynthSummary.defects`` and ``defects.json`` map each path, relative to the
   dataset root (for CSV-only rows: the CSV directory without its ``FakeAVCeleb/``
   prefix, joined with the file name), to its kind; see ``DEFECT_KINDS``.
+  The playlist and script defects (HLS, ``concat``, ``ffconcat``) name a file one
+  level above the dataset root, by a relative path that climbs out of it
+  (``OUTSIDE_NAME``); synth never writes that file, so it names nothing.
 """
 
 from __future__ import annotations
@@ -77,15 +80,26 @@ import json
 import multiprocessing
 import os
 import shutil
+import subprocess
 from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field, replace
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
 
-from pipeline.synth_media import SUBTLE_AUDIO_FILTER, ClipSpec, Look, Motion, Voice, write_clip
+from pipeline.synth_media import (
+    BITEXACT,
+    SUBTLE_AUDIO_FILTER,
+    ClipSpec,
+    Look,
+    Motion,
+    Voice,
+    encode,
+    render_clip,
+    write_clip,
+)
 
 ROOT_NAME = "FakeAVCeleb_v1.2"
 CSV_NAME = "meta_data.csv"
@@ -133,6 +147,27 @@ DEFECT_KINDS: dict[str, str] = {
     "race_spelling": "race folder spelled 'Asian (East)' as in some copies",
     "missing_file": "a CSV row naming a file that does not exist",
     "path_escape": "a CSV row whose directory climbs out of the dataset root",
+    "hls_playlist": "an HLS playlist named .mp4, naming a file outside the dataset root",
+    "concat_script": "a concat demuxer script named .mp4, naming a file outside the root",
+    "ffconcat_file": "an ffconcat file named .mp4, naming a file outside the root",
+    "mkv_renamed": "a Matroska file (H.264 + AAC) renamed .mp4",
+    "webm_renamed": "a WebM file (VP8 + Opus) renamed .mp4",
+}
+# The file the playlist and script defects name, one level above the dataset root.
+OUTSIDE_NAME = "outside.ts"
+# Text of each playlist / script defect; ``{target}`` is the path it names.
+PLAYLISTS = {
+    "hls_playlist": "#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:10,\n{target}\n#EXT-X-ENDLIST\n",
+    "concat_script": "file '{target}'\n",
+    "ffconcat_file": "ffconcat version 1.0\nfile '{target}'\n",
+}
+# Other containers renamed .mp4: ffmpeg muxer and codec arguments (single-threaded).
+RENAMED_CONTAINERS = {
+    "mkv_renamed": ("matroska", ("-c", "copy")),
+    "webm_renamed": (
+        "webm",
+        ("-c:v", "libvpx", "-deadline", "realtime", "-threads", "1", "-c:a", "libopus"),
+    ),
 }
 
 # Sentences are drawn from these words; plain letters keep flite's filter arguments safe.
@@ -456,6 +491,49 @@ def plan_defects(seed: int) -> tuple[list[tuple[Row, ClipSpec | None]], dict[str
 # --------------------------------------------------------------------------- writing
 
 
+def outside_target(rel_path: str) -> str:
+    """Relative path from the file at ``rel_path`` to ``OUTSIDE_NAME`` above the root.
+
+    ``RealVideo-RealAudio/r/g/id/x.mp4`` -> ``../../../../../outside.ts``: one ``..``
+    per folder climbs to the dataset root, one more leaves it.
+    """
+    return "../" * len(PurePosixPath(rel_path).parts) + OUTSIDE_NAME
+
+
+def _renamed_container(spec: ClipSpec, out: Path, fmt: str, codecs: tuple[str, ...]) -> None:
+    """The normal rendering of ``spec`` in another container, written to ``out`` (``.mp4``)."""
+    mp4 = out.with_name(f".{out.name}.{os.getpid()}.src.mp4")
+    tmp_out = out.with_name(f".{out.name}.{os.getpid()}.{fmt}")
+    try:
+        encode(mp4, *render_clip(spec))
+        cmd = ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y"]
+        cmd += ["-i", f"file:{mp4}", "-map", "0", *codecs, *BITEXACT, "-map_metadata", "-1"]
+        subprocess.run([*cmd, "-f", fmt, f"file:{tmp_out}"], check=True, capture_output=True)
+        os.replace(tmp_out, out)
+    finally:
+        mp4.unlink(missing_ok=True)
+        tmp_out.unlink(missing_ok=True)
+
+
+def write_file(spec: ClipSpec, root: str | Path) -> str:
+    """Write ``spec``'s file under ``root`` and return ``spec.rel_path``; runs in a worker.
+
+    The container defects (``PLAYLISTS``, ``RENAMED_CONTAINERS``) are written here;
+    every other clip, defect or not, by :func:`pipeline.synth_media.write_clip`.
+    """
+    out = Path(root).absolute() / spec.rel_path
+    if spec.variant in PLAYLISTS:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        target = outside_target(spec.rel_path)
+        out.write_text(PLAYLISTS[spec.variant].format(target=target), encoding="utf-8")
+    elif spec.variant in RENAMED_CONTAINERS:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        _renamed_container(spec, out, *RENAMED_CONTAINERS[spec.variant])
+    else:
+        write_clip(spec, root)
+    return spec.rel_path
+
+
 def _check_args(
     out: Path, per_category: int, identities: int, workers: int, difficulty: str
 ) -> None:
@@ -500,7 +578,7 @@ def _render_all(
         progress(0, total)
     if workers == 1:
         for i, spec in enumerate(specs, 1):
-            write_clip(spec, root)
+            write_file(spec, root)
             if progress:
                 progress(i, total)
         return
@@ -510,7 +588,7 @@ def _render_all(
     with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
         # Longest first, so that one long clip does not finish last on its own.
         order = sorted(specs, key=lambda s: -s.n_frames)
-        futures = [pool.submit(write_clip, spec, str(root)) for spec in order]
+        futures = [pool.submit(write_file, spec, str(root)) for spec in order]
         done_count = 0
         pending = set(futures)
         try:

@@ -18,7 +18,7 @@ from cli_helpers import BIN, ingest_json, run_cli, start_ingest
 from store_checks import assert_every_clip_once
 
 import schemas
-from pipeline.synth import SynthSummary, plan_defects
+from pipeline.synth import PLAYLISTS, SynthSummary, plan_defects
 from pipeline.synth_media import encode, render_clip
 from pipeline.transform import preprocess_clip
 from schemas.store import Recipe
@@ -44,6 +44,14 @@ EXPECTED = {
     "name_unicode": "ok",
     "name_dash": "ok",
     "race_spelling": "ok",
+    # Refused by the demuxer whitelist (pipeline.media.INPUT_GUARD); the parenthesis
+    # names what ffmpeg found. A plain ``concat`` script is not recognised as one by
+    # ffmpeg's probe, so the mp4 demuxer is the one that gives up on it.
+    "hls_playlist": "cannot decode: the container is not an mp4 (hls)",
+    "concat_script": "cannot decode: the container is not an mp4 (moov atom not found)",
+    "ffconcat_file": "cannot decode: the container is not an mp4 (concat)",
+    "mkv_renamed": "cannot decode: the container is not an mp4 (matroska,webm)",
+    "webm_renamed": "cannot decode: the container is not an mp4 (matroska,webm)",
 }
 
 
@@ -72,6 +80,7 @@ def test_defect_corpus_ends_as_one_row_each(
             assert row["status"] == "failed", kind
             assert EXPECTED[kind] in row["error"], f"{kind}: {row['error']!r}"
             assert schemas.read_clip_record(store, row["clip_id"]) is None
+    _assert_playlists_name_nothing_inside(defect_dataset.root, kinds)
     assert rows[_path_of(kinds, "fps_30")]["source_fps"] == pytest.approx(30, abs=0.1)
     assert rows[_path_of(kinds, "very_long")]["num_frames"] == 500
     # Odd but valid media must be stored as a player shows it, not merely be "ok".
@@ -94,6 +103,17 @@ def test_defect_corpus_ends_as_one_row_each(
 
 def _path_of(kinds: dict[str, str], kind: str) -> str:
     return next(p for p, k in kinds.items() if k == kind)
+
+
+def _assert_playlists_name_nothing_inside(root: Path, kinds: dict[str, str]) -> None:
+    """Each playlist / script defect names a path outside ``root`` that does not exist."""
+    for kind in PLAYLISTS:
+        playlist = root / _path_of(kinds, kind)
+        lines = playlist.read_text(encoding="utf-8").splitlines()
+        named = next(line for line in lines if not line.startswith(("#", "ffconcat")))
+        target = (playlist.parent / named.removeprefix("file ").strip("'")).resolve()
+        assert not target.is_relative_to(root.resolve()), (kind, target)
+        assert not os.path.lexists(target), f"{kind}: {target} exists"
 
 
 def _assert_as_the_upright_cfr_clip(store: Path, row: dict, kind: str, scratch: Path) -> None:
