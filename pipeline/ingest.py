@@ -173,27 +173,22 @@ def _decode_unchanged(
     from pipeline.errors import ClipError
     from pipeline.fingerprint import changed, fingerprint_fd, open_source
 
-    stack = contextlib.ExitStack()
-    try:
+    with contextlib.ExitStack() as stack:  # the descriptor stays open across the decode
         try:
             fd, before = stack.enter_context(open_source(source))
             fingerprint = fingerprint_fd(fd)
-        except BaseException:
-            stack.close()
-            raise
-    except NotRegularFile:
-        raise ClipError("not a regular file") from None
-    except FileNotFoundError:
-        raise ClipError("file not found") from None
-    except OSError as exc:
-        raise ClipError(f"cannot read file: {exc.strerror or exc}") from None
-    with stack:  # the descriptor stays open across the decode
+        except NotRegularFile:
+            raise ClipError("not a regular file") from None
+        except FileNotFoundError:
+            raise ClipError("file not found") from None
+        except OSError as exc:
+            raise ClipError(f"cannot read file: {exc.strerror or exc}") from None
         record.update(
             source_fingerprint=fingerprint,
             source_size=before.st_size,
             source_mtime_ns=before.st_mtime_ns,
         )
-        tensors = preprocess(source, recipe, max_seconds=recipe.max_seconds)
+        tensors = preprocess(source, recipe)
         reason = changed(before, fd, source)
     if reason:
         raise ClipError(f"source changed while it was processed ({reason}); rerun to redo it")
@@ -348,9 +343,10 @@ class ManifestBook:
     def is_current(self, clip_id: str, source: Path, *, verify: bool = False) -> bool:
         """Whether the committed clip was made from ``source`` as it is now, same recipe.
 
-        Compares size and mtime (``stat``, no byte read); with ``verify``, or for a
-        record that lacks them, the content fingerprint. A missing or non-regular
-        source is never current: its task fails it with the reason.
+        Compares size and mtime (``stat``, no byte read); with ``verify`` also the
+        content fingerprint. A missing or non-regular source is never current: its
+        task fails it with the reason. (Records of stores older than these fields are
+        never compared: such stores are refused by their recipe's pipeline_version.)
         """
         record = self.committed.get(clip_id)
         if record is None or record.get("recipe_hash") != self.recipe_hash:
@@ -360,7 +356,7 @@ class ManifestBook:
             recorded = (record.get("source_size"), record.get("source_mtime_ns"))
             if recorded != (info.st_size, info.st_mtime_ns):
                 return False
-            if verify or None in recorded:
+            if verify:
                 return source_fingerprint(source) == record.get("source_fingerprint")
         except OSError:  # NotRegularFile included
             return False

@@ -246,21 +246,6 @@ def _file_kind(mode: int) -> str:
     return "not a file"
 
 
-def confine(dataset: Path, rel: str) -> Path | None:
-    """``dataset / rel`` if it stays inside ``dataset`` after resolving links, else None.
-
-    A path that cannot be resolved (a symlink loop, a NUL byte) is not confined: None.
-    """
-    pure = PurePosixPath(rel)
-    if pure.is_absolute() or ".." in pure.parts or not pure.parts:
-        return None
-    try:
-        resolved = (dataset / pure).resolve()
-    except (RuntimeError, OSError, ValueError):  # RuntimeError: pathlib's "Symlink loop"
-        return None
-    return resolved if resolved.is_relative_to(dataset) else None
-
-
 def _confined_csv(dataset: Path) -> Path | None:
     """``meta_data.csv`` when present; ``ScanError`` when it is a link out of the root or odd.
 
@@ -535,7 +520,6 @@ __all__ = [
     "ClipSource",
     "ScanError",
     "ScanResult",
-    "confine",
     "examine",
     "find_dataset_root",
     "infer_method",

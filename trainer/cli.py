@@ -105,6 +105,7 @@ def _print_report(report: dict, out: Path) -> None:
     from rich.table import Table
 
     from schemas import CATEGORIES
+    from trainer.metrics import SCORES
 
     table = Table(title=f"MSCT, best epoch {report['best_epoch']} (chosen on val)")
     columns = ("part", "ACC", "bal ACC", "AUC", "AP", "EER", "audio AUC", "video AUC")
@@ -113,7 +114,7 @@ def _print_report(report: dict, out: Path) -> None:
         table.add_column(column, justify="left" if column == "part" else "right")
     for part in ("val", "test"):
         m = report[part]
-        cells = [m[k] for k in ("acc", "balanced_acc", "auc", "ap", "eer")]
+        cells = [m[k] for k in SCORES]
         cells += [m["audio_auc"], m["video_auc"]]
         cells += [m["per_category_acc"][c] for c in CATEGORIES]
         table.add_row(part, *(_fmt(v) for v in cells))
@@ -173,13 +174,15 @@ def eval_(
     from rich.console import Console
     from rich.table import Table
 
+    from trainer.metrics import SCORES
+
     table = Table(title=f"{checkpoint} on {split}/{part} ({metrics['n']} clips)")
     table.add_column("metric")
     table.add_column("value", justify="right")
-    for key in ("acc", "balanced_acc", "auc", "ap", "eer"):
+    for key in SCORES:
         table.add_row(key, _fmt(metrics[key]))
     for head in ("audio", "video"):
-        for key in ("acc", "balanced_acc", "auc", "ap", "eer"):
+        for key in SCORES:
             table.add_row(f"{head}_{key}", _fmt(metrics[f"{head}_{key}"]))
     for cat, value in metrics["per_category_acc"].items():
         table.add_row(f"acc {cat}", _fmt(value))

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -192,15 +192,19 @@ def compute_metrics(scores: ClipScores) -> dict[str, Any]:
     return out
 
 
+#: The scores of one head, by report key (prefixed ``audio_`` / ``video_`` per modality).
+SCORES: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
+    "acc": accuracy,
+    "balanced_acc": balanced_accuracy,
+    "auc": safe_auc,
+    "ap": average_precision,
+    "eer": equal_error_rate,
+}
+
+
 def _binary_metrics(prefix: str, y_true: np.ndarray, prob: np.ndarray) -> dict[str, float]:
     """ACC, balanced ACC, AUC, AP and EER of one head, keys prefixed (``audio_auc``)."""
-    return {
-        f"{prefix}acc": accuracy(y_true, prob),
-        f"{prefix}balanced_acc": balanced_accuracy(y_true, prob),
-        f"{prefix}auc": safe_auc(y_true, prob),
-        f"{prefix}ap": average_precision(y_true, prob),
-        f"{prefix}eer": equal_error_rate(y_true, prob),
-    }
+    return {f"{prefix}{key}": score(y_true, prob) for key, score in SCORES.items()}
 
 
 def _window_summary(counts: np.ndarray) -> dict[str, int] | None:

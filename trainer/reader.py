@@ -33,6 +33,7 @@ objects), plus the kernel's record of each open file.
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import resource
@@ -251,8 +252,6 @@ class ZarrRows:
             raise damaged(self.store, self.clip_id, problem) from None
 
     def _check_chunk_files(self, first: int, last: int) -> None:
-        import itertools
-
         encode = self.array.metadata.encode_chunk_key
         for coords in itertools.product(range(first, last + 1), *self.inner_grid):
             key = encode(coords)
