@@ -98,6 +98,39 @@ def synthetic_store(work: Path, synth: list[str]) -> Path:
     return store
 
 
+def store_source(synth: list[str]) -> str:
+    """How a protocol's synthetic store is made, as the result records it."""
+    return (
+        f"mscct-pipeline synth {' '.join(synth)}, ingest, split --balance --ratios {SPLIT_RATIOS}"
+    )
+
+
+def train_seeds(
+    config: str,
+    overrides: list[str],
+    store: Path,
+    split: str,
+    seeds: list[int],
+    epochs: int,
+    out_root: Path,
+) -> tuple[list[dict], dict]:
+    """One training run per seed on ``store``; their summaries and the resolved config.
+
+    The resolved config leaves out ``seed``, the one key that differs between runs.
+    """
+    from trainer.config import load_config
+    from trainer.loop import train
+
+    runs, resolved = [], {}
+    for seed in seeds:
+        cfg = load_config(config, [f"epochs={epochs}", *overrides, f"seed={seed}"])
+        t0 = time.perf_counter()
+        report = train(cfg, store, split, out_root / f"seed-{seed}", log=print)
+        runs.append(run_summary(seed, time.perf_counter() - t0, report))
+        resolved = {k: v for k, v in cfg.to_dict().items() if k != "seed"}
+    return runs, resolved
+
+
 def mean_std(values: list[float | None]) -> dict[str, float | None]:
     """Mean and sample standard deviation (n-1) of the defined values; ``None`` if too few."""
     xs = [v for v in values if v is not None]
@@ -150,8 +183,7 @@ def main() -> int:
 
     import torch
 
-    from trainer.config import load_config
-    from trainer.loop import SELECTION, train
+    from trainer.loop import SELECTION
 
     scratch = Path(tempfile.mkdtemp(prefix="bench-train-"))
     try:
@@ -159,21 +191,18 @@ def main() -> int:
         synth = synth_args(protocol, per_category)
         if store is None:
             store = synthetic_store(scratch, synth)
-        source = (
-            f"mscct-pipeline synth {' '.join(synth)}, ingest, "
-            f"split --balance --ratios {SPLIT_RATIOS}"
-        )
+        source = store_source(synth)
         if args.store is not None:
             source = f"given (protocol: {source})"
-        runs = []
-        for seed in seeds:
-            out = (args.out or scratch / "runs") / f"seed-{seed}"
-            sets = [f"epochs={protocol.epochs}", *args.overrides, f"seed={seed}"]
-            cfg = load_config(args.config, sets)
-            t0 = time.perf_counter()
-            report = train(cfg, store, args.split, out, log=print)
-            runs.append(run_summary(seed, time.perf_counter() - t0, report))
-            resolved = {k: v for k, v in cfg.to_dict().items() if k != "seed"}
+        runs, resolved = train_seeds(
+            args.config,
+            args.overrides,
+            store,
+            args.split,
+            seeds,
+            protocol.epochs,
+            args.out or scratch / "runs",
+        )
     finally:
         if args.out is None:
             shutil.rmtree(scratch, ignore_errors=True)

@@ -19,6 +19,7 @@ BENCHMARKS = {
     "model": ["-m", "benchmarks.bench_model"],
     "train": ["-m", "benchmarks.bench_train"],
     "train_hard": ["-m", "benchmarks.bench_train", "--difficulty", "hard"],
+    "ablation": ["-m", "benchmarks.bench_ablation"],
     "shortcut": ["-m", "benchmarks.bench_shortcut"],
 }
 

@@ -93,3 +93,22 @@ def test_shortcut_quick_writes_the_two_by_two_table(tmp_path: Path) -> None:
             assert cell["n"] == result["test_clips"]
             assert cell["auc"] is None or 0.0 <= cell["auc"] <= 1.0
             assert "balanced_acc" in cell
+
+
+def test_each_ablation_variant_departs_from_the_paper_model_in_its_own_keys_only() -> None:
+    from benchmarks import bench_ablation
+
+    paper = bench_ablation.resolved_config([], 12)
+    assert bench_ablation.VARIANTS["dca+mssa"] == []
+    assert paper["model"]["attn_cross"] == "dca" and paper["model"]["attn_self"] == "mssa"
+    for name, overrides in bench_ablation.VARIANTS.items():
+        variant = bench_ablation.resolved_config(overrides, 12)
+        changed = {
+            f"{section}.{key}"
+            for section in ("model", "loss")
+            for key in paper[section]
+            if paper[section][key] != variant[section][key]
+        }
+        top = {k for k in paper if k not in ("model", "loss") and paper[k] != variant[k]}
+        assert changed == {o.split("=")[0] for o in overrides}, name
+        assert not top, name
