@@ -3,7 +3,7 @@
 #   make install            system packages (ffmpeg, python venv) + .venv with all extras
 #   make demo               synthetic dataset -> ingest -> split -> train (tiny) -> report
 #   make test               lint + the whole test suite
-#   make lint / make fmt    ruff check and format check / rewrite
+#   make lint / make fmt    ruff and mypy checks / ruff rewrite
 #   make bench              the benchmarks in benchmarks/ (JSON in benchmarks/results/)
 #
 # Override the torch build with e.g. `make install TORCH_SPEC=torch` (CUDA wheels)
@@ -56,6 +56,7 @@ demo: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 fmt: install
 	$(BIN)/ruff check --fix .
@@ -68,4 +69,4 @@ bench: install
 	$(BIN)/python -m benchmarks.run_all
 
 clean:
-	rm -rf $(DEMO_DIR) .pytest_cache .ruff_cache
+	rm -rf $(DEMO_DIR) .pytest_cache .ruff_cache .mypy_cache

@@ -97,6 +97,9 @@ def main() -> int:
     parser.add_argument(
         "variants", nargs="*", default=list(VARIANTS), help=f"any of {', '.join(VARIANTS)}"
     )
+    parser.add_argument(
+        "--result", type=Path, default=RESULT, help="the JSON to write (and resume from)"
+    )
     args = parser.parse_args()
     unknown = [v for v in args.variants if v not in VARIANTS]
     if unknown:
@@ -104,10 +107,13 @@ def main() -> int:
 
     import torch
 
+    from trainer.reader import raise_fd_limit
+
+    raise_fd_limit()  # train() runs in this process: as `mscct-train` does at its start
     protocol = PROTOCOLS["hard"]
     protocol_dict = {**protocol.__dict__, "seeds": list(protocol.seeds)}
     synth = synth_args(protocol, protocol.per_category)
-    result = json.loads(RESULT.read_text()) if RESULT.exists() else {}
+    result = json.loads(args.result.read_text()) if args.result.exists() else {}
     if result.get("protocol") != protocol_dict:  # another protocol: start over
         result = {}
     result.update(
@@ -154,7 +160,7 @@ def main() -> int:
                 ),
                 **entry,
             }
-            save_result(result, RESULT)  # after each variant: nothing finished is lost
+            save_result(result, args.result)  # after each variant: nothing finished is lost
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return 0

@@ -73,6 +73,7 @@ if str(ROOT) not in sys.path:
 
 import torch  # noqa: E402
 
+from schemas import atomic_write  # noqa: E402
 from trainer.metrics import json_safe  # noqa: E402
 
 PAPER_TRAIN_BATCH = 32  # the paper preset's batch size; bench_model's paper batch too
@@ -186,11 +187,9 @@ class Recorder:
 
     def save(self) -> None:
         self.data["elapsed_s"] = round(time.perf_counter() - self.start, 2)
-        path = self.out_dir / "gpu.json"
-        tmp = path.with_name(".gpu.json.tmp")
         text = json.dumps(json_safe(self.data), indent=2, allow_nan=False, default=str)
-        tmp.write_text(text + "\n")
-        tmp.replace(path)
+        with atomic_write(self.out_dir / "gpu.json", durable=False) as tmp:
+            tmp.write_text(text + "\n")
 
     def skip(self, name: str, reason: str) -> None:
         self.log(f"{name}: skipped ({reason})")
@@ -367,10 +366,11 @@ def _timed_batches(batches: Iterator[dict[str, Any]], count: int, each: Callable
 
 
 def _train_step(model: Any, optimizer: Any, batch: dict, cfg: Any, device: Any, amp: Any) -> None:
-    """One optimiser step: the training loop's own :func:`trainer.loop.train_step` (forward,
-    loss, finiteness check, backward, clipping, optimiser step, the per-step host sync of
-    reading the losses), so the figure measured is the loop's."""
-    from trainer.loop import train_step
+    """One optimiser step: the training loop's own :func:`trainer.step.train_step` (the copy
+    of the batch to the device, forward, loss, finiteness check, backward, clipping,
+    optimiser step, the per-step host sync of reading the losses), so the figure measured
+    is the loop's."""
+    from trainer.step import train_step
 
     train_step(model, batch, optimizer, cfg, device, amp)
 
@@ -445,8 +445,8 @@ def _model_rates(
 ) -> dict[str, Any]:
     """Training windows/s of the model on one batch held on the device (``model_step``),
     and fed by the DataLoader with the training run's workers (``pipeline``)."""
-    from trainer.loop import build_optimizer
     from trainer.model import MSCT
+    from trainer.optim import build_optimizer
 
     torch.manual_seed(0)
     model = MSCT(cfg.model).to(device).train()
@@ -469,7 +469,7 @@ def _model_rates(
         out["model_step"]["peak_memory_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
 
     def pipelined(batch: dict) -> torch.device:
-        batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+        # The host batch, as the loop hands it over: the step makes the copies itself.
         _train_step(model, optimizer, batch, cfg, device, amp)
         return device
 

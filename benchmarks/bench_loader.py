@@ -528,6 +528,9 @@ def main(argv: list[str] | None = None) -> None:
         help="also time the earlier per-window ffmpeg / zarr-open baselines",
     )
     args = parser.parse_args(argv)
+    from trainer.reader import raise_fd_limit
+
+    raise_fd_limit()  # as `mscct-train` does at its start
     settings = QUICK if args.quick else DEFAULT
     if args.window:
         settings = Settings(**{**settings.__dict__, "window": args.window})

@@ -22,7 +22,7 @@ data seed, training seeds, epochs and the selection rule. ``--seeds``,
 
 Both: ``split --balance --ratios 0.5,0.25,0.25`` (identity-disjoint), one
 training run per seed on the same store, the checkpoint chosen by the trainer's
-rule (``trainer.loop.SELECTION``: best val AUC of the fused head) and the test part
+rule (``trainer.selection.SELECTION``: best val AUC of the fused head) and the test part
 evaluated once, for that checkpoint only. Every seed's run is reported; none is
 dropped or re-run. STORE is any ingested store with a split; without --store the
 synthetic dataset is made and run through the real pipeline first (its time is
@@ -119,7 +119,7 @@ def train_seeds(
     The resolved config leaves out ``seed``, the one key that differs between runs.
     """
     from trainer.config import load_config
-    from trainer.loop import train
+    from trainer.recipe import train
 
     runs, resolved = [], {}
     for seed in seeds:
@@ -170,6 +170,9 @@ def main() -> int:
     )
     parser.add_argument("--seeds", default=None, help="comma-separated training seeds")
     args = parser.parse_args()
+    from trainer.reader import raise_fd_limit
+
+    raise_fd_limit()  # train() runs in this process: as `mscct-train` does at its start
     protocol = PROTOCOLS[args.difficulty]
     seeds = [int(x) for x in args.seeds.split(",")] if args.seeds else list(protocol.seeds)
     per_category = args.per_category or protocol.per_category
@@ -183,7 +186,7 @@ def main() -> int:
 
     import torch
 
-    from trainer.loop import SELECTION
+    from trainer.selection import SELECTION
 
     scratch = Path(tempfile.mkdtemp(prefix="bench-train-"))
     try:

@@ -109,6 +109,48 @@ def decode_only(path: Path) -> int:
     return int(counts[-1]) if counts else 0
 
 
+def decode_video(
+    path: Path, size: tuple[int, int], fps: float, max_seconds: float, timeout_s: float
+) -> np.ndarray:
+    """Only the video of ``path``: ``(T, H, W, 3)`` uint8 RGB at ``fps``, ``size=(W, H)``.
+
+    One ffmpeg for one stream, guarded and supervised as the pipeline's own runs are: the
+    two-process decode that :func:`breakdown` times against ``decode_clip``.
+    """
+    from pipeline.media.ffmpeg_args import INPUT_GUARD, ffmpeg_url
+    from pipeline.media.process import run
+
+    width, height = size
+    args = [
+        "ffmpeg", "-nostdin", "-v", "error", "-filter_threads", "1",
+        *INPUT_GUARD, "-threads", "1", "-i", ffmpeg_url(path),
+        "-map", "0:v:0", "-vf", f"fps=fps={fps}:start_time=0,scale={width}:{height}",
+        "-t", f"{max_seconds}", "-pix_fmt", "rgb24", "-f", "rawvideo", "pipe:",
+    ]  # fmt: skip
+    out = run(args, timeout_s, ffmpeg_url(path))
+    frame_bytes = width * height * 3
+    count = len(out) // frame_bytes
+    return np.frombuffer(out, np.uint8, count=count * frame_bytes).reshape(count, height, width, 3)
+
+
+def decode_audio(path: Path, sample_rate: int, max_seconds: float, timeout_s: float) -> np.ndarray:
+    """Only the first audio stream of ``path``: mono int16 PCM at ``sample_rate``, ``(N,)``.
+
+    ffmpeg resamples and downmixes (``-ac 1`` averages the channels) and places the
+    samples on the container's timeline, as ``decode_clip`` does.
+    """
+    from pipeline.media.ffmpeg_args import AUDIO_TIMELINE, INPUT_GUARD, ffmpeg_url
+    from pipeline.media.process import run
+
+    args = [
+        "ffmpeg", "-nostdin", "-v", "error", *INPUT_GUARD, "-threads", "1",
+        "-i", ffmpeg_url(path), "-map", "0:a:0", "-af", AUDIO_TIMELINE, "-t", f"{max_seconds}",
+        "-acodec", "pcm_s16le", "-ac", "1", "-ar", str(sample_rate), "-f", "s16le", "pipe:",
+    ]  # fmt: skip
+    out = run(args, timeout_s, ffmpeg_url(path))
+    return np.frombuffer(out, dtype="<i2", count=len(out) // 2)
+
+
 def _median_time(fn, repeat: int) -> float:  # type: ignore[no-untyped-def]
     times = []
     for _ in range(repeat):
@@ -124,13 +166,13 @@ def breakdown(path: Path, repeat: int = 5) -> dict[str, float]:
     from pipeline.audio_features import frame_features
     from pipeline.faces import StrideDetector, crop_faces
     from pipeline.transform import preprocess_clip
-    from schemas.store import Recipe
+    from schemas.recipe import Recipe
 
     recipe = Recipe()
     info = media.probe(path)
     size = (info.width, info.height)
-    frames = media.decode_video(path, size, FPS, 60, 600)
-    samples = media.decode_audio(path, SAMPLE_RATE, 60, 600)
+    frames = decode_video(path, size, FPS, 60, 600)
+    samples = decode_audio(path, SAMPLE_RATE, 60, 600)
 
     def detect() -> StrideDetector:
         detector = StrideDetector(stride=recipe.face_stride)
@@ -143,10 +185,8 @@ def breakdown(path: Path, repeat: int = 5) -> dict[str, float]:
     result = {
         "frames": float(len(frames)),
         "probe": _median_time(lambda: media.probe(path), repeat),
-        "decode_video": _median_time(lambda: media.decode_video(path, size, FPS, 60, 600), repeat),
-        "decode_audio": _median_time(
-            lambda: media.decode_audio(path, SAMPLE_RATE, 60, 600), repeat
-        ),
+        "decode_video": _median_time(lambda: decode_video(path, size, FPS, 60, 600), repeat),
+        "decode_audio": _median_time(lambda: decode_audio(path, SAMPLE_RATE, 60, 600), repeat),
         "decode_both_one_process": _median_time(
             lambda: media.decode_clip(path, size, FPS, SAMPLE_RATE, 60, 600), repeat
         ),

@@ -2,9 +2,8 @@
 
 Both recipes are python_speech_features' ``mfcc`` / ``logfbank`` with a 25 ms window
 and a 10 ms hop on the 16 kHz mono signal in int16 units (what ``scipy.io.wavfile.read``
-returns, as the peer scripts feed it), so the values match theirs. They are built from
-the library's own steps rather than called whole, only so that one matrix product runs
-without waking OpenBLAS's threads (see :func:`_filterbank_energies`):
+returns, as the peer scripts feed it), so the values match theirs. They are called with
+BLAS held to one thread (see :func:`_one_blas_thread`):
 
 - ``mfcc``: 13 cepstra with the log frame energy in c0 (``appendEnergy=True``) and
   their deltas (N=2): 26 per 10 ms.
@@ -23,10 +22,13 @@ trainer owns it.
 
 from __future__ import annotations
 
+import functools
+from contextlib import AbstractContextManager
+from typing import Any
+
 import numpy as np
-from python_speech_features import delta, sigproc
-from python_speech_features.base import get_filterbanks, lifter
-from scipy.fftpack import dct
+from python_speech_features import delta, logfbank, mfcc
+from threadpoolctl import ThreadpoolController
 
 HOPS_PER_FRAME = 4
 CHANNELS_PER_HOP = 26
@@ -47,34 +49,34 @@ def hop_features(signal: np.ndarray, sample_rate: int, features: str = "mfcc") -
         raise ValueError(f"features must be 'mfcc' or 'fbank', not {features!r}")
     x = np.asarray(signal, dtype=np.float64)
     nfft = max(NFFT, 1 << int(np.ceil(np.log2(WINDOW_S * sample_rate))))
-    energies, frame_energy = _filterbank_energies(x, sample_rate, nfft)
-    if features == "fbank":
-        return np.log(energies).astype(np.float32)
-    cep = lifter(dct(np.log(energies), type=2, axis=1, norm="ortho")[:, :NUM_CEPSTRA], LIFTER)
-    cep[:, 0] = np.log(frame_energy)  # appendEnergy: c0 is the log frame energy
-    return np.concatenate([cep, delta(cep, 2)], axis=1).astype(np.float32)
+    with _one_blas_thread():
+        if features == "fbank":
+            bank = logfbank(x, sample_rate, WINDOW_S, HOP_S, CHANNELS_PER_HOP, nfft,
+                            preemph=PREEMPHASIS)  # fmt: skip
+            return bank.astype(np.float32)
+        cep = mfcc(x, sample_rate, WINDOW_S, HOP_S, NUM_CEPSTRA, CHANNELS_PER_HOP, nfft,
+                   preemph=PREEMPHASIS, ceplifter=LIFTER, appendEnergy=True)  # fmt: skip
+        return np.concatenate([cep, delta(cep, 2)], axis=1).astype(np.float32)
 
 
-def _filterbank_energies(
-    x: np.ndarray, sample_rate: int, nfft: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """``python_speech_features.fbank`` of ``x`` (N,): mel energies (F, 26) and frame energies (F,).
+@functools.cache
+def _blas_controller() -> ThreadpoolController:
+    """The process's thread-pool libraries, looked up once (the lookup costs milliseconds)."""
+    return ThreadpoolController()
 
-    The same steps from the library's own pieces, except the product of the power
-    spectra with the filterbank: the library's ``numpy.dot`` is a BLAS call big enough
-    for OpenBLAS to wake its worker threads, which then spin for a while after it
-    returns; that spinning cost several times the feature computation itself (about
-    8 ms of CPU per clip on two cores). ``einsum`` does the product in one thread.
+
+def _one_blas_thread() -> AbstractContextManager[Any]:
+    """A context in which BLAS runs in the calling thread only.
+
+    The library's filterbank product (``numpy.dot`` of the power spectra, ``(F, 257)``,
+    with the filterbank) is a BLAS call big enough for OpenBLAS to wake its worker
+    threads, which then spin for a while after it returns; that spinning cost several
+    times the feature computation itself (about 8 ms of CPU per clip on two cores),
+    taken from the decode and face detection running beside it. One thread gives the
+    same values: the product's reduction order does not depend on the thread count.
+    ``threadpoolctl.threadpool_limits(1)`` would look the libraries up on every call.
     """
-    emphasised = sigproc.preemphasis(x, PREEMPHASIS)
-    frames = sigproc.framesig(emphasised, WINDOW_S * sample_rate, HOP_S * sample_rate)
-    power = sigproc.powspec(frames, nfft)  # (F, nfft // 2 + 1)
-    eps = np.finfo(float).eps  # the library's guard against log(0)
-    frame_energy = power.sum(axis=1)
-    frame_energy = np.where(frame_energy == 0, eps, frame_energy)
-    bank = get_filterbanks(CHANNELS_PER_HOP, nfft, sample_rate, 0, sample_rate / 2)
-    energies = np.einsum("fk,bk->fb", power, bank)
-    return np.where(energies == 0, eps, energies), frame_energy
+    return _blas_controller().limit(limits=1, user_api="blas")
 
 
 def stack_to_frames(hops: np.ndarray, num_frames: int) -> np.ndarray:

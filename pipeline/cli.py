@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -30,6 +30,10 @@ from rich.table import Table
 from rich.text import Text
 
 import schemas
+from schemas.cli_errors import user_errors
+
+if TYPE_CHECKING:  # the media stack loads only when a command needs it (fast --help)
+    from pipeline.ingest import IngestOptions, IngestResult
 
 app = typer.Typer(
     name="mscct-pipeline",
@@ -64,16 +68,17 @@ def _user_errors(func: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         from pipeline.scan import ScanError
 
-        try:
+        kinds = (schemas.StoreError, schemas.SchemaError, ScanError, ValueError)
+        with user_errors(kinds, _print_error):
             return func(*args, **kwargs)
-        except (schemas.StoreError, schemas.SchemaError, ScanError, ValueError) as exc:
-            # One line whatever the width (no wrapping), and the message verbatim: a path
-            # may hold brackets that rich would take for markup.
-            message = Text.assemble(("error:", "bold red"), " ", str(exc))
-            err.print(message, highlight=False, soft_wrap=True)
-            raise typer.Exit(2) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _print_error(message: str) -> None:
+    # One line whatever the width (no wrapping), and the message verbatim: a path
+    # may hold brackets that rich would take for markup.
+    err.print(Text.assemble(("error:", "bold red"), " ", message), highlight=False, soft_wrap=True)
 
 
 def _store_path(store: Path | None) -> Path:
@@ -198,7 +203,7 @@ def ingest(
     Parallel over clips with Ray; resumable (a rerun skips committed clips and redoes
     failed ones); every clip ends as one manifest row, ok or failed with a reason.
     """
-    from pipeline.ingest import IngestOptions, result_dict, run_ingest
+    from pipeline.ingest import IngestOptions, result_dict
 
     recipe = schemas.Recipe(
         features=audio_features,
@@ -221,6 +226,25 @@ def ingest(
         raise ValueError("--workers must be at least 1")
     if limit is not None and limit < 0:
         raise ValueError(f"--limit must be 0 or more, not {limit}")
+    result = _ingest_with_progress(dataset_root, options)
+    if as_json:
+        out.print_json(json.dumps(result_dict(result)))
+    else:
+        _print_scan_notes(result.scan)
+        out.print(_summary_table(result.manifest, title=f"store {options.store}"))
+        out.print(
+            f"this run: {result.submitted} processed ({result.ok} ok, {result.failed} failed), "
+            f"{result.skipped} already in the store, {result.elapsed_s:.1f} s"
+        )
+    if result.ok + result.skipped == 0:  # no clip found, or every clip failed
+        err.print("[bold red]nothing could be processed[/]")
+        raise typer.Exit(1)
+
+
+def _ingest_with_progress(dataset_root: Path, options: IngestOptions) -> IngestResult:
+    """``run_ingest`` under a progress bar: clips done, rate and failures so far."""
+    from pipeline.ingest import run_ingest
+
     stats = TextColumn("{task.fields[rate]} {task.fields[failed]} failed")
     with _progress(stats) as progress:
         task = progress.add_task("ingest", total=None, failed=0, rate="")
@@ -240,19 +264,7 @@ def ingest(
             rate = done / max(time.monotonic() - started, 1e-9)
             progress.update(task, failed=failed, rate=f"{rate:.2f} clips/s")
 
-        result = run_ingest(dataset_root, options, on_progress=on_progress, on_start=on_start)
-    if as_json:
-        out.print_json(json.dumps(result_dict(result)))
-    else:
-        _print_scan_notes(result.scan)
-        out.print(_summary_table(result.manifest, title=f"store {options.store}"))
-        out.print(
-            f"this run: {result.submitted} processed ({result.ok} ok, {result.failed} failed), "
-            f"{result.skipped} already in the store, {result.elapsed_s:.1f} s"
-        )
-    if result.ok + result.skipped == 0:  # no clip found, or every clip failed
-        err.print("[bold red]nothing could be processed[/]")
-        raise typer.Exit(1)
+        return run_ingest(dataset_root, options, on_progress=on_progress, on_start=on_start)
 
 
 def _parse_categories(values: list[str]) -> tuple[str, ...]:

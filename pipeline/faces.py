@@ -10,7 +10,7 @@ zero-padded where it leaves the frame, and resized to ``size × size`` RGB.
 
 The margin and the two smoothing windows shape the stored crops, so they are
 settings of the store's recipe (``face_margin``, ``face_smooth``,
-``face_size_smooth`` of :class:`schemas.store.Recipe`); the functions here take
+``face_size_smooth`` of :class:`schemas.recipe.Recipe`); the functions here take
 them as plain numbers, and their defaults are the recipe's defaults.
 
 Boxes are ``(x0, y0, x1, y1)`` float pixel coordinates of the decoded frame.
@@ -26,14 +26,14 @@ import dlib
 import numpy as np
 from PIL import Image
 
-from schemas.store import Recipe
+from schemas.recipe import Recipe
 
 # HOG's window finds faces of about 80 px and up without upsampling. Face-centred
 # 224² clips (FakeAVCeleb, VoxCeleb2) have faces of 100-150 px, which half resolution
 # would push below that floor, so frames are only shrunk while the short side stays
 # at or above this many pixels.
 DETECT_SIDE = 224
-# The recipe's defaults are the one source of these numbers (see schemas.store.Recipe).
+# The recipe's defaults are the one source of these numbers (see schemas.recipe.Recipe).
 # 0.3: crop side = 1.3 x the detector's box, which is tight (brows to chin).
 DEFAULT_MARGIN = Recipe.face_margin
 DEFAULT_SMOOTH = Recipe.face_smooth  # 5: frames averaged for the box centres (0.2 s at 25 fps)

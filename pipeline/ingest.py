@@ -334,7 +334,7 @@ class ManifestBook:
             self.written: pa.Table | None = schemas.read_manifest(store)
         except schemas.StoreError:
             self.written = None
-            self.unreadable = (store / schemas.store.MANIFEST_FILE).exists()
+            self.unreadable = (store / schemas.layout.MANIFEST_FILE).exists()
         previous = self.written.to_pylist() if self.written is not None else []
         for row in previous:
             if row["status"] == STATUS_FAILED and row["clip_id"] not in self.committed:

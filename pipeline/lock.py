@@ -15,7 +15,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from schemas.store import LOCK_FILE, StoreError
+from schemas.layout import LOCK_FILE, StoreError
 
 
 @contextlib.contextmanager

@@ -16,6 +16,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
+from typing import Any
 
 #: Unix socket paths are limited to 107 bytes and Ray nests its sockets about 70
 #: bytes deep below its temp dir: a longer $TMPDIR falls back to /tmp.
@@ -35,7 +36,7 @@ def ray_session(address: str | None, workers: int | None) -> Iterator[int]:
     already = ray.is_initialized()
     temp_dir = None
     if not already:
-        common = dict(
+        common: dict[str, Any] = dict(
             include_dashboard=False,
             logging_level=logging.ERROR,
             log_to_driver=False,

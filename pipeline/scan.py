@@ -36,20 +36,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from pipeline.fakeavceleb import CSV_COLUMNS, CSV_HEADER, CSV_NAME
 from schemas import LETTER_TO_CATEGORY, TYPE_DIR_TO_CATEGORY
 
-CSV_NAME = "meta_data.csv"
-CSV_HEADER = [
-    "source",
-    "target1",
-    "target2",
-    "method",
-    "category",
-    "type",
-    "race",
-    "gender",
-    "path",
-]
 VIDEO_SUFFIXES = {".mp4"}
 
 # Some copies of the release spell race folders with spaces and parentheses.
@@ -299,11 +288,11 @@ def _read_header(reader: Any, csv_path: Path) -> list[str]:
         header = next(reader, None)
     except csv.Error as exc:
         raise ScanError(f"{csv_path}: unreadable header ({exc})") from None
-    if header is None or [h.strip() for h in header[:9]] != CSV_HEADER:
+    if header is None or tuple(h.strip() for h in header[:9]) != CSV_COLUMNS:
         shown = _shown(repr(header))
         raise ScanError(
             f"{csv_path}: unexpected header {shown}; expected "
-            f"'{','.join(CSV_HEADER)},' (FakeAVCeleb's meta_data.csv)"
+            f"'{CSV_HEADER}' (FakeAVCeleb's meta_data.csv)"
         )
     return header
 

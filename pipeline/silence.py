@@ -13,16 +13,16 @@ level starts the speech; earlier frames are silence. A clip whose level is below
 
 Both thresholds shape the stored tensors, so they are settings of the store's
 recipe (``silence_threshold_db``, ``silent_clip_db`` of
-:class:`schemas.store.Recipe`); the defaults here are the recipe's defaults.
+:class:`schemas.recipe.Recipe`); the defaults here are the recipe's defaults.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from schemas.store import Recipe
+from schemas.recipe import Recipe
 
-# The recipe's defaults are the one source of these numbers (see schemas.store.Recipe).
+# The recipe's defaults are the one source of these numbers (see schemas.recipe.Recipe).
 DEFAULT_THRESHOLD_DB = Recipe.silence_threshold_db  # 30 dB below the speech level
 SPEECH_PERCENTILE = 95.0
 # 30 dB, about -60 dBFS in int16 units: below this the "speech" is noise or nothing at all.

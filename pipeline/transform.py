@@ -24,7 +24,7 @@ Choices worth knowing:
   (Two processes, one per stream, cost one more ffmpeg start-up per clip, which is
   a good part of the decode time of a 224² clip of a few seconds.)
 - Every setting that shapes the tensors or the verdict comes from the recipe
-  (:class:`schemas.store.Recipe`): the frame rate, sample rate, face stride, crop
+  (:class:`schemas.recipe.Recipe`): the frame rate, sample rate, face stride, crop
   size, face margin and smoothing windows, silence thresholds, the cut, the minimum
   frames and the audio coverage. The module constants below are the recipe's
   defaults, for the documentation and for callers of the helpers alone.
@@ -40,7 +40,7 @@ Choices worth knowing:
 - Silence trimming, when on, cuts whole frames from the front of both tensors and
   never leaves fewer than ``recipe.min_frames``.
 - Audio and video lie on the container's presentation timeline (see
-  :mod:`pipeline.media`): row ``t`` of the audio features is the audio a player
+  :mod:`pipeline.media.decode`): row ``t`` of the audio features is the audio a player
   plays under video frame ``t``, whatever each stream's start. ``audio_offset_s``
   records the audio stream's start minus the video stream's, as found. A clip whose
   audio covers less than ``recipe.min_audio_coverage`` (:data:`MIN_AUDIO_COVERAGE`,
@@ -68,7 +68,7 @@ from pipeline.audio_features import frame_features
 from pipeline.errors import ClipError
 from pipeline.faces import StrideDetector, crop_faces, detection_factor
 from pipeline.silence import leading_silence_frames
-from schemas.store import Recipe
+from schemas.recipe import Recipe
 
 #: Defaults of the recipe's ``min_frames`` and ``max_seconds`` (the recipe is their one
 #: source): a clip with fewer frames fails, a longer one is cut.
@@ -137,51 +137,12 @@ def preprocess_clip(
     timings: dict[str, float] = {"probe": 0.0}
     _check_file(path)
     fps = float(recipe.fps)
-    detector = StrideDetector(stride=recipe.face_stride)  # scale chosen on the first frame
-    clock = time.perf_counter()
-    decoded = media.decode_any(
-        path, fps, recipe.sample_rate, max_seconds, on_frame=detector,
-        budget_bytes=frame_budget_bytes,
-    )  # fmt: skip
-    timings["decode"] = time.perf_counter() - clock - detector.seconds
-    timings["detect"] = detector.seconds
-    if decoded.open_error:  # not an mp4: no probe could say more
-        raise ClipError(f"cannot decode: {decoded.open_error}")
-
-    info = _happy_facts(decoded, fps, max_seconds, min_frames)
-    if info is None:  # something is off: ffprobe says what, as precisely as it can
-        clock = time.perf_counter()
-        info = _probe_checked(path)
-        timings["probe"] = time.perf_counter() - clock
-        if decoded.stopped:  # too large for the budget, or a size change: pin the size
-            width, height = media.decode_size(info, fps, max_seconds, frame_budget_bytes)
-            seconds = info.duration_s if math.isfinite(info.duration_s) else max_seconds
-            detector = StrideDetector(recipe.face_stride, detection_factor(height, width))
-            clock = time.perf_counter()
-            decoded = media.decode_clip(
-                path, (width, height), fps, recipe.sample_rate, max_seconds,
-                media.decode_timeout_s(min(seconds, max_seconds)), on_frame=detector,
-            )  # fmt: skip
-            timings["decode"] += time.perf_counter() - clock - detector.seconds
-            timings["detect"] += detector.seconds
-        elif decoded.returncode != 0:
-            raise ClipError(f"cannot decode: {decoded.stderr_line}")
+    decoded, detector, info = _decode_with_faces(
+        path, recipe, fps, max_seconds, frame_budget_bytes, timings
+    )
     frames, signal = decoded.frames, decoded.samples
-    if decoded.demuxer_error:
-        raise ClipError(f"cannot decode: truncated or damaged file ({decoded.demuxer_error})")
-
     num_frames = len(frames)
-    expected = _expected_frames(info.duration_s, fps, max_seconds)
-    if num_frames == 0 and expected == 0:
-        raise ClipError("too short: 0 frames")
-    if num_frames < MIN_DECODED_FRACTION * expected - 2:
-        raise ClipError(
-            f"cannot decode: truncated, {num_frames} of ~{expected} frames ({decoded.stderr_line})"
-        )
-    if num_frames < min_frames:
-        raise ClipError(f"too short: {num_frames} frame{'s' if num_frames != 1 else ''}")
-    if signal.size == 0:
-        raise ClipError("no audio samples decoded")
+    _check_decoded(decoded, info.duration_s, fps, max_seconds, min_frames)
     span = TimelineSpan.of(decoded, num_frames, fps, recipe.sample_rate)
     span.check(min_audio_coverage)
     detector.finish(num_frames - 1, frames[-1])
@@ -288,6 +249,72 @@ def _expected_frames(duration_s: float, fps: float, max_seconds: float) -> int:
     """Frames a complete decode of a clip lasting ``duration_s`` (nan: unknown) gives."""
     seconds = duration_s if math.isfinite(duration_s) else max_seconds
     return math.floor(min(seconds, max_seconds) * fps)
+
+
+def _decode_with_faces(
+    path: Path,
+    recipe: Recipe,
+    fps: float,
+    max_seconds: float,
+    frame_budget_bytes: int,
+    timings: dict[str, float],
+) -> tuple[media.DecodedClip, StrideDetector, SourceFacts | media.MediaInfo]:
+    """Decode ``path`` with face detection riding on the frames as they arrive.
+
+    The source's facts come from ffmpeg's banner when the decode looks clean; otherwise
+    ffprobe says what is off, and a decode the frame budget stopped (too large, or a size
+    change) is run again at a size pinned from the probe. Adds to ``timings``.
+    """
+    detector = StrideDetector(stride=recipe.face_stride)  # scale chosen on the first frame
+    clock = time.perf_counter()
+    decoded = media.decode_any(
+        path, fps, recipe.sample_rate, max_seconds, on_frame=detector,
+        budget_bytes=frame_budget_bytes,
+    )  # fmt: skip
+    timings["decode"] = time.perf_counter() - clock - detector.seconds
+    timings["detect"] = detector.seconds
+    if decoded.open_error:  # not an mp4: no probe could say more
+        raise ClipError(f"cannot decode: {decoded.open_error}")
+    facts = _happy_facts(decoded, fps, max_seconds, recipe.min_frames)
+    if facts is not None:
+        return decoded, detector, facts
+    clock = time.perf_counter()
+    info = _probe_checked(path)  # something is off: ffprobe says what, as precisely as it can
+    timings["probe"] = time.perf_counter() - clock
+    if decoded.stopped:  # too large for the budget, or a size change: pin the size
+        width, height = media.decode_size(info, fps, max_seconds, frame_budget_bytes)
+        seconds = info.duration_s if math.isfinite(info.duration_s) else max_seconds
+        detector = StrideDetector(recipe.face_stride, detection_factor(height, width))
+        clock = time.perf_counter()
+        decoded = media.decode_clip(
+            path, (width, height), fps, recipe.sample_rate, max_seconds,
+            media.decode_timeout_s(min(seconds, max_seconds)), on_frame=detector,
+        )  # fmt: skip
+        timings["decode"] += time.perf_counter() - clock - detector.seconds
+        timings["detect"] += detector.seconds
+    elif decoded.returncode != 0:
+        raise ClipError(f"cannot decode: {decoded.stderr_line}")
+    return decoded, detector, info
+
+
+def _check_decoded(
+    decoded: media.DecodedClip, duration_s: float, fps: float, max_seconds: float, min_frames: int
+) -> None:
+    """Raise :class:`ClipError` for a damaged, truncated or too short decode, or no audio."""
+    if decoded.demuxer_error:
+        raise ClipError(f"cannot decode: truncated or damaged file ({decoded.demuxer_error})")
+    num_frames = len(decoded.frames)
+    expected = _expected_frames(duration_s, fps, max_seconds)
+    if num_frames == 0 and expected == 0:
+        raise ClipError("too short: 0 frames")
+    if num_frames < MIN_DECODED_FRACTION * expected - 2:
+        raise ClipError(
+            f"cannot decode: truncated, {num_frames} of ~{expected} frames ({decoded.stderr_line})"
+        )
+    if num_frames < min_frames:
+        raise ClipError(f"too short: {num_frames} frame{'s' if num_frames != 1 else ''}")
+    if decoded.samples.size == 0:
+        raise ClipError("no audio samples decoded")
 
 
 def _happy_facts(

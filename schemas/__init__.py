@@ -1,8 +1,23 @@
-"""The contract between the pipeline and the trainer: tables, labels, store layout.
+"""The contract between the pipeline and the trainer: tables, labels, the feature store.
+
+One module per job: :mod:`schemas.layout` (where things lie, names, ``StoreError``),
+:mod:`schemas.recipe` (the settings behind the tensors), :mod:`schemas.lifecycle`
+(create, open, check a store), :mod:`schemas.clips` (write and commit a clip),
+:mod:`schemas.readers` (link-safe tensor reads), :mod:`schemas.tables` (Arrow schemas)
+and :mod:`schemas.table_io` (manifest and split files), :mod:`schemas.durable` (fsync,
+atomic file replacement), :mod:`schemas.labels`. Callers import from ``schemas``.
 
 Imports pyarrow and numpy only (zarr lazily, for writing and compressed reads).
 """
 
+from schemas.clips import (
+    committed_records,
+    read_clip_record,
+    remove_clip,
+    sweep_staging,
+    write_clip,
+)
+from schemas.durable import atomic_write, fsync_path, fsync_tree
 from schemas.labels import (
     CATEGORIES,
     CATEGORY_TO_LETTER,
@@ -13,36 +28,23 @@ from schemas.labels import (
     Labels,
     labels_for,
 )
-from schemas.store import (
-    AUDIO_CHANNELS,
-    FORMAT_VERSION,
-    PIPELINE_VERSION,
-    ArraySpec,
-    Recipe,
-    StoreError,
+from schemas.layout import AUDIO_CHANNELS, FORMAT_VERSION, StoreError
+from schemas.lifecycle import (
     StoreInfo,
-    array_spec,
-    atomic_write,
     check_store_target,
-    committed_records,
     create_store,
     default_store_path,
-    fsync_path,
-    fsync_tree,
     is_store,
-    list_splits,
-    load_array,
-    open_clip,
-    open_raw_chunk,
     open_store,
-    read_clip_record,
+)
+from schemas.readers import ArraySpec, array_spec, load_array, open_clip, open_raw_chunk
+from schemas.recipe import PIPELINE_VERSION, Recipe
+from schemas.table_io import (
+    list_splits,
     read_manifest,
     read_split,
-    remove_clip,
     split_params,
     store_fingerprint,
-    sweep_staging,
-    write_clip,
     write_manifest,
     write_split,
 )

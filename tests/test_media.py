@@ -10,8 +10,11 @@ import numpy as np
 import pytest
 from media_fixtures import face_frames, make_clip, make_rotated_clip
 
+from benchmarks.naive_reference import decode_audio, decode_video
 from pipeline import media
 from pipeline.errors import ClipError
+from pipeline.media.ffmpeg_log import last_stderr_line, parse_input_report
+from pipeline.media.ffprobe import parse_probe
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +34,7 @@ def test_probe_reports_streams_rate_size_and_duration(clip: Path) -> None:
 def test_decode_clip_gives_rgb_frames_and_mono_pcm(clip: Path) -> None:
     seen: list[int] = []
     decoded = media.decode_clip(
-        clip, (224, 224), 25, 16000, 60, 60, 50, lambda t, f: seen.append(t)
+        clip, (224, 224), 25, 16000, 60, 60, on_frame=lambda t, f: seen.append(t)
     )
     assert decoded.frames.shape == (50, 224, 224, 3) and decoded.frames.dtype == np.uint8
     assert seen == list(range(50))
@@ -84,16 +87,16 @@ def test_parse_input_report_reads_the_input_section_only() -> None:
         "Output #0, image2pipe, to 'pipe:1':",
         "  Stream #0:0(und): Video: ppm, rgb24, 224x224, q=2-31, 200 kb/s, 25 fps, 25 tbn",
     ]
-    report = media.parse_input_report(lines)
+    report = parse_input_report(lines)
     assert report.duration_s == pytest.approx(62.56) and report.fps == pytest.approx(29.97)
     no_avg = ["Input #0, matroska:", "  Duration: N/A, start: 0.0",
               "  Stream #0:0: Video: vp9, yuv420p, 640x360, 30 tbr, 1k tbn"]  # fmt: skip
-    report = media.parse_input_report(no_avg)
+    report = parse_input_report(no_avg)
     assert report.fps == 30.0 and math.isnan(report.duration_s) and not report.complete
 
 
 def test_decode_audio_alone_matches_the_combined_decode(clip: Path) -> None:
-    samples = media.decode_audio(clip, 16000, 60, 60)
+    samples = decode_audio(clip, 16000, 60, 60)
     combined = media.decode_clip(clip, (224, 224), 25, 16000, 60, 60).samples
     np.testing.assert_array_equal(samples, combined)
 
@@ -142,14 +145,14 @@ def test_odd_frame_size(tmp_path: Path) -> None:
     path = make_clip(tmp_path / "odd.mp4", frames, extra=["-pix_fmt", "yuv444p"])
     info = media.probe(path)
     assert (info.width, info.height) == (223, 171)
-    assert media.decode_video(path, (223, 171), 25, 60, 60).shape == (5, 171, 223, 3)
+    assert decode_video(path, (223, 171), 25, 60, 60).shape == (5, 171, 223, 3)
 
 
 @pytest.mark.parametrize("name", ["-i.mp4", "with space (1).mp4", "ünï 名前.mp4", "a:b.mp4"])
 def test_file_names_are_never_options_or_protocols(tmp_path: Path, name: str) -> None:
     path = make_clip(tmp_path / name, face_frames(3))
     assert media.probe(path).has_video
-    assert len(media.decode_video(path, (224, 224), 25, 60, 60)) == 3
+    assert len(decode_video(path, (224, 224), 25, 60, 60)) == 3
 
 
 def test_unreadable_files_give_ffmpeg_reason(tmp_path: Path) -> None:
@@ -169,10 +172,10 @@ def test_decode_timeout_kills_ffmpeg(clip: Path) -> None:
 
 def test_last_stderr_line_drops_component_prefix_and_path() -> None:
     err = b"noise\n[mov,mp4,m4a @ 0x55ea6f07c980] stream 0, offset 0x5d74: partial file\n\n"
-    assert media.last_stderr_line(err) == "stream 0, offset 0x5d74: partial file"
+    assert last_stderr_line(err) == "stream 0, offset 0x5d74: partial file"
     err = b"file:/data/x.mp4: Invalid data found when processing input\n"
-    assert media.last_stderr_line(err) == "Invalid data found when processing input"
-    assert media.last_stderr_line(b"") == "no error message"
+    assert last_stderr_line(err) == "Invalid data found when processing input"
+    assert last_stderr_line(b"") == "no error message"
 
 
 def test_decode_size_keeps_frames_within_budget() -> None:
@@ -196,8 +199,8 @@ def test_parse_probe_reads_rotation_sar_and_skips_cover_art() -> None:
         ],
         "format": {"duration": "4.0"},
     }  # fmt: skip
-    info = media.parse_probe(data)
+    info = parse_probe(data)
     assert (info.width, info.height, info.rotation) == (240, 427, 90)
     assert info.fps == pytest.approx(29.97, abs=0.01) and info.duration_s == 3.5
     assert (info.audio_sample_rate, info.audio_channels) == (44100, 2)
-    assert not media.parse_probe({"streams": [], "format": {}}).has_video
+    assert not parse_probe({"streams": [], "format": {}}).has_video

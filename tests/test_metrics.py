@@ -59,7 +59,7 @@ def test_per_category_accuracy_and_null_for_undefined() -> None:
 
 
 def test_selection_breaks_saturated_auc_and_acc_ties_by_val_log_loss() -> None:
-    from trainer.loop import _val_key
+    from trainer.selection import val_key as _val_key
 
     cats = ["RARV", "FARV", "RAFV", "FAFV"]
     early = compute_metrics(_scores([0.45, 0.55, 0.6, 0.55], cats))  # right, but unsure
@@ -95,9 +95,9 @@ def test_overrides_and_presets() -> None:
 
 @pytest.mark.parametrize("name", ["tiny", "paper"])
 def test_config_files_mirror_the_presets(name: str) -> None:
-    from_file = load_config(str(ROOT / "configs" / f"{name}.yaml"))
+    from_file = load_config(str(ROOT / "trainer" / "presets" / f"{name}.yaml"))
     assert config_diff(from_file, TrainConfig.preset(name)) == []
-    assert yaml.safe_load((ROOT / "configs" / f"{name}.yaml").read_text())["model"]
+    assert yaml.safe_load((ROOT / "trainer" / "presets" / f"{name}.yaml").read_text())["model"]
 
 
 def test_rng_states_round_trip_through_a_safe_checkpoint(tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ from PIL import Image
 
 from pipeline.errors import ClipError
 from pipeline.transform import ClipTensors, preprocess_clip
-from schemas.store import Recipe
+from schemas.recipe import Recipe
 
 NUM_FRAMES = 40
 TRIM = Recipe(trim_silence=True)

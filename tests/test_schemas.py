@@ -11,7 +11,7 @@ import pyarrow as pa
 import pytest
 
 import schemas
-from schemas.store import STAGING_DIR
+from schemas.layout import STAGING_DIR
 
 
 def _manifest_row(clip_id: str, category: str = "RARV", status: str = "ok") -> dict:

@@ -12,12 +12,11 @@ import dlib
 import numpy as np
 import pytest
 
+from pipeline.fakeavceleb import CSV_HEADER, TYPE_DIRS
 from pipeline.synth import (
-    CSV_HEADER,
     DEFECT_KINDS,
     DEFECTS_NAME,
     METHODS,
-    TYPE_DIRS,
     SynthSummary,
     make_dataset,
 )
@@ -192,7 +191,7 @@ def test_fake_video_changes_only_the_face_region() -> None:
     from dataclasses import replace
 
     from pipeline.synth import plan
-    from pipeline.synth_media import (
+    from pipeline.synth.video import (
         FACE_CENTRE,
         FACE_RADII,
         frame_transform,

@@ -10,16 +10,9 @@ import numpy as np
 import pytest
 
 from pipeline.synth import HARD, HARD_NAME, make_dataset, plan
-from pipeline.synth_media import (
-    FAKE_AUDIO_FILTER,
-    SUBTLE_AUDIO_FILTER,
-    Voice,
-    clip_audio,
-    envelope,
-    mouth_envelopes,
-    render_video,
-    speech,
-)
+from pipeline.synth.audio import clip_audio, envelope, mouth_envelopes, speech
+from pipeline.synth.spec import FAKE_AUDIO_FILTER, SUBTLE_AUDIO_FILTER, Voice
+from pipeline.synth.video import render_video
 
 
 def high_band_fraction(samples: np.ndarray) -> float:

@@ -210,3 +210,12 @@ def test_ddp_two_gloo_processes(tmp_path: Path) -> None:
         assert report[part]["windows"] == {"total": 9, "min_per_clip": 3, "max_per_clip": 3}
     meta = json.loads((out / "meta.json").read_text())
     assert meta["world_size"] == 2
+
+
+@pytest.mark.parametrize("args", [["bogus"], ["run", "--bogus"]])
+def test_a_mistyped_command_or_option_is_usage_not_a_traceback(args: list[str]) -> None:
+    cli = Path(sys.executable).parent / "mscct-train"
+    done = subprocess.run([str(cli), *args], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr and "Usage: mscct-train" in done.stderr
+    assert "No such" in done.stderr

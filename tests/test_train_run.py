@@ -15,8 +15,8 @@ import yaml
 from trainer_fixtures import build_store
 
 from trainer.config import TrainerError, load_config
-from trainer.loop import train
 from trainer.model import MSCT, ModelConfig
+from trainer.recipe import train
 from trainer.runtime import new_run_dir, source_revision
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,7 +37,7 @@ def test_off_and_no_stay_words_in_overrides_and_files(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("preset", ["tiny", "paper"])
 def test_the_config_files_are_the_presets(preset: str) -> None:
-    assert load_config(str(ROOT / "configs" / f"{preset}.yaml")) == load_config(preset)
+    assert load_config(str(ROOT / "trainer" / "presets" / f"{preset}.yaml")) == load_config(preset)
 
 
 def _quiet(_: str) -> None:
@@ -188,21 +188,22 @@ def _window_batch(b: int = 4, t: int = 8, crop: int = 24) -> dict[str, torch.Ten
 
 def test_bench_gpu_times_the_training_loops_own_step(monkeypatch: pytest.MonkeyPatch) -> None:
     import benchmarks.bench_gpu as bench
-    import trainer.loop as loop
+    import trainer.step as step
+    from trainer.optim import build_optimizer
 
     cfg = load_config("tiny", ["device=cpu"])
     calls: list[dict[str, float]] = []
-    real_step = loop.train_step
+    real_step = step.train_step
 
     def spy(*args: object, **kwargs: object) -> dict[str, float]:
         calls.append(real_step(*args, **kwargs))
         return calls[-1]
 
-    monkeypatch.setattr(loop, "train_step", spy)
+    monkeypatch.setattr(step, "train_step", spy)
     torch.manual_seed(0)
     model = MSCT(cfg.model)
     before = [p.detach().clone() for p in model.parameters()]
-    optimizer = loop.build_optimizer(cfg, model)
+    optimizer = build_optimizer(cfg, model)
     bench._train_step(model, optimizer, _window_batch(), cfg, torch.device("cpu"), None)
-    assert len(calls) == 1 and set(calls[0]) == set(loop.LOSS_PARTS)
+    assert len(calls) == 1 and set(calls[0]) == set(step.LOSS_PARTS)
     assert any(not torch.equal(a, p) for a, p in zip(before, model.parameters(), strict=True))

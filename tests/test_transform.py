@@ -13,10 +13,10 @@ import pytest
 from media_fixtures import face_frames, make_clip, make_rotated_clip, truncate
 from python_speech_features import delta, mfcc
 
+from benchmarks.naive_reference import decode_audio
 from pipeline.errors import ClipError
-from pipeline.media import decode_audio
 from pipeline.transform import ClipTensors, preprocess_clip
-from schemas.store import Recipe
+from schemas.recipe import Recipe
 
 RECIPE = Recipe()
 

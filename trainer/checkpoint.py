@@ -1,10 +1,13 @@
-"""Checkpoints: atomic save, safe load (``weights_only=True``), RNG state capture.
+"""Checkpoints: atomic save, safe load (``weights_only=True``), RNG state capture, the
+checks before a run resumes from one.
 
 A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts, so
 ``torch.load(..., weights_only=True)`` accepts it and never runs pickled code.
-Keys: ``format``, ``model``, ``optimizer``, ``scheduler``, ``epoch`` (last
-finished, 0-based), ``best_epoch``, ``best_metric``, ``bad_epochs``, ``rng``,
-``config``, ``store_fingerprint``, ``recipe``, ``split``.
+Keys: ``format``; ``model``, ``optimizer``, ``scheduler`` (state dicts); the run's
+:class:`~trainer.state.TrainState`: ``epoch`` (last finished, 0-based), ``best_epoch``,
+``best_metric``, ``best_val``, ``bad_epochs``; ``rng`` (every rank's RNG states); and
+where it came from: ``config``, ``store_fingerprint``, ``recipe``, ``split``, ``store``,
+``train_clips``.
 """
 
 from __future__ import annotations
@@ -13,13 +16,13 @@ import pickle
 import random
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
 
 import schemas
-from trainer.config import TrainerError
+from trainer.config import TrainConfig, TrainerError, config_diff
 
 CHECKPOINT_FORMAT = "mscct-checkpoint-1"
 REQUIRED_KEYS = ("format", "model", "epoch", "config", "store_fingerprint", "recipe")
@@ -37,7 +40,7 @@ UNSAFE_HINT = (
 
 def capture_rng() -> dict[str, Any]:
     """Torch (CPU and CUDA), numpy and ``random`` states as tensors and lists."""
-    np_state = np.random.get_state()
+    np_state = cast(tuple, np.random.get_state())  # the legacy tuple form
     py_state = random.getstate()
     state: dict[str, Any] = {
         "torch": torch.get_rng_state(),
@@ -166,3 +169,23 @@ def load_model_state(model: torch.nn.Module, state: dict[str, Any], path: str | 
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()[0]
         raise TrainerError(f"checkpoint {path} does not fit the model config ({first})") from None
+
+
+def load_for_resume(path: Path, fingerprint: str, cfg: TrainConfig) -> dict[str, Any]:
+    """The checkpoint at ``path``, after checking that it was written on the same store
+    (``fingerprint``) with the same config ``cfg``: a resumed run must finish as the
+    uninterrupted one would have."""
+    ckpt = load_checkpoint(path)
+    if ckpt["store_fingerprint"] != fingerprint:
+        raise TrainerError(
+            f"the store changed since {path} was written (fingerprint "
+            f"{ckpt['store_fingerprint']} != {fingerprint}); refusing to resume"
+        )
+    try:
+        saved = TrainConfig.from_dict(ckpt["config"])
+    except TrainerError as exc:
+        raise TrainerError(f"checkpoint {path} has an invalid config: {exc}") from None
+    diff = config_diff(saved, cfg)
+    if diff:
+        raise TrainerError(f"config differs from the checkpoint's: {'; '.join(diff[:3])}")
+    return ckpt

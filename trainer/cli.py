@@ -12,7 +12,6 @@ Several GPUs or processes: ``torchrun --standalone --nproc_per_node N -m trainer
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import typer
@@ -23,7 +22,6 @@ app = typer.Typer(
     help="Train, evaluate and apply the MSCT audio-visual deepfake detector.",
 )
 
-EXIT_USER_ERROR = 2
 PIPELINE_HINT = "predict needs the pipeline extras: pip install 'mscct[pipeline]'"
 
 
@@ -81,7 +79,7 @@ def run(
     """
     from trainer.config import load_config
     from trainer.distributed import detect
-    from trainer.loop import train
+    from trainer.recipe import train
 
     if resume and out is None:
         raise UserError("--resume needs the --out of the run to continue")
@@ -108,7 +106,16 @@ def _print_report(report: dict, out: Path) -> None:
     from trainer.metrics import SCORES
 
     table = Table(title=f"MSCT, best epoch {report['best_epoch']} (chosen on val)")
-    columns = ("part", "ACC", "bal ACC", "AUC", "AP", "EER", "audio AUC", "video AUC")
+    columns: tuple[str, ...] = (
+        "part",
+        "ACC",
+        "bal ACC",
+        "AUC",
+        "AP",
+        "EER",
+        "audio AUC",
+        "video AUC",
+    )
     columns += tuple(f"{c} acc" for c in CATEGORIES)
     for column in columns:
         table.add_column(column, justify="left" if column == "part" else "right")
@@ -251,32 +258,19 @@ def predict(
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console entry point: user errors become one line on stderr and exit code 2."""
+    """Console entry point: user errors become one line on stderr and exit code 2.
+
+    Also where a trainer process starts: the descriptor limit is raised here, once,
+    before any command reads the store or starts a DataLoader worker (they inherit it).
+    """
     import schemas
+    from schemas.cli_errors import run_app
     from trainer.config import TrainerError
+    from trainer.reader import raise_fd_limit
 
-    try:
-        # standalone_mode=False hands exceptions (and typer.Exit codes) back to us.
-        code = app(args=argv, standalone_mode=False)
-    except (TrainerError, UserError, schemas.StoreError, schemas.SchemaError) as exc:
-        _echo_err(one_line(exc))
-        sys.exit(EXIT_USER_ERROR)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        _echo_err("interrupted")
-        sys.exit(130)
-    except Exception as exc:
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Abort):
-            sys.exit(1)
-        raise
-    if isinstance(code, int) and code:
-        sys.exit(code)
+    raise_fd_limit()
+    user_errors = (TrainerError, UserError, schemas.StoreError, schemas.SchemaError)
+    run_app(app, argv, user_errors, _echo_err, line=one_line)
 
 
 if __name__ == "__main__":

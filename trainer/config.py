@@ -1,24 +1,28 @@
-"""Training configuration: one dataclass, two presets, YAML files and ``key=value`` overrides.
+"""Training configuration: the dataclass, the presets, YAML files and ``key=value`` overrides.
 
 A run is its config: ``mscct-train run --config tiny --set model.dim=64 --set epochs=3``
-resolves the preset (or a YAML file), applies the dotted overrides and records the
-result as ``config.yaml`` in the run directory, so that the run can be repeated.
+resolves the preset (a YAML file in :mod:`trainer.presets`) or a YAML file of the user's,
+applies the dotted overrides and records the result as ``config.yaml`` in the run
+directory, so that the run can be repeated. OmegaConf merges the layers and checks every
+key and type against the dataclasses; their ``__post_init__`` checks the values.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import yaml
+from omegaconf import OmegaConf
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
+from trainer.config_yaml import load_yaml
 from trainer.model import LossWeights, ModelConfig
+from trainer.presets import PRESETS, read_preset
 
-PRESETS = ("tiny", "paper")
 OPTIMIZERS = ("adam", "adamw")
 SCHEDULES = ("cosine", "constant")
 AMP_MODES = ("auto", "off", "bf16")
@@ -42,27 +46,30 @@ class TrainConfig:
     ``patience`` stops training after that many epochs without a better val AUC
     (None: never stop early). ``precise_bn`` is the number of training batches used to
     recompute BatchNorm statistics before each evaluation (0: keep the running averages).
+
+    The fields have no defaults: the presets' YAML files hold the values, so build one with
+    :func:`load_config`, :meth:`preset` or :meth:`from_dict`.
     """
 
-    model: ModelConfig = field(default_factory=lambda: ModelConfig.preset("tiny"))
-    window: int = 16
-    windows_per_clip: int = 8
-    batch_size: int = 16
-    epochs: int = 12
-    optimizer: str = "adam"
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    schedule: str = "cosine"
-    warmup_epochs: int = 1
-    grad_clip: float = 1.0
-    loss: LossWeights = field(default_factory=LossWeights)
-    seed: int = 0
-    num_workers: int = 0
-    eval_stride: int | None = None
-    amp: str = "auto"
-    device: str = "auto"
-    patience: int | None = None
-    precise_bn: int = 8
+    model: ModelConfig
+    window: int
+    windows_per_clip: int
+    batch_size: int
+    epochs: int
+    optimizer: str
+    lr: float
+    weight_decay: float
+    schedule: str
+    warmup_epochs: int
+    grad_clip: float
+    loss: LossWeights
+    seed: int
+    num_workers: int
+    eval_stride: int | None
+    amp: str
+    device: str
+    patience: int | None
+    precise_bn: int
 
     def __post_init__(self) -> None:
         _check_choice("optimizer", self.optimizer, OPTIMIZERS)
@@ -94,57 +101,23 @@ class TrainConfig:
 
     @classmethod
     def preset(cls, name: str) -> TrainConfig:
-        """The ``tiny`` (minutes on a laptop CPU) or ``paper`` (Adam, 200 epochs) preset."""
-        if name == "tiny":
-            return cls(model=ModelConfig.preset("tiny"))
-        if name == "paper":
-            return cls(
-                model=ModelConfig.preset("paper"),
-                window=50,
-                windows_per_clip=1,
-                batch_size=32,
-                epochs=200,
-                optimizer="adam",
-                lr=1e-4,
-                weight_decay=0.0,
-                schedule="cosine",
-                warmup_epochs=5,
-                grad_clip=1.0,
-                num_workers=4,
-                patience=None,
-                precise_bn=50,
-            )
-        raise TrainerError(f"unknown preset {name!r}; expected one of {', '.join(PRESETS)}")
+        """The preset ``name`` (``tiny`` or ``paper``), read from ``trainer/presets/<name>.yaml``."""
+        return _build(_preset_layer(name))
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (tuples as lists) that YAML and ``torch.load`` both accept."""
-        return _plain(dataclasses.asdict(self))
+        return dataclasses.asdict(self) | {"model": self.model.to_dict()}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        """Build from a (possibly partial) nested dict; missing keys keep the ``tiny`` defaults.
+        """Build from a (possibly partial) nested dict; missing keys keep the ``tiny`` values.
 
-        Unknown keys raise :class:`TrainerError` naming the dotted key.
+        Unknown keys and values of the wrong type raise :class:`TrainerError` naming the
+        dotted key.
         """
         if not isinstance(data, dict):
             raise TrainerError("config must be a mapping of keys to values")
-        base = cls.preset("tiny")
-        values: dict[str, Any] = {}
-        for key, value in data.items():
-            if key not in _field_names(cls):
-                raise TrainerError(f"unknown config key {key!r}")
-            if key == "model":
-                values[key] = _sub_config(ModelConfig, base.model, value, "model")
-            elif key == "loss":
-                values[key] = _sub_config(LossWeights, base.loss, value, "loss")
-            else:
-                values[key] = _coerce(key, value, getattr(base, key))
-        try:
-            return cls(**{**_shallow(base), **values})
-        except TrainerError:
-            raise
-        except (TypeError, ValueError) as exc:
-            raise TrainerError(f"invalid config: {exc}") from exc
+        return _build(_preset_layer("tiny"), data)
 
 
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
@@ -152,164 +125,94 @@ def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
         raise TrainerError(f"config: {name} must be one of {', '.join(choices)}, not {value!r}")
 
 
-def _field_names(cls: type) -> set[str]:
-    return {f.name for f in dataclasses.fields(cls)}
-
-
-def _shallow(obj: Any) -> dict[str, Any]:
-    return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    return value
-
-
-def _sub_config(cls: type, base: Any, data: Any, prefix: str) -> Any:
-    """Merge ``data`` into the dataclass instance ``base`` (a model or loss config)."""
-    if not isinstance(data, dict):
-        raise TrainerError(f"config key {prefix!r} must be a mapping")
-    names = _field_names(cls)
-    merged = _shallow(base)
-    for key, value in data.items():
-        if key not in names:
-            raise TrainerError(f"unknown config key {prefix + '.' + key!r}")
-        merged[key] = _coerce(f"{prefix}.{key}", value, merged[key])
+def _preset_layer(name: str) -> dict[str, Any]:
     try:
-        return cls(**merged)
-    except (TypeError, ValueError) as exc:
-        raise TrainerError(f"invalid {prefix} config: {exc}") from exc
+        return read_preset(name)
+    except ValueError as exc:
+        raise TrainerError(str(exc)) from None
 
 
-def _coerce(name: str, value: Any, default: Any) -> Any:
-    """Convert a YAML value to the type of the field's default, or fail naming the key.
+def _build(*layers: dict[str, Any], overrides: list[str] | None = None) -> TrainConfig:
+    """Merge ``layers`` (later wins) over the dataclass schema, then apply ``overrides``.
 
-    YAML reads ``1e-3`` as a string (it wants ``1.0e-3``), so numbers are
-    parsed from strings too; bools are never taken for numbers.
+    OmegaConf rejects unknown keys and values that do not fit a field's type (it converts
+    ``"1e-3"`` to a float but never a bool to a number); building the dataclasses then
+    runs their value checks. Every failure becomes one :class:`TrainerError` line.
     """
-    if value is None or default is None:
-        return value
     try:
-        if isinstance(default, bool):
-            if isinstance(value, bool):
-                return value
-            raise ValueError
-        if isinstance(default, int):
-            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-                raise ValueError
-            return int(value)
-        if isinstance(default, float):
-            if isinstance(value, bool):
-                raise ValueError
-            return float(value)
-        if isinstance(default, str):
-            if not isinstance(value, str):
-                raise ValueError
-            return value
-        if isinstance(default, tuple | list):
-            if not isinstance(value, list | tuple):
-                raise ValueError
-            return tuple(value)
-    except (TypeError, ValueError):
-        raise TrainerError(
-            f"config key {name!r}: {value!r} is not a valid {type(default).__name__}"
-        ) from None
-    return value
+        merged = OmegaConf.merge(OmegaConf.structured(TrainConfig), *layers)
+        for key, value in _parse_overrides(overrides or []):
+            # One key at a time, so that a rejected value is reported under its dotted key.
+            OmegaConf.update(merged, key, value, merge=True)
+        return cast(TrainConfig, OmegaConf.to_object(merged))
+    except OmegaConfBaseException as exc:
+        raise TrainerError(_one_line(exc)) from None
+    except ValueError as exc:  # ModelConfig's and LossWeights' checks
+        raise TrainerError(f"invalid config: {exc}") from None
 
 
-class _Yaml12Loader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` whose booleans are only true / false, as in YAML 1.2.
+def _parse_overrides(pairs: list[str]) -> list[tuple[str, Any]]:
+    """``["model.dim=64", "amp=off"]`` → ``[("model.dim", 64), ("amp", "off")]``.
 
-    YAML 1.1 also reads on / off / yes / no as booleans, so ``--set amp=off`` or
-    ``amp: off`` in a file would arrive as ``False`` instead of the choice ``"off"``.
+    Values are parsed as YAML scalars (``null``, ``true``, ``[3, 5]`` ...) in the config
+    files' dialect; what does not parse stays the string it was.
     """
-
-
-_Yaml12Loader.yaml_implicit_resolvers = {
-    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-_Yaml12Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
-)
-
-
-def load_yaml(text: str) -> Any:
-    """Parse config YAML (safe, YAML 1.2 booleans); raises ``yaml.YAMLError``."""
-    return yaml.load(text, Loader=_Yaml12Loader)  # a SafeLoader subclass: safe
-
-
-def parse_overrides(pairs: list[str]) -> dict[str, Any]:
-    """``["model.dim=64", "epochs=3"]`` → ``{"model": {"dim": 64}, "epochs": 3}``.
-
-    Values are parsed as YAML scalars (``null``, ``true``, ``[3, 5]`` ...).
-    """
-    tree: dict[str, Any] = {}
+    parsed: list[tuple[str, Any]] = []
     for pair in pairs:
         key, sep, raw = pair.partition("=")
-        key = key.strip()
-        if not sep or not key:
+        if not sep or not key.strip():
             raise TrainerError(f"--set expects key=value, got {pair!r}")
         try:
             value = load_yaml(raw) if raw.strip() else ""
         except yaml.YAMLError:
             value = raw
-        node = tree
-        parts = key.split(".")
-        for part in parts[:-1]:
-            child = node.setdefault(part, {})
-            if not isinstance(child, dict):
-                raise TrainerError(f"--set {key}: {part!r} is not a section")
-            node = child
-        node[parts[-1]] = value
-    return tree
+        parsed.append((key.strip(), value))
+    return parsed
 
 
-def _deep_merge(base: dict[str, Any], extra: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out = dict(base)
-    for key, value in extra.items():
-        name = f"{prefix}{key}"
-        if key not in base:
-            raise TrainerError(f"unknown config key {name!r}")
-        if isinstance(base[key], dict):
-            if not isinstance(value, dict):
-                raise TrainerError(f"config key {name!r} is a section; set one of its keys")
-            out[key] = _deep_merge(base[key], value, f"{name}.")
-        else:
-            out[key] = value
-    return out
+def _one_line(exc: OmegaConfBaseException) -> str:
+    """OmegaConf's reason, led by the dotted key, without its multi-line context."""
+    reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    key = exc.full_key
+    if isinstance(exc, ConfigKeyError | ConfigAttributeError):
+        return f"unknown config key {key!r}: {reason}"
+    return f"config key {key!r}: {reason}" if key else f"invalid config: {reason}"
+
+
+def _read_file(spec: str) -> dict[str, Any]:
+    """A user's config file as a plain mapping, or a one-line :class:`TrainerError`."""
+    path = Path(spec)
+    if not path.is_file():
+        raise TrainerError(
+            f"--config {spec!r} is neither a preset ({', '.join(PRESETS)}) nor a file"
+        )
+    try:
+        loaded = load_yaml(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as exc:
+        raise TrainerError(
+            f"config {path} is not UTF-8 text (byte {exc.start}); save it as UTF-8"
+        ) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "unparsable"
+        raise TrainerError(f"config {path} is not valid YAML{where}: {problem}") from None
+    except OSError as exc:
+        raise TrainerError(f"cannot read config {path}: {exc.strerror or exc}") from None
+    if not isinstance(loaded, dict):
+        raise TrainerError("config must be a mapping of keys to values")
+    return loaded
 
 
 def load_config(spec: str | None = None, overrides: list[str] | None = None) -> TrainConfig:
-    """Resolve ``--config`` (``tiny``, ``paper`` or a YAML file) and ``--set`` overrides."""
+    """Resolve ``--config`` (``tiny``, ``paper`` or a YAML file) and ``--set`` overrides.
+
+    A file need not list every key: it is read over the ``tiny`` preset.
+    """
     spec = spec or "tiny"
     if spec in PRESETS:
-        data = TrainConfig.preset(spec).to_dict()
-    else:
-        path = Path(spec)
-        if not path.is_file():
-            raise TrainerError(
-                f"--config {spec!r} is neither a preset ({', '.join(PRESETS)}) nor a file"
-            )
-        try:
-            loaded = load_yaml(path.read_text(encoding="utf-8")) or {}
-        except UnicodeDecodeError as exc:
-            raise TrainerError(
-                f"config {path} is not UTF-8 text (byte {exc.start}); save it as UTF-8"
-            ) from None
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-            problem = getattr(exc, "problem", None) or "unparsable"
-            raise TrainerError(f"config {path} is not valid YAML{where}: {problem}") from None
-        except OSError as exc:
-            raise TrainerError(f"cannot read config {path}: {exc.strerror or exc}") from None
-        data = TrainConfig.from_dict(loaded).to_dict()
-    data = _deep_merge(data, parse_overrides(overrides or []))
-    return TrainConfig.from_dict(data)
+        return _build(_preset_layer(spec), overrides=overrides)
+    return _build(_preset_layer("tiny"), _read_file(spec), overrides=overrides)
 
 
 def config_diff(a: TrainConfig, b: TrainConfig) -> list[str]:

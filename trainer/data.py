@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 import schemas
-from schemas.store import clip_dir
+from schemas.layout import clip_dir
 from trainer.augment import default_max_shift, draw_shift_flip
 from trainer.draws import ItemDraws
 from trainer.reader import ClipReader

@@ -90,7 +90,8 @@ def wrap(model: torch.nn.Module, info: DistInfo, device: torch.device) -> torch.
 
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    return model.module if hasattr(model, "module") else model
+    inner = getattr(model, "module", model)  # DDP wraps the model as .module
+    return inner if isinstance(inner, torch.nn.Module) else model
 
 
 def barrier(info: DistInfo) -> None:
@@ -118,7 +119,8 @@ def gather_objects(obj: Any, info: DistInfo) -> list[Any]:
 
 
 def broadcast_object(obj: Any, info: DistInfo) -> Any:
-    """Rank 0's ``obj`` on every rank (e.g. whether to stop early)."""
+    """Rank 0's ``obj`` on every rank: a value only the main rank can decide, such as the
+    fresh run directory it created (:func:`trainer.run_dir.shared_new_run_dir`)."""
     if not info.enabled:
         return obj
     box = [obj]

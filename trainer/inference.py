@@ -6,7 +6,6 @@ per head: audio, video and fused.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,9 +23,7 @@ from trainer.inputs import model_inputs
 from trainer.metrics import ClipScores, aggregate_windows, compute_metrics, json_safe
 from trainer.model import MSCT
 from trainer.reader import audio_stats
-from trainer.runtime import autocast, autocast_dtype, open_split, resolve_device
-
-Log = Callable[[str], None]
+from trainer.runtime import Log, autocast, autocast_dtype, open_split, resolve_device
 
 
 @torch.no_grad()

@@ -13,11 +13,12 @@ Per process (each DataLoader worker has its own, opened lazily):
 
 - :class:`ClipReader` keeps the clips it read last open, two file descriptors
   each for the raw layout: up to :data:`MAX_OPEN_CLIPS`, or a quarter of the
-  process's descriptor limit if that is lower (:func:`open_clip_capacity`, which
-  first raises the soft limit towards the hard one, as Ray does). That holds a
-  whole training split open in every persistent worker, so after the first epoch
-  a window costs one ``pread`` per tensor and no ``open``; evaluation, which reads
-  a clip's windows in a row, opens each clip once;
+  process's descriptor limit if that is lower (:func:`open_clip_capacity`). That
+  holds a whole training split open in every persistent worker, so after the first
+  epoch a window costs one ``pread`` per tensor and no ``open``; evaluation, which
+  reads a clip's windows in a row, opens each clip once. The limit is the process's
+  to set: :func:`raise_fd_limit`, called once at its start (the trainer's commands
+  do), raises the soft limit towards the hard one, as Ray does; a reader only reads it;
 - the first time a process reads a clip, it checks the clip (no links below the
   store root, file sizes as the manifest says) and computes the clip's audio
   statistics (mean and 1/std of each of the 104 channels) from the whole track.
@@ -45,7 +46,7 @@ from typing import Any, Protocol
 import numpy as np
 
 import schemas
-from schemas.store import clip_dir
+from schemas.layout import clip_dir
 
 AUDIO_EPS = 1e-5  # added to the per-channel variance: silent (constant) channels map to 0
 MAX_OPEN_CLIPS = 16_384  # a whole FakeAVCeleb training split (about 15k clips) per process
@@ -74,14 +75,15 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def open_clip_capacity() -> int:
-    """How many clips this process may keep open (two descriptors each).
+def raise_fd_limit() -> int:
+    """Raise this process's soft descriptor limit towards what :data:`MAX_OPEN_CLIPS`
+    needs; return the soft limit now in force (``resource.RLIM_INFINITY`` if unlimited).
 
-    At most a quarter of the descriptor limit, so that half of it stays free for
-    everything else (DataLoader workers pass each batch's tensors as descriptors).
-    A soft limit below what :data:`MAX_OPEN_CLIPS` needs is first raised towards the
-    hard limit, which any process may do; the change stays in this process and its
-    children.
+    Call it once at process start, before any DataLoader worker starts: a soft limit
+    below four descriptors per clip is raised towards the hard limit, which any
+    process may do. The change stays in this process and its children (the workers
+    inherit it); where it cannot be made the limit stays and readers keep fewer
+    clips open (:func:`open_clip_capacity`).
     """
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     wanted = 4 * MAX_OPEN_CLIPS
@@ -92,6 +94,17 @@ def open_clip_capacity() -> int:
             soft = raised
         except (ValueError, OSError):
             pass  # keep the current limit
+    return soft
+
+
+def open_clip_capacity() -> int:
+    """How many clips this process may keep open (two descriptors each).
+
+    At most a quarter of the descriptor limit, so that half of it stays free for
+    everything else (DataLoader workers pass each batch's tensors as descriptors).
+    The limit is read, never changed (that is :func:`raise_fd_limit`'s job).
+    """
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft == resource.RLIM_INFINITY:
         return MAX_OPEN_CLIPS
     return max(MIN_OPEN_CLIPS, min(MAX_OPEN_CLIPS, soft // 4))
@@ -196,7 +209,9 @@ class RawRows:
     def rows(self, start: int, stop: int) -> np.ndarray:
         """A new ``(stop - start, *row)`` array of rows ``[start, stop)``: the one copy."""
         out = np.empty((stop - start, *self.row_shape), dtype=self.dtype)
-        if os.preadv(self.fd, [out], start * self.row_bytes) != out.nbytes:  # file shrank
+        # numpy's stubs do not declare the buffer protocol that preadv reads into
+        got = os.preadv(self.fd, [out], start * self.row_bytes)  # type: ignore[list-item]
+        if got != out.nbytes:  # file shrank
             raise self.chunk.damaged("chunk file ended early")
         return out
 
@@ -310,10 +325,11 @@ class ClipReader:
             opened, seen, audio = self._first_read(clip_id, num_frames, start, stop)
         else:
             self.seen.move_to_end(clip_id)
-            opened = self.open_clips.get(clip_id)
-            if opened is None:
+            kept = self.open_clips.get(clip_id)
+            if kept is None:
                 opened = self._keep_open(clip_id, self._reopen(clip_id, seen))
             else:
+                opened = kept
                 self.open_clips.move_to_end(clip_id)
             audio = opened.audio.rows(start, stop).astype(np.float32, copy=False)
         audio -= seen.audio_mean

@@ -1,5 +1,5 @@
 """Where and how a run executes: device, bf16 autocast, seeds, the store's split, provenance,
-the run directory."""
+the run directory, and the log callable every entry point passes down."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import json
 import random
 import subprocess
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,8 @@ from trainer import distributed as ddp
 from trainer.config import TrainConfig, TrainerError
 from trainer.data import ClipInfo, split_clips
 from trainer.metrics import json_safe
+
+Log = Callable[[str], None]  # where a run's progress lines go (print, typer.echo, a no-op)
 
 
 def resolve_device(cfg: TrainConfig, info: ddp.DistInfo) -> torch.device:

@@ -61,6 +61,8 @@ class MultiScaleKeys(nn.Module):
     so MSSA starts out equal to SA and learns how much of the neighbours to mix in.
     """
 
+    taps: Tensor  # (h, 1, k_max, k_max or 1): 1 inside each group's kernel, a buffer
+
     def __init__(self, heads: int, kernels: Sequence[int], shape: str = "2d") -> None:
         super().__init__()
         if shape not in ("2d", "time"):

@@ -1,4 +1,4 @@
-"""Model configuration: one dataclass, two presets.
+"""Model configuration: one dataclass; the two presets' values live in ``trainer/presets/``.
 
 The paper fixes only the depth (6 blocks), the audio width (104) and the kinds of
 layers. Everything else is a choice recorded here.
@@ -37,6 +37,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any, ClassVar
 
+from trainer.presets import PRESETS, read_preset
+
 CROSS_ATTENTIONS: tuple[str, ...] = ("dca", "ca")
 SELF_ATTENTIONS: tuple[str, ...] = ("mssa", "sa")
 MSSA_KERNELS: tuple[str, ...] = ("2d", "time")
@@ -69,7 +71,7 @@ class ModelConfig:
     wt_levels: int = 2  # Haar decomposition levels of WTConv
     wt_kernel: int = 5  # depthwise kernel applied to every sub-band of every level
 
-    PRESETS: ClassVar[tuple[str, ...]] = ("tiny", "paper")
+    PRESETS: ClassVar[tuple[str, ...]] = PRESETS
 
     def __post_init__(self) -> None:
         self.mssa_kernels = tuple(int(k) for k in self.mssa_kernels)  # type: ignore[assignment]
@@ -113,34 +115,8 @@ class ModelConfig:
 
     @classmethod
     def preset(cls, name: str) -> ModelConfig:
-        """The ``tiny`` or ``paper`` configuration (see the module docstring)."""
-        if name == "paper":
-            return cls(
-                dim=256,
-                depth=6,
-                heads=8,
-                mlp_ratio=4.0,
-                dropout=0.1,
-                attn_cross="dca",
-                attn_self="mssa",
-                mssa_kernels=(1, 3, 5, 7),
-            )
-        if name == "tiny":
-            return cls(
-                dim=64,
-                depth=2,
-                heads=4,
-                mlp_ratio=2.0,
-                dropout=0.1,
-                attn_cross="dca",
-                attn_self="mssa",
-                mssa_kernels=(1, 3, 5, 7),
-                max_frames=512,
-                visual_stem=16,
-                visual_widths=(16, 32, 64),
-                visual_depths=(1, 1, 1),
-            )
-        raise ValueError(f"unknown model preset {name!r}; expected one of {', '.join(cls.PRESETS)}")
+        """The model section of the training preset ``name`` (``trainer/presets/<name>.yaml``)."""
+        return cls.from_dict(read_preset(name)["model"])
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:

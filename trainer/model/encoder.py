@@ -92,6 +92,8 @@ class CrossModalEncoder(nn.Module):
     steps) and are always unmasked, so every query has a real key to attend to.
     """
 
+    positions: Tensor  # (max_frames, dim) sinusoidal table, a buffer
+
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.max_frames = cfg.max_frames

@@ -55,6 +55,8 @@ class WTConv2d(nn.Module):
     Shapes: (N, C, H, W) → (N, C, H, W); odd H or W are zero-padded per level and cropped back.
     """
 
+    filters: Tensor  # (4, 2, 2) Haar filters (haar_filters), a non-persistent buffer
+
     def __init__(self, channels: int, kernel_size: int = 5, levels: int = 2) -> None:
         super().__init__()
         self.levels = levels

@@ -1,0 +1,44 @@
+"""Probe and decode one media file with ffprobe / ffmpeg, entirely through pipes.
+
+Nothing is written to disk, every subprocess gets an argument list (never a shell
+string), and every input is opened as an mp4 from a local file only. The modules,
+by job:
+
+- :mod:`~pipeline.media.decode`: one ffmpeg process decodes a clip's video and audio
+  onto the container's timeline (:func:`decode_any`, :func:`decode_clip`).
+- :mod:`~pipeline.media.ffprobe`: what ffprobe says about a file (:func:`probe`).
+- :mod:`~pipeline.media.ppm`: the stream of PPM frames the decode reads.
+- :mod:`~pipeline.media.ffmpeg_log`: ffmpeg's stderr: open failures, the last error,
+  the input banner.
+- :mod:`~pipeline.media.process`: supervised runs: timeouts, watchdog, pipes.
+- :mod:`~pipeline.media.ffmpeg_args`: how every run names and opens its input
+  (:data:`INPUT_GUARD`), and the audio timeline filter.
+- :mod:`~pipeline.media.timeouts`: how long a run may take.
+"""
+
+from __future__ import annotations
+
+from pipeline.media.decode import (
+    DEFAULT_FRAME_BUDGET_BYTES,
+    DecodedClip,
+    decode_any,
+    decode_clip,
+    decode_size,
+)
+from pipeline.media.ffmpeg_args import INPUT_GUARD
+from pipeline.media.ffmpeg_log import InputReport
+from pipeline.media.ffprobe import MediaInfo, probe
+from pipeline.media.timeouts import decode_timeout_s
+
+__all__ = [
+    "DEFAULT_FRAME_BUDGET_BYTES",
+    "INPUT_GUARD",
+    "DecodedClip",
+    "InputReport",
+    "MediaInfo",
+    "decode_any",
+    "decode_clip",
+    "decode_size",
+    "decode_timeout_s",
+    "probe",
+]

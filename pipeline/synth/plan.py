@@ -1,0 +1,282 @@
+"""The plan of a synthetic FakeAVCeleb: identities, clips, categories and cues, from one seed.
+
+:func:`plan` draws every random choice of a dataset from one seeded generator
+(``np.random.default_rng(seed)``; the hard setting's cues from ``[seed, 4]``, the
+single donor identity from ``[seed, 1]``) and returns ``meta_data.csv`` rows with
+the :class:`~pipeline.synth.spec.ClipSpec` of each clip. The plan depends only on
+the arguments, so the same seed gives the same dataset; what the choices are and
+why is in :mod:`pipeline.synth`'s docstring.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from pipeline.fakeavceleb import CSV_DIR_PREFIX, TYPE_DIRS
+from pipeline.synth.spec import SUBTLE_AUDIO_FILTER, ClipSpec, Look, Motion, Voice
+
+DIFFICULTIES = ("easy", "hard")
+
+METHODS = {
+    "A": ("real",),
+    "B": ("rtvc",),
+    "C": ("faceswap", "fsgan", "wav2lip"),
+    "D": ("wav2lip", "fsgan-wav2lip", "faceswap-wav2lip"),
+}
+RACES = ("African", "Asian_East", "Asian_South", "Caucasian_American", "Caucasian_European")
+GENDERS = ("men", "women")
+VOICES = {"men": ("awb", "rms", "kal16"), "women": ("slt",)}
+
+# Identity numbers from here up belong to the defect corpus (pipeline.synth.defects);
+# the clips' identities are drawn below it.
+DEFECT_ID_START = 90001
+
+# Sentences are drawn from these words; plain letters keep flite's filter arguments safe.
+_VOCABULARY = (
+    "the quick brown fox jumps over a lazy dog while seven bright stars shine above "
+    "calm water under morning light people speak about science music travel and food "
+    "every small garden needs patience rain sunshine and careful hands our team will "
+    "meet again next week to discuss plans for the new library"
+)
+_WORDS = tuple(_VOCABULARY.split())
+
+
+@dataclass(frozen=True)
+class HardSetting:
+    """The ranges of the hard setting's cues (inclusive; frames at 25 fps)."""
+
+    pitch_up: tuple[float, float] = (1.06, 1.10)
+    pitch_down: tuple[float, float] = (0.90, 0.94)
+    manip_len: tuple[int, int] = (8, 12)
+    av_offset: tuple[int, int] = (2, 3)
+    blur_scale: float = 0.6
+    tone: tuple[float, float, float] = (1.03, 0.99, 0.96)
+    lead_silence: tuple[float, float] = (0.1, 0.3)  # seconds, real clips as the fakes
+
+
+HARD = HardSetting()
+
+
+@dataclass(frozen=True)
+class Identity:
+    """One synthetic person: id, labels of the folder tree, and how they look and sound."""
+
+    id: str
+    race: str
+    gender: str
+    number: int  # base clip number, e.g. 109 -> 00109.mp4, 00109_fake.mp4 ...
+    look: Look
+    voice: Voice
+
+
+@dataclass(frozen=True)
+class Row:
+    """One ``meta_data.csv`` row; ``directory`` is the unnamed 10th field."""
+
+    source: str
+    target1: str
+    target2: str
+    method: str
+    category: str
+    type: str
+    race: str
+    gender: str
+    path: str
+    directory: str
+
+    def csv_line(self) -> str:
+        fields = (self.source, self.target1, self.target2, self.method, self.category,
+                  self.type, self.race, self.gender, self.path, self.directory)  # fmt: skip
+        # The official file is written without quoting; keep every field quote-free.
+        bad = [f for f in fields if any(c in f for c in ',"\n\r')]
+        if bad:
+            raise ValueError(f"meta_data.csv fields cannot hold commas, quotes or newlines: {bad}")
+        return ",".join(fields)
+
+
+def _uniform(rng: np.random.Generator, lo: float, hi: float) -> float:
+    return round(float(rng.uniform(lo, hi)), 4)
+
+
+def _make_look(rng: np.random.Generator) -> Look:
+    gains = tuple(_uniform(rng, 0.85, 1.15) for _ in range(3))
+    return Look(
+        gains=(gains[0], gains[1], gains[2]),
+        gamma=_uniform(rng, 0.85, 1.15),
+        mirror=bool(rng.integers(2)),
+        zoom=_uniform(rng, 1.0, 1.15),
+        offset=(_uniform(rng, -10, 10), _uniform(rng, -8, 8)),
+    )
+
+
+def make_motion(rng: np.random.Generator) -> Motion:
+    def wave(amp: tuple[float, float], freq: tuple[float, float]) -> tuple[float, float, float]:
+        return (_uniform(rng, *amp), _uniform(rng, *freq), _uniform(rng, 0, 2 * np.pi))
+
+    # At least ~0.8 of a cycle in the shortest clip, so that every clip really moves.
+    return Motion(
+        x=wave((4.0, 8.0), (0.35, 0.7)),
+        y=wave((3.0, 6.0), (0.35, 0.7)),
+        scale=wave((0.02, 0.045), (0.3, 0.6)),
+    )
+
+
+def _sentence(rng: np.random.Generator) -> str:
+    # Enough words for about 4 s of speech, so speech fills the longest clip.
+    return " ".join(rng.choice(_WORDS, size=int(rng.integers(12, 16))))
+
+
+def make_identities(rng: np.random.Generator, k: int) -> list[Identity]:
+    ids = rng.choice(np.arange(1, DEFECT_ID_START - 1), size=k, replace=False)
+    numbers = rng.choice(np.arange(1, 20000), size=k, replace=False)
+    races = [RACES[i % len(RACES)] for i in rng.permutation(k)]
+    people = []
+    for i in range(k):
+        gender = GENDERS[int(rng.integers(2))]
+        voice = Voice(
+            name=str(rng.choice(VOICES[gender])),
+            text=_sentence(rng),
+            pitch=_uniform(rng, 0.9, 1.1),
+        )
+        people.append(
+            Identity(
+                id=f"id{int(ids[i]):05d}",
+                race=races[i],
+                gender=gender,
+                number=int(numbers[i]),
+                look=_make_look(rng),
+                voice=voice,
+            )
+        )
+    return people
+
+
+def _fake_pitch(rng: np.random.Generator) -> float:
+    return _uniform(rng, 1.30, 1.45) if rng.integers(2) else _uniform(rng, 0.68, 0.78)
+
+
+def make_row(person: Identity, letter: str, method: str, name: str, t1: str, t2: str) -> Row:
+    rel_dir = f"{TYPE_DIRS[letter]}/{person.race}/{person.gender}/{person.id}"
+    return Row(
+        source=person.id,
+        target1=t1,
+        target2=t2,
+        method=method,
+        category=letter,
+        type=TYPE_DIRS[letter],
+        race=person.race,
+        gender=person.gender,
+        path=name,
+        directory=f"{CSV_DIR_PREFIX}/{rel_dir}",
+    )
+
+
+def row_rel_path(row: Row) -> str:
+    return f"{row.directory.removeprefix(CSV_DIR_PREFIX + '/')}/{row.path}"
+
+
+def _harden(spec: ClipSpec, rng: np.random.Generator) -> ClipSpec:
+    """The hard setting's version of a planned clip: subtler cues, drawn from ``rng``."""
+    changes: dict[str, Any] = {}
+    if spec.lead_silence == 0.0:  # real clips: the onset shortcut is removed
+        changes.update(lead_silence=_uniform(rng, *HARD.lead_silence))
+    if spec.fake_pitch is not None:
+        pitch = HARD.pitch_up if spec.fake_pitch > 1 else HARD.pitch_down
+        changes.update(fake_pitch=_uniform(rng, *pitch), audio_filter=SUBTLE_AUDIO_FILTER)
+    if spec.swap is not None or spec.lipsync:
+        length = int(rng.integers(HARD.manip_len[0], HARD.manip_len[1] + 1))
+        start = int(rng.integers(0, spec.n_frames - length + 1))
+        changes.update(
+            manip_frames=(start, start + length),
+            av_offset=int(rng.integers(HARD.av_offset[0], HARD.av_offset[1] + 1)),
+            blur_scale=HARD.blur_scale,
+            tone=HARD.tone,
+            target_voice=None,  # a swapped face keeps the source's (delayed) mouth motion
+        )
+    return replace(spec, **changes)
+
+
+def hard_record(spec: ClipSpec) -> dict[str, Any]:
+    """What ``hard.json`` says about one clip of the hard setting."""
+    return {
+        "lead_silence_s": spec.lead_silence,
+        "fake_pitch": spec.fake_pitch,
+        "audio_filter": spec.audio_filter if spec.fake_pitch is not None else None,
+        "av_offset_frames": spec.av_offset,
+        "manip_frames": list(spec.manip_frames) if spec.manip_frames else None,
+    }
+
+
+def plan(
+    per_category: int, identities: int, seed: int, difficulty: str = "easy"
+) -> tuple[list[Identity], list[tuple[Row, ClipSpec]]]:
+    """The whole dataset as rows and clip specs, from the arguments alone.
+
+    ``difficulty="hard"`` plans the easy dataset and then hardens every clip with
+    a generator of its own, so that the easy plan's draws stay exactly as they were.
+    """
+    rng = np.random.default_rng(seed)
+    people = make_identities(rng, identities)
+    sources = people[:per_category]
+    donor = make_identities(np.random.default_rng([seed, 1]), 1)[0]
+    out: list[tuple[Row, ClipSpec]] = []
+
+    def others(src: Identity, n: int) -> list[Identity]:
+        pool = [p for p in people if p.id != src.id] or [donor]
+        idx = rng.choice(len(pool), size=min(n, len(pool)), replace=False)
+        return [pool[int(i)] for i in idx]
+
+    def base_spec(person: Identity, row: Row, lead: float) -> ClipSpec:
+        return ClipSpec(
+            rel_path=row_rel_path(row),
+            n_frames=int(rng.integers(55, 96)),
+            look=person.look,
+            motion=make_motion(rng),
+            voice=person.voice,
+            lead_silence=lead,
+            seed=int(rng.integers(2**31)),
+        )
+
+    for person in sources:
+        row = make_row(person, "A", "real", f"{person.number:05d}.mp4", "-", "-")
+        out.append((row, base_spec(person, row, 0.0)))
+    for person in sources:
+        row = make_row(person, "B", "rtvc", f"{person.number:05d}_fake.mp4", "-", "-")
+        spec = base_spec(person, row, _uniform(rng, 0.1, 0.3))
+        out.append((row, replace(spec, fake_pitch=_fake_pitch(rng))))
+
+    serial = {p.id: 0 for p in sources}  # per-identity fake counter, as in 00109_1.mp4
+    for letter in ("C", "D"):
+        offset = int(rng.integers(3))  # which method the round-robin starts with
+        for j, person in enumerate(sources):
+            method = METHODS[letter][(j + offset) % 3]
+            serial[person.id] += 1
+            two_stage = method.endswith("-wav2lip")
+            targets = others(person, 2 if two_stage else 1)
+            t1 = targets[0].id
+            t2 = targets[1].id if two_stage and len(targets) > 1 else "-"
+            if "wav2lip" in method:
+                name = f"{person.number:05d}_{serial[person.id]}_{t1}_wavtolip.mp4"
+            else:
+                name = f"{person.number:05d}_{serial[person.id]}.mp4"
+            row = make_row(person, letter, method, name, t1, t2)
+            spec = base_spec(person, row, _uniform(rng, 0.1, 0.3))
+            swap = method.split("-")[0] if method != "wav2lip" else None
+            spec = replace(
+                spec,
+                swap=swap,
+                target_look=targets[0].look if swap else None,
+                target_voice=targets[0].voice if swap else None,
+                lipsync="wav2lip" in method,
+                fake_pitch=_fake_pitch(rng) if letter == "D" else None,
+            )
+            out.append((row, spec))
+    if difficulty == "hard":
+        hard_rng = np.random.default_rng([seed, 4])
+        out = [(row, _harden(spec, hard_rng)) for row, spec in out]
+    elif difficulty != "easy":
+        raise ValueError(f"difficulty must be one of {DIFFICULTIES}, got {difficulty!r}")
+    return people, out

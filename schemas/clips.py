@@ -1,0 +1,163 @@
+"""Writing a clip's tensors and manifest record, committing it atomically, listing commits.
+
+A clip is written under ``.staging/`` and renamed into ``clips/`` only when
+complete, so a crash never leaves a half clip that looks valid, and the clip's
+manifest row travels inside the same rename (the group attributes). The
+``manifest.parquet`` file is a consolidated view of those records plus the
+failures of the last run; it can always be rebuilt from ``clips/``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from schemas.durable import fsync_path, fsync_tree
+from schemas.layout import AUDIO_CHANNELS, CLIPS_DIR, STAGING_DIR, StoreError, clip_dir, read_json
+from schemas.recipe import Recipe
+
+
+def write_clip(
+    store: str | Path,
+    clip_id: str,
+    video: np.ndarray,
+    audio: np.ndarray,
+    record: dict[str, Any],
+    recipe: Recipe,
+    *,
+    durable: bool = True,
+) -> None:
+    """Write one clip's tensors and manifest record, then commit them atomically.
+
+    ``video`` is ``(T, H, W, 3)`` uint8 and ``audio`` ``(T, 104)``; both must have
+    the same ``T >= 1``. Safe with many writers on one store as long as each
+    clip id has one writer: nothing is shared between clips. With ``durable`` the
+    chunk files and metadata are fsync'ed before the rename that commits them and
+    ``clips/`` after it, so a host crash cannot leave a committed half clip.
+    """
+    import zarr
+
+    store = Path(store)
+    _check_tensors(video, audio, recipe)
+    target = clip_dir(store, clip_id)
+    staging = store / STAGING_DIR / f"{clip_id}.{uuid.uuid4().hex}"
+    staging.parent.mkdir(exist_ok=True)
+    try:
+        group = zarr.open_group(str(staging), mode="w", zarr_format=3)
+        for name, data in (
+            ("video", video),
+            ("audio", audio.astype(recipe.audio_dtype, copy=False)),
+        ):
+            arr = group.create_array(
+                name,
+                shape=data.shape,
+                chunks=_chunks(data.shape, recipe.layout),
+                dtype=data.dtype,
+                compressors=_compressors(recipe.layout),
+                filters=None,
+                fill_value=0,
+                config={"write_empty_chunks": True},  # the raw layout needs every chunk on disk
+            )
+            arr[...] = data
+        group.attrs["record"] = record
+        if durable:
+            fsync_tree(staging)
+        _replace_dir(staging, target)
+        if durable:
+            fsync_path(target.parent, directory=True)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def _check_tensors(video: np.ndarray, audio: np.ndarray, recipe: Recipe) -> None:
+    if video.ndim != 4 or video.shape[-1] != 3 or video.dtype != np.uint8:
+        raise ValueError(f"video must be (T, H, W, 3) uint8, got {video.shape} {video.dtype}")
+    if audio.ndim != 2 or audio.shape[1] != AUDIO_CHANNELS:
+        raise ValueError(f"audio must be (T, {AUDIO_CHANNELS}), got {audio.shape}")
+    if video.shape[0] != audio.shape[0] or video.shape[0] < 1:
+        raise ValueError(
+            f"video and audio must share T >= 1, got {video.shape[0]} and {audio.shape[0]}"
+        )
+    if video.shape[1:3] != (recipe.crop_size, recipe.crop_size):
+        raise ValueError(f"video crops are {video.shape[1:3]}, recipe says {recipe.crop_size}")
+
+
+def _chunks(shape: tuple[int, ...], layout: str) -> tuple[int, ...]:
+    if layout == "raw":
+        return tuple(shape)  # one chunk: the chunk file is the whole array, memmap-able
+    return (min(shape[0], 25), *shape[1:])  # one second of frames per compressed chunk
+
+
+def _compressors(layout: str) -> Any:
+    if layout == "raw":
+        return None
+    from zarr.codecs import ZstdCodec
+
+    return ZstdCodec(level=3)
+
+
+def _replace_dir(src: Path, dst: Path) -> None:
+    """Rename ``src`` to ``dst``; an existing ``dst`` (a clip being redone) is replaced."""
+    try:
+        os.rename(src, dst)
+        return
+    except OSError:
+        if not dst.exists():
+            raise
+    old = dst.parent.parent / STAGING_DIR / f"replaced.{dst.name}.{uuid.uuid4().hex}"
+    os.rename(dst, old)
+    os.rename(src, dst)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def sweep_staging(store: str | Path) -> int:
+    """Delete what killed writers left in ``.staging/`` (call only while holding the lock)."""
+    staging = Path(store) / STAGING_DIR
+    removed = 0
+    for entry in staging.iterdir() if staging.exists() else ():
+        if entry.is_dir():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+        removed += 1
+    return removed
+
+
+def read_clip_record(store: str | Path, clip_id: str) -> dict[str, Any] | None:
+    """The manifest record committed with a clip, or None when it is not committed."""
+    path = clip_dir(store, clip_id) / "zarr.json"
+    try:
+        return read_json(path)["attributes"]["record"]
+    except FileNotFoundError:
+        return None
+    except (KeyError, TypeError) as exc:
+        raise StoreError(f"clip {clip_id}: group metadata has no record") from exc
+
+
+def committed_records(store: str | Path) -> list[dict[str, Any]]:
+    """Records of every committed clip, sorted by clip id (the store's ground truth)."""
+    root = Path(store) / CLIPS_DIR
+    records = []
+    for entry in sorted(os.scandir(root), key=lambda e: e.name):
+        if entry.is_dir() and not entry.name.startswith("."):
+            record = read_clip_record(store, entry.name)
+            if record is not None:
+                records.append(record)
+    return records
+
+
+def remove_clip(store: str | Path, clip_id: str, *, durable: bool = True) -> None:
+    """Uncommit a clip (rename away first, so readers never see a half-deleted clip)."""
+    target = clip_dir(store, clip_id)
+    if target.exists():
+        trash = Path(store) / STAGING_DIR / f"removed.{clip_id}.{uuid.uuid4().hex}"
+        os.rename(target, trash)
+        if durable:
+            fsync_path(target.parent, directory=True)
+        shutil.rmtree(trash, ignore_errors=True)

@@ -1,0 +1,192 @@
+"""A store's life: create it, open it, check a ``--store`` target, empty it on overwrite.
+
+Only a directory carrying this project's store marker (:func:`is_store`), and
+holding nothing but what a store writes, is ever deleted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from schemas.durable import write_json_atomic
+from schemas.layout import (
+    CLIPS_DIR,
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    LOCK_FILE,
+    MANIFEST_FILE,
+    SPLITS_DIR,
+    STAGING_DIR,
+    StoreError,
+    os_reason,
+    read_json,
+)
+from schemas.recipe import Recipe, recipe_mismatch, software_version
+
+
+@dataclass(frozen=True)
+class StoreInfo:
+    """What a store's root ``zarr.json`` records (see :func:`open_store`)."""
+
+    path: Path
+    recipe: Recipe
+    format_version: int
+    software_version: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def default_store_path() -> Path:
+    """``$MSCCT_STORE`` if set, else ``./mscct-store``."""
+    return Path(os.environ.get("MSCCT_STORE", "mscct-store"))
+
+
+def create_store(path: str | Path, recipe: Recipe, *, overwrite: bool = False) -> StoreInfo:
+    """Create an empty store, or open an existing one made with the same recipe.
+
+    With ``overwrite`` an existing store at ``path`` is emptied first: only a
+    directory carrying this project's store marker, and holding nothing but what a
+    store writes, is ever deleted (:func:`check_store_target`). A store made with
+    another recipe is refused: its tensors would not be comparable.
+    """
+    store = Path(path)
+    check_store_target(store, overwrite=overwrite)
+    try:
+        if overwrite and is_store(store):
+            _wipe(store)
+        if is_store(store):
+            info = open_store(store)
+            if info.recipe != recipe:
+                raise StoreError(recipe_mismatch(store, info.recipe, recipe))
+            return info
+        (store / CLIPS_DIR).mkdir(parents=True, exist_ok=True)
+        (store / SPLITS_DIR).mkdir(exist_ok=True)
+        (store / STAGING_DIR).mkdir(exist_ok=True)
+        meta = {
+            "format": FORMAT_NAME,
+            "format_version": FORMAT_VERSION,
+            "recipe": recipe.to_dict(),
+            "software_version": software_version(),
+        }
+        write_json_atomic(store / CLIPS_DIR / "zarr.json", _group_json({}))
+        write_json_atomic(_root_meta_path(store), _group_json({"mscct": meta}))
+    except OSError as exc:
+        raise StoreError(f"cannot write store {store}: {os_reason(exc)}") from None
+    return open_store(store)
+
+
+def _root_meta_path(store: Path) -> Path:
+    return store / "zarr.json"
+
+
+def is_store(path: str | Path) -> bool:
+    """Whether ``path`` carries this project's store marker: a root ``zarr.json``
+    whose ``attributes.mscct.format`` is ``"mscct-store"`` (any other Zarr group, or a
+    stray ``zarr.json``, is not ours)."""
+    meta_path = _root_meta_path(Path(path))
+    try:
+        if not meta_path.is_file():
+            return False
+        meta = json.loads(meta_path.read_text())
+    except (OSError, ValueError):
+        return False
+    attributes = meta.get("attributes") if isinstance(meta, dict) else None
+    mscct = attributes.get("mscct") if isinstance(attributes, dict) else None
+    return isinstance(mscct, dict) and mscct.get("format") == FORMAT_NAME
+
+
+def _written_by_store(name: str) -> bool:
+    """Whether a root entry is one a store writes (and so may delete)."""
+    if name in (CLIPS_DIR, SPLITS_DIR, STAGING_DIR, MANIFEST_FILE, "zarr.json", LOCK_FILE):
+        return True
+    # Temporary files of an interrupted atomic write (see schemas.durable.atomic_write).
+    return name.endswith(".tmp") and name.startswith((f".{MANIFEST_FILE}.", ".zarr.json."))
+
+
+def check_store_target(path: str | Path, *, overwrite: bool = False) -> None:
+    """Refuse a ``--store`` that is not ours to write, before anything is written there.
+
+    Accepted: a path that does not exist yet, an empty directory (a lock file aside),
+    or a directory carrying the store marker (:func:`is_store`); with ``overwrite``
+    the latter must hold nothing but what a store writes. Everything else (a regular
+    file, a user's directory, ``/``, a dataset, a foreign Zarr group) is refused.
+    """
+    store = Path(path)
+    try:
+        if not store.exists():
+            if store.is_symlink():
+                raise StoreError(f"--store {store} is a dangling link; not a store")
+            return
+        if not store.is_dir():
+            raise StoreError(f"--store {store} exists and is not a directory; not a store")
+        if is_store(store):
+            foreign = sorted(p.name for p in store.iterdir() if not _written_by_store(p.name))
+            if overwrite and foreign:
+                raise StoreError(
+                    f"store {store} also holds files a store does not write "
+                    f"({', '.join(foreign[:5])}); not deleting it"
+                )
+            return
+        if _entries(store):
+            what = (
+                "holds a zarr.json that is not an mscct store's"
+                if (_root_meta_path(store).exists())
+                else "is a non-empty directory"
+            )
+            raise StoreError(f"{store} {what}: it is not a store; not writing into it")
+    except OSError as exc:
+        raise StoreError(f"cannot use --store {store}: {os_reason(exc)}") from None
+
+
+def _entries(store: Path) -> list[Path]:
+    """What a directory holds besides the writer's lock file."""
+    return [p for p in store.iterdir() if p.name != LOCK_FILE]
+
+
+def _wipe(store: Path) -> None:
+    """Delete what a store wrote (keeping the lock file); the marker goes last, so an
+    interrupted wipe is still a store and can be wiped again."""
+    entries = [p for p in _entries(store) if _written_by_store(p.name)]
+    for entry in sorted(entries, key=lambda p: p.name == "zarr.json"):
+        shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
+
+
+def _group_json(attributes: dict[str, Any]) -> dict[str, Any]:
+    return {"zarr_format": 3, "node_type": "group", "attributes": attributes}
+
+
+def open_store(path: str | Path, *, recipe: Recipe | None = None) -> StoreInfo:
+    """Open a store and check its format version (and recipe, when given)."""
+    store = Path(path)
+    meta_path = _root_meta_path(store)
+    if not meta_path.exists():
+        raise StoreError(
+            f"no store at {store} (run `mscct-pipeline ingest` first, or pass --store)"
+        )
+    if not is_store(store):
+        raise StoreError(f"{store} is a Zarr group but not an mscct store")
+    meta = read_json(meta_path)["attributes"]["mscct"]
+    version = meta.get("format_version")
+    if version != FORMAT_VERSION:
+        raise StoreError(
+            f"store {store} has format version {version}; this software reads version {FORMAT_VERSION}"
+        )
+    if "recipe" not in meta:
+        raise StoreError(
+            f"store {store} records no recipe in its zarr.json; refusing to guess how its "
+            "clips were made (ingest again into a new --store)"
+        )
+    found = Recipe.from_dict(meta["recipe"])
+    if recipe is not None and found != recipe:
+        raise StoreError(f"store {store} has another recipe: {'; '.join(found.diff(recipe))}")
+    return StoreInfo(
+        path=store,
+        recipe=found,
+        format_version=version,
+        software_version=str(meta.get("software_version", "")),
+        extra={k: v for k, v in meta.items() if k not in ("format", "format_version", "recipe")},
+    )

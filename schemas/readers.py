@@ -1,0 +1,143 @@
+"""Reading a committed clip's tensors, refusing any path below the store that is a link.
+
+The default ``raw`` layout stores each tensor as a single uncompressed chunk
+(Zarr's ``bytes`` codec only), so the chunk file *is* the C-ordered array and
+readers ``np.memmap`` it (:func:`open_clip`) or ``pread`` rows out of it
+(:func:`open_raw_chunk`): no decode. The ``zstd`` layout trades
+that for disk space and is read through zarr.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from schemas.layout import CLIPS_DIR, StoreError, check_name, clip_dir, read_json
+
+
+@dataclass(frozen=True)
+class ArraySpec:
+    """Where and how one stored tensor lies on disk."""
+
+    path: Path
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    raw: bool  # True: the single chunk file is the array (memmap-able)
+
+    @property
+    def chunk_file(self) -> Path:
+        return self.path.joinpath(
+            "c", *(["0"] * len(self.shape))
+        )  # Zarr v3 key of chunk (0, ..., 0)
+
+
+def array_spec(store: str | Path, clip_id: str, name: str) -> ArraySpec:
+    path = clip_dir(store, clip_id) / name
+    _refuse_links(store, clip_id, (CLIPS_DIR, clip_id, name))
+    try:
+        meta = read_json(path / "zarr.json")
+    except FileNotFoundError:
+        raise StoreError(f"clip {clip_id!r} is not in store {store}") from None
+    shape = tuple(int(s) for s in meta["shape"])
+    dtype = np.dtype(meta["data_type"])
+    codecs = meta.get("codecs", [])
+    chunk_shape = tuple(meta["chunk_grid"]["configuration"]["chunk_shape"])
+    endian = (codecs[0].get("configuration") or {}).get("endian", "little") if codecs else None
+    raw = (
+        len(codecs) == 1
+        and codecs[0].get("name") == "bytes"
+        and chunk_shape == shape
+        and (dtype.itemsize == 1 or endian == "little")
+    )
+    return ArraySpec(path=path, shape=shape, dtype=dtype.newbyteorder("<"), raw=raw)
+
+
+def raw_chunk_path(store_root: str, clip_id: str, name: str, ndim: int) -> str:
+    """Path of the single chunk file of a raw-layout tensor with ``ndim`` dimensions.
+
+    Built from strings (readers call this per training item); the clip id is checked
+    so that a manifest cannot steer it outside ``clips/``.
+    """
+    check_name(clip_id, "clip id")
+    return f"{store_root}/{CLIPS_DIR}/{clip_id}/{name}/c/{'/'.join('0' * ndim)}"
+
+
+def open_raw_chunk(store_root: str, clip_id: str, name: str, ndim: int) -> tuple[int, str]:
+    """Open the single chunk file of a raw-layout tensor read-only: ``(descriptor, path)``.
+
+    For readers that open a clip per training item: the raw layout fixes the chunk
+    file's path, so no Zarr metadata is read, and the file is read with ``pread``
+    rather than mapped. ``store_root`` must already be resolved
+    (``os.path.realpath``, once per reader). Links below the root are refused as in
+    :func:`array_spec`, here with one ``readlink`` of ``/proc/self/fd`` (the path
+    the kernel actually opened) instead of an ``lstat`` per component; where that
+    path differs for another reason (no ``/proc``, bind mounts) the component walk
+    decides. The caller checks the file's size against the shape it expects and
+    closes the descriptor.
+
+    Raises:
+        FileNotFoundError: no such chunk file (the clip is not in the store).
+        StoreError: the clip id is malformed, or the path runs through a link.
+    """
+    path = raw_chunk_path(store_root, clip_id, name, ndim)
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        if _opened_path(fd) != path:
+            _refuse_links(store_root, clip_id, (CLIPS_DIR, clip_id, name, "c", *("0" * ndim)))
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, path
+
+
+def _opened_path(fd: int) -> str | None:
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        return None
+
+
+def _refuse_links(store: str | Path, clip_id: str, parts: tuple[str, ...]) -> None:
+    """Refuse a clip whose path below the store root contains a symbolic link.
+
+    The store root itself may be a link (the user named it); nothing inside may
+    point elsewhere. One ``lstat`` per component: cheaper than resolving the
+    whole path.
+    """
+    current = os.fspath(store)
+    for part in parts:
+        current = os.path.join(current, part)
+        try:
+            is_link = stat.S_ISLNK(os.lstat(current).st_mode)
+        except FileNotFoundError:
+            return  # a missing file is reported by whoever opens it
+        if is_link:
+            raise StoreError(f"clip {clip_id!r} of store {store} links outside the store; refused")
+
+
+def load_array(spec: ArraySpec) -> np.ndarray:
+    """Zero-copy read-only ``np.memmap`` for the raw layout, a zarr decode otherwise."""
+    if spec.raw:
+        return np.memmap(spec.chunk_file, dtype=spec.dtype, mode="r", shape=spec.shape)
+    import zarr
+
+    return np.asarray(zarr.open_array(str(spec.path), mode="r")[...])
+
+
+def open_clip(store: str | Path, clip_id: str) -> tuple[np.ndarray, np.ndarray]:
+    """Return ``(video, audio)``: ``(T, H, W, 3)`` uint8 and ``(T, 104)`` float arrays.
+
+    For the default raw layout both are read-only ``np.memmap`` views of the
+    chunk files (no copy, no decode); pages are read only when touched.
+    """
+    video = load_array(array_spec(store, clip_id, "video"))
+    audio = load_array(array_spec(store, clip_id, "audio"))
+    if video.shape[0] != audio.shape[0]:
+        raise StoreError(
+            f"clip {clip_id}: video has {video.shape[0]} frames, audio {audio.shape[0]}"
+        )
+    return video, audio

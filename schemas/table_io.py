@@ -1,0 +1,138 @@
+"""Reading and writing a store's tables: the manifest, the split tables, the fingerprint.
+
+Every table is validated against its schema (:mod:`schemas.tables`) on the way in
+and out, and replaced atomically.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from schemas.durable import atomic_write
+from schemas.layout import (
+    MANIFEST_FILE,
+    SPLIT_PARAMS_KEY,
+    SPLITS_DIR,
+    StoreError,
+    check_name,
+    os_reason,
+)
+from schemas.lifecycle import open_store
+from schemas.tables import MANIFEST_SCHEMA, SPLIT_SCHEMA, STATUS_OK, SchemaError, validate_table
+
+
+def write_manifest(store: str | Path, table: pa.Table, *, durable: bool = True) -> None:
+    """Validate and atomically (and, with ``durable``, durably) replace ``manifest.parquet``.
+
+    Raises :class:`StoreError` (one line) when the file cannot be written (disk full,
+    no free inodes, read-only): committed clips stay, and ``mscct-pipeline repair``
+    rebuilds the manifest from them.
+    """
+    table = validate_table(table, MANIFEST_SCHEMA, "manifest")
+    try:
+        _write_parquet_atomic(Path(store) / MANIFEST_FILE, table, durable=durable)
+    except OSError as exc:
+        raise StoreError(
+            f"cannot write the manifest of store {store}: {os_reason(exc)} (the committed "
+            "clips are safe; `mscct-pipeline repair` rebuilds the manifest once it can be written)"
+        ) from None
+
+
+def read_manifest(store: str | Path) -> pa.Table:
+    """The store's manifest: one row per clip, schema ``MANIFEST_SCHEMA``."""
+    open_store(store)
+    path = Path(store) / MANIFEST_FILE
+    if not path.exists():
+        raise StoreError(f"store {store} has no manifest yet (run `mscct-pipeline ingest`)")
+    return validate_table(_read_parquet(path), MANIFEST_SCHEMA, f"manifest of {store}")
+
+
+def write_split(
+    store: str | Path,
+    name: str,
+    table: pa.Table,
+    params: dict[str, Any],
+    *,
+    overwrite: bool = False,
+) -> Path:
+    """Store a split table under ``splits/<name>.parquet`` with its parameters."""
+    open_store(store)
+    path = Path(store) / SPLITS_DIR / f"{check_name(name, 'split name')}.parquet"
+    if path.exists() and not overwrite:
+        raise StoreError(
+            f"split {name!r} already exists in {store}; pass --overwrite to replace it"
+        )
+    table = validate_table(table, SPLIT_SCHEMA, f"split {name!r}")
+    bad = set(table.column("split").to_pylist()) - {"train", "val", "test"}
+    if bad:
+        raise SchemaError(f"split {name!r}: unknown part(s) {sorted(bad)}")
+    meta = {SPLIT_PARAMS_KEY: json.dumps(params, sort_keys=True).encode()}
+    try:
+        path.parent.mkdir(exist_ok=True)
+        _write_parquet_atomic(path, table.replace_schema_metadata(meta))
+    except OSError as exc:
+        raise StoreError(f"cannot write split {name!r} to {store}: {os_reason(exc)}") from None
+    return path
+
+
+def read_split(store: str | Path, name: str = "default") -> pa.Table:
+    """The split table ``name``: columns ``clip_id``, ``split`` (train/val/test), ..."""
+    open_store(store)
+    path = Path(store) / SPLITS_DIR / f"{check_name(name, 'split name')}.parquet"
+    if not path.exists():
+        names = list_splits(store)
+        hint = f"available: {', '.join(names)}" if names else "run `mscct-pipeline split` first"
+        raise StoreError(f"store {store} has no split {name!r} ({hint})")
+    return validate_table(_read_parquet(path), SPLIT_SCHEMA, f"split {name!r}")
+
+
+def split_params(store: str | Path, name: str = "default") -> dict[str, Any]:
+    path = Path(store) / SPLITS_DIR / f"{check_name(name, 'split name')}.parquet"
+    meta = pq.read_schema(path).metadata or {}
+    return json.loads(meta.get(SPLIT_PARAMS_KEY, b"{}"))
+
+
+def list_splits(store: str | Path) -> list[str]:
+    root = Path(store) / SPLITS_DIR
+    return sorted(p.stem for p in root.glob("*.parquet")) if root.exists() else []
+
+
+def store_fingerprint(store: str | Path) -> str:
+    """Hash of the recipe and of every ok clip's id and source fingerprint.
+
+    Two stores with the same fingerprint hold the same clips made the same way;
+    training runs record it so that results can be traced to their data.
+    """
+    info = open_store(store)
+    manifest = read_manifest(store).filter(pc.field("status") == STATUS_OK)
+    pairs = sorted(
+        zip(
+            manifest.column("clip_id").to_pylist(),
+            manifest.column("source_fingerprint").to_pylist(),
+            strict=True,
+        )
+    )
+    digest = hashlib.sha256(info.recipe.hash().encode())
+    for clip_id, fingerprint in pairs:
+        digest.update(f"{clip_id}\t{fingerprint}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def _read_parquet(path: Path) -> pa.Table:
+    try:
+        return pq.read_table(path)
+    except (OSError, pa.ArrowInvalid) as exc:
+        raise StoreError(f"cannot read {path}: {exc}") from exc
+
+
+def _write_parquet_atomic(path: Path, table: pa.Table, *, durable: bool = True) -> None:
+    """Replace ``path`` with ``table`` as Parquet, through :func:`schemas.durable.atomic_write`."""
+    with atomic_write(path, durable=durable) as tmp:
+        pq.write_table(table, tmp)
