@@ -24,7 +24,7 @@ BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 STAMP := $(VENV)/.installed-$(shell printf '%s' '$(TORCH_SPEC)' | md5sum | cut -c1-8)
 
-.PHONY: install system-deps demo test lint fmt bench clean
+.PHONY: install system-deps browser demo test lint fmt bench clean
 
 install: $(STAMP)
 
@@ -38,11 +38,18 @@ system-deps:
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
+# The HTML report's test opens the page in a headless browser; only `make test` needs it.
+browser:
+	@command -v chromium >/dev/null || { \
+		echo "installing system packages: chromium"; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null; }
+
 $(STAMP): pyproject.toml Makefile | system-deps
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install -q -e ".[pipeline,dev,bench]"
+	$(BIN)/python -m pip install -q -e ".[pipeline,landmarks,dev,bench]"
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
@@ -62,7 +69,7 @@ fmt: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-test: lint
+test: lint browser
 	$(BIN)/python -m pytest -q
 
 bench: install

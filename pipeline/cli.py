@@ -196,6 +196,24 @@ def ingest(
             "(default: size and modification time only)."
         ),
     ] = False,
+    landmarks: Annotated[
+        bool | None,
+        typer.Option(
+            "--landmarks/--no-landmarks",
+            help="Store dlib's 68 facial landmarks per frame (in face-crop pixels) and the "
+            "landmark flags. Default: on when the predictor is installed (the landmarks "
+            "extra: pip install face-recognition-models), else off; a rerun keeps the "
+            "store's setting.",
+            show_default=False,
+        ),
+    ] = None,
+    streams: Annotated[
+        str,
+        typer.Option(
+            help="Visual streams to store: face (RGB face crops) or face,mouth (also 96x96 "
+            "grayscale mouth crops aligned by the landmarks, as AV-HuBERT prepares them)."
+        ),
+    ] = "face",
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Decode, detect and crop faces, compute audio features, and commit clips to the store.
@@ -205,12 +223,17 @@ def ingest(
     """
     from pipeline.ingest import IngestOptions, result_dict
 
+    stream_names = tuple(s.strip() for s in streams.split(",") if s.strip())
     recipe = schemas.Recipe(
         features=audio_features,
         crop_size=crop_size,
         face_stride=face_stride,
         trim_silence=trim_silence,
         layout=layout,
+        landmarks=_resolve_landmarks(
+            landmarks, "mouth" in stream_names, None if overwrite else _store_path(store)
+        ),
+        streams=stream_names,
     )
     options = IngestOptions(
         store=_store_path(store),
@@ -239,6 +262,28 @@ def ingest(
     if result.ok + result.skipped == 0:  # no clip found, or every clip failed
         err.print("[bold red]nothing could be processed[/]")
         raise typer.Exit(1)
+
+
+def _resolve_landmarks(asked: bool | None, mouth: bool, resume: Path | None) -> bool:
+    """``--landmarks/--no-landmarks``; by default what the store being resumed (``resume``,
+    when it is a store) was made with, else whether the predictor is installed.
+
+    Raises ValueError (one line: what to install) when landmarks are asked for, or
+    needed by the mouth stream, and the predictor is missing.
+    """
+    from pipeline.landmarks import MISSING_PREDICTOR, landmarks_available
+
+    if asked is None and not mouth and resume is not None and schemas.is_store(resume):
+        asked = schemas.open_store(resume).recipe.landmarks  # a rerun keeps its recipe
+    if asked is False:
+        if mouth:
+            raise ValueError("the mouth stream is aligned by landmarks: drop --no-landmarks")
+        return False
+    if landmarks_available():
+        return True
+    if asked or mouth:
+        raise ValueError(MISSING_PREDICTOR)
+    return False
 
 
 def _ingest_with_progress(dataset_root: Path, options: IngestOptions) -> IngestResult:
@@ -332,11 +377,52 @@ def _summary_table(manifest: Any, title: str) -> Table:
 def inspect(
     store: StoreOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+    sheet: Annotated[
+        Path | None,
+        typer.Option(
+            "--sheet",
+            metavar="OUT.png",
+            help="Write a contact sheet instead of the summary: one row per ok clip, grouped "
+            "by category, 10 evenly spaced face crops (and the middle mouth crop where "
+            "stored), labelled with clip id, face detection rate and flags.",
+        ),
+    ] = None,
+    html_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--html",
+            metavar="DIR",
+            help="Write a static report into DIR instead of the summary: index.html (open it "
+            "in a browser, no server) with the counts per category, failures with reasons, "
+            "flagged clips, histograms and two contact sheets (a sample, the worst clips).",
+        ),
+    ] = None,
+    per_category: Annotated[
+        int | None,
+        typer.Option(
+            help="Clips per category on a contact sheet [--sheet default: all; --html: 8]."
+        ),
+    ] = None,
+    sort: Annotated[
+        str,
+        typer.Option(
+            help="Which clips a --sheet shows first: random (seeded sample), worst (lowest "
+            "face detection rate first, then most landmark jitter where stored) or id."
+        ),
+    ] = "random",
+    seed: Annotated[int, typer.Option(help="Seed of --sort random: same seed, same clips.")] = 0,
 ) -> None:
-    """Summarise an existing store: recipe, clips per category, failures, splits."""
+    """Summarise an existing store: recipe, clips per category, failures, splits.
+
+    With --sheet or --html, draw pictures of the stored crops instead (see
+    `mscct-pipeline show` for one clip over time).
+    """
+    if sheet is not None or html_dir is not None:
+        _write_pictures(_store_path(store), sheet, html_dir, per_category, sort, seed)
+        return
     from dataclasses import asdict
 
-    from pipeline.ingest import failure_reasons, summarize
+    from pipeline.ingest import failure_reasons, quality_line, quality_summary, summarize
 
     path = _store_path(store)
     info = schemas.open_store(path)
@@ -350,6 +436,7 @@ def inspect(
             "fingerprint": schemas.store_fingerprint(path),
             "categories": {k: asdict(v) for k, v in summarize(manifest).items()},
             "failures": dict(failure_reasons(manifest)),
+            "quality": quality_summary(manifest),
             "splits": schemas.list_splits(path),
         }
         out.print_json(json.dumps(data))
@@ -367,8 +454,62 @@ def inspect(
             soft_wrap=True,
         )
     out.print(_summary_table(manifest, title="clips"))
+    out.print(quality_line(quality_summary(manifest)), highlight=False, soft_wrap=True)
     splits = schemas.list_splits(path)
     out.print(f"splits: {', '.join(splits) if splits else 'none (run `mscct-pipeline split`)'}")
+
+
+def _write_pictures(
+    path: Path,
+    sheet: Path | None,
+    html_dir: Path | None,
+    per_category: int | None,
+    sort: str,
+    seed: int,
+) -> None:
+    """``inspect --sheet`` / ``--html``: draw, then say where the files are."""
+    from pipeline.report.clips import choose, manifest_rows
+    from pipeline.report.html_report import write_report
+    from pipeline.report.sheet import write_sheet
+
+    schemas.open_store(path)
+    rows = manifest_rows(path)
+    if sheet is not None:
+        groups = choose(rows, per_category, sort, seed)
+        if not groups:
+            raise ValueError(f"store {path} has no ok clips to draw")
+        totals = {c: len(m) for c, m in choose(rows, None, "id").items()}
+        title = f"{path.name}: {sum(map(len, groups.values()))} clips, sort {sort}"
+        width, height = write_sheet(path, groups, sheet, title=title, totals=totals)
+        out.print(f"wrote {sheet} ({width}x{height})", markup=False, soft_wrap=True)
+    if html_dir is not None:
+        choose(rows, per_category, sort, seed)  # the same checks of the options as --sheet
+        index = write_report(path, html_dir, per_category=per_category or 8, seed=seed)
+        out.print(f"wrote {index}", markup=False, soft_wrap=True)
+
+
+@app.command()
+@_user_errors
+def show(
+    clip_id: Annotated[str, typer.Argument(help="A clip id of the store (see its manifest).")],
+    out_png: Annotated[
+        Path,
+        typer.Option("--out", metavar="OUT.png", help="Where to write the picture (1200x800 PNG)."),
+    ],
+    store: StoreOption = None,
+) -> None:
+    """Draw one clip over time: face crops (landmarks on them where stored), mouth crops
+    where stored, the audio feature matrix (T, 104) as a heatmap under the frames on the
+    same time axis, the face-box track (x, y, size) where stored, and the clip's labels.
+    """
+    from pipeline.report.clip_view import write_clip_view
+    from pipeline.report.clips import manifest_rows, row_of
+
+    path = _store_path(store)
+    info = schemas.open_store(path)
+    row = row_of(manifest_rows(path), clip_id)
+    width, height = write_clip_view(path, row, out_png, info.recipe.fps)
+    out.print(f"wrote {out_png} ({width}x{height})", markup=False, soft_wrap=True)
 
 
 @app.command()

@@ -194,6 +194,17 @@ def square_regions(boxes: np.ndarray, margin: float = DEFAULT_MARGIN) -> np.ndar
     return np.stack([np.rint(cx - side / 2), np.rint(cy - side / 2), side], axis=1).astype(np.int64)
 
 
+def crop_boxes(boxes: np.ndarray, margin: float = DEFAULT_MARGIN) -> np.ndarray:
+    """The squares :func:`crop_faces` cuts from ``boxes`` (T, 4): ``(T, 4)`` float32 (x0, y0, x1, y1).
+
+    A face-crop pixel ``(x, y)`` of an ``S``-pixel crop lies at frame pixel
+    ``box[:2] + (x, y) * (box[2] - box[0]) / S``.
+    """
+    regions = square_regions(boxes, margin)
+    corners = np.concatenate([regions[:, :2], regions[:, :2] + regions[:, 2:]], axis=1)
+    return corners.astype(np.float32)
+
+
 def crop_faces(
     frames: np.ndarray, boxes: np.ndarray, size: int, margin: float = DEFAULT_MARGIN
 ) -> np.ndarray:

@@ -142,20 +142,28 @@ def process_clip(
             audio_coverage=float(tensors.audio_coverage),
             cut=bool(tensors.cut),
             low_face_rate=float(tensors.face_detection_rate) < recipe.min_face_rate,
+            landmark_rate=_optional_float(tensors.landmark_rate),
+            landmark_jitter=_optional_float(tensors.landmark_jitter),
+            shot_cuts=int(tensors.shot_cuts),
             status=STATUS_OK,
         )
         # The record travels inside the commit, so it is final before the write.
         record["elapsed_s"] = time.perf_counter() - started
         try:
             schemas.write_clip(
-                store, clip.clip_id, tensors.video, tensors.audio, record, recipe, durable=durable
-            )
+                store, clip.clip_id, tensors.video, tensors.audio, record, recipe,
+                extra=tensors.extra_arrays(), durable=durable,
+            )  # fmt: skip
         except OSError as exc:  # e.g. disk full: nothing half-written stays visible
             # A failed row holds no frames (the schema's contract for failed rows).
             record.update(status=STATUS_FAILED, num_frames=0, error=f"cannot write to store: {exc}")
         return record
     record["elapsed_s"] = time.perf_counter() - started
     return record
+
+
+def _optional_float(value: float | None) -> float | None:
+    return None if value is None else float(value)
 
 
 def _decode_unchanged(
@@ -237,6 +245,11 @@ def run_ingest(
     started = time.perf_counter()
     if options.limit is not None and options.limit < 0:
         raise ValueError(f"--limit must be 0 or more, not {options.limit}")
+    if options.recipe.landmarks:
+        from pipeline.landmarks import MISSING_PREDICTOR, landmarks_available
+
+        if not landmarks_available():  # refuse before any task would fail on it
+            raise ValueError(MISSING_PREDICTOR)
     store = options.store.resolve()
     # Refuse a store that is not ours before anything (the lock file included) is
     # written into it; create_store checks again under the lock.
@@ -456,6 +469,47 @@ def summarize(manifest: pa.Table) -> dict[str, CategorySummary]:
             else:
                 entry.failed += 1
     return out
+
+
+def quality_summary(manifest: pa.Table) -> dict[str, Any]:
+    """The landmark and track flags of a manifest's ok clips, summarised.
+
+    ``landmark_rate`` / ``landmark_jitter``: mean, min / max and the number of clips
+    that have them (None without landmarks); ``clips_with_cuts``: clips with a
+    shot cut, of ``clips_checked`` (clips that record the count).
+    """
+    ok = [r for r in manifest.to_pylist() if r["status"] == STATUS_OK]
+
+    def stats(name: str, worst: Callable[..., float], label: str) -> dict[str, Any] | None:
+        values = [r[name] for r in ok if r.get(name) is not None]
+        if not values:
+            return None
+        return {"mean": sum(values) / len(values), label: worst(values), "clips": len(values)}
+
+    cuts = [r["shot_cuts"] for r in ok if r.get("shot_cuts") is not None]
+    return {
+        "landmark_rate": stats("landmark_rate", min, "min"),
+        "landmark_jitter": stats("landmark_jitter", max, "max"),
+        "clips_with_cuts": sum(1 for c in cuts if c > 0),
+        "clips_checked": len(cuts),
+    }
+
+
+def quality_line(summary: dict[str, Any]) -> str:
+    """One line of :func:`quality_summary` for ``inspect``."""
+    rate, jitter = summary["landmark_rate"], summary["landmark_jitter"]
+    parts = ["landmarks: none stored"]
+    if rate is not None and jitter is not None:
+        parts = [
+            f"landmark fit rate mean {rate['mean']:.2f} (min {rate['min']:.2f}) over "
+            f"{rate['clips']} clips",
+            f"jitter mean {jitter['mean']:.2f} crop px (max {jitter['max']:.2f})",
+        ]
+    if summary["clips_checked"]:
+        parts.append(
+            f"{summary['clips_with_cuts']} of {summary['clips_checked']} clips with shot cuts"
+        )
+    return "quality: " + "; ".join(parts)
 
 
 def failure_reasons(manifest: pa.Table) -> Counter[str]:

@@ -52,6 +52,11 @@ Choices worth knowing:
   damaged picture is concealed, the timeline stays whole).
 - A file that is not an mp4 (another container, a playlist or script renamed
   ``.mp4``) fails with ``'cannot decode: the container is not an mp4 (...)'``.
+- Besides the crops, every clip keeps its ``face_boxes`` (the squares the crops
+  were cut from) and ``shot_cuts``; with ``recipe.landmarks`` the landmarks of every
+  frame and their flags (:mod:`pipeline.landmarks`), and with the ``mouth`` stream
+  the aligned mouth crops (:mod:`pipeline.mouth`), all from the frames already
+  decoded. None of them changes a byte of ``video`` or ``audio``.
 """
 
 from __future__ import annotations
@@ -66,7 +71,9 @@ import numpy as np
 from pipeline import media
 from pipeline.audio_features import frame_features
 from pipeline.errors import ClipError
-from pipeline.faces import StrideDetector, crop_faces, detection_factor
+from pipeline.faces import StrideDetector, crop_boxes, crop_faces, detection_factor
+from pipeline.landmarks import count_shot_cuts, landmark_jitter, to_crop, track_landmarks
+from pipeline.mouth import crop_mouths
 from pipeline.silence import leading_silence_frames
 from schemas.recipe import Recipe
 
@@ -101,6 +108,17 @@ class ClipTensors:
     audio_offset_s: float = 0.0  # audio stream start minus video stream start, as found
     audio_coverage: float = 1.0  # fraction of the video frames that the audio covers
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
+    face_boxes: np.ndarray | None = None  # (T, 4) float32: square cut per crop, frame px
+    landmarks: np.ndarray | None = None  # (T, 68, 2) float16 in crop px (recipe.landmarks)
+    mouth: np.ndarray | None = None  # (T, 96, 96) uint8 (the recipe's "mouth" stream)
+    landmark_rate: float | None = None  # confident landmark fits / fits (None: no landmarks)
+    landmark_jitter: float | None = None  # mean per-frame landmark motion, crop px
+    shot_cuts: int = 0  # jumps of the detected face box
+
+    def extra_arrays(self) -> dict[str, np.ndarray]:
+        """The arrays stored beside ``video`` and ``audio`` (see ``schemas.write_clip``)."""
+        named = {"face_boxes": self.face_boxes, "landmarks": self.landmarks, "mouth": self.mouth}
+        return {name: data for name, data in named.items() if data is not None}
 
 
 @dataclass(frozen=True)
@@ -152,8 +170,10 @@ def preprocess_clip(
     clock = time.perf_counter()
     track = detector.track(num_frames, recipe.face_smooth, recipe.face_size_smooth)
     crops = crop_faces(frames, track, recipe.crop_size, recipe.face_margin)
-    del frames, decoded  # the full frames are the clip's largest buffer; crops are all we keep
+    boxes = crop_boxes(track, recipe.face_margin)
     timings["crop"] = time.perf_counter() - clock
+    streams, landmark_rate = _landmark_streams(frames, track, boxes, detector, recipe, timings)
+    del frames, decoded  # the full frames are the clip's largest buffer; crops are all we keep
 
     clock = time.perf_counter()
     audio = frame_features(signal, recipe.sample_rate, num_frames, recipe.features)
@@ -167,6 +187,9 @@ def preprocess_clip(
             silent_clip_db=recipe.silent_clip_db,
         )  # fmt: skip
         crops, audio = crops[trimmed:], audio[trimmed:]
+        boxes = boxes[trimmed:]
+        streams = {name: data[trimmed:] for name, data in streams.items()}
+    landmarks = streams.get("landmarks")
 
     return ClipTensors(
         video=np.ascontiguousarray(crops),
@@ -181,7 +204,43 @@ def preprocess_clip(
         audio_offset_s=span.offset_s,
         audio_coverage=span.audio_coverage,
         timings=timings,
+        face_boxes=np.ascontiguousarray(boxes),
+        landmarks=landmarks,
+        mouth=streams.get("mouth"),
+        landmark_rate=landmark_rate,
+        landmark_jitter=None if landmarks is None else landmark_jitter(landmarks),
+        shot_cuts=count_shot_cuts(np.array(detector.boxes)),
     )
+
+
+def _landmark_streams(
+    frames: np.ndarray,
+    track: np.ndarray,
+    boxes: np.ndarray,
+    detector: StrideDetector,
+    recipe: Recipe,
+    timings: dict[str, float],
+) -> tuple[dict[str, np.ndarray], float | None]:
+    """The recipe's landmark arrays of a clip and its confident-fit rate.
+
+    The arrays: ``landmarks`` (T, 68, 2) float16 in crop pixels and, with the mouth
+    stream, ``mouth`` (T, 96, 96) uint8; none (and no rate) without
+    ``recipe.landmarks``. ``boxes`` (T, 4) are the squares the crops were cut from.
+    """
+    if not recipe.landmarks:
+        return {}, None
+    clock = time.perf_counter()
+    fitted = track_landmarks(
+        frames, track, boxes, recipe.face_stride, np.array(detector.keyframes, np.int64)
+    )
+    points = to_crop(fitted.points, boxes, recipe.crop_size).astype(np.float16)
+    out = {"landmarks": points}
+    timings["landmarks"] = time.perf_counter() - clock
+    if "mouth" in recipe.streams:
+        clock = time.perf_counter()
+        out["mouth"] = crop_mouths(frames, fitted.points)
+        timings["mouth"] = time.perf_counter() - clock
+    return out, fitted.rate
 
 
 @dataclass(frozen=True)

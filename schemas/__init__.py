@@ -37,8 +37,16 @@ from schemas.lifecycle import (
     is_store,
     open_store,
 )
-from schemas.readers import ArraySpec, array_spec, load_array, open_clip, open_raw_chunk
-from schemas.recipe import PIPELINE_VERSION, Recipe
+from schemas.readers import (
+    CLIP_ARRAYS,
+    ArraySpec,
+    array_spec,
+    load_array,
+    open_clip,
+    open_raw_chunk,
+    open_stream,
+)
+from schemas.recipe import PIPELINE_VERSION, STREAMS, Recipe
 from schemas.table_io import (
     list_splits,
     read_manifest,
@@ -63,6 +71,7 @@ __all__ = [
     "CATEGORIES",
     "CATEGORY_TO_LETTER",
     "CATEGORY_TO_TYPE_DIR",
+    "CLIP_ARRAYS",
     "FORMAT_VERSION",
     "LETTER_TO_CATEGORY",
     "MANIFEST_SCHEMA",
@@ -71,6 +80,7 @@ __all__ = [
     "SPLIT_SCHEMA",
     "STATUS_FAILED",
     "STATUS_OK",
+    "STREAMS",
     "TYPE_DIR_TO_CATEGORY",
     "ArraySpec",
     "Labels",
@@ -93,6 +103,7 @@ __all__ = [
     "open_clip",
     "open_raw_chunk",
     "open_store",
+    "open_stream",
     "read_clip_record",
     "read_manifest",
     "read_split",

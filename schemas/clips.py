@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,17 @@ import numpy as np
 from schemas.durable import fsync_path, fsync_tree
 from schemas.layout import AUDIO_CHANNELS, CLIPS_DIR, STAGING_DIR, StoreError, clip_dir, read_json
 from schemas.recipe import Recipe
+
+#: The arrays a clip may hold besides ``video`` and ``audio``: name -> (shape after T, dtype).
+#: ``face_boxes``: the square region of the source frame each face crop was cut from,
+#: ``(x0, y0, x1, y1)`` pixels, so ``source = box[:2] + crop_xy * (box[2] - box[0]) / S``;
+#: ``landmarks``: dlib's 68 points ``(x, y)`` in face-crop pixels; ``mouth``: 96×96
+#: grayscale mouth crops (see ``pipeline.landmarks`` and ``pipeline.mouth``).
+EXTRA_ARRAYS: dict[str, tuple[tuple[int, ...], type]] = {
+    "face_boxes": ((4,), np.float32),
+    "landmarks": ((68, 2), np.float16),
+    "mouth": ((96, 96), np.uint8),
+}
 
 
 def write_clip(
@@ -30,12 +42,16 @@ def write_clip(
     record: dict[str, Any],
     recipe: Recipe,
     *,
+    extra: Mapping[str, np.ndarray] | None = None,
     durable: bool = True,
 ) -> None:
     """Write one clip's tensors and manifest record, then commit them atomically.
 
     ``video`` is ``(T, H, W, 3)`` uint8 and ``audio`` ``(T, 104)``; both must have
-    the same ``T >= 1``. Safe with many writers on one store as long as each
+    the same ``T >= 1``. ``extra`` holds the clip's other arrays, each with the same
+    ``T`` (see :data:`EXTRA_ARRAYS`): ``face_boxes`` (optional), ``landmarks`` exactly
+    when the recipe has landmarks, ``mouth`` exactly when its streams include it; they
+    are written in the same commit. Safe with many writers on one store as long as each
     clip id has one writer: nothing is shared between clips. With ``durable`` the
     chunk files and metadata are fsync'ed before the rename that commits them and
     ``clips/`` after it, so a host crash cannot leave a committed half clip.
@@ -44,6 +60,8 @@ def write_clip(
 
     store = Path(store)
     _check_tensors(video, audio, recipe)
+    extra = dict(extra or {})
+    _check_extra(extra, video.shape[0], recipe)
     target = clip_dir(store, clip_id)
     staging = store / STAGING_DIR / f"{clip_id}.{uuid.uuid4().hex}"
     staging.parent.mkdir(exist_ok=True)
@@ -52,6 +70,7 @@ def write_clip(
         for name, data in (
             ("video", video),
             ("audio", audio.astype(recipe.audio_dtype, copy=False)),
+            *((name, extra[name]) for name in EXTRA_ARRAYS if name in extra),
         ):
             arr = group.create_array(
                 name,
@@ -86,6 +105,26 @@ def _check_tensors(video: np.ndarray, audio: np.ndarray, recipe: Recipe) -> None
         )
     if video.shape[1:3] != (recipe.crop_size, recipe.crop_size):
         raise ValueError(f"video crops are {video.shape[1:3]}, recipe says {recipe.crop_size}")
+
+
+def _check_extra(extra: dict[str, np.ndarray], num_frames: int, recipe: Recipe) -> None:
+    """Refuse unknown names, wrong shapes or dtypes, and arrays the recipe does not call for."""
+    unknown = sorted(set(extra) - set(EXTRA_ARRAYS))
+    if unknown:
+        raise ValueError(f"unknown clip array(s) {unknown}; known: {list(EXTRA_ARRAYS)}")
+    for name, (tail, dtype) in EXTRA_ARRAYS.items():
+        data = extra.get(name)
+        if data is not None and (data.shape != (num_frames, *tail) or data.dtype != dtype):
+            raise ValueError(
+                f"{name} must be {(num_frames, *tail)} {np.dtype(dtype)}, "
+                f"got {data.shape} {data.dtype}"
+            )
+    for name, wanted in (("landmarks", recipe.landmarks), ("mouth", "mouth" in recipe.streams)):
+        if (name in extra) != wanted:
+            state = "calls for" if wanted else "has no"
+            raise ValueError(
+                f"the recipe {state} {name}, but the clip {'lacks' if wanted else 'has'} them"
+            )
 
 
 def _chunks(shape: tuple[int, ...], layout: str) -> tuple[int, ...]:

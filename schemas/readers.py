@@ -141,3 +141,31 @@ def open_clip(store: str | Path, clip_id: str) -> tuple[np.ndarray, np.ndarray]:
             f"clip {clip_id}: video has {video.shape[0]} frames, audio {audio.shape[0]}"
         )
     return video, audio
+
+
+#: Every array a committed clip can hold, as :func:`open_stream` names them.
+CLIP_ARRAYS = ("video", "audio", "face_boxes", "landmarks", "mouth")
+
+
+def open_stream(store: str | Path, clip_id: str, name: str) -> np.ndarray | None:
+    """One array of a committed clip, or None when the clip holds no such array.
+
+    ``name`` is one of :data:`CLIP_ARRAYS`: ``video`` ``(T, S, S, 3)`` uint8,
+    ``audio`` ``(T, 104)`` float, ``face_boxes`` ``(T, 4)`` float32, ``landmarks``
+    ``(T, 68, 2)`` float16 (face-crop pixels), ``mouth`` ``(T, 96, 96)`` uint8. None
+    for an array the store's recipe did not ask for, or a store older than it. Zero-copy
+    (``np.memmap``) for the raw layout, like :func:`open_clip`.
+
+    Raises:
+        ValueError: an unknown ``name``.
+        StoreError: the clip is not committed, or its path runs through a link.
+    """
+    if name not in CLIP_ARRAYS:
+        raise ValueError(f"unknown clip array {name!r}; one of {', '.join(CLIP_ARRAYS)}")
+    folder = clip_dir(store, clip_id)
+    _refuse_links(store, clip_id, (CLIPS_DIR, clip_id))
+    if not (folder / "zarr.json").is_file():
+        raise StoreError(f"clip {clip_id!r} is not in store {store}")
+    if not (folder / name / "zarr.json").exists():
+        return None
+    return load_array(array_spec(store, clip_id, name))

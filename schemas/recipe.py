@@ -17,6 +17,10 @@ from schemas.layout import StoreError
 
 LAYOUTS = ("raw", "zstd")
 AUDIO_FEATURES = ("mfcc", "fbank")
+#: The visual streams a store can hold, in their canonical order. ``face`` (the RGB face
+#: crops, the clip's ``video`` array) is always stored; ``mouth`` adds the landmark-aligned
+#: grayscale mouth crops (needs ``landmarks``).
+STREAMS = ("face", "mouth")
 
 
 def software_version() -> str:
@@ -39,9 +43,27 @@ PIPELINE_VERSION = 2
 #: What the recipe fields of a store written before a field existed meant: the values
 #: the code of that time behaved as. Fields not listed here had a fixed constant equal
 #: to today's default. Version 1 had no audio coverage check and no face-rate flag.
-LEGACY_RECIPE = {"pipeline_version": 1, "min_audio_coverage": 0.0, "min_face_rate": 0.0}
+LEGACY_RECIPE = {
+    "pipeline_version": 1,
+    "min_audio_coverage": 0.0,
+    "min_face_rate": 0.0,
+    "landmarks": False,
+    "streams": ("face",),
+}
 
-_FIELD_TYPES: dict[str, type] = {"str": str, "int": int, "float": float, "bool": bool}
+#: Fields that only add arrays beside ``video`` and ``audio`` and change none of their
+#: bytes. At their legacy value they are left out of :meth:`Recipe.hash`, so a store
+#: made before they existed keeps its hash: its clips stay current on resume and its
+#: fingerprint does not move.
+ADDITIVE_FIELDS = ("landmarks", "streams")
+
+_FIELD_TYPES: dict[str, type] = {
+    "str": str,
+    "int": int,
+    "float": float,
+    "bool": bool,
+    "tuple[str, ...]": tuple,
+}
 
 
 @dataclass(frozen=True)
@@ -56,6 +78,13 @@ class Recipe:
     manifest when its face detection rate is below it (``split`` leaves flagged clips
     out by default); ``min_audio_coverage`` fails a clip whose audio covers less
     than that fraction of its video frames.
+
+    ``landmarks`` stores dlib's 68 facial landmarks per frame (``pipeline.landmarks``;
+    needs the ``landmarks`` extra) and the manifest's landmark flags; ``streams``
+    names the visual streams stored: ``("face",)`` or ``("face", "mouth")`` (mouth
+    crops, ``pipeline.mouth``; needs ``landmarks``). Both default off, so that
+    ``Recipe()`` means the same on every installation; the CLI turns landmarks on
+    when the predictor is installed.
     """
 
     features: str = "mfcc"  # mfcc | fbank
@@ -75,6 +104,8 @@ class Recipe:
     min_frames: int = 2  # pipeline.transform.MIN_FRAMES: shorter clips fail
     min_audio_coverage: float = 0.9  # audio must cover this fraction of the video frames
     min_face_rate: float = 0.5  # below this face detection rate a clip is low_face_rate
+    landmarks: bool = False  # dlib's 68 landmarks per frame, and the landmark flags
+    streams: tuple[str, ...] = ("face",)  # ("face",) or ("face", "mouth")
     pipeline_version: int = PIPELINE_VERSION
 
     def __post_init__(self) -> None:
@@ -96,6 +127,18 @@ class Recipe:
                 raise ValueError(f"{name} must be between 0 and 1, not {getattr(self, name)!r}")
         if self.pipeline_version < 1:
             raise ValueError(f"pipeline_version must be >= 1, not {self.pipeline_version!r}")
+        self._check_streams()
+
+    def _check_streams(self) -> None:
+        """Streams: known names, ``face`` among them, kept in :data:`STREAMS` order."""
+        unknown = [s for s in self.streams if s not in STREAMS]
+        if unknown or "face" not in self.streams or len(set(self.streams)) != len(self.streams):
+            raise ValueError(
+                f"streams must be face or face,mouth (each once), not {','.join(self.streams)!r}"
+            )
+        object.__setattr__(self, "streams", tuple(s for s in STREAMS if s in self.streams))
+        if "mouth" in self.streams and not self.landmarks:
+            raise ValueError("the mouth stream is aligned by landmarks: it needs landmarks=True")
 
     def _check_types(self) -> None:
         """Refuse a field of the wrong type (``"112"`` for an int); ints pass as floats.
@@ -107,6 +150,15 @@ class Recipe:
             value = getattr(self, f.name)
             if kind is float and isinstance(value, int) and not isinstance(value, bool):
                 object.__setattr__(self, f.name, float(value))
+                continue
+            if kind is tuple:
+                if isinstance(value, list):  # JSON has no tuples
+                    value = tuple(value)
+                    object.__setattr__(self, f.name, value)
+                if not isinstance(value, tuple) or not all(isinstance(v, str) for v in value):
+                    raise ValueError(
+                        f"recipe field {f.name!r} must be a list of strings, not {value!r}"
+                    )
                 continue
             if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
                 raise ValueError(
@@ -137,8 +189,15 @@ class Recipe:
             raise StoreError(f"store recipe: {exc}") from None
 
     def hash(self) -> str:
-        """Short stable hash of the recipe; part of every clip's fingerprint."""
-        blob = json.dumps(self.to_dict(), sort_keys=True).encode()
+        """Short stable hash of the recipe; part of every clip's fingerprint.
+
+        :data:`ADDITIVE_FIELDS` at their legacy value are left out (see there).
+        """
+        data = self.to_dict()
+        for name in ADDITIVE_FIELDS:
+            if data[name] == LEGACY_RECIPE[name]:
+                del data[name]
+        blob = json.dumps(data, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
     def diff(self, other: Recipe) -> list[str]:

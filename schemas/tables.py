@@ -38,6 +38,10 @@ MANIFEST_SCHEMA = pa.schema(
         pa.field("audio_coverage", pa.float32()),  # audio duration / video duration, <= 1
         pa.field("cut", pa.bool_()),  # the source was longer than the recipe's limit, cut there
         pa.field("low_face_rate", pa.bool_()),  # face_detection_rate below the recipe's threshold
+        # Landmark and track flags (pipeline.landmarks); null where the recipe has no landmarks.
+        pa.field("landmark_rate", pa.float32()),  # confident landmark fits / landmark fits
+        pa.field("landmark_jitter", pa.float32()),  # mean per-frame point motion, crop px
+        pa.field("shot_cuts", pa.int32()),  # jumps of the detected face box (cuts, track switches)
         pa.field("source_fingerprint", pa.string(), nullable=False),
         pa.field("recipe_hash", pa.string(), nullable=False),
         pa.field("status", pa.string(), nullable=False),  # ok | failed
@@ -60,7 +64,17 @@ SPLIT_SCHEMA = pa.schema(
 
 #: Columns added after the first stores were written: a table without them (an older
 #: store) reads with the column all null, never refused.
-LATER_COLUMNS = frozenset({"audio_offset_s", "audio_coverage", "cut", "low_face_rate"})
+LATER_COLUMNS = frozenset(
+    {
+        "audio_offset_s",
+        "audio_coverage",
+        "cut",
+        "low_face_rate",
+        "landmark_rate",
+        "landmark_jitter",
+        "shot_cuts",
+    }
+)
 
 
 class SchemaError(ValueError):

@@ -1,4 +1,9 @@
-"""Training-time augmentation of face-crop windows: a small shift and a horizontal flip.
+"""Training-time augmentation of visual windows: a small shift and a horizontal flip.
+
+Both streams get both (:mod:`trainer.streams`): face crops ``(.., S, S, 3)`` and
+grayscale mouth crops ``(.., 88, 88, 1)``, whose shift the dataset makes by moving
+the crop inside the stored 96 × 96 mouth (so only the flip is left for here). There
+is no colour augmentation, which would make no sense for grayscale mouths anyway.
 
 Every frame of a window gets the same transform: the model looks at motion and
 lip sync across frames, which a per-frame jitter would corrupt. The crop size

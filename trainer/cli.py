@@ -3,7 +3,7 @@
     mscct-train run [--store S] [--split default] [--config tiny|paper|FILE] [--out DIR]
                     [--set key=value ...] [--resume]
     mscct-train eval CHECKPOINT [--store S] [--split default] [--part test] [--force] [--json]
-    mscct-train predict CHECKPOINT VIDEO... [--json]
+    mscct-train predict CHECKPOINT VIDEO... [--json] [--plot OUT.png]
 
 Several GPUs or processes: ``torchrun --standalone --nproc_per_node N -m trainer.cli run ...``
 (see :mod:`trainer.distributed`). User errors print one line on stderr and exit 2.
@@ -13,8 +13,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
+
+if TYPE_CHECKING:  # imported by the commands that need it: a fast --help
+    from trainer.inference import WindowScores
 
 app = typer.Typer(
     add_completion=False,
@@ -209,22 +213,33 @@ def predict(
     checkpoint: Path = typer.Argument(..., help="A checkpoint (e.g. runs/X/checkpoints/best.pt)."),
     videos: list[Path] = typer.Argument(..., help="Raw video files (mp4)."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON list instead of a table."),
+    plot: Path | None = typer.Option(
+        None,
+        "--plot",
+        metavar="OUT.png",
+        help="Also draw the fake probability of the audio, video and overall heads over "
+        "time, one value per scored window (the clip's score is their mean); one VIDEO only.",
+    ),
 ) -> None:
     """Fake probabilities (audio, video, overall) of raw video files.
 
     Runs the pipeline's per-clip preprocessing (ffmpeg, dlib face crops, audio
     features) in this process with the recipe the checkpoint was trained on.
     """
+    if plot is not None and len(videos) != 1:
+        raise UserError(f"--plot draws one video; {len(videos)} were given")
     try:
         from pipeline.errors import ClipError
         from pipeline.transform import preprocess_clip
     except ImportError:
         raise UserError(PIPELINE_HINT) from None
     import schemas
-    from trainer.inference import model_from_checkpoint, predict_arrays
+    from trainer.inference import model_from_checkpoint, window_scores
+    from trainer.streams import clip_stream
 
     model, ckpt, cfg = model_from_checkpoint(checkpoint)
     recipe = schemas.Recipe.from_dict(ckpt["recipe"])
+    visual = cfg.model.visual_input  # a mouth model's recipe has the mouth stream: made below
     rows = []
     for path in videos:
         row: dict = {"file": str(path)}
@@ -233,8 +248,11 @@ def predict(
         except ClipError as exc:
             row.update(error=str(exc), audio_fake=None, video_fake=None, fake=None)
         else:
-            p = predict_arrays(model, cfg, clip.video, clip.audio)
+            scores = window_scores(model, cfg, clip_stream(clip, visual), clip.audio)
+            p = scores.mean()
             row.update(audio_fake=p["audio"], video_fake=p["video"], fake=p["overall"], error=None)
+            if plot is not None:
+                _plot_windows(plot, path, scores, recipe.fps)
         rows.append(row)
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
@@ -255,6 +273,18 @@ def predict(
         Console(width=200).print(table)
     if any(r["error"] for r in rows):
         raise typer.Exit(1)
+
+
+def _plot_windows(out: Path, video: Path, scores: WindowScores, fps: int) -> None:
+    """``predict --plot``: the per-window scores of ``video`` drawn into ``out``."""
+    from trainer.plots import plot_window_scores
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    title = f"{video.name}: {len(scores.starts)} windows of {scores.window} frames"
+    plot_window_scores(
+        out, scores.starts, scores.window, scores.num_frames, scores.prob, fps=fps, title=title
+    )
+    typer.echo(f"wrote {out}", err=True)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -38,7 +38,8 @@ class TrainConfig:
     """Everything that determines a training run besides the data.
 
     ``window`` is the number of frames per training window (the model sees
-    audio ``(B, window, 104)`` and video ``(B, 3, window, S, S)``); an epoch draws
+    audio ``(B, window, 104)`` and video ``(B, 3, window, S, S)``, or ``(B, 1, window, 88,
+    88)`` mouth crops with ``model.visual_input=mouth``, :mod:`trainer.streams`); an epoch draws
     ``windows_per_clip`` random windows from every training clip.
     ``schedule='cosine'`` warms the learning rate up linearly for
     ``warmup_epochs`` and then decays it to zero along a half cosine, per step.

@@ -5,8 +5,9 @@ raw layout, zarr for compressed ones), one reader per process, created lazily,
 so the dataset pickles to DataLoader workers as plain metadata and resident
 memory does not depend on the size of the store.
 
-Items carry the video as stored (uint8, channel-last) and, in training, the
-window's drawn shift/flip; :func:`trainer.inputs.model_inputs` makes the model's
+Items carry the visual stream as stored (uint8, channel-last: face crops, or
+the centre 88 × 88 of the mouth crops, :mod:`trainer.streams`) and, in training,
+the window's drawn shift/flip; :func:`trainer.inputs.model_inputs` makes the model's
 float input on the training device. Audio is normalised here, per clip and per
 channel (mean 0, std 1 over the whole clip, :func:`trainer.reader.audio_stats`),
 which removes loudness and channel offsets between clips while keeping the shape
@@ -28,6 +29,7 @@ from schemas.layout import clip_dir
 from trainer.augment import default_max_shift, draw_shift_flip
 from trainer.draws import ItemDraws
 from trainer.reader import ClipReader
+from trainer.streams import MOUTH_MARGIN, STREAM_ARRAYS, crop_mouth
 
 
 def window_arrays(
@@ -36,11 +38,11 @@ def window_arrays(
     """One item's arrays from ``n <= window`` frames, zero-padded at the end.
 
     Args:
-        video: ``(n, S, S, 3)`` uint8 crops.
+        video: ``(n, S, S, 3)`` uint8 face crops, or ``(n, 88, 88)`` mouth crops.
         audio: ``(n, 104)`` audio, already normalised per clip.
 
     Returns:
-        ``video (window, S, S, 3)`` uint8, ``audio (window, 104)`` float32,
+        ``video (window, *video.shape[1:])`` uint8, ``audio (window, 104)`` float32,
         ``mask (window,)`` bool (True = real frame). A full window's arrays are passed
         through without a copy.
     """
@@ -195,8 +197,11 @@ class WindowDataset(torch.utils.data.Dataset):
     Items (default collate stacks them; ``S`` is the store's crop size):
 
     - ``"audio"``: ``(window, 104)`` float32, per-clip per-channel normalised;
-    - ``"video"``: ``(window, S, S, 3)`` uint8 as stored, zeros after a short clip's end
-      (:func:`trainer.inputs.model_inputs` turns it into the model's input);
+    - ``"video"``: the visual stream, ``visual_input="face"``: ``(window, S, S, 3)``
+      uint8 as stored; ``"mouth"``: ``(window, 88, 88)`` uint8, the window of the stored
+      96 × 96 mouth crops that the model sees (:func:`trainer.streams.crop_mouth`);
+      zeros after a short clip's end (:func:`trainer.inputs.model_inputs` turns it
+      into the model's input);
     - ``"mask"``: ``(window,)`` bool, False on zero padding after the end of a short clip;
     - ``"audio_label"``, ``"video_label"``, ``"label"``: ints, 1 = fake (collated to
       int64 ``(B,)``; plain ints because a scalar tensor per item costs more than the
@@ -206,7 +211,10 @@ class WindowDataset(torch.utils.data.Dataset):
 
     Augmentation (``augment``, default ``train``): a shift of up to a few pixels with
     reflected borders and a horizontal flip, the same for every frame of a window,
-    drawn here and applied on the device (:func:`trainer.augment.shift_flip`).
+    drawn here and applied on the device (:func:`trainer.augment.shift_flip`). For
+    the mouth the shift moves the 88 × 88 window inside the stored 96 × 96 crop here
+    (up to 4 pixels, real pixels at the borders), so the item's ``shift_flip`` is
+    ``(0, 0, flip)``; there is no colour augmentation for either stream.
     """
 
     windows: list[tuple[int, int]]
@@ -221,6 +229,7 @@ class WindowDataset(torch.utils.data.Dataset):
         seed: int = 0,
         eval_stride: int | None = None,
         augment: bool | None = None,
+        visual_input: str = "face",
     ) -> None:
         if window < 1:
             raise ValueError(f"window must be >= 1, got {window}")
@@ -229,6 +238,8 @@ class WindowDataset(torch.utils.data.Dataset):
             raise ValueError(f"eval_stride must be in [1, window={window}], got {eval_stride}")
         if seed < 0:
             raise ValueError(f"seed must be >= 0, got {seed}")
+        if visual_input not in STREAM_ARRAYS:
+            raise ValueError(f"visual_input must be one of {', '.join(STREAM_ARRAYS)}")
         # Only metadata is read here: the object is pickled to every worker.
         info = schemas.open_store(store)
         self.store = Path(store)
@@ -240,8 +251,12 @@ class WindowDataset(torch.utils.data.Dataset):
         self.recipe = info.recipe
         self.crop_size = info.recipe.crop_size
         self.augment = train if augment is None else augment
-        self.max_shift = default_max_shift(self.crop_size)
-        if self.augment and self.max_shift >= self.crop_size:
+        self.visual_input = visual_input
+        self.mouth = visual_input == "mouth"
+        if self.mouth and "mouth" not in info.recipe.streams:
+            raise ValueError(f"store {store} has no mouth stream")
+        self.max_shift = MOUTH_MARGIN if self.mouth else default_max_shift(self.crop_size)
+        if self.augment and not self.mouth and self.max_shift >= self.crop_size:
             raise ValueError(f"crop size {self.crop_size} is too small to augment")
         self.eval_stride = eval_stride or window
         self.windows = []
@@ -283,11 +298,12 @@ class WindowDataset(torch.utils.data.Dataset):
         """Copy frames ``[start, start + window)`` (clipped to the clip) out of the store.
 
         Returns:
-            ``video`` ``(n, S, S, 3)`` uint8 and ``audio`` ``(n, 104)`` float32, already
+            The visual stream as stored, ``video`` ``(n, S, S, 3)`` or ``mouth``
+            ``(n, 96, 96)`` uint8, and ``audio`` ``(n, 104)`` float32, already
             normalised, with ``n = min(window, T - start)``.
         """
         if self._reader is None:
-            self._reader = ClipReader(self.store, self.recipe)
+            self._reader = ClipReader(self.store, self.recipe, STREAM_ARRAYS[self.visual_input])
         clip = self.clips[clip_index]
         stop = min(start + self.window, clip.num_frames)
         return self._reader.window(clip.clip_id, clip.num_frames, start, stop)
@@ -297,7 +313,15 @@ class WindowDataset(torch.utils.data.Dataset):
         epoch, i = key if isinstance(key, tuple) else (self.epoch, key)
         clip_index, start, draws = self._draw(epoch, i)
         clip = self.clips[clip_index]
-        video, audio, mask = window_arrays(*self.read_window(clip_index, start), self.window)
+        frames, audio = self.read_window(clip_index, start)
+        params = None
+        if self.augment and draws is not None:  # draws is never None when augmenting
+            params = draw_shift_flip(draws, self.max_shift)
+        if self.mouth:
+            dy, dx, flip = params or (0, 0, 0)
+            frames = crop_mouth(frames, dy, dx)
+            params = None if params is None else (0, 0, flip)  # the shift is the crop
+        video, audio, mask = window_arrays(frames, audio, self.window)
         item: dict[str, Any] = {
             "audio": torch.from_numpy(audio),
             "video": torch.from_numpy(video),
@@ -307,9 +331,8 @@ class WindowDataset(torch.utils.data.Dataset):
             "label": clip.label,
             "clip_index": clip_index,
         }
-        if self.augment and draws is not None:  # draws is never None when augmenting
-            params = np.array(draw_shift_flip(draws, self.max_shift), dtype=np.int64)
-            item["shift_flip"] = torch.from_numpy(params)
+        if params is not None:
+            item["shift_flip"] = torch.from_numpy(np.array(params, dtype=np.int64))
         return item
 
 

@@ -24,6 +24,7 @@ from trainer.metrics import ClipScores, aggregate_windows, compute_metrics, json
 from trainer.model import MSCT
 from trainer.reader import audio_stats
 from trainer.runtime import Log, autocast, autocast_dtype, open_split, resolve_device
+from trainer.streams import check_visual_input
 
 
 @torch.no_grad()
@@ -118,7 +119,12 @@ def model_from_checkpoint(path: str | Path) -> tuple[MSCT, dict[str, Any], Train
 # Recipe settings under which the same source clip gives tensors the model reads alike
 # (same features, frame rate and crop): a checkpoint may be scored on a store that
 # differs from its training store in these only, e.g. one ingested with --trim-silence.
-EVAL_TOLERATED = frozenset({"trim_silence", "layout", "audio_dtype", "face_stride"})
+# Recipe fields whose difference leaves a checkpoint's inputs meaning the same. The additive
+# ones (landmarks, streams) add arrays beside the face crops and audio, byte-identical;
+# a model that reads the mouth stream is checked for it separately (trainer.streams).
+EVAL_TOLERATED = frozenset(
+    {"trim_silence", "layout", "audio_dtype", "face_stride", *schemas.recipe.ADDITIVE_FIELDS}
+)
 
 
 def check_recipe(trained: schemas.Recipe, recipe: schemas.Recipe, store: Path, log: Log) -> None:
@@ -255,6 +261,7 @@ def evaluate_checkpoint(
     except (schemas.StoreError, schemas.SchemaError) as exc:
         raise TrainerError(str(exc)) from None
     check_recipe(schemas.Recipe.from_dict(ckpt["recipe"]), recipe, store, log)
+    check_visual_input(recipe, cfg.model.visual_input, store)
     if fingerprint != ckpt["store_fingerprint"]:
         log(f"note: store fingerprint {fingerprint} differs from the training store's")
     chosen = eval_clips(ckpt, store, split, part, log)
@@ -266,8 +273,9 @@ def evaluate_checkpoint(
     device = resolve_device(cfg, ddp.DistInfo())
     model.to(device)
     dataset = WindowDataset(
-        store, chosen.clips, cfg.window, train=False, seed=cfg.seed, eval_stride=cfg.eval_stride
-    )
+        store, chosen.clips, cfg.window, train=False, seed=cfg.seed, eval_stride=cfg.eval_stride,
+        visual_input=cfg.model.visual_input,
+    )  # fmt: skip
     scores = evaluate(
         model,
         dataset,
@@ -292,11 +300,12 @@ def windows_from_arrays(
     """Eval windows of one in-memory clip, made exactly as ``WindowDataset`` makes them.
 
     Args:
-        video: ``(T, S, S, 3)`` uint8 face crops.
+        video: ``(T, S, S, 3)`` uint8 face crops, or ``(T, 88, 88)`` mouth crops for a
+            mouth model (:func:`trainer.streams.clip_stream` makes either).
         audio: ``(T, 104)`` audio features.
 
     Returns:
-        A batch: ``audio (N, window, 104)`` normalised, ``video (N, window, S, S, 3)``
+        A batch: ``audio (N, window, 104)`` normalised, ``video (N, window, *video.shape[1:])``
         uint8, ``mask (N, window)`` bool, ``clip_index (N,)`` zeros.
     """
     frames = video.shape[0]
@@ -313,16 +322,39 @@ def windows_from_arrays(
     return {"audio": a, "video": v, "mask": m, "clip_index": torch.zeros(len(m), dtype=torch.int64)}
 
 
-def predict_arrays(
+@dataclass(frozen=True)
+class WindowScores:
+    """The per-window fake probabilities of one clip, as ``predict`` computes them."""
+
+    starts: np.ndarray  # (W,) first frame of each window
+    window: int  # frames per window (the last window of a short clip is padded)
+    num_frames: int  # T of the clip
+    prob: np.ndarray  # (W, 3) fake probability of the audio, video and fused heads
+
+    def mean(self) -> dict[str, float]:
+        """The clip's scores ``{"audio", "video", "overall"}``: the mean over its windows."""
+        mean = self.prob.mean(axis=0)
+        return {"audio": float(mean[0]), "video": float(mean[1]), "overall": float(mean[2])}
+
+
+def window_scores(
     model: torch.nn.Module, cfg: TrainConfig, video: np.ndarray, audio: np.ndarray
-) -> dict[str, float]:
-    """Fake probabilities ``{"audio", "video", "overall"}`` of one clip (mean over its windows)."""
-    batch = windows_from_arrays(video, audio, cfg.window, cfg.eval_stride)
+) -> WindowScores:
+    """Score every eval window of one in-memory clip (see :func:`windows_from_arrays`)."""
+    stride = cfg.eval_stride or cfg.window
+    batch = windows_from_arrays(video, audio, cfg.window, stride)
     device = next(model.parameters()).device
     chunks = [
         {k: v[i : i + 2 * cfg.batch_size] for k, v in batch.items()}
         for i in range(0, len(batch["mask"]), 2 * cfg.batch_size)
     ]
     _, prob, _ = predict_windows(model, chunks, device, None)
-    mean = prob.mean(axis=0)
-    return {"audio": float(mean[0]), "video": float(mean[1]), "overall": float(mean[2])}
+    starts = np.asarray(eval_starts(video.shape[0], cfg.window, stride), np.int64)
+    return WindowScores(starts, cfg.window, video.shape[0], prob)
+
+
+def predict_arrays(
+    model: torch.nn.Module, cfg: TrainConfig, video: np.ndarray, audio: np.ndarray
+) -> dict[str, float]:
+    """Fake probabilities ``{"audio", "video", "overall"}`` of one clip (mean over its windows)."""
+    return window_scores(model, cfg, video, audio).mean()

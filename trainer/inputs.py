@@ -1,7 +1,8 @@
 """From collated window batches to the model's inputs, on the device that runs the model.
 
-Items leave the DataLoader with the video as stored, uint8 ``(B, T, S, S, 3)``,
-and each training window's drawn shift/flip. The float, channel-first,
+Items leave the DataLoader with the visual stream as stored, uint8: face crops
+``(B, T, S, S, 3)`` or mouth crops ``(B, T, 88, 88)`` (:mod:`trainer.streams`), and
+each training window's drawn shift/flip. The float, channel-first,
 normalised tensor the model takes is made here, after the copy to the device:
 a quarter of the bytes cross the bus (and the workers' shared memory), and the
 rearrangement and arithmetic run where they are cheapest.
@@ -9,7 +10,8 @@ rearrangement and arithmetic run where they are cheapest.
 Video normalisation: frames are scaled to ``[0, 1]`` and then normalised per RGB
 channel with the ImageNet statistics :data:`VIDEO_MEAN` / :data:`VIDEO_STD` (the
 visual pre-encoder is a ResNet-family CNN, where these are the customary input
-statistics). Padding frames after the end of a short clip are exactly 0 after
+statistics). Grayscale mouth crops are normalised with AV-HuBERT's statistics,
+:data:`MOUTH_MEAN` / :data:`MOUTH_STD`, into a single channel. Padding frames after the end of a short clip are exactly 0 after
 normalisation, as the mask says they are absent.
 """
 
@@ -24,36 +26,44 @@ from trainer.augment import shift_flip
 
 VIDEO_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 VIDEO_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+MOUTH_MEAN: tuple[float] = (0.421,)  # AV-HuBERT's grayscale mouth statistics
+MOUTH_STD: tuple[float] = (0.165,)
 
 
 @functools.cache
-def _affine(device: torch.device) -> tuple[Tensor, Tensor]:
-    """``(x / 255 - mean) / std = x * scale + bias``: ``scale``, ``bias`` ``(1, 3, 1, 1, 1)``.
+def _affine(device: torch.device, channels: int = 3) -> tuple[Tensor, Tensor]:
+    """``(x / 255 - mean) / std = x * scale + bias``: ``scale``, ``bias`` ``(1, K, 1, 1, 1)``
+    for ``K = channels`` (3: RGB face statistics, 1: grayscale mouth statistics).
 
     Made once per device: building them from Python lists copies host memory to the
     device, which on a GPU waits for the queued work, every batch.
     """
-    std = torch.tensor(VIDEO_STD)
-    scale = 1.0 / (255.0 * std)
-    bias = -torch.tensor(VIDEO_MEAN) / std
-    return scale.view(1, 3, 1, 1, 1).to(device), bias.view(1, 3, 1, 1, 1).to(device)
+    mean, std = (VIDEO_MEAN, VIDEO_STD) if channels == 3 else (MOUTH_MEAN, MOUTH_STD)
+    std_t = torch.tensor(std)
+    scale = 1.0 / (255.0 * std_t)
+    bias = -torch.tensor(mean) / std_t
+    shape = (1, channels, 1, 1, 1)
+    return scale.view(shape).to(device), bias.view(shape).to(device)
 
 
 def video_for_model(video: Tensor, mask: Tensor | None, params: Tensor | None = None) -> Tensor:
     """The model's video input from stored frames.
 
     Args:
-        video: ``(B, T, S, S, 3)`` uint8 windows, zero-padded after a short clip's end.
+        video: ``(B, T, S, S, 3)`` uint8 face windows or ``(B, T, S, S)`` grayscale
+            mouth windows, zero-padded after a short clip's end.
         mask: ``(B, T)`` bool, True = real frame, or None when all frames are real.
         params: ``(B, 3)`` ``(dy, dx, flip)`` per window (see :mod:`trainer.augment`),
             or None.
 
     Returns:
-        ``(B, 3, T, S, S)`` float32 on ``video``'s device: ``(x / 255 - mean) / std``
-        per channel, 0 on padding frames.
+        ``(B, K, T, S, S)`` float32 on ``video``'s device (``K`` = 3 for faces, 1 for
+        mouths): ``(x / 255 - mean) / std`` per channel, 0 on padding frames.
     """
-    frames = shift_flip(video, params, torch.float32)  # (B, 3, T, S, S), a new tensor
-    scale, bias = _affine(frames.device)
+    if video.dim() == 4:  # grayscale: one channel, last as for RGB
+        video = video.unsqueeze(-1)
+    frames = shift_flip(video, params, torch.float32)  # (B, K, T, S, S), a new tensor
+    scale, bias = _affine(frames.device, frames.shape[1])
     frames.mul_(scale).add_(bias)
     if mask is None:
         return frames
@@ -67,7 +77,7 @@ def model_inputs(
     and ``msct_loss``.
 
     Returns:
-        ``audio (B, T, 104)`` float32, ``video (B, 3, T, S, S)`` float32 and
+        ``audio (B, T, 104)`` float32, ``video (B, K, T, S, S)`` float32 and
         ``mask (B, T)`` bool, or None when every frame of the batch is real (the usual
         training batch): the model then skips masking, which on a GPU would wait for
         the device to count the kept frames. The copies are non-blocking (pinned

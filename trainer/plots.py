@@ -1,4 +1,5 @@
-"""Report figures: ROC curves, per-category confusion, t-SNE of the fused embeddings.
+"""Report figures: ROC curves, per-category confusion, t-SNE of the fused embeddings,
+and one video's per-window fake probabilities (``predict --plot``).
 
 Written with matplotlib's non-interactive Agg backend, so no display is needed.
 """
@@ -97,6 +98,49 @@ def plot_tsne(path: Path, scores: ClipScores, seed: int = 0) -> None:
     ax.set_yticks([])
     ax.set_title("t-SNE of fused embeddings, test clips")
     ax.legend(loc="best", markerscale=1.5)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_window_scores(
+    path: Path,
+    starts: np.ndarray,
+    window: int,
+    num_frames: int,
+    prob: np.ndarray,
+    *,
+    fps: float,
+    title: str,
+) -> None:
+    """Fake probability of each head over one video's time, one step per scored window.
+
+    ``starts (W,)`` are the windows' first frames and ``prob (W, 3)`` their audio, video and
+    fused (overall) fake probabilities. A window is drawn over the seconds it covers; where
+    windows overlap (``eval_stride < window``) each is drawn at its centre instead. The
+    clip's score is the mean of the windows (dashed lines).
+    """
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8, 3.6))
+    ends = np.minimum(starts + window, num_frames)
+    overlap = len(starts) > 1 and bool(np.any(starts[1:] < ends[:-1]))
+    heads = (("audio", "#1c7ed6"), ("video", "#e8590c"), ("overall", "#222222"))
+    for k, (head, colour) in enumerate(heads):
+        mean = float(prob[:, k].mean()) if len(prob) else float("nan")
+        if overlap:
+            centres = (starts + ends) / 2 / fps
+            ax.plot(centres, prob[:, k], marker="o", ms=3, color=colour, label=head)
+        else:
+            # Steps: window i holds its value from its first to its last frame.
+            edges = np.append(starts, ends[-1]) / fps
+            values = np.append(prob[:, k], prob[-1, k])
+            ax.step(edges, values, where="post", color=colour, label=head, lw=1.6)
+        ax.axhline(mean, color=colour, ls="--", lw=0.8)
+    ax.axhline(0.5, color="grey", ls=":", lw=0.8)
+    ax.set(xlim=(0, num_frames / fps), ylim=(-0.02, 1.02), xlabel="time (s)")
+    ax.set_ylabel("fake probability")
+    ax.set_title(title, fontsize=9)
+    ax.legend(loc="upper right", fontsize=8, ncol=3, title="dashed: clip mean", title_fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -11,7 +11,10 @@ the chunks a window touches.
 
 Per process (each DataLoader worker has its own, opened lazily):
 
-- :class:`ClipReader` keeps the clips it read last open, two file descriptors
+- :class:`ClipReader` reads one visual array beside the audio: ``video`` (face
+  crops) or ``mouth`` (mouth crops), as the model's ``visual_input`` asks
+  (:mod:`trainer.streams`);
+- it keeps the clips it read last open, two file descriptors
   each for the raw layout: up to :data:`MAX_OPEN_CLIPS`, or a quarter of the
   process's descriptor limit if that is lower (:func:`open_clip_capacity`). That
   holds a whole training split open in every persistent worker, so after the first
@@ -39,6 +42,7 @@ import math
 import os
 import resource
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -47,6 +51,7 @@ import numpy as np
 
 import schemas
 from schemas.layout import clip_dir
+from trainer.streams import MOUTH_STORED
 
 AUDIO_EPS = 1e-5  # added to the per-channel variance: silent (constant) channels map to 0
 MAX_OPEN_CLIPS = 16_384  # a whole FakeAVCeleb training split (about 15k clips) per process
@@ -54,6 +59,12 @@ MIN_OPEN_CLIPS = 8  # whatever the descriptor limit: eval reads a clip's windows
 SEEN_CLIP_CACHE = 1 << 15  # clips checked, audio statistics kept: at most about 64 MiB
 
 _OPEN_FLAGS = os.O_RDONLY | os.O_CLOEXEC
+
+#: The visual arrays a reader can read, and the shape of one row from the crop size ``S``.
+VISUAL_ROWS: dict[str, Callable[[int], tuple[int, ...]]] = {
+    "video": lambda size: (size, size, 3),
+    "mouth": lambda size: (MOUTH_STORED, MOUTH_STORED),
+}
 
 
 def damaged(store: Path | str, clip_id: str, problem: str) -> schemas.StoreError:
@@ -139,7 +150,7 @@ class RawChunk:
     shape: tuple[int, ...]
     dtype: np.dtype
     row_bytes: int
-    name: str  # "video" or "audio", for errors
+    name: str  # "video", "mouth" or "audio", for errors
     clip_id: str
     store: str
 
@@ -277,7 +288,7 @@ class ZarrRows:
 
 @dataclass(slots=True)
 class _OpenClip:
-    video: Rows  # (T, S, S, 3) uint8
+    video: Rows  # the visual array: video (T, S, S, 3) or mouth (T, 96, 96), uint8
     audio: Rows  # (T, 104) float
 
 
@@ -287,17 +298,23 @@ class _SeenClip:
 
     audio_mean: np.ndarray  # (104,) float32
     audio_inv_std: np.ndarray  # (104,) float32
-    chunks: tuple[RawChunk, RawChunk] | None  # video, audio; None for compressed tensors
+    chunks: tuple[RawChunk, RawChunk] | None  # visual, audio; None for compressed tensors
 
 
 class ClipReader:
     """Windows of the clips of one store, for one process (see the module docstring).
 
+    ``visual`` names the visual array read with the audio: ``"video"`` (face crops,
+    ``(T, S, S, 3)``) or ``"mouth"`` (``(T, 96, 96)``, stores whose recipe has it).
+
     Not shared across ``fork``: a reader inherited by a child process drops what the
     parent had open and starts afresh, so no descriptor or cache is ever shared.
     """
 
-    def __init__(self, store: Path | str, recipe: schemas.Recipe) -> None:
+    def __init__(self, store: Path | str, recipe: schemas.Recipe, visual: str = "video") -> None:
+        if visual not in VISUAL_ROWS:
+            raise ValueError(f"visual must be one of {', '.join(VISUAL_ROWS)}, not {visual!r}")
+        self.visual = visual
         self.store = Path(store)
         self.root = os.path.realpath(store)  # once: the link check compares against it
         self.recipe = recipe
@@ -313,8 +330,9 @@ class ClipReader:
         """Frames ``[start, stop)`` of a clip of ``num_frames`` frames (the manifest's count).
 
         Returns:
-            ``video`` ``(n, S, S, 3)`` uint8 and ``audio`` ``(n, 104)`` float32 normalised
-            per clip and channel, both new arrays, ``n = stop - start``.
+            The visual array's rows, ``video`` ``(n, S, S, 3)`` or ``mouth``
+            ``(n, 96, 96)`` uint8, and ``audio`` ``(n, 104)`` float32 normalised per
+            clip and channel, both new arrays, ``n = stop - start``.
         """
         if self.pid != os.getpid():
             self.open_clips.clear()
@@ -343,9 +361,8 @@ class ClipReader:
         raw audio ``(stop - start, 104)`` float32, cut from the whole track."""
         self.open_clips.pop(clip_id, None)  # forgotten but still open: check it again
         if self.recipe.layout == "raw":
-            size = self.recipe.crop_size
             video, video_fd = RawChunk.check(
-                self.root, clip_id, "video", (num_frames, size, size, 3), np.dtype("uint8")
+                self.root, clip_id, self.visual, self._visual_shape(num_frames), np.dtype("uint8")
             )
             try:
                 shape = (num_frames, schemas.AUDIO_CHANNELS)
@@ -358,9 +375,9 @@ class ClipReader:
             opened = _OpenClip(RawRows(video_fd, video), RawRows(audio_fd, audio))
             chunks: tuple[RawChunk, RawChunk] | None = (video, audio)
         else:
-            opened = _OpenClip(self._zarr(clip_id, "video"), self._zarr(clip_id, "audio"))
+            opened = _OpenClip(self._zarr(clip_id, self.visual), self._zarr(clip_id, "audio"))
             chunks = None
-        for name, rows in (("video", opened.video), ("audio", opened.audio)):
+        for name, rows in ((self.visual, opened.video), ("audio", opened.audio)):
             if rows.shape[0] != num_frames:
                 raise damaged(
                     self.store,
@@ -375,9 +392,13 @@ class ClipReader:
         self._keep_open(clip_id, opened)
         return opened, seen, track[start:stop].astype(np.float32)  # a copy: track is dropped
 
+    def _visual_shape(self, num_frames: int) -> tuple[int, ...]:
+        size = self.recipe.crop_size
+        return (num_frames, *VISUAL_ROWS[self.visual](size))
+
     def _reopen(self, clip_id: str, seen: _SeenClip) -> _OpenClip:
         if seen.chunks is None:
-            return _OpenClip(self._zarr(clip_id, "video"), self._zarr(clip_id, "audio"))
+            return _OpenClip(self._zarr(clip_id, self.visual), self._zarr(clip_id, "audio"))
         video = RawRows.reopen(seen.chunks[0])
         return _OpenClip(video, RawRows.reopen(seen.chunks[1]))
 

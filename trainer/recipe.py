@@ -63,6 +63,7 @@ from trainer.runtime import (
 from trainer.selection import SELECTION, val_key
 from trainer.state import TrainState
 from trainer.step import LOSS_PARTS, check_finite_on_all_ranks, train_step
+from trainer.streams import check_visual_input
 
 
 def train(
@@ -147,6 +148,8 @@ class TrainRecipe:
             if not self.parts[part]:
                 raise TrainerError(f"split {self.split!r} has no {part} clips")
         # The store's crop size needs no model setting: the visual trunk pools globally.
+        # Its streams must hold the model's visual input, checked before anything is made.
+        check_visual_input(self.store_recipe, cfg.model.visual_input, self.store)
         out = self.out_arg
         if out is None:
             out = shared_new_run_dir(self.runs_root, info)
@@ -163,7 +166,10 @@ class TrainRecipe:
         # random window (the window depends on the item index), so short datasets still
         # give the optimiser enough steps per epoch.
         train_clips = self.parts["train"] * cfg.windows_per_clip
-        train_set = WindowDataset(self.store, train_clips, cfg.window, train=True, seed=cfg.seed)
+        train_set = WindowDataset(
+            self.store, train_clips, cfg.window, train=True, seed=cfg.seed,
+            visual_input=cfg.model.visual_input,
+        )  # fmt: skip
         self.val_set = self._eval_set("val")
         self.loader = self._train_loader(train_set)
         self.optimizer = build_optimizer(cfg, model)
@@ -207,7 +213,7 @@ class TrainRecipe:
         cfg = self.cfg
         return WindowDataset(
             self.store, self.parts[part], cfg.window, train=False, seed=cfg.seed,
-            eval_stride=cfg.eval_stride,
+            eval_stride=cfg.eval_stride, visual_input=cfg.model.visual_input,
         )  # fmt: skip
 
     def _restore(self, model: torch.nn.Module, ckpt: dict[str, Any]) -> None:

@@ -29,6 +29,9 @@ The switches, each with the paper's reading as its default:
                                    (see :class:`trainer.model.attention.MultiScaleKeys`)
     unimodal_head "mean" | "cls"   what the audio / video heads read (see
                                    :mod:`trainer.model.msct` for why "mean")
+    visual_input "face" | "mouth"  the visual stream: RGB face crops, or the store's
+                                   grayscale mouth crops (centre 88×88 of 96×96, a
+                                   1-channel stem; :mod:`trainer.streams`)
 The loss's ``alignment`` switch lives in :class:`trainer.model.loss.LossWeights`.
 """
 
@@ -43,6 +46,9 @@ CROSS_ATTENTIONS: tuple[str, ...] = ("dca", "ca")
 SELF_ATTENTIONS: tuple[str, ...] = ("mssa", "sa")
 MSSA_KERNELS: tuple[str, ...] = ("2d", "time")
 UNIMODAL_HEADS: tuple[str, ...] = ("mean", "cls")
+#: The visual stream the model reads and the channels of its frames: RGB face crops
+#: (the store's ``video``) or grayscale mouth crops (its ``mouth``, see ``trainer.streams``).
+VISUAL_INPUTS: dict[str, int] = {"face": 3, "mouth": 1}
 
 
 @dataclass
@@ -70,6 +76,7 @@ class ModelConfig:
     visual_depths: tuple[int, ...] = (2, 2, 2, 2)  # Bottle2neck blocks per stage
     wt_levels: int = 2  # Haar decomposition levels of WTConv
     wt_kernel: int = 5  # depthwise kernel applied to every sub-band of every level
+    visual_input: str = "face"  # "face": RGB face crops | "mouth": grayscale mouth crops
 
     PRESETS: ClassVar[tuple[str, ...]] = PRESETS
 
@@ -89,6 +96,10 @@ class ModelConfig:
             raise ValueError(f"attn_self must be one of {SELF_ATTENTIONS}, got {self.attn_self!r}")
         if self.mssa_kernel not in MSSA_KERNELS:
             raise ValueError(f"mssa_kernel must be one of {MSSA_KERNELS}, got {self.mssa_kernel!r}")
+        if self.visual_input not in VISUAL_INPUTS:
+            raise ValueError(
+                f"visual_input must be one of {tuple(VISUAL_INPUTS)}, got {self.visual_input!r}"
+            )
         if self.unimodal_head not in UNIMODAL_HEADS:
             raise ValueError(
                 f"unimodal_head must be one of {UNIMODAL_HEADS}, got {self.unimodal_head!r}"
@@ -112,6 +123,11 @@ class ModelConfig:
             raise ValueError(f"visual_widths must be multiples of 8, got {self.visual_widths}")
         if any(d < 1 for d in self.visual_depths) or self.wt_levels < 1 or self.wt_kernel % 2 == 0:
             raise ValueError("visual_depths and wt_levels must be ≥ 1 and wt_kernel odd")
+
+    @property
+    def visual_channels(self) -> int:
+        """Channels of a frame of the visual input: 3 (RGB face) or 1 (grayscale mouth)."""
+        return VISUAL_INPUTS[self.visual_input]
 
     @classmethod
     def preset(cls, name: str) -> ModelConfig:

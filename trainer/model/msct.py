@@ -63,7 +63,8 @@ class MSCT(nn.Module):
         self.fused_head = nn.Linear(2 * cfg.dim, 2)
 
     def forward(self, audio: Tensor, video: Tensor, mask: Tensor | None = None) -> MSCTOutput:
-        """audio (B, T, 104) float; video (B, 3, T, H, W) float (already normalised);
+        """audio (B, T, 104) float; video (B, K, T, H, W) float (already normalised; K = 3
+        for face crops, 1 for mouth crops, ``cfg.visual_channels``);
         mask (B, T) bool, True = real frame, False = padding (None = all valid)."""
         self._check(audio, video, mask)
         fa = self.audio_encoder(audio)
@@ -91,9 +92,10 @@ class MSCT(nn.Module):
                 f"audio must be (B, T, {self.cfg.audio_channels}), got {tuple(audio.shape)}"
             )
         b, t = audio.shape[:2]
-        if video.ndim != 5 or video.shape[:3] != (b, 3, t):
+        k = self.cfg.visual_channels  # 3 for face crops, 1 for mouth crops
+        if video.ndim != 5 or video.shape[:3] != (b, k, t):
             raise ValueError(
-                f"video must be (B, 3, T, H, W) = ({b}, 3, {t}, H, W), got {tuple(video.shape)}"
+                f"video must be (B, {k}, T, H, W) = ({b}, {k}, {t}, H, W), got {tuple(video.shape)}"
             )
         if t < 1:
             raise ValueError("a clip needs at least one frame")

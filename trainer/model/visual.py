@@ -1,4 +1,4 @@
-"""Visual pre-encoder: one C-dim token per face crop.
+"""Visual pre-encoder: one C-dim token per frame of the visual stream (face or mouth crop).
 
 stem conv (stride 2) → max-pool → WTConv → Res2Net stages with CBAM between them
 → global average pool → linear to C. Frames are encoded independently; padded frames are
@@ -18,12 +18,16 @@ from .wtconv import WTConv2d
 
 
 class FrameEncoder(nn.Module):
-    """Per-frame CNN. (N, 3, H, W) → (N, C). Any H, W ≥ 8 works (global pooling)."""
+    """Per-frame CNN. (N, K, H, W) → (N, C). Any H, W ≥ 8 works (global pooling).
+
+    ``K = cfg.visual_channels``: 3 for RGB face crops, 1 for grayscale mouth crops (only
+    the stem's input channels differ).
+    """
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         stem = cfg.visual_stem
-        self.stem = conv_bn_relu(3, stem, 3, stride=2)
+        self.stem = conv_bn_relu(cfg.visual_channels, stem, 3, stride=2)
         self.wavelet = nn.Sequential(
             WTConv2d(stem, cfg.wt_kernel, cfg.wt_levels),
             nn.BatchNorm2d(stem),
@@ -56,7 +60,7 @@ class FrameEncoder(nn.Module):
 class VisualPreEncoder(nn.Module):
     """Clip-level wrapper of :class:`FrameEncoder`.
 
-    forward(video (B, 3, T, H, W), mask (B, T) bool | None) → (B, T, C); rows of padded
+    forward(video (B, K, T, H, W), mask (B, T) bool | None) → (B, T, C); rows of padded
     frames are zero.
     """
 

@@ -1,0 +1,145 @@
+"""One clip over time: face crops (landmarks drawn where stored), mouth crops, the audio
+feature matrix and the face-box track, all on one time axis of ``T`` frames.
+
+The picture is ``FIGSIZE * DPI`` pixels (1200 x 800) whatever the clip. Crop ``k`` of
+the ``STRIP`` crops fills frames ``[k T/n, (k+1) T/n)`` of the axis and shows the frame at
+the span's centre, so a crop sits right above the audio features of its own frame.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import schemas
+from pipeline.report import agg_pyplot, save_figure
+from pipeline.report.clips import flags, frame_indices, stream
+
+STRIP = 10
+FIGSIZE = (12.0, 8.0)
+DPI = 100
+
+
+def write_clip_view(store: Path, row: dict[str, Any], out: Path, fps: int) -> tuple[int, int]:
+    """Draw the clip of manifest ``row`` into ``out`` (PNG); returns its ``(width, height)``."""
+    plt = agg_pyplot()
+    clip_id = row["clip_id"]
+    video, audio = schemas.open_clip(store, clip_id)
+    mouth = stream(store, clip_id, "mouth")
+    landmarks = stream(store, clip_id, "landmarks")
+    boxes = stream(store, clip_id, "face_boxes")
+    panels = ["face"] + (["mouth"] if mouth is not None else []) + ["audio", "track"]
+    ratios = {"face": 1.1, "mouth": 1.1, "audio": 2.2, "track": 1.6}
+    fig, axes = plt.subplots(
+        len(panels),
+        1,
+        figsize=FIGSIZE,
+        sharex=True,
+        gridspec_kw={"height_ratios": [ratios[p] for p in panels]},
+    )
+    ax = dict(zip(panels, axes, strict=True))
+    frames = video.shape[0]
+    _strip(ax["face"], video, landmarks, "face crops")
+    if mouth is not None:
+        _strip(ax["mouth"], mouth, None, "mouth crops")
+    fig.subplots_adjust(left=0.08, right=0.93, top=0.90, bottom=0.07, hspace=0.12)
+    _audio(fig, ax["audio"], np.asarray(audio, np.float32))
+    _track(ax["track"], boxes, frames)
+    ax["track"].set_xlim(0, frames)
+    ax["track"].set_xlabel(f"frame (recipe: {fps} frames per second; {frames / fps:.2f} s)")
+    fig.suptitle(_title(row), fontsize=10, x=0.01, ha="left")
+    save_figure(fig, out, DPI)
+    plt.close(fig)
+    return int(FIGSIZE[0] * DPI), int(FIGSIZE[1] * DPI)
+
+
+def _title(row: dict[str, Any]) -> str:
+    verdict = {0: "real", 1: "fake"}
+    first = (
+        f"{row['clip_id']}   {row['category']}: audio {verdict[row['audio_label']]}, "
+        f"video {verdict[row['video_label']]}, overall {verdict[row['label']]}"
+    )
+    rate = row.get("face_detection_rate")
+    second = (
+        f"identity {row['identity']}, method {row['method']}, {row['num_frames']} frames, "
+        f"face detection rate {'n/a' if rate is None else f'{rate:.2f}'}"
+    )
+    marks = flags(row)
+    return "\n".join([first, second + (f"; flags: {', '.join(marks)}" if marks else "")])
+
+
+def _strip(ax: Any, crops: np.ndarray, landmarks: np.ndarray | None, name: str) -> None:
+    """``STRIP`` crops of ``(T, S, S, 3)`` or ``(T, S, S)`` side by side along the time axis;
+    ``landmarks (T, 68, 2)`` (crop pixels) drawn on each where given."""
+    frames, size = crops.shape[0], crops.shape[1]
+    span = frames / STRIP
+    for k, index in enumerate(frame_indices(frames, STRIP)):
+        left = k * span
+        picture = np.asarray(crops[index])
+        ax.imshow(
+            picture,
+            cmap="gray" if picture.ndim == 2 else None,
+            vmin=0,
+            vmax=255,
+            extent=(left, left + span, 1.0, 0.0),
+            aspect="auto",
+            interpolation="bilinear",
+        )
+        if landmarks is not None and index < landmarks.shape[0]:
+            points = np.asarray(landmarks[index], np.float32)
+            ax.scatter(
+                left + points[:, 0] / size * span, points[:, 1] / size, s=2, c="#39ff14", lw=0
+            )
+    ax.set_ylim(1.0, 0.0)
+    ax.set_yticks([])
+    ax.set_ylabel(name + ("\n+ landmarks" if landmarks is not None else ""), fontsize=8)
+
+
+def _audio(fig: Any, ax: Any, audio: np.ndarray) -> None:
+    """The ``(T, 104)`` features as a heatmap, each channel standardised over the clip
+    (MFCC energies and deltas differ in scale by orders of magnitude)."""
+    std = audio.std(axis=0)
+    scaled = (audio - audio.mean(axis=0)) / np.where(std > 0, std, 1.0)
+    image = ax.imshow(
+        scaled.T,
+        aspect="auto",
+        cmap="magma",
+        vmin=-3,
+        vmax=3,
+        extent=(0, audio.shape[0], audio.shape[1], 0),
+        interpolation="nearest",
+    )
+    ax.set_ylabel(f"audio feature\n(0-{audio.shape[1] - 1})", fontsize=8)
+    # A colour bar in its own axes beside the panel: one taken from the panel would make
+    # it narrower than the others and break the shared time axis.
+    box = ax.get_position()
+    bar = fig.colorbar(image, cax=fig.add_axes((0.94, box.y0, 0.012, box.height)))
+    bar.set_label("z per channel", fontsize=7)
+
+
+def _track(ax: Any, boxes: np.ndarray | None, frames: int) -> None:
+    """Face-box centre x, y and size (``sqrt(w h)``) over time, source pixels, from
+    ``boxes (T, 4)`` = ``(x0, y0, x1, y1)``; a note when the store has no boxes."""
+    ax.set_ylabel("face box\n(source px)", fontsize=8)
+    if boxes is None:
+        ax.text(
+            frames / 2,
+            0.5,
+            "no face_boxes stored for this clip",
+            ha="center",
+            va="center",
+            color="grey",
+        )
+        ax.set_ylim(0, 1)
+        ax.set_yticks([])
+        return
+    b = np.asarray(boxes, np.float32)
+    t = np.arange(b.shape[0]) + 0.5
+    ax.plot(t, (b[:, 0] + b[:, 2]) / 2, label="centre x", lw=1.2)
+    ax.plot(t, (b[:, 1] + b[:, 3]) / 2, label="centre y", lw=1.2)
+    size = np.sqrt(np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None))
+    ax.plot(t, size, label="size", lw=1.2)
+    ax.legend(loc="upper right", fontsize=7, ncol=3)
+    ax.grid(alpha=0.3)

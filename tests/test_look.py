@@ -1,0 +1,242 @@
+"""Pictures of a store: contact sheet, one clip over time, predict's window plot, HTML report.
+
+On the real store ingested from the synthetic dataset (``ingested_store``); the HTML
+report is opened in headless Chromium where it is installed (always in CI).
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import shutil
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pytest
+from cli_helpers import call_main, run_cli
+from PIL import Image, ImageColor
+from trainer_fixtures import build_store
+
+import schemas
+from pipeline.report import html_report, sheet
+from pipeline.report.clips import choose, stream
+
+ODD_ID = "id<b>&\"q'_x"
+ODD_REASON = "cannot decode: <script>alert('x')</script> & more"
+
+
+def _png(path: Path) -> Image.Image:
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    image = Image.open(path)
+    image.verify()  # a truncated or corrupt PNG raises here
+    return Image.open(path)
+
+
+def _not_blank(image: Image.Image) -> bool:
+    colours = image.convert("RGB").getcolors(maxcolors=1 << 20)
+    return colours is None or len(colours) > 50
+
+
+def _has_mouth(store: Path, groups: dict[str, list[dict]]) -> bool:
+    return any(stream(store, r["clip_id"], "mouth") is not None for m in groups.values() for r in m)
+
+
+@pytest.fixture(scope="module")
+def rows(ingested_store: Path) -> list[dict]:
+    return schemas.read_manifest(ingested_store).to_pylist()
+
+
+@pytest.mark.parametrize(("per_category", "sort"), [(2, "worst"), (1, "random")])
+def test_sheet_has_one_row_per_clip_shown(
+    ingested_store: Path, rows: list[dict], tmp_path: Path, per_category: int, sort: str
+) -> None:
+    out = tmp_path / "sheet.png"
+    args = ["--per-category", str(per_category), "--sort", sort]
+    run_cli("mscct-pipeline", "inspect", "--store", ingested_store, "--sheet", out, *args)
+    groups = choose(rows, per_category, sort)
+    shown = sum(len(m) for m in groups.values())
+    assert shown == per_category * len(schemas.CATEGORIES)  # every category has ok clips
+    columns = sheet.FRAMES + int(_has_mouth(ingested_store, groups))
+    image = _png(out)
+    assert image.size == (
+        sheet.LABEL_W + columns * (sheet.TILE + sheet.GAP) + sheet.GAP,
+        sheet.TITLE_H + len(groups) * sheet.GROUP_H + shown * (sheet.TILE + sheet.GAP) + sheet.GAP,
+    )
+    # The first tile of the first clip holds a face crop, not the background.
+    x0, y0 = sheet.LABEL_W + sheet.GAP, sheet.TITLE_H + sheet.GROUP_H + sheet.GAP
+    assert _not_blank(image.crop((x0, y0, x0 + sheet.TILE, y0 + sheet.TILE)))
+
+
+def test_sort_worst_puts_lowest_rate_then_most_jitter_first() -> None:
+    def row(clip_id: str, rate: float, jitter: float | None = None) -> dict:
+        return {"clip_id": clip_id, "category": "RARV", "status": "ok",
+                "face_detection_rate": rate, "landmark_jitter": jitter}  # fmt: skip
+
+    rows = [row("a", 0.9), row("b", 0.4), row("c", 0.9, 3.0), row("d", 1.0, 9.0)]
+    assert [r["clip_id"] for r in choose(rows, None, "worst")["RARV"]] == ["b", "c", "a", "d"]
+    assert [r["clip_id"] for r in choose(rows, 2, "worst")["RARV"]] == ["b", "c"]
+    shuffled = [r["clip_id"] for r in choose(rows, None, "random", seed=3)["RARV"]]
+    assert shuffled == [r["clip_id"] for r in choose(rows, None, "random", seed=3)["RARV"]]
+    assert sorted(shuffled) == ["a", "b", "c", "d"]
+
+
+def test_sheet_options_are_checked(ingested_store: Path, tmp_path: Path) -> None:
+    for bad in (["--sort", "best"], ["--per-category", "0"]):
+        proc = run_cli("mscct-pipeline", "inspect", "--store", ingested_store,
+                       "--sheet", tmp_path / "x.png", *bad, check=False)  # fmt: skip
+        assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+        assert not (tmp_path / "x.png").exists()
+
+
+def test_show_draws_one_clip(ingested_store: Path, rows: list[dict], tmp_path: Path) -> None:
+    clip_id = next(r["clip_id"] for r in rows if r["status"] == "ok" and r["category"] == "FAFV")
+    out = tmp_path / "deeper" / "clip.png"
+    proc = run_cli("mscct-pipeline", "show", clip_id, "--store", ingested_store, "--out", out)
+    assert "1200x800" in proc.stdout
+    image = _png(out)
+    assert image.size == (1200, 800) and _not_blank(image)
+    missing = run_cli("mscct-pipeline", "show", "no_such_clip", "--store", ingested_store,
+                      "--out", tmp_path / "y.png", check=False)  # fmt: skip
+    assert missing.returncode == 2
+    assert missing.stderr.strip() == "error: clip 'no_such_clip' is not in the manifest"
+
+
+def test_predict_plots_window_scores(synth_root: Path, tmp_path: Path) -> None:
+    from trainer.cli import main
+
+    store = build_store(
+        tmp_path / "store", crop_size=24, frames=16, counts={"train": 2, "val": 1, "test": 1}
+    )
+    run = tmp_path / "run"
+    settings = ["--set", "epochs=1", "--set", "window=8", "--set", "batch_size=8"]
+    assert call_main(main, ["run", "--store", str(store), "--out", str(run), *settings]) == 0
+    video = sorted(synth_root.rglob("*.mp4"))[0]
+    out = tmp_path / "windows.png"
+    best = run / "checkpoints" / "best.pt"
+    proc = run_cli("mscct-train", "predict", best, video, "--plot", out, "--json")
+    (row,) = __import__("json").loads(proc.stdout)
+    assert row["error"] is None and 0.0 <= row["fake"] <= 1.0
+    image = _png(out)
+    assert image.size == (960, 432) and _not_blank(image)  # figsize (8, 3.6) at 120 dpi
+    two = run_cli("mscct-train", "predict", best, video, video, "--plot", out, check=False)
+    assert (
+        two.returncode == 2 and two.stderr.strip() == "error: --plot draws one video; 2 were given"
+    )
+
+
+def test_window_scores_mean_is_predict_arrays() -> None:
+    import torch
+
+    from trainer.config import load_config
+    from trainer.inference import predict_arrays, window_scores
+    from trainer.model import MSCT
+
+    cfg = load_config("tiny", ["window=8", "eval_stride=4"])
+    torch.manual_seed(0)
+    model = MSCT(cfg.model).eval()
+    rng = np.random.default_rng(0)
+    video = rng.integers(0, 255, (21, 32, 32, 3), dtype=np.uint8)
+    audio = rng.standard_normal((21, schemas.AUDIO_CHANNELS)).astype(np.float32)
+    scores = window_scores(model, cfg, video, audio)
+    assert scores.starts.tolist() == [0, 4, 8, 12, 13]  # the last window flush with the end
+    assert scores.prob.shape == (5, 3)
+    assert scores.mean() == pytest.approx(predict_arrays(model, cfg, video, audio))
+
+
+class _Page(HTMLParser):
+    """The ``<img src>`` and the table rows (as cell texts) of a page."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.images: list[str] = []
+        self.rows: dict[str, list[list[str]]] = {}
+        self._table: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        values = dict(attrs)
+        if tag == "img":
+            self.images.append(values["src"] or "")
+        elif tag == "table":
+            self._table = values.get("id") or ""
+            self.rows[self._table] = []
+        elif tag == "tr" and self._table is not None:
+            self.rows[self._table].append([])
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "table":
+            self._table = None
+
+    def handle_data(self, data: str) -> None:
+        if self._table is not None and self.rows[self._table] and data.strip():
+            self.rows[self._table][-1].append(data)
+
+
+@pytest.fixture(scope="module")
+def report(ingested_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The HTML report of a copy of the store whose manifest also names a failed clip
+    with an id and a reason full of HTML's special characters."""
+    store = tmp_path_factory.mktemp("odd") / "store"
+    shutil.copytree(ingested_store, store)
+    rows = schemas.read_manifest(store).to_pylist()
+    odd = {**rows[0], "clip_id": ODD_ID, "status": schemas.STATUS_FAILED, "error": ODD_REASON,
+           "num_frames": 0}  # fmt: skip
+    schemas.write_manifest(store, schemas.rows_to_table([*rows, odd], schemas.MANIFEST_SCHEMA))
+    folder = store.parent / "report"
+    run_cli("mscct-pipeline", "inspect", "--store", store, "--html", folder, "--per-category", "2")
+    return folder / "index.html"
+
+
+def rows0_category(report: Path) -> str:
+    """The category of the odd row: that of the manifest's first row, which it copies."""
+    return str(schemas.read_manifest(report.parent.parent / "store").column("category")[0])
+
+
+def test_html_report_links_existing_images_and_escapes(report: Path) -> None:
+    text = report.read_text(encoding="utf-8")
+    page = _Page()
+    page.feed(text)
+    assert len(page.images) >= 4  # two histograms at least, two contact sheets
+    for src in page.images:
+        assert _png(report.parent / src)
+    counts = page.rows["counts"]
+    assert [r[0] for r in counts[1:]] == [*schemas.CATEGORIES, "total"]
+    assert counts[-1][1:3] == ["12", "1"]  # ok, failed
+    assert page.rows["failures"][1] == [ODD_ID, rows0_category(report), ODD_REASON]  # verbatim
+    assert "<script>" not in text and ODD_ID not in text
+    assert html.escape(ODD_ID, quote=True) in text
+
+
+def _chromium() -> str:
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is not installed, and CI must run the HTML report test")
+        pytest.skip("chromium not installed: apt-get install chromium")
+    return found
+
+
+def test_html_report_renders_in_chromium(report: Path, tmp_path: Path) -> None:
+    browser = _chromium()
+    base = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+            f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1280,2400"]  # fmt: skip
+    url = report.resolve().as_uri()
+    dom = subprocess.run([*base, "--dump-dom", url], capture_output=True, text=True, timeout=90)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    page = _Page()
+    page.feed(dom.stdout)
+    assert [r[0] for r in page.rows["counts"][1:]] == [*schemas.CATEGORIES, "total"]
+    assert page.rows["failures"][1][0] == ODD_ID
+    assert len(page.images) >= 4
+    shot = tmp_path / "page.png"
+    proc = subprocess.run([*base, f"--screenshot={shot}", url], capture_output=True, timeout=90)
+    assert proc.returncode == 0 and shot.is_file(), proc.stderr[-2000:]
+    image = _png(shot)
+    assert image.size == (1280, 2400)
+    # The page's own style has neither colour: the histograms' bars and the contact
+    # sheets' category bands are on screen only when the images loaded.
+    pixels = np.asarray(image.convert("RGB")).astype(int)
+    for colour in (ImageColor.getrgb(html_report.HIST_COLOUR), sheet.GROUP_BAND):
+        near = np.abs(pixels - np.array(colour)).max(axis=-1) <= 6
+        assert near.sum() > 2000, f"no image painted in {colour} on the page"

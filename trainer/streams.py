@@ -1,0 +1,73 @@
+"""The visual stream the model reads: RGB face crops or grayscale mouth crops.
+
+``model.visual_input`` chooses it. ``face`` reads the clip's ``video`` array,
+``(T, S, S, 3)`` uint8. ``mouth`` reads its ``mouth`` array, ``(T, 96, 96)`` uint8
+grayscale crops aligned by the landmarks (stored by ``mscct-pipeline ingest
+--streams face,mouth``), and gives the model the centre ``88 × 88`` of each, as
+AV-HuBERT trains and evaluates lip models: in training the 88 × 88 window moves by up
+to :data:`MOUTH_MARGIN` pixels inside the 96 × 96 crop (AV-HuBERT's random crop;
+real pixels, no reflected borders), the same offset for every frame of a window,
+and is flipped left-right with the face stream's probability. Evaluation and
+prediction take the centre.
+
+Only the stream differs: windows, masks, audio and labels are the same for both.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import schemas
+from trainer.config import TrainerError
+
+#: ``model.visual_input`` -> the clip array it reads (``schemas.open_stream``'s names).
+STREAM_ARRAYS: dict[str, str] = {"face": "video", "mouth": "mouth"}
+MOUTH_STORED = 96  # side of a stored mouth crop (``pipeline.mouth.MOUTH_SIZE``)
+MOUTH_CROP = 88  # side of the mouth crop the model sees (AV-HuBERT's)
+MOUTH_MARGIN = (MOUTH_STORED - MOUTH_CROP) // 2  # 4: the centre crop's offset, the largest shift
+
+
+def check_visual_input(recipe: schemas.Recipe, visual_input: str, store: Path | str) -> None:
+    """Refuse, in one line naming the fix, a store that lacks the model's visual stream."""
+    if visual_input == "mouth" and "mouth" not in recipe.streams:
+        raise TrainerError(
+            f"store {store} has no mouth stream, which model.visual_input=mouth reads; "
+            "ingest the dataset into a new store with `mscct-pipeline ingest DATASET "
+            "--store NEW_STORE --landmarks --streams face,mouth` (or train with "
+            "model.visual_input=face)"
+        )
+
+
+def crop_mouth(frames: np.ndarray, dy: int = 0, dx: int = 0) -> np.ndarray:
+    """The model's ``88 × 88`` window of stored mouth crops, offset ``(dy, dx)`` from the centre.
+
+    Args:
+        frames: ``(n, 96, 96)`` uint8 stored mouth crops.
+        dy, dx: offsets in ``[-MOUTH_MARGIN, MOUTH_MARGIN]`` (0, 0: the centre crop).
+
+    Returns:
+        ``(n, 88, 88)`` uint8, a new contiguous array.
+    """
+    if frames.shape[1:] != (MOUTH_STORED, MOUTH_STORED):
+        raise ValueError(f"mouth crops must be (n, 96, 96), got {frames.shape}")
+    if max(abs(dy), abs(dx)) > MOUTH_MARGIN:
+        raise ValueError(f"mouth crop offset ({dy}, {dx}) exceeds {MOUTH_MARGIN}")
+    y, x = MOUTH_MARGIN + dy, MOUTH_MARGIN + dx
+    return np.ascontiguousarray(frames[:, y : y + MOUTH_CROP, x : x + MOUTH_CROP])
+
+
+def clip_stream(clip: Any, visual_input: str) -> np.ndarray:
+    """The visual stream of one preprocessed clip (anything with ``video`` and ``mouth``
+    attributes, as the pipeline's per-clip tensors have), ready for
+    :func:`trainer.inference.window_scores`: face ``(T, S, S, 3)`` or mouth ``(T, 88, 88)``.
+    """
+    frames = getattr(clip, STREAM_ARRAYS[visual_input], None)
+    if frames is None:
+        raise TrainerError(
+            f"the preprocessed clip has no {visual_input} stream; the checkpoint's recipe "
+            "must store it (--streams face,mouth)"
+        )
+    return crop_mouth(frames) if visual_input == "mouth" else frames
