@@ -112,3 +112,18 @@ def test_each_ablation_variant_departs_from_the_paper_model_in_its_own_keys_only
         top = {k for k in paper if k not in ("model", "loss") and paper[k] != variant[k]}
         assert changed == {o.split("=")[0] for o in overrides}, name
         assert not top, name
+
+
+def test_an_ablation_result_from_before_a_new_key_still_counts_but_no_other_difference() -> None:
+    from benchmarks import bench_ablation
+
+    now = bench_ablation.resolved_config(["model.attn_self=sa"], 12)
+    before = json.loads(json.dumps(now))
+    del before["model"]["visual_input"]  # measured before the key existed
+    assert bench_ablation.same_config(before, now)
+    mouth = json.loads(json.dumps(before))
+    mouth["model"]["visual_input"] = "mouth"
+    assert not bench_ablation.same_config(mouth, now)
+    other = json.loads(json.dumps(before))
+    other["model"]["attn_self"] = "mssa"
+    assert not bench_ablation.same_config(other, now)
