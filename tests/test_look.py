@@ -240,3 +240,12 @@ def test_html_report_renders_in_chromium(report: Path, tmp_path: Path) -> None:
     for colour in (ImageColor.getrgb(html_report.HIST_COLOUR), sheet.GROUP_BAND):
         near = np.abs(pixels - np.array(colour)).max(axis=-1) <= 6
         assert near.sum() > 2000, f"no image painted in {colour} on the page"
+
+
+def test_landmark_measures_are_not_flags() -> None:
+    from pipeline.report.clips import flags, measures
+
+    fine = {"low_face_rate": False, "cut": False, "landmark_rate": 0.98, "landmark_jitter": 0.5}
+    assert flags(fine) == [] and measures(fine) == ["landmarks 0.98", "jitter 0.50px"]
+    cut = {**fine, "cut": True, "shot_cuts": 2}
+    assert flags(cut) == ["cut", "shot_cuts 2"]

@@ -15,7 +15,7 @@ import numpy as np
 
 import schemas
 from pipeline.report import agg_pyplot, save_figure
-from pipeline.report.clips import flags, frame_indices, stream
+from pipeline.report.clips import flags, frame_indices, measures, stream
 
 STRIP = 10
 FIGSIZE = (12.0, 8.0)
@@ -66,8 +66,10 @@ def _title(row: dict[str, Any]) -> str:
         f"identity {row['identity']}, method {row['method']}, {row['num_frames']} frames, "
         f"face detection rate {'n/a' if rate is None else f'{rate:.2f}'}"
     )
-    marks = flags(row)
-    return "\n".join([first, second + (f"; flags: {', '.join(marks)}" if marks else "")])
+    marks, numbers = flags(row), measures(row)
+    second += f"; flags: {', '.join(marks)}" if marks else ""
+    second += f"; {', '.join(numbers)}" if numbers else ""
+    return "\n".join([first, second])
 
 
 def _strip(ax: Any, crops: np.ndarray, landmarks: np.ndarray | None, name: str) -> None:

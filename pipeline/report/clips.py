@@ -44,18 +44,24 @@ def ok_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def flags(row: dict[str, Any]) -> list[str]:
-    """The quality flags of a row: its true boolean columns (``low_face_rate``, ``cut``,
-    and any landmark flag a newer manifest carries), then its landmark measures."""
+    """The quality flags a row raises: its true boolean columns (``low_face_rate``, ``cut``,
+    and any flag a newer manifest carries) and ``shot_cuts`` when there are any."""
     names = [k for k, v in row.items() if isinstance(v, bool) and v]
+    cuts = row.get("shot_cuts")
+    if cuts:
+        names.append(f"shot_cuts {cuts}")
+    return names
+
+
+def measures(row: dict[str, Any]) -> list[str]:
+    """The row's landmark measures where the store has them (numbers, not flags)."""
+    names = []
     rate = _number(row.get("landmark_rate"))
     if rate is not None:
         names.append(f"landmarks {rate:.2f}")
     jitter = _number(row.get("landmark_jitter"))
     if jitter is not None:
         names.append(f"jitter {jitter:.2f}px")
-    cuts = row.get("shot_cuts")
-    if cuts:
-        names.append(f"shot_cuts {cuts}")
     return names
 
 

@@ -8,8 +8,8 @@ Layout, in pixels (all constants of this module)::
 ``columns`` is ``FRAMES`` (evenly spaced face crops), plus one when any clip shown has a
 stored mouth stream (its middle mouth crop); ``groups`` is the number of categories shown
 and ``rows`` the number of clips shown. Each row's label holds the clip id, its face
-detection rate, frame count and its flags (``low_face_rate``, ``cut`` and the landmark
-measures where the manifest has them), flags in red.
+detection rate, frame count, its landmark measures where the manifest has them and
+its flags (``low_face_rate``, ``cut``, ``shot_cuts``), flags in red.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 import schemas
 from pipeline.report import save_png
-from pipeline.report.clips import face_rate, flags, frame_indices, stream
+from pipeline.report.clips import face_rate, flags, frame_indices, measures, stream
 
 FRAMES = 10
 TILE = 64
@@ -114,7 +114,8 @@ def _draw_row(
     rate = face_rate(row)
     facts = f"face {rate:.2f}  T {row['num_frames']}  {row.get('method') or ''}"
     lines = [(row["clip_id"], INK), (facts, INK)]
-    lines += [(_fit(draw, text, width, font), FLAG_INK) for text in _wrap(flags(row), 2)]
+    lines += [(text, INK) for text in _wrap(measures(row), 2)]  # numbers, in plain ink
+    lines += [(text, FLAG_INK) for text in _wrap(flags(row), 2)]  # what is wrong, in red
     for k, (text, colour) in enumerate(lines[:4]):
         draw.text((6, y + 4 + 14 * k), _fit(draw, text, width, font), fill=colour, font=font)
 
