@@ -82,14 +82,17 @@ def resolved_config(overrides: list[str], epochs: int) -> dict:
 # Config keys added after a result may have been measured, with the value that behaves as
 # the code before them did. A stored config without such a key matches one that has it at
 # this value; any other difference means another experiment.
-ADDED_KEYS: dict[str, dict[str, Any]] = {"model": {"visual_input": "face"}}
+ADDED_KEYS: dict[str, dict[str, Any]] = {
+    "model": {"visual_input": "face"},
+    "data": {"streams": ["face"]},
+}
 
 
 def same_config(stored: dict, resolved: dict) -> bool:
     """Whether a result measured under ``stored`` is a result of ``resolved``."""
     filled = {
         section: {**ADDED_KEYS.get(section, {}), **values} if isinstance(values, dict) else values
-        for section, values in stored.items()
+        for section, values in {**{key: {} for key in ADDED_KEYS}, **stored}.items()
     }
     return filled == resolved
 

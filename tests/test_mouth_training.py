@@ -58,17 +58,17 @@ def test_mouth_windows_are_the_88_pixel_crops_of_the_stored_mouth(mouth_store: P
     clips = split_clips(mouth_store)["val"]
     evals = WindowDataset(mouth_store, clips, 8, train=False, visual_input="mouth")
     item = evals[0]
-    assert item["video"].shape == (8, MOUTH_CROP, MOUTH_CROP) and "shift_flip" not in item
+    assert item["mouth"].shape == (8, MOUTH_CROP, MOUTH_CROP) and "shift_flip" not in item
     clip_index, start = evals.item_window(0)
     stored = schemas.open_stream(mouth_store, clips[clip_index].clip_id, "mouth")
     assert stored is not None
-    assert np.array_equal(item["video"].numpy(), stored[start : start + 8, 4:92, 4:92])
+    assert np.array_equal(item["mouth"].numpy(), stored[start : start + 8, 4:92, 4:92])
 
     trains = WindowDataset(mouth_store, clips, 8, train=True, visual_input="mouth")
     shifted = 0
     for i in range(len(trains)):
         item = trains[i]
-        assert item["video"].shape == (8, MOUTH_CROP, MOUTH_CROP)
+        assert item["mouth"].shape == (8, MOUTH_CROP, MOUTH_CROP) and "video" not in item
         dy, dx, flip = item["shift_flip"].tolist()
         assert dy == dx == 0 and flip in (0, 1)  # the shift is the crop's offset
         clip_index, start = trains.item_window(i)
@@ -77,7 +77,7 @@ def test_mouth_windows_are_the_88_pixel_crops_of_the_stored_mouth(mouth_store: P
         crops = [
             crop_mouth(stored[start : start + 8], y, x) for y in range(-4, 5) for x in range(-4, 5)
         ]
-        matches = [np.array_equal(item["video"].numpy(), c) for c in crops]
+        matches = [np.array_equal(item["mouth"].numpy(), c) for c in crops]
         assert any(matches)
         shifted += not matches[len(crops) // 2]
     assert shifted > 0
@@ -135,3 +135,58 @@ def test_a_face_checkpoint_reads_a_store_that_only_adds_landmarks_and_mouth() ->
     check_recipe(trained, richer, Path("store"), log=lambda _: None)  # no error
     with pytest.raises(TrainerError, match="crop_size"):
         check_recipe(trained, schemas.Recipe(crop_size=64), Path("store"), log=lambda _: None)
+
+
+def test_items_carry_face_and_mouth_from_the_same_window(mouth_store: Path) -> None:
+    clips = split_clips(mouth_store)["val"]
+    both = ["face", "mouth"]
+    evals = WindowDataset(mouth_store, clips, 8, train=False, streams=both)
+    faces = WindowDataset(mouth_store, clips, 8, train=False)
+    for i in range(len(evals)):
+        item, face = evals[i], faces[i]
+        assert item["video"].shape[0] == item["mouth"].shape[0] == item["mask"].shape[0] == 8
+        assert torch.equal(item["video"], face["video"]) and torch.equal(item["mask"], face["mask"])
+        clip_index, start = evals.item_window(i)
+        stored = schemas.open_stream(mouth_store, clips[clip_index].clip_id, "mouth")
+        assert stored is not None
+        n = int(item["mask"].sum())
+        assert np.array_equal(item["mouth"][:n].numpy(), stored[start : start + n, 4:92, 4:92])
+        assert not item["mouth"][n:].any()
+    assert evals._reader is not None and evals._reader.visuals == ("video", "mouth")
+    trains = WindowDataset(mouth_store, clips, 8, train=True, streams=both)
+    batch = torch.utils.data.default_collate([trains[i] for i in range(2)])
+    assert batch["video"].shape[:2] == batch["mouth"].shape[:2] == (2, 8)
+    from trainer.inputs import model_inputs
+
+    _, face_in, _ = model_inputs(batch, torch.device("cpu"), "face")
+    _, mouth_in, _ = model_inputs(batch, torch.device("cpu"), "mouth")
+    assert face_in.shape[1] == 3 and mouth_in.shape[1:] == (1, 8, MOUTH_CROP, MOUTH_CROP)
+    with pytest.raises(ValueError, match="visual_input"):
+        model_inputs(batch, torch.device("cpu"))
+
+
+def test_a_face_model_trains_on_items_with_both_streams(mouth_store: Path, tmp_path: Path) -> None:
+    cfg = load_config("tiny", ["data.streams=[face, mouth]", "device=cpu", *FAST])
+    assert cfg.streams == ("face", "mouth") and cfg.model.visual_input == "face"
+    train(cfg, mouth_store, "default", tmp_path / "run", log=lambda _: None)
+    assert (tmp_path / "run" / "checkpoints" / "best.pt").is_file()
+    assert "- mouth" in (tmp_path / "run" / "config.yaml").read_text()
+    assert load_config("tiny", ["model.visual_input=mouth"]).streams == ("face", "mouth")
+    only = load_config("tiny", ["model.visual_input=mouth", "data.streams=[mouth]"])
+    assert only.streams == ("mouth",)
+
+
+@pytest.mark.parametrize("streams", ["[]", "[face, face]", "[lips]", "face"])
+def test_data_streams_are_checked_in_one_line(streams: str) -> None:
+    with pytest.raises(TrainerError, match="data.streams|config key") as caught:
+        load_config("tiny", [f"data.streams={streams}"])
+    assert "\n" not in str(caught.value)
+
+
+def test_a_face_only_store_refuses_mouth_in_data_streams(tmp_path: Path) -> None:
+    store = build_store(tmp_path / "faces", counts={"train": 1, "val": 1, "test": 1}, frames=8)
+    cfg = load_config("tiny", ["data.streams=[face, mouth]", "device=cpu", *FAST])
+    with pytest.raises(TrainerError, match="no mouth stream, which data.streams reads") as caught:
+        train(cfg, store, "default", tmp_path / "run", log=lambda _: None)
+    assert "\n" not in str(caught.value)
+    assert not (tmp_path / "run" / "checkpoints").exists()

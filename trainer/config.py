@@ -27,10 +27,37 @@ OPTIMIZERS = ("adam", "adamw")
 SCHEDULES = ("cosine", "constant")
 AMP_MODES = ("auto", "off", "bf16")
 DEVICES = ("auto", "cpu", "cuda")
+#: The visual streams a store can hold, in the order items and errors list them.
+STREAMS = ("face", "mouth")
 
 
 class TrainerError(RuntimeError):
     """A user-facing error (bad config, store, checkpoint): printed as one line, exit code 2."""
+
+
+@dataclass
+class DataConfig:
+    """What the training items carry.
+
+    ``streams``: the visual streams read for every training window, ``face`` (item key
+    ``"video"``, ``(window, S, S, 3)``) and/or ``mouth`` (item key ``"mouth"``,
+    ``(window, 88, 88)``), with the same window, draws and mask. The model's own stream
+    (``model.visual_input``) is always read as well (:attr:`TrainConfig.streams`), so
+    ``model.visual_input=mouth`` alone still trains; ``streams: [mouth]`` then reads
+    only the mouth crops.
+    """
+
+    streams: list[str] = dataclasses.field(default_factory=lambda: ["face"])
+
+    def __post_init__(self) -> None:
+        if not self.streams:
+            raise TrainerError(
+                f"config: data.streams must list one or more of {', '.join(STREAMS)}"
+            )
+        for name in self.streams:
+            _check_choice("data.streams", name, STREAMS)
+        if len(set(self.streams)) != len(self.streams):
+            raise TrainerError(f"config: data.streams lists a stream twice: {self.streams}")
 
 
 @dataclass
@@ -71,6 +98,7 @@ class TrainConfig:
     device: str
     patience: int | None
     precise_bn: int
+    data: DataConfig
 
     def __post_init__(self) -> None:
         _check_choice("optimizer", self.optimizer, OPTIMIZERS)
@@ -99,6 +127,13 @@ class TrainConfig:
             raise TrainerError(
                 f"config: window {self.window} exceeds model.max_frames {self.model.max_frames}"
             )
+
+    @property
+    def streams(self) -> tuple[str, ...]:
+        """The visual streams training reads: ``data.streams`` and the model's
+        ``visual_input``, in :data:`STREAMS` order."""
+        wanted = {*self.data.streams, self.model.visual_input}
+        return tuple(name for name in STREAMS if name in wanted)
 
     @classmethod
     def preset(cls, name: str) -> TrainConfig:

@@ -29,7 +29,7 @@ from schemas.layout import clip_dir
 from trainer.augment import default_max_shift, draw_shift_flip
 from trainer.draws import ItemDraws
 from trainer.reader import ClipReader
-from trainer.streams import MOUTH_MARGIN, STREAM_ARRAYS, crop_mouth
+from trainer.streams import ITEM_KEYS, MOUTH_MARGIN, STREAM_ARRAYS, crop_mouth
 
 
 def window_arrays(
@@ -197,10 +197,11 @@ class WindowDataset(torch.utils.data.Dataset):
     Items (default collate stacks them; ``S`` is the store's crop size):
 
     - ``"audio"``: ``(window, 104)`` float32, per-clip per-channel normalised;
-    - ``"video"``: the visual stream, ``visual_input="face"``: ``(window, S, S, 3)``
-      uint8 as stored; ``"mouth"``: ``(window, 88, 88)`` uint8, the window of the stored
-      96 × 96 mouth crops that the model sees (:func:`trainer.streams.crop_mouth`);
-      zeros after a short clip's end (:func:`trainer.inputs.model_inputs` turns it
+    - one key per stream read (``streams``, default ``visual_input``'s alone; the
+      model's stream is always among them), from the same window with the same draws:
+      ``"video"``: face crops ``(window, S, S, 3)`` uint8 as stored; ``"mouth"``:
+      ``(window, 88, 88)`` uint8, the window of the stored 96 × 96 mouth crops
+      (:func:`trainer.streams.crop_mouth`); zeros after a short clip's end (:func:`trainer.inputs.model_inputs` turns it
       into the model's input);
     - ``"mask"``: ``(window,)`` bool, False on zero padding after the end of a short clip;
     - ``"audio_label"``, ``"video_label"``, ``"label"``: ints, 1 = fake (collated to
@@ -213,8 +214,11 @@ class WindowDataset(torch.utils.data.Dataset):
     reflected borders and a horizontal flip, the same for every frame of a window,
     drawn here and applied on the device (:func:`trainer.augment.shift_flip`). For
     the mouth the shift moves the 88 × 88 window inside the stored 96 × 96 crop here
-    (up to 4 pixels, real pixels at the borders), so the item's ``shift_flip`` is
-    ``(0, 0, flip)``; there is no colour augmentation for either stream.
+    (up to 4 pixels, real pixels at the borders). The shift is drawn for the model's
+    stream; with both streams the mouth takes it, clipped to 4, as its crop's offset and
+    ``shift_flip`` keeps it for the face (the model, reading the mouth, applies only the
+    flip); with the mouth alone ``shift_flip`` is ``(0, 0, flip)``. There is no colour
+    augmentation for either stream.
     """
 
     windows: list[tuple[int, int]]
@@ -230,6 +234,7 @@ class WindowDataset(torch.utils.data.Dataset):
         eval_stride: int | None = None,
         augment: bool | None = None,
         visual_input: str = "face",
+        streams: Sequence[str] | None = None,
     ) -> None:
         if window < 1:
             raise ValueError(f"window must be >= 1, got {window}")
@@ -252,11 +257,19 @@ class WindowDataset(torch.utils.data.Dataset):
         self.crop_size = info.recipe.crop_size
         self.augment = train if augment is None else augment
         self.visual_input = visual_input
-        self.mouth = visual_input == "mouth"
-        if self.mouth and "mouth" not in info.recipe.streams:
-            raise ValueError(f"store {store} has no mouth stream")
-        self.max_shift = MOUTH_MARGIN if self.mouth else default_max_shift(self.crop_size)
-        if self.augment and not self.mouth and self.max_shift >= self.crop_size:
+        wanted = {visual_input, *(streams or ())}
+        unknown = sorted(wanted - set(STREAM_ARRAYS))
+        if unknown:
+            raise ValueError(f"streams must be among {', '.join(STREAM_ARRAYS)}, not {unknown}")
+        self.streams = tuple(name for name in STREAM_ARRAYS if name in wanted)
+        missing = [name for name in self.streams if name not in info.recipe.streams]
+        if missing:
+            raise ValueError(f"store {store} has no {missing[0]} stream")
+        # The model's stream sets the shift drawn (as for one stream); the mouth takes it,
+        # clipped to MOUTH_MARGIN, as its crop's offset, the face on the device.
+        mouth_model = visual_input == "mouth"
+        self.max_shift = MOUTH_MARGIN if mouth_model else default_max_shift(self.crop_size)
+        if self.augment and "face" in self.streams and self.max_shift >= self.crop_size:
             raise ValueError(f"crop size {self.crop_size} is too small to augment")
         self.eval_stride = eval_stride or window
         self.windows = []
@@ -294,16 +307,17 @@ class WindowDataset(torch.utils.data.Dataset):
         clip_index, start, _ = self._draw(self.epoch if epoch is None else epoch, i)
         return clip_index, start
 
-    def read_window(self, clip_index: int, start: int) -> tuple[np.ndarray, np.ndarray]:
+    def read_window(self, clip_index: int, start: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """Copy frames ``[start, start + window)`` (clipped to the clip) out of the store.
 
         Returns:
-            The visual stream as stored, ``video`` ``(n, S, S, 3)`` or ``mouth``
-            ``(n, 96, 96)`` uint8, and ``audio`` ``(n, 104)`` float32, already
-            normalised, with ``n = min(window, T - start)``.
+            The visual streams as stored, by array name: ``video`` ``(n, S, S, 3)``
+            and/or ``mouth`` ``(n, 96, 96)`` uint8, and ``audio`` ``(n, 104)`` float32,
+            already normalised, with ``n = min(window, T - start)``.
         """
         if self._reader is None:
-            self._reader = ClipReader(self.store, self.recipe, STREAM_ARRAYS[self.visual_input])
+            arrays = [STREAM_ARRAYS[name] for name in self.streams]
+            self._reader = ClipReader(self.store, self.recipe, arrays)
         clip = self.clips[clip_index]
         stop = min(start + self.window, clip.num_frames)
         return self._reader.window(clip.clip_id, clip.num_frames, start, stop)
@@ -317,15 +331,21 @@ class WindowDataset(torch.utils.data.Dataset):
         params = None
         if self.augment and draws is not None:  # draws is never None when augmenting
             params = draw_shift_flip(draws, self.max_shift)
-        if self.mouth:
-            dy, dx, flip = params or (0, 0, 0)
-            frames = crop_mouth(frames, dy, dx)
-            params = None if params is None else (0, 0, flip)  # the shift is the crop
-        video, audio, mask = window_arrays(frames, audio, self.window)
-        item: dict[str, Any] = {
-            "audio": torch.from_numpy(audio),
-            "video": torch.from_numpy(video),
-            "mask": torch.from_numpy(mask),
+        dy, dx, flip = params or (0, 0, 0)
+        item: dict[str, Any] = {}
+        for name in self.streams:
+            stream = frames[STREAM_ARRAYS[name]]
+            if name == "mouth":  # the mouth's shift is its crop's offset, here
+                stream = crop_mouth(
+                    stream, *(int(np.clip(d, -MOUTH_MARGIN, MOUTH_MARGIN)) for d in (dy, dx))
+                )
+            stream, window_audio, mask = window_arrays(stream, audio, self.window)
+            item[ITEM_KEYS[name]] = torch.from_numpy(stream)
+        item["audio"] = torch.from_numpy(window_audio)
+        item["mask"] = torch.from_numpy(mask)
+        if params is not None and "face" not in self.streams:
+            params = (0, 0, flip)  # nothing left to shift on the device
+        item |= {
             "audio_label": clip.audio_label,
             "video_label": clip.video_label,
             "label": clip.label,

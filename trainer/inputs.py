@@ -1,7 +1,8 @@
 """From collated window batches to the model's inputs, on the device that runs the model.
 
-Items leave the DataLoader with the visual stream as stored, uint8: face crops
-``(B, T, S, S, 3)`` or mouth crops ``(B, T, 88, 88)`` (:mod:`trainer.streams`), and
+Items leave the DataLoader with the visual streams as stored, uint8: face crops
+``(B, T, S, S, 3)`` (key ``"video"``) and/or mouth crops ``(B, T, 88, 88)`` (key
+``"mouth"``, :mod:`trainer.streams`), of which the model reads one, and
 each training window's drawn shift/flip. The float, channel-first,
 normalised tensor the model takes is made here, after the copy to the device:
 a quarter of the bytes cross the bus (and the workers' shared memory), and the
@@ -23,6 +24,7 @@ import torch
 from torch import Tensor
 
 from trainer.augment import shift_flip
+from trainer.streams import ITEM_KEYS
 
 VIDEO_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 VIDEO_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
@@ -71,10 +73,15 @@ def video_for_model(video: Tensor, mask: Tensor | None, params: Tensor | None = 
 
 
 def model_inputs(
-    batch: dict[str, Tensor], device: torch.device
+    batch: dict[str, Tensor], device: torch.device, visual_input: str | None = None
 ) -> tuple[Tensor, Tensor, Tensor | None]:
     """``(audio, video, mask)`` of a collated batch, on ``device``, ready for ``MSCT``
     and ``msct_loss``.
+
+    ``visual_input`` (``face`` or ``mouth``) picks the batch's stream the model reads,
+    ``"video"`` or ``"mouth"`` (:data:`trainer.streams.ITEM_KEYS`); None: the batch's
+    only one. A mouth stream is already cut at its shift, so only the flip of
+    ``shift_flip`` applies to it.
 
     Returns:
         ``audio (B, T, 104)`` float32, ``video (B, K, T, S, S)`` float32 and
@@ -86,8 +93,20 @@ def model_inputs(
     all_real = bool(batch["mask"].all())  # read on the host: no device sync
     mask = None if all_real else batch["mask"].to(device, non_blocking=True)
     audio = batch["audio"].to(device, non_blocking=True)
-    video = batch["video"].to(device, non_blocking=True)
+    key = _stream_key(batch, visual_input)
+    video = batch[key].to(device, non_blocking=True)
     params = batch.get("shift_flip")
     if params is not None:
+        if key == "mouth" and "video" in batch:
+            params = params * torch.tensor([0, 0, 1])  # the face's shift; the mouth's is cut
         params = params.to(device, non_blocking=True)
     return audio, video_for_model(video, mask, params), mask
+
+
+def _stream_key(batch: dict[str, Tensor], visual_input: str | None) -> str:
+    if visual_input is not None:
+        return ITEM_KEYS[visual_input]
+    present = [key for key in ITEM_KEYS.values() if key in batch]
+    if len(present) != 1:
+        raise ValueError(f"the batch holds the streams {present}: name the model's visual_input")
+    return present[0]

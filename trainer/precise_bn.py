@@ -42,7 +42,7 @@ def recalibrate_bn(
         if i >= max_batches:
             break
         with autocast(device, amp):
-            net(*model_inputs(batch, device))
+            net(*model_inputs(batch, device, getattr(net.cfg, "visual_input", None)))
     for m, momentum in zip(norms, momenta, strict=True):
         m.momentum = momentum
         m.eval()

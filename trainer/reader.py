@@ -11,11 +11,11 @@ the chunks a window touches.
 
 Per process (each DataLoader worker has its own, opened lazily):
 
-- :class:`ClipReader` reads one visual array beside the audio: ``video`` (face
-  crops) or ``mouth`` (mouth crops), as the model's ``visual_input`` asks
-  (:mod:`trainer.streams`);
-- it keeps the clips it read last open, two file descriptors
-  each for the raw layout: up to :data:`MAX_OPEN_CLIPS`, or a quarter of the
+- :class:`ClipReader` reads the visual arrays asked for beside the audio: ``video``
+  (face crops) and/or ``mouth`` (mouth crops), as ``data.streams`` and the model's
+  ``visual_input`` ask (:mod:`trainer.streams`);
+- it keeps the clips it read last open, one file descriptor per array read
+  (two, or three with both visual arrays) each for the raw layout: up to :data:`MAX_OPEN_CLIPS`, or a quarter of the
   process's descriptor limit if that is lower (:func:`open_clip_capacity`). That
   holds a whole training split open in every persistent worker, so after the first
   epoch a window costs one ``pread`` per tensor and no ``open``; evaluation, which
@@ -27,7 +27,7 @@ Per process (each DataLoader worker has its own, opened lazily):
   statistics (mean and 1/std of each of the 104 channels) from the whole track.
   Both facts are kept for up to :data:`SEEN_CLIP_CACHE` clips (about 2 KB each),
   so later windows of the clip, in this epoch or the next, read only the
-  window's rows (reopening the two files by their known paths if they were closed).
+  window's rows (reopening the files by their known paths if they were closed).
 
 Memory is bounded by those two constants, not by the store's size. A clip both
 seen and open takes about 1.5 KB of this process's memory with the raw layout
@@ -42,7 +42,7 @@ import math
 import os
 import resource
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -108,17 +108,18 @@ def raise_fd_limit() -> int:
     return soft
 
 
-def open_clip_capacity() -> int:
-    """How many clips this process may keep open (two descriptors each).
+def open_clip_capacity(descriptors: int = 2) -> int:
+    """How many clips this process may keep open, ``descriptors`` each (the audio and
+    every visual array read: two for one visual stream, three for face and mouth).
 
-    At most a quarter of the descriptor limit, so that half of it stays free for
-    everything else (DataLoader workers pass each batch's tensors as descriptors).
+    Their descriptors take at most half of the limit (a quarter of it in clips of two),
+    so that half of it stays free for everything else (DataLoader workers pass each batch's tensors as descriptors).
     The limit is read, never changed (that is :func:`raise_fd_limit`'s job).
     """
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft == resource.RLIM_INFINITY:
         return MAX_OPEN_CLIPS
-    return max(MIN_OPEN_CLIPS, min(MAX_OPEN_CLIPS, soft // 4))
+    return max(MIN_OPEN_CLIPS, min(MAX_OPEN_CLIPS, soft // (2 * descriptors)))
 
 
 def audio_stats(audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -288,7 +289,7 @@ class ZarrRows:
 
 @dataclass(slots=True)
 class _OpenClip:
-    video: Rows  # the visual array: video (T, S, S, 3) or mouth (T, 96, 96), uint8
+    visual: tuple[Rows, ...]  # the reader's visual arrays: video (T, S, S, 3), mouth (T, 96, 96)
     audio: Rows  # (T, 104) float
 
 
@@ -298,41 +299,48 @@ class _SeenClip:
 
     audio_mean: np.ndarray  # (104,) float32
     audio_inv_std: np.ndarray  # (104,) float32
-    chunks: tuple[RawChunk, RawChunk] | None  # visual, audio; None for compressed tensors
+    chunks: tuple[RawChunk, ...] | None  # the visual arrays', then audio's; None if compressed
 
 
 class ClipReader:
     """Windows of the clips of one store, for one process (see the module docstring).
 
-    ``visual`` names the visual array read with the audio: ``"video"`` (face crops,
-    ``(T, S, S, 3)``) or ``"mouth"`` (``(T, 96, 96)``, stores whose recipe has it).
+    ``visual`` names the visual arrays read with the audio, one name or several:
+    ``"video"`` (face crops, ``(T, S, S, 3)``) and/or ``"mouth"`` (``(T, 96, 96)``,
+    stores whose recipe has it). Each open clip holds one descriptor per array read.
 
     Not shared across ``fork``: a reader inherited by a child process drops what the
     parent had open and starts afresh, so no descriptor or cache is ever shared.
     """
 
-    def __init__(self, store: Path | str, recipe: schemas.Recipe, visual: str = "video") -> None:
-        if visual not in VISUAL_ROWS:
-            raise ValueError(f"visual must be one of {', '.join(VISUAL_ROWS)}, not {visual!r}")
-        self.visual = visual
+    def __init__(
+        self, store: Path | str, recipe: schemas.Recipe, visual: str | Sequence[str] = "video"
+    ) -> None:
+        visuals = (visual,) if isinstance(visual, str) else tuple(visual)
+        if not visuals or len(set(visuals)) != len(visuals):
+            raise ValueError(f"visual must name each array once, not {visuals}")
+        for name in visuals:
+            if name not in VISUAL_ROWS:
+                raise ValueError(f"visual must be among {', '.join(VISUAL_ROWS)}, not {name!r}")
+        self.visuals = visuals
         self.store = Path(store)
         self.root = os.path.realpath(store)  # once: the link check compares against it
         self.recipe = recipe
         self.pid = os.getpid()
-        self.max_open = open_clip_capacity()
+        self.max_open = open_clip_capacity(len(visuals) + 1)
         self.open_clips: OrderedDict[str, _OpenClip] = OrderedDict()
         self.seen: OrderedDict[str, _SeenClip] = OrderedDict()
         self.audio_dtype = np.dtype(recipe.audio_dtype).newbyteorder("<")
 
     def window(
         self, clip_id: str, num_frames: int, start: int, stop: int
-    ) -> tuple[np.ndarray, np.ndarray]:
+    ) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """Frames ``[start, stop)`` of a clip of ``num_frames`` frames (the manifest's count).
 
         Returns:
-            The visual array's rows, ``video`` ``(n, S, S, 3)`` or ``mouth``
+            Each visual array's rows by name, ``video`` ``(n, S, S, 3)`` and/or ``mouth``
             ``(n, 96, 96)`` uint8, and ``audio`` ``(n, 104)`` float32 normalised per
-            clip and channel, both new arrays, ``n = stop - start``.
+            clip and channel, all new arrays, ``n = stop - start``.
         """
         if self.pid != os.getpid():
             self.open_clips.clear()
@@ -352,7 +360,11 @@ class ClipReader:
             audio = opened.audio.rows(start, stop).astype(np.float32, copy=False)
         audio -= seen.audio_mean
         audio *= seen.audio_inv_std
-        return opened.video.rows(start, stop), audio
+        frames = {
+            name: rows.rows(start, stop)
+            for name, rows in zip(self.visuals, opened.visual, strict=True)
+        }
+        return frames, audio
 
     def _first_read(
         self, clip_id: str, num_frames: int, start: int, stop: int
@@ -360,24 +372,14 @@ class ClipReader:
         """Open and check a clip, compute its audio statistics; also return the window's
         raw audio ``(stop - start, 104)`` float32, cut from the whole track."""
         self.open_clips.pop(clip_id, None)  # forgotten but still open: check it again
+        chunks: tuple[RawChunk, ...] | None = None
         if self.recipe.layout == "raw":
-            video, video_fd = RawChunk.check(
-                self.root, clip_id, self.visual, self._visual_shape(num_frames), np.dtype("uint8")
-            )
-            try:
-                shape = (num_frames, schemas.AUDIO_CHANNELS)
-                audio, audio_fd = RawChunk.check(
-                    self.root, clip_id, "audio", shape, self.audio_dtype
-                )
-            except BaseException:
-                os.close(video_fd)
-                raise
-            opened = _OpenClip(RawRows(video_fd, video), RawRows(audio_fd, audio))
-            chunks: tuple[RawChunk, RawChunk] | None = (video, audio)
+            opened, chunks = self._check_raw(clip_id, num_frames)
         else:
-            opened = _OpenClip(self._zarr(clip_id, self.visual), self._zarr(clip_id, "audio"))
-            chunks = None
-        for name, rows in ((self.visual, opened.video), ("audio", opened.audio)):
+            visual = tuple(self._zarr(clip_id, name) for name in self.visuals)
+            opened = _OpenClip(visual, self._zarr(clip_id, "audio"))
+        named = (*zip(self.visuals, opened.visual, strict=True), ("audio", opened.audio))
+        for name, rows in named:
             if rows.shape[0] != num_frames:
                 raise damaged(
                     self.store,
@@ -392,15 +394,40 @@ class ClipReader:
         self._keep_open(clip_id, opened)
         return opened, seen, track[start:stop].astype(np.float32)  # a copy: track is dropped
 
-    def _visual_shape(self, num_frames: int) -> tuple[int, ...]:
-        size = self.recipe.crop_size
-        return (num_frames, *VISUAL_ROWS[self.visual](size))
+    def _check_raw(self, clip_id: str, num_frames: int) -> tuple[_OpenClip, tuple[RawChunk, ...]]:
+        """Open and check the raw chunks of a clip's visual arrays and audio; on any failure
+        the descriptors opened so far are closed."""
+        wanted = [
+            (name, self._visual_shape(name, num_frames), np.dtype("uint8")) for name in self.visuals
+        ]
+        wanted.append(("audio", (num_frames, schemas.AUDIO_CHANNELS), self.audio_dtype))
+        rows: list[RawRows] = []
+        try:
+            for name, shape, dtype in wanted:
+                chunk, fd = RawChunk.check(self.root, clip_id, name, shape, dtype)
+                rows.append(RawRows(fd, chunk))
+        except BaseException:
+            for opened_rows in rows:
+                opened_rows.close()
+            raise
+        return _OpenClip(tuple(rows[:-1]), rows[-1]), tuple(r.chunk for r in rows)
+
+    def _visual_shape(self, name: str, num_frames: int) -> tuple[int, ...]:
+        return (num_frames, *VISUAL_ROWS[name](self.recipe.crop_size))
 
     def _reopen(self, clip_id: str, seen: _SeenClip) -> _OpenClip:
         if seen.chunks is None:
-            return _OpenClip(self._zarr(clip_id, self.visual), self._zarr(clip_id, "audio"))
-        video = RawRows.reopen(seen.chunks[0])
-        return _OpenClip(video, RawRows.reopen(seen.chunks[1]))
+            visual = tuple(self._zarr(clip_id, name) for name in self.visuals)
+            return _OpenClip(visual, self._zarr(clip_id, "audio"))
+        rows: list[RawRows] = []
+        try:
+            for chunk in seen.chunks:
+                rows.append(RawRows.reopen(chunk))
+        except BaseException:
+            for opened_rows in rows:
+                opened_rows.close()
+            raise
+        return _OpenClip(tuple(rows[:-1]), rows[-1])
 
     def _keep_open(self, clip_id: str, opened: _OpenClip) -> _OpenClip:
         self.open_clips[clip_id] = opened

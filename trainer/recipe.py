@@ -63,7 +63,7 @@ from trainer.runtime import (
 from trainer.selection import SELECTION, val_key
 from trainer.state import TrainState
 from trainer.step import LOSS_PARTS, check_finite_on_all_ranks, train_step
-from trainer.streams import check_visual_input
+from trainer.streams import check_streams
 
 
 def train(
@@ -148,8 +148,9 @@ class TrainRecipe:
             if not self.parts[part]:
                 raise TrainerError(f"split {self.split!r} has no {part} clips")
         # The store's crop size needs no model setting: the visual trunk pools globally.
-        # Its streams must hold the model's visual input, checked before anything is made.
-        check_visual_input(self.store_recipe, cfg.model.visual_input, self.store)
+        # Its streams must hold those read (data.streams and the model's visual input),
+        # checked before anything is made.
+        check_streams(self.store_recipe, cfg.streams, cfg.model.visual_input, self.store)
         out = self.out_arg
         if out is None:
             out = shared_new_run_dir(self.runs_root, info)
@@ -168,7 +169,7 @@ class TrainRecipe:
         train_clips = self.parts["train"] * cfg.windows_per_clip
         train_set = WindowDataset(
             self.store, train_clips, cfg.window, train=True, seed=cfg.seed,
-            visual_input=cfg.model.visual_input,
+            visual_input=cfg.model.visual_input, streams=cfg.streams,
         )  # fmt: skip
         self.val_set = self._eval_set("val")
         self.loader = self._train_loader(train_set)

@@ -64,7 +64,7 @@ def train_step(
     (``LOSS_PARTS``) as a float: reading them is a host sync, which every step of the loop
     pays and so every benchmark of it must pay too.
     """
-    audio, video, mask = model_inputs(batch, device)
+    audio, video, mask = model_inputs(batch, device, cfg.model.visual_input)
     audio_label, video_label, label = (batch[k].to(device, non_blocking=True) for k in LABELS)
     with autocast(device, amp):
         out = model(audio, video, mask)

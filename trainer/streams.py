@@ -11,10 +11,14 @@ and is flipped left-right with the face stream's probability. Evaluation and
 prediction take the centre.
 
 Only the stream differs: windows, masks, audio and labels are the same for both.
+Training items can carry both streams at once (``data.streams: [face, mouth]``, keys
+``"video"`` and ``"mouth"``), cut from the same window with the same draws; the model
+reads the one its ``visual_input`` names (:data:`ITEM_KEYS`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,20 +29,37 @@ from trainer.config import TrainerError
 
 #: ``model.visual_input`` -> the clip array it reads (``schemas.open_stream``'s names).
 STREAM_ARRAYS: dict[str, str] = {"face": "video", "mouth": "mouth"}
+#: A stream's key in a dataset item and a collated batch.
+ITEM_KEYS: dict[str, str] = {"face": "video", "mouth": "mouth"}
 MOUTH_STORED = 96  # side of a stored mouth crop (``pipeline.mouth.MOUTH_SIZE``)
 MOUTH_CROP = 88  # side of the mouth crop the model sees (AV-HuBERT's)
 MOUTH_MARGIN = (MOUTH_STORED - MOUTH_CROP) // 2  # 4: the centre crop's offset, the largest shift
 
 
-def check_visual_input(recipe: schemas.Recipe, visual_input: str, store: Path | str) -> None:
-    """Refuse, in one line naming the fix, a store that lacks the model's visual stream."""
-    if visual_input == "mouth" and "mouth" not in recipe.streams:
+def check_streams(
+    recipe: schemas.Recipe, streams: Sequence[str], visual_input: str, store: Path | str
+) -> None:
+    """Refuse, in one line naming the fix, a store that lacks a stream to be read.
+
+    ``streams`` are the streams read (``TrainConfig.streams``: ``data.streams`` and the
+    model's ``visual_input``); a missing one is named by the setting that reads it.
+    """
+    for name in streams:
+        if name in recipe.streams:
+            continue
+        reader = f"model.visual_input={name}" if name == visual_input else "data.streams"
+        instead = "model.visual_input=face" if name == visual_input else "data.streams=[face]"
         raise TrainerError(
-            f"store {store} has no mouth stream, which model.visual_input=mouth reads; "
+            f"store {store} has no {name} stream, which {reader} reads; "
             "ingest the dataset into a new store with `mscct-pipeline ingest DATASET "
             "--store NEW_STORE --landmarks --streams face,mouth` (or train with "
-            "model.visual_input=face)"
+            f"{instead})"
         )
+
+
+def check_visual_input(recipe: schemas.Recipe, visual_input: str, store: Path | str) -> None:
+    """Refuse, in one line naming the fix, a store that lacks the model's visual stream."""
+    check_streams(recipe, (visual_input,), visual_input, store)
 
 
 def crop_mouth(frames: np.ndarray, dy: int = 0, dx: int = 0) -> np.ndarray:
