@@ -29,7 +29,7 @@ from schemas.layout import clip_dir
 from trainer.augment import default_max_shift, draw_shift_flip
 from trainer.draws import ItemDraws
 from trainer.reader import ClipReader
-from trainer.streams import ITEM_KEYS, MOUTH_MARGIN, STREAM_ARRAYS, crop_mouth
+from trainer.streams import MOUTH_MARGIN, STREAM_ARRAYS, crop_mouth
 
 
 def window_arrays(
@@ -340,7 +340,7 @@ class WindowDataset(torch.utils.data.Dataset):
                     stream, *(int(np.clip(d, -MOUTH_MARGIN, MOUTH_MARGIN)) for d in (dy, dx))
                 )
             stream, window_audio, mask = window_arrays(stream, audio, self.window)
-            item[ITEM_KEYS[name]] = torch.from_numpy(stream)
+            item[STREAM_ARRAYS[name]] = torch.from_numpy(stream)
         item["audio"] = torch.from_numpy(window_audio)
         item["mask"] = torch.from_numpy(mask)
         if params is not None and "face" not in self.streams:

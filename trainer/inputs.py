@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from trainer.augment import shift_flip
-from trainer.streams import ITEM_KEYS
+from trainer.streams import STREAM_ARRAYS
 
 VIDEO_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 VIDEO_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
@@ -79,7 +79,7 @@ def model_inputs(
     and ``msct_loss``.
 
     ``visual_input`` (``face`` or ``mouth``) picks the batch's stream the model reads,
-    ``"video"`` or ``"mouth"`` (:data:`trainer.streams.ITEM_KEYS`); None: the batch's
+    ``"video"`` or ``"mouth"`` (:data:`trainer.streams.STREAM_ARRAYS`); None: the batch's
     only one. A mouth stream is already cut at its shift, so only the flip of
     ``shift_flip`` applies to it.
 
@@ -105,8 +105,8 @@ def model_inputs(
 
 def _stream_key(batch: dict[str, Tensor], visual_input: str | None) -> str:
     if visual_input is not None:
-        return ITEM_KEYS[visual_input]
-    present = [key for key in ITEM_KEYS.values() if key in batch]
+        return STREAM_ARRAYS[visual_input]
+    present = [key for key in STREAM_ARRAYS.values() if key in batch]
     if len(present) != 1:
         raise ValueError(f"the batch holds the streams {present}: name the model's visual_input")
     return present[0]

@@ -13,7 +13,7 @@ prediction take the centre.
 Only the stream differs: windows, masks, audio and labels are the same for both.
 Training items can carry both streams at once (``data.streams: [face, mouth]``, keys
 ``"video"`` and ``"mouth"``), cut from the same window with the same draws; the model
-reads the one its ``visual_input`` names (:data:`ITEM_KEYS`).
+reads the one its ``visual_input`` names (:data:`STREAM_ARRAYS`).
 """
 
 from __future__ import annotations
@@ -27,10 +27,9 @@ import numpy as np
 import schemas
 from trainer.config import TrainerError
 
-#: ``model.visual_input`` -> the clip array it reads (``schemas.open_stream``'s names).
+#: A stream -> the clip array it reads (``schemas.open_stream``'s names), which is also
+#: its key in a dataset item and a collated batch.
 STREAM_ARRAYS: dict[str, str] = {"face": "video", "mouth": "mouth"}
-#: A stream's key in a dataset item and a collated batch.
-ITEM_KEYS: dict[str, str] = {"face": "video", "mouth": "mouth"}
 MOUTH_STORED = 96  # side of a stored mouth crop (``pipeline.mouth.MOUTH_SIZE``)
 MOUTH_CROP = 88  # side of the mouth crop the model sees (AV-HuBERT's)
 MOUTH_MARGIN = (MOUTH_STORED - MOUTH_CROP) // 2  # 4: the centre crop's offset, the largest shift
