@@ -21,6 +21,7 @@ BENCHMARKS = {
     "train_hard": ["-m", "benchmarks.bench_train", "--difficulty", "hard"],
     "ablation": ["-m", "benchmarks.bench_ablation"],
     "shortcut": ["-m", "benchmarks.bench_shortcut"],
+    "scan": ["-m", "benchmarks.bench_scan"],
 }
 
 

@@ -27,15 +27,14 @@ from __future__ import annotations
 
 import csv
 import errno
-import hashlib
 import io
 import os
-import re
 import stat
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from pipeline.datasets.source import ClipSource, ScanResult, make_clip_id
 from pipeline.fakeavceleb import CSV_COLUMNS, CSV_HEADER, CSV_NAME
 from schemas import LETTER_TO_CATEGORY, TYPE_DIR_TO_CATEGORY
 
@@ -65,50 +64,14 @@ class ScanError(ValueError):
     """The dataset root cannot be scanned at all (missing, wrong CSV header, ...)."""
 
 
-@dataclass(frozen=True)
-class ClipSource:
-    """One clip named by the dataset, with its labels. ``path`` is relative, POSIX."""
-
-    clip_id: str
-    path: str
-    category: str
-    source_type: str
-    identity: str
-    method: str
-    race: str = ""
-    gender: str = ""
-    target1: str = "-"
-    target2: str = "-"
-
-
-@dataclass
-class ScanResult:
-    root: Path  # the folder that holds the four type folders
-    clips: list[ClipSource]
-    used_csv: bool
-    missing: list[str] = field(default_factory=list)  # rows naming files that do not exist
-    unlisted: list[str] = field(default_factory=list)  # media files that no row names
-    refused: list[str] = field(default_factory=list)  # "<row>: <reason>" (escaping, bad labels)
-    merged: list[str] = field(default_factory=list)  # "<row>: <path> merged with line N (...)"
-    respelled: int = 0  # rows found only under the other race-folder spelling
-
-
-def make_clip_id(identity: str, category: str, rel_path: str) -> str:
-    """Stable, file-system-safe id: readable prefix plus a hash of the relative path."""
-    # surrogateescape: a name read from a non-UTF-8 file system still gets an id, not a crash.
-    digest = hashlib.sha256(rel_path.encode("utf-8", "surrogateescape")).hexdigest()[:12]
-    safe_identity = re.sub(r"[^A-Za-z0-9_.-]", "_", identity)[:32].lstrip(".-_") or "x"
-    return f"{safe_identity}_{category}_{digest}"
-
-
 def find_dataset_root(root: Path) -> Path:
     """Accept the folder holding ``meta_data.csv`` / the type folders, or its parent."""
     root = Path(root)
     if not root.is_dir():
         raise ScanError(f"dataset root {root} is not a directory")
-    if _looks_like_dataset(root):
+    if looks_like_dataset(root):
         return root
-    candidates = [p for p in sorted(root.iterdir()) if p.is_dir() and _looks_like_dataset(p)]
+    candidates = [p for p in sorted(root.iterdir()) if p.is_dir() and looks_like_dataset(p)]
     if len(candidates) == 1:
         return candidates[0]
     if len(candidates) > 1:
@@ -120,7 +83,8 @@ def find_dataset_root(root: Path) -> Path:
     )
 
 
-def _looks_like_dataset(path: Path) -> bool:
+def looks_like_dataset(path: Path) -> bool:
+    """True when ``path`` holds ``meta_data.csv`` or one of the four type folders."""
     return (path / CSV_NAME).is_file() or any((path / t).is_dir() for t in TYPE_DIR_TO_CATEGORY)
 
 
@@ -134,14 +98,14 @@ def scan_dataset(root: str | Path) -> ScanResult:
     """
     dataset = find_dataset_root(Path(root)).resolve()
     csv_path = _confined_csv(dataset)
-    walk = _walk(dataset)  # one walk of the tree serves both purposes
+    walk = walk_media(dataset)  # one walk of the tree serves both purposes
     if csv_path is not None:
         result, examined = _scan_csv(dataset, csv_path)
     else:
         result, examined = _scan_tree(dataset, walk.media), set()
     # Odd files no row already reported (in a tree without CSV: all of them), once each.
     result.refused.extend(
-        f"{_shown(rel)}: {reason}; refused" for rel, reason in walk.odd if rel not in examined
+        f"{shown(rel)}: {reason}; refused" for rel, reason in walk.odd if rel not in examined
     )
     named = {c.path for c in result.clips}
     result.unlisted = [p for p in walk.media if p not in named]
@@ -150,22 +114,22 @@ def scan_dataset(root: str | Path) -> ScanResult:
 
 
 @dataclass
-class _Walk:
+class MediaWalk:
     """What a walk of the tree found: regular media files, and odd ones with the reason."""
 
     media: list[str] = field(default_factory=list)  # relative POSIX paths, sorted
     odd: list[tuple[str, str]] = field(default_factory=list)  # (relative path, reason)
 
 
-def _walk(dataset: Path) -> _Walk:
+def walk_media(dataset: Path) -> MediaWalk:
     """Every ``.mp4`` under ``dataset``, vetted with ``lstat``/``stat`` only (never opened)."""
-    walk = _Walk()
+    walk = MediaWalk()
     for dirpath, _dirnames, filenames in os.walk(dataset):
         for name in filenames:
             if Path(name).suffix.lower() not in VIDEO_SUFFIXES:
                 continue
             rel = (Path(dirpath) / name).relative_to(dataset).as_posix()
-            if _undecodable(rel):  # os.walk hands back undecodable bytes as surrogates
+            if undecodable(rel):  # os.walk hands back undecodable bytes as surrogates
                 walk.odd.append((rel, "the file name is not valid UTF-8"))
                 continue
             reason = examine(dataset, rel)
@@ -289,9 +253,9 @@ def _read_header(reader: Any, csv_path: Path) -> list[str]:
     except csv.Error as exc:
         raise ScanError(f"{csv_path}: unreadable header ({exc})") from None
     if header is None or tuple(h.strip() for h in header[:9]) != CSV_COLUMNS:
-        shown = _shown(repr(header))
+        header_text = shown(repr(header))
         raise ScanError(
-            f"{csv_path}: unexpected header {shown}; expected "
+            f"{csv_path}: unexpected header {header_text}; expected "
             f"'{CSV_HEADER}' (FakeAVCeleb's meta_data.csv)"
         )
     return header
@@ -317,10 +281,10 @@ def _add_row(
         except (OSError, ValueError, RuntimeError) as exc:  # one odd row never stops the scan
             clip, problem = (
                 None,
-                f"cannot be examined ({_shown(f'{type(exc).__name__}: {exc}')}); refused",
+                f"cannot be examined ({shown(f'{type(exc).__name__}: {exc}')}); refused",
             )
     if problem == MISSING:
-        result.missing.append(f"{where}: {_shown(str(clip))}")
+        result.missing.append(f"{where}: {shown(str(clip))}")
         return
     if problem:
         result.refused.append(f"{where}: {problem}")
@@ -334,15 +298,14 @@ def _add_row(
     earlier = result.clips[index]
     if _labels(earlier) != _labels(clip):
         result.refused.append(
-            f"{where}: duplicate row for {_shown(clip.path)} with other labels than line "
+            f"{where}: duplicate row for {shown(clip.path)} with other labels than line "
             f"{first_line} ({_fmt_labels(clip)} vs {_fmt_labels(earlier)}); refused"
         )
         return
     merged = _merge(earlier, clip)
     result.clips[index] = merged
     result.merged.append(
-        f"{where}: {_shown(clip.path)} merged with line {first_line} "
-        f"(method {_shown(merged.method)})"
+        f"{where}: {shown(clip.path)} merged with line {first_line} (method {shown(merged.method)})"
     )
 
 
@@ -351,7 +314,7 @@ def _row_problem(row: list[str]) -> str | None:
     for cell in row:
         if "\x00" in cell:
             return "a field holds a NUL byte; refused"
-        if _undecodable(cell):
+        if undecodable(cell):
             byte = next(ord(ch) - 0xDC00 for ch in cell if "\udc80" <= ch <= "\udcff")
             return f"not valid UTF-8 (byte 0x{byte:02x}); refused"
     return None
@@ -363,7 +326,7 @@ def _labels(clip: ClipSource) -> tuple[str, ...]:
 
 
 def _fmt_labels(clip: ClipSource) -> str:
-    return _shown("/".join(_labels(clip)))
+    return shown("/".join(_labels(clip)))
 
 
 def _merge(first: ClipSource, other: ClipSource) -> ClipSource:
@@ -396,25 +359,25 @@ def _clip_from_row(dataset: Path, row: list[str], result: ScanResult, examined: 
     )
     category = LETTER_TO_CATEGORY.get(letter)
     if category is None:
-        return None, f"unknown category {_shown(repr(letter))}"
+        return None, f"unknown category {shown(repr(letter))}"
     if TYPE_DIR_TO_CATEGORY.get(type_dir, category) != category:
-        return None, f"category {letter} disagrees with type {_shown(type_dir)}"
+        return None, f"category {letter} disagrees with type {shown(type_dir)}"
     # The 10th field starts with the release's folder name ("FakeAVCeleb/"): drop it.
     dir_path = PurePosixPath(directory.replace("\\", "/"))
-    shown = _shown(f"{directory}/{name}")
+    named = shown(f"{directory}/{name}")
     if dir_path.is_absolute():
-        return None, f"path {shown} is absolute: it leaves the dataset root; refused"
+        return None, f"path {named} is absolute: it leaves the dataset root; refused"
     dir_parts = dir_path.parts
     if not dir_parts or PurePosixPath(name).name != name or not name:
-        return None, f"bad path fields {_shown(repr(name))}, {_shown(repr(directory))}"
+        return None, f"bad path fields {shown(repr(name))}, {shown(repr(directory))}"
     rel = PurePosixPath(*dir_parts[1:], name).as_posix()
     found, reason = _existing_spelling(dataset, rel, examined)
     if reason == _LEAVES:
-        return None, f"path {shown} leaves the dataset root; refused"
+        return None, f"path {named} leaves the dataset root; refused"
     if reason == MISSING:
         return rel, MISSING
     if reason is not None:
-        return None, f"{_shown(found or rel)} is {reason}; refused"
+        return None, f"{shown(found or rel)} is {reason}; refused"
     assert found is not None
     if found != rel:
         result.respelled += 1
@@ -457,12 +420,12 @@ def _existing_spelling(
     return None, MISSING
 
 
-def _undecodable(text: str) -> bool:
+def undecodable(text: str) -> bool:
     """True when ``text`` carries bytes that were not UTF-8 (decoded as surrogates)."""
     return any("\udc80" <= ch <= "\udcff" for ch in text)
 
 
-def _shown(text: str, limit: int = 200) -> str:
+def shown(text: str, limit: int = 200) -> str:
     """``text`` safe to print on one line: bad bytes as ``\\xNN``, controls escaped, capped."""
     decoded = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
     safe = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in decoded)
@@ -507,11 +470,16 @@ def infer_method(category: str, file_name: str) -> str:
 __all__ = [
     "MISSING",
     "ClipSource",
+    "MediaWalk",
     "ScanError",
     "ScanResult",
     "examine",
     "find_dataset_root",
     "infer_method",
+    "looks_like_dataset",
     "make_clip_id",
     "scan_dataset",
+    "shown",
+    "undecodable",
+    "walk_media",
 ]
