@@ -50,6 +50,7 @@ out = Console()
 err = Console(stderr=True)
 
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
 
 StoreOption = Annotated[
     Path | None,
@@ -104,27 +105,56 @@ def synth(
     difficulty: Annotated[
         str, typer.Option(help="easy, or hard: subtle cues, few manipulated frames, A/V offset.")
     ] = "easy",
+    dataset_format: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="fakeavceleb, lavdf or avdeepfake1m: the layout and metadata to write.",
+        ),
+    ] = "fakeavceleb",
 ) -> None:
-    """Write a small synthetic dataset in the exact FakeAVCeleb v1.2 layout.
+    """Write a small synthetic dataset in the exact layout of FakeAVCeleb v1.2, LAV-DF or AV-Deepfake1M.
 
     Real H.264/AAC media: a moving human face with synthetic speech, and a genuine
     cue per category (another voice for fake audio, a manipulated mouth region for
-    fake video), plus meta_data.csv in the official format.
+    fake video), plus the dataset's metadata in its official format. LAV-DF and
+    AV-Deepfake1M clips are partial fakes (fake segments inside real clips) in
+    train / val / test; --per-category counts source clips per split there.
     """
-    from pipeline.synth import make_dataset
+    from pipeline.synth import FORMATS, make_dataset, make_layout
+    from pipeline.synth.layout_writer import check_layout_args
 
-    with _progress() as progress:
-        task = progress.add_task("synth", total=None)
-        summary = make_dataset(
+    if dataset_format not in FORMATS:
+        raise ValueError(f"--format must be one of {', '.join(FORMATS)}, got {dataset_format!r}")
+    if dataset_format != "fakeavceleb":
+        if with_defects or difficulty != "easy":
+            raise ValueError("--with-defects and --difficulty apply to --format fakeavceleb only")
+        check_layout_args(out_dir, dataset_format, per_category, identities, workers)
+        layout = _synth_with_progress(
+            make_layout,
             out_dir,
+            format=dataset_format,
             per_category=per_category,
             identities=identities,
             seed=seed,
-            with_defects=with_defects,
             workers=workers,
-            difficulty=difficulty,
-            progress=lambda done, total: progress.update(task, completed=done, total=total),
         )
+        out.print(f"wrote {layout.root}", markup=False, soft_wrap=True)
+        for split, counts in layout.counts.items():
+            shown = ", ".join(f"{c} {n}" for c, n in counts.items())
+            out.print(f"  {split}: {shown}", markup=False)
+        return
+
+    summary = _synth_with_progress(
+        make_dataset,
+        out_dir,
+        per_category=per_category,
+        identities=identities,
+        seed=seed,
+        with_defects=with_defects,
+        workers=workers,
+        difficulty=difficulty,
+    )
     out.print(f"wrote {summary.root}", markup=False, soft_wrap=True)
     for name, count in summary.counts.items():
         out.print(f"  {name}: {count} clips")
@@ -137,12 +167,36 @@ def synth(
 # --------------------------------------------------------------------------- ingest
 
 
+def _synth_with_progress(make: Callable[..., T], out_dir: Path, **options: Any) -> T:
+    """``make(out_dir, **options)`` under a progress bar of the clips rendered."""
+    with _progress() as progress:
+        task = progress.add_task("synth", total=None)
+        return make(
+            out_dir,
+            **options,
+            progress=lambda done, total: progress.update(task, completed=done, total=total),
+        )
+
+
 @app.command()
 @_user_errors
 def ingest(
     dataset_root: Annotated[
-        Path, typer.Argument(help="FakeAVCeleb root (holding meta_data.csv), or its parent.")
+        Path,
+        typer.Argument(
+            help="Dataset root (FakeAVCeleb, LAV-DF or AV-Deepfake1M), or its parent; with "
+            "--dataset csv, a folder holding labels.csv or the CSV file itself."
+        ),
     ],
+    dataset: Annotated[
+        str | None,
+        typer.Option(
+            "--dataset",
+            help="fakeavceleb, lavdf, avdeepfake1m or csv. Default: detected from the "
+            "root's layout (csv is never guessed).",
+            show_default=False,
+        ),
+    ] = None,
     store: StoreOption = None,
     address: Annotated[
         str | None,
@@ -244,6 +298,7 @@ def ingest(
         categories=_parse_categories(categories or []),
         overwrite=overwrite,
         verify=verify,
+        dataset=dataset,
     )
     if workers is not None and workers < 1:
         raise ValueError("--workers must be at least 1")
@@ -328,6 +383,7 @@ def _print_scan_notes(scan: Any) -> None:
         ("rows naming missing files", scan.missing),
         ("rows refused", scan.refused),
         ("files no row names (not ingested)", scan.unlisted),
+        ("rows repaired (segments sorted, merged or cut at the clip's end)", scan.repaired),
     ):
         if items:
             err.print(f"[yellow]{len(items)} {label}[/]:", highlight=False)
@@ -548,8 +604,11 @@ def split(
     ] = False,
     seed: Annotated[int, typer.Option(help="Seed of the identity shuffle and clip choice.")] = 0,
     ratios: Annotated[
-        str, typer.Option(help="train,val,test fractions of identities' clips.")
-    ] = "0.7,0.15,0.15",
+        str | None,
+        typer.Option(
+            help="train,val,test fractions of identities' clips.  [default: 0.7,0.15,0.15]"
+        ),
+    ] = None,
     per_category: Annotated[
         int | None, typer.Option(help="Cap on clips per category (whole identities are dropped).")
     ] = None,
@@ -569,29 +628,111 @@ def split(
             "left out by default.",
         ),
     ] = False,
+    strict_identities: Annotated[
+        bool,
+        typer.Option(
+            "--strict-identities",
+            help="Keep every fake's target1/target2 identities in its part too.",
+        ),
+    ] = False,
+    from_file: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--from-file",
+            help="[PART=]FILE: import a published split (repeat per part; PART is "
+            "train, val or test).",
+            show_default=False,
+        ),
+    ] = None,
+    file_format: Annotated[
+        str | None,
+        typer.Option(
+            "--format",
+            help="Format of the --from-file files: avh, speechforensics, mrdf-fold or ids "
+            "(detected when omitted).",
+            show_default=False,
+        ),
+    ] = None,
+    official: Annotated[
+        bool,
+        typer.Option("--official", help="The dataset's own split (LAV-DF, AV-Deepfake1M)."),
+    ] = False,
 ) -> None:
     """Make an identity-disjoint train/val/test split of the ok clips and store it.
 
     Clips flagged ``low_face_rate`` in the manifest are left out (the table's caption
-    says how many) unless ``--keep-low-face-rate``.
+    says how many) unless ``--keep-low-face-rate``. ``--from-file`` imports another
+    project's split and ``--official`` takes the dataset's own; their parts are used
+    as given (no balancing, ratios or folds).
     """
     from pipeline.split import SplitParams, make_split, parse_ratios, render_counts, split_summary
 
     path = _store_path(store)
-    params = SplitParams(
-        balance=balance,
-        seed=seed,
-        ratios=parse_ratios(ratios),
-        per_category=per_category,
-        folds=folds,
-        fold=fold,
-        keep_low_face_rate=keep_low_face_rate,
-    )
-    table = make_split(schemas.read_manifest(path), params)
-    recorded = {**params.to_dict(), "summary": split_summary(table)}
+    if from_file or official:
+        table, recorded = _given_split(
+            path, from_file or [], file_format, official, keep_low_face_rate,
+            made=(balance, strict_identities, ratios, per_category, folds, fold),
+        )  # fmt: skip
+    else:
+        if file_format is not None:
+            raise ValueError("--format describes --from-file files; give --from-file FILE")
+        params = SplitParams(
+            balance=balance,
+            seed=seed,
+            ratios=parse_ratios(ratios if ratios is not None else "0.7,0.15,0.15"),
+            per_category=per_category,
+            folds=folds,
+            fold=fold,
+            keep_low_face_rate=keep_low_face_rate,
+            strict_identities=strict_identities,
+        )
+        table = make_split(schemas.read_manifest(path), params)
+        recorded = {**params.to_dict(), "summary": split_summary(table)}
     written = schemas.write_split(path, name, table, recorded, overwrite=overwrite)
     out.print(render_counts(table))
+    if strict_identities:
+        excluded = split_summary(table).get("strict_excluded_clips", 0)
+        out.print(f"--strict-identities excluded {excluded} clips", markup=False)
     out.print(f"split {name!r} written to {written}", markup=False, soft_wrap=True)
+
+
+def _given_split(
+    path: Path,
+    from_file: list[str],
+    file_format: str | None,
+    official: bool,
+    keep_low_face_rate: bool,
+    made: tuple[Any, ...],
+) -> tuple[Any, dict[str, Any]]:
+    """The imported or official split of ``split`` and the parameters it records."""
+    from pipeline.split import split_summary
+    from pipeline.split_formats import read_split_file
+    from pipeline.split_import import import_split, official_split
+
+    given = "--official" if official else "--from-file"
+    if from_file and official:
+        raise ValueError("--from-file and --official each give the parts; choose one")
+    names = ("--balance", "--strict-identities", "--ratios", "--per-category", "--folds", "--fold")
+    clash = [n for n, v in zip(names, made, strict=True) if v not in (None, False)]
+    if clash:
+        raise ValueError(
+            f"{', '.join(clash)} cannot go with {given}: its parts are used as given "
+            "(the cross-part target references are reported)"
+        )
+    if official and file_format is not None:
+        raise ValueError("--format describes --from-file files, not --official")
+    manifest = schemas.read_manifest(path)
+    recorded: dict[str, Any] = {"keep_low_face_rate": keep_low_face_rate}
+    if official:
+        table = official_split(manifest, keep_low_face_rate)
+        recorded["official"] = True
+    else:
+        files = [read_split_file(spec, file_format) for spec in from_file]
+        table = import_split(manifest, files, keep_low_face_rate)
+        recorded["from_files"] = [f.record() for f in files]
+        recorded["format"] = file_format or "detected"
+    recorded["summary"] = split_summary(table)
+    return table, recorded
 
 
 # --------------------------------------------------------------------------- helpers

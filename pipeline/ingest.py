@@ -1,8 +1,13 @@
-"""Ingest: FakeAVCeleb tree -> feature store, one Ray task per clip.
+"""Ingest: dataset tree -> feature store, one Ray task per clip.
 
 Data flows one way::
 
     scan (driver) -> process_clip (Ray task: decode, faces, features, commit) -> record -> manifest
+
+The scan is the dataset's adapter (:func:`pipeline.datasets.scan`); everything after
+it is the same for every dataset. Where the dataset gives fake segments, the task
+turns them into per-frame labels of the stored frames (:mod:`pipeline.frame_labels`)
+and commits them with the clip.
 
 Decoded frames never leave the task: it writes the clip's tensors straight
 into the store (atomic rename) and returns only its manifest record. The
@@ -36,9 +41,10 @@ from typing import Any
 import pyarrow as pa
 
 import schemas
+from pipeline import datasets
+from pipeline.datasets import ClipSource, ScanResult, Segments
 from pipeline.fingerprint import NotRegularFile, source_fingerprint, source_stat
 from pipeline.lock import store_lock
-from pipeline.scan import ClipSource, ScanResult, scan_dataset
 from schemas import STATUS_FAILED, STATUS_OK, Recipe
 
 #: Ray retries a task whose worker process died this many times.
@@ -56,6 +62,7 @@ class IngestOptions:
     overwrite: bool = False
     verify: bool = False  # resume: compare content fingerprints, not just size and mtime
     fsync: bool = True  # durable commits (off only to measure what durability costs)
+    dataset: str | None = None  # adapter name (pipeline.datasets.DATASETS); None: detect
 
 
 @dataclass
@@ -75,18 +82,21 @@ class IngestResult:
 def base_record(clip: ClipSource, fingerprint: str, recipe_hash: str) -> dict[str, Any]:
     """The manifest row of a clip before processing (labels from the scan).
 
+    Every label the dataset gives travels with it: the clip-level labels (null for
+    an unlabelled clip, whose category is ``""``), the dataset's split and the fake
+    segments as ``[[start_s, end_s], ...]`` lists (null where none are given).
     Besides the manifest columns a committed record keeps ``source_size`` and
     ``source_mtime_ns`` (what the driver's resume check compares) and ``elapsed_s``.
     """
-    labels = schemas.labels_for(clip.category)
+    labels = schemas.labels_for(clip.category) if clip.labelled else None
     return {
         "clip_id": clip.clip_id,
         "path": clip.path,
-        "category": clip.category,
+        "category": clip.category if clip.labelled else "",
         "source_type": clip.source_type,
-        "audio_label": labels.audio,
-        "video_label": labels.video,
-        "label": labels.overall,
+        "audio_label": labels.audio if labels else None,
+        "video_label": labels.video if labels else None,
+        "label": labels.overall if labels else None,
         "identity": clip.identity,
         "target1": clip.target1,
         "target2": clip.target2,
@@ -99,7 +109,20 @@ def base_record(clip: ClipSource, fingerprint: str, recipe_hash: str) -> dict[st
         "status": STATUS_FAILED,
         "error": "",
         "node_id": "",
+        "dataset": clip.dataset,
+        "labelled": clip.labelled,
+        "official_split": clip.official_split,
+        "source_split": clip.source_split,
+        "original": clip.original,
+        "fake_segments": _segment_lists(clip.fake_segments),
+        "audio_fake_segments": _segment_lists(clip.audio_fake_segments),
+        "video_fake_segments": _segment_lists(clip.video_fake_segments),
     }
+
+
+def _segment_lists(segments: Segments | None) -> list[list[float]] | None:
+    """Segments as JSON- and Arrow-friendly ``[[start_s, end_s], ...]`` (None stays None)."""
+    return None if segments is None else [[float(s), float(e)] for s, e in segments]
 
 
 def process_clip(
@@ -117,6 +140,7 @@ def process_clip(
     fails if the file changed before the decode ended.
     """
     from pipeline.errors import ClipError
+    from pipeline.frame_labels import clip_frame_labels
     from pipeline.transform import preprocess_clip
 
     started = time.perf_counter()
@@ -150,13 +174,18 @@ def process_clip(
         # The record travels inside the commit, so it is final before the write.
         record["elapsed_s"] = time.perf_counter() - started
         try:
+            frame_labels = clip_frame_labels(
+                clip, record["num_frames"], float(recipe.fps), record["trimmed_frames"]
+            )
             schemas.write_clip(
                 store, clip.clip_id, tensors.video, tensors.audio, record, recipe,
-                extra=tensors.extra_arrays(), durable=durable,
+                extra=tensors.extra_arrays(), frame_labels=frame_labels, durable=durable,
             )  # fmt: skip
         except OSError as exc:  # e.g. disk full: nothing half-written stays visible
             # A failed row holds no frames (the schema's contract for failed rows).
             record.update(status=STATUS_FAILED, num_frames=0, error=f"cannot write to store: {exc}")
+        except ValueError as exc:  # segments an adapter should have refused: fail the clip
+            record.update(status=STATUS_FAILED, num_frames=0, error=f"internal error: {exc}")
         return record
     record["elapsed_s"] = time.perf_counter() - started
     return record
@@ -215,15 +244,24 @@ def _node_id() -> str:
 # --------------------------------------------------------------------------- driver
 
 
+#: The name of the unlabelled clips (category ``""``) in summaries.
+UNLABELLED = "unlabelled"
+
+
 def select_clips(
     scan: ScanResult, categories: Iterable[str], limit: int | None
 ) -> list[ClipSource]:
     """Filter by category, then take the first ``limit`` clips round-robin over categories,
-    so that a small ``--limit`` still covers all four."""
-    wanted = set(categories) or set(schemas.CATEGORIES)
-    by_category = {c: [x for x in scan.clips if x.category == c] for c in schemas.CATEGORIES}
+    so that a small ``--limit`` still covers all four (and the unlabelled clips, category
+    ``""``, as a fifth; a ``categories`` filter names labelled categories only)."""
+    wanted = set(categories) or {*schemas.CATEGORIES, ""}
+    order = (*schemas.CATEGORIES, "")
+    by_category: dict[str, list[ClipSource]] = {c: [] for c in order}
+    for clip in scan.clips:
+        if clip.category in wanted and clip.category in by_category:
+            by_category[clip.category].append(clip)
+    queues = [by_category[c] for c in order]
     chosen: list[ClipSource] = []
-    queues = [by_category[c] for c in schemas.CATEGORIES if c in wanted]
     index = 0
     while any(index < len(q) for q in queues):
         chosen.extend(q[index] for q in queues if index < len(q))
@@ -254,7 +292,7 @@ def run_ingest(
     # Refuse a store that is not ours before anything (the lock file included) is
     # written into it; create_store checks again under the lock.
     schemas.check_store_target(store, overwrite=options.overwrite)
-    scan = scan_dataset(root)
+    scan = datasets.scan(root, options.dataset)
     clips = select_clips(scan, options.categories, options.limit)
     with store_lock(store):
         schemas.create_store(store, options.recipe, overwrite=options.overwrite)
@@ -263,7 +301,7 @@ def run_ingest(
         todo = [
             clip
             for clip in clips
-            if not book.is_current(clip.clip_id, scan.root / clip.path, verify=options.verify)
+            if not book.is_current(clip, scan.root / clip.path, verify=options.verify)
         ]
         if on_start:
             on_start(len(todo), len(clips) - len(todo))
@@ -328,6 +366,26 @@ def _run_tasks(
                 last_flush = time.monotonic()
 
 
+#: The record fields a clip's labels live in; a change of any of them redoes the clip.
+LABEL_FIELDS = (
+    "category",
+    "audio_label",
+    "video_label",
+    "label",
+    "labelled",
+    "fake_segments",
+    "audio_fake_segments",
+    "video_fake_segments",
+)
+
+
+def _labels_unchanged(record: dict[str, Any], clip: ClipSource) -> bool:
+    """Whether the labels a committed record holds are those the scan gives ``clip`` now
+    (fields the record lacks, written before they existed, are not compared)."""
+    now = base_record(clip, "", "")
+    return all(record[key] == now[key] for key in LABEL_FIELDS if key in record)
+
+
 class ManifestBook:
     """The driver's view of the manifest while a run goes on.
 
@@ -353,17 +411,22 @@ class ManifestBook:
             if row["status"] == STATUS_FAILED and row["clip_id"] not in self.committed:
                 self.failed[row["clip_id"]] = row
 
-    def is_current(self, clip_id: str, source: Path, *, verify: bool = False) -> bool:
-        """Whether the committed clip was made from ``source`` as it is now, same recipe.
+    def is_current(self, clip: ClipSource, source: Path, *, verify: bool = False) -> bool:
+        """Whether the committed clip was made from ``source`` as it is now, same recipe,
+        with the labels the scan gives it now.
 
         Compares size and mtime (``stat``, no byte read); with ``verify`` also the
         content fingerprint. A missing or non-regular source is never current: its
         task fails it with the reason. (Records of stores older than these fields are
         never compared: such stores are refused by their recipe's pipeline_version.)
+        Labels are compared only where the record has them: a clip committed before a
+        label field existed is not redone for its absence.
         """
-        record = self.committed.get(clip_id)
+        record = self.committed.get(clip.clip_id)
         if record is None or record.get("recipe_hash") != self.recipe_hash:
             return False
+        if not _labels_unchanged(record, clip):
+            return False  # its stored frame labels (and manifest row) would be stale
         try:
             info = source_stat(source)
             recorded = (record.get("source_size"), record.get("source_mtime_ns"))
@@ -457,18 +520,22 @@ class CategorySummary:
 
 
 def summarize(manifest: pa.Table) -> dict[str, CategorySummary]:
-    """Per-category counts of a manifest (plus ``total``)."""
-    out = {c: CategorySummary() for c in (*schemas.CATEGORIES, "total")}
+    """Per-category counts of a manifest (plus ``unlabelled`` where it has unlabelled
+    clips, category ``""``, and ``total``)."""
+    counts = {c: CategorySummary() for c in (*schemas.CATEGORIES, UNLABELLED)}
+    total = CategorySummary()
     for row in manifest.to_pylist():
-        for key in (row["category"], "total"):
-            entry = out[key]
+        category = row["category"] or UNLABELLED
+        for entry in (counts.setdefault(category, CategorySummary()), total):
             if row["status"] == STATUS_OK:
                 entry.ok += 1
                 entry.frames += row["num_frames"]
                 entry.face_rate_sum += row["face_detection_rate"] or 0.0
             else:
                 entry.failed += 1
-    return out
+    if not counts[UNLABELLED].ok and not counts[UNLABELLED].failed:
+        del counts[UNLABELLED]  # a labelled dataset's summary stays as it always was
+    return {**counts, "total": total}
 
 
 def quality_summary(manifest: pa.Table) -> dict[str, Any]:

@@ -2,12 +2,14 @@
 
 The algorithm, in the order it runs:
 
-1. Only clips with status ``ok`` take part; rows are put in a canonical order
-   (sorted by clip id) so that nothing depends on the manifest's row order.
-   Ok clips flagged ``low_face_rate`` (face detection rate below the ingest's
-   threshold: mostly tracked, not detected, crops) are left out and counted,
-   unless ``keep_low_face_rate``; a null flag (stores written before the
-   column existed) counts as not flagged.
+1. Only labelled clips with status ``ok`` take part; rows are put in a canonical
+   order (sorted by clip id) so that nothing depends on the manifest's row order.
+   Unlabelled clips (``labelled`` false: a source whose labels are not public)
+   never enter a split and are counted; a null ``labelled`` (stores written
+   before the column existed) means labelled. Ok clips flagged ``low_face_rate``
+   (face detection rate below the ingest's threshold: mostly tracked, not
+   detected, crops) are left out and counted, unless ``keep_low_face_rate``; a
+   null flag counts as not flagged.
 2. ``balance``: an identity is *eligible* when it has at least one ok clip in
    each of RARV, FARV, RAFV and FAFV. Each eligible identity contributes exactly
    one clip per category (where it has several, the seed picks one), so every
@@ -26,9 +28,23 @@ The algorithm, in the order it runs:
 5. ``folds``/``fold``: the ordered identities are cut into K near-equal folds;
    fold I is test, and the other identities are cut into train / val by the
    val ratio renormalised, val / (train + val).
+6. ``strict_identities`` (see :mod:`pipeline.split_strict`): a fake also carries
+   the face or voice of its ``target1`` / ``target2`` identities. Unbalanced,
+   the units cut in step 4 are the connected components of the identities
+   linked by the clips' targets (union-find), in the seeded order of their
+   smallest identity, each part taking whole components until its share of
+   identities is reached; every clip stays. Balanced, identities are cut as in
+   steps 4-5 first and each identity's clip of a category is then picked among
+   those whose targets sit in the same part; the clips this rules out are
+   counted, and an identity left with no allowed clip in a category is dropped.
+   Either way no target identity of a clip has clips in another part.
+   Without it, the summary counts the *cross-part target references*: (clip,
+   target) pairs whose target identity has its clips in another part.
 
 All randomness comes from SHA-256 of the seed and a name, never from global
-state, so the same manifest and parameters give the identical table.
+state, so the same manifest and parameters give the identical table. Splits
+whose parts are given (a published split, the dataset's own) are made by
+:mod:`pipeline.split_import`.
 """
 
 from __future__ import annotations
@@ -43,13 +59,28 @@ from typing import Any
 import pyarrow as pa
 from rich.table import Table as RichTable
 
+from pipeline.split_strict import allowed_in_part, components, cross_part_references
 from schemas import CATEGORIES, MANIFEST_SCHEMA, SPLIT_SCHEMA, SPLITS, STATUS_OK, validate_table
 from schemas.tables import SchemaError
 
 SUMMARY_KEY = b"mscct.split_summary"
 
 # The manifest columns a split reads; other columns are ignored.
-_NEEDED = ("clip_id", "category", "identity", "label", "status", "low_face_rate")
+_NEEDED = (
+    "clip_id",
+    "path",
+    "category",
+    "identity",
+    "label",
+    "target1",
+    "target2",
+    "status",
+    "low_face_rate",
+    "labelled",
+    "official_split",
+)
+#: What a taking-part row keeps: the split table's columns and what the strict rules read.
+_ROW_KEYS = ("clip_id", "category", "identity", "label", "target1", "target2", "low_face_rate")
 _INPUT_SCHEMA = pa.schema([MANIFEST_SCHEMA.field(name) for name in _NEEDED])
 _RATIO_TOLERANCE = 1e-6
 
@@ -66,6 +97,7 @@ class SplitParams:
     the test ratio is ignored and val takes val / (train + val) of the
     identities outside the test fold. ``keep_low_face_rate`` lets clips
     flagged ``low_face_rate`` take part (left out by default).
+    ``strict_identities`` keeps every fake's target identities in its part.
     """
 
     balance: bool = False
@@ -75,6 +107,7 @@ class SplitParams:
     folds: int | None = None
     fold: int | None = None
     keep_low_face_rate: bool = False
+    strict_identities: bool = False
 
     def __post_init__(self) -> None:
         ratios = tuple(float(r) for r in self.ratios)
@@ -102,6 +135,9 @@ class SplitParams:
                 raise SplitError(f"--fold must be in 0..{self.folds - 1}, got {self.fold}")
         if self.per_category is not None and self.per_category < 1:
             raise SplitError(f"--per-category must be at least 1, got {self.per_category}")
+        if self.strict_identities and self.folds is not None and not self.balance:
+            # Components vary in size: K equal folds of whole components are rarely possible.
+            raise SplitError("--strict-identities with --folds needs --balance")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready parameters, recorded in the store with the split table."""
@@ -126,7 +162,7 @@ def parse_ratios(text: str) -> tuple[float, float, float]:
 
 
 def make_split(manifest: pa.Table, params: SplitParams) -> pa.Table:
-    """Split the ok clips of ``manifest`` (``MANIFEST_SCHEMA`` columns) by ``params``.
+    """Split the labelled ok clips of ``manifest`` (``MANIFEST_SCHEMA`` columns) by ``params``.
 
     Returns a table with ``SPLIT_SCHEMA`` (clip_id, split, category, identity,
     label), one row per selected clip, sorted by part, identity, category,
@@ -134,56 +170,88 @@ def make_split(manifest: pa.Table, params: SplitParams) -> pa.Table:
     what was left out and why. Raises ``SplitError`` when the request cannot
     be met.
     """
-    try:
-        manifest = validate_table(manifest, _INPUT_SCHEMA, "manifest")
-    except SchemaError as exc:
-        raise SplitError(str(exc)) from exc
-    rows = _ok_rows(manifest)
-    summary: dict[str, Any] = {"ok_clips": len(rows), "failed_clips": manifest.num_rows - len(rows)}
+    all_rows = manifest_rows(manifest)
+    rows = [r for r in all_rows if r["labelled"] and r["status"] == STATUS_OK]
+    summary: dict[str, Any] = {
+        "ok_clips": len(rows),
+        "failed_clips": sum(bool(r["labelled"]) for r in all_rows) - len(rows),
+        "unlabelled_clips": sum(not r["labelled"] for r in all_rows),
+    }
+    rows = [{k: r[k] for k in _ROW_KEYS} for r in rows]
     rows, summary["low_face_rate_clips"] = _without_low_face_rate(rows, params)
 
     by_identity = _group(rows)
     _check_categories(by_identity, low_face_rate_left_out=summary["low_face_rate_clips"])
     if params.balance:
-        chosen = _balanced_clips(by_identity, params, summary)
+        eligible = _eligible(by_identity, params, summary)
+        identities = _seeded(eligible, params.seed)
+        parts = _assign(identities, params)
+        if params.strict_identities:
+            chosen = _strict_picks(by_identity, parts, params, summary)
+        else:
+            chosen = {ident: _picks(by_identity[ident], params) for ident in identities}
     else:
         chosen = _all_clips(by_identity, params, summary)
-
-    identities = sorted(chosen, key=lambda ident: (_key(params.seed, "order", ident), ident))
-    parts = _assign(identities, params)
-    summary["identities"] = len(identities)
-
-    out: list[dict[str, Any]] = []
-    for identity in identities:
-        for clip in chosen[identity]:
-            out.append({**clip, "split": parts[identity]})
-    order = {name: i for i, name in enumerate(SPLITS)}
-    cat_order = {name: i for i, name in enumerate(CATEGORIES)}
-    out.sort(
-        key=lambda r: (order[r["split"]], r["identity"], cat_order[r["category"]], r["clip_id"])
-    )
-    table = pa.Table.from_pylist(out, schema=SPLIT_SCHEMA)
-    return table.replace_schema_metadata({SUMMARY_KEY: json.dumps(summary, sort_keys=True)})
+        if params.strict_identities:
+            parts = _assign_components(chosen, params, summary)
+        else:
+            parts = _assign(_seeded(list(chosen), params.seed), params)
+    summary["identities"] = len(chosen)
+    out = [{**clip, "split": parts[ident]} for ident, clips in chosen.items() for clip in clips]
+    return split_table(out, summary)
 
 
-def _ok_rows(manifest: pa.Table) -> list[dict[str, Any]]:
-    """Ok rows in clip-id order; duplicate ids or unknown categories are refused."""
+def manifest_rows(manifest: pa.Table) -> list[dict[str, Any]]:
+    """Every manifest row (the columns a split reads) in clip-id order.
+
+    ``labelled`` is filled in (null, an older store: true). Duplicate ids and
+    labelled rows of an unknown category are refused (``SplitError``).
+    """
+    try:
+        manifest = validate_table(manifest, _INPUT_SCHEMA, "manifest")
+    except SchemaError as exc:
+        raise SplitError(str(exc)) from exc
     seen: set[str] = set()
     rows: list[dict[str, Any]] = []
     for row in manifest.to_pylist():
         if row["clip_id"] in seen:
             raise SplitError(f"manifest lists clip {row['clip_id']!r} twice")
         seen.add(row["clip_id"])
-        if row["category"] not in CATEGORIES:
+        row["labelled"] = row["labelled"] is not False
+        if row["labelled"] and row["category"] not in CATEGORIES:
             raise SplitError(
                 f"clip {row['clip_id']!r} has unknown category {row['category']!r}; "
                 f"expected one of {', '.join(CATEGORIES)}"
             )
-        if row["status"] == STATUS_OK:
-            keys = ("clip_id", "category", "identity", "label", "low_face_rate")
-            rows.append({k: row[k] for k in keys})
+        rows.append(row)
     rows.sort(key=lambda r: r["clip_id"])
     return rows
+
+
+def split_table(out: list[dict[str, Any]], summary: dict[str, Any]) -> pa.Table:
+    """The ``SPLIT_SCHEMA`` table of ``out`` (rows with ``split``), summary in its metadata.
+
+    Rows are sorted by part, identity, category, clip id. The summary gains
+    ``cross_part_references`` (see :mod:`pipeline.split_strict`) and
+    ``identities_in_several_parts`` (0 unless the parts were given).
+    """
+    parts_of: dict[str, set[str]] = defaultdict(set)
+    for row in out:
+        parts_of[row["identity"]].add(row["split"])
+    summary["cross_part_references"] = cross_part_references(out, parts_of)
+    summary["identities_in_several_parts"] = sum(len(p) > 1 for p in parts_of.values())
+    order = {name: i for i, name in enumerate(SPLITS)}
+    cat_order = {name: i for i, name in enumerate(CATEGORIES)}
+    out = sorted(
+        out,
+        key=lambda r: (order[r["split"]], r["identity"], cat_order[r["category"]], r["clip_id"]),
+    )
+    table = pa.Table.from_pylist(out, schema=SPLIT_SCHEMA)
+    return table.replace_schema_metadata({SUMMARY_KEY: json.dumps(summary, sort_keys=True)})
+
+
+def _seeded(identities: list[str], seed: int) -> list[str]:
+    return sorted(identities, key=lambda ident: (_key(seed, "order", ident), ident))
 
 
 def _without_low_face_rate(
@@ -228,12 +296,12 @@ def _check_categories(
         )
 
 
-def _balanced_clips(
+def _eligible(
     by_identity: dict[str, dict[str, list[dict[str, Any]]]],
     params: SplitParams,
     summary: dict[str, Any],
-) -> dict[str, list[dict[str, Any]]]:
-    """One clip per category for every identity that has all four; capped by ``per_category``."""
+) -> list[str]:
+    """The identities with an ok clip in every category; capped by ``per_category``."""
     lacking: dict[str, int] = {cat: 0 for cat in CATEGORIES}
     eligible: list[str] = []
     for identity, cats in by_identity.items():
@@ -255,16 +323,81 @@ def _balanced_clips(
         eligible.sort(key=lambda ident: (_key(params.seed, "keep", ident), ident))
         summary["capped_identities"] = len(eligible) - params.per_category
         eligible = eligible[: params.per_category]
+    return eligible
+
+
+def _pick(clips: list[dict[str, Any]], seed: int) -> dict[str, Any]:
+    return min(clips, key=lambda r: (_key(seed, "pick", r["clip_id"]), r["clip_id"]))
+
+
+def _picks(cats: dict[str, list[dict[str, Any]]], params: SplitParams) -> list[dict[str, Any]]:
+    """One clip per category, chosen by the seed."""
+    return [_pick(cats[cat], params.seed) for cat in CATEGORIES]
+
+
+def _strict_picks(
+    by_identity: dict[str, dict[str, list[dict[str, Any]]]],
+    parts: dict[str, str],
+    params: SplitParams,
+    summary: dict[str, Any],
+) -> dict[str, list[dict[str, Any]]]:
+    """One clip per category among those whose targets sit in the identity's part.
+
+    An identity left without such a clip in some category is dropped; the
+    references to it then name no part, so the picks already made stay valid.
+    """
     chosen: dict[str, list[dict[str, Any]]] = {}
-    for identity in eligible:
-        chosen[identity] = [
-            min(
-                by_identity[identity][cat],
-                key=lambda r: (_key(params.seed, "pick", r["clip_id"]), r["clip_id"]),
-            )
-            for cat in CATEGORIES
-        ]
+    excluded = 0
+    for identity in sorted(parts):
+        picks = []
+        for cat in CATEGORIES:
+            clips = by_identity[identity][cat]
+            allowed = [c for c in clips if allowed_in_part(c, parts[identity], parts)]
+            excluded += len(clips) - len(allowed)
+            if allowed:
+                picks.append(_pick(allowed, params.seed))
+        if len(picks) == len(CATEGORIES):
+            chosen[identity] = picks
+    summary["strict_excluded_clips"] = excluded
+    summary["strict_dropped_identities"] = len(parts) - len(chosen)
+    empty = [part for part in SPLITS if part not in {parts[i] for i in chosen}]
+    if empty:
+        raise SplitError(
+            f"--strict-identities leaves no identity in {', '.join(empty)}: every identity "
+            "there has a category whose fakes all carry identities of other parts"
+        )
     return chosen
+
+
+def _assign_components(
+    chosen: dict[str, list[dict[str, Any]]], params: SplitParams, summary: dict[str, Any]
+) -> dict[str, str]:
+    """Map identities to parts by whole connected components (identity counts as weights)."""
+    rep = components((c for clips in chosen.values() for c in clips), set(chosen))
+    members: dict[str, list[str]] = defaultdict(list)
+    for identity, root in rep.items():
+        members[root].append(identity)
+    units = _seeded(list(members), params.seed)
+    summary["strict_components"] = len(units)
+    summary["strict_excluded_clips"] = 0
+    largest = max((len(m) for m in members.values()), default=0)
+    if len(units) < len(SPLITS):
+        raise SplitError(
+            f"--strict-identities: the identities form {len(units)} connected component(s) "
+            f"(the largest has {largest} identities); train, val and test need at least 3 "
+            "(--balance picks fakes within parts instead)"
+        )
+    sizes = _apportion(len(chosen), params.ratios)
+    bounds = [sizes[0], sizes[0] + sizes[1], len(chosen)]
+    parts: dict[str, str] = {}
+    filled = 0
+    for index, unit in enumerate(units):
+        part = next((p for p, bound in enumerate(bounds) if filled < bound), len(SPLITS) - 1)
+        # Leave at least one unit for each part still to come.
+        part = max(part, len(SPLITS) - (len(units) - index))
+        parts.update(dict.fromkeys(members[unit], SPLITS[part]))
+        filled += len(members[unit])
+    return parts
 
 
 def _all_clips(
@@ -374,10 +507,13 @@ def _fmt_counts(counts: dict[str, int]) -> str:
 def split_summary(split: pa.Table) -> dict[str, Any]:
     """What ``make_split`` left out and why (empty for a table read back from the store).
 
-    Keys: ``ok_clips``, ``failed_clips``, ``low_face_rate_clips`` (ok clips left
-    out for a low face rate), ``identities``, and where they apply
+    Keys: ``ok_clips``, ``failed_clips``, ``unlabelled_clips``,
+    ``low_face_rate_clips`` (ok clips left out for a low face rate),
+    ``identities``, ``cross_part_references``, and where they apply
     ``dropped_identities``, ``identities_lacking`` (category -> count),
-    ``capped_identities``, ``capped_clips``.
+    ``capped_identities``, ``capped_clips``, ``strict_excluded_clips``,
+    ``strict_dropped_identities``, ``strict_components``; an imported split's
+    keys are listed in :mod:`pipeline.split_import`.
     """
     meta = split.schema.metadata or {}
     raw = meta.get(SUMMARY_KEY)
@@ -432,8 +568,12 @@ def render_counts(split: pa.Table) -> RichTable:
 
 def _caption(summary: dict[str, Any]) -> str:
     notes: list[str] = []
+    for line in summary.get("notes", []):  # what an imported split found in its files
+        notes.append(line)
     if summary.get("failed_clips"):
         notes.append(f"{summary['failed_clips']} failed clips excluded")
+    if summary.get("unlabelled_clips"):
+        notes.append(f"{summary['unlabelled_clips']} unlabelled clips never enter a split")
     if summary.get("low_face_rate_clips"):
         notes.append(
             f"{summary['low_face_rate_clips']} clips with a low face detection rate left out "
@@ -446,4 +586,23 @@ def _caption(summary: dict[str, Any]) -> str:
         notes.append(f"{summary['capped_identities']} identities left out by --per-category")
     if summary.get("capped_clips"):
         notes.append(f"{summary['capped_clips']} clips left out by --per-category")
+    if "strict_excluded_clips" in summary:
+        notes.append(
+            f"--strict-identities excluded {summary['strict_excluded_clips']} clips whose "
+            "targets sit in another part"
+            + (
+                f" and dropped {summary['strict_dropped_identities']} identities"
+                if summary.get("strict_dropped_identities")
+                else ""
+            )
+        )
+    if summary.get("identities_in_several_parts"):
+        notes.append(
+            f"{summary['identities_in_several_parts']} identities have clips in several parts"
+        )
+    if "cross_part_references" in summary:
+        notes.append(
+            f"{summary['cross_part_references']} cross-part target references (a fake's "
+            "target1/target2 identity has clips in another part)"
+        )
     return "; ".join(notes)

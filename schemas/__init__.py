@@ -3,7 +3,7 @@
 One module per job: :mod:`schemas.layout` (where things lie, names, ``StoreError``),
 :mod:`schemas.recipe` (the settings behind the tensors), :mod:`schemas.lifecycle`
 (create, open, check a store), :mod:`schemas.clips` (write and commit a clip),
-:mod:`schemas.readers` (link-safe tensor reads), :mod:`schemas.tables` (Arrow schemas)
+:mod:`schemas.readers` (link-safe tensor and frame-label reads), :mod:`schemas.tables` (Arrow schemas)
 and :mod:`schemas.table_io` (manifest and split files), :mod:`schemas.durable` (fsync,
 atomic file replacement), :mod:`schemas.labels`. Callers import from ``schemas``.
 
@@ -11,6 +11,7 @@ Imports pyarrow and numpy only (zarr lazily, for writing and compressed reads).
 """
 
 from schemas.clips import (
+    FRAME_LABELS,
     committed_records,
     read_clip_record,
     remove_clip,
@@ -45,6 +46,7 @@ from schemas.readers import (
     open_clip,
     open_raw_chunk,
     open_stream,
+    read_frame_labels,
 )
 from schemas.recipe import PIPELINE_VERSION, STREAMS, Recipe
 from schemas.table_io import (
@@ -57,12 +59,15 @@ from schemas.table_io import (
     write_split,
 )
 from schemas.tables import (
+    LABEL_COLUMNS,
     MANIFEST_SCHEMA,
+    SEGMENTS_TYPE,
     SPLIT_SCHEMA,
     STATUS_FAILED,
     STATUS_OK,
     SchemaError,
     rows_to_table,
+    validate_manifest,
     validate_table,
 )
 
@@ -73,9 +78,12 @@ __all__ = [
     "CATEGORY_TO_TYPE_DIR",
     "CLIP_ARRAYS",
     "FORMAT_VERSION",
+    "FRAME_LABELS",
+    "LABEL_COLUMNS",
     "LETTER_TO_CATEGORY",
     "MANIFEST_SCHEMA",
     "PIPELINE_VERSION",
+    "SEGMENTS_TYPE",
     "SPLITS",
     "SPLIT_SCHEMA",
     "STATUS_FAILED",
@@ -105,6 +113,7 @@ __all__ = [
     "open_store",
     "open_stream",
     "read_clip_record",
+    "read_frame_labels",
     "read_manifest",
     "read_split",
     "remove_clip",
@@ -112,6 +121,7 @@ __all__ = [
     "split_params",
     "store_fingerprint",
     "sweep_staging",
+    "validate_manifest",
     "validate_table",
     "write_clip",
     "write_manifest",

@@ -19,7 +19,16 @@ from typing import Any
 import numpy as np
 
 from schemas.durable import fsync_path, fsync_tree
-from schemas.layout import AUDIO_CHANNELS, CLIPS_DIR, STAGING_DIR, StoreError, clip_dir, read_json
+from schemas.layout import (
+    AUDIO_CHANNELS,
+    CLIPS_DIR,
+    LABELS_DIR,
+    STAGING_DIR,
+    StoreError,
+    clip_dir,
+    read_json,
+)
+from schemas.readers import FRAME_LABEL_NAMES
 from schemas.recipe import Recipe
 
 #: The arrays a clip may hold besides ``video`` and ``audio``: name -> (shape after T, dtype).
@@ -33,6 +42,10 @@ EXTRA_ARRAYS: dict[str, tuple[tuple[int, ...], type]] = {
     "mouth": ((96, 96), np.uint8),
 }
 
+#: The per-frame labels a clip holds under ``labels/`` where its dataset gives fake
+#: segments: ``(T,)`` uint8, 1 = the frame is fake (overall, in its audio, in its video).
+FRAME_LABELS: tuple[str, ...] = FRAME_LABEL_NAMES
+
 
 def write_clip(
     store: str | Path,
@@ -43,6 +56,7 @@ def write_clip(
     recipe: Recipe,
     *,
     extra: Mapping[str, np.ndarray] | None = None,
+    frame_labels: Mapping[str, np.ndarray] | None = None,
     durable: bool = True,
 ) -> None:
     """Write one clip's tensors and manifest record, then commit them atomically.
@@ -51,7 +65,10 @@ def write_clip(
     the same ``T >= 1``. ``extra`` holds the clip's other arrays, each with the same
     ``T`` (see :data:`EXTRA_ARRAYS`): ``face_boxes`` (optional), ``landmarks`` exactly
     when the recipe has landmarks, ``mouth`` exactly when its streams include it; they
-    are written in the same commit. Safe with many writers on one store as long as each
+    are written in the same commit. ``frame_labels``, where the clip's dataset gives
+    fake segments, holds all of :data:`FRAME_LABELS`, each ``(T,)`` uint8 of 0 and 1,
+    written under ``labels/`` in the same commit (a clip-level dataset passes None and
+    the clip has no ``labels/``). Safe with many writers on one store as long as each
     clip id has one writer: nothing is shared between clips. With ``durable`` the
     chunk files and metadata are fsync'ed before the rename that commits them and
     ``clips/`` after it, so a host crash cannot leave a committed half clip.
@@ -62,6 +79,7 @@ def write_clip(
     _check_tensors(video, audio, recipe)
     extra = dict(extra or {})
     _check_extra(extra, video.shape[0], recipe)
+    labels = _checked_frame_labels(frame_labels, video.shape[0])
     target = clip_dir(store, clip_id)
     staging = store / STAGING_DIR / f"{clip_id}.{uuid.uuid4().hex}"
     staging.parent.mkdir(exist_ok=True)
@@ -72,17 +90,12 @@ def write_clip(
             ("audio", audio.astype(recipe.audio_dtype, copy=False)),
             *((name, extra[name]) for name in EXTRA_ARRAYS if name in extra),
         ):
-            arr = group.create_array(
-                name,
-                shape=data.shape,
-                chunks=_chunks(data.shape, recipe.layout),
-                dtype=data.dtype,
-                compressors=_compressors(recipe.layout),
-                filters=None,
-                fill_value=0,
-                config={"write_empty_chunks": True},  # the raw layout needs every chunk on disk
-            )
-            arr[...] = data
+            _write_array(group, name, data, recipe.layout)
+        if labels is not None:
+            # Inside the staging group: the labels are committed by the same rename.
+            label_group = group.create_group(LABELS_DIR)
+            for name in FRAME_LABELS:
+                _write_array(label_group, name, labels[name], recipe.layout)
         group.attrs["record"] = record
         if durable:
             fsync_tree(staging)
@@ -92,6 +105,42 @@ def write_clip(
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
+
+
+def _write_array(group: Any, name: str, data: np.ndarray, layout: str) -> None:
+    arr = group.create_array(
+        name,
+        shape=data.shape,
+        chunks=_chunks(data.shape, layout),
+        dtype=data.dtype,
+        compressors=_compressors(layout),
+        filters=None,
+        fill_value=0,
+        config={"write_empty_chunks": True},  # the raw layout needs every chunk on disk
+    )
+    arr[...] = data
+
+
+def _checked_frame_labels(
+    labels: Mapping[str, np.ndarray] | None, num_frames: int
+) -> dict[str, np.ndarray] | None:
+    """The clip's frame labels as contiguous ``(T,)`` uint8 arrays, refused unless exactly
+    :data:`FRAME_LABELS`, each of ``num_frames`` zeros and ones."""
+    if labels is None:
+        return None
+    if set(labels) != set(FRAME_LABELS):
+        raise ValueError(f"frame labels must be exactly {list(FRAME_LABELS)}, got {sorted(labels)}")
+    out = {}
+    for name in FRAME_LABELS:
+        data = np.asarray(labels[name])
+        if data.shape != (num_frames,) or data.dtype != np.uint8:
+            raise ValueError(
+                f"frame label {name} must be ({num_frames},) uint8, got {data.shape} {data.dtype}"
+            )
+        if data.size and int(data.max()) > 1:
+            raise ValueError(f"frame label {name} holds values other than 0 and 1")
+        out[name] = np.ascontiguousarray(data)
+    return out
 
 
 def _check_tensors(video: np.ndarray, audio: np.ndarray, recipe: Recipe) -> None:

@@ -1,6 +1,6 @@
 """Where things lie in a feature store, how they are named, and the store's error.
 
-Layout (format version 1)::
+Layout (format version 2)::
 
     <store>/
       zarr.json                 root Zarr v3 group; attributes["mscct"] = store metadata
@@ -8,9 +8,15 @@ Layout (format version 1)::
         zarr.json               attributes["record"] = the clip's manifest row
         video/                  (T, H, W, 3) uint8 face crops
         audio/                  (T, 104) float32 audio features, frame t <-> video frame t
+        face_boxes/ landmarks/ mouth/   (T, ...) per-frame extras (schemas.clips.EXTRA_ARRAYS)
+        labels/                 only where the dataset gives fake segments (version 2):
+          fake/ audio_fake/ video_fake/   (T,) uint8 per-frame labels, 1 = fake
       manifest.parquet          one row per clip (ok or failed), schema MANIFEST_SCHEMA
       splits/<name>.parquet     split tables, schema SPLIT_SCHEMA, parameters in metadata
       .staging/                 clips being written; never read
+
+Version 2 added ``labels/``; a version-1 store is a version-2 store without it and
+is read as one (:data:`READABLE_VERSIONS`).
 
 The store is created and opened by :mod:`schemas.lifecycle`, its clips written and
 committed by :mod:`schemas.clips`, read by :mod:`schemas.readers`, and its tables
@@ -25,12 +31,15 @@ from pathlib import Path
 from typing import Any
 
 FORMAT_NAME = "mscct-store"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: Format versions this software opens: every older one is a subset of the current.
+READABLE_VERSIONS = (1, 2)
 AUDIO_CHANNELS = 104
 
 MANIFEST_FILE = "manifest.parquet"
 LOCK_FILE = ".lock"  # held by the one process allowed to write clips (see pipeline.lock)
 CLIPS_DIR = "clips"
+LABELS_DIR = "labels"  # inside a clip's group: its per-frame labels
 SPLITS_DIR = "splits"
 STAGING_DIR = ".staging"
 SPLIT_PARAMS_KEY = b"mscct.split_params"

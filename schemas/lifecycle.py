@@ -20,6 +20,7 @@ from schemas.layout import (
     FORMAT_VERSION,
     LOCK_FILE,
     MANIFEST_FILE,
+    READABLE_VERSIONS,
     SPLITS_DIR,
     STAGING_DIR,
     StoreError,
@@ -171,9 +172,10 @@ def open_store(path: str | Path, *, recipe: Recipe | None = None) -> StoreInfo:
         raise StoreError(f"{store} is a Zarr group but not an mscct store")
     meta = read_json(meta_path)["attributes"]["mscct"]
     version = meta.get("format_version")
-    if version != FORMAT_VERSION:
+    if version not in READABLE_VERSIONS:
+        readable = ", ".join(str(v) for v in READABLE_VERSIONS)
         raise StoreError(
-            f"store {store} has format version {version}; this software reads version {FORMAT_VERSION}"
+            f"store {store} has format version {version}; this software reads versions {readable}"
         )
     if "recipe" not in meta:
         raise StoreError(

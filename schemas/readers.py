@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from schemas.layout import CLIPS_DIR, StoreError, check_name, clip_dir, read_json
+from schemas.layout import CLIPS_DIR, LABELS_DIR, StoreError, check_name, clip_dir, read_json
 
 
 @dataclass(frozen=True)
@@ -36,8 +36,10 @@ class ArraySpec:
 
 
 def array_spec(store: str | Path, clip_id: str, name: str) -> ArraySpec:
+    """Where one array of a committed clip lies; ``name`` may name a nested array
+    (``labels/fake``)."""
     path = clip_dir(store, clip_id) / name
-    _refuse_links(store, clip_id, (CLIPS_DIR, clip_id, name))
+    _refuse_links(store, clip_id, (CLIPS_DIR, clip_id, *name.split("/")))
     try:
         meta = read_json(path / "zarr.json")
     except FileNotFoundError:
@@ -169,3 +171,39 @@ def open_stream(store: str | Path, clip_id: str, name: str) -> np.ndarray | None
     if not (folder / name / "zarr.json").exists():
         return None
     return load_array(array_spec(store, clip_id, name))
+
+
+#: The per-frame label arrays of a clip, as :func:`read_frame_labels` names them
+#: (the same names as ``schemas.clips.FRAME_LABELS``, kept here so that readers need
+#: no zarr import).
+FRAME_LABEL_NAMES = ("fake", "audio_fake", "video_fake")
+
+
+def read_frame_labels(store: str | Path, clip_id: str) -> dict[str, np.ndarray] | None:
+    """A clip's per-frame labels, or None when it has none (a clip-level dataset).
+
+    Returns ``{"fake", "audio_fake", "video_fake"}`` -> ``(T,)`` uint8 arrays, 1 = the
+    stored frame ``t`` is fake (see ``pipeline.frame_labels`` for the rule), in memory
+    (they are small). Version-1 stores have none.
+
+    Raises:
+        StoreError: the clip is not committed, its path runs through a link, or its
+            labels do not match its frames.
+    """
+    folder = clip_dir(store, clip_id)
+    _refuse_links(store, clip_id, (CLIPS_DIR, clip_id, LABELS_DIR))
+    if not (folder / "zarr.json").is_file():
+        raise StoreError(f"clip {clip_id!r} is not in store {store}")
+    if not (folder / LABELS_DIR / "zarr.json").is_file():
+        return None
+    frames = array_spec(store, clip_id, "video").shape[0]
+    labels = {}
+    for name in FRAME_LABEL_NAMES:
+        spec = array_spec(store, clip_id, f"{LABELS_DIR}/{name}")
+        if spec.shape != (frames,) or spec.dtype != np.uint8:
+            raise StoreError(
+                f"clip {clip_id}: frame label {name} is {spec.shape} {spec.dtype}, "
+                f"expected ({frames},) uint8"
+            )
+        labels[name] = np.array(load_array(spec))
+    return labels

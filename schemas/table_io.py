@@ -25,7 +25,13 @@ from schemas.layout import (
     os_reason,
 )
 from schemas.lifecycle import open_store
-from schemas.tables import MANIFEST_SCHEMA, SPLIT_SCHEMA, STATUS_OK, SchemaError, validate_table
+from schemas.tables import (
+    SPLIT_SCHEMA,
+    STATUS_OK,
+    SchemaError,
+    validate_manifest,
+    validate_table,
+)
 
 
 def write_manifest(store: str | Path, table: pa.Table, *, durable: bool = True) -> None:
@@ -35,7 +41,7 @@ def write_manifest(store: str | Path, table: pa.Table, *, durable: bool = True) 
     no free inodes, read-only): committed clips stay, and ``mscct-pipeline repair``
     rebuilds the manifest from them.
     """
-    table = validate_table(table, MANIFEST_SCHEMA, "manifest")
+    table = validate_manifest(table, "manifest")
     try:
         _write_parquet_atomic(Path(store) / MANIFEST_FILE, table, durable=durable)
     except OSError as exc:
@@ -51,7 +57,7 @@ def read_manifest(store: str | Path) -> pa.Table:
     path = Path(store) / MANIFEST_FILE
     if not path.exists():
         raise StoreError(f"store {store} has no manifest yet (run `mscct-pipeline ingest`)")
-    return validate_table(_read_parquet(path), MANIFEST_SCHEMA, f"manifest of {store}")
+    return validate_manifest(_read_parquet(path), f"manifest of {store}")
 
 
 def write_split(

@@ -3,24 +3,32 @@
 The manifest has one row per clip of the dataset, committed or failed. The
 split table maps clip ids to ``train`` / ``val`` / ``test``. Extra columns are
 allowed (readers ignore them); missing columns or wrong types are refused.
+
+A manifest row may be unlabelled (``labelled`` false: a source whose labels are
+not public, e.g. AV-Deepfake1M's test set): its ``category`` is ``""`` and its
+three labels are null, and only then (:func:`validate_manifest`).
 """
 
 from __future__ import annotations
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 STATUS_OK = "ok"
 STATUS_FAILED = "failed"
+
+#: A list of ``[start_s, end_s]`` segments.
+SEGMENTS_TYPE = pa.list_(pa.list_(pa.float64(), 2))
 
 MANIFEST_SCHEMA = pa.schema(
     [
         pa.field("clip_id", pa.string(), nullable=False),
         pa.field("path", pa.string(), nullable=False),  # relative to the dataset root, POSIX
-        pa.field("category", pa.string(), nullable=False),  # RARV | FARV | RAFV | FAFV
+        pa.field("category", pa.string(), nullable=False),  # RARV | FARV | RAFV | FAFV | ""
         pa.field("source_type", pa.string()),  # FakeAVCeleb folder, e.g. RealVideo-FakeAudio
-        pa.field("audio_label", pa.int8(), nullable=False),  # 1 = fake
-        pa.field("video_label", pa.int8(), nullable=False),
-        pa.field("label", pa.int8(), nullable=False),  # 1 unless RARV
+        pa.field("audio_label", pa.int8()),  # 1 = fake; null exactly when not labelled
+        pa.field("video_label", pa.int8()),
+        pa.field("label", pa.int8()),  # 1 unless RARV
         pa.field("identity", pa.string(), nullable=False),  # `source` column: VoxCeleb2 id
         pa.field("target1", pa.string()),
         pa.field("target2", pa.string()),
@@ -48,6 +56,18 @@ MANIFEST_SCHEMA = pa.schema(
         pa.field("error", pa.string()),  # reason when failed, else empty
         pa.field("node_id", pa.string()),  # Ray node that processed the clip
         pa.field("elapsed_s", pa.float32()),
+        # Where the clip comes from and every label its dataset gives (pipeline.datasets).
+        pa.field(
+            "dataset", pa.string()
+        ),  # fakeavceleb | lavdf | avdeepfake1m | csv (null: fakeavceleb)
+        pa.field("labelled", pa.bool_()),  # false: labels unknown (null: an older store, true)
+        pa.field("official_split", pa.string()),  # the dataset's own part: train | val | test | ""
+        pa.field("source_split", pa.string()),  # that part as the dataset spells it (e.g. dev)
+        pa.field("original", pa.string()),  # the real clip a fake was made from, "" if none
+        # Fake segments, [[start_s, end_s], ...] in seconds of the source; null: none given.
+        pa.field("fake_segments", SEGMENTS_TYPE),
+        pa.field("audio_fake_segments", SEGMENTS_TYPE),
+        pa.field("video_fake_segments", SEGMENTS_TYPE),
     ]
 )
 
@@ -73,8 +93,19 @@ LATER_COLUMNS = frozenset(
         "landmark_rate",
         "landmark_jitter",
         "shot_cuts",
+        "dataset",
+        "labelled",
+        "official_split",
+        "source_split",
+        "original",
+        "fake_segments",
+        "audio_fake_segments",
+        "video_fake_segments",
     }
 )
+
+#: The manifest's label columns: null exactly in the rows whose ``labelled`` is false.
+LABEL_COLUMNS = ("audio_label", "video_label", "label")
 
 
 class SchemaError(ValueError):
@@ -102,6 +133,35 @@ def validate_table(table: pa.Table, schema: pa.Schema, what: str) -> pa.Table:
         if not field.nullable and table.column(field.name).null_count:
             raise SchemaError(f"{what}: column {field.name!r} has null values")
     return table.select(schema.names)
+
+
+def validate_manifest(table: pa.Table, what: str = "manifest") -> pa.Table:
+    """:func:`validate_table` against ``MANIFEST_SCHEMA``, plus the labelled-row rule.
+
+    A row whose ``labelled`` is false has ``category`` ``""`` and null labels; every
+    other row (``labelled`` true, or null in an older store) has all three labels.
+    """
+    table = validate_table(table, MANIFEST_SCHEMA, what)
+    # Vectorised: the manifest of a large dataset has a million rows, rewritten often.
+    labelled = pc.fill_null(table.column("labelled"), True)
+    unlabelled = pc.invert(labelled)
+    no_category = pc.equal(table.column("category"), "")
+    checks = [(pc.and_(labelled, no_category), "is labelled but has no category")]
+    checks.append(
+        (pc.and_(unlabelled, pc.invert(no_category)), "is not labelled but has a category")
+    )
+    for name in LABEL_COLUMNS:
+        is_null = pc.is_null(table.column(name))
+        checks.append((pc.and_(labelled, is_null), f"is labelled but its {name} is null"))
+        checks.append(
+            (pc.and_(unlabelled, pc.invert(is_null)), f"is not labelled but has a {name}")
+        )
+    for mask, problem in checks:
+        if pc.any(mask).as_py():
+            row = pc.index(mask, True).as_py()
+            clip_id = table.column("clip_id")[row].as_py()
+            raise SchemaError(f"{what}: clip {clip_id} {problem}")
+    return table
 
 
 def rows_to_table(rows: list[dict], schema: pa.Schema) -> pa.Table:

@@ -56,7 +56,7 @@ def write_clip_view(store: Path, row: dict[str, Any], out: Path, fps: int) -> tu
 
 
 def _title(row: dict[str, Any]) -> str:
-    verdict = {0: "real", 1: "fake"}
+    verdict = {0: "real", 1: "fake", None: "unknown"}  # None: an unlabelled clip
     first = (
         f"{row['clip_id']}   {row['category']}: audio {verdict[row['audio_label']]}, "
         f"video {verdict[row['video_label']]}, overall {verdict[row['label']]}"

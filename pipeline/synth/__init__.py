@@ -81,6 +81,7 @@ Choices, and why:
 """
 
 from pipeline.synth.defects import DEFECT_KINDS, PLAYLISTS, plan_defects
+from pipeline.synth.layout_writer import FORMATS, LayoutSummary, make_layout
 from pipeline.synth.plan import DIFFICULTIES, HARD, METHODS, HardSetting, plan
 from pipeline.synth.spec import ClipSpec
 from pipeline.synth.writer import DEFECTS_NAME, HARD_NAME, SynthSummary, make_dataset
@@ -89,14 +90,17 @@ __all__ = [
     "DEFECTS_NAME",
     "DEFECT_KINDS",
     "DIFFICULTIES",
+    "FORMATS",
     "HARD",
     "HARD_NAME",
     "METHODS",
     "PLAYLISTS",
     "ClipSpec",
     "HardSetting",
+    "LayoutSummary",
     "SynthSummary",
     "make_dataset",
+    "make_layout",
     "plan",
     "plan_defects",
 ]

@@ -14,7 +14,7 @@ import json
 import multiprocessing
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +24,6 @@ from pipeline.fakeavceleb import CSV_HEADER, CSV_NAME, ROOT_NAME, TYPE_DIRS
 from pipeline.synth.defects import plan_defects
 from pipeline.synth.files import write_file
 from pipeline.synth.plan import DIFFICULTIES, Row, hard_record, plan
-from pipeline.synth.spec import ClipSpec
 
 DEFECTS_NAME = "defects.json"
 HARD_NAME = "hard.json"
@@ -91,18 +90,20 @@ def write_csv(path: Path, rows: list[Row]) -> None:
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
-def _render_all(
+def render_all(
     root: Path,
-    specs: list[ClipSpec],
+    specs: Sequence[Any],
     workers: int,
     progress: Callable[[int, int], None] | None,
+    job: Callable[[Any, str], str] = write_file,
 ) -> None:
+    """Run ``job(spec, root)`` for every spec (``n_frames`` each) in ``workers`` processes."""
     total = len(specs)
     if progress:
         progress(0, total)
     if workers == 1:
         for i, spec in enumerate(specs, 1):
-            write_file(spec, root)
+            job(spec, str(root))
             if progress:
                 progress(i, total)
         return
@@ -112,7 +113,7 @@ def _render_all(
     with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
         # Longest first, so that one long clip does not finish last on its own.
         order = sorted(specs, key=lambda s: -s.n_frames)
-        futures = [pool.submit(write_file, spec, str(root)) for spec in order]
+        futures = [pool.submit(job, spec, str(root)) for spec in order]
         done_count = 0
         pending = set(futures)
         try:
@@ -167,7 +168,7 @@ def make_dataset(
     building = out / f".{ROOT_NAME}.building"
     try:
         building.mkdir()
-        _render_all(building, specs, min(n_workers, len(specs)), progress)
+        render_all(building, specs, min(n_workers, len(specs)), progress)
         write_csv(building / CSV_NAME, rows)
         if with_defects:
             text = json.dumps(defects, indent=2, sort_keys=True, ensure_ascii=False)
