@@ -122,7 +122,7 @@ def test_eval_on_another_store_refuses_what_it_cannot_score(
     store, best = trained
     fbank = copy_store(store, tmp_path / "fbank", features="fbank")
     err = _one_line_error(capsys, ["eval", str(best), "--store", str(fbank)])
-    assert "features: 'mfcc' != 'fbank'" in err, err
+    assert "recipe mismatch: features mfcc (checkpoint) vs fbank (store)" in err, err
     other = copy_store(store, tmp_path / "other", with_splits=False)
     err = _one_line_error(capsys, ["eval", str(best), "--store", str(other), "--split", "nope"])
     assert "has no split 'nope'" in err and "mscct-pipeline split" in err, err

@@ -2,7 +2,8 @@
 
     mscct-train run [--store S] [--split default] [--config tiny|paper|FILE] [--out DIR]
                     [--set key=value ...] [--resume]
-    mscct-train eval CHECKPOINT [--store S] [--split default] [--part test] [--force] [--json]
+    mscct-train eval CHECKPOINT [--store S] [--split default [--part test] | --all] [--force]
+                     [--json] [--out REPORT.json]
     mscct-train predict CHECKPOINT VIDEO... [--json] [--plot OUT.png]
 
 Several GPUs or processes: ``torchrun --standalone --nproc_per_node N -m trainer.cli run ...``
@@ -157,37 +158,64 @@ def eval_(
     store: Path | None = typer.Option(
         None, "--store", help="Feature store; may be another store of the same dataset."
     ),
-    split: str = typer.Option(
-        "default",
+    split: str | None = typer.Option(
+        None,
         "--split",
-        help="Split table in the store; if it has none of that name, the training store's.",
+        help="Split table in the store [default: default]; if it has none of that name, "
+        "the training store's.",
     ),
-    part: str = typer.Option("test", "--part", help="Part of the split: train, val or test."),
+    part: str | None = typer.Option(
+        None, "--part", help="Part of the split: train, val or test [default: test]."
+    ),
+    all_clips: bool = typer.Option(
+        False, "--all", help="Score every ok, labelled clip of the store (no split needed)."
+    ),
     force: bool = typer.Option(
         False, "--force", help="Score clips the checkpoint was trained on (refused by default)."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON only."),
+    out: Path | None = typer.Option(
+        None, "--out", help="Also write the report (with the segment proposals) to this file."
+    ),
 ) -> None:
-    """Evaluate a checkpoint on one part of a split: ACC, balanced ACC, AUC, AP, EER,
-    per category and per modality.
+    """Evaluate a checkpoint on one part of a split, or on a whole store (--all): ACC,
+    balanced ACC, AUC, AP, EER, per category, per modality and per dataset; where the
+    store has frame labels, frame AUC, segment proposals and AP@IoU / AR@k.
 
-    The store may be another store made from the same dataset (e.g. ingested with
-    --trim-silence): clips are matched by clip id, and when it has no split of that
-    name the split of the checkpoint's training store is used. Clips the checkpoint
-    was trained on are refused unless --force.
+    The store may be another store, of the same dataset or another (cross-dataset
+    evaluation), made with the checkpoint's audio features and crop size (a recipe
+    mismatch is refused, naming the difference). With --split, clips are matched by
+    clip id, and when the store has no split of that name the split of the
+    checkpoint's training store is used. Clips the checkpoint was trained on are
+    refused unless --force.
     """
     from trainer.inference import evaluate_checkpoint
 
-    metrics = evaluate_checkpoint(checkpoint, _store(store), split, part, log=_stderr, force=force)
+    if all_clips and (split is not None or part is not None):
+        raise UserError("--all scores the whole store: give it without --split and --part")
+    split, part = split or "default", part or "test"
+    metrics = evaluate_checkpoint(
+        checkpoint, _store(store), split, part, log=_stderr, force=force, all_clips=all_clips
+    )
+    if out is not None:
+        from trainer.runtime import write_json
+
+        write_json(out, metrics)
     if as_json:
         typer.echo(json.dumps(metrics, indent=2))
         return
+    where = "all labelled clips" if all_clips else f"{split}/{part}"
+    _print_eval(metrics, f"{checkpoint} on {where} ({metrics['n']} clips)")
+
+
+def _print_eval(metrics: dict, title: str) -> None:
+    """The metrics table of ``eval``, a line per dataset and the frame-level scores."""
     from rich.console import Console
     from rich.table import Table
 
     from trainer.metrics import SCORES
 
-    table = Table(title=f"{checkpoint} on {split}/{part} ({metrics['n']} clips)")
+    table = Table(title=title)
     table.add_column("metric")
     table.add_column("value", justify="right")
     for key in SCORES:
@@ -197,7 +225,17 @@ def eval_(
             table.add_row(f"{head}_{key}", _fmt(metrics[f"{head}_{key}"]))
     for cat, value in metrics["per_category_acc"].items():
         table.add_row(f"acc {cat}", _fmt(value))
-    Console().print(table)
+    for name, scores in metrics["per_dataset"].items():
+        cells = "  ".join(f"{k} {_fmt(scores[k])}" for k in ("acc", "auc", "eer"))
+        table.add_row(f"dataset {name} ({scores['n']} clips)", cells)
+    frames = metrics.get("frames")
+    if frames:
+        for key in ("auc", "audio_auc", "video_auc"):
+            table.add_row(f"frame {key}", _fmt(frames[key]))
+        for kind in ("ap", "ar"):
+            for k, value in (frames[kind] or {}).items():
+                table.add_row(f"{kind.upper()}@{k}", _fmt(value))
+    Console(width=max(100, Console().width)).print(table)
 
 
 def _stderr(message: str) -> None:

@@ -28,6 +28,7 @@ import schemas
 from schemas.layout import clip_dir
 from trainer.augment import default_max_shift, draw_shift_flip
 from trainer.draws import ItemDraws
+from trainer.frame_labels import FrameLabelReader, check_frame_labels
 from trainer.reader import ClipReader
 from trainer.streams import MOUTH_MARGIN, STREAM_ARRAYS, crop_mouth
 
@@ -61,7 +62,12 @@ def window_arrays(
 
 @dataclass(frozen=True)
 class ClipInfo:
-    """One clip of a split, with its labels (1 = fake) and stored length ``num_frames``."""
+    """One clip of a split, with its labels (1 = fake) and stored length ``num_frames``.
+
+    ``dataset`` is the manifest's (``fakeavceleb`` for stores made before the column);
+    ``has_frame_labels``: the store holds the clip's per-frame labels
+    (:mod:`trainer.frame_labels`), i.e. its manifest row gives fake segments.
+    """
 
     clip_id: str
     category: str
@@ -70,6 +76,8 @@ class ClipInfo:
     video_label: int
     label: int
     num_frames: int
+    dataset: str = "fakeavceleb"
+    has_frame_labels: bool = False
 
 
 def split_clips(store: Path | str, split: str = "default") -> dict[str, list[ClipInfo]]:
@@ -110,7 +118,7 @@ def assign_clips(
     """
     manifest = schemas.read_manifest(store)
     columns = ["clip_id", "category", "identity", "audio_label", "video_label", "label"]
-    columns += ["num_frames", "status"]
+    columns += ["num_frames", "status", "labelled", "dataset", "fake_segments"]
     rows = {r["clip_id"]: r for r in manifest.select(columns).to_pylist()}
 
     parts: dict[str, list[ClipInfo]] = {name: [] for name in schemas.SPLITS}
@@ -119,6 +127,7 @@ def assign_clips(
         "not ok": [],
         "not committed": [],
         "with no frames": [],
+        "unlabelled": [],
         "listed twice": [],
     }
     seen: set[str] = set()
@@ -136,20 +145,48 @@ def assign_clips(
             problems["not committed"].append(clip_id)
         elif row["num_frames"] < 1:
             problems["with no frames"].append(clip_id)
+        elif row["labelled"] is False or row["label"] is None:
+            problems["unlabelled"].append(clip_id)
         else:
-            parts[part].append(
-                ClipInfo(
-                    clip_id=clip_id,
-                    category=row["category"],
-                    identity=row["identity"],
-                    audio_label=int(row["audio_label"]),
-                    video_label=int(row["video_label"]),
-                    label=int(row["label"]),
-                    num_frames=int(row["num_frames"]),
-                )
-            )
+            parts[part].append(_clip_info(row))
     sorted_parts = {name: sorted(clips, key=lambda c: c.clip_id) for name, clips in parts.items()}
     return sorted_parts, problems
+
+
+def _clip_info(row: dict[str, Any]) -> ClipInfo:
+    """A labelled, ok manifest row as a :class:`ClipInfo`."""
+    return ClipInfo(
+        clip_id=row["clip_id"],
+        category=row["category"],
+        identity=row["identity"],
+        audio_label=int(row["audio_label"]),
+        video_label=int(row["video_label"]),
+        label=int(row["label"]),
+        num_frames=int(row["num_frames"]),
+        dataset=row["dataset"] or "fakeavceleb",
+        has_frame_labels=row["fake_segments"] is not None,
+    )
+
+
+@dataclass
+class StoreClips:
+    """Every clip of a store that can be scored (:func:`labelled_clips`), and the others."""
+
+    clips: list[ClipInfo]  # sorted by clip_id
+    unlabelled: int  # ok clips whose labels the dataset does not give
+    unusable: dict[str, list[str]]  # labelled ok rows that cannot be read, by reason
+
+
+def labelled_clips(store: Path | str) -> StoreClips:
+    """Every ok, committed, labelled clip of ``store`` with frames: what ``eval --all``
+    scores, no split needed. Failed rows are left out silently (they never had tensors)."""
+    manifest = schemas.read_manifest(store)
+    rows = manifest.select(["clip_id", "status", "labelled", "label"]).to_pylist()
+    ok = [r for r in rows if r["status"] == schemas.STATUS_OK]
+    labelled = [r["clip_id"] for r in ok if r["labelled"] is not False and r["label"] is not None]
+    parts, problems = assign_clips(store, labelled, ["test"] * len(labelled))
+    unusable = {reason: ids for reason, ids in problems.items() if ids}
+    return StoreClips(parts["test"], len(ok) - len(labelled), unusable)
 
 
 def _is_committed(store: Path | str, clip_id: str) -> bool:
@@ -208,7 +245,11 @@ class WindowDataset(torch.utils.data.Dataset):
       int64 ``(B,)``; plain ints because a scalar tensor per item costs more than the
       rest of the item's bookkeeping together);
     - ``"clip_index"``: int, index into ``clips``;
-    - ``"shift_flip"`` (only when augmenting): ``(3,)`` int64 ``(dy, dx, flip)``.
+    - ``"shift_flip"`` (only when augmenting): ``(3,)`` int64 ``(dy, dx, flip)``;
+    - ``"frame_label"`` (only with ``frame_labels=True``): ``(window,)`` float32, the
+      window's per-frame ``fake`` labels (1 = fake frame), 0 on padding; every clip
+      must then have frame labels (:mod:`trainer.frame_labels`), or the dataset
+      refuses to be made (:class:`~trainer.config.TrainerError`).
 
     Augmentation (``augment``, default ``train``): a shift of up to a few pixels with
     reflected borders and a horizontal flip, the same for every frame of a window,
@@ -235,7 +276,11 @@ class WindowDataset(torch.utils.data.Dataset):
         augment: bool | None = None,
         visual_input: str = "face",
         streams: Sequence[str] | None = None,
+        frame_labels: bool = False,
+        labels_for: str = "model.frame_head=true",
     ) -> None:
+        """``labels_for`` names, in the error for a clip without frame labels, what asked
+        for them."""
         if window < 1:
             raise ValueError(f"window must be >= 1, got {window}")
         if eval_stride is not None and not 1 <= eval_stride <= window:
@@ -278,11 +323,23 @@ class WindowDataset(torch.utils.data.Dataset):
                 for start in eval_starts(clip.num_frames, window, self.eval_stride):
                     self.windows.append((index, start))
         self._reader: ClipReader | None = None
+        self.frame_labels = frame_labels
+        if frame_labels:
+            check_frame_labels(self.clips, store, labels_for)
+        self._labels: FrameLabelReader | None = None
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_reader"] = None  # workers open their own clips
+        state["_labels"] = None
         return state
+
+    def frame_label_window(self, clip_index: int, start: int) -> np.ndarray:
+        """The ``(window,)`` float32 ``fake`` labels of a window (0 on padding)."""
+        if self._labels is None:
+            self._labels = FrameLabelReader(self.store)
+        clip = self.clips[clip_index]
+        return self._labels.window(clip.clip_id, clip.num_frames, start, self.window)
 
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch whose random windows and augmentations the items follow."""
@@ -353,6 +410,8 @@ class WindowDataset(torch.utils.data.Dataset):
         }
         if params is not None:
             item["shift_flip"] = torch.from_numpy(np.array(params, dtype=np.int64))
+        if self.frame_labels:
+            item["frame_label"] = torch.from_numpy(self.frame_label_window(clip_index, start))
         return item
 
 

@@ -1,7 +1,8 @@
 """Inference: window predictions, clip-level evaluation, checkpoints applied to stores and arrays.
 
 A clip's score is the mean of its windows' softmax probabilities (fake = class 1),
-per head: audio, video and fused.
+per head: audio, video and fused. Where the store has frame labels, ``eval`` also
+scores frames and segments (:mod:`trainer.frame_eval`, rules in :mod:`trainer.localisation`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,15 @@ import schemas
 from trainer import distributed as ddp
 from trainer.checkpoint import load_checkpoint, load_model_state
 from trainer.config import TrainConfig, TrainerError
-from trainer.data import ClipInfo, WindowDataset, assign_clips, eval_starts, window_arrays
+from trainer.data import (
+    ClipInfo,
+    WindowDataset,
+    assign_clips,
+    eval_starts,
+    labelled_clips,
+    window_arrays,
+)
+from trainer.frame_eval import WindowOutputs, frame_report
 from trainer.inputs import model_inputs
 from trainer.metrics import ClipScores, aggregate_windows, compute_metrics, json_safe
 from trainer.model import MSCT
@@ -28,6 +37,39 @@ from trainer.streams import check_visual_input
 
 
 @torch.no_grad()
+def predict_window_outputs(
+    model: torch.nn.Module,
+    batches: Any,
+    device: torch.device,
+    amp: torch.dtype | None,
+) -> WindowOutputs:
+    """Run the model over batches of window items, in their order.
+
+    Returns each window's clip index, fake probabilities of the audio, video and fused
+    heads ``(W, 3)``, embedding ``(W, 2C)`` and, with a frame head, its per-frame fake
+    probabilities ``(W, window)`` (sigmoid of the frame logits).
+    """
+    model.eval()
+    idx, probs, embs, frames = [], [], [], []
+    for batch in batches:
+        with autocast(device, amp):
+            out = model(*model_inputs(batch, device))
+        heads = (out.audio_logits, out.video_logits, out.fused_logits)
+        p = torch.stack([h.float().softmax(-1)[:, 1] for h in heads], dim=1)
+        idx.append(batch["clip_index"].numpy())
+        probs.append(p.cpu().numpy())
+        embs.append(out.embedding.float().cpu().numpy())
+        if out.frame_logits is not None:
+            frames.append(out.frame_logits.float().sigmoid().cpu().numpy())
+    if not idx:
+        empty = np.zeros((0, 0), np.float32)
+        return WindowOutputs(np.zeros(0, np.int64), np.zeros((0, 3), np.float32), empty, None)
+    frame_prob = np.concatenate(frames) if frames else None
+    return WindowOutputs(
+        np.concatenate(idx), np.concatenate(probs), np.concatenate(embs), frame_prob
+    )
+
+
 def predict_windows(
     model: torch.nn.Module,
     batches: Any,
@@ -39,19 +81,8 @@ def predict_windows(
     Returns ``clip_index (W,)``, ``prob (W, 3)`` fake probabilities of the audio,
     video and fused heads, and ``embedding (W, 2C)``.
     """
-    model.eval()
-    idx, probs, embs = [], [], []
-    for batch in batches:
-        with autocast(device, amp):
-            out = model(*model_inputs(batch, device))
-        heads = (out.audio_logits, out.video_logits, out.fused_logits)
-        p = torch.stack([h.float().softmax(-1)[:, 1] for h in heads], dim=1)
-        idx.append(batch["clip_index"].numpy())
-        probs.append(p.cpu().numpy())
-        embs.append(out.embedding.float().cpu().numpy())
-    if not idx:
-        return np.zeros(0, np.int64), np.zeros((0, 3), np.float32), np.zeros((0, 0), np.float32)
-    return np.concatenate(idx), np.concatenate(probs), np.concatenate(embs)
+    out = predict_window_outputs(model, batches, device, amp)
+    return out.clip_index, out.prob, out.embedding
 
 
 def evaluate(
@@ -86,7 +117,14 @@ def evaluate(
     clip_index = np.concatenate([g[0] for g in gathered])
     prob = np.concatenate([g[1] for g in gathered if len(g[1])])
     emb = np.concatenate([g[2] for g in gathered if len(g[2])])
-    clips = dataset.clips
+    return clip_scores(dataset.clips, clip_index, prob, emb)
+
+
+def clip_scores(
+    clips: tuple[ClipInfo, ...], clip_index: np.ndarray, prob: np.ndarray, emb: np.ndarray
+) -> ClipScores:
+    """Clip-level scores from window outputs: ``clip_index (W,)``, ``prob (W, 3)``,
+    ``emb (W, 2C)``; each clip's score is the mean over its windows."""
     clip_prob, counts = aggregate_windows(clip_index, prob, len(clips))
     clip_emb, _ = aggregate_windows(clip_index, emb, len(clips))
     if np.any(counts == 0):
@@ -116,27 +154,27 @@ def model_from_checkpoint(path: str | Path) -> tuple[MSCT, dict[str, Any], Train
     return model, ckpt, cfg
 
 
-# Recipe settings under which the same source clip gives tensors the model reads alike
-# (same features, frame rate and crop): a checkpoint may be scored on a store that
-# differs from its training store in these only, e.g. one ingested with --trim-silence.
-# Recipe fields whose difference leaves a checkpoint's inputs meaning the same. The additive
-# ones (landmarks, streams) add arrays beside the face crops and audio, byte-identical;
-# a model that reads the mouth stream is checked for it separately (trainer.streams).
-EVAL_TOLERATED = frozenset(
-    {"trim_silence", "layout", "audio_dtype", "face_stride", *schemas.recipe.ADDITIVE_FIELDS}
-)
+#: Recipe fields that fix what a checkpoint's inputs mean, and must be the training
+#: store's: the audio features (kind of the 104 channels, sample rate, and the frame
+#: rate, which sets the audio hop and the time a window spans) and the crop size. Every
+#: other field (trim, layout, dtype, face tracking, limits, landmarks, streams) may
+#: differ: another dataset's store is made with its own. The visual stream the model
+#: reads is checked separately (:func:`trainer.streams.check_visual_input`).
+MUST_MATCH = ("features", "sample_rate", "fps", "crop_size")
 
 
 def check_recipe(trained: schemas.Recipe, recipe: schemas.Recipe, store: Path, log: Log) -> None:
-    """Refuse a store whose tensors mean something else than the checkpoint's inputs."""
+    """Refuse a store whose tensors mean something else than the checkpoint's inputs,
+    naming each difference in one line; note the tolerated ones."""
     a, b = trained.to_dict(), recipe.to_dict()
-    changed = [k for k in a if a[k] != b[k]]
-    refused = [f"{k}: {a[k]!r} != {b[k]!r}" for k in changed if k not in EVAL_TOLERATED]
+    refused = [f"{k} {a[k]} (checkpoint) vs {b[k]} (store)" for k in MUST_MATCH if a[k] != b[k]]
     if refused:
         raise TrainerError(
-            f"store {store} was made with another recipe than the checkpoint's "
-            f"({'; '.join(refused)}); ingest the dataset with the checkpoint's recipe"
+            f"recipe mismatch: {'; '.join(refused)}; store {store} cannot be scored by this "
+            "checkpoint: ingest the dataset with the checkpoint's "
+            f"{', '.join(k for k in MUST_MATCH if a[k] != b[k])}"
         )
+    changed = [k for k in a if a[k] != b[k]]
     if changed:
         log(f"note: store {store} differs from the training store in {', '.join(changed)}")
 
@@ -148,6 +186,24 @@ class EvalClips:
     clips: list[ClipInfo]
     split_store: Path  # the store whose split table assigned the parts
     unavailable: list[str]  # clip ids of the part this store cannot supply (failed, absent)
+
+
+def all_eval_clips(store: Path, log: Log) -> EvalClips:
+    """Every ok, labelled clip of ``store`` (``eval --all``): no split needed."""
+    try:
+        found = labelled_clips(store)
+    except (schemas.StoreError, schemas.SchemaError) as exc:
+        raise TrainerError(str(exc)) from None
+    unusable = sorted(i for ids in found.unusable.values() for i in ids)
+    if not found.clips:
+        why = f" ({found.unlabelled} ok clips, all unlabelled)" if found.unlabelled else ""
+        raise TrainerError(f"store {store} has no labelled clips to score{why}")
+    if found.unlabelled:
+        log(f"note: {found.unlabelled} unlabelled clips of {store} left out (no labels to score)")
+    if unusable:
+        reasons = ", ".join(f"{len(ids)} {why}" for why, ids in found.unusable.items())
+        log(f"note: {len(unusable)} labelled clips of {store} cannot be read ({reasons})")
+    return EvalClips(found.clips, store, unusable)
 
 
 def eval_clips(ckpt: dict[str, Any], store: Path, split: str, part: str, log: Log) -> EvalClips:
@@ -242,29 +298,27 @@ def evaluate_checkpoint(
     log: Log = print,
     *,
     force: bool = False,
+    all_clips: bool = False,
 ) -> dict[str, Any]:
-    """Metrics of a checkpoint on one part (``train``/``val``/``test``) of a split.
+    """Metrics of a checkpoint on one part (``train``/``val``/``test``) of a split, or
+    with ``all_clips`` on every ok, labelled clip of ``store`` (no split needed).
 
-    ``store`` may be another store than the training store, made from the same dataset
-    with a recipe differing only in :data:`EVAL_TOLERATED`; when it has no split
-    ``split``, the training store's is used, clips matched by clip id
-    (:func:`eval_clips`). Clips the checkpoint was trained on are refused unless
-    ``force`` (:func:`check_held_out`).
+    ``store`` may be another store than the training store, of the same dataset or
+    another, whose recipe agrees with the checkpoint's in :data:`MUST_MATCH`
+    (:func:`check_recipe`); when it has no split ``split``, the training store's is
+    used, clips matched by clip id (:func:`eval_clips`). Clips the checkpoint was
+    trained on (by clip id) are refused unless ``force`` (:func:`check_held_out`).
+
+    The report is :func:`trainer.metrics.compute_metrics`'s (as training's), provenance,
+    ``per_dataset`` (the main scores of each dataset's clips) and, where clips have
+    frame labels, ``frames`` (:func:`trainer.frame_eval.frame_report`).
     """
     if part not in schemas.SPLITS:
         raise TrainerError(f"part must be one of {', '.join(schemas.SPLITS)}, not {part!r}")
     store = Path(store)
     model, ckpt, cfg = model_from_checkpoint(path)
-    try:
-        recipe = schemas.open_store(store).recipe
-        fingerprint = schemas.store_fingerprint(store)
-    except (schemas.StoreError, schemas.SchemaError) as exc:
-        raise TrainerError(str(exc)) from None
-    check_recipe(schemas.Recipe.from_dict(ckpt["recipe"]), recipe, store, log)
-    check_visual_input(recipe, cfg.model.visual_input, store)
-    if fingerprint != ckpt["store_fingerprint"]:
-        log(f"note: store fingerprint {fingerprint} differs from the training store's")
-    chosen = eval_clips(ckpt, store, split, part, log)
+    recipe, fingerprint = _checked_store(ckpt, cfg, store, log)
+    chosen = all_eval_clips(store, log) if all_clips else eval_clips(ckpt, store, split, part, log)
     if not chosen.clips:
         raise TrainerError(f"split {split!r} has no {part} clips")
     trained_on = check_held_out(
@@ -276,22 +330,68 @@ def evaluate_checkpoint(
         store, chosen.clips, cfg.window, train=False, seed=cfg.seed, eval_stride=cfg.eval_stride,
         visual_input=cfg.model.visual_input,
     )  # fmt: skip
-    scores = evaluate(
-        model,
-        dataset,
-        device=device,
-        amp=autocast_dtype(cfg, device),
-        batch_size=2 * cfg.batch_size,
+    # One process, in window order (frame scores need each window's place); a private
+    # generator for the loader's seed, as in evaluate().
+    loader = DataLoader(
+        dataset, batch_size=2 * cfg.batch_size, shuffle=False, generator=torch.Generator()
     )
+    outputs = predict_window_outputs(model, loader, device, autocast_dtype(cfg, device))
+    scores = clip_scores(dataset.clips, outputs.clip_index, outputs.prob, outputs.embedding)
     provenance = {
-        "part": part,
-        "split": split,
+        "part": "all" if all_clips else part,
+        "split": None if all_clips else split,
         "store": str(store),
-        "split_store": str(chosen.split_store),
+        "split_store": None if all_clips else str(chosen.split_store),
         "unavailable": len(chosen.unavailable),
         "trained_on": len(trained_on),
     }
-    return json_safe({**provenance, **compute_metrics(scores)})
+    report = {**provenance, **compute_metrics(scores), "per_dataset": per_dataset(scores, dataset)}
+    frames = frame_report(dataset, outputs, recipe.fps)
+    if frames is not None:
+        report["frames"] = frames
+        if frames["note"]:
+            log(f"note: {frames['note']}")
+    return json_safe(report)
+
+
+def _checked_store(
+    ckpt: dict[str, Any], cfg: TrainConfig, store: Path, log: Log
+) -> tuple[schemas.Recipe, str]:
+    """The recipe and fingerprint of a store the checkpoint can score (else one line)."""
+    try:
+        recipe = schemas.open_store(store).recipe
+        fingerprint = schemas.store_fingerprint(store)
+    except (schemas.StoreError, schemas.SchemaError) as exc:
+        raise TrainerError(str(exc)) from None
+    check_recipe(schemas.Recipe.from_dict(ckpt["recipe"]), recipe, store, log)
+    check_visual_input(recipe, cfg.model.visual_input, store)
+    if fingerprint != ckpt["store_fingerprint"]:
+        log(f"note: store fingerprint {fingerprint} differs from the training store's")
+    return recipe, fingerprint
+
+
+#: The scores of each dataset's line in an eval report.
+DATASET_SCORES = ("n", "acc", "balanced_acc", "auc", "ap", "eer", "audio_auc", "video_auc")
+
+
+def per_dataset(scores: ClipScores, dataset: WindowDataset) -> dict[str, dict[str, Any]]:
+    """The main clip-level scores of the clips of each dataset (manifest ``dataset``)."""
+    names = np.array([clip.dataset for clip in dataset.clips])
+    out = {}
+    for name in sorted(set(names.tolist())):
+        keep = names == name
+        subset = ClipScores(
+            prob={head: p[keep] for head, p in scores.prob.items()},
+            embedding=scores.embedding[keep],
+            label=scores.label[keep],
+            audio_label=scores.audio_label[keep],
+            video_label=scores.video_label[keep],
+            categories=[c for c, k in zip(scores.categories, keep, strict=True) if k],
+            clip_ids=[c for c, k in zip(scores.clip_ids, keep, strict=True) if k],
+        )
+        metrics = compute_metrics(subset)
+        out[name] = {key: metrics[key] for key in DATASET_SCORES}
+    return out
 
 
 def windows_from_arrays(

@@ -44,6 +44,7 @@ from trainer.checkpoint import (
 from trainer.checkpoint import save_checkpoint as write_checkpoint
 from trainer.config import TrainConfig, TrainerError, save_config
 from trainer.data import EpochIndices, WindowDataset
+from trainer.frame_labels import check_frame_labels
 from trainer.inference import evaluate
 from trainer.logs import EpochLog, progress_bar, truncate_metrics
 from trainer.metrics import ClipScores, compute_metrics, json_safe
@@ -62,7 +63,7 @@ from trainer.runtime import (
 )
 from trainer.selection import SELECTION, val_key
 from trainer.state import TrainState
-from trainer.step import LOSS_PARTS, check_finite_on_all_ranks, train_step
+from trainer.step import check_finite_on_all_ranks, loss_parts, train_step
 from trainer.streams import check_streams
 
 
@@ -151,6 +152,8 @@ class TrainRecipe:
         # Its streams must hold those read (data.streams and the model's visual input),
         # checked before anything is made.
         check_streams(self.store_recipe, cfg.streams, cfg.model.visual_input, self.store)
+        if cfg.model.frame_head:
+            check_frame_labels(self.parts["train"], self.store, "model.frame_head=true")
         out = self.out_arg
         if out is None:
             out = shared_new_run_dir(self.runs_root, info)
@@ -167,9 +170,11 @@ class TrainRecipe:
         # random window (the window depends on the item index), so short datasets still
         # give the optimiser enough steps per epoch.
         train_clips = self.parts["train"] * cfg.windows_per_clip
+        # A frame head learns the train clips' frame labels: each must have them.
         train_set = WindowDataset(
             self.store, train_clips, cfg.window, train=True, seed=cfg.seed,
             visual_input=cfg.model.visual_input, streams=cfg.streams,
+            frame_labels=cfg.model.frame_head,
         )  # fmt: skip
         self.val_set = self._eval_set("val")
         self.loader = self._train_loader(train_set)
@@ -287,10 +292,12 @@ class TrainRecipe:
 
     def train_epoch(self, epoch: int) -> dict[str, float]:
         """One pass over the training loader (0-based ``epoch``), then precise BN; the mean
-        of each loss part (``LOSS_PARTS``) over the epoch's windows of all ranks."""
+        of each loss part (:func:`~trainer.step.loss_parts`) over the epoch's windows of all
+        ranks."""
         self.sampler.set_epoch(epoch)  # the items' windows follow the epoch their index carries
         self.model.train()
-        sums = [0.0] * (len(LOSS_PARTS) + 1)  # each part × batch size, then the window count
+        parts = loss_parts(self.cfg)
+        sums = [0.0] * (len(parts) + 1)  # each part × batch size, then the window count
         with progress_bar(self.interactive, epoch + 1) as progress:
             task = progress.add_task("train", total=len(self.loader), loss=float("nan"))
             for step, batch in enumerate(self.loader):
@@ -300,7 +307,7 @@ class TrainRecipe:
                     check=partial(check_finite_on_all_ranks, epoch=epoch, step=step, info=self.info),
                 )  # fmt: skip
                 size = float(batch["label"].shape[0])
-                for i, name in enumerate(LOSS_PARTS):
+                for i, name in enumerate(parts):
                     sums[i] += losses[name] * size
                 sums[-1] += size
                 progress.update(task, advance=1, loss=losses["total"])
@@ -309,7 +316,7 @@ class TrainRecipe:
         )
         totals = ddp.all_sum(sums, self.info)
         n = max(totals[-1], 1.0)
-        return {k: totals[i] / n for i, k in enumerate(LOSS_PARTS)}
+        return {k: totals[i] / n for i, k in enumerate(parts)}
 
     def validate(self) -> dict[str, Any]:
         """Clip-level metrics (:func:`trainer.metrics.compute_metrics`) of the val part."""

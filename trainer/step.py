@@ -18,8 +18,15 @@ from trainer.model import msct_loss
 from trainer.runtime import autocast
 
 LOSS_PARTS = ("total", "audio", "video", "fused", "align")
+FRAME_PART = "frame"  # the frame head's BCE, a part only with model.frame_head
 LABELS = ("audio_label", "video_label", "label")  # msct_loss's label arguments, in order
 NOT_FINITE_HINT = "stopped (try a lower lr, amp=off or grad_clip > 0)"
+
+
+def loss_parts(cfg: TrainConfig) -> tuple[str, ...]:
+    """The loss parts a step of ``cfg`` reports: :data:`LOSS_PARTS`, and ``frame`` with a
+    frame head."""
+    return (*LOSS_PARTS, FRAME_PART) if cfg.model.frame_head else LOSS_PARTS
 
 
 def check_finite(loss: torch.Tensor) -> None:
@@ -61,14 +68,18 @@ def train_step(
     Forward and loss under ``amp`` autocast, ``check(total loss)`` before any weight moves
     (it raises on a non-finite loss), backward, gradient clipping at ``cfg.grad_clip``,
     the optimiser step and, when given, the scheduler step. Returns each loss part
-    (``LOSS_PARTS``) as a float: reading them is a host sync, which every step of the loop
-    pays and so every benchmark of it must pay too.
+    (:func:`loss_parts`) as a float: reading them is a host sync, which every step of the
+    loop pays and so every benchmark of it must pay too. With a frame head the batch
+    carries ``frame_label`` ``(B, T)`` and the loss its per-frame BCE.
     """
     audio, video, mask = model_inputs(batch, device, cfg.model.visual_input)
     audio_label, video_label, label = (batch[k].to(device, non_blocking=True) for k in LABELS)
+    frame_label = None
+    if cfg.model.frame_head:
+        frame_label = batch["frame_label"].to(device, non_blocking=True)
     with autocast(device, amp):
         out = model(audio, video, mask)
-        parts = msct_loss(out, audio_label, video_label, label, mask, cfg.loss)
+        parts = msct_loss(out, audio_label, video_label, label, mask, cfg.loss, frame_label)
     check(parts.total)
     optimizer.zero_grad(set_to_none=True)
     parts.total.backward()
@@ -77,4 +88,4 @@ def train_step(
     optimizer.step()
     if scheduler is not None:
         scheduler.step()
-    return {name: float(getattr(parts, name).detach()) for name in LOSS_PARTS}
+    return {name: float(getattr(parts, name).detach()) for name in loss_parts(cfg)}

@@ -32,6 +32,12 @@ The switches, each with the paper's reading as its default:
     visual_input "face" | "mouth"  the visual stream: RGB face crops, or the store's
                                    grayscale mouth crops (centre 88×88 of 96×96, a
                                    1-channel stem; :mod:`trainer.streams`)
+    frame_head   false | true      a per-frame fake head (not in the paper): one linear
+                                   layer on each time step's fused token [z_t^a ‖ z_t^v],
+                                   trained with a per-frame BCE (weight ``loss.frame``)
+                                   on the store's frame labels, which every training
+                                   clip must then have; off, the model and its
+                                   parameters are exactly the paper's MSCT
 The loss's ``alignment`` switch lives in :class:`trainer.model.loss.LossWeights`.
 """
 
@@ -77,6 +83,7 @@ class ModelConfig:
     wt_levels: int = 2  # Haar decomposition levels of WTConv
     wt_kernel: int = 5  # depthwise kernel applied to every sub-band of every level
     visual_input: str = "face"  # "face": RGB face crops | "mouth": grayscale mouth crops
+    frame_head: bool = False  # a per-frame fake head on the fused tokens (see above)
 
     PRESETS: ClassVar[tuple[str, ...]] = PRESETS
 

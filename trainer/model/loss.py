@@ -12,6 +12,10 @@ d = cosine similarity of the audio and video token sequences [z1 … zT], by ``a
 * ``"mean"``: the cosine of the time-averaged embeddings (mean over real frames), as MRDF
   does. Insensitive to where in time the two modalities agree, so a shift of a few frames
   barely moves it.
+
+With a frame head (``model.frame_head``, not the paper's) the loss adds
+λf·BCE(frame_logits, frame_label), the mean over the real (unpadded) frames of the batch,
+λf = ``frame``; without one the objective is exactly the above.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ class LossWeights:
     fused: float = 1.0
     align: float = 1.0
     alignment: str = "sequence"
+    frame: float = 1.0  # λf: weight of the per-frame BCE, used only with a frame head
 
     def __post_init__(self) -> None:
         if self.alignment not in ALIGNMENTS:
@@ -50,6 +55,7 @@ class LossParts:
     video: Tensor
     fused: Tensor
     align: Tensor
+    frame: Tensor | None = None  # the per-frame BCE; None without a frame head
 
 
 def sequence_cosine(za: Tensor, zv: Tensor, mask: Tensor | None) -> Tensor:
@@ -81,9 +87,11 @@ def msct_loss(
     label: Tensor,
     mask: Tensor | None,
     weights: LossWeights,
+    frame_label: Tensor | None = None,
 ) -> LossParts:
     """labels are (B,) int64, 1 = fake. The alignment target y = 1 only for real pairs (RARV):
-    y = (audio_label == 0) & (video_label == 0)."""
+    y = (audio_label == 0) & (video_label == 0). ``frame_label`` (B, T) float 0/1 is the
+    target of ``out.frame_logits``; both or neither must be given."""
     # Each head is scored against its own modality's label: audio logits ↔ audio label.
     ce_audio = F.cross_entropy(out.audio_logits.float(), audio_label)
     ce_video = F.cross_entropy(out.video_logits.float(), video_label)
@@ -97,4 +105,21 @@ def msct_loss(
         + weights.fused * ce_fused
         + weights.align * align
     )
-    return LossParts(total=total, audio=ce_audio, video=ce_video, fused=ce_fused, align=align)
+    frame = None
+    if (out.frame_logits is None) != (frame_label is None):
+        raise ValueError("frame_label must be given exactly when the model has a frame head")
+    if out.frame_logits is not None and frame_label is not None:
+        frame = frame_bce(out.frame_logits, frame_label, mask)
+        total = total + weights.frame * frame
+    return LossParts(
+        total=total, audio=ce_audio, video=ce_video, fused=ce_fused, align=align, frame=frame
+    )
+
+
+def frame_bce(logits: Tensor, target: Tensor, mask: Tensor | None) -> Tensor:
+    """Mean BCE over the real frames. logits, target (B, T), mask (B, T) bool | None → () fp32."""
+    losses = F.binary_cross_entropy_with_logits(logits.float(), target.float(), reduction="none")
+    if mask is None:
+        return losses.mean()
+    keep = mask.to(losses.dtype)
+    return (losses * keep).sum() / keep.sum().clamp_min(1.0)

@@ -5,7 +5,8 @@ audio (B, T, 104) ─linear─► (B, T, C) ─┐
 video (B, 3, T, H, W) ─per-frame CNN─► ─┘
 [za[:, 0] ‖ zv[:, 0]] (the CLS tokens) → fused head;
 audio / video head ← mean of [z1 … zT] over real frames (``unimodal_head="mean"``, default)
-                     or the modality's CLS token (``unimodal_head="cls"``).
+                     or the modality's CLS token (``unimodal_head="cls"``);
+frame head (``frame_head=True`` only) ← [za[:, t] ‖ zv[:, t]] for every t → (B, T) logits.
 
 Why ``mean`` by default: the paper regularises the token sequence [z1 … zT] of each
 modality with that modality's cross-entropy, following MRDF-CE, whose uni-modal
@@ -36,6 +37,7 @@ class MSCTOutput:
     embedding: Tensor  # (B, 2C) audio CLS ‖ video CLS, the fused head's input (for t-SNE)
     audio_tokens: Tensor  # (B, T, C) audio [z1 … zT] after the final norm
     video_tokens: Tensor  # (B, T, C) video [z1 … zT] after the final norm
+    frame_logits: Tensor | None = None  # (B, T) per-frame fake logits; None without a frame head
 
 
 def masked_mean(tokens: Tensor, mask: Tensor | None) -> Tensor:
@@ -61,6 +63,10 @@ class MSCT(nn.Module):
         self.audio_head = nn.Linear(cfg.dim, 2)
         self.video_head = nn.Linear(cfg.dim, 2)
         self.fused_head = nn.Linear(2 * cfg.dim, 2)
+        if cfg.frame_head:
+            # Created only when asked for: without it the parameters (names, count, the
+            # order of their initialisation) are exactly the paper model's.
+            self.frame_head = nn.Linear(2 * cfg.dim, 1)
 
     def forward(self, audio: Tensor, video: Tensor, mask: Tensor | None = None) -> MSCTOutput:
         """audio (B, T, 104) float; video (B, K, T, H, W) float (already normalised; K = 3
@@ -76,6 +82,10 @@ class MSCT(nn.Module):
             head_a, head_v = masked_mean(za[:, 1:], mask), masked_mean(zv[:, 1:], mask)
         else:
             head_a, head_v = cls_a, cls_v
+        frame_logits = None
+        if self.cfg.frame_head:
+            # Each time step's fused token: the audio and video tokens of that frame.
+            frame_logits = self.frame_head(torch.cat([za[:, 1:], zv[:, 1:]], dim=-1))[..., 0]
         return MSCTOutput(
             audio_logits=self.audio_head(head_a),
             video_logits=self.video_head(head_v),
@@ -83,6 +93,7 @@ class MSCT(nn.Module):
             embedding=embedding,
             audio_tokens=za[:, 1:],
             video_tokens=zv[:, 1:],
+            frame_logits=frame_logits,
         )
 
     def _check(self, audio: Tensor, video: Tensor, mask: Tensor | None) -> None:
