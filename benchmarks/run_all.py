@@ -22,6 +22,7 @@ BENCHMARKS = {
     "ablation": ["-m", "benchmarks.bench_ablation"],
     "shortcut": ["-m", "benchmarks.bench_shortcut"],
     "scan": ["-m", "benchmarks.bench_scan"],
+    "scale": ["-m", "benchmarks.bench_scale"],
 }
 
 

@@ -276,6 +276,7 @@ def ingest(
     failed ones); every clip ends as one manifest row, ok or failed with a reason.
     """
     from pipeline.ingest import IngestOptions, result_dict
+    from pipeline.stop_signals import IngestInterrupted
 
     stream_names = tuple(s.strip() for s in streams.split(",") if s.strip())
     recipe = schemas.Recipe(
@@ -304,7 +305,11 @@ def ingest(
         raise ValueError("--workers must be at least 1")
     if limit is not None and limit < 0:
         raise ValueError(f"--limit must be 0 or more, not {limit}")
-    result = _ingest_with_progress(dataset_root, options)
+    try:
+        result = _ingest_with_progress(dataset_root, options)
+    except IngestInterrupted as exc:  # cleaned up already: say what is kept, exit 128+signal
+        err.print(str(exc), highlight=False, soft_wrap=True)
+        raise typer.Exit(exc.exit_code) from None
     if as_json:
         out.print_json(json.dumps(result_dict(result)))
     else:
@@ -342,29 +347,34 @@ def _resolve_landmarks(asked: bool | None, mouth: bool, resume: Path | None) -> 
 
 
 def _ingest_with_progress(dataset_root: Path, options: IngestOptions) -> IngestResult:
-    """``run_ingest`` under a progress bar: clips done, rate and failures so far."""
+    """``run_ingest`` under a progress bar over every selected clip: a clip counts once
+    it is found current (skipped) or its task ends; the rate is of processed clips."""
     from pipeline.ingest import run_ingest
 
-    stats = TextColumn("{task.fields[rate]} {task.fields[failed]} failed")
+    stats = TextColumn(
+        "{task.fields[rate]} {task.fields[skipped]} skipped {task.fields[failed]} failed"
+    )
     with _progress(stats) as progress:
-        task = progress.add_task("ingest", total=None, failed=0, rate="")
+        task = progress.add_task("ingest", total=None, failed=0, skipped=0, rate="")
+        counts = {"processed": 0, "failed": 0, "skipped": 0}
         started = time.monotonic()
-        failed = 0
 
-        def on_start(todo: int, skipped: int) -> None:
-            if skipped:
-                err.print(f"{skipped} clips already in the store; processing {todo}")
-            progress.update(task, total=todo)
+        def on_start(clips: int) -> None:
+            progress.update(task, total=clips)
+
+        def on_skip(n: int) -> None:
+            counts["skipped"] += n
+            progress.update(task, advance=n, skipped=counts["skipped"])
 
         def on_progress(record: dict[str, Any]) -> None:
-            nonlocal failed
-            failed += record["status"] != schemas.STATUS_OK
-            progress.advance(task)
-            done = progress.tasks[0].completed
-            rate = done / max(time.monotonic() - started, 1e-9)
-            progress.update(task, failed=failed, rate=f"{rate:.2f} clips/s")
+            counts["processed"] += 1
+            counts["failed"] += record["status"] != schemas.STATUS_OK
+            rate = counts["processed"] / max(time.monotonic() - started, 1e-9)
+            progress.update(task, advance=1, failed=counts["failed"], rate=f"{rate:.2f} clips/s")
 
-        return run_ingest(dataset_root, options, on_progress=on_progress, on_start=on_start)
+        return run_ingest(
+            dataset_root, options, on_progress=on_progress, on_start=on_start, on_skip=on_skip
+        )
 
 
 def _parse_categories(values: list[str]) -> tuple[str, ...]:
@@ -571,12 +581,13 @@ def show(
 @app.command()
 @_user_errors
 def repair(store: StoreOption = None) -> None:
-    """Rebuild the store's manifest.parquet from the clips committed in clips/.
+    """Rebuild the store's manifest from the clips committed in clips/.
 
     Every committed clip carries its own manifest row, so a deleted or damaged
-    manifest loses nothing but failed rows (a rerun of ingest retries those).
+    manifest loses nothing but failed rows (a rerun of ingest retries those). The
+    rebuilt manifest is one compacted manifest.parquet (no fragments).
     """
-    from pipeline.ingest import repair_manifest
+    from pipeline.manifest_book import repair_manifest
 
     path = _store_path(store)
     result = repair_manifest(path)
@@ -589,6 +600,22 @@ def repair(store: StoreOption = None) -> None:
         markup=False,
         soft_wrap=True,
     )
+
+
+@app.command()
+@_user_errors
+def compact(store: StoreOption = None) -> None:
+    """Fold the manifest's fragments (manifest.d/) into manifest.parquet.
+
+    An ingest does this when it ends; run it after an ingest that was killed, or to
+    hand a store on as few files. Atomic: readers see the manifest before or after.
+    """
+    from pipeline.manifest_book import compact_store
+
+    path = _store_path(store)
+    folded = compact_store(path)
+    what = f"{folded} fragments folded into" if folded else "nothing to fold in"
+    out.print(f"manifest of {path}: {what} manifest.parquet", markup=False, soft_wrap=True)
 
 
 # --------------------------------------------------------------------------- split

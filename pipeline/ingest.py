@@ -31,21 +31,34 @@ With ``fsync`` (the default) every commit is durable: see :func:`schemas.write_c
 from __future__ import annotations
 
 import contextlib
+import itertools
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
 import schemas
 from pipeline import datasets
 from pipeline.datasets import ClipSource, ScanResult, Segments
-from pipeline.fingerprint import NotRegularFile, source_fingerprint, source_stat
+from pipeline.fingerprint import NotRegularFile
 from pipeline.lock import store_lock
+from pipeline.manifest_book import (  # noqa: F401  (moved; still importable from here)
+    LABEL_FIELDS,
+    ManifestBook,
+    RepairResult,
+    _labels_unchanged,
+    repair_manifest,
+)
+from pipeline.stop_signals import IngestInterrupted, StopSignals
+from pipeline.task_window import Tally, clips_to_do, drive
 from schemas import STATUS_FAILED, STATUS_OK, Recipe
+
+if TYPE_CHECKING:
+    from pipeline.ray_runtime import RayStart
 
 #: Ray retries a task whose worker process died this many times.
 TASK_RETRIES = 3
@@ -273,14 +286,74 @@ def run_ingest(
     root: Path,
     options: IngestOptions,
     on_progress: Callable[[dict[str, Any]], None] | None = None,
-    on_start: Callable[[int, int], None] | None = None,
+    on_start: Callable[[int], None] | None = None,
+    on_skip: Callable[[int], None] | None = None,
 ) -> IngestResult:
     """Scan ``root``, process every clip not yet committed, write the manifest.
 
-    ``on_start(to_process, skipped)`` is called once before the first task,
-    ``on_progress(record)`` after every finished clip.
+    Ray starts in the background while the dataset is scanned; clips are then
+    skip-checked and submitted a few at a time (:mod:`pipeline.task_window`), so the
+    first task starts before the last clip is checked. ``on_start(clips)`` is called
+    once after the scan with the number of clips selected; then, as clips are
+    decided, ``on_skip(n)`` for ``n`` more clips already current in the store and
+    ``on_progress(record)`` after every finished clip (skipped + finished = clips
+    at the end of a complete run).
+
+    On SIGINT or SIGTERM (when called from the main thread) it stops submitting,
+    cancels running tasks (their clips stay to do: no record), writes the manifest,
+    releases the store's lock and shuts Ray down, then raises
+    :class:`~pipeline.stop_signals.IngestInterrupted` (a ``KeyboardInterrupt``
+    carrying the signal and the clips this run committed); a second signal while it
+    stops raises at once.
     """
+    from pipeline.ray_runtime import ray_background
+
     started = time.perf_counter()
+    _check_options(options)
+    store = options.store.resolve()
+    # Refuse a store that is not ours before anything (the lock file included) is
+    # written into it; create_store checks again under the lock.
+    schemas.check_store_target(store, overwrite=options.overwrite)
+    dataset = options.dataset if options.dataset is not None else datasets.detect(root)
+    tally = Tally()
+    try:
+        with (
+            StopSignals() as signals,
+            ray_background(options.address, options.workers) as ray_start,
+        ):
+            scan = datasets.scan(root, dataset)  # Ray starts meanwhile
+            signals.reinstall()  # if Ray is up by now, it took SIGTERM: take it back
+            clips = select_clips(scan, options.categories, options.limit)
+            if on_start:
+                on_start(len(clips))
+            with store_lock(store):
+                schemas.create_store(store, options.recipe, overwrite=options.overwrite)
+                schemas.sweep_staging(store)  # leftovers of killed tasks; ours is the only lock
+                book = ManifestBook(store, options.recipe.hash(), durable=options.fsync)
+                with signals.deferred():
+                    stopped = _run_tasks(
+                        scan.root, store, clips, options, book, ray_start, signals, tally,
+                        _Callbacks(on_progress, on_skip),
+                    )  # fmt: skip
+                    manifest = book.flush(final=True)
+                if stopped:
+                    signals.check(tally.ok)
+    except IngestInterrupted as exc:
+        exc.committed = tally.ok  # also when a second signal cut the cleanup short
+        raise
+    return IngestResult(
+        scan=scan,
+        submitted=tally.submitted,
+        skipped=tally.skipped,
+        ok=tally.ok,
+        failed=tally.failed,
+        elapsed_s=time.perf_counter() - started,
+        manifest=manifest,
+    )
+
+
+def _check_options(options: IngestOptions) -> None:
+    """Refuse bad options (ValueError, one line) before anything starts."""
     if options.limit is not None and options.limit < 0:
         raise ValueError(f"--limit must be 0 or more, not {options.limit}")
     if options.recipe.landmarks:
@@ -288,220 +361,80 @@ def run_ingest(
 
         if not landmarks_available():  # refuse before any task would fail on it
             raise ValueError(MISSING_PREDICTOR)
-    store = options.store.resolve()
-    # Refuse a store that is not ours before anything (the lock file included) is
-    # written into it; create_store checks again under the lock.
-    schemas.check_store_target(store, overwrite=options.overwrite)
-    scan = datasets.scan(root, options.dataset)
-    clips = select_clips(scan, options.categories, options.limit)
-    with store_lock(store):
-        schemas.create_store(store, options.recipe, overwrite=options.overwrite)
-        schemas.sweep_staging(store)  # leftovers of killed tasks; we hold the only write lock
-        book = ManifestBook(store, options.recipe.hash(), durable=options.fsync)
-        todo = [
-            clip
-            for clip in clips
-            if not book.is_current(clip, scan.root / clip.path, verify=options.verify)
-        ]
-        if on_start:
-            on_start(len(todo), len(clips) - len(todo))
-        if todo:
-            _run_tasks(scan.root, store, todo, options, book, on_progress)
-        manifest = book.flush(final=True)
-    ok = sum(1 for r in book.session if r["status"] == STATUS_OK)
-    return IngestResult(
-        scan=scan,
-        submitted=len(todo),
-        skipped=len(clips) - len(todo),
-        ok=ok,
-        failed=len(book.session) - ok,
-        elapsed_s=time.perf_counter() - started,
-        manifest=manifest,
-    )
+
+
+@dataclass
+class _Callbacks:
+    on_progress: Callable[[dict[str, Any]], None] | None = None
+    on_skip: Callable[[int], None] | None = None
 
 
 def _run_tasks(
     dataset: Path,
     store: Path,
-    todo: list[ClipSource],
+    clips: list[ClipSource],
     options: IngestOptions,
     book: ManifestBook,
-    on_progress: Callable[[dict[str, Any]], None] | None,
-) -> None:
+    ray_start: RayStart,
+    signals: StopSignals,
+    tally: Tally,
+    callbacks: _Callbacks,
+) -> bool:
+    """Skip-check, submit and book ``clips`` in a bounded window; True if a signal stopped it.
+
+    Waits for Ray only once the first clip to do is found (a rerun with nothing to
+    do submits nothing). At most ``2 x CPUs`` tasks are in flight.
+    """
     import ray
 
-    from pipeline.ray_runtime import ray_session
+    def stopping() -> bool:
+        return signals.stopping
 
-    recipe_dict = options.recipe.to_dict()
-    with ray_session(options.address, options.workers) as cpus:
-        task = ray.remote(num_cpus=1, max_retries=TASK_RETRIES, retry_exceptions=False)(
-            process_clip
-        )
-        max_in_flight = max(2, 2 * cpus)  # keeps every worker busy, bounds driver memory
-        pending: dict[Any, ClipSource] = {}
-        queue = list(reversed(todo))
-        last_flush = time.monotonic()
-        while queue or pending:
-            while queue and len(pending) < max_in_flight:
-                clip = queue.pop()
-                source = str(dataset / clip.path)
-                ref = task.remote(source, str(store), clip, recipe_dict, options.fsync)
-                pending[ref] = clip
-            done, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
-            for ref in done:
-                clip = pending.pop(ref)
-                try:
-                    record = ray.get(ref)
-                except ray.exceptions.RayError as exc:
-                    record = base_record(clip, "", options.recipe.hash())
-                    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-                    record["error"] = (
-                        f"worker died {TASK_RETRIES + 1} times: {type(exc).__name__} {reason}"
-                    )[:500]
-                book.add(record)
-                if on_progress:
-                    on_progress(record)
-            if time.monotonic() - last_flush > 2.0:
-                book.flush()
-                last_flush = time.monotonic()
+    def is_current(clip: ClipSource) -> bool:
+        return book.is_current(clip, dataset / clip.path, verify=options.verify)
 
+    todo = clips_to_do(clips, is_current, tally, callbacks.on_skip, stopping)
+    first = next(todo, None)
+    if first is None:
+        return stopping()
+    cpus = ray_start.cpus()
+    signals.reinstall()  # Ray's start replaced the SIGTERM handler
+    task = ray.remote(num_cpus=1, max_retries=TASK_RETRIES, retry_exceptions=False)(process_clip)
+    recipe_dict, recipe_hash = options.recipe.to_dict(), options.recipe.hash()
 
-#: The record fields a clip's labels live in; a change of any of them redoes the clip.
-LABEL_FIELDS = (
-    "category",
-    "audio_label",
-    "video_label",
-    "label",
-    "labelled",
-    "fake_segments",
-    "audio_fake_segments",
-    "video_fake_segments",
-)
+    def submit(clip: ClipSource) -> Any:
+        tally.submitted += 1
+        return task.remote(str(dataset / clip.path), str(store), clip, recipe_dict, options.fsync)
 
+    def add(record: dict[str, Any]) -> None:
+        book.add(record)
+        tally.count(record)
+        if callbacks.on_progress:
+            callbacks.on_progress(record)
 
-def _labels_unchanged(record: dict[str, Any], clip: ClipSource) -> bool:
-    """Whether the labels a committed record holds are those the scan gives ``clip`` now
-    (fields the record lacks, written before they existed, are not compared)."""
-    now = base_record(clip, "", "")
-    return all(record[key] == now[key] for key in LABEL_FIELDS if key in record)
-
-
-class ManifestBook:
-    """The driver's view of the manifest while a run goes on.
-
-    ok rows come from committed clip records only; failed rows from this run's
-    failures, plus older failures of clips this run did not touch.
-    """
-
-    def __init__(self, store: Path, recipe_hash: str, *, durable: bool = True) -> None:
-        self.store = store
-        self.recipe_hash = recipe_hash
-        self.durable = durable
-        self.unreadable = False  # the manifest on disk could not be read (see repair)
-        self.committed = {r["clip_id"]: r for r in schemas.committed_records(store)}
-        self.failed: dict[str, dict[str, Any]] = {}
-        self.session: list[dict[str, Any]] = []
-        try:
-            self.written: pa.Table | None = schemas.read_manifest(store)
-        except schemas.StoreError:
-            self.written = None
-            self.unreadable = (store / schemas.layout.MANIFEST_FILE).exists()
-        previous = self.written.to_pylist() if self.written is not None else []
-        for row in previous:
-            if row["status"] == STATUS_FAILED and row["clip_id"] not in self.committed:
-                self.failed[row["clip_id"]] = row
-
-    def is_current(self, clip: ClipSource, source: Path, *, verify: bool = False) -> bool:
-        """Whether the committed clip was made from ``source`` as it is now, same recipe,
-        with the labels the scan gives it now.
-
-        Compares size and mtime (``stat``, no byte read); with ``verify`` also the
-        content fingerprint. A missing or non-regular source is never current: its
-        task fails it with the reason. (Records of stores older than these fields are
-        never compared: such stores are refused by their recipe's pipeline_version.)
-        Labels are compared only where the record has them: a clip committed before a
-        label field existed is not redone for its absence.
-        """
-        record = self.committed.get(clip.clip_id)
-        if record is None or record.get("recipe_hash") != self.recipe_hash:
-            return False
-        if not _labels_unchanged(record, clip):
-            return False  # its stored frame labels (and manifest row) would be stale
-        try:
-            info = source_stat(source)
-            recorded = (record.get("source_size"), record.get("source_mtime_ns"))
-            if recorded != (info.st_size, info.st_mtime_ns):
-                return False
-            if verify:
-                return source_fingerprint(source) == record.get("source_fingerprint")
-        except OSError:  # NotRegularFile included
-            return False
-        return True
-
-    def add(self, record: dict[str, Any]) -> None:
-        self.session.append(record)
-        clip_id = record["clip_id"]
-        if record["status"] == STATUS_OK:
-            self.committed[clip_id] = record
-            self.failed.pop(clip_id, None)
-        else:
-            # A clip that failed now must not stay visible from an older commit.
-            if clip_id in self.committed:
-                schemas.remove_clip(self.store, clip_id, durable=self.durable)
-                del self.committed[clip_id]
-            self.failed[clip_id] = record
-
-    def table(self) -> pa.Table:
-        rows = {**self.failed, **self.committed}
-        ordered = [rows[k] for k in sorted(rows)]
-        return schemas.rows_to_table(ordered, schemas.MANIFEST_SCHEMA)
-
-    def flush(self, *, final: bool = False) -> pa.Table:
-        """Rewrite ``manifest.parquet`` if its content changed (a no-op rerun changes no byte).
-
-        A periodic flush that cannot write (disk full) is retried at the next one, since
-        committed clips are safe without it; the ``final`` one raises ``StoreError``.
-        """
-        table = self.table()
-        if self.written is None or not table.equals(self.written):
-            try:
-                schemas.write_manifest(self.store, table, durable=self.durable)
-            except schemas.StoreError:
-                if final:
-                    raise
-                return table
-            self.written = table
-        return table
-
-
-@dataclass
-class RepairResult:
-    committed: int  # ok rows, one per committed clip
-    failed_kept: int  # failed rows kept from the old manifest
-    rewritten: bool  # False when the manifest already said exactly this
-    old_unreadable: bool  # the old manifest was missing or unreadable (its failed rows are lost)
-
-
-def repair_manifest(store: Path) -> RepairResult:
-    """Rebuild ``manifest.parquet`` from the records committed in ``clips/``.
-
-    The ok rows are exactly the committed records (what an ingest would write);
-    failed rows are kept from the old manifest when it is readable, else lost
-    (a rerun of ingest retries those clips anyway). Takes the store's write lock.
-    """
-    store = store.resolve()
-    info = schemas.open_store(store)
-    with store_lock(store):
-        schemas.sweep_staging(store)
-        book = ManifestBook(store, info.recipe.hash())
-        before = book.written
-        table = book.flush(final=True)
-    return RepairResult(
-        committed=len(book.committed),
-        failed_kept=len(book.failed),
-        rewritten=before is None or not table.equals(before),
-        old_unreadable=before is None,
+    return drive(
+        itertools.chain([first], todo),
+        submit,
+        lambda ref, clip: _task_record(ref, clip, recipe_hash),
+        add,
+        size=max(2, 2 * cpus),  # keeps every worker busy, bounds driver memory
+        stopping=stopping,
+        flush=book.flush,
     )
+
+
+def _task_record(ref: Any, clip: ClipSource, recipe_hash: str) -> dict[str, Any]:
+    """The record a finished task returned; a failed one if its worker died every try."""
+    import ray
+
+    try:
+        record: dict[str, Any] = ray.get(ref)
+    except ray.exceptions.RayError as exc:
+        record = base_record(clip, "", recipe_hash)
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        error = f"worker died {TASK_RETRIES + 1} times: {type(exc).__name__} {reason}"
+        record["error"] = error[:500]
+    return record
 
 
 # --------------------------------------------------------------------------- summary

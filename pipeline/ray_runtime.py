@@ -6,6 +6,9 @@ The embedded instance is quiet (no dashboard, no worker logs on the console)
 and sized to the machine or to ``--workers``. Its session files (sockets, logs,
 spilled objects) go to a temporary directory of its own that is deleted when it
 shuts down, so an ingest leaves nothing behind in ``/tmp/ray``.
+
+:func:`ray_background` starts it in a thread, so that the driver scans the dataset
+meanwhile (starting Ray takes seconds, most of a small ingest).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -30,43 +34,119 @@ def resolve_address(address: str | None) -> str | None:
 @contextlib.contextmanager
 def ray_session(address: str | None, workers: int | None) -> Iterator[int]:
     """Yield the number of CPUs Ray offers to tasks; shut down what we started."""
-    import ray
+    with ray_background(address, workers) as starting:
+        yield starting.cpus()
 
-    address = resolve_address(address)
-    already = ray.is_initialized()
-    temp_dir = None
-    if not already:
+
+@contextlib.contextmanager
+def ray_background(address: str | None, workers: int | None) -> Iterator[RayStart]:
+    """Start Ray in a background thread now; yield the :class:`RayStart` to wait on.
+
+    The caller does its own work (the scan) while Ray starts. On the way out,
+    whatever happened, a Ray this started is shut down (with tasks still running:
+    their workers die with the node), and its temporary directory deleted.
+    """
+    starting = RayStart(address, workers)
+    try:
+        yield starting
+    finally:
+        starting.close()
+
+
+class RayStart:
+    """``ray.init`` issued in a thread of its own, so the driver need not wait for it.
+
+    :meth:`cpus` blocks until Ray is up (re-raising what ``ray.init`` raised) and
+    returns the CPUs tasks may use; :meth:`close` shuts down what was started.
+
+    The thread lives until :meth:`close`: Ray's node processes are started from it
+    with a parent-death signal, which Linux sends when the starting *thread* ends.
+    """
+
+    def __init__(self, address: str | None, workers: int | None) -> None:
+        import ray
+
+        self.address = resolve_address(address)
+        self.workers = workers
+        self.already = ray.is_initialized()  # a caller's own Ray is left running
+        self.temp_dir: str | None = None
+        self.error: BaseException | None = None
+        self.ready = threading.Event()
+        self.release = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="ray-init", daemon=True)
+        if self.already:
+            self.ready.set()
+        else:
+            self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._init()
+        except BaseException as exc:  # handed to the thread that waits on it
+            self.error = exc
+        self.ready.set()
+        self.release.wait()  # keep the node processes' parent thread alive
+
+    def _init(self) -> None:
+        import ray
+
         common: dict[str, Any] = dict(
             include_dashboard=False,
             logging_level=logging.ERROR,
             log_to_driver=False,
             configure_logging=True,
         )
-        if address:
-            ray.init(address=address, **common)
-        else:
-            cpus = workers or os.cpu_count() or 1
-            temp_dir = _private_temp_dir()
-            # Tasks return small records only; a small object store keeps the
-            # footprint low and avoids /dev/shm trouble in containers.
-            try:
+        # ray.init warns that it cannot set its SIGTERM handler off the main
+        # thread: the driver handles SIGTERM itself.
+        with _quiet(logging.getLogger("ray._private.worker")):
+            if self.address:
+                ray.init(address=self.address, **common)
+            else:
+                self.temp_dir = _private_temp_dir()
+                # Tasks return small records only; a small object store keeps
+                # the footprint low and avoids /dev/shm trouble in containers.
                 ray.init(
-                    num_cpus=cpus,
+                    num_cpus=self.workers or os.cpu_count() or 1,
                     object_store_memory=128 * 1024**2,
-                    _temp_dir=temp_dir,
+                    _temp_dir=self.temp_dir,
                     **common,
                 )
-            except BaseException:
-                shutil.rmtree(temp_dir, ignore_errors=True)
-                raise
-    try:
+
+    def cpus(self) -> int:
+        """Wait until Ray is up; the number of CPUs its tasks may use (``workers`` caps it)."""
+        import ray
+
+        self.ready.wait()
+        if self.error is not None:
+            raise self.error
         total = int(ray.cluster_resources().get("CPU", 1))
-        yield min(total, workers) if workers else total
-    finally:
-        if not already:
+        return min(total, self.workers) if self.workers else total
+
+    def close(self) -> None:
+        """Shut down the Ray this started (waiting for a start still under way first)."""
+        import ray
+
+        if self.already:
+            return
+        try:
+            self.ready.wait()  # ray.init cannot be interrupted; it is seconds at most
             ray.shutdown()
-        if temp_dir is not None:
-            shutil.rmtree(temp_dir, ignore_errors=True)
+        finally:
+            self.release.set()
+            self.thread.join()
+            if self.temp_dir is not None:
+                shutil.rmtree(self.temp_dir, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _quiet(logger: logging.Logger) -> Iterator[None]:
+    """Drop ``logger``'s warnings for the block (errors still show)."""
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _private_temp_dir() -> str:

@@ -38,6 +38,7 @@ from schemas.lifecycle import (
     is_store,
     open_store,
 )
+from schemas.manifest_store import compact_manifest, manifest_mode
 from schemas.readers import (
     CLIP_ARRAYS,
     ArraySpec,
@@ -100,6 +101,7 @@ __all__ = [
     "atomic_write",
     "check_store_target",
     "committed_records",
+    "compact_manifest",
     "create_store",
     "default_store_path",
     "fsync_path",
@@ -108,6 +110,7 @@ __all__ = [
     "labels_for",
     "list_splits",
     "load_array",
+    "manifest_mode",
     "open_clip",
     "open_raw_chunk",
     "open_store",

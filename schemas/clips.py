@@ -1,10 +1,11 @@
 """Writing a clip's tensors and manifest record, committing it atomically, listing commits.
 
-A clip is written under ``.staging/`` and renamed into ``clips/`` only when
+A clip is written under ``.staging/`` and renamed into its folder below ``clips/``
+(:func:`schemas.layout.clip_dir`, sharded or flat as the store was made) only when
 complete, so a crash never leaves a half clip that looks valid, and the clip's
-manifest row travels inside the same rename (the group attributes). The
-``manifest.parquet`` file is a consolidated view of those records plus the
-failures of the last run; it can always be rebuilt from ``clips/``.
+manifest row travels inside the same rename (the group attributes). The manifest is
+a consolidated view of those records plus the failures of the last run; it can always
+be rebuilt from ``clips/`` (:func:`committed_records`).
 """
 
 from __future__ import annotations
@@ -23,10 +24,14 @@ from schemas.layout import (
     AUDIO_CHANNELS,
     CLIPS_DIR,
     LABELS_DIR,
+    LAYOUT_FLAT,
     STAGING_DIR,
     StoreError,
+    check_name,
     clip_dir,
+    clip_layout,
     read_json,
+    shard_of,
 )
 from schemas.readers import FRAME_LABEL_NAMES
 from schemas.recipe import Recipe
@@ -70,8 +75,9 @@ def write_clip(
     written under ``labels/`` in the same commit (a clip-level dataset passes None and
     the clip has no ``labels/``). Safe with many writers on one store as long as each
     clip id has one writer: nothing is shared between clips. With ``durable`` the
-    chunk files and metadata are fsync'ed before the rename that commits them and
-    ``clips/`` after it, so a host crash cannot leave a committed half clip.
+    chunk files and metadata are fsync'ed before the rename that commits them, and
+    after it the clip's parent folder (and any shard folder the commit created), so a
+    host crash cannot leave a committed half clip.
     """
     import zarr
 
@@ -99,9 +105,12 @@ def write_clip(
         group.attrs["record"] = record
         if durable:
             fsync_tree(staging)
+        created = _make_parent_dirs(target.parent)
         _replace_dir(staging, target)
         if durable:
-            fsync_path(target.parent, directory=True)
+            fsync_path(target.parent, directory=True)  # the clip's entry
+            for folder in created:  # deepest first: each new folder's entry in its parent
+                fsync_path(folder.parent, directory=True)
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
@@ -176,10 +185,20 @@ def _check_extra(extra: dict[str, np.ndarray], num_frames: int, recipe: Recipe) 
             )
 
 
+#: Frames per chunk file of a compressed array: two seconds at 25 fps, the longest
+#: training window a preset uses (``paper``: 50; ``tiny``: 16), so that any window of
+#: up to 51 frames touches at most two chunks and the trainer decodes at most two
+#: (:mod:`trainer.zstd_rows`). It shapes files, not tensors, so it is not in the recipe:
+#: readers take each array's chunking from its ``zarr.json``, and stores written with
+#: one-second chunks (25 frames, before this) read as they are.
+ZSTD_CHUNK_FRAMES = 50
+
+
 def _chunks(shape: tuple[int, ...], layout: str) -> tuple[int, ...]:
     if layout == "raw":
         return tuple(shape)  # one chunk: the chunk file is the whole array, memmap-able
-    return (min(shape[0], 25), *shape[1:])  # one second of frames per compressed chunk
+    # Chunked along T only: a window's rows of a chunk are one contiguous byte range.
+    return (min(shape[0], ZSTD_CHUNK_FRAMES), *shape[1:])
 
 
 def _compressors(layout: str) -> Any:
@@ -190,15 +209,34 @@ def _compressors(layout: str) -> Any:
     return ZstdCodec(level=3)
 
 
+def _make_parent_dirs(folder: Path) -> list[Path]:
+    """Make ``folder`` (a clip's shard folder) and its missing parents; return the ones
+    that were missing, deepest first (one ``stat`` when it exists, as it mostly does).
+
+    Shard folders are never removed (a clip's removal leaves its folder), so another
+    writer cannot delete one between this and the rename; two writers making the same
+    one at once both succeed.
+    """
+    missing = []
+    current = folder
+    while not current.is_dir():  # stops at clips/, or at the store (it holds .staging/)
+        missing.append(current)
+        current = current.parent
+    for made in reversed(missing):
+        made.mkdir(exist_ok=True)
+    return missing
+
+
 def _replace_dir(src: Path, dst: Path) -> None:
-    """Rename ``src`` to ``dst``; an existing ``dst`` (a clip being redone) is replaced."""
+    """Rename ``src`` (in ``.staging/``) to ``dst``; an existing ``dst`` (a clip being
+    redone) is replaced, the old one moved into ``.staging/`` first."""
     try:
         os.rename(src, dst)
         return
     except OSError:
         if not dst.exists():
             raise
-    old = dst.parent.parent / STAGING_DIR / f"replaced.{dst.name}.{uuid.uuid4().hex}"
+    old = src.parent / f"replaced.{dst.name}.{uuid.uuid4().hex}"
     os.rename(dst, old)
     os.rename(src, dst)
     shutil.rmtree(old, ignore_errors=True)
@@ -219,9 +257,12 @@ def sweep_staging(store: str | Path) -> int:
 
 def read_clip_record(store: str | Path, clip_id: str) -> dict[str, Any] | None:
     """The manifest record committed with a clip, or None when it is not committed."""
-    path = clip_dir(store, clip_id) / "zarr.json"
+    return _record_at(clip_dir(store, clip_id), clip_id)
+
+
+def _record_at(folder: Path, clip_id: str) -> dict[str, Any] | None:
     try:
-        return read_json(path)["attributes"]["record"]
+        return read_json(folder / "zarr.json")["attributes"]["record"]
     except FileNotFoundError:
         return None
     except (KeyError, TypeError) as exc:
@@ -229,19 +270,51 @@ def read_clip_record(store: str | Path, clip_id: str) -> dict[str, Any] | None:
 
 
 def committed_records(store: str | Path) -> list[dict[str, Any]]:
-    """Records of every committed clip, sorted by clip id (the store's ground truth)."""
-    root = Path(store) / CLIPS_DIR
+    """Records of every committed clip, sorted by clip id (the store's ground truth).
+
+    Walks ``clips/`` in the store's layout (flat or sharded); a folder that
+    :func:`schemas.layout.clip_dir` would not find there (a sharded clip in the wrong
+    shard, a stray name) is not a committed clip and is skipped.
+    """
     records = []
-    for entry in sorted(os.scandir(root), key=lambda e: e.name):
-        if entry.is_dir() and not entry.name.startswith("."):
-            record = read_clip_record(store, entry.name)
-            if record is not None:
-                records.append(record)
+    for clip_id, folder in sorted(_clip_folders(Path(store))):
+        record = _record_at(folder, clip_id)
+        if record is not None:
+            records.append(record)
     return records
 
 
+def _clip_folders(store: Path) -> list[tuple[str, Path]]:
+    """``(clip_id, folder)`` of every clip folder below ``clips/``, in no order.
+
+    ``os.scandir`` reports an entry's type without a ``stat`` on common file systems,
+    so a sharded store of ``n`` clips costs 65 793 directory reads at most, not ``n``
+    stats.
+    """
+    root = store / CLIPS_DIR
+    if clip_layout(store) == LAYOUT_FLAT:
+        return [(check_name(clip_id, "clip id"), root / clip_id) for clip_id in _subdirs(root)]
+    found = []
+    for first in _subdirs(root):
+        for second in _subdirs(root / first):
+            leaf = root / first / second
+            for clip_id in _subdirs(leaf):
+                if shard_of(check_name(clip_id, "clip id")) == (first, second):
+                    found.append((clip_id, leaf / clip_id))
+    return found
+
+
+def _subdirs(folder: Path) -> list[str]:
+    """Names of the folders in ``folder`` that are not hidden (``zarr.json`` is a file)."""
+    with os.scandir(folder) as entries:
+        return [e.name for e in entries if not e.name.startswith(".") and e.is_dir()]
+
+
 def remove_clip(store: str | Path, clip_id: str, *, durable: bool = True) -> None:
-    """Uncommit a clip (rename away first, so readers never see a half-deleted clip)."""
+    """Uncommit a clip (rename away first, so readers never see a half-deleted clip).
+
+    Its shard folder stays, empty or not: a writer may be about to commit into it.
+    """
     target = clip_dir(store, clip_id)
     if target.exists():
         trash = Path(store) / STAGING_DIR / f"removed.{clip_id}.{uuid.uuid4().hex}"

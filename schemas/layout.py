@@ -1,10 +1,11 @@
 """Where things lie in a feature store, how they are named, and the store's error.
 
-Layout (format version 2)::
+Layout (format version 3)::
 
     <store>/
       zarr.json                 root Zarr v3 group; attributes["mscct"] = store metadata
-      clips/<clip_id>/          one Zarr group per committed clip
+      clips/<h0>/<h1>/<clip_id>/   one Zarr group per committed clip, h0 h1 = the
+                                first two byte pairs of sha256(clip_id) in hex
         zarr.json               attributes["record"] = the clip's manifest row
         video/                  (T, H, W, 3) uint8 face crops
         audio/                  (T, 104) float32 audio features, frame t <-> video frame t
@@ -15,25 +16,43 @@ Layout (format version 2)::
       splits/<name>.parquet     split tables, schema SPLIT_SCHEMA, parameters in metadata
       .staging/                 clips being written; never read
 
-Version 2 added ``labels/``; a version-1 store is a version-2 store without it and
-is read as one (:data:`READABLE_VERSIONS`).
+Version 2 added ``labels/``; version 3 shards ``clips/`` (root metadata
+``"clip_layout": "sharded"``) and keeps the manifest as fragments (``"manifest":
+"fragments"``). A version-1 or 2 store has neither key: its clips lie flat in
+``clips/<clip_id>/`` and stay so when clips are added to it (a store is never
+migrated); every older version is read as a subset of the current one
+(:data:`READABLE_VERSIONS`).
+
+Why two levels of 256: at 2 million clips a flat ``clips/`` would be one directory of
+2 M entries (every listing, lookup and ``rm`` of it slow on ext4, and worse on network
+file systems); sharded, ``clips/`` holds 256 folders, each of them 256, and each of
+those 65 536 leaves about 30 clips (2e6 / 65 536). The hash spreads any naming scheme
+evenly, and the path needs nothing but the clip id.
 
 The store is created and opened by :mod:`schemas.lifecycle`, its clips written and
 committed by :mod:`schemas.clips`, read by :mod:`schemas.readers`, and its tables
-written and read by :mod:`schemas.table_io`.
+written and read by :mod:`schemas.table_io`. :func:`clip_dir` and
+:func:`clip_parts` are the one way to a clip's folder, whatever the layout.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any
 
 FORMAT_NAME = "mscct-store"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 #: Format versions this software opens: every older one is a subset of the current.
-READABLE_VERSIONS = (1, 2)
+READABLE_VERSIONS = (1, 2, 3)
+#: Root metadata key naming how ``clips/`` is laid out; absent (versions 1 and 2) = flat.
+CLIP_LAYOUT_KEY = "clip_layout"
+LAYOUT_FLAT = "flat"  # clips/<clip_id>/
+LAYOUT_SHARDED = "sharded"  # clips/<h0>/<h1>/<clip_id>/ (new stores)
+CLIP_LAYOUTS = (LAYOUT_FLAT, LAYOUT_SHARDED)
 AUDIO_CHANNELS = 104
 
 MANIFEST_FILE = "manifest.parquet"
@@ -58,9 +77,90 @@ def check_name(name: str, what: str) -> str:
     return name
 
 
+def shard_of(clip_id: str) -> tuple[str, str]:
+    """The two shard folder names of a clip in a sharded store: byte pairs 0 and 1 of
+    ``sha256(clip_id)`` in lower-case hex."""
+    digest = hashlib.sha256(clip_id.encode()).hexdigest()
+    return digest[0:2], digest[2:4]
+
+
+# A store's layout is fixed when it is created and never changes while it exists, so
+# it is read once per process and store: clip paths are built per training item.
+_LAYOUT_OF_ROOT: dict[str, str] = {}  # resolved store path -> its clip layout
+_ROOT_OF_PATH: dict[str, str] = {}  # absolute store path as callers spell it -> resolved
+
+
+def clip_layout(store: str | Path) -> str:
+    """The store's clip layout, :data:`LAYOUT_FLAT` or :data:`LAYOUT_SHARDED`.
+
+    Read from the root ``zarr.json`` the first time a store is asked about, then
+    cached by its resolved path (:func:`forget_layout` drops it; ``create_store`` calls
+    that). A path that holds no store yet answers :data:`LAYOUT_SHARDED`, the layout a
+    new store gets, and is not cached. Once cached, an absolute path costs two dict
+    look-ups and no system call.
+
+    Raises:
+        StoreError: the root metadata is unreadable or names an unknown layout.
+    """
+    given = os.fspath(store)
+    if not os.path.isabs(given):
+        given = os.path.abspath(given)
+    root = _ROOT_OF_PATH.get(given)
+    layout = _LAYOUT_OF_ROOT.get(root) if root is not None else None
+    if layout is not None:
+        return layout
+    root = os.path.realpath(given)
+    layout = _LAYOUT_OF_ROOT.get(root)
+    if layout is None:
+        layout = _read_layout(root)
+        if layout is None:
+            return LAYOUT_SHARDED
+        _LAYOUT_OF_ROOT[root] = layout
+    _ROOT_OF_PATH[given] = root
+    return layout
+
+
+def _read_layout(root: str) -> str | None:
+    """The layout a store's root metadata records; None where there is no store."""
+    path = Path(root) / "zarr.json"
+    try:
+        meta = read_json(path)
+    except FileNotFoundError:
+        return None
+    attributes = meta.get("attributes") if isinstance(meta, dict) else None
+    mscct = attributes.get("mscct") if isinstance(attributes, dict) else None
+    if not isinstance(mscct, dict):
+        return None  # not one of ours: the caller's open_store says so
+    layout = mscct.get(CLIP_LAYOUT_KEY, LAYOUT_FLAT)
+    if layout not in CLIP_LAYOUTS:
+        raise StoreError(
+            f"store {root} has clip layout {layout!r}; this software reads "
+            f"{', '.join(CLIP_LAYOUTS)}"
+        )
+    return str(layout)
+
+
+def forget_layout(store: str | Path) -> None:
+    """Drop what :func:`clip_layout` cached for ``store`` (it is being emptied or made)."""
+    _LAYOUT_OF_ROOT.pop(os.path.realpath(os.fspath(store)), None)
+
+
+def clip_parts(store: str | Path, clip_id: str) -> tuple[str, ...]:
+    """The path components of a clip's folder below the store root:
+    ``("clips", h0, h1, clip_id)`` (sharded) or ``("clips", clip_id)`` (flat).
+
+    The id is checked first, so no component can leave ``clips/``.
+    """
+    check_name(clip_id, "clip id")
+    if clip_layout(store) == LAYOUT_FLAT:
+        return (CLIPS_DIR, clip_id)
+    return (CLIPS_DIR, *shard_of(clip_id), clip_id)
+
+
 def clip_dir(store: str | Path, clip_id: str) -> Path:
-    """The folder of a committed clip (the id checked, so it cannot leave ``clips/``)."""
-    return Path(store) / CLIPS_DIR / check_name(clip_id, "clip id")
+    """The folder of a committed clip (the id checked, so it cannot leave ``clips/``),
+    in the store's layout (:func:`clip_layout`)."""
+    return Path(store).joinpath(*clip_parts(store, clip_id))
 
 
 def read_json(path: Path) -> dict[str, Any]:

@@ -1,7 +1,9 @@
 """A store's life: create it, open it, check a ``--store`` target, empty it on overwrite.
 
 Only a directory carrying this project's store marker (:func:`is_store`), and
-holding nothing but what a store writes, is ever deleted.
+holding nothing but what a store writes, is ever deleted. A new store is made in the
+current format (sharded ``clips/``, manifest fragments); an existing one keeps the
+format it was made in.
 """
 
 from __future__ import annotations
@@ -15,15 +17,20 @@ from typing import Any
 
 from schemas.durable import write_json_atomic
 from schemas.layout import (
+    CLIP_LAYOUT_KEY,
+    CLIP_LAYOUTS,
     CLIPS_DIR,
     FORMAT_NAME,
     FORMAT_VERSION,
+    LAYOUT_FLAT,
+    LAYOUT_SHARDED,
     LOCK_FILE,
     MANIFEST_FILE,
     READABLE_VERSIONS,
     SPLITS_DIR,
     STAGING_DIR,
     StoreError,
+    forget_layout,
     os_reason,
     read_json,
 )
@@ -40,6 +47,11 @@ class StoreInfo:
     software_version: str
     extra: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def clip_layout(self) -> str:
+        """``"sharded"`` (version 3) or ``"flat"`` (versions 1 and 2)."""
+        return str(self.extra.get(CLIP_LAYOUT_KEY, LAYOUT_FLAT))
+
 
 def default_store_path() -> Path:
     """``$MSCCT_STORE`` if set, else ``./mscct-store``."""
@@ -52,10 +64,12 @@ def create_store(path: str | Path, recipe: Recipe, *, overwrite: bool = False) -
     With ``overwrite`` an existing store at ``path`` is emptied first: only a
     directory carrying this project's store marker, and holding nothing but what a
     store writes, is ever deleted (:func:`check_store_target`). A store made with
-    another recipe is refused: its tensors would not be comparable.
+    another recipe is refused: its tensors would not be comparable. An existing store
+    keeps its format version and clip layout (a version-2 store stays flat).
     """
     store = Path(path)
     check_store_target(store, overwrite=overwrite)
+    forget_layout(store)  # what was cached for this path may be about to change
     try:
         if overwrite and is_store(store):
             _wipe(store)
@@ -72,11 +86,15 @@ def create_store(path: str | Path, recipe: Recipe, *, overwrite: bool = False) -
             "format_version": FORMAT_VERSION,
             "recipe": recipe.to_dict(),
             "software_version": software_version(),
+            CLIP_LAYOUT_KEY: LAYOUT_SHARDED,
+            "manifest": "fragments",  # read by schemas.manifest_mode
         }
         write_json_atomic(store / CLIPS_DIR / "zarr.json", _group_json({}))
         write_json_atomic(_root_meta_path(store), _group_json({"mscct": meta}))
     except OSError as exc:
         raise StoreError(f"cannot write store {store}: {os_reason(exc)}") from None
+    finally:
+        forget_layout(store)  # a wiped or new store: learn its layout afresh
     return open_store(store)
 
 
@@ -103,6 +121,8 @@ def is_store(path: str | Path) -> bool:
 def _written_by_store(name: str) -> bool:
     """Whether a root entry is one a store writes (and so may delete)."""
     if name in (CLIPS_DIR, SPLITS_DIR, STAGING_DIR, MANIFEST_FILE, "zarr.json", LOCK_FILE):
+        return True
+    if name == "manifest.d":  # schemas.manifest_store.MANIFEST_DIR (which imports this module)
         return True
     # Temporary files of an interrupted atomic write (see schemas.durable.atomic_write).
     return name.endswith(".tmp") and name.startswith((f".{MANIFEST_FILE}.", ".zarr.json."))
@@ -176,6 +196,11 @@ def open_store(path: str | Path, *, recipe: Recipe | None = None) -> StoreInfo:
         readable = ", ".join(str(v) for v in READABLE_VERSIONS)
         raise StoreError(
             f"store {store} has format version {version}; this software reads versions {readable}"
+        )
+    if meta.get(CLIP_LAYOUT_KEY, LAYOUT_FLAT) not in CLIP_LAYOUTS:
+        raise StoreError(
+            f"store {store} has clip layout {meta[CLIP_LAYOUT_KEY]!r}; this software reads "
+            f"{', '.join(CLIP_LAYOUTS)}"
         )
     if "recipe" not in meta:
         raise StoreError(

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from schemas.layout import CLIPS_DIR, LABELS_DIR, StoreError, check_name, clip_dir, read_json
+from schemas.layout import LABELS_DIR, StoreError, clip_dir, clip_parts, read_json
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ def array_spec(store: str | Path, clip_id: str, name: str) -> ArraySpec:
     """Where one array of a committed clip lies; ``name`` may name a nested array
     (``labels/fake``)."""
     path = clip_dir(store, clip_id) / name
-    _refuse_links(store, clip_id, (CLIPS_DIR, clip_id, *name.split("/")))
+    _refuse_links(store, clip_id, (*clip_parts(store, clip_id), *name.split("/")))
     try:
         meta = read_json(path / "zarr.json")
     except FileNotFoundError:
@@ -61,11 +61,12 @@ def array_spec(store: str | Path, clip_id: str, name: str) -> ArraySpec:
 def raw_chunk_path(store_root: str, clip_id: str, name: str, ndim: int) -> str:
     """Path of the single chunk file of a raw-layout tensor with ``ndim`` dimensions.
 
-    Built from strings (readers call this per training item); the clip id is checked
+    Built from strings (readers call this per training item), in the store's layout
+    (cached per store, see :func:`schemas.layout.clip_layout`); the clip id is checked
     so that a manifest cannot steer it outside ``clips/``.
     """
-    check_name(clip_id, "clip id")
-    return f"{store_root}/{CLIPS_DIR}/{clip_id}/{name}/c/{'/'.join('0' * ndim)}"
+    folder = "/".join(clip_parts(store_root, clip_id))
+    return f"{store_root}/{folder}/{name}/c/{'/'.join('0' * ndim)}"
 
 
 def open_raw_chunk(store_root: str, clip_id: str, name: str, ndim: int) -> tuple[int, str]:
@@ -89,7 +90,8 @@ def open_raw_chunk(store_root: str, clip_id: str, name: str, ndim: int) -> tuple
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
         if _opened_path(fd) != path:
-            _refuse_links(store_root, clip_id, (CLIPS_DIR, clip_id, name, "c", *("0" * ndim)))
+            parts = (*clip_parts(store_root, clip_id), name, "c", *("0" * ndim))
+            _refuse_links(store_root, clip_id, parts)
     except BaseException:
         os.close(fd)
         raise
@@ -165,7 +167,7 @@ def open_stream(store: str | Path, clip_id: str, name: str) -> np.ndarray | None
     if name not in CLIP_ARRAYS:
         raise ValueError(f"unknown clip array {name!r}; one of {', '.join(CLIP_ARRAYS)}")
     folder = clip_dir(store, clip_id)
-    _refuse_links(store, clip_id, (CLIPS_DIR, clip_id))
+    _refuse_links(store, clip_id, clip_parts(store, clip_id))
     if not (folder / "zarr.json").is_file():
         raise StoreError(f"clip {clip_id!r} is not in store {store}")
     if not (folder / name / "zarr.json").exists():
@@ -191,7 +193,7 @@ def read_frame_labels(store: str | Path, clip_id: str) -> dict[str, np.ndarray] 
             labels do not match its frames.
     """
     folder = clip_dir(store, clip_id)
-    _refuse_links(store, clip_id, (CLIPS_DIR, clip_id, LABELS_DIR))
+    _refuse_links(store, clip_id, (*clip_parts(store, clip_id), LABELS_DIR))
     if not (folder / "zarr.json").is_file():
         raise StoreError(f"clip {clip_id!r} is not in store {store}")
     if not (folder / LABELS_DIR / "zarr.json").is_file():

@@ -1,7 +1,8 @@
 """Reading and writing a store's tables: the manifest, the split tables, the fingerprint.
 
 Every table is validated against its schema (:mod:`schemas.tables`) on the way in
-and out, and replaced atomically.
+and out, and replaced atomically. How the manifest lies on disk (a base file and
+fragments) is :mod:`schemas.manifest_store`'s business.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import pyarrow.parquet as pq
 
 from schemas.durable import atomic_write
 from schemas.layout import (
-    MANIFEST_FILE,
     SPLIT_PARAMS_KEY,
     SPLITS_DIR,
     StoreError,
@@ -25,39 +25,34 @@ from schemas.layout import (
     os_reason,
 )
 from schemas.lifecycle import open_store
+from schemas.manifest_store import read_merged, replace_manifest
 from schemas.tables import (
     SPLIT_SCHEMA,
     STATUS_OK,
     SchemaError,
-    validate_manifest,
     validate_table,
 )
 
 
 def write_manifest(store: str | Path, table: pa.Table, *, durable: bool = True) -> None:
-    """Validate and atomically (and, with ``durable``, durably) replace ``manifest.parquet``.
+    """Validate ``table`` and make it the whole manifest, atomically (durably with ``durable``).
 
-    Raises :class:`StoreError` (one line) when the file cannot be written (disk full,
-    no free inodes, read-only): committed clips stay, and ``mscct-pipeline repair``
-    rebuilds the manifest from them.
+    In a fragments store the base is replaced and every fragment folded away
+    (:func:`schemas.manifest_store.replace_manifest`). Raises :class:`StoreError` (one
+    line) when the file cannot be written (disk full, no free inodes, read-only):
+    committed clips stay, and ``mscct-pipeline repair`` rebuilds the manifest from them.
     """
-    table = validate_manifest(table, "manifest")
-    try:
-        _write_parquet_atomic(Path(store) / MANIFEST_FILE, table, durable=durable)
-    except OSError as exc:
-        raise StoreError(
-            f"cannot write the manifest of store {store}: {os_reason(exc)} (the committed "
-            "clips are safe; `mscct-pipeline repair` rebuilds the manifest once it can be written)"
-        ) from None
+    replace_manifest(store, table, durable=durable)
 
 
 def read_manifest(store: str | Path) -> pa.Table:
-    """The store's manifest: one row per clip, schema ``MANIFEST_SCHEMA``."""
+    """The store's manifest: one row per clip, sorted by clip id, schema ``MANIFEST_SCHEMA``.
+
+    The base file and the fragments written since its last compaction, read as one
+    table (a later row of a clip replaces an earlier one); see :mod:`schemas.manifest_store`.
+    """
     open_store(store)
-    path = Path(store) / MANIFEST_FILE
-    if not path.exists():
-        raise StoreError(f"store {store} has no manifest yet (run `mscct-pipeline ingest`)")
-    return validate_manifest(_read_parquet(path), f"manifest of {store}")
+    return read_merged(store)
 
 
 def write_split(

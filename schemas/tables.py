@@ -51,6 +51,9 @@ MANIFEST_SCHEMA = pa.schema(
         pa.field("landmark_jitter", pa.float32()),  # mean per-frame point motion, crop px
         pa.field("shot_cuts", pa.int32()),  # jumps of the detected face box (cuts, track switches)
         pa.field("source_fingerprint", pa.string(), nullable=False),
+        # The source's size and mtime when it was decoded: what a rerun compares (format 3).
+        pa.field("source_size", pa.int64()),
+        pa.field("source_mtime_ns", pa.int64()),
         pa.field("recipe_hash", pa.string(), nullable=False),
         pa.field("status", pa.string(), nullable=False),  # ok | failed
         pa.field("error", pa.string()),  # reason when failed, else empty
@@ -101,6 +104,8 @@ LATER_COLUMNS = frozenset(
         "fake_segments",
         "audio_fake_segments",
         "video_fake_segments",
+        "source_size",
+        "source_mtime_ns",
     }
 )
 

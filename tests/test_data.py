@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 import schemas
 import trainer.reader as reader
+from schemas.layout import clip_dir
 from trainer.augment import gather_batch, gather_per_window, shift_flip, source_maps
 from trainer.data import (
     ClipInfo,
@@ -584,13 +585,13 @@ def test_audio_stats_match_a_float64_computation() -> None:
 
 def test_a_truncated_or_linked_tensor_is_refused(tmp_path: Path) -> None:
     clips = build_store(tmp_path / "s", [20, 20, 20], with_split=False)
-    chunk = tmp_path / "s" / "clips" / "c0001" / "audio" / "c" / "0" / "0"
+    chunk = clip_dir(tmp_path / "s", "c0001") / "audio" / "c" / "0" / "0"
     chunk.write_bytes(chunk.read_bytes()[:-4])
     ds = WindowDataset(tmp_path / "s", clips, 8, train=False)
     ds[0]
     with pytest.raises(schemas.StoreError, match="clip c0001 .* damaged: its audio chunk holds"):
         ds[ds.windows.index((1, 0))]
-    clip = tmp_path / "s" / "clips" / "c0002"
+    clip = clip_dir(tmp_path / "s", "c0002")
     clip.rename(tmp_path / "elsewhere")
     clip.symlink_to(tmp_path / "elsewhere")
     with pytest.raises(schemas.StoreError, match="links outside the store"):

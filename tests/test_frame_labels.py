@@ -7,19 +7,16 @@ import os
 import shutil
 import subprocess
 import sys
-import tarfile
-from io import BytesIO
 from pathlib import Path
 
 import numpy as np
 import pytest
+from old_schemas import schemas_of_format
 
 import schemas
 from pipeline.datasets import ClipSource
 from pipeline.frame_labels import clip_frame_labels, segment_frame_labels
-from schemas.layout import STAGING_DIR
-
-REPO = Path(__file__).resolve().parents[1]
+from schemas.layout import STAGING_DIR, clip_dir
 
 
 def _tensors(t: int, size: int = 16) -> tuple[np.ndarray, np.ndarray]:
@@ -137,7 +134,7 @@ def test_frame_labels_round_trip(tmp_path: Path, layout: str) -> None:
     recipe = schemas.Recipe(crop_size=16, layout=layout)
     store = tmp_path / "store"
     schemas.create_store(store, recipe)
-    assert schemas.open_store(store).format_version == schemas.FORMAT_VERSION == 2
+    assert schemas.open_store(store).format_version == schemas.FORMAT_VERSION == 3
     video, audio = _tensors(30)
     labels = _labels(30)
     schemas.write_clip(store, "seg", video, audio, {"clip_id": "seg"}, recipe, frame_labels=labels)
@@ -147,9 +144,9 @@ def test_frame_labels_round_trip(tmp_path: Path, layout: str) -> None:
     for name, data in labels.items():
         assert got[name].dtype == np.uint8 and got[name].shape == (30,)
         np.testing.assert_array_equal(got[name], data)
-    assert (store / "clips" / "seg" / "labels" / "fake" / "zarr.json").is_file()
+    assert (clip_dir(store, "seg") / "labels" / "fake" / "zarr.json").is_file()
     assert schemas.read_frame_labels(store, "plain") is None
-    assert not (store / "clips" / "plain" / "labels").exists()
+    assert not (clip_dir(store, "plain") / "labels").exists()
     with pytest.raises(schemas.StoreError, match="not in store"):
         schemas.read_frame_labels(store, "absent")
 
@@ -173,7 +170,7 @@ def test_bad_frame_labels_are_refused_and_nothing_is_written(
     with pytest.raises(ValueError, match=message):
         schemas.write_clip(store, "c", video, audio, {}, recipe, frame_labels=labels)
     assert schemas.read_clip_record(store, "c") is None
-    assert not (store / "clips" / "c").exists()
+    assert not clip_dir(store, "c").exists()
     assert not any((store / STAGING_DIR).iterdir())
 
 
@@ -197,7 +194,7 @@ def test_labels_are_never_visible_without_their_clip(
     assert seen == [
         ["labels/audio_fake/zarr.json", "labels/fake/zarr.json", "labels/video_fake/zarr.json"]
     ]
-    assert not (store / "clips" / "c").exists()
+    assert not clip_dir(store, "c").exists()
     assert not any((store / STAGING_DIR).iterdir())
     with pytest.raises(schemas.StoreError, match="not in store"):
         schemas.read_frame_labels(store, "c")
@@ -209,7 +206,7 @@ def test_labels_are_never_visible_without_their_clip(
 def test_labels_through_a_link_are_refused(store: Path, recipe: schemas.Recipe) -> None:
     video, audio = _tensors(5)
     schemas.write_clip(store, "c", video, audio, {}, recipe, frame_labels=_labels(5))
-    labels = store / "clips" / "c" / "labels"
+    labels = clip_dir(store, "c") / "labels"
     outside = store.parent / "outside_labels"
     shutil.move(labels, outside)
     labels.symlink_to(outside)
@@ -253,34 +250,8 @@ schemas.write_manifest(sys.argv[1], schemas.rows_to_table([row], schemas.MANIFES
 """
 
 
-def _old_schemas(dest: Path) -> Path:
-    """The ``schemas`` package as the repository's last commit has it, extracted under ``dest``."""
-    if shutil.which("git") is None or not (REPO / ".git").exists():
-        pytest.skip("needs the git checkout to read the committed schemas package")
-    proc = subprocess.run(
-        ["git", "-C", str(REPO), "archive", "--format=tar", "HEAD", "schemas"],
-        capture_output=True,
-        check=False,
-    )
-    if proc.returncode != 0:
-        pytest.skip(f"git archive failed: {proc.stderr.decode(errors='replace').strip()}")
-    with tarfile.open(fileobj=BytesIO(proc.stdout)) as archive:
-        archive.extractall(dest, filter="data")
-    return dest
-
-
-def test_a_store_written_by_the_previous_format_reads(tmp_path: Path) -> None:
-    old = _old_schemas(tmp_path / "old_code")
-    version = subprocess.run(
-        [sys.executable, "-c", "import schemas; print(schemas.FORMAT_VERSION)"],
-        env={**os.environ, "PYTHONPATH": str(old)},
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-    if version != "1":
-        pytest.skip(f"the last commit already writes format {version}")
+def test_a_store_written_in_format_1_reads(tmp_path: Path) -> None:
+    old = schemas_of_format(1, tmp_path / "old_code")
     store = tmp_path / "store"
     subprocess.run(
         [sys.executable, "-c", _OLD_WRITER, str(store), str(old)],

@@ -22,6 +22,7 @@ from pipeline.synth import PLAYLISTS, SynthSummary, plan_defects
 from pipeline.synth.encode import encode
 from pipeline.synth.video import render_clip
 from pipeline.transform import preprocess_clip
+from schemas.layout import clip_dir
 from schemas.recipe import Recipe
 
 # What each defect of ``synth --with-defects`` must become: a failed row whose reason
@@ -252,8 +253,8 @@ def test_store_links_out_of_its_root_are_refused(ingested_store: Path, tmp_path:
     shutil.copytree(ingested_store, store, symlinks=True)
     clip_id = schemas.read_manifest(store).column("clip_id")[0].as_py()
     outside = tmp_path / "elsewhere"
-    shutil.move(store / "clips" / clip_id, outside)
-    os.symlink(outside, store / "clips" / clip_id)
+    shutil.move(clip_dir(store, clip_id), outside)
+    os.symlink(outside, clip_dir(store, clip_id))
     with pytest.raises(schemas.StoreError, match="links outside the store"):
         schemas.open_clip(store, clip_id)
     video, _ = schemas.open_clip(ingested_store, clip_id)

@@ -20,6 +20,7 @@ from pipeline import datasets
 from pipeline.datasets import ClipSource, ScanResult, make_clip_id
 from pipeline.ingest import IngestOptions, repair_manifest, run_ingest, select_clips, summarize
 from pipeline.synth import SynthSummary, make_dataset
+from schemas.layout import clip_dir
 
 #: Silence trim and a 2 s cut on 2-4 s clips: the labels must line up after both.
 RECIPE = schemas.Recipe(crop_size=48, trim_silence=True, max_seconds=2.0)
@@ -241,13 +242,14 @@ def test_unlabelled_and_segment_clips_are_ingested_and_resume(
     again = run_ingest(scan.root, options)
     assert again.submitted == 0 and again.skipped == 4
     old_rows = {r["path"]: r for r in schemas.read_manifest(store).to_pylist()}
-    assert old_rows["val/a.mp4"]["dataset"] is None  # an older record: null, not guessed
+    assert old_rows["other/d.mp4"]["dataset"] is None  # an older record: null, not guessed
     assert old_rows["test/c.mp4"]["labelled"] is False  # kept where the record was written
 
 
 def _strip_new_fields(store: Path) -> None:
-    """Make the store's committed records look written before the dataset fields existed
-    (the unlabelled clip keeps them: no older store could hold one)."""
+    """Make the store's clip-level records, and the manifest made from them, look written
+    before the dataset fields existed (clips with segments or without labels keep them:
+    no older store could hold one)."""
     new = (
         "dataset",
         "official_split",
@@ -257,13 +259,15 @@ def _strip_new_fields(store: Path) -> None:
         "audio_fake_segments",
         "video_fake_segments",
     )
-    for meta_path in (store / "clips").glob("*/zarr.json"):
+    for clip_id in [r["clip_id"] for r in schemas.committed_records(store)]:
+        meta_path = clip_dir(store, clip_id) / "zarr.json"
         meta = json.loads(meta_path.read_text())
         record = meta["attributes"]["record"]
-        if record["labelled"]:
+        if record["labelled"] and record["fake_segments"] is None:
             for key in (*new, "labelled"):
                 record.pop(key)
         meta_path.write_text(json.dumps(meta))
+    repair_manifest(store)  # an older store's manifest holds what its records hold
 
 
 def test_select_clips_takes_unlabelled_clips_in_the_round_robin() -> None:

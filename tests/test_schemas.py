@@ -11,7 +11,7 @@ import pyarrow as pa
 import pytest
 
 import schemas
-from schemas.layout import STAGING_DIR
+from schemas.layout import STAGING_DIR, clip_dir
 
 
 def _manifest_row(clip_id: str, category: str = "RARV", status: str = "ok") -> dict:
@@ -100,7 +100,8 @@ def test_store_is_a_plain_zarr_group(store: Path, recipe: schemas.Recipe) -> Non
     schemas.write_clip(store, "c1", video, audio, {"clip_id": "c1"}, recipe)
     root = zarr.open_group(str(store), mode="r")
     assert root.attrs["mscct"]["format_version"] == schemas.FORMAT_VERSION
-    np.testing.assert_array_equal(root["clips/c1/video"][...], video)
+    key = clip_dir(store, "c1").relative_to(store).as_posix()  # clips/<h0>/<h1>/c1
+    np.testing.assert_array_equal(root[f"{key}/video"][...], video)
 
 
 def test_rewriting_a_clip_replaces_it_whole(store: Path, recipe: schemas.Recipe) -> None:
@@ -320,7 +321,9 @@ def test_commits_are_fsynced_before_and_after_the_rename(
     assert any(p.endswith("/video/c/0/0/0/0") for p in staged)
     assert any(p.endswith("/audio/c/0/0") for p in staged)
     assert sum(p.endswith("zarr.json") for p in staged) == 3  # group, video, audio
-    assert calls[-1] == (str((store / "clips").resolve()), False)  # after the rename
+    # After the rename: the clip's shard folder, then the two folders the commit made.
+    shard = clip_dir(store, "c1").parent.resolve()
+    assert calls[-3:] == [(str(p), False) for p in (shard, shard.parent, shard.parent.parent)]
     calls.clear()
     schemas.write_manifest(
         store, schemas.rows_to_table([_manifest_row("c1")], schemas.MANIFEST_SCHEMA)

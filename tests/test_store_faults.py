@@ -20,6 +20,7 @@ from store_copies import copy_store
 from trainer_fixtures import build_store
 
 import schemas
+from schemas.layout import clip_dir
 from trainer.cli import main
 from trainer.data import WindowDataset, split_clips
 
@@ -29,9 +30,9 @@ FAST = ["--set", "epochs=1", "--set", "windows_per_clip=1", "--set", "batch_size
 
 @pytest.fixture(scope="module")
 def pristine(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """A raw and a zstd store with the same 12 clips of 32 frames (two zstd chunks each)."""
+    """A raw and a zstd store with the same 12 clips of 64 frames (two zstd chunks each)."""
     base = tmp_path_factory.mktemp("faults")
-    raw = build_store(base / "raw", crop_size=24, frames=32, counts=COUNTS)
+    raw = build_store(base / "raw", crop_size=24, frames=64, counts=COUNTS)
     return raw, copy_store(raw, base / "zstd", layout="zstd")
 
 
@@ -49,7 +50,7 @@ def _run(store: Path, out: Path, capsys: pytest.CaptureFixture[str], *extra: str
 
 
 def _missing_chunks(clip: Path) -> None:
-    # Frames 25-31: zarr would hand out its fill value, black frames and silence.
+    # Frames 50-63: zarr would hand out its fill value, black frames and silence.
     (clip / "video" / "c" / "1" / "0" / "0" / "0").unlink()
     (clip / "audio" / "c" / "1" / "0").unlink()
 
@@ -69,7 +70,7 @@ def _corrupted_chunk(clip: Path) -> None:
 def _chunk_shape_disagrees(clip: Path) -> None:
     meta_path = clip / "video" / "zarr.json"
     meta = json.loads(meta_path.read_text())
-    meta["chunk_grid"]["configuration"]["chunk_shape"][0] = 20  # the chunks hold 25 frames
+    meta["chunk_grid"]["configuration"]["chunk_shape"][0] = 40  # the chunks hold 50 frames
     meta_path.write_text(json.dumps(meta))
 
 
@@ -92,7 +93,7 @@ def test_a_damaged_zstd_clip_stops_training_in_one_line(
 ) -> None:
     store = shutil.copytree(pristine[1], tmp_path / "store")
     clip_id = _train_clip(store)
-    damage(store / "clips" / clip_id)
+    damage(clip_dir(store, clip_id))
     err = _run(store, tmp_path / "run", capsys)
     assert f"clip {clip_id} of store {store} is damaged" in err and expected in err, err
     assert "rerun `mscct-pipeline ingest`" in err and "split" not in err, err
@@ -102,12 +103,12 @@ def test_a_damaged_zstd_clip_stops_training_in_one_line(
 def test_a_missing_zstd_chunk_never_reads_as_zeros(pristine: tuple[Path, Path]) -> None:
     raw, zstd = pristine
     clips = split_clips(raw)["train"][:1]
-    reference = WindowDataset(raw, clips, 32, train=False)[0]
-    assert int(reference["video"][25:].max()) > 0  # the real frames are not black
-    _missing_chunks(zstd / "clips" / clips[0].clip_id)
+    reference = WindowDataset(raw, clips, 64, train=False)[0]
+    assert int(reference["video"][50:].max()) > 0  # the real frames are not black
+    _missing_chunks(clip_dir(zstd, clips[0].clip_id))
     try:
         with pytest.raises(schemas.StoreError, match="is missing"):
-            WindowDataset(zstd, clips, 32, train=False)[0]
+            WindowDataset(zstd, clips, 64, train=False)[0]
     finally:
         shutil.rmtree(zstd)  # the module's zstd store is damaged now: rebuild it for others
         copy_store(raw, zstd, layout="zstd")
@@ -118,11 +119,11 @@ def test_a_truncated_raw_chunk_names_the_clip_and_the_fix(
 ) -> None:
     store = shutil.copytree(pristine[0], tmp_path / "store")
     clip_id = _train_clip(store)
-    chunk = store / "clips" / clip_id / "video" / "c" / "0" / "0" / "0" / "0"
+    chunk = clip_dir(store, clip_id) / "video" / "c" / "0" / "0" / "0" / "0"
     chunk.write_bytes(chunk.read_bytes()[:-100])
     err = _run(store, tmp_path / "run", capsys)
     assert f"clip {clip_id} of store {store} is damaged" in err and "bytes" in err, err
-    assert f"remove {store / 'clips' / clip_id}" in err and "split" not in err, err
+    assert f"remove {clip_dir(store, clip_id)}" in err and "split" not in err, err
 
 
 def test_a_store_error_in_a_dataloader_worker_is_one_line(
@@ -131,7 +132,7 @@ def test_a_store_error_in_a_dataloader_worker_is_one_line(
     # torch re-raises a worker's error with the worker's whole traceback as its message.
     store = shutil.copytree(pristine[0], tmp_path / "store")
     clip_id = _train_clip(store)
-    chunk = store / "clips" / clip_id / "audio" / "c" / "0" / "0"
+    chunk = clip_dir(store, clip_id) / "audio" / "c" / "0" / "0"
     chunk.write_bytes(chunk.read_bytes()[:-4])
     err = _run(store, tmp_path / "run", capsys, "--set", "num_workers=1")
     assert err.startswith(f"error: clip {clip_id} of store"), err
@@ -145,14 +146,14 @@ def test_the_damaged_clip_hint_fixes_it(
     """Follow the hint on a really ingested store: remove the clip, rerun ingest."""
     store = shutil.copytree(ingested_store, tmp_path / "store")
     clip = split_clips_of_manifest(store)[0]
-    chunk = store / "clips" / clip.clip_id / "audio" / "c" / "0" / "0"
+    chunk = clip_dir(store, clip.clip_id) / "audio" / "c" / "0" / "0"
     good = chunk.read_bytes()
     chunk.write_bytes(good[:-8])
     with pytest.raises(schemas.StoreError, match="is damaged") as caught:
         WindowDataset(store, [clip], 8, train=False)[0]
     message = str(caught.value)
     folder = message.split("; remove ", 1)[1].split(" and rerun", 1)[0]
-    assert Path(folder) == store / "clips" / clip.clip_id
+    assert Path(folder) == clip_dir(store, clip.clip_id)
     shutil.rmtree(folder)
     _, result = ingest_json(synth_root, "--store", store)
     assert result["submitted"] == 1  # only the damaged clip was redone

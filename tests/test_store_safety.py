@@ -22,6 +22,7 @@ import pytest
 from cli_helpers import ingest_json, run_cli
 
 import schemas
+from schemas.layout import clip_dir
 
 IS_ROOT = os.geteuid() == 0
 
@@ -153,7 +154,7 @@ def test_no_free_inodes_for_the_manifest_is_one_line(synth_root: Path, tmp_path:
         store = mount / "store"
         ingest_json(synth_root, "--store", store, "--limit", "2", "--workers", "1")
         first = schemas.read_manifest(store).column("clip_id")[0].as_py()
-        shutil.rmtree(store / "clips" / first)  # its rerun must rewrite the manifest
+        shutil.rmtree(clip_dir(store, first))  # its rerun must rewrite the manifest
         assert _fill_inodes(mount / "filler") > 0
         proc, _ = ingest_json(synth_root, "--store", store, "--limit", "2", check=False)
         _one_line_error(proc, "cannot write the manifest", "No space left on device", "repair")

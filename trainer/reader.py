@@ -6,8 +6,12 @@ The raw layout is therefore read with ``pread`` straight into the window's own
 array rather than mapped: no page tables to build for a clip touched once per
 epoch, no Zarr metadata (the manifest and the recipe fix every path and shape),
 one ``readlink`` to refuse links, and nothing of the store ever counts in this
-process's resident memory. Compressed layouts go through zarr, which decodes only
-the chunks a window touches.
+process's resident memory. The zstd layout is decoded here too
+(:mod:`trainer.zstd_rows`): the chunk files a window touches, at most two for a
+window of up to 51 frames, each decompressed once straight into the window's array,
+the array's chunking read from its ``zarr.json`` at the clip's first read. An array
+of any other zarr configuration (other codecs, filters, chunk grids) goes through
+zarr, which also decodes only the chunks a window touches.
 
 Per process (each DataLoader worker has its own, opened lazily):
 
@@ -30,9 +34,10 @@ Per process (each DataLoader worker has its own, opened lazily):
   window's rows (reopening the files by their known paths if they were closed).
 
 Memory is bounded by those two constants, not by the store's size. A clip both
-seen and open takes about 1.5 KB of this process's memory with the raw layout
-(24 MB for 16,384 clips) and about 4 KB with a compressed one (zarr's array
-objects), plus the kernel's record of each open file.
+seen and open takes about 1.5 KB of this process's memory with the raw or zstd
+layout (24 MB for 16,384 clips; a zstd clip holds no descriptor, its chunk files are
+opened per read) and about 4 KB read through zarr (its array objects), plus the
+kernel's record of each open file.
 """
 
 from __future__ import annotations
@@ -50,8 +55,10 @@ from typing import Any, Protocol
 import numpy as np
 
 import schemas
-from schemas.layout import clip_dir
+from schemas.layout import read_json
+from trainer.damage import damaged
 from trainer.streams import MOUTH_STORED
+from trainer.zstd_rows import ChunkDecoder, ZstdArray, ZstdRows
 
 AUDIO_EPS = 1e-5  # added to the per-channel variance: silent (constant) channels map to 0
 MAX_OPEN_CLIPS = 16_384  # a whole FakeAVCeleb training split (about 15k clips) per process
@@ -65,20 +72,6 @@ VISUAL_ROWS: dict[str, Callable[[int], tuple[int, ...]]] = {
     "video": lambda size: (size, size, 3),
     "mouth": lambda size: (MOUTH_STORED, MOUTH_STORED),
 }
-
-
-def damaged(store: Path | str, clip_id: str, problem: str) -> schemas.StoreError:
-    """The error for a committed clip whose tensors are not what was committed.
-
-    Rerunning ``mscct-pipeline split`` would not help (the split names the clip, the
-    clip is broken) and a plain ``ingest`` rerun skips committed clips; removing the
-    clip's folder makes the rerun redo it, with the same id, so the split still holds.
-    """
-    return schemas.StoreError(
-        f"clip {clip_id} of store {store} is damaged: {problem}; remove "
-        f"{clip_dir(store, clip_id)} and rerun `mscct-pipeline ingest` "
-        f"on the dataset with --store {store} to redo it"
-    )
 
 
 def _first_line(exc: BaseException) -> str:
@@ -293,13 +286,18 @@ class _OpenClip:
     audio: Rows  # (T, 104) float
 
 
+#: What a reader keeps of a stored array to open it again without metadata: a raw
+#: chunk file, a zstd array's chunking, or None for an array read through zarr.
+ArrayFacts = RawChunk | ZstdArray | None
+
+
 @dataclass(frozen=True)
 class _SeenClip:
     """What this process established at its first read of a clip."""
 
     audio_mean: np.ndarray  # (104,) float32
     audio_inv_std: np.ndarray  # (104,) float32
-    chunks: tuple[RawChunk, ...] | None  # the visual arrays', then audio's; None if compressed
+    chunks: tuple[ArrayFacts, ...]  # the visual arrays', then audio's
 
 
 class ClipReader:
@@ -308,13 +306,20 @@ class ClipReader:
     ``visual`` names the visual arrays read with the audio, one name or several:
     ``"video"`` (face crops, ``(T, S, S, 3)``) and/or ``"mouth"`` (``(T, 96, 96)``,
     stores whose recipe has it). Each open clip holds one descriptor per array read.
+    ``decode_zstd=False`` reads zstd arrays through zarr instead of
+    :mod:`trainer.zstd_rows` (the same values, slower: for comparisons).
 
     Not shared across ``fork``: a reader inherited by a child process drops what the
     parent had open and starts afresh, so no descriptor or cache is ever shared.
     """
 
     def __init__(
-        self, store: Path | str, recipe: schemas.Recipe, visual: str | Sequence[str] = "video"
+        self,
+        store: Path | str,
+        recipe: schemas.Recipe,
+        visual: str | Sequence[str] = "video",
+        *,
+        decode_zstd: bool = True,
     ) -> None:
         visuals = (visual,) if isinstance(visual, str) else tuple(visual)
         if not visuals or len(set(visuals)) != len(visuals):
@@ -331,6 +336,8 @@ class ClipReader:
         self.open_clips: OrderedDict[str, _OpenClip] = OrderedDict()
         self.seen: OrderedDict[str, _SeenClip] = OrderedDict()
         self.audio_dtype = np.dtype(recipe.audio_dtype).newbyteorder("<")
+        self.decoder = ChunkDecoder()  # zstd chunks: one context and buffer per process
+        self.decode_zstd = decode_zstd
 
     def window(
         self, clip_id: str, num_frames: int, start: int, stop: int
@@ -345,6 +352,7 @@ class ClipReader:
         if self.pid != os.getpid():
             self.open_clips.clear()
             self.seen.clear()
+            self.decoder = ChunkDecoder()
             self.pid = os.getpid()
         seen = self.seen.get(clip_id)
         if seen is None:
@@ -372,12 +380,11 @@ class ClipReader:
         """Open and check a clip, compute its audio statistics; also return the window's
         raw audio ``(stop - start, 104)`` float32, cut from the whole track."""
         self.open_clips.pop(clip_id, None)  # forgotten but still open: check it again
-        chunks: tuple[RawChunk, ...] | None = None
+        facts: tuple[ArrayFacts, ...]
         if self.recipe.layout == "raw":
-            opened, chunks = self._check_raw(clip_id, num_frames)
+            opened, facts = self._check_raw(clip_id, num_frames)
         else:
-            visual = tuple(self._zarr(clip_id, name) for name in self.visuals)
-            opened = _OpenClip(visual, self._zarr(clip_id, "audio"))
+            opened, facts = self._check_compressed(clip_id)
         named = (*zip(self.visuals, opened.visual, strict=True), ("audio", opened.audio))
         for name, rows in named:
             if rows.shape[0] != num_frames:
@@ -387,7 +394,7 @@ class ClipReader:
                     f"its stored {name} has {rows.shape[0]} frames, the manifest says {num_frames}",
                 )
         track = opened.audio.rows(0, num_frames)
-        seen = _SeenClip(*audio_stats(track), chunks=chunks)
+        seen = _SeenClip(*audio_stats(track), chunks=facts)
         self.seen[clip_id] = seen
         if len(self.seen) > SEEN_CLIP_CACHE:
             self.seen.popitem(last=False)
@@ -415,17 +422,37 @@ class ClipReader:
     def _visual_shape(self, name: str, num_frames: int) -> tuple[int, ...]:
         return (num_frames, *VISUAL_ROWS[name](self.recipe.crop_size))
 
-    def _reopen(self, clip_id: str, seen: _SeenClip) -> _OpenClip:
-        if seen.chunks is None:
-            visual = tuple(self._zarr(clip_id, name) for name in self.visuals)
-            return _OpenClip(visual, self._zarr(clip_id, "audio"))
-        rows: list[RawRows] = []
+    def _check_compressed(self, clip_id: str) -> tuple[_OpenClip, tuple[ArrayFacts, ...]]:
+        """Open a clip of a compressed layout from its arrays' metadata; on any failure the
+        descriptors opened so far (raw arrays in it) are closed."""
+        rows: list[Rows] = []
+        facts: list[ArrayFacts] = []
         try:
-            for chunk in seen.chunks:
-                rows.append(RawRows.reopen(chunk))
+            for name in (*self.visuals, "audio"):
+                opened, known = self._compressed(clip_id, name)
+                rows.append(opened)
+                facts.append(known)
         except BaseException:
             for opened_rows in rows:
-                opened_rows.close()
+                if isinstance(opened_rows, RawRows):
+                    opened_rows.close()
+            raise
+        return _OpenClip(tuple(rows[:-1]), rows[-1]), tuple(facts)
+
+    def _reopen(self, clip_id: str, seen: _SeenClip) -> _OpenClip:
+        rows: list[Rows] = []
+        try:
+            for name, known in zip((*self.visuals, "audio"), seen.chunks, strict=True):
+                if isinstance(known, RawChunk):
+                    rows.append(RawRows.reopen(known))
+                elif isinstance(known, ZstdArray):
+                    rows.append(ZstdRows(known, self.decoder))
+                else:
+                    rows.append(self._compressed(clip_id, name)[0])
+        except BaseException:
+            for opened_rows in rows:
+                if isinstance(opened_rows, RawRows):
+                    opened_rows.close()
             raise
         return _OpenClip(tuple(rows[:-1]), rows[-1])
 
@@ -435,13 +462,26 @@ class ClipReader:
             self.open_clips.popitem(last=False)  # dropping it closes its descriptors
         return opened
 
-    def _zarr(self, clip_id: str, name: str) -> Rows:
+    def _compressed(self, clip_id: str, name: str) -> tuple[Rows, ArrayFacts]:
+        """Open array ``name`` of a clip in a compressed layout, as its metadata says:
+        raw, plain zstd (decoded here) or anything else (through zarr)."""
         try:
             spec = schemas.array_spec(self.store, clip_id, name)
+            zstd = None
+            if self.decode_zstd and not spec.raw:
+                zstd = ZstdArray.from_metadata(
+                    read_json(spec.path / "zarr.json"),
+                    str(spec.path),
+                    name=name,
+                    clip_id=clip_id,
+                    store=str(self.store),
+                )
         except (KeyError, TypeError, ValueError) as exc:  # zarr.json without shape, dtype ...
             problem = f"its {name} metadata is unreadable ({type(exc).__name__}: {exc})"
             raise damaged(self.store, clip_id, problem) from None
         if spec.raw:  # a raw tensor in a store of another layout: read it the same way
             chunk, fd = RawChunk.check(self.root, clip_id, name, spec.shape, spec.dtype)
-            return RawRows(fd, chunk)
-        return ZarrRows.open(spec.path, self.store, clip_id, name)
+            return RawRows(fd, chunk), chunk
+        if zstd is not None:
+            return ZstdRows(zstd, self.decoder), zstd
+        return ZarrRows.open(spec.path, self.store, clip_id, name), None

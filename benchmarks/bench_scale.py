@@ -1,0 +1,278 @@
+"""Bookkeeping at scale: what a committed clip costs as the store grows.
+
+    python -m benchmarks.bench_scale           # 1k and 10k clips (quick, `make bench`)
+    python -m benchmarks.bench_scale --full    # also 100k and 1M
+    python -m benchmarks.bench_scale --sizes 1000,100000
+
+One store grows through the sizes. Its clips are real commits (``schemas.write_clip``
+of one tiny clip's tensors, 2 frames of 16x16, under a new clip id each time, with
+``durable=False``: the benchmark measures bookkeeping, not fsync) and every clip has
+its own source path (a hard link of one small file), so the resume check stats a real
+file per clip. At each size it measures, side by side:
+
+- ``bookkeeping``: seconds per committed clip of ``ManifestBook.add`` plus a flush every
+  ``FLUSH_EVERY`` clips (the ingest flushes every 2 s: at 25 clips/s, 50 clips), for
+  ``MEASURED`` more commits; next to it the whole-file rewrite older stores use (the
+  full table rebuilt and rewritten at every flush) on the same rows. ``commit_s`` is
+  ``write_clip``'s own time per clip, for scale.
+- ``read_manifest``: seconds and peak RSS (``VmHWM``) of a fresh interpreter reading it.
+- ``resume``: a fresh interpreter deciding, for every clip, that nothing is to do
+  (``ManifestBook`` from the manifest + ``is_current`` per clip: one ``stat``, one
+  ``isdir``); the dataset scan itself is measured by ``bench_scan``.
+
+Further measures register in :data:`MEASURES` (name -> function of the context); a
+``benchmarks/scale_driver.py`` with its own ``MEASURES`` is added when present.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import schemas
+from benchmarks.output import save_result
+from pipeline.datasets import ClipSource
+from pipeline.ingest import base_record
+from pipeline.manifest_book import ManifestBook
+
+RESULT = Path(__file__).parent / "results" / "scale.json"
+QUICK_SIZES = (1_000, 10_000)
+FULL_SIZES = (1_000, 10_000, 100_000, 1_000_000)
+RECIPE = schemas.Recipe(crop_size=16)
+MEASURED = 500  # commits measured at each size
+FLUSH_EVERY = 50  # clips per flush: the ingest's 2 s at 25 clips/s
+BUILD_FLUSH_EVERY = 2_000
+
+
+@dataclass
+class Context:
+    """What a measure gets: the store, its size now, the source tree and a scratch folder."""
+
+    store: Path
+    size: int
+    sources: Path
+    scratch: Path
+
+
+#: name -> measure(context) -> JSON-able dict, run at every size.
+MEASURES: dict[str, Callable[[Context], dict[str, Any]]] = {}
+
+
+class Grower:
+    """Commits tiny real clips into the store, one new clip id each."""
+
+    def __init__(self, store: Path, sources: Path) -> None:
+        self.store, self.sources = store, sources
+        self.video = np.zeros((2, 16, 16, 3), np.uint8)
+        self.audio = np.zeros((2, 104), np.float32)
+        self.origin = sources / "origin.mp4"
+        self.origin.write_bytes(bytes(4096))
+        self.count = 0
+
+    def commit(self) -> dict[str, Any]:
+        """One clip written and committed; returns its record (as a task would)."""
+        clip_id = f"clip{self.count:07d}"
+        path = f"v/{clip_id[-3:]}/{clip_id}.mp4"
+        source = self.sources / path
+        source.parent.mkdir(parents=True, exist_ok=True)
+        os.link(self.origin, source)
+        info = source.stat()
+        record = base_record(_clip(clip_id, path), "f" * 16, RECIPE.hash())
+        record.update(
+            status="ok", num_frames=2, source_size=info.st_size, source_mtime_ns=info.st_mtime_ns
+        )
+        schemas.write_clip(
+            self.store, clip_id, self.video, self.audio, record, RECIPE, durable=False
+        )
+        self.count += 1
+        return record
+
+    def grow_to(self, size: int) -> None:
+        book = ManifestBook(self.store, RECIPE.hash(), durable=False)
+        while self.count < size:
+            book.add(self.commit())
+            if self.count % BUILD_FLUSH_EVERY == 0:
+                book.flush()
+        book.flush(final=True)
+
+
+def _clip(clip_id: str, path: str) -> ClipSource:
+    return ClipSource(clip_id, path, "RARV", "RealVideo-RealAudio", "id00001", "real")
+
+
+def bookkeeping(ctx: Context, grower: Grower) -> dict[str, Any]:
+    """Per committed clip: the book's cost, the whole-file rewrite's, and write_clip's."""
+    book = ManifestBook(ctx.store, RECIPE.hash(), durable=False)
+    old_rows = schemas.read_manifest(ctx.store).to_pylist()  # what the old book held
+    rewrite_store = ctx.scratch / "rewrite"
+    schemas.create_store(rewrite_store, RECIPE)
+    commit_s = book_s = rewrite_s = 0.0
+    for i in range(MEASURED):
+        t0 = time.perf_counter()
+        record = grower.commit()
+        t1 = time.perf_counter()
+        book.add(record)
+        flush = (i + 1) % FLUSH_EVERY == 0
+        if flush:
+            book.flush()
+        t2 = time.perf_counter()
+        old_rows.append(record)
+        if flush:  # the old code path: the full table rebuilt and rewritten
+            table = schemas.rows_to_table(old_rows, schemas.MANIFEST_SCHEMA)
+            schemas.write_manifest(rewrite_store, table, durable=False)
+        t3 = time.perf_counter()
+        commit_s, book_s, rewrite_s = commit_s + t1 - t0, book_s + t2 - t1, rewrite_s + t3 - t2
+    t4 = time.perf_counter()
+    book.flush(final=True)  # the compaction at the end of an ingest
+    compact_s = time.perf_counter() - t4
+    shutil.rmtree(rewrite_store)
+    return {
+        "commit_s_per_clip": commit_s / MEASURED,
+        "manifest_s_per_clip": book_s / MEASURED,
+        "rewrite_s_per_clip": rewrite_s / MEASURED,
+        "bookkeeping_s_per_clip": (commit_s + book_s) / MEASURED,
+        "final_compaction_s": compact_s,
+    }
+
+
+_READ = """
+import sys, time, schemas
+t = time.perf_counter(); n = schemas.read_manifest(sys.argv[1]).num_rows
+print(n, time.perf_counter() - t)
+"""
+
+_RESUME = """
+import sys, time
+from pathlib import Path
+import schemas
+from benchmarks.bench_scale import RECIPE, _clip
+from pipeline.manifest_book import ManifestBook
+store, sources = Path(sys.argv[1]), Path(sys.argv[2])
+t = time.perf_counter()
+rows = schemas.read_manifest(store).select(["clip_id", "path"]).to_pylist()
+book = ManifestBook(store, RECIPE.hash(), durable=False)
+todo = sum(not book.is_current(_clip(r["clip_id"], r["path"]), sources / r["path"]) for r in rows)
+print(len(rows), time.perf_counter() - t, todo)
+"""
+
+
+def _fresh(code: str, *args: str) -> tuple[list[str], int]:
+    """Run ``code`` in a fresh interpreter; its printed fields and its peak RSS (bytes)."""
+    wrapped = code + "\nprint(open('/proc/self/status').read().split('VmHWM:')[1].split()[0])\n"
+    out = subprocess.run(
+        [sys.executable, "-c", wrapped, *args], capture_output=True, text=True, check=True,
+        cwd=Path(__file__).parent.parent,
+    ).stdout.split("\n")  # fmt: skip
+    return out[0].split(), int(out[1]) * 1024
+
+
+def read_manifest_measure(ctx: Context) -> dict[str, Any]:
+    (rows, seconds), peak = _fresh(_READ, str(ctx.store))
+    (_, _), baseline = _fresh("print(0, 0)\nimport schemas")
+    return {
+        "rows": int(rows),
+        "read_s": float(seconds),
+        "peak_rss_mib": peak / 2**20,
+        "peak_rss_over_import_mib": (peak - baseline) / 2**20,
+    }
+
+
+def resume_measure(ctx: Context) -> dict[str, Any]:
+    (rows, seconds, todo), peak = _fresh(_RESUME, str(ctx.store), str(ctx.sources))
+    return {
+        "clips": int(rows),
+        "nothing_to_do_s": float(seconds),
+        "to_do": int(todo),
+        "peak_rss_mib": peak / 2**20,
+    }
+
+
+MEASURES["read_manifest"] = read_manifest_measure
+MEASURES["resume"] = resume_measure
+
+
+def _driver_measures() -> None:
+    """Add ``benchmarks.scale_driver.MEASURES`` (driver measures) when that module exists."""
+    try:
+        from benchmarks import scale_driver  # type: ignore[attr-defined]
+    except ImportError:
+        return
+    MEASURES.update(scale_driver.MEASURES)
+
+
+def run(sizes: tuple[int, ...], work: Path) -> dict[str, Any]:
+    store, sources, scratch = work / "store", work / "sources", work / "scratch"
+    for folder in (sources, scratch):
+        folder.mkdir(parents=True)
+    schemas.create_store(store, RECIPE)
+    grower = Grower(store, sources)
+    results: dict[str, Any] = {}
+    for size in sorted(sizes):
+        started = time.perf_counter()
+        grower.grow_to(size)
+        ctx = Context(store, grower.count, sources, scratch)
+        entry: dict[str, Any] = {"clips": grower.count, "build_s": time.perf_counter() - started}
+        for name, measure in MEASURES.items():
+            entry[name] = measure(ctx)
+        entry["bookkeeping"] = bookkeeping(Context(store, grower.count, sources, scratch), grower)
+        results[str(size)] = entry
+        print(json.dumps({str(size): entry}), flush=True)
+    return results
+
+
+def targets(results: dict[str, Any]) -> dict[str, Any]:
+    """The issue's targets, where the sizes they name were run."""
+    out: dict[str, Any] = {}
+    cost = {k: v["bookkeeping"]["bookkeeping_s_per_clip"] for k, v in results.items()}
+    manifest = {k: v["bookkeeping"]["manifest_s_per_clip"] for k, v in results.items()}
+    top = max(results, key=int)
+    if "1000" in cost and top != "1000":
+        out[f"bookkeeping_{top}_over_1000"] = cost[top] / cost["1000"]
+        out[f"manifest_{top}_over_1000"] = manifest[top] / manifest["1000"]
+        out["target_100000_over_1000_max"] = 1.5
+    if "100000" in results:
+        out["resume_100000_s"] = results["100000"]["resume"]["nothing_to_do_s"]
+        out["target_resume_100000_s_max"] = 30.0
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--full", action="store_true", help="also 100k and 1M clips")
+    parser.add_argument("--sizes", help="comma-separated store sizes (overrides --full)")
+    parser.add_argument("--out", type=Path, default=RESULT)
+    args = parser.parse_args(argv)
+    sizes: tuple[int, ...] = FULL_SIZES if args.full else QUICK_SIZES
+    if args.sizes:
+        sizes = tuple(int(s) for s in args.sizes.split(","))
+    _driver_measures()
+    with tempfile.TemporaryDirectory(prefix="bench_scale.") as work:
+        results = run(sizes, Path(work))
+    save_result(
+        {
+            "benchmark": "scale",
+            "recipe": "crop_size 16, 2 frames per clip, write_clip durable=False",
+            "measured_commits_per_size": MEASURED,
+            "flush_every_clips": FLUSH_EVERY,
+            "cpus": os.cpu_count(),
+            "sizes": results,
+            "targets": targets(results),
+        },
+        args.out,
+    )
+
+
+if __name__ == "__main__":
+    main()
