@@ -102,8 +102,6 @@ def _lavdf_root(media: list[Path], dest: Path) -> Path:
 def test_lavdf_ingest_stores_the_segments_and_their_frame_labels(
     media: list[Path], tmp_path: Path
 ) -> None:
-    if "lavdf" not in datasets.DATASETS:
-        pytest.skip("the LAV-DF adapter is not in pipeline.datasets yet")
     root = _lavdf_root(media, tmp_path / "data")
     store = tmp_path / "store"
     result = run_ingest(root, IngestOptions(store=store, recipe=RECIPE, workers=2, dataset="lavdf"))
