@@ -10,7 +10,12 @@ the four categories, so every baseline sees the same mix):
 - ``naive``: the peer recipe (``benchmarks/naive_reference.py``: a ``.wav`` file,
   dlib HOG with upsampling on every frame, per-frame Python crops);
 - ``pipeline``: this project's per-clip work (``preprocess_clip``) in one process,
-  with that process's peak RSS (what one Ray worker holds);
+  with that process's peak RSS (what one Ray worker holds); ``pipeline_in_process``
+  the same with ``in_process=True`` (PyAV decodes, no ffmpeg process per clip);
+- ``profile``: CPU seconds per clip and per stage of both (``benchmarks.ingest_profile``:
+  probe, process start-up, video and audio decode, face detection, tracking, cropping,
+  audio features, commit; medians of 3 alternating repeats), and the face-box jitter
+  (static faces) and detection rate of both;
 - ``fsync``: what durable commits cost. Each clip's tensors are committed with
   ``write_clip`` with and without fsync (alternately, median of 3 each) and the
   difference is set against the whole per-clip cost (``preprocess_clip`` + commit):
@@ -85,9 +90,9 @@ from pathlib import Path
 from benchmarks.bench_ingest import time_each
 from pipeline.transform import preprocess_clip
 from schemas import Recipe
-paths = [Path(p) for p in json.loads(sys.argv[1])]
-preprocess_clip(paths[0], Recipe())  # warm imports and the detector
-rates = time_each(lambda p: preprocess_clip(p, Recipe()), paths)
+paths, in_process = [Path(p) for p in json.loads(sys.argv[1])], sys.argv[2:] == ["in_process"]
+preprocess_clip(paths[0], Recipe(), in_process=in_process)  # warm imports and the detector
+rates = time_each(lambda p: preprocess_clip(p, Recipe(), in_process=in_process), paths)
 rates["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 print(json.dumps(rates))
 """
@@ -145,9 +150,22 @@ def fsync_cost(paths: list[Path], store: Path) -> dict:
     return result
 
 
-def pipeline_in_one_process(paths: list[Path]) -> dict:
+def stage_profile(paths: list[Path], store: Path, repeats: int = 3) -> dict:
+    """CPU seconds per clip and stage, process against in-process decode (ingest_profile)."""
     out = subprocess.run(
-        [sys.executable, "-c", _WORKER, json.dumps([str(p) for p in paths])],
+        [sys.executable, "-m", "benchmarks.ingest_profile", json.dumps([str(p) for p in paths]),
+         str(store), "--repeats", str(repeats)],
+        capture_output=True, text=True, cwd=ROOT,
+    )  # fmt: skip
+    if out.returncode != 0:
+        raise RuntimeError(f"ingest_profile failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def pipeline_in_one_process(paths: list[Path], in_process: bool = False) -> dict:
+    mode = ["in_process"] if in_process else []
+    out = subprocess.run(
+        [sys.executable, "-c", _WORKER, json.dumps([str(p) for p in paths]), *mode],
         capture_output=True,
         text=True,
         check=True,
@@ -220,6 +238,8 @@ def main(argv: list[str] | None = None) -> dict:
         naive_dir.mkdir()
         naive_rate = time_each(lambda p: naive_process(p, naive_dir), paths)
         single = pipeline_in_one_process(paths)
+        inside = pipeline_in_one_process(paths, in_process=True)
+        profile = stage_profile(paths, work / "profile_store")
         with tempfile.TemporaryDirectory(dir=args.store_dir) as fsync_dir:
             durability = fsync_cost(paths, Path(fsync_dir) / "store")
         ray_1 = ray_ingest_on_cores(root, 1, work)
@@ -236,12 +256,14 @@ def main(argv: list[str] | None = None) -> dict:
             "decode_only": rounded(decode_rate),
             "naive": rounded(naive_rate),
             "pipeline": rounded(single),
+            "pipeline_in_process": rounded(inside),
             "ray_1_worker": {"wall": round(ray_1, 3)},
             "ray_2_workers": {"wall": round(ray_2, 3)},
         },
         "ratios_per_cpu_second": {
             "pipeline_vs_naive": round(single["cpu"] / naive_rate["cpu"], 2),
             "pipeline_vs_decode_only": round(single["cpu"] / decode_rate["cpu"], 3),
+            "pipeline_in_process_vs_pipeline": round(inside["cpu"] / single["cpu"], 3),
         },
         "ratios_wall": {
             "pipeline_vs_naive": round(single["wall"] / naive_rate["wall"], 2),
@@ -254,7 +276,9 @@ def main(argv: list[str] | None = None) -> dict:
             "scaling_2_vs_1_workers": ">= 1.8",
             "peak_rss_per_worker_mib": "< 1024",
             "fsync_overhead_percent": "< 5",
+            "pipeline_in_process_vs_pipeline": ">= 1.5",
         },
+        "profile": profile,
         "fsync": durability,
         "peak_rss_per_worker_mib": round(single["peak_rss_mib"], 1),
         "driver_peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),

@@ -8,8 +8,11 @@ Registered in :data:`MEASURES` (``benchmarks.bench_scale`` adds them at every si
   command's start to its first committed clip, the driver's peak RSS (``VmHWM``) by
   then (the whole scan is held; the skip check and submission are windowed), then
   Ctrl-C (SIGINT to its process group, as a terminal sends it): seconds to exit and
-  the exit code (130 expected). Above :data:`TREE_MAX` paths it is not run (building
-  the tree alone takes minutes; the no-media measure covers the memory at 1 M).
+  the exit code (130 expected). Before that, ``scan_s``: the dataset scan alone
+  (``pipeline.datasets.scan``, a fresh interpreter) on the same tree, the part of a rerun
+  with nothing to do that ``bench_scale``'s ``resume`` measure leaves out. Above
+  :data:`TREE_MAX` paths it is not run (building the tree alone takes minutes; the
+  no-media measure covers the memory at 1 M).
 - ``scan_submit_rss``: ``run_ingest`` in a fresh interpreter on an AV-Deepfake1M
   metadata file of ``size`` records and no media (``bench_scan``'s generator): every
   record is a missing row, so it measures the scan and the driver around it, not
@@ -91,6 +94,24 @@ def _committed(store: Path) -> int:
         return 0
 
 
+_SCAN = """
+import sys, time
+sys.path.insert(0, {repo!r})
+from pipeline.datasets import scan
+start = time.perf_counter()
+result = scan({root!r}, "avdeepfake1m")
+print(round(time.perf_counter() - start, 2), len(result.clips))
+"""
+
+
+def scan_seconds(root: Path) -> float:
+    """Seconds of the dataset scan of ``root`` alone, in a fresh interpreter."""
+    code = _SCAN.format(repo=str(ROOT), root=str(root))
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True, cwd=ROOT)  # fmt: skip
+    return float(proc.stdout.split()[0])
+
+
 def first_commit(work: Path, paths: int, timeout_s: float = 900) -> dict[str, Any]:
     """Start an ingest of a ``paths``-path tree; time its first commit, then Ctrl-C it."""
     root, store = work / "AV-Deepfake1M", work / "store"
@@ -98,12 +119,13 @@ def first_commit(work: Path, paths: int, timeout_s: float = 900) -> dict[str, An
     started = time.perf_counter()
     build_tree(root, paths, small_clip(work))
     build_s = time.perf_counter() - started
+    scan_s = scan_seconds(root)
     cmd = [str(BIN / "mscct-pipeline"), "ingest", str(root), "--store", str(store),
            "--workers", "2", "--dataset", "avdeepfake1m"]  # fmt: skip
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             text=True, start_new_session=True)  # fmt: skip
-    out: dict[str, Any] = {"paths": paths, "tree_build_s": round(build_s, 1)}
+    out: dict[str, Any] = {"paths": paths, "tree_build_s": round(build_s, 1), "scan_s": scan_s}
     try:
         while proc.poll() is None and time.perf_counter() - started < timeout_s:
             if _committed(store):

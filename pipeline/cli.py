@@ -268,6 +268,15 @@ def ingest(
             "grayscale mouth crops aligned by the landmarks, as AV-HuBERT prepares them)."
         ),
     ] = "face",
+    decoder: Annotated[
+        str | None,
+        typer.Option(
+            help="pyav (decode in the worker; files it cannot decode exactly go to ffmpeg) "
+            "or ffmpeg (one ffmpeg process per clip). Same frames; audio may differ by one "
+            "16-bit step. Default: pyav; a rerun keeps the store's.",
+            show_default=False,
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Decode, detect and crop faces, compute audio features, and commit clips to the store.
@@ -289,6 +298,7 @@ def ingest(
             landmarks, "mouth" in stream_names, None if overwrite else _store_path(store)
         ),
         streams=stream_names,
+        decoder=_resolve_decoder(decoder, None if overwrite else _store_path(store)),
     )
     options = IngestOptions(
         store=_store_path(store),
@@ -344,6 +354,15 @@ def _resolve_landmarks(asked: bool | None, mouth: bool, resume: Path | None) -> 
     if asked or mouth:
         raise ValueError(MISSING_PREDICTOR)
     return False
+
+
+def _resolve_decoder(asked: str | None, resume: Path | None) -> str:
+    """The decoder asked for; else the one an existing store was made with; else pyav."""
+    if asked is not None:
+        return asked
+    if resume is not None and schemas.is_store(resume):
+        return schemas.open_store(resume).recipe.decoder  # a rerun keeps its recipe
+    return "pyav"
 
 
 def _ingest_with_progress(dataset_root: Path, options: IngestOptions) -> IngestResult:

@@ -34,7 +34,7 @@ import contextlib
 import itertools
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -53,6 +53,7 @@ from pipeline.manifest_book import (  # noqa: F401  (moved; still importable fro
     _labels_unchanged,
     repair_manifest,
 )
+from pipeline.scan_stream import ScanStream
 from pipeline.stop_signals import IngestInterrupted, StopSignals
 from pipeline.task_window import Tally, clips_to_do, drive
 from schemas import STATUS_FAILED, STATUS_OK, Recipe
@@ -291,13 +292,17 @@ def run_ingest(
 ) -> IngestResult:
     """Scan ``root``, process every clip not yet committed, write the manifest.
 
-    Ray starts in the background while the dataset is scanned; clips are then
-    skip-checked and submitted a few at a time (:mod:`pipeline.task_window`), so the
-    first task starts before the last clip is checked. ``on_start(clips)`` is called
-    once after the scan with the number of clips selected; then, as clips are
-    decided, ``on_skip(n)`` for ``n`` more clips already current in the store and
-    ``on_progress(record)`` after every finished clip (skipped + finished = clips
-    at the end of a complete run).
+    Ray starts in the background while the dataset is scanned, and the scan runs in
+    a thread that hands each clip over as it is found (:mod:`pipeline.scan_stream`):
+    clips are skip-checked and submitted a few at a time (:mod:`pipeline.task_window`)
+    while the scan goes on, so the first task starts after the first record, not the
+    last. With ``limit`` the whole scan comes first (the round-robin over categories
+    needs it). ``on_start(clips)`` is called once, when the scan has ended, with the
+    number of clips selected; as clips are decided, ``on_skip(n)`` for ``n`` more
+    clips already current in the store and ``on_progress(record)`` after every
+    finished clip (skipped + finished = clips at the end of a complete run). A scan
+    that fails part-way stops the submitting; the tasks in flight finish, the
+    manifest is written, then its error is raised.
 
     On SIGINT or SIGTERM (when called from the main thread) it stops submitting,
     cancels running tasks (their clips stay to do: no record), writes the manifest,
@@ -321,23 +326,24 @@ def run_ingest(
             StopSignals() as signals,
             ray_background(options.address, options.workers) as ray_start,
         ):
-            scan = datasets.scan(root, dataset)  # Ray starts meanwhile
+            stream, clips = _start_scan(root, dataset, options, signals, on_start)
             signals.reinstall()  # if Ray is up by now, it took SIGTERM: take it back
-            clips = select_clips(scan, options.categories, options.limit)
-            if on_start:
-                on_start(len(clips))
             with store_lock(store):
                 schemas.create_store(store, options.recipe, overwrite=options.overwrite)
                 schemas.sweep_staging(store)  # leftovers of killed tasks; ours is the only lock
                 book = ManifestBook(store, options.recipe.hash(), durable=options.fsync)
                 with signals.deferred():
                     stopped = _run_tasks(
-                        scan.root, store, clips, options, book, ray_start, signals, tally,
-                        _Callbacks(on_progress, on_skip),
+                        stream.dataset_root, store, clips, options, book, ray_start,
+                        signals, tally, _Callbacks(on_progress, on_skip),
                     )  # fmt: skip
+                    if not stopped and not stream.failed():
+                        for clip_id, method in stream.late_methods.items():
+                            book.amend(clip_id, method=method)
                     manifest = book.flush(final=True)
                 if stopped:
                     signals.check(tally.ok)
+            scan = stream.result()  # a scan that failed part-way raises here, manifest written
     except IngestInterrupted as exc:
         exc.committed = tally.ok  # also when a second signal cut the cleanup short
         raise
@@ -352,6 +358,44 @@ def run_ingest(
     )
 
 
+def _start_scan(
+    root: Path,
+    dataset: str,
+    options: IngestOptions,
+    signals: StopSignals,
+    on_start: Callable[[int], None] | None,
+) -> tuple[ScanStream, Iterator[ClipSource | None]]:
+    """The scan started in its thread, and the clips to decide, as they come.
+
+    Returns once the scan has found a first clip or ended (a scan that fails at once
+    fails here, before any store is made); with ``limit``, once it has ended.
+    """
+    if options.limit is not None:  # the round-robin over categories needs every clip
+        stream = ScanStream(root, dataset, lambda: signals.stopping, lambda _: False).start()
+        chosen = select_clips(stream.result(), options.categories, options.limit)
+        if on_start:
+            on_start(len(chosen))
+        return stream, iter(chosen)
+    wanted = set(options.categories) or {*schemas.CATEGORIES, ""}
+    stream = ScanStream(
+        root, dataset, lambda: signals.stopping, lambda clip: clip.category in wanted
+    ).start()
+    stream.wait_first()
+
+    def announced() -> Iterator[ClipSource | None]:
+        told = False
+        for clip in stream.clips():
+            if not told and stream.done and not stream.failed():
+                told = True
+                if on_start:
+                    on_start(stream.total)
+            yield clip
+        if not told and stream.done and not stream.failed() and on_start:
+            on_start(stream.total)
+
+    return stream, announced()
+
+
 def _check_options(options: IngestOptions) -> None:
     """Refuse bad options (ValueError, one line) before anything starts."""
     if options.limit is not None and options.limit < 0:
@@ -361,6 +405,14 @@ def _check_options(options: IngestOptions) -> None:
 
         if not landmarks_available():  # refuse before any task would fail on it
             raise ValueError(MISSING_PREDICTOR)
+    if options.recipe.decoder == "pyav":
+        from pipeline.media.inprocess import pyav_available
+
+        if not pyav_available():  # the recipe would not say how its clips were decoded
+            raise ValueError(
+                "the pyav decoder needs PyAV: pip install 'av>=18,<19' (the pipeline "
+                "extra has it), or pass --decoder ffmpeg"
+            )
 
 
 @dataclass
@@ -372,7 +424,7 @@ class _Callbacks:
 def _run_tasks(
     dataset: Path,
     store: Path,
-    clips: list[ClipSource],
+    clips: Iterator[ClipSource | None],
     options: IngestOptions,
     book: ManifestBook,
     ray_start: RayStart,
@@ -394,7 +446,7 @@ def _run_tasks(
         return book.is_current(clip, dataset / clip.path, verify=options.verify)
 
     todo = clips_to_do(clips, is_current, tally, callbacks.on_skip, stopping)
-    first = next(todo, None)
+    first = next((clip for clip in todo if clip is not None), None)
     if first is None:
         return stopping()
     cpus = ray_start.cpus()

@@ -289,6 +289,18 @@ class ManifestBook:
         self.ok_added += ok
         self.failed_added += not ok
 
+    def amend(self, clip_id: str, **fields: Any) -> bool:
+        """Change fields no resume decision reads (``method``) in a committed clip's row:
+        the row not flushed yet, else one made from its committed record (a failed clip's
+        row is left as it is: its retry writes the new value). True if a row changed."""
+        record = self.pending.get(clip_id)
+        if record is None and os.path.isdir(schemas.layout.clip_dir(self.store, clip_id)):
+            record = schemas.read_clip_record(self.store, clip_id)
+        if record is None or all(record.get(k) == v for k, v in fields.items()):
+            return False
+        self.pending[clip_id] = {**record, **fields}
+        return True
+
     def flush(self, *, final: bool = False) -> pa.Table:
         """Write the rows added since the last flush; the ``final`` flush also compacts.
 

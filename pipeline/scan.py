@@ -26,16 +26,17 @@ naming the same file with other labels is refused.
 from __future__ import annotations
 
 import csv
-import errno
 import io
 import os
-import stat
+from collections.abc import Container
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from pipeline.datasets.source import ClipSource, ScanResult, make_clip_id
 from pipeline.fakeavceleb import CSV_COLUMNS, CSV_HEADER, CSV_NAME
+from pipeline.path_check import LEAVES as _LEAVES
+from pipeline.path_check import MISSING, PathChecker
 from schemas import LETTER_TO_CATEGORY, TYPE_DIR_TO_CATEGORY
 
 VIDEO_SUFFIXES = {".mp4"}
@@ -121,18 +122,31 @@ class MediaWalk:
     odd: list[tuple[str, str]] = field(default_factory=list)  # (relative path, reason)
 
 
-def walk_media(dataset: Path) -> MediaWalk:
-    """Every ``.mp4`` under ``dataset``, vetted with ``lstat``/``stat`` only (never opened)."""
+def walk_media(
+    dataset: Path, checker: PathChecker | None = None, known: Container[str] = ()
+) -> MediaWalk:
+    """Every ``.mp4`` under ``dataset``, vetted with ``lstat``/``stat`` only (never opened).
+
+    Paths in ``known`` were vetted already (by ``checker``, in this scan) and are taken
+    as they are: a metadata-driven scan has examined every path its records name.
+    """
+    checker = checker or PathChecker(dataset)
     walk = MediaWalk()
-    for dirpath, _dirnames, filenames in os.walk(dataset):
+    top = os.fspath(dataset)
+    for dirpath, _dirnames, filenames in os.walk(top):
+        folder = os.path.relpath(dirpath, top).replace(os.sep, "/")
+        prefix = "" if folder == "." else folder + "/"
         for name in filenames:
-            if Path(name).suffix.lower() not in VIDEO_SUFFIXES:
+            if os.path.splitext(name)[1].lower() not in VIDEO_SUFFIXES:
                 continue
-            rel = (Path(dirpath) / name).relative_to(dataset).as_posix()
+            rel = prefix + name
+            if rel in known:
+                walk.media.append(rel)
+                continue
             if undecodable(rel):  # os.walk hands back undecodable bytes as surrogates
                 walk.odd.append((rel, "the file name is not valid UTF-8"))
                 continue
-            reason = examine(dataset, rel)
+            reason = checker.examine(rel)
             if reason is None:
                 walk.media.append(rel)
             elif reason != MISSING:  # MISSING: removed while we walked; nothing to report
@@ -142,61 +156,11 @@ def walk_media(dataset: Path) -> MediaWalk:
     return walk
 
 
-#: ``examine``'s answer when nothing exists at the path.
-MISSING = "missing"
-_LEAVES = "leaves the dataset root"
-
-
 def examine(dataset: Path, rel: str) -> str | None:
-    """None when ``dataset / rel`` is a regular file inside ``dataset``, else why not.
-
-    The answer is ``MISSING`` or a reason to refuse the path (it leaves the
-    root, a symlink loop, a broken link, not a regular file). Only ``lstat``,
-    ``stat`` and ``realpath`` are used: nothing is opened, so a FIFO cannot block.
-    """
-    pure = PurePosixPath(rel)
-    if pure.is_absolute() or ".." in pure.parts or not pure.parts:
-        return _LEAVES
-    if "\x00" in rel:
-        return "the path holds a NUL byte"
-    path = dataset.joinpath(*pure.parts)
-    try:
-        os.lstat(path)
-    except (FileNotFoundError, NotADirectoryError):
-        return MISSING
-    except OSError as exc:
-        return _os_reason(exc)
-    # Links (of the file or of a folder above it) are followed only to check where they lead.
-    if not Path(os.path.realpath(path)).is_relative_to(dataset):
-        return _LEAVES
-    try:
-        info = os.stat(path)
-    except (FileNotFoundError, NotADirectoryError):
-        return "a symbolic link to nothing"
-    except OSError as exc:
-        return _os_reason(exc)
-    if not stat.S_ISREG(info.st_mode):
-        return f"not a regular file ({_file_kind(info.st_mode)}), never opened"
-    return None
-
-
-def _os_reason(exc: OSError) -> str:
-    if exc.errno == errno.ELOOP:
-        return "a symbolic link loop"
-    return f"cannot be examined ({exc.strerror or exc})"
-
-
-def _file_kind(mode: int) -> str:
-    for test, kind in (
-        (stat.S_ISFIFO, "a FIFO"),
-        (stat.S_ISSOCK, "a socket"),
-        (stat.S_ISCHR, "a character device"),
-        (stat.S_ISBLK, "a block device"),
-        (stat.S_ISDIR, "a directory"),
-    ):
-        if test(mode):
-            return kind
-    return "not a file"
+    """None when ``dataset / rel`` is a regular file inside ``dataset``, else why not
+    (:meth:`pipeline.path_check.PathChecker.examine`, for one path; a scan keeps one
+    checker for all of its paths)."""
+    return PathChecker(dataset).examine(rel)
 
 
 def _confined_csv(dataset: Path) -> Path | None:

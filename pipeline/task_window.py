@@ -4,7 +4,10 @@ The scan's clips are decided lazily: a clip is skip-checked (is it current in th
 store?) only when the window has room for it, submitted at once if it is not,
 and its record collected when its task ends. So the driver holds at most
 ``size`` pending tasks and their clips, whatever the dataset's size, and the
-first task starts after one skip check, not after all of them.
+first task starts after one skip check, not after all of them. The clips may
+still be coming from a scan that runs meanwhile (:mod:`pipeline.scan_stream`):
+``None`` in the stream means "none yet", and the driver tends its tasks until
+the next one arrives.
 
 On a stop request (a signal, :mod:`pipeline.stop_signals`) it submits nothing
 more, keeps the ok records of tasks already finished, and force-cancels the
@@ -24,6 +27,8 @@ from schemas import STATUS_OK
 
 #: Seconds between looks at the stop flag while tasks run.
 POLL_S = 0.25
+#: What ``next(todo, ...)`` returns once the clips are all handed out.
+_EXHAUSTED = object()
 #: Skipped clips are reported (``on_skip(n)``) at least every this many.
 SKIP_BATCH = 1000
 
@@ -45,13 +50,14 @@ class Tally:
 
 
 def clips_to_do(
-    clips: Iterable[ClipSource],
+    clips: Iterable[ClipSource | None],
     is_current: Callable[[ClipSource], bool],
     tally: Tally,
     on_skip: Callable[[int], None] | None,
     stopping: Callable[[], bool],
-) -> Iterator[ClipSource]:
-    """The clips not current in the store, skip-checked one by one as they are asked for.
+) -> Iterator[ClipSource | None]:
+    """The clips not current in the store, skip-checked one by one as they are asked for
+    (a ``None``, "no clip yet", is passed on as it is).
 
     Skipped clips are counted in ``tally`` and reported to ``on_skip(n)`` in batches
     (before the next clip to do is handed out, and at the end). Ends early on ``stopping()``.
@@ -67,6 +73,10 @@ def clips_to_do(
     for clip in clips:
         if stopping():
             break
+        if clip is None:
+            report()
+            yield None
+            continue
         if is_current(clip):
             tally.skipped += 1
             unreported += 1
@@ -79,7 +89,7 @@ def clips_to_do(
 
 
 def drive(
-    todo: Iterator[ClipSource],
+    todo: Iterator[ClipSource | None],
     submit: Callable[[ClipSource], Any],
     result_of: Callable[[Any, ClipSource], dict[str, Any]],
     add: Callable[[dict[str, Any]], None],
@@ -89,6 +99,9 @@ def drive(
     flush_every_s: float = 2.0,
 ) -> bool:
     """Run ``todo`` through Ray with at most ``size`` tasks in flight; True if stopped.
+
+    A ``None`` from ``todo`` (no clip yet) ends this round of submitting: the driver
+    waits on its tasks, then asks again.
 
     ``submit(clip)`` starts a task and returns its ref, ``result_of(ref, clip)`` is its
     record, ``add(record)`` books it; ``flush()`` runs every ``flush_every_s`` seconds.
@@ -100,18 +113,22 @@ def drive(
     exhausted = False
     while not stopping():
         while not exhausted and len(pending) < size and not stopping():
-            clip = next(todo, None)
-            if clip is None:
+            clip = next(todo, _EXHAUSTED)
+            if clip is _EXHAUSTED:
                 exhausted = True
+            elif clip is None:
+                break  # none yet: tend the tasks, then ask again
             else:
+                assert isinstance(clip, ClipSource)
                 pending[submit(clip)] = clip
-        if not pending:
+        if not pending and exhausted:
             break
-        done, _ = ray.wait(list(pending), num_returns=1, timeout=POLL_S)
-        if stopping():  # a record that ended with the signal may be its victim
-            break
-        for ref in done:
-            add(result_of(ref, pending.pop(ref)))
+        if pending:  # (with none pending, the stream's None already waited)
+            done, _ = ray.wait(list(pending), num_returns=1, timeout=POLL_S)
+            if stopping():  # a record that ended with the signal may be its victim
+                break
+            for ref in done:
+                add(result_of(ref, pending.pop(ref)))
         if time.monotonic() - last_flush > flush_every_s:
             flush()
             last_flush = time.monotonic()

@@ -23,6 +23,13 @@ Choices worth knowing:
   detected on the stride frames while the rest of the video is still decoding.
   (Two processes, one per stream, cost one more ffmpeg start-up per clip, which is
   a good part of the decode time of a 224² clip of a few seconds.)
+- The recipe's ``decoder`` ``pyav`` (the default) decodes a clean clip inside the worker with PyAV
+  (:mod:`pipeline.media.inprocess`): no process start-up, which is about 40 % of a
+  224² clip's CPU. The frames are the process path's, pixel for pixel; the audio comes
+  from PyAV's own build of FFmpeg, whose AAC decoder rounds differently in the last
+  float bits, so a 16-bit sample may differ by one step (about 0.02 % of them). Every
+  file it does not take decodes as below, with the same verdicts. ``cpu_seconds`` in
+  the result says where a clip's CPU went (:mod:`pipeline.stage_cpu`).
 - Every setting that shapes the tensors or the verdict comes from the recipe
   (:class:`schemas.recipe.Recipe`): the frame rate, sample rate, face stride, crop
   size, face margin and smoothing windows, silence thresholds, the cut, the minimum
@@ -63,8 +70,10 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
@@ -75,6 +84,7 @@ from pipeline.faces import StrideDetector, crop_boxes, crop_faces, detection_fac
 from pipeline.landmarks import count_shot_cuts, landmark_jitter, to_crop, track_landmarks
 from pipeline.mouth import crop_mouths
 from pipeline.silence import leading_silence_frames
+from pipeline.stage_cpu import StageCpu
 from schemas.recipe import Recipe
 
 #: Defaults of the recipe's ``min_frames`` and ``max_seconds`` (the recipe is their one
@@ -108,6 +118,8 @@ class ClipTensors:
     audio_offset_s: float = 0.0  # audio stream start minus video stream start, as found
     audio_coverage: float = 1.0  # fraction of the video frames that the audio covers
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
+    # CPU seconds per stage (see StageCpu): this process's, and its ffmpeg processes'.
+    cpu_seconds: dict[str, float] = field(default_factory=dict)
     face_boxes: np.ndarray | None = None  # (T, 4) float32: square cut per crop, frame px
     landmarks: np.ndarray | None = None  # (T, 68, 2) float16 in crop px (recipe.landmarks)
     mouth: np.ndarray | None = None  # (T, 96, 96) uint8 (the recipe's "mouth" stream)
@@ -138,45 +150,59 @@ def preprocess_clip(
     max_seconds: float | None = None,
     frame_budget_bytes: int = media.DEFAULT_FRAME_BUDGET_BYTES,
     min_audio_coverage: float | None = None,
+    in_process: bool | None = None,
 ) -> ClipTensors:
     """Face crops ``(T, S, S, 3)`` uint8 and audio features ``(T, 104)`` float32 of one clip.
 
     ``S`` is ``recipe.crop_size``. ``max_seconds`` and ``min_audio_coverage`` default
     to the recipe's; pass them only to try another value without another recipe
-    (what a store holds is made with its recipe's). Raises :class:`ClipError` for
-    every bad input; never leaves files behind.
+    (what a store holds is made with its recipe's). ``in_process`` (default: the
+    recipe's ``decoder`` is ``pyav``) decodes a clean clip inside this process
+    (:func:`pipeline.media.decode_in_process`: the same frames, audio within one
+    16-bit step, no process start-up), anything else with an ffmpeg process. Raises :class:`ClipError` for every bad input;
+    never leaves files behind.
     """
     if max_seconds is None:
         max_seconds = recipe.max_seconds
+    if in_process is None:
+        in_process = recipe.decoder == "pyav"
     if min_audio_coverage is None:
         min_audio_coverage = recipe.min_audio_coverage
     min_frames = recipe.min_frames
     path = Path(path)
     timings: dict[str, float] = {"probe": 0.0}
+    cpu = StageCpu()
     _check_file(path)
     fps = float(recipe.fps)
     decoded, detector, info = _decode_with_faces(
-        path, recipe, fps, max_seconds, frame_budget_bytes, timings
+        path, recipe, fps, max_seconds, frame_budget_bytes, timings, cpu, in_process
     )
+    if math.isfinite(decoded.audio_cpu_s):
+        cpu.add("audio_decode", decoded.audio_cpu_s)  # part of 'decode', told apart
     frames, signal = decoded.frames, decoded.samples
     num_frames = len(frames)
     _check_decoded(decoded, info.duration_s, fps, max_seconds, min_frames)
     span = TimelineSpan.of(decoded, num_frames, fps, recipe.sample_rate)
     span.check(min_audio_coverage)
+    detect_cpu = detector.cpu_seconds
     detector.finish(num_frames - 1, frames[-1])
     if detector.hits == 0:
         raise ClipError("no face detected in any frame")
 
+    cpu.add("detect", detector.cpu_seconds - detect_cpu)
     clock = time.perf_counter()
-    track = detector.track(num_frames, recipe.face_smooth, recipe.face_size_smooth)
-    crops = crop_faces(frames, track, recipe.crop_size, recipe.face_margin)
-    boxes = crop_boxes(track, recipe.face_margin)
+    with cpu.stage("track"):
+        track = detector.track(num_frames, recipe.face_smooth, recipe.face_size_smooth)
+    with cpu.stage("crop"):
+        crops = crop_faces(frames, track, recipe.crop_size, recipe.face_margin)
+        boxes = crop_boxes(track, recipe.face_margin)
     timings["crop"] = time.perf_counter() - clock
     streams, landmark_rate = _landmark_streams(frames, track, boxes, detector, recipe, timings)
     del frames, decoded  # the full frames are the clip's largest buffer; crops are all we keep
 
     clock = time.perf_counter()
-    audio = frame_features(signal, recipe.sample_rate, num_frames, recipe.features)
+    with cpu.stage("features"):
+        audio = frame_features(signal, recipe.sample_rate, num_frames, recipe.features)
     timings["features"] = time.perf_counter() - clock
 
     trimmed = 0
@@ -204,6 +230,7 @@ def preprocess_clip(
         audio_offset_s=span.offset_s,
         audio_coverage=span.audio_coverage,
         timings=timings,
+        cpu_seconds=cpu.seconds,
         face_boxes=np.ascontiguousarray(boxes),
         landmarks=landmarks,
         mouth=streams.get("mouth"),
@@ -317,43 +344,93 @@ def _decode_with_faces(
     max_seconds: float,
     frame_budget_bytes: int,
     timings: dict[str, float],
+    cpu: StageCpu,
+    in_process: bool = False,
 ) -> tuple[media.DecodedClip, StrideDetector, SourceFacts | media.MediaInfo]:
     """Decode ``path`` with face detection riding on the frames as they arrive.
 
-    The source's facts come from ffmpeg's banner when the decode looks clean; otherwise
-    ffprobe says what is off, and a decode the frame budget stopped (too large, or a size
-    change) is run again at a size pinned from the probe. Adds to ``timings``.
+    With ``in_process``, a clean clip is decoded in this process
+    (:func:`pipeline.media.decode_in_process`); anything it does not take, and
+    everything without it, goes to an ffmpeg process. The source's facts come from
+    ffmpeg's banner when the decode looks clean; otherwise ffprobe says what is off,
+    and a decode the frame budget stopped (too large, or a size change) is run again
+    at a size pinned from the probe. Adds to ``timings`` and ``cpu``.
     """
+    if in_process:
+        detector = StrideDetector(stride=recipe.face_stride)
+        decoded = _timed_decode(
+            lambda: media.decode_in_process(
+                path, fps, recipe.sample_rate, max_seconds, detector, frame_budget_bytes
+            ),
+            detector, timings, cpu,
+        )  # fmt: skip
+        if decoded is not None and (
+            facts := _happy_facts(decoded, fps, max_seconds, recipe.min_frames)
+        ):
+            return decoded, detector, facts
     detector = StrideDetector(stride=recipe.face_stride)  # scale chosen on the first frame
-    clock = time.perf_counter()
-    decoded = media.decode_any(
-        path, fps, recipe.sample_rate, max_seconds, on_frame=detector,
-        budget_bytes=frame_budget_bytes,
+    cpu.add("processes", 1)
+    decoded = _timed_decode(
+        lambda: media.decode_any(
+            path, fps, recipe.sample_rate, max_seconds, on_frame=detector,
+            budget_bytes=frame_budget_bytes,
+        ),
+        detector, timings, cpu,
     )  # fmt: skip
-    timings["decode"] = time.perf_counter() - clock - detector.seconds
-    timings["detect"] = detector.seconds
     if decoded.open_error:  # not an mp4: no probe could say more
         raise ClipError(f"cannot decode: {decoded.open_error}")
     facts = _happy_facts(decoded, fps, max_seconds, recipe.min_frames)
     if facts is not None:
         return decoded, detector, facts
     clock = time.perf_counter()
-    info = _probe_checked(path)  # something is off: ffprobe says what, as precisely as it can
+    cpu.add("processes", 1)
+    with cpu.stage("probe"):
+        info = _probe_checked(path)  # something is off: ffprobe says what, as precisely as it can
     timings["probe"] = time.perf_counter() - clock
     if decoded.stopped:  # too large for the budget, or a size change: pin the size
         width, height = media.decode_size(info, fps, max_seconds, frame_budget_bytes)
         seconds = info.duration_s if math.isfinite(info.duration_s) else max_seconds
         detector = StrideDetector(recipe.face_stride, detection_factor(height, width))
-        clock = time.perf_counter()
-        decoded = media.decode_clip(
-            path, (width, height), fps, recipe.sample_rate, max_seconds,
-            media.decode_timeout_s(min(seconds, max_seconds)), on_frame=detector,
+        cpu.add("processes", 1)
+        decoded = _timed_decode(
+            lambda: media.decode_clip(
+                path, (width, height), fps, recipe.sample_rate, max_seconds,
+                media.decode_timeout_s(min(seconds, max_seconds)), on_frame=detector,
+            ),
+            detector, timings, cpu,
         )  # fmt: skip
-        timings["decode"] += time.perf_counter() - clock - detector.seconds
-        timings["detect"] += detector.seconds
     elif decoded.returncode != 0:
         raise ClipError(f"cannot decode: {decoded.stderr_line}")
     return decoded, detector, info
+
+
+_Decoded = TypeVar("_Decoded")
+
+
+def _timed_decode(
+    decode: Callable[[], _Decoded],
+    detector: StrideDetector,
+    timings: dict[str, float],
+    cpu: StageCpu,
+) -> _Decoded:
+    """Run ``decode``; its time goes to 'decode', the detector's (fed by it) to 'detect'.
+
+    Time spent on a decode whose frames are then dropped (an in-process attempt that
+    hands the file to the process) counts too: it was spent on the clip.
+    """
+    clock = time.perf_counter()
+    detect_wall, detect_cpu = detector.seconds, detector.cpu_seconds
+    try:
+        with cpu.stage("decode"):
+            decoded = decode()
+    finally:
+        detect_wall = detector.seconds - detect_wall
+        timings["decode"] = timings.get("decode", 0.0) + time.perf_counter() - clock - detect_wall
+        timings["detect"] = timings.get("detect", 0.0) + detect_wall
+        detect_cpu = detector.cpu_seconds - detect_cpu
+        cpu.add("decode", -detect_cpu)  # the detector ran inside the decode's frame callback
+        cpu.add("detect", detect_cpu)
+    return decoded
 
 
 def _check_decoded(

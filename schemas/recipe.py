@@ -49,6 +49,7 @@ LEGACY_RECIPE = {
     "min_face_rate": 0.0,
     "landmarks": False,
     "streams": ("face",),
+    "decoder": "ffmpeg",
 }
 
 #: Fields that only add arrays beside ``video`` and ``audio`` and change none of their
@@ -56,6 +57,14 @@ LEGACY_RECIPE = {
 #: made before they existed keeps its hash: its clips stay current on resume and its
 #: fingerprint does not move.
 ADDITIVE_FIELDS = ("landmarks", "streams")
+#: Every field left out of :meth:`Recipe.hash` at its legacy value: the additive ones,
+#: and ``decoder``, whose legacy value is how every store before it was decoded.
+UNHASHED_AT_LEGACY = (*ADDITIVE_FIELDS, "decoder")
+#: How a clip is decoded: ``pyav`` inside the worker (``pipeline.media.inprocess``; a
+#: file it does not decode exactly goes to an ffmpeg process), or ``ffmpeg``, one
+#: supervised ffmpeg process per clip. The frames are the same; PyAV's AAC decoder
+#: may round an audio sample one 16-bit step apart, so the choice is recorded.
+DECODERS = ("pyav", "ffmpeg")
 
 _FIELD_TYPES: dict[str, type] = {
     "str": str,
@@ -84,7 +93,7 @@ class Recipe:
     names the visual streams stored: ``("face",)`` or ``("face", "mouth")`` (mouth
     crops, ``pipeline.mouth``; needs ``landmarks``). Both default off, so that
     ``Recipe()`` means the same on every installation; the CLI turns landmarks on
-    when the predictor is installed.
+    when the predictor is installed. ``decoder`` is one of :data:`DECODERS`.
     """
 
     features: str = "mfcc"  # mfcc | fbank
@@ -106,6 +115,7 @@ class Recipe:
     min_face_rate: float = 0.5  # below this face detection rate a clip is low_face_rate
     landmarks: bool = False  # dlib's 68 landmarks per frame, and the landmark flags
     streams: tuple[str, ...] = ("face",)  # ("face",) or ("face", "mouth")
+    decoder: str = "pyav"  # pyav (in the worker, ffmpeg where it cannot) | ffmpeg (DECODERS)
     pipeline_version: int = PIPELINE_VERSION
 
     def __post_init__(self) -> None:
@@ -114,6 +124,8 @@ class Recipe:
             raise ValueError(f"features must be one of {AUDIO_FEATURES}, not {self.features!r}")
         if self.layout not in LAYOUTS:
             raise ValueError(f"layout must be one of {LAYOUTS}, not {self.layout!r}")
+        if self.decoder not in DECODERS:
+            raise ValueError(f"decoder must be one of {DECODERS}, not {self.decoder!r}")
         if self.audio_dtype not in ("float32", "float16"):
             raise ValueError(f"audio_dtype must be float32 or float16, not {self.audio_dtype!r}")
         if self.crop_size < 16 or self.face_stride < 1 or self.fps < 1:
@@ -191,10 +203,10 @@ class Recipe:
     def hash(self) -> str:
         """Short stable hash of the recipe; part of every clip's fingerprint.
 
-        :data:`ADDITIVE_FIELDS` at their legacy value are left out (see there).
+        :data:`UNHASHED_AT_LEGACY` fields at their legacy value are left out (see there).
         """
         data = self.to_dict()
-        for name in ADDITIVE_FIELDS:
+        for name in UNHASHED_AT_LEGACY:
             if data[name] == LEGACY_RECIPE[name]:
                 del data[name]
         blob = json.dumps(data, sort_keys=True).encode()

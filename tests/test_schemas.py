@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -238,6 +239,35 @@ def test_recipe_holds_every_setting_that_shapes_a_clip() -> None:
     }  # fmt: skip
     assert len(hashes) == 5 and recipe.hash() not in hashes
     assert schemas.Recipe(max_seconds=60).hash() == recipe.hash()  # 60 and 60.0 alike
+
+
+def test_the_decoder_is_part_of_the_recipe_and_older_stores_keep_their_hash() -> None:
+    from schemas.recipe import Recipe
+
+    assert Recipe().decoder == "pyav"
+    assert Recipe(decoder="pyav").hash() != Recipe(decoder="ffmpeg").hash()
+    with pytest.raises(ValueError, match="decoder must be one of"):
+        Recipe(decoder="gstreamer")
+    # A store recorded before the field existed was decoded by an ffmpeg process: it
+    # reads as such, and its hash is the one computed without the field, as it was.
+    before = {k: v for k, v in Recipe(decoder="ffmpeg").to_dict().items() if k != "decoder"}
+    old = Recipe.from_dict(json.loads(json.dumps(before)))
+    assert old.decoder == "ffmpeg"
+    legacy_blob = json.dumps(
+        {k: v for k, v in before.items() if k not in ("landmarks", "streams")}, sort_keys=True
+    ).encode()
+    assert old.hash() == hashlib.sha256(legacy_blob).hexdigest()[:16]
+
+
+def test_a_rerun_keeps_the_decoder_of_its_store(tmp_path: Path) -> None:
+    from pipeline.cli import _resolve_decoder
+    from schemas.recipe import Recipe
+
+    store = tmp_path / "store"
+    assert _resolve_decoder(None, store) == "pyav"  # no store yet: the default
+    schemas.create_store(store, Recipe(decoder="ffmpeg"))
+    assert _resolve_decoder(None, store) == "ffmpeg"
+    assert _resolve_decoder("pyav", store) == "pyav"  # asked for: the recipe check decides
 
 
 @pytest.mark.parametrize(

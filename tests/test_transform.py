@@ -15,6 +15,7 @@ from python_speech_features import delta, mfcc
 
 from benchmarks.naive_reference import decode_audio
 from pipeline.errors import ClipError
+from pipeline.media.inprocess import decode_in_process
 from pipeline.transform import ClipTensors, preprocess_clip
 from schemas.recipe import Recipe
 
@@ -48,10 +49,22 @@ def test_shapes_types_and_facts(tensors: ClipTensors) -> None:
     assert {"probe", "decode", "detect", "crop", "features"} <= set(tensors.timings)
 
 
+def _decoded_audio(clip: Path, decoder: str) -> np.ndarray:
+    """The 16 kHz mono samples of ``clip`` as ``decoder`` decodes them."""
+    if decoder == "ffmpeg":
+        return decode_audio(clip, 16000, 60, 60)
+    decoded = decode_in_process(clip, 25.0, 16000, 60.0)
+    assert decoded is not None  # a clean clip: the in-process path takes it
+    return decoded.samples
+
+
+@pytest.mark.parametrize("decoder", ["pyav", "ffmpeg"])
 def test_mfcc_features_are_python_speech_features_of_the_audio(
-    clip: Path, tensors: ClipTensors
+    clip: Path, tensors: ClipTensors, decoder: str
 ) -> None:
-    signal = decode_audio(clip, 16000, 60, 60).astype(np.float64)
+    if decoder != RECIPE.decoder:
+        tensors = preprocess_clip(clip, Recipe(decoder=decoder))
+    signal = _decoded_audio(clip, decoder).astype(np.float64)
     cep = mfcc(signal, 16000, winlen=0.025, winstep=0.01, numcep=13, nfilt=26, nfft=512,
                appendEnergy=True)  # fmt: skip
     hops = np.concatenate([cep, delta(cep, 2)], axis=1)
@@ -224,7 +237,7 @@ def test_a_directory_is_not_a_clip(tmp_path: Path) -> None:
         preprocess_clip(tmp_path, RECIPE)
 
 
-def test_naive_reference_and_decode_only_bound(clip: Path, tensors: ClipTensors) -> None:
+def test_naive_reference_and_decode_only_bound(clip: Path) -> None:
     # benchmarks/ is not an installed package: load the module from its file.
     source = Path(__file__).resolve().parents[1] / "benchmarks" / "naive_reference.py"
     spec = importlib.util.spec_from_file_location("naive_reference", source)
@@ -237,6 +250,8 @@ def test_naive_reference_and_decode_only_bound(clip: Path, tensors: ClipTensors)
     with tempfile.TemporaryDirectory() as workdir:
         video, audio = naive_process(clip, Path(workdir))
     assert video.shape == (50, 112, 112, 3) and audio.shape == (50, 104)
-    # Same samples, same recipe: the baseline's features are ours (wav vs pipe aside).
-    np.testing.assert_allclose(audio, tensors.audio, rtol=1e-4, atol=1e-3)
+    # Same samples (both from an ffmpeg process), same recipe: the baseline's features
+    # are ours (wav vs pipe aside).
+    ours = preprocess_clip(clip, Recipe(decoder="ffmpeg")).audio
+    np.testing.assert_allclose(audio, ours, rtol=1e-4, atol=1e-3)
     assert video.mean() > 50  # a face was found and cropped in every frame

@@ -20,6 +20,7 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 from types import ModuleType
+from typing import TYPE_CHECKING
 
 from pipeline.datasets.source import ClipSource, ScanResult, Segments, make_clip_id
 
@@ -29,6 +30,9 @@ _MODULES = {
     "avdeepfake1m": "pipeline.datasets.avdeepfake1m",
     "csv": "pipeline.datasets.csv_table",
 }
+if TYPE_CHECKING:  # collect imports pipeline.scan, which imports this package
+    from pipeline.datasets.collect import ClipSink
+
 DATASETS: tuple[str, ...] = tuple(_MODULES)
 #: The adapters that detection tries (a CSV could be anyone's; it is never guessed).
 DETECTED: tuple[str, ...] = ("fakeavceleb", "lavdf", "avdeepfake1m")
@@ -72,10 +76,11 @@ def detect(root: str | Path) -> str:
     raise ScanError(f"cannot tell the dataset at {root}: looked for {wanted}{hint}")
 
 
-def scan(root: str | Path, dataset: str | None = None) -> ScanResult:
-    """The clips of the dataset at ``root`` (``dataset`` detected when None)."""
+def scan(root: str | Path, dataset: str | None = None, sink: ClipSink | None = None) -> ScanResult:
+    """The clips of the dataset at ``root`` (``dataset`` detected when None); with a
+    ``sink``, each clip is also handed to it as it is found (:class:`ClipSink`)."""
     name = dataset if dataset is not None else detect(root)
-    result: ScanResult = adapter(name).scan(root)
+    result: ScanResult = adapter(name).scan(root, sink)
     return result
 
 

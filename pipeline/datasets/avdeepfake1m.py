@@ -41,7 +41,7 @@ from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from pipeline.datasets.collect import Collector
+from pipeline.datasets.collect import ClipSink, Collector
 from pipeline.datasets.labels import MODIFY_TYPES, category_of, modify_type_of, official_split
 from pipeline.datasets.layout import find_root
 from pipeline.datasets.records import (
@@ -78,10 +78,10 @@ def looks_like(path: Path) -> bool:
     )
 
 
-def scan(root: str | Path) -> ScanResult:
+def scan(root: str | Path, sink: ClipSink | None = None) -> ScanResult:
     """Every clip the metadata (and ``test_files.txt``) names under ``root`` or just under it."""
     dataset = find_root(root, looks_like, WANTED)
-    collector = Collector(dataset, NAME)
+    collector = Collector(dataset, NAME, sink)
     for subset in SUBSETS:
         for source, index, raw in _subset_records(dataset, subset):
             where = collector.where(source, index)

@@ -15,6 +15,12 @@ collector keeps the rules that are the same for every dataset:
 
 It keeps a large scan small: repeated short strings (identities, splits, methods)
 are interned, and each clip remembers where it was named as two integers, not a string.
+Paths are vetted by one :class:`~pipeline.path_check.PathChecker` for the whole scan,
+and the closing walk takes the paths the records named as vetted already.
+
+With a :class:`ClipSink`, every clip is handed over the moment it is first named
+(the ingest starts on it while the scan goes on), and a later merge that changes
+it is handed over again.
 """
 
 from __future__ import annotations
@@ -23,19 +29,38 @@ import sys
 from array import array
 from dataclasses import replace
 from pathlib import Path
+from typing import Protocol
 
 from pipeline.datasets.source import ClipSource, ScanResult
-from pipeline.scan import MISSING, examine, shown, walk_media
+from pipeline.path_check import PathChecker
+from pipeline.scan import MISSING, shown, walk_media
 
 #: ``examine``'s reason for a path outside the root (kept in step with pipeline.scan).
 _LEAVES = "leaves the dataset root"
 
 
+class ClipSink(Protocol):
+    """Where a streaming scan hands its clips as it finds them."""
+
+    def opened(self, root: Path) -> None:
+        """The scan reads the dataset at ``root`` (the clips' paths are relative to it)."""
+
+    def found(self, clip: ClipSource) -> None:
+        """``clip`` was named for the first time."""
+
+    def merged(self, clip: ClipSource) -> None:
+        """A later record merged into a clip already found; ``clip`` is the merged one."""
+
+
 class Collector:
     """Gathers one dataset's clips and its report; see the module docstring for the rules."""
 
-    def __init__(self, root: Path, dataset: str) -> None:
+    def __init__(self, root: Path, dataset: str, sink: ClipSink | None = None) -> None:
         self.root = root
+        self.sink = sink
+        self._checker = PathChecker(root)
+        if sink is not None:
+            sink.opened(root)
         self.result = ScanResult(root=root, clips=[], used_csv=True, dataset=dataset)
         self._examined: set[str] = set()  # odd paths records named (refused there already)
         self._index: dict[str, int] = {}  # clip path -> index in result.clips
@@ -47,7 +72,7 @@ class Collector:
 
     def examine(self, rel: str) -> str | None:
         """None when ``root / rel`` is a regular file inside the root, else ``MISSING`` or why not."""
-        reason = examine(self.root, rel)
+        reason = self._checker.examine(rel)
         # Only odd paths need remembering (the walk reports those no record named): a
         # regular or missing file is never among them, and a million paths would be kept.
         if reason is not None and reason != MISSING:
@@ -80,6 +105,8 @@ class Collector:
             self.result.clips.append(clip)
             self._origin.append(self._source_number(source) << 40 | (record + 1))
             self.result.repaired.extend(f"{where}: {repair}" for repair in repairs)
+            if self.sink is not None:
+                self.sink.found(clip)
             return
         earlier = self.result.clips[index]
         first = self._first_where(index)
@@ -91,13 +118,15 @@ class Collector:
             return
         merged = replace(earlier, method=_join(earlier.method, clip.method))
         self.result.clips[index] = merged
+        if self.sink is not None and merged != earlier:
+            self.sink.merged(merged)
         self.result.merged.append(
             f"{where}: {shown(clip.path)} merged with {first} (method {shown(merged.method)})"
         )
 
     def finish(self) -> ScanResult:
         """The result, with ``unlisted`` media and odd files from one walk of the root."""
-        walk = walk_media(self.root)
+        walk = walk_media(self.root, self._checker, known=self._index)
         self.result.refused.extend(
             f"{shown(rel)}: {reason}; refused"
             for rel, reason in walk.odd
@@ -153,4 +182,4 @@ def _join(first: str, other: str) -> str:
     return "+".join(values) or first
 
 
-__all__ = ["Collector"]
+__all__ = ["ClipSink", "Collector"]

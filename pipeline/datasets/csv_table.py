@@ -33,7 +33,7 @@ import os
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from pipeline.datasets.collect import Collector
+from pipeline.datasets.collect import ClipSink, Collector
 from pipeline.datasets.labels import (
     OFFICIAL_SPLITS,
     category_of,
@@ -66,11 +66,11 @@ def locate(root: str | Path) -> tuple[Path, str]:
     raise ScanError(f"{root} is neither a folder holding {CSV_NAME} nor a .csv file")
 
 
-def scan(root: str | Path) -> ScanResult:
+def scan(root: str | Path, sink: ClipSink | None = None) -> ScanResult:
     """Every clip the CSV names, labelled by its columns (see the module docstring)."""
     dataset, name = locate(root)
     path = confined_file(dataset, name)
-    collector = Collector(dataset, NAME)
+    collector = Collector(dataset, NAME, sink)
     with (
         path.open("rb") as raw,
         io.TextIOWrapper(raw, encoding="utf-8-sig", errors="surrogateescape", newline="") as text,

@@ -29,7 +29,7 @@ from typing import Any
 
 import ijson
 
-from pipeline.datasets.collect import Collector
+from pipeline.datasets.collect import ClipSink, Collector
 from pipeline.datasets.labels import category_of, modify_type_of, official_split, per_modality
 from pipeline.datasets.layout import find_root
 from pipeline.datasets.records import (
@@ -56,13 +56,13 @@ def looks_like(path: Path) -> bool:
     return _metadata_name(path.resolve()) is not None
 
 
-def scan(root: str | Path) -> ScanResult:
+def scan(root: str | Path, sink: ClipSink | None = None) -> ScanResult:
     """Every clip LAV-DF's metadata names under ``root`` (or the one folder just under it)."""
     # Asked for by name, a metadata file that detection would pass over (not an array,
     # broken JSON) is read anyway, so that the error says what is wrong with it.
     dataset = find_root(root, _holds_metadata, WANTED)
     name = next(n for n in METADATA_NAMES if os.path.lexists(dataset / n))
-    collector = Collector(dataset, NAME)
+    collector = Collector(dataset, NAME, sink)
     for index, raw in json_records(confined_file(dataset, name)):
         where = collector.where(name, index)
         try:

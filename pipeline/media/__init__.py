@@ -1,4 +1,4 @@
-"""Probe and decode one media file with ffprobe / ffmpeg, entirely through pipes.
+"""Probe and decode one media file with ffprobe / ffmpeg or in-process, through pipes.
 
 Nothing is written to disk, every subprocess gets an argument list (never a shell
 string), and every input is opened as an mp4 from a local file only. The modules,
@@ -6,6 +6,9 @@ by job:
 
 - :mod:`~pipeline.media.decode`: one ffmpeg process decodes a clip's video and audio
   onto the container's timeline (:func:`decode_any`, :func:`decode_clip`).
+- :mod:`~pipeline.media.inprocess`: the same decode of a clean clip inside the
+  worker with PyAV, no process (:func:`decode_in_process`); anything else goes to
+  the process.
 - :mod:`~pipeline.media.ffprobe`: what ffprobe says about a file (:func:`probe`).
 - :mod:`~pipeline.media.ppm`: the stream of PPM frames the decode reads.
 - :mod:`~pipeline.media.ffmpeg_log`: ffmpeg's stderr: open failures, the last error,
@@ -28,6 +31,7 @@ from pipeline.media.decode import (
 from pipeline.media.ffmpeg_args import INPUT_GUARD
 from pipeline.media.ffmpeg_log import InputReport
 from pipeline.media.ffprobe import MediaInfo, probe
+from pipeline.media.inprocess import decode_in_process
 from pipeline.media.timeouts import decode_timeout_s
 
 __all__ = [
@@ -38,6 +42,7 @@ __all__ = [
     "MediaInfo",
     "decode_any",
     "decode_clip",
+    "decode_in_process",
     "decode_size",
     "decode_timeout_s",
     "probe",

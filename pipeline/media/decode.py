@@ -78,6 +78,9 @@ class DecodedClip:
     audio_start_s: float = math.nan
     demuxer_error: str = ""  # the demuxer's first error line ('' when it logged none)
     open_error: str = ""  # why the input could not be opened as an mp4 ('' when it was)
+    # CPU seconds spent on the audio (decoder and filters) by an in-process decode (nan:
+    # not known, as when an ffmpeg process decoded both streams).
+    audio_cpu_s: float = math.nan
 
 
 def decode_clip(

@@ -1,0 +1,139 @@
+"""The in-process decode (PyAV) against the ffmpeg process it stands in for, on real clips.
+
+Video must match pixel for pixel; audio comes from another build of FFmpeg's AAC
+decoder, whose float output differs in the last bits, so after rounding to 16 bits a
+sample may differ by one step (on well under 0.1 % of samples). Whatever the
+in-process path does not take goes to the process and fails with the same reason.
+"""
+
+from __future__ import annotations
+
+import resource
+from pathlib import Path
+
+import numpy as np
+import pytest
+from media_fixtures import delay_stream, flash_beep_clip, make_clip, make_rotated_clip
+
+from pipeline import media
+from pipeline.errors import ClipError
+from pipeline.transform import preprocess_clip
+from schemas.recipe import Recipe
+
+pytest.importorskip("av")
+
+RECIPE = Recipe()
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("inprocess")
+
+
+@pytest.fixture(scope="module")
+def clip(clips: Path) -> Path:
+    return make_clip(clips / "plain.mp4")
+
+
+def _children() -> tuple[float, int]:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime, usage.ru_minflt
+
+
+def test_a_normal_clip_starts_no_process(clip: Path) -> None:
+    preprocess_clip(clip, RECIPE, in_process=True)  # imports and the detector, once
+    before = _children()
+    tensors = preprocess_clip(clip, RECIPE, in_process=True)
+    assert _children() == before  # no child process ran (each one faults pages)
+    assert tensors.video.shape == (50, 112, 112, 3)
+    assert "processes" not in tensors.cpu_seconds
+    before = _children()
+    preprocess_clip(clip, RECIPE)  # the process path: the measure does see a process
+    assert _children() != before
+
+
+def _assert_same_decode(path: Path, max_seconds: float = 60.0) -> None:
+    process = media.decode_any(path, 25, 16000, max_seconds)
+    inside = media.decode_in_process(path, 25, 16000, max_seconds)
+    assert inside is not None, f"{path.name} should decode in-process"
+    assert np.array_equal(inside.frames, process.frames)
+    assert inside.samples.shape == process.samples.shape
+    steps = np.abs(inside.samples.astype(np.int32) - process.samples)
+    assert steps.max() <= 1 and (steps > 0).mean() < 1e-3
+    assert inside.report == process.report
+    assert inside.video_start_s == process.video_start_s
+    assert inside.audio_start_s == process.audio_start_s
+
+
+@pytest.mark.parametrize(
+    "variant", ["plain", "stereo_44k", "30fps", "vfr", "audio_late", "video_late", "cut"]
+)
+def test_in_process_decode_matches_the_process(clips: Path, clip: Path, variant: str) -> None:
+    if variant == "plain":
+        _assert_same_decode(clip)
+    elif variant == "stereo_44k":
+        _assert_same_decode(make_clip(clips / "st.mp4", sample_rate=44100, channels=2))
+    elif variant in ("30fps", "vfr"):
+        path = clips / f"{variant}.mp4"
+        _assert_same_decode(flash_beep_clip(path, fps=30 if variant == "30fps" else 25,
+                                            vfr=variant == "vfr"))  # fmt: skip
+    elif variant == "cut":
+        _assert_same_decode(clip, max_seconds=1.0)
+    else:
+        stream = "a" if variant == "audio_late" else "v"
+        _assert_same_decode(delay_stream(clip, clips / f"{variant}.mp4", stream))
+
+
+def test_crops_and_features_match_the_process_path(clip: Path) -> None:
+    inside = preprocess_clip(clip, RECIPE, in_process=True)
+    process = preprocess_clip(clip, RECIPE)
+    assert np.array_equal(inside.video, process.video)
+    assert np.array_equal(inside.face_boxes, process.face_boxes)  # type: ignore[arg-type]
+    assert inside.face_detection_rate == process.face_detection_rate
+    # One 16-bit step moves a log energy of a quiet hop the most; the bulk is identical.
+    diff = np.abs(inside.audio - process.audio)
+    assert np.median(diff) < 1e-4 and diff.max() < 1.0
+    for name in ("source_fps", "source_duration_s", "source_width", "source_height",
+                 "audio_offset_s", "audio_coverage", "cut", "trimmed_frames"):  # fmt: skip
+        assert getattr(inside, name) == getattr(process, name), name
+
+
+def _reason(path: Path, in_process: bool) -> str:
+    with pytest.raises(ClipError) as caught:
+        preprocess_clip(path, RECIPE, in_process=in_process)
+    return str(caught.value)
+
+
+def test_what_it_does_not_take_goes_to_the_process(clips: Path, clip: Path) -> None:
+    rotated = make_rotated_clip(clips / "rot.mp4", np.zeros((50, 224, 224, 3), np.uint8),
+                                clips / "rot_scratch.mp4")  # fmt: skip
+    playlist = clips / "playlist.mp4"
+    playlist.write_text("#EXTM3U\n#EXTINF:1,\nfile:/etc/hostname\n#EXT-X-ENDLIST\n")
+    silent = make_clip(clips / "silent.mp4", audio=False)
+    for path in (rotated, playlist, silent):
+        assert media.decode_in_process(path, 25, 16000, 60) is None, path.name
+    for path in (playlist, silent, rotated):
+        assert _reason(path, True) == _reason(path, False)
+    truncated = clips / "truncated.mp4"
+    truncated.write_bytes(clip.read_bytes()[: clip.stat().st_size // 2])
+    assert _reason(truncated, True) == _reason(truncated, False)
+
+
+def test_a_decode_past_its_deadline_goes_to_the_process(clip: Path) -> None:
+    assert media.decode_in_process(clip, 25, 16000, 60, timeout_s=0.0) is None
+    assert media.decode_in_process(clip, 25, 16000, 60, timeout_s=60.0) is not None
+
+
+def test_files_above_the_in_process_bounds_go_to_the_process(
+    clip: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pipeline.media import inprocess
+
+    monkeypatch.setattr(inprocess, "MAX_FILE_BYTES", clip.stat().st_size - 1)
+    assert media.decode_in_process(clip, 25, 16000, 60) is None
+    monkeypatch.undo()
+    monkeypatch.setattr(inprocess, "MAX_PIXELS", 224 * 224 - 1)
+    assert media.decode_in_process(clip, 25, 16000, 60) is None
+    monkeypatch.undo()
+    small_budget = 224 * 224 * 3 * 10  # ten frames of a 50-frame clip
+    assert media.decode_in_process(clip, 25, 16000, 60, budget_bytes=small_budget) is None
