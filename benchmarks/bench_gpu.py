@@ -1,46 +1,56 @@
-"""GPU check of the trainer: one short, self-contained run on a CUDA machine.
+"""GPU check of the trainer: one prepared run of at most 8 minutes on a CUDA machine.
 
-    python3 -m benchmarks.bench_gpu --out-dir DIR            # the GPU run (4-5 minutes)
-    python3 -m benchmarks.bench_gpu --out-dir DIR --quick    # tiny, CPU only, under a minute
+    python3 -m benchmarks.bench_gpu --out-dir DIR                # the GPU run (<= 8 minutes)
+    python3 -m benchmarks.bench_gpu --out-dir DIR --cpu-smoke    # every path, tiny, on the CPU
 
 Run it from the repository root (the project need not be installed; zarr is needed to
 write the store). Everything it measures lands in ``DIR/gpu.json``, rewritten after every
 step so that a run killed by a time limit still leaves the finished steps' numbers. Every
 step records ``status`` (ok / error / skipped / timed_out; running if the process was
 stopped during it), ``seconds`` and its result and / or the error text; a failing step
-never stops the next one.
+never stops the next one. Every training step timed here is the loop's own
+:func:`trainer.step.train_step`, with its device-side :class:`~trainer.step.LossTally`
+read every ``sync_every`` steps as the loop reads it.
 
 Steps, in the order they run:
 
 ``env``
-    Python, torch, CUDA, cuDNN, GPU name, numpy / zarr versions, CPU count.
+    Python, torch, CUDA, cuDNN, GPU name, its bf16 peak (:data:`BF16_PEAK_TFLOPS`),
+    numpy / zarr versions, CPU count.
 ``store``
-    A learnable synthetic store (``tests/trainer_fixtures.build_store``: fakes carry a
-    visible cue per modality) at crop 112, 64 frames, 64 / 16 / 16 clips per category
-    for train / val / test; its build time.
-``loader_vs_gpu``
-    Whether the input pipeline keeps the GPU fed, at the trainer's batch size (32) and
-    window (50 frames) of the ``paper`` preset: windows/s that ``WindowDataset`` +
-    ``DataLoader`` (train mode, pinned memory) deliver to the GPU alone, for 0, 4 and 8
-    workers; the training step rate of the ``paper`` model with bf16 autocast on one
-    batch held on the GPU (the loader's ceiling); and both together (the real pipeline).
-    It runs before ``train`` because its step rate sizes the training run.
+    A learnable synthetic store (``tests/trainer_fixtures.build_store``) at crop 112,
+    64 frames, 64 / 16 / 16 clips per category for train / val / test; its build time.
+``loader``
+    Windows/s that ``WindowDataset`` + ``DataLoader`` (train mode, pinned memory) deliver
+    to the GPU alone, at the ``paper`` preset's batch (32) and window (50 frames), for
+    0, 4 and 8 workers.
+``step``
+    Windows/s of the ``paper`` model's eager training step on one batch held on the GPU
+    (bf16 autocast, Adam), at batch 32 and 128.
+``attention``
+    The eager step at batch 32 with DCA+MSSA and with CA+SA, and their time ratio.
+``flops``
+    Model FLOPs per training window (forward and backward, counted by
+    ``torch.utils.flop_counter.FlopCounterMode``: matmuls, convolutions, attention).
 ``train``
     The real trainer CLI in a subprocess, ``python3 -m trainer.cli run --config paper
-    --set device=cuda ...`` (5 epochs, 1 warm-up epoch, 8 workers, windows per clip chosen
-    so that it takes about 100 s at the step rate measured above). Records
-    wall time, windows/s, test AUC / ACC from its ``report.json``, whether bf16 autocast
-    was on (``trainer.runtime.autocast_dtype`` applied to the run's own config and
-    device), and GPU utilisation / memory sampled with ``nvidia-smi`` meanwhile. Its
+    --set device=cuda ...`` (4 epochs, 8 workers, windows per clip chosen so that it takes
+    about 110 s at the eager step rate), with its own epoch timing from ``metrics.jsonl``,
+    test AUC / ACC, and GPU utilisation / memory sampled with ``nvidia-smi``. Its
     ``report.json``, ``metrics.jsonl``, ``config.yaml``, ``meta.json``, plots and log are
-    copied into DIR (``report.json``, ``train_*``, ``plots/``).
-``model_cost``
-    ``benchmarks.bench_model.gpu_throughput`` for both presets (paper batch 32 at 50
-    frames, tiny batch 64 at 16 frames): training samples/s of DCA+MSSA and CA+SA with
-    bf16 and Adam, and their time ratio on the GPU.
+    copied into DIR.
+``step_compiled``
+    ``step`` again with ``compile=true`` (the first step's time, which includes the
+    compilation, is recorded apart); last, because its compilations take the longest.
+``summary``
+    Whole-run windows/s ÷ eager step windows/s at the run's batch, compiled ÷ eager step,
+    DCA+MSSA ÷ CA+SA, and the model FLOPs utilisation (FLOPs per window × windows/s ÷ the
+    chip's bf16 peak) of each step rate and of the whole run, next to the targets.
 
-``--quick`` uses a tiny store and the ``tiny`` preset on the CPU (GPU-only parts are
-recorded as skipped with the reason); it exists to test this script without a GPU.
+``--cpu-smoke`` (alias ``--quick``) runs every step for a few iterations on the CPU with
+the ``tiny`` preset and a tiny store, compiling with the ``aot_eager`` backend (the same
+``torch.compile`` path without inductor's C++ build, which takes minutes on a small CPU);
+it exists so that this script cannot rot between GPU runs, and its figures mean nothing.
 ``--budget-s`` bounds the whole run: a step that no longer fits is skipped, and the
 training subprocess is stopped at its share of the budget.
 """
@@ -76,21 +86,46 @@ import torch  # noqa: E402
 from schemas import atomic_write  # noqa: E402
 from trainer.metrics import json_safe  # noqa: E402
 
-PAPER_TRAIN_BATCH = 32  # the paper preset's batch size; bench_model's paper batch too
+PAPER_TRAIN_BATCH = 32  # the paper preset's batch size
+
+#: Dense bf16 tensor-core peak in TFLOP/s, the vendor's datasheet figure (no sparsity),
+#: by a substring of ``torch.cuda.get_device_name()``; first match wins.
+BF16_PEAK_TFLOPS: tuple[tuple[str, float], ...] = (
+    ("H200", 989.0),  # H200 SXM
+    ("H100 PCIe", 756.0),
+    ("H100", 989.0),  # H100 SXM
+    ("A100", 312.0),
+)
+#: The issue's targets, recorded next to the figures.
+TARGETS = {
+    "run_over_step_min": 0.90,
+    "compiled_over_eager_min": 1.8,
+    "dca_mssa_over_ca_sa_time_max": 1.2,
+}
+
+
+def bf16_peak_tflops(device_name: str | None) -> float | None:
+    """The chip's dense bf16 peak (:data:`BF16_PEAK_TFLOPS`), None when not listed."""
+    for key, peak in BF16_PEAK_TFLOPS:
+        if device_name and key in device_name:
+            return peak
+    return None
 
 
 @dataclass(frozen=True)
 class Plan:
     """Sizes of one run. ``counts`` are clips per category for train / val / test."""
 
-    quick: bool
-    device: str  # the device asked of the trainer and of the loader benchmark
+    smoke: bool
+    device: str  # the device asked of the trainer and of every step
     config: str  # trainer preset
     crop: int
     frames: int
     counts: dict[str, int]
     window: int
-    batch: int
+    batch: int  # the training run's batch, and the attention comparison's
+    step_batches: tuple[int, ...]  # batches of the step measurement
+    compile_backend: str  # torch.compile backend of the compiled step
     loader_workers: tuple[int, ...]
     loader_batches: int  # batches timed per loader setting (after the first)
     model_steps: int  # timed training steps on a batch held on the device
@@ -102,7 +137,7 @@ class Plan:
 
 
 FULL = Plan(
-    quick=False,
+    smoke=False,
     device="cuda",
     config="paper",
     crop=112,
@@ -110,42 +145,51 @@ FULL = Plan(
     counts={"train": 64, "val": 16, "test": 16},
     window=50,
     batch=PAPER_TRAIN_BATCH,
+    step_batches=(PAPER_TRAIN_BATCH, 128),
+    compile_backend="inductor",
     loader_workers=(0, 4, 8),
     loader_batches=30,
     model_steps=20,
-    train_budget_s=100.0,
-    train_epochs=5,
+    train_budget_s=110.0,
+    train_epochs=4,
     precise_bn=50,
     max_windows_per_clip=40,
     fallback_rate=200.0,
 )
-QUICK = Plan(
-    quick=True,
+SMOKE = Plan(
+    smoke=True,
     device="cpu",
     config="tiny",
     crop=32,
     frames=24,
-    counts={"train": 3, "val": 1, "test": 1},
+    counts={"train": 2, "val": 1, "test": 1},
     window=16,
-    batch=8,
-    loader_workers=(0, 2),
-    loader_batches=3,
+    batch=4,
+    step_batches=(4,),  # one size: each compilation costs ~30 s of a busy small CPU
+    compile_backend="aot_eager",
+    loader_workers=(0, 1),
+    loader_batches=2,
     model_steps=2,
     train_budget_s=30.0,
     train_epochs=2,
     precise_bn=1,
-    max_windows_per_clip=2,
+    max_windows_per_clip=1,
     fallback_rate=20.0,
 )
 
 # Seconds a step needs at least; a step is skipped when less than this is left.
-MIN_SECONDS = {"store": 20, "loader_vs_gpu": 30, "train": 60, "model_cost": 25}
-QUICK_MIN_SECONDS = {k: 2 for k in MIN_SECONDS}
+MIN_SECONDS: dict[str, float] = {
+    "store": 20, "loader": 20, "step": 15, "attention": 20, "flops": 5, "train": 60,
+    "step_compiled": 60,
+}  # fmt: skip
+SMOKE_MIN_SECONDS: dict[str, float] = {k: 1.0 for k in MIN_SECONDS}
 # Fixed cost of a training run besides its epochs: interpreter, CUDA context, model
 # build, final test evaluation, plots.
 TRAIN_FIXED_S = 25.0
-TRAIN_EPOCH_OVERHEAD_S = 3.0  # worker start-up (three loaders per epoch), checkpoints
-RESERVE_AFTER_TRAIN_S = 45.0  # kept for model_cost when the budget runs short
+TRAIN_EPOCH_OVERHEAD_S = 2.0  # checkpoints; the workers persist across epochs
+# Kept after the training run for the compiled step (whose compilations take a minute or
+# more per batch size on a GPU machine) and the summary.
+RESERVE_AFTER_TRAIN_S = 150.0
 
 
 # --------------------------------------------------------------------------- recording
@@ -258,16 +302,6 @@ def _dir_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
-def _train_config(plan: Plan, extra: list[str] | None = None) -> Any:
-    """The trainer's config for ``plan`` (the store's crop needs no setting: the visual trunk
-    pools globally)."""
-    from trainer.config import load_config
-
-    overrides = [f"window={plan.window}"]
-    overrides += [f"batch_size={plan.batch}", f"device={plan.device}", *(extra or [])]
-    return load_config(plan.config, overrides)
-
-
 # --------------------------------------------------------------------------- steps
 
 
@@ -294,6 +328,7 @@ def step_env(plan: Plan) -> dict[str, Any]:
             "compute_capability": f"{props.major}.{props.minor}",
             "cudnn": torch.backends.cudnn.version(),
             "bf16_supported": torch.cuda.is_bf16_supported(),
+            "bf16_peak_tflops": bf16_peak_tflops(torch.cuda.get_device_name(0)),
         }
     if Path("/dev/shm").is_dir():  # DataLoader workers pass batches through it
         info["dev_shm_gib"] = round(shutil.disk_usage("/dev/shm").total / 2**30, 2)
@@ -365,38 +400,59 @@ def _timed_batches(batches: Iterator[dict[str, Any]], count: int, each: Callable
     }
 
 
-def _train_step(model: Any, optimizer: Any, batch: dict, cfg: Any, device: Any, amp: Any) -> None:
+def _train_config(plan: Plan, extra: list[str] | None = None) -> Any:
+    """The trainer's config for ``plan`` (the store's crop needs no setting: the visual trunk
+    pools globally)."""
+    from trainer.config import load_config
+
+    overrides = [f"window={plan.window}"]
+    overrides += [f"batch_size={plan.batch}", f"device={plan.device}", *(extra or [])]
+    return load_config(plan.config, overrides)
+
+
+def _train_step(
+    model: Any,
+    optimizer: Any,
+    batch: dict,
+    cfg: Any,
+    device: Any,
+    amp: Any,
+    *,
+    tally: Any = None,
+    forward: Callable | None = None,
+) -> dict[str, torch.Tensor]:
     """One optimiser step: the training loop's own :func:`trainer.step.train_step` (the copy
-    of the batch to the device, forward, loss, finiteness check, backward, clipping,
-    optimiser step, the per-step host sync of reading the losses), so the figure measured
-    is the loop's."""
-    from trainer.step import train_step
+    of the batch to the device, forward, loss, backward, clipping, optimiser step, the
+    device-side loss tally), so the figure measured is the loop's."""
+    from trainer.step import forward_loss, train_step
 
-    train_step(model, batch, optimizer, cfg, device, amp)
+    return train_step(
+        model, batch, optimizer, cfg, device, amp, tally=tally, forward=forward or forward_loss
+    )
 
 
-def step_loader_vs_gpu(plan: Plan, store: Path) -> dict[str, Any]:
+def _train_dataset(plan: Plan, store: Path, windows: int) -> Any:
+    """Train-mode windows of the store's train clips, repeated to give ``windows`` at least."""
     from trainer.data import WindowDataset, split_clips
-    from trainer.runtime import autocast_dtype
 
-    cfg = _train_config(plan)
+    train = split_clips(store, "default")["train"]
+    clips = train * max(1, math.ceil(windows / len(train)))
+    return WindowDataset(store, clips, plan.window, train=True, seed=0)
+
+
+def _device_batch(plan: Plan, store: Path, size: int, device: torch.device) -> dict:
+    """One collated batch of ``size`` training windows, held on ``device``."""
+    batch = next(iter(_loader(_train_dataset(plan, store, size), size, 0, False)))
+    return {k: v.to(device) for k, v in batch.items()}
+
+
+def step_loader(plan: Plan, store: Path) -> dict[str, Any]:
+    """Windows/s the DataLoader alone delivers to the device, per worker count."""
     device = torch.device(plan.device)
     pin = device.type == "cuda"
-    amp = autocast_dtype(cfg, device)
-    train = split_clips(store, "default")["train"]
-    need = plan.batch * (plan.loader_batches + 2)
-    clips = train * max(1, math.ceil(need / len(train)))
-    dataset = WindowDataset(store, clips, plan.window, train=True, seed=0)
-    result: dict[str, Any] = {
-        "device": str(device),
-        "batch": plan.batch,
-        "window": plan.window,
-        "crop": plan.crop,
-        "pin_memory": pin,
-        "autocast": str(amp),
-        "window_mib": (3 * plan.window * plan.crop**2 + 4 * 104 * plan.window) / 2**20,
-        "loader": {},
-    }
+    dataset = _train_dataset(plan, store, plan.batch * (plan.loader_batches + 2))
+    result: dict[str, Any] = {"batch": plan.batch, "window": plan.window, "pin_memory": pin}
+    result["window_mib"] = (3 * plan.window * plan.crop**2 + 4 * 104 * plan.window) / 2**20
 
     def to_device(batch: dict) -> torch.device:
         for value in batch.values():
@@ -405,6 +461,7 @@ def step_loader_vs_gpu(plan: Plan, store: Path) -> dict[str, Any]:
 
     for workers in plan.loader_workers:
         # One failing setting (e.g. workers short of shared memory) must not hide the others.
+        batches = None
         try:
             batches = iter(_loader(dataset, plan.batch, workers, pin))
             timing = _timed_batches(batches, plan.loader_batches, to_device)
@@ -412,76 +469,157 @@ def step_loader_vs_gpu(plan: Plan, store: Path) -> dict[str, Any]:
             timing = {"error": f"{type(exc).__name__}: {exc}"}
         finally:
             batches = None  # shuts the workers down before the next setting starts
-        result["loader"][f"workers_{workers}"] = timing
-
-    try:
-        result |= _model_rates(plan, cfg, dataset, device, amp, pin)
-    except Exception as exc:
-        result["model_error"] = f"{type(exc).__name__}: {exc}"
-        result["model_traceback"] = traceback.format_exc(limit=-8)
-        return result
-    finally:
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
-    model_rate = result["model_step"]["windows_per_s"]
-    result["loader_over_model"] = {
-        name: r["windows_per_s"] / model_rate
-        for name, r in result["loader"].items()
-        if "windows_per_s" in r
-    }
-    result["pipeline_over_model"] = result["pipeline"]["windows_per_s"] / model_rate
-    best = max((r.get("windows_per_s", 0.0) for r in result["loader"].values()), default=0.0)
-    result["loader_keeps_up"] = best >= model_rate
-    result["verdict"] = (
-        f"loader alone up to {best:.0f} windows/s vs model step {model_rate:.0f} windows/s; "
-        f"both together {result['pipeline']['windows_per_s']:.0f} windows/s "
-        f"with {result['pipeline']['workers']} workers"
-    )
+        result[f"workers_{workers}"] = timing
+    rates = [r["windows_per_s"] for k, r in result.items() if k.startswith("workers_")
+             and isinstance(r, dict) and "windows_per_s" in r]  # fmt: skip
+    result["best_windows_per_s"] = max(rates, default=None)
     return result
 
 
-def _model_rates(
-    plan: Plan, cfg: Any, dataset: Any, device: torch.device, amp: Any, pin: bool
+def _time_step(
+    plan: Plan, cfg: Any, batch: dict, device: torch.device, forward: Callable
 ) -> dict[str, Any]:
-    """Training windows/s of the model on one batch held on the device (``model_step``),
-    and fed by the DataLoader with the training run's workers (``pipeline``)."""
+    """Windows/s of ``train_step`` on ``batch`` (held on ``device``), reading the loss tally
+    every ``cfg.sync_every`` steps as the loop does; the first step (with ``compile``, the
+    compilation) is timed apart."""
+    from trainer.distributed import DistInfo
     from trainer.model import MSCT
     from trainer.optim import build_optimizer
+    from trainer.runtime import autocast_dtype
+    from trainer.step import LossTally, loss_parts
 
+    amp = autocast_dtype(cfg, device)
     torch.manual_seed(0)
     model = MSCT(cfg.model).to(device).train()
     optimizer = build_optimizer(cfg, model)
-    fixed = next(iter(_loader(dataset, plan.batch, 0, pin)))
-    fixed = {k: v.to(device) for k, v in fixed.items()}
+    tally = LossTally(loss_parts(cfg), device, 0, DistInfo())
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
 
-    def model_only(_: dict) -> torch.device:
-        _train_step(model, optimizer, fixed, cfg, device, amp)
-        return device
+    def step() -> None:
+        _train_step(model, optimizer, batch, cfg, device, amp, tally=tally, forward=forward)
 
+    t0 = time.perf_counter()
+    step()
+    tally.read()  # a host read: the first step has finished
+    first = time.perf_counter() - t0
     for _ in range(2):  # kernels selected and memory pools grown before timing
-        model_only(fixed)
-    steps = iter([fixed] * (plan.model_steps + 1))
-    out: dict[str, Any] = {"model_step": _timed_batches(steps, plan.model_steps, model_only)}
-    out["model_step"]["params"] = sum(p.numel() for p in model.parameters())
+        step()
+    tally.read()
+    t0 = time.perf_counter()
+    for i in range(plan.model_steps):
+        step()
+        if (i + 1) % cfg.sync_every == 0:
+            tally.read()
+    tally.read()
+    _sync(device)
+    seconds = time.perf_counter() - t0
+    size = int(batch["label"].shape[0])
+    out: dict[str, Any] = {
+        "batch": size,
+        "autocast": str(amp),
+        "first_step_s": round(first, 3),
+        "timed_steps": plan.model_steps,
+        "ms_per_step": 1000 * seconds / plan.model_steps,
+        "windows_per_s": size * plan.model_steps / seconds,
+        "last_loss": tally.last["total"],
+        "params": sum(p.numel() for p in model.parameters()),
+    }
     if device.type == "cuda":
-        out["model_step"]["peak_memory_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
-
-    def pipelined(batch: dict) -> torch.device:
-        # The host batch, as the loop hands it over: the step makes the copies itself.
-        _train_step(model, optimizer, batch, cfg, device, amp)
-        return device
-
-    workers = _train_workers(plan)
-    loader = iter(_loader(dataset, plan.batch, workers, pin))
-    out["pipeline"] = {"workers": workers} | _timed_batches(loader, plan.loader_batches, pipelined)
+        out["peak_memory_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
     return out
+
+
+def _compiled_forward(plan: Plan, cfg: Any) -> Callable:
+    """The loop's compiled forward (:func:`trainer.step.step_forward`), from a clean slate so
+    each setting pays (and reports) its own compilation."""
+    from trainer.step import step_forward
+
+    torch._dynamo.reset()
+    return step_forward(cfg, backend=plan.compile_backend)
+
+
+def step_step(plan: Plan, store: Path, compiled: bool) -> dict[str, Any]:
+    """The training step on a batch held on the device, per batch size: eager, or compiled
+    (``compile=true``; each batch size pays its own compilation, in ``first_step_s``)."""
+    from trainer.step import forward_loss
+
+    device = torch.device(plan.device)
+    result: dict[str, Any] = {"compile_backend": plan.compile_backend} if compiled else {}
+    for size in plan.step_batches:
+        cfg = _train_config(plan, [f"batch_size={size}", f"compile={str(compiled).lower()}"])
+        batch = _device_batch(plan, store, size, device)
+        forward = _compiled_forward(plan, cfg) if compiled else forward_loss
+        try:
+            result[f"batch_{size}"] = _time_step(plan, cfg, batch, device, forward)
+        except Exception as exc:  # one batch size failing (memory) must not hide the other
+            result[f"batch_{size}"] = {"error": f"{type(exc).__name__}: {exc}"}
+        del batch
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    return result
+
+
+def step_attention(plan: Plan, store: Path) -> dict[str, Any]:
+    """The eager step at ``plan.batch`` with DCA+MSSA and CA+SA, timed alternately (ABAB),
+    and the aten operators each launches per forward (:func:`benchmarks.bench_model.op_counts`)."""
+    from benchmarks.bench_model import VARIANTS, op_counts
+    from trainer.step import forward_loss
+
+    device = torch.device(plan.device)
+    batch = _device_batch(plan, store, plan.batch, device)
+    runs: dict[str, list[float]] = {name: [] for name in VARIANTS}
+    for _ in range(2):
+        for name, (cross, self_attn) in VARIANTS.items():
+            cfg = _train_config(plan, [f"model.attn_cross={cross}", f"model.attn_self={self_attn}"])
+            runs[name].append(_time_step(plan, cfg, batch, device, forward_loss)["windows_per_s"])
+    rates = {name: max(r) for name, r in runs.items()}
+    return {
+        "batch": plan.batch,
+        "windows_per_s": rates,
+        "runs_windows_per_s": runs,
+        "ratio_time_dca_mssa_over_ca_sa": rates["ca+sa"] / rates["dca+mssa"],
+        "aten_ops_per_forward": op_counts(plan.config, 2, plan.window, plan.crop),
+    }
+
+
+def step_flops(plan: Plan) -> dict[str, Any]:
+    """Model FLOPs of one training window: forward and backward of the loss, counted by
+    ``FlopCounterMode`` (matmuls, convolutions, attention) at batch 2, halved."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from trainer.model import MSCT
+    from trainer.runtime import autocast, autocast_dtype
+    from trainer.step import forward_loss
+
+    cfg = _train_config(plan)
+    device = torch.device(plan.device)
+    torch.manual_seed(0)
+    model = MSCT(cfg.model).to(device).train()
+    g = torch.Generator().manual_seed(0)
+    size, t = 2, plan.window
+    audio = torch.randn(size, t, 104, generator=g).to(device)
+    video = torch.randn(size, 3, t, plan.crop, plan.crop, generator=g).to(device)
+    mask = torch.ones(size, t, dtype=torch.bool, device=device)
+    label = torch.tensor([0, 1]).to(device)
+    counter = FlopCounterMode(display=False)
+    with counter, autocast(device, autocast_dtype(cfg, device)):
+        labels = (label, label, label)
+        forward_loss(model, audio, video, mask, labels, cfg.loss, None).total.backward()
+    total = counter.get_total_flops()
+    return {
+        "preset": plan.config,
+        "window": t,
+        "crop": plan.crop,
+        "flops_per_window": total / size,
+        "gflops_per_window": total / size / 1e9,
+        "counted": "forward + backward (FlopCounterMode)",
+    }
 
 
 def _train_workers(plan: Plan) -> int:
     """DataLoader workers for the training run: 8 where the cores allow, leaving two spare."""
-    if plan.quick:
+    if plan.smoke:
         return 0
     return max(0, min(8, (os.cpu_count() or 2) - 2))
 
@@ -504,7 +642,10 @@ def _size_training(plan: Plan, rate: float, budget_s: float, train_clips: int) -
         "budget_s": budget_s,
         "epochs": plan.train_epochs,
         "windows_per_clip": per_clip,
-        "train_windows_per_epoch": per_clip * train_clips,
+        # The training loader drops its last partial batch.
+        "train_windows_per_epoch": (per_clip * train_clips // plan.batch) * plan.batch
+        if per_clip * train_clips > plan.batch
+        else per_clip * train_clips,
         "estimated_s": TRAIN_FIXED_S
         + plan.train_epochs * (TRAIN_EPOCH_OVERHEAD_S + (per_clip * train_clips + side) / rate),
     }
@@ -606,7 +747,7 @@ def step_train(
 
     train_clips = 4 * plan.counts["train"]
     sizing = _size_training(plan, rate or plan.fallback_rate, budget_s, train_clips)
-    sizing["rate_source"] = "loader_vs_gpu" if rate else "fallback guess"
+    sizing["rate_source"] = "step (eager)" if rate else "fallback guess"
     workers = _train_workers(plan)
     run = work / "run"
     overrides = {
@@ -627,7 +768,7 @@ def step_train(
     limit = max(30.0, min(budget_s * 1.6 + 30, budget_s + 90, hard_limit_s))
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
-    if plan.quick:  # see main(): one thread, so a busy small machine stays quick
+    if plan.smoke:  # see main(): one thread, so a busy small machine stays quick
         env["OMP_NUM_THREADS"] = "1"
     log_path = work / "train.log"
     t0 = time.perf_counter()
@@ -703,98 +844,132 @@ def step_train(
     return result
 
 
-def step_model_cost(plan: Plan) -> dict[str, Any]:
-    from benchmarks.bench_model import gpu_throughput
+def _result(steps: dict[str, Any], name: str) -> dict[str, Any]:
+    entry = steps.get(name) or {}
+    return entry.get("result") or {} if entry.get("status") in ("ok", "timed_out") else {}
 
-    result: dict[str, Any] = {}
-    for preset, batch, frames in (("paper", PAPER_TRAIN_BATCH, 50), ("tiny", 64, 16)):
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-            torch.cuda.reset_peak_memory_stats()
-        result[preset] = gpu_throughput(preset, batch, frames, steps=15)
-        ratio = result[preset].get("ratio_time_dca_mssa_over_ca_sa")
-        if ratio is not None:
-            result[f"{preset}_ratio_dca_mssa_over_ca_sa"] = ratio
-    return result
+
+def step_summary(plan: Plan, steps: dict[str, Any]) -> dict[str, Any]:
+    """The issue's figures from the steps' results, next to its targets."""
+    env, train = _result(steps, "env"), _result(steps, "train")
+    peak = env.get("bf16_peak_tflops")
+    flops = _result(steps, "flops").get("flops_per_window")
+    rates: dict[str, float] = {}
+    for mode, name in (("eager", "step"), ("compiled", "step_compiled")):
+        for key, entry in _result(steps, name).items():
+            if key.startswith("batch_") and "windows_per_s" in entry:
+                rates[f"{key}_{mode}"] = entry["windows_per_s"]
+    compiled_over_eager = {
+        key: rates[f"{key}_compiled"] / rates[f"{key}_eager"]
+        for key in (f"batch_{b}" for b in plan.step_batches)
+        if f"{key}_compiled" in rates and f"{key}_eager" in rates
+    }
+    run_rate = train.get("windows_per_s_epoch_after_first")
+    eager = rates.get(f"batch_{plan.batch}_eager")
+    if run_rate:
+        rates["whole_run"] = run_rate
+    out: dict[str, Any] = {
+        "device": env.get("gpu") or "cpu",
+        "bf16_peak_tflops": peak,
+        "peak_source": "vendor datasheet, dense bf16 (BF16_PEAK_TFLOPS)",
+        "flops_per_window": flops,
+        "windows_per_s": rates,
+        "run_over_step": run_rate / eager if run_rate and eager else None,
+        "compiled_over_eager": compiled_over_eager,
+        "dca_mssa_over_ca_sa_time": _result(steps, "attention").get(
+            "ratio_time_dca_mssa_over_ca_sa"
+        ),
+        "targets": TARGETS,
+    }
+    if flops and peak:
+        out["mfu"] = {key: flops * rate / (peak * 1e12) for key, rate in rates.items()}
+    if plan.smoke:
+        out["note"] = "cpu smoke run: the figures test the script, they measure nothing"
+    return out
 
 
 # --------------------------------------------------------------------------- main
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out-dir", type=Path, required=True, help="where gpu.json goes")
-    parser.add_argument("--quick", action="store_true", help="tiny, on the CPU (a self-test)")
+    parser.add_argument(
+        "--cpu-smoke",
+        "--quick",
+        dest="smoke",
+        action="store_true",
+        help="every step for a few iterations, tiny, on the CPU (a self-test)",
+    )
     parser.add_argument(
         "--budget-s",
         type=float,
         default=None,
-        help="wall-clock budget of the whole run (default 420, quick 120)",
+        help="wall-clock budget of the whole run (default 460, cpu smoke 150)",
     )
     parser.add_argument(
         "--work-dir", type=Path, default=None, help="store and run (default: a temporary dir)"
     )
     parser.add_argument("--keep", action="store_true", help="keep the work dir")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
 
-    plan = QUICK if args.quick else FULL
+
+def _run_steps(plan: Plan, rec: Recorder, work: Path, out_dir: Path) -> None:
+    """Every step in order; a step whose inputs are missing is skipped with the reason."""
+    store = work / "store"
+    rec.step("env", lambda: step_env(plan))
+    gpu_missing = plan.device == "cuda" and not torch.cuda.is_available()
+    stored = rec.step("store", lambda: step_store(plan, store)) is not None
+    needs = {
+        "loader": lambda: step_loader(plan, store),
+        "step": lambda: step_step(plan, store, compiled=False),
+        "attention": lambda: step_attention(plan, store),
+        "flops": lambda: step_flops(plan),
+        "train": lambda: _train(plan, rec, store, work, out_dir),
+        # Last: its compilations take the longest, and the figures above must not wait.
+        "step_compiled": lambda: step_step(plan, store, compiled=True),
+    }
+    for name, fn in needs.items():
+        if gpu_missing:
+            rec.skip(name, "no CUDA device available")
+        elif not stored and name != "flops":
+            rec.skip(name, "no store")
+        else:
+            rec.step(name, fn)
+    rec.step("summary", lambda: step_summary(plan, rec.data["steps"]))
+
+
+def _train(plan: Plan, rec: Recorder, store: Path, work: Path, out_dir: Path) -> dict[str, Any]:
+    """``step_train`` sized by the eager step's rate, within its share of the budget."""
+    rate = _result(rec.data["steps"], "step").get(f"batch_{plan.batch}", {}).get("windows_per_s")
+    reserve = 5.0 if plan.smoke else RESERVE_AFTER_TRAIN_S
+    share = min(plan.train_budget_s, rec.remaining() - reserve)
+    hard = rec.remaining() - reserve / 2
+    return step_train(plan, store, work, out_dir, rate, share, hard)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse(argv)
+    plan = SMOKE if args.smoke else FULL
     # An outer `timeout` sends SIGTERM: unwind through the finally blocks, so that the
     # trainer subprocess is stopped and gpu.json gets its last state.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
-    if args.quick:
+    if plan.smoke:
         # Intra-op threads spin against each other when the few cores are shared.
         torch.set_num_threads(1)
-    budget = args.budget_s or (120.0 if args.quick else 420.0)
+    budget = args.budget_s or (150.0 if plan.smoke else 460.0)
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    rec = Recorder(args.out_dir, budget, QUICK_MIN_SECONDS if args.quick else MIN_SECONDS)
-    rec.data["mode"] = "quick" if args.quick else "full"
+    rec = Recorder(args.out_dir, budget, SMOKE_MIN_SECONDS if plan.smoke else MIN_SECONDS)
+    rec.data["mode"] = "cpu-smoke" if plan.smoke else "full"
     work = args.work_dir or Path(tempfile.mkdtemp(prefix="bench-gpu-"))
     work.mkdir(parents=True, exist_ok=True)
-    store = work / "store"
     rec.log(f"mode {rec.data['mode']}, out {args.out_dir}, work {work}, budget {budget:.0f}s")
+    statuses: dict[str, str] = {}
     try:
-        rec.step("env", lambda: step_env(plan))
-        cuda = torch.cuda.is_available()
-        gpu_reason = None
-        if plan.device == "cuda" and not cuda:
-            gpu_reason = "no CUDA device available"
-        elif plan.quick:
-            gpu_reason = "quick mode runs on the CPU"
-        stored = rec.step("store", lambda: step_store(plan, store)) is not None
-
-        if not stored:
-            rec.skip("loader_vs_gpu", "no store")
-            comparison = None
-        elif plan.device == "cuda" and not cuda:
-            rec.skip("loader_vs_gpu", gpu_reason or "")
-            comparison = None
-        else:
-            comparison = rec.step("loader_vs_gpu", lambda: step_loader_vs_gpu(plan, store))
-
-        rate = None
-        if comparison and "pipeline" in comparison:
-            rate = min(
-                comparison["model_step"]["windows_per_s"], comparison["pipeline"]["windows_per_s"]
-            )
-        if not stored:
-            rec.skip("train", "no store")
-        elif plan.device == "cuda" and not cuda:
-            rec.skip("train", gpu_reason or "")
-        else:
-            share = min(plan.train_budget_s, rec.remaining() - RESERVE_AFTER_TRAIN_S)
-            hard = rec.remaining() - 30
-            rec.step(
-                "train",
-                lambda: step_train(plan, store, work, args.out_dir, rate, share, hard),
-            )
-
-        if gpu_reason:
-            rec.skip("model_cost", gpu_reason)
-        else:
-            rec.step("model_cost", lambda: step_model_cost(plan))
+        _run_steps(plan, rec, work, args.out_dir)
     finally:
         statuses = {k: v["status"] for k, v in rec.data["steps"].items()}
-        rec.data["summary"] = statuses
+        rec.data["summary_status"] = statuses
         rec.save()
         rec.log(f"done: {statuses}; results in {args.out_dir / 'gpu.json'}")
         if not args.keep and args.work_dir is None:

@@ -18,6 +18,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: make the repository importable
@@ -141,6 +142,53 @@ def size_and_flops(preset: str, frames: int) -> dict:
     return report
 
 
+#: aten operators that only make views or empty tensors: they launch no kernel.
+NO_KERNEL_OPS = frozenset(
+    f"aten::{name}"
+    for name in (
+        "view", "_unsafe_view", "reshape", "as_strided", "expand", "transpose", "t", "permute",
+        "slice", "select", "unsqueeze", "squeeze", "split", "split_with_sizes", "chunk",
+        "unbind", "narrow", "detach", "alias", "empty", "empty_strided", "resolve_conj",
+        "resolve_neg", "lift_fresh", "result_type",
+    )
+)  # fmt: skip
+
+
+def _count_aten(fn: Callable[[], object]) -> dict[str, int]:
+    """aten operators ``fn`` calls on the CPU (torch.profiler): ``all`` (nested ones too),
+    ``top_level`` (those the model's code calls itself) and ``top_level_kernels`` (the
+    top-level ones that compute something, not views: about the kernels a GPU launches)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with torch.no_grad(), profile(activities=[ProfilerActivity.CPU]) as prof:
+        fn()
+    aten = [e for e in prof.events() if e.name.startswith("aten::")]
+    top = [e for e in aten if e.cpu_parent is None or not e.cpu_parent.name.startswith("aten::")]
+    kernels = [e for e in top if e.name not in NO_KERNEL_OPS]
+    return {"all": len(aten), "top_level": len(top), "top_level_kernels": len(kernels)}
+
+
+def op_counts(preset: str, batch: int, frames: int, crop: int = CROP) -> dict:
+    """aten operators of one forward of each attention variant, for the whole model and the
+    transformer stack alone (where the variants differ), and the stacks' ratio of kernels."""
+    report: dict = {"preset": preset, "batch": batch, "frames": frames}
+    for name, (cross, self_attn) in VARIANTS.items():
+        cfg = variant(preset, cross, self_attn)
+        torch.manual_seed(0)
+        model = MSCT(cfg).train()
+        x = inputs(cfg, batch, frames, crop=crop)
+        tokens = torch.randn(batch, frames, cfg.dim)
+        report[name] = {
+            "model": _count_aten(partial(model, x["audio"], x["video"])),
+            "encoder": _count_aten(partial(model.encoder, tokens, tokens.flip(1))),
+        }
+    report["encoder_kernels_dca_mssa_over_ca_sa"] = (
+        report["dca+mssa"]["encoder"]["top_level_kernels"]
+        / report["ca+sa"]["encoder"]["top_level_kernels"]
+    )
+    return report
+
+
 def gpu_throughput(preset: str, batch: int, frames: int, steps: int) -> dict:
     """Training samples/s with bf16 autocast and Adam on CUDA, both attention variants."""
     if not torch.cuda.is_available():
@@ -206,6 +254,9 @@ def main(argv: list[str] | None = None) -> dict:
         "cpu_threads": torch.get_num_threads(),
         "cpu_timing": cpu_timing(args.preset, args.batch, args.frames, args.repeats),
         "presets": {p: size_and_flops(p, args.frames) for p in ModelConfig.PRESETS},
+        "aten_ops_per_forward": {
+            p: op_counts(p, args.batch, args.frames) for p in ModelConfig.PRESETS
+        },
     }
     if args.gpu:
         result["gpu"] = gpu_throughput(args.gpu_preset, args.gpu_batch, args.frames, args.gpu_steps)

@@ -74,6 +74,11 @@ class TrainConfig:
     ``patience`` stops training after that many epochs without a better val AUC
     (None: never stop early). ``precise_bn`` is the number of training batches used to
     recompute BatchNorm statistics before each evaluation (0: keep the running averages).
+    ``sync_every`` is the number of steps between host reads of the running losses: the
+    loop keeps them on the device, reads them (and checks them for a non-finite loss, naming
+    the first bad step) every ``sync_every`` steps and at the end of every epoch, and the
+    progress bar shows the loss of the latest read. ``compile`` runs the training step's
+    model forward and loss under ``torch.compile`` (evaluation and precise BN stay eager).
 
     The fields have no defaults: the presets' YAML files hold the values, so build one with
     :func:`load_config`, :meth:`preset` or :meth:`from_dict`.
@@ -99,13 +104,15 @@ class TrainConfig:
     patience: int | None
     precise_bn: int
     data: DataConfig
+    sync_every: int
+    compile: bool
 
     def __post_init__(self) -> None:
         _check_choice("optimizer", self.optimizer, OPTIMIZERS)
         _check_choice("schedule", self.schedule, SCHEDULES)
         _check_choice("amp", self.amp, AMP_MODES)
         _check_choice("device", self.device, DEVICES)
-        for name in ("window", "windows_per_clip", "batch_size", "epochs"):
+        for name in ("window", "windows_per_clip", "batch_size", "epochs", "sync_every"):
             if getattr(self, name) < 1:
                 raise TrainerError(f"config: {name} must be >= 1, not {getattr(self, name)}")
         for name in ("warmup_epochs", "num_workers", "seed", "precise_bn"):

@@ -85,6 +85,30 @@ def predict_windows(
     return out.clip_index, out.prob, out.embedding
 
 
+def eval_loader(
+    dataset: WindowDataset,
+    *,
+    batch_size: int,
+    num_workers: int,
+    info: ddp.DistInfo | None = None,
+    persistent: bool = False,
+) -> DataLoader:
+    """This rank's share of an eval-mode dataset, in order: windows ``rank, rank + world,
+    ...`` (no padding, so no window counts twice). ``persistent`` keeps the workers alive
+    between passes, so a loader used every epoch starts them once per run."""
+    info = info or ddp.DistInfo()
+    shard = Subset(dataset, range(info.rank, len(dataset), info.world_size))
+    # A private generator for the worker seed: evaluating leaves the global RNG alone.
+    return DataLoader(
+        shard,
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=num_workers,
+        persistent_workers=persistent and num_workers > 0,
+        generator=torch.Generator(),
+    )
+
+
 def evaluate(
     model: torch.nn.Module,
     dataset: WindowDataset,
@@ -94,24 +118,18 @@ def evaluate(
     batch_size: int = 32,
     num_workers: int = 0,
     info: ddp.DistInfo | None = None,
+    loader: DataLoader | None = None,
 ) -> ClipScores:
     """Clip-level scores of an eval-mode dataset.
 
-    With several ranks each evaluates windows ``rank, rank + world, ...`` (no
-    padding, so no window counts twice) and the outputs are gathered on all ranks.
-    The scores' ``window_counts`` say how many windows each clip's score averages:
-    ``len(eval_starts(...))`` of the clip, whatever the number of ranks.
+    With several ranks each evaluates its share of the windows (:func:`eval_loader`; pass
+    ``loader``, made by it for ``dataset``, to reuse one across calls) and the outputs are
+    gathered on all ranks. The scores' ``window_counts`` say how many windows each clip's
+    score averages: ``len(eval_starts(...))`` of the clip, whatever the number of ranks.
     """
     info = info or ddp.DistInfo()
-    shard = Subset(dataset, range(info.rank, len(dataset), info.world_size))
-    # A private generator for the worker seed: evaluating leaves the global RNG alone.
-    loader = DataLoader(
-        shard,
-        batch_size=batch_size,
-        shuffle=False,
-        num_workers=num_workers,
-        generator=torch.Generator(),
-    )
+    if loader is None:
+        loader = eval_loader(dataset, batch_size=batch_size, num_workers=num_workers, info=info)
     local = predict_windows(ddp.unwrap(model), loader, device, amp)
     gathered = ddp.gather_objects(local, info)
     clip_index = np.concatenate([g[0] for g in gathered])

@@ -26,7 +26,6 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Sequence
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +44,7 @@ from trainer.checkpoint import save_checkpoint as write_checkpoint
 from trainer.config import TrainConfig, TrainerError, save_config
 from trainer.data import EpochIndices, WindowDataset
 from trainer.frame_labels import check_frame_labels
-from trainer.inference import evaluate
+from trainer.inference import eval_loader, evaluate
 from trainer.logs import EpochLog, progress_bar, truncate_metrics
 from trainer.metrics import ClipScores, compute_metrics, json_safe
 from trainer.model import MSCT
@@ -63,7 +62,7 @@ from trainer.runtime import (
 )
 from trainer.selection import SELECTION, val_key
 from trainer.state import TrainState
-from trainer.step import check_finite_on_all_ranks, loss_parts, train_step
+from trainer.step import LossTally, loss_parts, step_forward, train_step
 from trainer.streams import check_streams
 
 
@@ -177,6 +176,11 @@ class TrainRecipe:
             frame_labels=cfg.model.frame_head,
         )  # fmt: skip
         self.val_set = self._eval_set("val")
+        # Built once: with workers, they start at the first validation and live for the run.
+        self.val_loader = eval_loader(
+            self.val_set, batch_size=2 * cfg.batch_size, num_workers=cfg.num_workers,
+            info=info, persistent=True,
+        )  # fmt: skip
         self.loader = self._train_loader(train_set)
         self.optimizer = build_optimizer(cfg, model)
         self.scheduler = build_scheduler(cfg, self.optimizer, len(self.loader))
@@ -186,6 +190,7 @@ class TrainRecipe:
             # Different dropout masks per rank; DDP broadcasts rank 0's initial weights anyway.
             torch.manual_seed(cfg.seed + 1000 * info.rank)
         self.model = ddp.wrap(model, info, self.device)
+        self.forward = step_forward(cfg)  # the model and loss, compiled with cfg.compile
         if info.is_main:
             self.epoch_log = EpochLog(self.paths.metrics, self.paths.tb, self.state.epoch + 1)
         self.interactive = info.is_main and sys.stderr.isatty()
@@ -293,40 +298,45 @@ class TrainRecipe:
     def train_epoch(self, epoch: int) -> dict[str, float]:
         """One pass over the training loader (0-based ``epoch``), then precise BN; the mean
         of each loss part (:func:`~trainer.step.loss_parts`) over the epoch's windows of all
-        ranks."""
+        ranks.
+
+        The losses stay on the device (:class:`~trainer.step.LossTally`) and are read every
+        ``cfg.sync_every`` steps and after the last step, so an epoch of S steps makes
+        ⌈S / sync_every⌉ host reads; a read raises on a non-finite loss, naming its first
+        step, before precise BN, validation or the checkpoint can use the spoilt weights.
+        """
         self.sampler.set_epoch(epoch)  # the items' windows follow the epoch their index carries
         self.model.train()
-        parts = loss_parts(self.cfg)
-        sums = [0.0] * (len(parts) + 1)  # each part × batch size, then the window count
+        tally = LossTally(loss_parts(self.cfg), self.device, epoch, self.info)
+        every, total = self.cfg.sync_every, len(self.loader)
         with progress_bar(self.interactive, epoch + 1) as progress:
-            task = progress.add_task("train", total=len(self.loader), loss=float("nan"))
+            task = progress.add_task("train", total=total, loss=float("nan"))
             for step, batch in enumerate(self.loader):
-                losses = train_step(
+                train_step(
                     self.model, batch, self.optimizer, self.cfg, self.device, self.amp,
-                    scheduler=self.scheduler,
-                    check=partial(check_finite_on_all_ranks, epoch=epoch, step=step, info=self.info),
+                    scheduler=self.scheduler, tally=tally, forward=self.forward,
                 )  # fmt: skip
-                size = float(batch["label"].shape[0])
-                for i, name in enumerate(parts):
-                    sums[i] += losses[name] * size
-                sums[-1] += size
-                progress.update(task, advance=1, loss=losses["total"])
+                due = (step + 1) % every == 0 or step + 1 == total
+                progress.update(task, advance=1, **({"loss": tally.read()["total"]} if due else {}))
+        if tally.pending:  # a loader that ended before its length said
+            tally.read()
         recalibrate_bn(
             self.model, self.loader, self.cfg.precise_bn, self.device, self.amp, self.info
         )
-        totals = ddp.all_sum(sums, self.info)
+        totals = ddp.all_sum(tally.sums(), self.info)
         n = max(totals[-1], 1.0)
-        return {k: totals[i] / n for i, k in enumerate(parts)}
+        return {k: totals[i] / n for i, k in enumerate(tally.parts)}
 
     def validate(self) -> dict[str, Any]:
-        """Clip-level metrics (:func:`trainer.metrics.compute_metrics`) of the val part."""
-        return compute_metrics(self._evaluate(self.val_set))
+        """Clip-level metrics (:func:`trainer.metrics.compute_metrics`) of the val part,
+        through the run's one val loader (its workers start once per run)."""
+        return compute_metrics(self._evaluate(self.val_set, self.val_loader))
 
-    def _evaluate(self, dataset: WindowDataset) -> ClipScores:
+    def _evaluate(self, dataset: WindowDataset, loader: DataLoader | None = None) -> ClipScores:
         cfg = self.cfg
         return evaluate(
             self.model, dataset, device=self.device, amp=self.amp, batch_size=2 * cfg.batch_size,
-            num_workers=cfg.num_workers, info=self.info,
+            num_workers=cfg.num_workers, info=self.info, loader=loader,
         )  # fmt: skip
 
     def save_checkpoint(self, improved: bool, rngs: list[dict[str, Any]]) -> None:
