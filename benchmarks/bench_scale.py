@@ -54,6 +54,7 @@ RECIPE = schemas.Recipe(crop_size=16)
 MEASURED = 500  # commits measured at each size
 FLUSH_EVERY = 50  # clips per flush: the ingest's 2 s at 25 clips/s
 BUILD_FLUSH_EVERY = 2_000
+LINKS_PER_FILE = 50_000  # hard links per source file (ext4 allows 65,000)
 
 
 @dataclass
@@ -87,6 +88,8 @@ class Grower:
         path = f"v/{clip_id[-3:]}/{clip_id}.mp4"
         source = self.sources / path
         source.parent.mkdir(parents=True, exist_ok=True)
+        if self.count and self.count % LINKS_PER_FILE == 0:  # a file takes 65,000 links
+            self.origin = Path(shutil.copy(self.origin, self.sources / f"origin{self.count}.mp4"))
         os.link(self.origin, source)
         info = source.stat()
         record = base_record(_clip(clip_id, path), "f" * 16, RECIPE.hash())

@@ -18,7 +18,8 @@ Registered in :data:`MEASURES` (``benchmarks.bench_scale`` adds them at every si
   record is a missing row, so it measures the scan and the driver around it, not
   tasks. Peak RSS and wall time.
 
-Run alone: ``python -m benchmarks.scale_driver --size 100000`` prints both.
+Run alone: ``python -m benchmarks.scale_driver --size 100000`` prints both (``--out FILE``
+also writes them as JSON).
 """
 
 from __future__ import annotations
@@ -205,14 +206,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=10_000, help="clip paths / records")
     parser.add_argument("--only", choices=sorted(MEASURES), help="run one measure")
+    parser.add_argument("--out", type=Path, help="also write the results to this JSON file")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="scale-driver-") as tmp:
-        result = {}
+        result: dict[str, Any] = {}
         for name in [args.only] if args.only else MEASURES:
             work = Path(tmp) / name
             run = first_commit if name == "first_commit" else scan_submit_rss
             result[name] = run(work, args.size)
             print(json.dumps({name: result[name]}), flush=True)
+    if args.out:
+        from benchmarks.output import save_result
+
+        save_result({"benchmark": "scale_driver", "size": args.size, **result}, args.out)
 
 
 if __name__ == "__main__":

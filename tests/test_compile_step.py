@@ -41,10 +41,17 @@ def _losses(cfg: TrainConfig, forward: Callable, steps: int = STEPS) -> tuple[li
 
 def _compare(backend: str, record_property: Callable[[str, object], None]) -> None:
     cfg = load_config("tiny", ["device=cpu", "compile=true"])
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)  # a busy shared machine: one thread spins less
     torch._dynamo.reset()
-    eager, _ = _losses(cfg, forward_loss)
-    compiled, compile_s = _losses(cfg, step_forward(cfg, backend=backend))
+    try:
+        eager, _ = _losses(cfg, forward_loss)
+        compiled, compile_s = _losses(cfg, step_forward(cfg, backend=backend))
+    finally:
+        # Restored for the tests after this one in the process: a run in process and one
+        # in a subprocess must use the same thread count to give the same floats.
+        torch.set_num_threads(threads)
+        torch._dynamo.reset()
     record_property(f"compile_s_{backend}", round(compile_s, 1))
     print(f"compile ({backend}) took {compile_s:.1f}s; losses eager {eager} compiled {compiled}")
     assert compiled == pytest.approx(eager, rel=RTOL)

@@ -275,7 +275,10 @@ def test_a_source_changed_during_its_decode_fails_the_clip(
     root = _small_copy(synth_root, tmp_path / "data", rows=1)
     clip, source = _clip_source(root)
     store = tmp_path / "store"
-    schemas.create_store(store, schemas.Recipe())
+    # The ffmpeg decoder: its process is what the watcher waits for, so that the file
+    # changes mid-decode. The check (fingerprints before and after) is the decoder's own.
+    recipe = schemas.Recipe(decoder="ffmpeg")
+    schemas.create_store(store, recipe)
     appended = threading.Event()
 
     def append_once_ffmpeg_runs() -> None:
@@ -288,12 +291,12 @@ def test_a_source_changed_during_its_decode_fails_the_clip(
 
     watcher = threading.Thread(target=append_once_ffmpeg_runs)
     watcher.start()
-    record = process_clip(str(source), str(store), clip, schemas.Recipe().to_dict())
+    record = process_clip(str(source), str(store), clip, recipe.to_dict())
     watcher.join()
     assert appended.is_set()
     assert record["status"] == "failed" and "source changed" in record["error"], record
     assert schemas.read_clip_record(store, clip.clip_id) is None
-    redone = process_clip(str(source), str(store), clip, schemas.Recipe().to_dict())
+    redone = process_clip(str(source), str(store), clip, recipe.to_dict())
     assert redone["status"] == "ok"
     assert redone["source_fingerprint"].startswith(f"{source.stat().st_size}-")
     assert redone["source_size"] == source.stat().st_size

@@ -48,7 +48,7 @@ def test_a_normal_clip_starts_no_process(clip: Path) -> None:
     assert tensors.video.shape == (50, 112, 112, 3)
     assert "processes" not in tensors.cpu_seconds
     before = _children()
-    preprocess_clip(clip, RECIPE)  # the process path: the measure does see a process
+    preprocess_clip(clip, RECIPE, in_process=False)  # the process: the measure sees it
     assert _children() != before
 
 
@@ -66,17 +66,15 @@ def _assert_same_decode(path: Path, max_seconds: float = 60.0) -> None:
 
 
 @pytest.mark.parametrize(
-    "variant", ["plain", "stereo_44k", "30fps", "vfr", "audio_late", "video_late", "cut"]
+    "variant", ["plain", "stereo_44k", "30fps", "audio_late", "video_late", "cut"]
 )
 def test_in_process_decode_matches_the_process(clips: Path, clip: Path, variant: str) -> None:
     if variant == "plain":
         _assert_same_decode(clip)
     elif variant == "stereo_44k":
         _assert_same_decode(make_clip(clips / "st.mp4", sample_rate=44100, channels=2))
-    elif variant in ("30fps", "vfr"):
-        path = clips / f"{variant}.mp4"
-        _assert_same_decode(flash_beep_clip(path, fps=30 if variant == "30fps" else 25,
-                                            vfr=variant == "vfr"))  # fmt: skip
+    elif variant == "30fps":
+        _assert_same_decode(flash_beep_clip(clips / "30fps.mp4", fps=30))
     elif variant == "cut":
         _assert_same_decode(clip, max_seconds=1.0)
     else:
@@ -86,7 +84,7 @@ def test_in_process_decode_matches_the_process(clips: Path, clip: Path, variant:
 
 def test_crops_and_features_match_the_process_path(clip: Path) -> None:
     inside = preprocess_clip(clip, RECIPE, in_process=True)
-    process = preprocess_clip(clip, RECIPE)
+    process = preprocess_clip(clip, RECIPE, in_process=False)
     assert np.array_equal(inside.video, process.video)
     assert np.array_equal(inside.face_boxes, process.face_boxes)  # type: ignore[arg-type]
     assert inside.face_detection_rate == process.face_detection_rate
@@ -110,7 +108,9 @@ def test_what_it_does_not_take_goes_to_the_process(clips: Path, clip: Path) -> N
     playlist = clips / "playlist.mp4"
     playlist.write_text("#EXTM3U\n#EXTINF:1,\nfile:/etc/hostname\n#EXT-X-ENDLIST\n")
     silent = make_clip(clips / "silent.mp4", audio=False)
-    for path in (rotated, playlist, silent):
+    # A variable frame rate: the two FFmpeg builds' fps filters can end it a frame apart.
+    vfr = flash_beep_clip(clips / "vfr.mp4", vfr=True)
+    for path in (rotated, playlist, silent, vfr):
         assert media.decode_in_process(path, 25, 16000, 60) is None, path.name
     for path in (playlist, silent, rotated):
         assert _reason(path, True) == _reason(path, False)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -176,8 +177,12 @@ def test_unlabelled_and_segment_clips_are_ingested_and_resume(
     scan = _scan_of(media, tmp_path / "data")
     asked: list[str | None] = []
 
-    def fake_scan(root: object, dataset: str | None = None) -> ScanResult:
+    def fake_scan(root: object, dataset: str | None = None, sink: Any = None) -> ScanResult:
         asked.append(dataset)
+        if sink is not None:  # as an adapter does: each clip handed over as it is found
+            sink.opened(scan.root)
+            for clip in scan.clips:
+                sink.found(clip)
         return scan
 
     # The adapter is the one part not under test here: the ingest takes its clips as given.

@@ -250,15 +250,18 @@ def test_a_format_2_store_reads_and_resumes_flat(tmp_path: Path) -> None:
     reader = ClipReader(store, info.recipe)
     frames, _ = reader.window("old1", 3, 0, 3)
     assert int(frames["video"].max()) == 1
-    # A resume keeps the store as it is: format 2, flat, root metadata untouched.
-    assert schemas.create_store(store, RECIPE).format_version == 2
+    # A resume keeps the store as it is: format 2, flat, root metadata untouched. Its
+    # recipe predates the decoder field: its clips came from an ffmpeg process.
+    resumed = schemas.Recipe(crop_size=16, decoder="ffmpeg")
+    assert info.recipe == resumed
+    assert schemas.create_store(store, resumed).format_version == 2
     schemas.write_clip(
         store,
         "new",
         np.full((3, 16, 16, 3), 9, np.uint8),
         _tensors()[1],
         {"clip_id": "new"},
-        RECIPE,
+        resumed,
     )
     schemas.remove_clip(store, "old2")
     assert (store / "zarr.json").read_bytes() == root_before

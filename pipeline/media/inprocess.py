@@ -15,8 +15,8 @@ It only takes what it can decode exactly as the process would, and returns None
 supervised process path and gets the same failure row: no video or no audio
 stream, cover art as the first video stream, another container than the mp4 family
 (the input guard's whitelists are passed to the demuxer as well), a display matrix
-(rotation), an audio time base other than one over the sample rate, a frame size
-change, an incomplete banner (duration or rate unknown), any message FFmpeg logs at
+(rotation), an audio time base other than one over the sample rate, a variable
+frame rate (a step between frame times that changes), a frame size change, an incomplete banner (duration or rate unknown), any message FFmpeg logs at
 error level or worse, any exception.
 
 Limits. A call into FFmpeg's libraries cannot be interrupted like a process can be
@@ -222,6 +222,7 @@ def _decoded_frames(
     start = container.start_time or 0  # microseconds; the ffmpeg command subtracts it
     offsets = {s.index: _rescale_us(-start, s.time_base) for s in (video, audio)}
     ended: set[int] = set()
+    pts_seen: list[int] = []  # the video's last frame time and its step, in stream ticks
     for packet in container.demux(video, audio):
         if time.monotonic() > deadline:
             raise _UseProcess("too slow for in-process decoding")
@@ -245,9 +246,22 @@ def _decoded_frames(
             if frame.time > stop_s:
                 ended.add(packet.stream.index)
                 break
+            if packet.stream.index == video.index:
+                _check_constant_rate(pts_seen, frame.pts)
             yield packet.stream.index, frame
     yield video.index, None
     yield audio.index, None
+
+
+def _check_constant_rate(seen: list[int], pts: int) -> None:
+    """Send a variable-rate video to the process: the two FFmpeg builds' ``fps`` filters
+    end such a stream differently (one frame count apart, measured on the synthetic vfr
+    defect), so only a constant step between frame times is decoded here."""
+    if len(seen) == 2 and pts - seen[0] != seen[1]:
+        raise _UseProcess("variable frame rate")
+    if seen:
+        seen[1:] = [pts - seen[0]]
+    seen[:1] = [pts]
 
 
 def _rescale_us(microseconds: int, time_base: Fraction) -> int:
