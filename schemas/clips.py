@@ -79,8 +79,6 @@ def write_clip(
     after it the clip's parent folder (and any shard folder the commit created), so a
     host crash cannot leave a committed half clip.
     """
-    import zarr
-
     store = Path(store)
     _check_tensors(video, audio, recipe)
     extra = dict(extra or {})
@@ -89,20 +87,13 @@ def write_clip(
     target = clip_dir(store, clip_id)
     staging = store / STAGING_DIR / f"{clip_id}.{uuid.uuid4().hex}"
     staging.parent.mkdir(exist_ok=True)
+    arrays = {
+        "video": video,
+        "audio": audio.astype(recipe.audio_dtype, copy=False),
+        **{name: extra[name] for name in EXTRA_ARRAYS if name in extra},
+    }
     try:
-        group = zarr.open_group(str(staging), mode="w", zarr_format=3)
-        for name, data in (
-            ("video", video),
-            ("audio", audio.astype(recipe.audio_dtype, copy=False)),
-            *((name, extra[name]) for name in EXTRA_ARRAYS if name in extra),
-        ):
-            _write_array(group, name, data, recipe.layout)
-        if labels is not None:
-            # Inside the staging group: the labels are committed by the same rename.
-            label_group = group.create_group(LABELS_DIR)
-            for name in FRAME_LABELS:
-                _write_array(label_group, name, labels[name], recipe.layout)
-        group.attrs["record"] = record
+        _write_group(staging, arrays, labels, record, recipe.layout)
         if durable:
             fsync_tree(staging)
         created = _make_parent_dirs(target.parent)
@@ -116,18 +107,54 @@ def write_clip(
             shutil.rmtree(staging, ignore_errors=True)
 
 
-def _write_array(group: Any, name: str, data: np.ndarray, layout: str) -> None:
-    arr = group.create_array(
+def _write_group(
+    folder: Path,
+    arrays: Mapping[str, np.ndarray],
+    labels: Mapping[str, np.ndarray] | None,
+    record: dict[str, Any],
+    layout: str,
+) -> None:
+    """Write the clip's zarr group at ``folder``: its record as the group's attributes,
+    each array of ``arrays``, and ``labels`` (if any) in a ``labels/`` subgroup.
+
+    zarr encodes the group into memory (its metadata and chunks, bytes for bytes what it
+    would write to a folder) and the files are then written here in one pass: zarr's own
+    local store hands every file operation to a thread of its event loop, and those
+    round trips cost a tiny clip about 12 ms, three times the whole write from memory.
+    """
+    import zarr
+    from zarr.storage import MemoryStore
+
+    encoded: dict[str, Any] = {}  # zarr key -> Buffer
+    group = zarr.create_group(
+        store=MemoryStore(encoded), zarr_format=3, attributes={"record": record}
+    )
+    for name, data in arrays.items():
+        _create_array(group, name, data, layout)
+    if labels is not None:
+        # Inside the staging group: the labels are committed by the same rename.
+        label_group = group.create_group(LABELS_DIR)
+        for name in FRAME_LABELS:
+            _create_array(label_group, name, labels[name], layout)
+    made: set[Path] = set()
+    for key, buffer in encoded.items():
+        path = folder / key
+        if path.parent not in made:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            made.add(path.parent)
+        path.write_bytes(buffer.to_bytes())
+
+
+def _create_array(group: Any, name: str, data: np.ndarray, layout: str) -> None:
+    group.create_array(
         name,
-        shape=data.shape,
+        data=data,
         chunks=_chunks(data.shape, layout),
-        dtype=data.dtype,
         compressors=_compressors(layout),
         filters=None,
         fill_value=0,
         config={"write_empty_chunks": True},  # the raw layout needs every chunk on disk
     )
-    arr[...] = data
 
 
 def _checked_frame_labels(

@@ -105,6 +105,51 @@ def test_store_is_a_plain_zarr_group(store: Path, recipe: schemas.Recipe) -> Non
     np.testing.assert_array_equal(root[f"{key}/video"][...], video)
 
 
+@pytest.mark.parametrize("layout", ["raw", "zstd"])
+def test_a_clip_is_the_files_zarr_itself_writes(tmp_path: Path, layout: str) -> None:
+    """write_clip encodes in memory and writes the files itself: the same bytes, file for
+    file, as zarr's own folder store makes of the same group (arrays, labels, record)."""
+    import zarr
+
+    recipe = schemas.Recipe(crop_size=16, layout=layout, landmarks=True)
+    schemas.create_store(tmp_path / "s", recipe)
+    video, audio = _tensors(t=60)
+    rng = np.random.default_rng(1)
+    extra = {
+        "face_boxes": rng.random((60, 4), dtype=np.float32),
+        "landmarks": rng.random((60, 68, 2)).astype(np.float16),
+    }
+    labels = {name: (rng.random(60) > 0.5).astype(np.uint8) for name in schemas.FRAME_LABELS}
+    record = {"clip_id": "c", "num_frames": 60}
+    schemas.write_clip(
+        tmp_path / "s", "c", video, audio, record, recipe, extra=extra, frame_labels=labels
+    )
+    ours = clip_dir(tmp_path / "s", "c")
+
+    theirs = tmp_path / "zarr_itself"
+    group = zarr.open_group(str(theirs), mode="w", zarr_format=3)
+    chunks = {"raw": lambda s: s, "zstd": lambda s: (min(s[0], 50), *s[1:])}[layout]
+    compressors = None if layout == "raw" else zarr.codecs.ZstdCodec(level=3)
+    options = {"compressors": compressors, "filters": None, "fill_value": 0,
+               "config": {"write_empty_chunks": True}}  # fmt: skip
+    for name, data in {"video": video, "audio": audio, **extra}.items():
+        group.create_array(name, data=data, chunks=chunks(data.shape), **options)
+    label_group = group.create_group("labels")
+    for name in schemas.FRAME_LABELS:
+        data = labels[name]
+        label_group.create_array(name, data=data, chunks=chunks(data.shape), **options)
+    group.attrs["record"] = record
+
+    def files(root: Path) -> dict[str, bytes]:
+        return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*")
+                if p.is_file()}  # fmt: skip
+
+    assert files(ours) == files(theirs)
+    chunk_files = {"raw": 1, "zstd": 2}[layout]  # 60 frames: one chunk, or two of 50
+    arrays = 4 + len(schemas.FRAME_LABELS)
+    assert len(files(ours)) == 2 + arrays * (1 + chunk_files)  # + the two groups' zarr.json
+
+
 def test_rewriting_a_clip_replaces_it_whole(store: Path, recipe: schemas.Recipe) -> None:
     schemas.write_clip(store, "c", *_tensors(t=3, seed=1), {"v": 1}, recipe)
     video, audio = _tensors(t=7, seed=2)
