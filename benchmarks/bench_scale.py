@@ -3,12 +3,16 @@
     python -m benchmarks.bench_scale           # 1k and 10k clips (quick, `make bench`)
     python -m benchmarks.bench_scale --full    # also 100k and 1M
     python -m benchmarks.bench_scale --sizes 1000,100000
+    python -m benchmarks.bench_scale --full --jobs 2 --work /big/disk   # grow in 2 processes
 
 One store grows through the sizes. Its clips are real commits (``schemas.write_clip``
 of one tiny clip's tensors, 2 frames of 16x16, under a new clip id each time, with
 ``durable=False``: the benchmark measures bookkeeping, not fsync) and every clip has
 its own source path (a hard link of one small file), so the resume check stats a real
-file per clip. At each size it measures, side by side:
+file per clip. ``--jobs N`` grows the store between sizes in N processes, each committing
+its own ids (as ingest tasks do; the measured commits below stay in this one); a million
+tiny clips take about 14 million inodes and 20 GB, hence ``--work`` (where the store and
+its sources are made). At each size it measures, side by side:
 
 - ``bookkeeping``: seconds per committed clip of ``ManifestBook.add`` plus a flush every
   ``FLUSH_EVERY`` clips (the ingest flushes every 2 s: at 25 clips/s, 50 clips), for
@@ -35,7 +39,10 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from itertools import repeat
+from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -53,8 +60,8 @@ FULL_SIZES = (1_000, 10_000, 100_000, 1_000_000)
 RECIPE = schemas.Recipe(crop_size=16)
 MEASURED = 500  # commits measured at each size
 FLUSH_EVERY = 50  # clips per flush: the ingest's 2 s at 25 clips/s
-BUILD_FLUSH_EVERY = 2_000
 LINKS_PER_FILE = 50_000  # hard links per source file (ext4 allows 65,000)
+GROW_BATCH = 2_000  # clips per batch a grower process commits
 
 
 @dataclass
@@ -72,15 +79,21 @@ MEASURES: dict[str, Callable[[Context], dict[str, Any]]] = {}
 
 
 class Grower:
-    """Commits tiny real clips into the store, one new clip id each."""
+    """Commits tiny real clips into the store, one new clip id each (clip number ``count``
+    onwards)."""
 
-    def __init__(self, store: Path, sources: Path) -> None:
+    def __init__(self, store: Path, sources: Path, count: int = 0) -> None:
         self.store, self.sources = store, sources
         self.video = np.zeros((2, 16, 16, 3), np.uint8)
         self.audio = np.zeros((2, 104), np.float32)
-        self.origin = sources / "origin.mp4"
-        self.origin.write_bytes(bytes(4096))
-        self.count = 0
+        self.count = count
+
+    def origin(self, number: int) -> Path:
+        """The file clip ``number``'s source links to: a file takes 65,000 links."""
+        origin = self.sources / f"origin{number // LINKS_PER_FILE}.mp4"
+        if not origin.exists():
+            origin.write_bytes(bytes(4096))
+        return origin
 
     def commit(self) -> dict[str, Any]:
         """One clip written and committed; returns its record (as a task would)."""
@@ -88,9 +101,7 @@ class Grower:
         path = f"v/{clip_id[-3:]}/{clip_id}.mp4"
         source = self.sources / path
         source.parent.mkdir(parents=True, exist_ok=True)
-        if self.count and self.count % LINKS_PER_FILE == 0:  # a file takes 65,000 links
-            self.origin = Path(shutil.copy(self.origin, self.sources / f"origin{self.count}.mp4"))
-        os.link(self.origin, source)
+        os.link(self.origin(self.count), source)
         info = source.stat()
         record = base_record(_clip(clip_id, path), "f" * 16, RECIPE.hash())
         record.update(
@@ -102,13 +113,32 @@ class Grower:
         self.count += 1
         return record
 
-    def grow_to(self, size: int) -> None:
+    def grow_to(self, size: int, jobs: int = 1) -> None:
+        """Commit clips up to ``size``, in ``jobs`` processes; this one keeps the book."""
         book = ManifestBook(self.store, RECIPE.hash(), durable=False)
-        while self.count < size:
-            book.add(self.commit())
-            if self.count % BUILD_FLUSH_EVERY == 0:
-                book.flush()
+        for number in range(self.count, size, LINKS_PER_FILE):  # made before any worker links
+            self.origin(number)
+        starts = range(self.count, size, GROW_BATCH)
+        stops = [min(start + GROW_BATCH, size) for start in starts]
+        pool = ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) if jobs > 1 else None
+        try:
+            mapper = pool.map if pool else map
+            for records in mapper(_commit_range, repeat(self.store), repeat(self.sources),
+                                  starts, stops):  # fmt: skip
+                for record in records:
+                    book.add(record)
+                book.flush()  # a fragment per batch
+        finally:
+            if pool:
+                pool.shutdown(cancel_futures=True)
+        self.count = max(self.count, size)
         book.flush(final=True)
+
+
+def _commit_range(store: Path, sources: Path, start: int, stop: int) -> list[dict[str, Any]]:
+    """Commit clips ``start`` to ``stop - 1`` (in a grower process); their records."""
+    grower = Grower(store, sources, start)
+    return [grower.commit() for _ in range(start, stop)]
 
 
 def _clip(clip_id: str, path: str) -> ClipSource:
@@ -215,7 +245,7 @@ def _driver_measures() -> None:
     MEASURES.update(scale_driver.MEASURES)
 
 
-def run(sizes: tuple[int, ...], work: Path) -> dict[str, Any]:
+def run(sizes: tuple[int, ...], work: Path, jobs: int = 1) -> dict[str, Any]:
     store, sources, scratch = work / "store", work / "sources", work / "scratch"
     for folder in (sources, scratch):
         folder.mkdir(parents=True)
@@ -224,9 +254,13 @@ def run(sizes: tuple[int, ...], work: Path) -> dict[str, Any]:
     results: dict[str, Any] = {}
     for size in sorted(sizes):
         started = time.perf_counter()
-        grower.grow_to(size)
+        grower.grow_to(size, jobs)
         ctx = Context(store, grower.count, sources, scratch)
-        entry: dict[str, Any] = {"clips": grower.count, "build_s": time.perf_counter() - started}
+        entry: dict[str, Any] = {
+            "clips": grower.count,
+            "build_s": time.perf_counter() - started,
+            "grow_jobs": jobs,
+        }
         for name, measure in MEASURES.items():
             entry[name] = measure(ctx)
         entry["bookkeeping"] = bookkeeping(Context(store, grower.count, sources, scratch), grower)
@@ -265,20 +299,25 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--full", action="store_true", help="also 100k and 1M clips")
     parser.add_argument("--sizes", help="comma-separated store sizes (overrides --full)")
+    parser.add_argument("--jobs", type=int, default=1, help="processes growing the store")
+    parser.add_argument("--work", type=Path, help="where to make the store (default: TMPDIR)")
     parser.add_argument("--out", type=Path, default=RESULT)
     args = parser.parse_args(argv)
     sizes: tuple[int, ...] = FULL_SIZES if args.full else QUICK_SIZES
     if args.sizes:
         sizes = tuple(int(s) for s in args.sizes.split(","))
     _driver_measures()
-    with tempfile.TemporaryDirectory(prefix="bench_scale.") as work:
-        results = run(sizes, Path(work))
+    if args.jobs < 1:
+        parser.error("--jobs must be at least 1")
+    with tempfile.TemporaryDirectory(prefix="bench_scale.", dir=args.work) as work:
+        results = run(sizes, Path(work), args.jobs)
     save_result(
         {
             "benchmark": "scale",
             "recipe": "crop_size 16, 2 frames per clip, write_clip durable=False",
             "measured_commits_per_size": MEASURED,
             "flush_every_clips": FLUSH_EVERY,
+            "grow_jobs": args.jobs,
             "cpus": os.cpu_count(),
             "sizes": results,
             "targets": targets(results),
