@@ -87,12 +87,15 @@ class Grower:
         self.video = np.zeros((2, 16, 16, 3), np.uint8)
         self.audio = np.zeros((2, 104), np.float32)
         self.count = count
+        self._made: set[Path] = set()  # origins known to exist: no stat per commit
 
     def origin(self, number: int) -> Path:
         """The file clip ``number``'s source links to: a file takes 65,000 links."""
         origin = self.sources / f"origin{number // LINKS_PER_FILE}.mp4"
-        if not origin.exists():
-            origin.write_bytes(bytes(4096))
+        if origin not in self._made:
+            if not origin.exists():
+                origin.write_bytes(bytes(4096))
+            self._made.add(origin)
         return origin
 
     def commit(self) -> dict[str, Any]:

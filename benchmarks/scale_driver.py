@@ -41,13 +41,12 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import schemas  # noqa: E402
+from benchmarks.bench_scale import LINKS_PER_FILE  # noqa: E402
 from benchmarks.bench_scan import write_metadata  # noqa: E402
 
 #: Largest tree ``first_commit`` builds.
 TREE_MAX = 100_000
 BIN = Path(sys.executable).parent
-#: Hard links per file (ext4 allows 65,000).
-LINKS_PER_FILE = 50_000
 
 
 def build_tree(root: Path, paths: int, origin: Path) -> None:

@@ -23,9 +23,9 @@ Choices worth knowing:
   detected on the stride frames while the rest of the video is still decoding.
   (Two processes, one per stream, cost one more ffmpeg start-up per clip, which is
   a good part of the decode time of a 224² clip of a few seconds.)
-- The recipe's ``decoder`` ``pyav`` (the default) decodes a clean clip inside the worker with PyAV
-  (:mod:`pipeline.media.inprocess`): no process start-up, which is about 40 % of a
-  224² clip's CPU. The frames are the process path's, pixel for pixel; the audio comes
+- The recipe's ``decoder`` ``pyav`` (the default) decodes a clean clip inside the
+  worker with PyAV (:mod:`pipeline.media.inprocess`): no process start-up, which is
+  about 40 % of a 224² clip's CPU. The frames are the process path's, pixel for pixel; the audio comes
   from PyAV's own build of FFmpeg, whose AAC decoder rounds differently in the last
   float bits, so a 16-bit sample may differ by one step (about 0.02 % of them). Every
   file it does not take decodes as below, with the same verdicts. ``cpu_seconds`` in
@@ -159,8 +159,8 @@ def preprocess_clip(
     (what a store holds is made with its recipe's). ``in_process`` (default: the
     recipe's ``decoder`` is ``pyav``) decodes a clean clip inside this process
     (:func:`pipeline.media.decode_in_process`: the same frames, audio within one
-    16-bit step, no process start-up), anything else with an ffmpeg process. Raises :class:`ClipError` for every bad input;
-    never leaves files behind.
+    16-bit step, no process start-up), anything else with an ffmpeg process. Raises
+    :class:`ClipError` for every bad input; never leaves files behind.
     """
     if max_seconds is None:
         max_seconds = recipe.max_seconds
