@@ -10,6 +10,7 @@ atomic file replacement), :mod:`schemas.labels`. Callers import from ``schemas``
 Imports pyarrow and numpy only (zarr lazily, for writing and compressed reads).
 """
 
+from schemas.cli_errors import UserError
 from schemas.clips import (
     FRAME_LABELS,
     committed_records,
@@ -97,6 +98,7 @@ __all__ = [
     "SchemaError",
     "StoreError",
     "StoreInfo",
+    "UserError",
     "array_spec",
     "atomic_write",
     "check_store_target",

@@ -18,6 +18,17 @@ from typing import Any
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT: what a shell reports for Ctrl-C
 
+
+class UserError(ValueError):
+    """An error the user can fix (a bad argument, a foreign or damaged input).
+
+    Both CLIs print it as one line ``error: <message>`` and exit 2. It is the base of
+    every such error in the project; anything else keeps its traceback, so a bug is
+    never disguised as a user error. (It subclasses ``ValueError`` so that callers
+    that catch a bad value keep working.)
+    """
+
+
 #: Prints one user-facing line; it gets the message without the ``error:`` prefix.
 Report = Callable[[str], None]
 ErrorKinds = tuple[type[BaseException], ...]

@@ -1,0 +1,152 @@
+"""The one way the project opens a file that came from outside: inside its root, regular,
+bounded.
+
+Every file read from a place the user named (a store's tables and locks, a dataset's
+metadata, split files, checkpoints, configs) goes through :func:`open_inside`:
+
+- the file is opened without following a final link (``O_NOFOLLOW``) and without
+  blocking (``O_NONBLOCK``), so a FIFO or a device named like a table never hangs the
+  reader: it is refused after ``fstat``;
+- when a ``root`` is given, the path the kernel actually opened (``/proc/self/fd``,
+  else ``realpath``) must lie inside the root's real path, so no link in between can
+  lead out;
+- a ``max_bytes`` bound refuses oversize input before a byte of it is read.
+
+Refusals are :class:`RefusedFile`, a :class:`~schemas.cli_errors.UserError`: one line,
+naming the path and why. Imports the standard library only.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import stat
+from pathlib import Path
+from typing import BinaryIO
+
+from schemas.cli_errors import UserError
+
+_READ_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
+
+
+class RefusedFile(UserError):
+    """A file that is not opened: a link, not a regular file, outside its root, too big."""
+
+
+def file_kind(mode: int) -> str:
+    """What a ``st_mode`` is, in words: ``'a FIFO'``, ``'a directory'``, …"""
+    kinds = (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISLNK, "a symbolic link"),
+    )
+    return next((word for test, word in kinds if test(mode)), "not a regular file")
+
+
+def is_inside(path: str | os.PathLike[str], root: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` (already resolved) lies in ``root`` (resolved here) or is it."""
+    real_root = os.path.realpath(root)
+    resolved = os.fspath(path)
+    return resolved == real_root or resolved.startswith(real_root.rstrip(os.sep) + os.sep)
+
+
+def _opened_path(fd: int, path: str) -> str:
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:  # no /proc: resolve the name instead
+        return os.path.realpath(path)
+
+
+def open_inside(
+    path: str | os.PathLike[str],
+    root: str | os.PathLike[str] | None = None,
+    *,
+    max_bytes: int | None = None,
+    what: str = "file",
+) -> BinaryIO:
+    """Open ``path`` for binary reading, refusing anything but a bounded regular file.
+
+    Args:
+        path: the file.
+        root: when given, the file's real path must lie inside ``root``'s real path.
+        max_bytes: refuse a file larger than this many bytes.
+        what: how messages name the file (``'split file'``, ``'checkpoint'``, …).
+
+    Raises:
+        FileNotFoundError: no such file (callers word that case themselves).
+        RefusedFile: a final link, a FIFO, directory, socket or device, a path leading
+            out of ``root``, or a file over ``max_bytes``.
+    """
+    name = os.fspath(path)
+    try:
+        fd = os.open(name, _READ_FLAGS)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise RefusedFile(f"{what} {name} is a symbolic link; refused") from None
+        if exc.errno in (errno.ENXIO, errno.EISDIR):  # a socket; a directory on some systems
+            kind = file_kind(os.lstat(name).st_mode)
+            raise RefusedFile(f"{what} {name} is {kind}, not a regular file; refused") from None
+        raise
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            kind = file_kind(info.st_mode)
+            raise RefusedFile(f"{what} {name} is {kind}, not a regular file; never read")
+        if root is not None and not is_inside(_opened_path(fd, name), root):
+            raise RefusedFile(f"{what} {name} leads outside {os.fspath(root)}; refused")
+        if max_bytes is not None and info.st_size > max_bytes:
+            raise RefusedFile(
+                f"{what} {name} is {info.st_size:,} bytes, over the limit of {max_bytes:,}"
+            )
+        flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+        fcntl.fcntl(fd, fcntl.F_SETFL, flags & ~os.O_NONBLOCK)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def read_bytes_inside(
+    path: str | os.PathLike[str],
+    root: str | os.PathLike[str] | None = None,
+    *,
+    max_bytes: int,
+    what: str = "file",
+) -> bytes:
+    """The whole of a bounded regular file inside ``root`` (see :func:`open_inside`).
+
+    The bound is checked again on the bytes read, so a file that grows after ``fstat``
+    cannot slip past it.
+    """
+    with open_inside(path, root, max_bytes=max_bytes, what=what) as handle:
+        data = handle.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise RefusedFile(f"{what} {os.fspath(path)} is over the limit of {max_bytes:,} bytes")
+    return data
+
+
+def read_text_inside(
+    path: str | os.PathLike[str],
+    root: str | os.PathLike[str] | None = None,
+    *,
+    max_bytes: int,
+    what: str = "file",
+) -> str:
+    """A bounded UTF-8 text file inside ``root``; undecodable bytes are a one-line refusal."""
+    data = read_bytes_inside(path, root, max_bytes=max_bytes, what=what)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RefusedFile(
+            f"{what} {os.fspath(path)} is not UTF-8 text (byte {exc.start}); refused"
+        ) from None
+
+
+def ensure_dir_inside(path: Path, root: Path) -> None:
+    """Refuse a folder below ``root`` that is a link or leads outside it (for writers)."""
+    if path.is_symlink() or not is_inside(os.path.realpath(path), root):
+        raise RefusedFile(f"{path} leads outside {root}; refused")
