@@ -103,7 +103,11 @@ def synth(
     ] = False,
     workers: Annotated[int | None, typer.Option(help="Parallel encoders (default: cores).")] = None,
     difficulty: Annotated[
-        str, typer.Option(help="easy, or hard: subtle cues, few manipulated frames, A/V offset.")
+        str,
+        typer.Option(
+            help="easy; hard: subtle cues in every frame of a fake, A/V offset; "
+            "hard-partial: the same in 8-12 frames only (the first hard setting)."
+        ),
     ] = "easy",
     dataset_format: Annotated[
         str,

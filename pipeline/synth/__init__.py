@@ -30,6 +30,15 @@ Choices, and why:
   the two-stage methods (``fsgan-wav2lip``, ``faceswap-wav2lip``), ``target2`` a
   third one when there are enough identities. With a single identity the target
   is a donor that has no clips of its own.
+- Targets within race × gender (``hard``). In the real FakeAVCeleb v1.2 a fake's
+  targets always come from its source's own race × gender group: over the release's
+  21,544 files the graph of source-target references has exactly 10 components of
+  50 identities, so ``split --strict-identities`` gives a split by group. The
+  ``hard`` setting draws targets the same way (from a generator of its own,
+  ``[seed, 5]``; a source alone in its group gets the donor), so its graph has no
+  component spanning two groups and, with 4 or more groups, ``split
+  --strict-identities`` succeeds. ``easy`` and ``hard-partial`` draw targets from
+  all identities, as they always did, so that their output for a seed never changes.
 - Looks and voices. Every identity gets its own colour grade, mirror, size and
   position of the same face (the face stays 90-110 px wide, which dlib's HOG
   frontal detector finds reliably), and its own flite voice, pitch and sentence.
@@ -57,17 +66,26 @@ Choices, and why:
   together, so it is a pure onset shortcut (ingest's ``--trim-silence`` removes it).
 - Difficulty. ``difficulty="easy"`` (the default) is everything above; its output
   never changes for a given seed. ``"hard"`` keeps the layout and labels but makes
-  every cue subtle, so that a small model no longer separates the classes
-  perfectly (see ``HARD``): real clips get leading silence from the same 0.1-0.3 s
-  range as the fakes, so the onset says nothing; the voice conversion shifts the pitch by
-  only 6-10 % and band-limits gently (``SUBTLE_AUDIO_FILTER``: the band above
-  3.5 kHz keeps about a third of its energy instead of losing orders of
-  magnitude); a fake video's face swap / regenerated mouth is pasted in
-  8-12 consecutive frames only, less blurred and with a closer skin tone, a
-  swapped face keeps the source's mouth motion; and the whole mouth track of a
-  fake video lags its audio by 2-3 frames (lip-sync offset). These choices come
-  from a second generator (``[seed, 4]``) and are written, per clip, to
-  ``hard.json`` beside ``meta_data.csv``.
+  every cue subtle, so that a model has to learn them (see ``HARD``): real clips
+  get leading silence from the same 0.1-0.3 s range as the fakes, so the onset
+  says nothing in any category; the voice conversion shifts the pitch by only
+  6-10 % and band-limits gently (``SUBTLE_AUDIO_FILTER``: the band above 3.5 kHz
+  keeps about a third of its energy instead of losing orders of magnitude),
+  throughout the clip; a fake video is manipulated in every frame, as
+  FakeAVCeleb's faceswap, fsgan and wav2lip clips are: the swapped face /
+  regenerated mouth is less blurred and closer in skin tone than in ``easy``
+  (the blending seam stays), a swapped face keeps the source's mouth motion, and
+  the whole mouth track lags the audio by 1-3 frames (lip-sync offset).
+  ``"hard-partial"`` (``HARD_PARTIAL``) is the hard setting as first made, kept
+  so that results measured on it can be reproduced (before this name existed it
+  was called ``"hard"``): the same cues, but the face / mouth is pasted in 8-12
+  consecutive frames only and the lag is 2-3 frames. Partial fakes trained with
+  the clip's label leave most windows of a "fake" clip untouched; they belong
+  with frame labels (the ``lavdf`` / ``avdeepfake1m`` formats and
+  ``model.frame_head``). Both hard settings draw their cues from a second
+  generator (``[seed, 4]``) and write them, per clip, to ``hard.json`` beside
+  ``meta_data.csv`` (``manip_frames``: the manipulated ``[start, stop)``, the
+  whole clip for a whole-clip fake).
 - Determinism. The plan depends only on the arguments; workers render pure
   functions of their clip spec; libx264 runs single-threaded with bitexact flags.
   Same seed → same CSV and same decoded frames and samples (bytes are not promised).
@@ -82,7 +100,15 @@ Choices, and why:
 
 from pipeline.synth.defects import DEFECT_KINDS, PLAYLISTS, plan_defects
 from pipeline.synth.layout_writer import FORMATS, LayoutSummary, make_layout
-from pipeline.synth.plan import DIFFICULTIES, HARD, METHODS, HardSetting, plan
+from pipeline.synth.plan import (
+    DIFFICULTIES,
+    HARD,
+    HARD_PARTIAL,
+    HARD_SETTINGS,
+    METHODS,
+    HardSetting,
+    plan,
+)
 from pipeline.synth.spec import ClipSpec
 from pipeline.synth.writer import DEFECTS_NAME, HARD_NAME, SynthSummary, make_dataset
 
@@ -93,6 +119,8 @@ __all__ = [
     "FORMATS",
     "HARD",
     "HARD_NAME",
+    "HARD_PARTIAL",
+    "HARD_SETTINGS",
     "METHODS",
     "PLAYLISTS",
     "ClipSpec",

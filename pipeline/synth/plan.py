@@ -1,8 +1,9 @@
 """The plan of a synthetic FakeAVCeleb: identities, clips, categories and cues, from one seed.
 
 :func:`plan` draws every random choice of a dataset from one seeded generator
-(``np.random.default_rng(seed)``; the hard setting's cues from ``[seed, 4]``, the
-single donor identity from ``[seed, 1]``) and returns ``meta_data.csv`` rows with
+(``np.random.default_rng(seed)``; the hard settings' cues from ``[seed, 4]``, the
+single donor identity from ``[seed, 1]``, the ``hard`` setting's within-group targets
+from ``[seed, 5]``) and returns ``meta_data.csv`` rows with
 the :class:`~pipeline.synth.spec.ClipSpec` of each clip. The plan depends only on
 the arguments, so the same seed gives the same dataset; what the choices are and
 why is in :mod:`pipeline.synth`'s docstring.
@@ -18,7 +19,7 @@ import numpy as np
 from pipeline.fakeavceleb import CSV_DIR_PREFIX, TYPE_DIRS
 from pipeline.synth.spec import SUBTLE_AUDIO_FILTER, ClipSpec, Look, Motion, Voice
 
-DIFFICULTIES = ("easy", "hard")
+DIFFICULTIES = ("easy", "hard", "hard-partial")
 
 METHODS = {
     "A": ("real",),
@@ -46,18 +47,29 @@ _WORDS = tuple(_VOCABULARY.split())
 
 @dataclass(frozen=True)
 class HardSetting:
-    """The ranges of the hard setting's cues (inclusive; frames at 25 fps)."""
+    """The ranges of a hard setting's cues (inclusive; frames at 25 fps).
+
+    ``manip_len`` is the length of the one manipulated run of a fake video's frames,
+    or ``None`` for whole-clip fakes (every frame manipulated); ``group_targets``
+    draws a fake's targets within its source's race × gender group.
+    """
 
     pitch_up: tuple[float, float] = (1.06, 1.10)
     pitch_down: tuple[float, float] = (0.90, 0.94)
-    manip_len: tuple[int, int] = (8, 12)
-    av_offset: tuple[int, int] = (2, 3)
+    manip_len: tuple[int, int] | None = None
+    av_offset: tuple[int, int] = (1, 3)
     blur_scale: float = 0.6
     tone: tuple[float, float, float] = (1.03, 0.99, 0.96)
     lead_silence: tuple[float, float] = (0.1, 0.3)  # seconds, real clips as the fakes
+    group_targets: bool = True
 
 
+#: ``hard``: whole-clip fakes, targets within the source's race × gender group.
 HARD = HardSetting()
+#: ``hard-partial``: the hard setting as it was first made (8-12 manipulated frames,
+#: targets from all identities); its plan for a seed never changes.
+HARD_PARTIAL = HardSetting(manip_len=(8, 12), av_offset=(2, 3), group_targets=False)
+HARD_SETTINGS = {"hard": HARD, "hard-partial": HARD_PARTIAL}
 
 
 @dataclass(frozen=True)
@@ -178,36 +190,48 @@ def row_rel_path(row: Row) -> str:
     return f"{row.directory.removeprefix(CSV_DIR_PREFIX + '/')}/{row.path}"
 
 
-def _harden(spec: ClipSpec, rng: np.random.Generator) -> ClipSpec:
-    """The hard setting's version of a planned clip: subtler cues, drawn from ``rng``."""
+def _harden(spec: ClipSpec, rng: np.random.Generator, setting: HardSetting) -> ClipSpec:
+    """A hard setting's version of a planned clip: subtler cues, drawn from ``rng``."""
     changes: dict[str, Any] = {}
     if spec.lead_silence == 0.0:  # real clips: the onset shortcut is removed
-        changes.update(lead_silence=_uniform(rng, *HARD.lead_silence))
+        changes.update(lead_silence=_uniform(rng, *setting.lead_silence))
     if spec.fake_pitch is not None:
-        pitch = HARD.pitch_up if spec.fake_pitch > 1 else HARD.pitch_down
+        pitch = setting.pitch_up if spec.fake_pitch > 1 else setting.pitch_down
         changes.update(fake_pitch=_uniform(rng, *pitch), audio_filter=SUBTLE_AUDIO_FILTER)
     if spec.swap is not None or spec.lipsync:
-        length = int(rng.integers(HARD.manip_len[0], HARD.manip_len[1] + 1))
-        start = int(rng.integers(0, spec.n_frames - length + 1))
+        if setting.manip_len is not None:  # one run of frames; None keeps every frame
+            length = int(rng.integers(setting.manip_len[0], setting.manip_len[1] + 1))
+            start = int(rng.integers(0, spec.n_frames - length + 1))
+            changes.update(manip_frames=(start, start + length))
         changes.update(
-            manip_frames=(start, start + length),
-            av_offset=int(rng.integers(HARD.av_offset[0], HARD.av_offset[1] + 1)),
-            blur_scale=HARD.blur_scale,
-            tone=HARD.tone,
+            av_offset=int(rng.integers(setting.av_offset[0], setting.av_offset[1] + 1)),
+            blur_scale=setting.blur_scale,
+            tone=setting.tone,
             target_voice=None,  # a swapped face keeps the source's (delayed) mouth motion
         )
     return replace(spec, **changes)
 
 
 def hard_record(spec: ClipSpec) -> dict[str, Any]:
-    """What ``hard.json`` says about one clip of the hard setting."""
+    """What ``hard.json`` says about one clip of a hard setting.
+
+    ``manip_frames`` is the ``[start, stop)`` of the manipulated video frames: the
+    whole clip for a whole-clip fake, ``None`` for a real video.
+    """
+    manipulated = spec.swap is not None or spec.lipsync
+    frames = spec.manip_frames or ((0, spec.n_frames) if manipulated else None)
     return {
         "lead_silence_s": spec.lead_silence,
         "fake_pitch": spec.fake_pitch,
         "audio_filter": spec.audio_filter if spec.fake_pitch is not None else None,
         "av_offset_frames": spec.av_offset,
-        "manip_frames": list(spec.manip_frames) if spec.manip_frames else None,
+        "manip_frames": list(frames) if frames else None,
     }
+
+
+def group_of(person: Identity) -> tuple[str, str]:
+    """The race × gender group of an identity (FakeAVCeleb's folders)."""
+    return person.race, person.gender
 
 
 def plan(
@@ -215,19 +239,33 @@ def plan(
 ) -> tuple[list[Identity], list[tuple[Row, ClipSpec]]]:
     """The whole dataset as rows and clip specs, from the arguments alone.
 
-    ``difficulty="hard"`` plans the easy dataset and then hardens every clip with
-    a generator of its own, so that the easy plan's draws stay exactly as they were.
+    A hard difficulty (``HARD_SETTINGS``) plans the easy dataset and then hardens
+    every clip with a generator of its own, so that the easy plan's draws stay
+    exactly as they were. Where the setting draws targets within the source's race ×
+    gender group, they come from a third generator and the easy plan's own target
+    draw is still made (and discarded), so that every other choice is the easy one.
     """
+    if difficulty != "easy" and difficulty not in HARD_SETTINGS:
+        raise ValueError(f"difficulty must be one of {DIFFICULTIES}, got {difficulty!r}")
+    setting = HARD_SETTINGS.get(difficulty)
     rng = np.random.default_rng(seed)
     people = make_identities(rng, identities)
     sources = people[:per_category]
     donor = make_identities(np.random.default_rng([seed, 1]), 1)[0]
+    group_rng = np.random.default_rng([seed, 5])
     out: list[tuple[Row, ClipSpec]] = []
 
-    def others(src: Identity, n: int) -> list[Identity]:
-        pool = [p for p in people if p.id != src.id] or [donor]
-        idx = rng.choice(len(pool), size=min(n, len(pool)), replace=False)
+    def draw(gen: np.random.Generator, pool: list[Identity], n: int) -> list[Identity]:
+        idx = gen.choice(len(pool), size=min(n, len(pool)), replace=False)
         return [pool[int(i)] for i in idx]
+
+    def others(src: Identity, n: int) -> list[Identity]:
+        anyone = draw(rng, [p for p in people if p.id != src.id] or [donor], n)
+        if setting is None or not setting.group_targets:
+            return anyone
+        # As in the release: a source alone in its group gets the donor, who has no clips.
+        group = [p for p in people if p.id != src.id and group_of(p) == group_of(src)]
+        return draw(group_rng, group or [donor], n)
 
     def base_spec(person: Identity, row: Row, lead: float) -> ClipSpec:
         return ClipSpec(
@@ -274,9 +312,7 @@ def plan(
                 fake_pitch=_fake_pitch(rng) if letter == "D" else None,
             )
             out.append((row, spec))
-    if difficulty == "hard":
+    if setting is not None:
         hard_rng = np.random.default_rng([seed, 4])
-        out = [(row, _harden(spec, hard_rng)) for row, spec in out]
-    elif difficulty != "easy":
-        raise ValueError(f"difficulty must be one of {DIFFICULTIES}, got {difficulty!r}")
+        out = [(row, _harden(spec, hard_rng, setting)) for row, spec in out]
     return people, out

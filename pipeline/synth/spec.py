@@ -73,11 +73,12 @@ class ClipSpec:
     pitch factor of the voice conversion. ``variant`` names a defect kind for
     deliberately broken files (``None`` for normal clips).
 
-    The hard setting (``difficulty="hard"`` of :func:`pipeline.synth.plan.plan`) sets
-    the last five fields: ``audio_filter`` replaces the vocoder's band limit;
-    ``av_offset`` delays the whole mouth track by that many frames behind the
-    audio; ``manip_frames`` ``(start, stop)`` confines the pasted face / mouth to
-    those frames; ``blur_scale`` and ``tone`` soften the pasted region's blur
+    The hard settings (``difficulty="hard"`` or ``"hard-partial"`` of
+    :func:`pipeline.synth.plan.plan`) set the last five fields: ``audio_filter``
+    replaces the vocoder's band limit; ``av_offset`` delays the whole mouth track by
+    that many frames behind the audio; ``manip_frames`` ``(start, stop)`` confines the
+    pasted face / mouth to those frames (``hard-partial``; ``None``: every frame);
+    ``blur_scale`` and ``tone`` soften the pasted region's blur
     and skin-tone mismatch. Their defaults are the easy setting's behaviour.
     """
 

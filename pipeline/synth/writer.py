@@ -147,8 +147,9 @@ def make_dataset(
     (default ``per_category``); ``workers`` encoder processes (default: CPU count);
     ``progress(done, total)`` is called as clips finish. Raises ``ValueError`` on
     bad arguments or when ``out`` exists and is not an empty directory.
-    ``difficulty="hard"`` makes the subtle-cue setting (module docstring) and
-    writes ``hard.json`` (clip path -> its hard cues).
+    ``difficulty="hard"`` (whole-clip fakes) or ``"hard-partial"`` (8-12 manipulated
+    frames) makes a subtle-cue setting (module docstring) and writes ``hard.json``
+    (clip path -> its hard cues).
     """
     out = Path(out)
     k = per_category if identities is None else identities
@@ -173,7 +174,7 @@ def make_dataset(
         if with_defects:
             text = json.dumps(defects, indent=2, sort_keys=True, ensure_ascii=False)
             (building / DEFECTS_NAME).write_text(text + "\n", encoding="utf-8")
-        if difficulty == "hard":
+        if difficulty != "easy":
             cues = {spec.rel_path: hard_record(spec) for _, spec in planned}
             text = json.dumps(cues, indent=2, sort_keys=True)
             (building / HARD_NAME).write_text(text + "\n", encoding="utf-8")
