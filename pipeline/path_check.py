@@ -31,6 +31,8 @@ class PathChecker:
         self.root = os.fspath(root)
         self._inside = self.root.rstrip("/") + "/"
         self._real_folder = lru_cache(maxsize=FOLDER_CACHE)(os.path.realpath)
+        #: Where the last path :meth:`examine` took really is (links resolved).
+        self.last_real = ""
 
     def examine(self, rel: str) -> str | None:
         """None when ``root / rel`` is a regular file inside the root, else why not.
@@ -70,6 +72,7 @@ class PathChecker:
                 return os_reason(exc)
         if not stat.S_ISREG(info.st_mode):
             return f"not a regular file ({file_kind(info.st_mode)}), never opened"
+        self.last_real = real
         return None
 
 

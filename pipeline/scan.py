@@ -20,7 +20,8 @@ then ``wav2lip``). Rows naming the same file with the same labels (category,
 type, source, race, gender) are merged into one clip whose ``method`` (and
 ``target1``/``target2`` where they differ) joins the values with ``+``
 (``faceswap-wav2lip+wav2lip``), and reported in ``ScanResult.merged``. A row
-naming the same file with other labels is refused.
+naming the same file with other labels is refused. The same file is the same real
+path: a link inside the root is an alias of its target, never a second clip.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ from pipeline.fakeavceleb import CSV_COLUMNS, CSV_HEADER, CSV_NAME
 from pipeline.path_check import LEAVES as _LEAVES
 from pipeline.path_check import MISSING, PathChecker
 from schemas import LETTER_TO_CATEGORY, TYPE_DIR_TO_CATEGORY
+from schemas.cli_errors import UserError
+from schemas.safe_files import open_inside
 
 VIDEO_SUFFIXES = {".mp4"}
 
@@ -61,7 +64,7 @@ _METHOD_TOKENS = (
 _DEFAULT_METHOD = {"RARV": "real", "FARV": "rtvc"}
 
 
-class ScanError(ValueError):
+class ScanError(UserError):
     """The dataset root cannot be scanned at all (missing, wrong CSV header, ...)."""
 
 
@@ -189,12 +192,12 @@ def _scan_csv(dataset: Path, csv_path: Path) -> tuple[ScanResult, set[str]]:
     result = ScanResult(root=dataset, clips=[], used_csv=True)
     examined: set[str] = set()
     with (
-        csv_path.open("rb") as raw,
+        open_inside(os.path.realpath(csv_path), dataset, what="metadata file") as raw,
         io.TextIOWrapper(raw, encoding="utf-8-sig", errors="surrogateescape", newline="") as text,
     ):
         reader = csv.reader(text)
         _read_header(reader, csv_path)
-        first_seen: dict[str, tuple[int, int]] = {}  # clip path -> (index in clips, CSV line)
+        first_seen: dict[str, tuple[int, int]] = {}  # real path -> (index in clips, CSV line)
         while True:
             line_no = reader.line_num + 1  # where this record starts
             where = f"{csv_path.name}:{line_no}"
@@ -254,16 +257,17 @@ def _add_row(
         result.refused.append(f"{where}: {problem}")
         return
     assert isinstance(clip, ClipSource)
-    if clip.path not in first_seen:
-        first_seen[clip.path] = (len(result.clips), line_no)
+    real = os.path.realpath(dataset / clip.path)  # a link inside the root is an alias
+    if real not in first_seen:
+        first_seen[real] = (len(result.clips), line_no)
         result.clips.append(clip)
         return
-    index, first_line = first_seen[clip.path]
+    index, first_line = first_seen[real]
     earlier = result.clips[index]
     if _labels(earlier) != _labels(clip):
         result.refused.append(
             f"{where}: duplicate row for {shown(clip.path)} with other labels than line "
-            f"{first_line} ({_fmt_labels(clip)} vs {_fmt_labels(earlier)}); refused"
+            f"{first_line} ({shown('/'.join(_labels(clip)))} vs {shown('/'.join(_labels(earlier)))}); refused"
         )
         return
     merged = _merge(earlier, clip)
@@ -287,10 +291,6 @@ def _row_problem(row: list[str]) -> str | None:
 def _labels(clip: ClipSource) -> tuple[str, ...]:
     """What must agree for two rows to be one clip: the label and the split's inputs."""
     return (clip.category, clip.source_type, clip.identity, clip.race, clip.gender)
-
-
-def _fmt_labels(clip: ClipSource) -> str:
-    return shown("/".join(_labels(clip)))
 
 
 def _merge(first: ClipSource, other: ClipSource) -> ClipSource:

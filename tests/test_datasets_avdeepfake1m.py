@@ -164,16 +164,17 @@ def test_segment_repairs(tmp_path: Path) -> None:
     fixed = record(
         "id1/v/1/f.mp4",
         "both_modified",
-        fake_segments=segments,
+        fake_segments=[*segments, [3.5, 9.0]],  # the union of the two lists below
         audio_fake_segments=segments,
         visual_fake_segments=[[3.5, 9.0]],
         duration=4.0,
     )
     result = scan(release(tmp_path, train=[fixed]), "avdeepfake1m")
     clip = result.clips[0]
-    assert clip.fake_segments == clip.audio_fake_segments == ((0.0, 1.2), (2.0, 3.0))
+    assert clip.audio_fake_segments == ((0.0, 1.2), (2.0, 3.0))
+    assert clip.fake_segments == (*clip.audio_fake_segments, (3.5, 4.0))
     assert clip.video_fake_segments == ((3.5, 4.0),)
-    assert len(result.repaired) == 3 and all(
+    assert len(result.repaired) == 4 and all(
         r.startswith("train_metadata.json[0]: ") for r in result.repaired
     )
 

@@ -29,7 +29,7 @@ def test_labels_identity_split_and_segments(tmp_path: Path) -> None:
         "alice/a.mp4,0,,,,train,\n"
         'alice/b.mp4,1,1,0,,dev,"[[1.5, 2.0], [0.0, 0.5]]"\n'
         "c.mp4,fake,,0,bob,test,\n"
-        "d.mp4,1,1,1,carol,,[]\n",
+        "d.mp4,1,1,1,carol,,\n",
         ("alice/a.mp4", "alice/b.mp4", "c.mp4", "d.mp4"),
     )
     result = scan(root, "csv")
@@ -47,7 +47,7 @@ def test_labels_identity_split_and_segments(tmp_path: Path) -> None:
     assert b.video_fake_segments == ()
     # video_label 0 on a fake row: the audio is the fake modality.
     assert (c.category, c.identity, c.official_split) == ("FARV", "bob", "test")
-    assert d.category == "FAFV" and d.fake_segments == () and d.official_split == ""
+    assert d.category == "FAFV" and d.fake_segments is None and d.official_split == ""
     assert result.repaired == [
         "labels.csv:3: fake_segments unsorted or overlapping; sorted and merged into 2"
     ]

@@ -29,8 +29,12 @@ when the audio is fake (``audio_modified:yourtts``); ``source_type`` the canonic
 length only when a record does carry ``duration``.
 
 Refused records: a missing or mistyped field, an unknown ``modify_type``, bad
-segments, segments for a modality that ``modify_type`` says is real, a path
-outside the root.
+segments, labels that contradict each other (segments for a modality that
+``modify_type`` says is real; a fake clip without ``fake_segments``, or a fake
+modality without its own list; ``fake_segments`` that are not the union of the
+audio and visual ones), a path outside the root, a record past the depth and size
+bounds. A per-clip JSON file that is not a regular file inside the root (a FIFO, a
+link out) is its record's refused row, never opened.
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ from pipeline.datasets.collect import ClipSink, Collector
 from pipeline.datasets.labels import MODIFY_TYPES, category_of, modify_type_of, official_split
 from pipeline.datasets.layout import find_root
 from pipeline.datasets.records import (
+    ODD_RECORD,
     BadRecord,
     confined_file,
     confined_name,
@@ -52,13 +57,15 @@ from pipeline.datasets.records import (
     field,
     json_object,
     json_records,
+    odd_record,
     optional,
     record_object,
     relative_file,
 )
 from pipeline.datasets.segments import BadSegments, read_segments
 from pipeline.datasets.source import ClipSource, ScanResult, Segments, make_clip_id
-from pipeline.scan import MISSING
+from pipeline.scan import MISSING, ScanError
+from schemas.safe_files import is_inside, open_inside
 
 NAME = "avdeepfake1m"
 SUBSETS = ("train", "val", "test")
@@ -67,13 +74,19 @@ WANTED = (
     "AV-Deepfake1M: train_metadata.json, val_metadata.json, train_metadata/, val_metadata/ "
     "or test_files.txt"
 )
+#: Seconds within which two segment ends are the same time (a frame is 40 ms).
+SAME_TIME_S = 1e-3
 _SEGMENT_FIELDS = ("fake_segments", "audio_fake_segments", "visual_fake_segments")
 
 
 def looks_like(path: Path) -> bool:
-    """True when ``path`` holds any of the release's metadata files or folders."""
-    return (path / TEST_LIST).is_file() or any(
-        (path / f"{s}_metadata.json").is_file() or (path / f"{s}_metadata").is_dir()
+    """True when ``path`` holds any of the release's metadata files or folders.
+
+    A metadata file counts whatever it is (a FIFO, a link out): the scan then refuses it
+    by name instead of saying the folder does not look like the dataset.
+    """
+    return os.path.lexists(path / TEST_LIST) or any(
+        os.path.lexists(path / f"{s}_metadata.json") or (path / f"{s}_metadata").is_dir()
         for s in SUBSETS
     )
 
@@ -90,6 +103,9 @@ def scan(root: str | Path, sink: ClipSink | None = None) -> ScanResult:
             except (BadRecord, BadSegments) as exc:
                 collector.refuse(where, str(exc))
                 continue
+            except ODD_RECORD as exc:  # a record no rule foresaw is still one refused row
+                collector.refuse(where, odd_record(exc))
+                continue
             if clip is not None:
                 collector.add(source, index, clip, repairs)
     if os.path.lexists(dataset / TEST_LIST):
@@ -104,15 +120,17 @@ def _subset_records(dataset: Path, subset: str) -> Iterator[tuple[str, int, Any]
     """
     array = f"{subset}_metadata.json"
     if os.path.lexists(dataset / array):
-        for index, raw in json_records(confined_file(dataset, array)):
+        for index, raw in json_records(confined_file(dataset, array), dataset):
             yield array, index, raw
         return
     folder = dataset / f"{subset}_metadata"
     if not folder.is_dir():
         return
+    if not is_inside(os.path.realpath(folder), dataset):  # never list a folder outside
+        raise ScanError(f"{folder} leads outside the dataset root; refused")
     for rel in _json_files(dataset, folder):
         try:
-            raw = json_object(confined_file(dataset, rel))
+            raw = json_object(dataset / rel, dataset)
         except BadRecord as exc:
             raw = exc  # reported by _clip as a refused record
         yield rel, -1, raw
@@ -197,10 +215,33 @@ def _segments(
         raise BadRecord("visual_fake_segments for a clip whose modify_type says the video is real")
     if fake and not (audio_fake or video_fake):
         raise BadRecord("fake_segments for a clip whose modify_type is real")
+    _check_fake_labels(fake, audio if audio_fake else None, video if video_fake else None)
     # One shared tuple where lists are equal: a million clips, a third of the memory.
     audio = fake if audio == fake else audio
     video = fake if video == fake else video
     return fake, audio, video, repairs
+
+
+def _check_fake_labels(fake: Segments, audio: Segments | None, video: Segments | None) -> None:
+    """``BadRecord`` when a fake clip's lists contradict (``None``: that modality is real).
+
+    Each fake modality needs its own segments, and ``fake_segments`` must be their
+    union: otherwise the stored frame labels would call a frame fake while neither
+    modality is, or the other way round.
+    """
+    if audio is None and video is None:
+        return
+    if not fake:
+        raise BadRecord("a fake clip (modify_type not real) with empty fake_segments")
+    for name, segments in (("audio_fake_segments", audio), ("visual_fake_segments", video)):
+        if segments is not None and not segments:
+            raise BadRecord(f"{name} is empty although modify_type says that modality is fake")
+    union, _ = read_segments([*(audio or ()), *(video or ())], "union")
+    ends = [(u, f) for pair in zip(union, fake, strict=False) for u, f in zip(*pair, strict=True)]
+    if len(union) != len(fake) or any(abs(u - f) > SAME_TIME_S for u, f in ends):
+        raise BadRecord(
+            "fake_segments are not the union of audio_fake_segments and visual_fake_segments"
+        )
 
 
 def _locate(collector: Collector, where: str, subset: str, file: str) -> str | None:
@@ -232,7 +273,7 @@ def _resolved(dataset: Path, subset: str, original: str) -> str:
 def _add_test_list(collector: Collector, path: Path) -> None:
     """The unlabelled test clips, one path per line, relative to ``test/`` (else to the root)."""
     with (
-        path.open("rb") as raw,
+        open_inside(os.path.realpath(path), collector.root, what="test list") as raw,
         io.TextIOWrapper(raw, encoding="utf-8-sig", errors="surrogateescape") as text,
     ):
         for line_no, line in enumerate(text, start=1):

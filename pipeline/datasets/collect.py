@@ -9,7 +9,9 @@ collector keeps the rules that are the same for every dataset:
   one ``refused`` row, the file never opened;
 - a second record for the same file with the same labels is merged into the first
   (``merged`` row; differing ``method`` values are joined with ``+``); with other
-  labels it is refused;
+  labels it is refused. The same file means the same real path: a link inside the
+  root (of the file or of a folder above it) is an alias of its target, so one video
+  is never stored twice, let alone with opposite labels;
 - media files under the root that no record names are ``unlisted``; odd files there
   (FIFOs, links out) that no record named are refused, once each.
 
@@ -25,6 +27,7 @@ it is handed over again.
 
 from __future__ import annotations
 
+import os
 import sys
 from array import array
 from dataclasses import replace
@@ -63,6 +66,7 @@ class Collector:
             sink.opened(root)
         self.result = ScanResult(root=root, clips=[], used_csv=True, dataset=dataset)
         self._examined: set[str] = set()  # odd paths records named (refused there already)
+        self._aliases: dict[str, str] = {}  # a path through a link -> its target's path
         self._index: dict[str, int] = {}  # clip path -> index in result.clips
         self._sources: list[str] = []  # metadata file names; a clip's origin indexes this
         self._source_ids: dict[str, int] = {}
@@ -77,6 +81,10 @@ class Collector:
         # regular or missing file is never among them, and a million paths would be kept.
         if reason is not None and reason != MISSING:
             self._examined.add(rel)
+        elif reason is None:
+            real = os.path.relpath(self._checker.last_real, self.root).replace(os.sep, "/")
+            if real != rel:  # rare: only links are kept, not a million plain paths
+                self._aliases[rel] = real
         return reason
 
     def reject_path(self, where: str, rel: str, reason: str) -> None:
@@ -99,9 +107,14 @@ class Collector:
     def add(self, source: str, record: int, clip: ClipSource, repairs: list[str]) -> None:
         """Take ``clip`` named by record ``record`` of ``source`` (merging or refusing a duplicate)."""
         where = self.where(source, record)
+        real = self._aliases.get(clip.path)
         index = self._index.get(clip.path)
+        if index is None and real is not None:
+            index = self._index.get(real)
         if index is None:
             self._index[clip.path] = len(self.result.clips)
+            if real is not None:  # its target, named later, is this clip
+                self._index.setdefault(real, len(self.result.clips))
             self.result.clips.append(clip)
             self._origin.append(self._source_number(source) << 40 | (record + 1))
             self.result.repaired.extend(f"{where}: {repair}" for repair in repairs)
@@ -110,6 +123,8 @@ class Collector:
             return
         earlier = self.result.clips[index]
         first = self._first_where(index)
+        if earlier.path != clip.path:
+            first += f" ({shown(earlier.path)}, the same file through a link)"
         if _labels(earlier) != _labels(clip):
             self.refuse(
                 where,

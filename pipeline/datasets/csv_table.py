@@ -8,7 +8,8 @@ Columns (a header line names them, in any order): ``path`` (relative to the root
 confined to it like every path) and ``label`` (``0``/``1``, or ``real``/``fake``)
 are required; optional are ``audio_label``, ``video_label`` (same values),
 ``identity``, ``split`` (``train``/``val``/``dev``/``test``, or empty) and
-``fake_segments`` (JSON, ``[[start_s, end_s], ...]``). Any other column is a
+``fake_segments`` (JSON, ``[[start_s, end_s], ...]``, bounded like a metadata record:
+see :mod:`pipeline.datasets.json_stream`). Any other column is a
 ``ScanError`` (a misspelled ``audio_lable`` would otherwise be ignored silently).
 
 Category: from ``audio_label`` and ``video_label``. A row with ``label`` 0 is real in
@@ -28,7 +29,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import os
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -41,9 +41,17 @@ from pipeline.datasets.labels import (
     official_split,
     per_modality,
 )
-from pipeline.datasets.records import BadRecord, confined_file, relative_file
+from pipeline.datasets.records import (
+    ODD_RECORD,
+    BadRecord,
+    confined_file,
+    json_value,
+    odd_record,
+    relative_file,
+)
 from pipeline.datasets.segments import BadSegments, read_segments
 from pipeline.datasets.source import ClipSource, ScanResult, Segments, make_clip_id
+from schemas.safe_files import open_inside
 
 NAME = "csv"
 CSV_NAME = "labels.csv"
@@ -72,7 +80,7 @@ def scan(root: str | Path, sink: ClipSink | None = None) -> ScanResult:
     path = confined_file(dataset, name)
     collector = Collector(dataset, NAME, sink)
     with (
-        path.open("rb") as raw,
+        open_inside(os.path.realpath(path), dataset, what="CSV file") as raw,
         io.TextIOWrapper(raw, encoding="utf-8-sig", errors="surrogateescape", newline="") as text,
     ):
         reader = csv.reader(text)
@@ -93,6 +101,9 @@ def scan(root: str | Path, sink: ClipSink | None = None) -> ScanResult:
                 clip, repairs = _clip(collector, where, dict(zip(columns, row, strict=False)))
             except (BadRecord, BadSegments) as exc:
                 collector.refuse(where, str(exc))
+                continue
+            except ODD_RECORD as exc:  # a row no rule foresaw is still one refused row
+                collector.refuse(where, odd_record(exc))
                 continue
             if clip is not None:
                 collector.add(name, line_no, clip, repairs)
@@ -203,13 +214,11 @@ def _segments(
     """The row's segments (None x3 when the column is empty or absent) and repairs."""
     if not text.strip():
         return None, None, None, []
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise BadRecord(f"fake_segments is not JSON ({exc.msg})") from None
-    fake, repairs = read_segments(value, "fake_segments")
+    fake, repairs = read_segments(json_value(text, "fake_segments"), "fake_segments")
     if fake and not (audio_fake or video_fake):
         raise BadRecord("fake_segments for a row labelled real")
+    if not fake and (audio_fake or video_fake):
+        raise BadRecord("label 1 (fake) with empty fake_segments (leave the cell empty if unknown)")
     audio, video = per_modality(fake, audio_fake, video_fake)
     return fake, audio, video, repairs
 

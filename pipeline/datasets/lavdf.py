@@ -16,8 +16,9 @@ clip itself for a real one): a real clip and its fakes stay in one part of a spl
 (``real``, ``audio_modified``, ``visual_modified``, ``both_modified``).
 
 Refused records: a missing or mistyped field, bad segments (see
-:mod:`pipeline.datasets.segments`), a real clip with fake periods, a path outside
-the root. Repairs (listed in ``repaired``): segments sorted, merged or cut at the
+:mod:`pipeline.datasets.segments`), a real clip with fake periods, a fake clip
+without any (its frame labels would say it is real throughout), a path outside the
+root, a record past the depth and size bounds (:mod:`pipeline.datasets.json_stream`). Repairs (listed in ``repaired``): segments sorted, merged or cut at the
 duration; an ``n_fakes`` that disagrees with the periods (the periods are kept).
 """
 
@@ -27,24 +28,25 @@ import os
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-import ijson
-
 from pipeline.datasets.collect import ClipSink, Collector
 from pipeline.datasets.labels import category_of, modify_type_of, official_split, per_modality
 from pipeline.datasets.layout import find_root
 from pipeline.datasets.records import (
+    ODD_RECORD,
     BadRecord,
     confined_file,
     confined_name,
     duration_of,
     field,
     json_records,
+    odd_record,
     optional,
     record_object,
     relative_file,
 )
 from pipeline.datasets.segments import BadSegments, read_segments
 from pipeline.datasets.source import ClipSource, ScanResult, make_clip_id
+from pipeline.scan import ScanError
 
 NAME = "lavdf"
 METADATA_NAMES = ("metadata.json", "metadata.min.json")
@@ -63,12 +65,15 @@ def scan(root: str | Path, sink: ClipSink | None = None) -> ScanResult:
     dataset = find_root(root, _holds_metadata, WANTED)
     name = next(n for n in METADATA_NAMES if os.path.lexists(dataset / n))
     collector = Collector(dataset, NAME, sink)
-    for index, raw in json_records(confined_file(dataset, name)):
+    for index, raw in json_records(confined_file(dataset, name), dataset):
         where = collector.where(name, index)
         try:
             clip, repairs = _clip(collector, where, raw)
         except (BadRecord, BadSegments) as exc:
             collector.refuse(where, str(exc))
+            continue
+        except ODD_RECORD as exc:  # a record no rule foresaw is still one refused row
+            collector.refuse(where, odd_record(exc))
             continue
         if clip is not None:
             collector.add(name, index, clip, repairs)
@@ -92,9 +97,8 @@ def _metadata_name(path: Path) -> str | None:
 def _first_record_has(path: Path, key: str) -> bool:
     """Whether the first record of the JSON array in ``path`` has ``key`` (reads one record)."""
     try:
-        with path.open("rb") as raw:
-            first = next(ijson.items(raw, "item"), None)
-    except (OSError, ijson.JSONError, UnicodeDecodeError, ValueError):
+        first = next((record for _, record in json_records(path, path.parent)), None)
+    except (OSError, ScanError):
         return False
     return isinstance(first, dict) and key in first
 
@@ -110,6 +114,9 @@ def _clip(collector: Collector, where: str, raw: Any) -> tuple[ClipSource | None
     fake, repairs = read_segments(periods, "fake_periods", duration)
     if fake and not (audio_fake or video_fake):
         raise BadRecord("a real clip (modify_audio and modify_video false) with fake_periods")
+    if not fake and (audio_fake or video_fake):
+        which = "modify_video" if video_fake else "modify_audio"
+        raise BadRecord(f"a fake clip ({which} true) with no fake_periods")
     n_fakes = optional(record, "n_fakes", int)
     if n_fakes is not None and n_fakes != len(periods):
         repairs.append(f"n_fakes {n_fakes} but {len(periods)} fake_periods; the periods are kept")

@@ -3,8 +3,9 @@
 Every adapter hands its raw ``[[start, end], ...]`` lists (seconds of the source
 clip) to :func:`read_segments`, so that all datasets obey the same rules:
 
-- not a list of ``[start, end]`` number pairs, a negative start, a non-finite
-  number, or ``end <= start``: :class:`BadSegments` (the adapter refuses the row);
+- not a list of ``[start, end]`` number pairs, more than :data:`MAX_SEGMENTS` of
+  them, a negative start, a non-finite number (``1e400``, an integer beyond a float),
+  or ``end <= start``: :class:`BadSegments` (the adapter refuses the row);
 - unsorted or overlapping (or touching) segments: sorted and merged into disjoint
   ones, reported as a repair;
 - a segment ending after the clip's ``duration`` (where the record gives one):
@@ -18,9 +19,14 @@ import math
 from typing import Any
 
 from pipeline.datasets.source import Segments
+from schemas.cli_errors import UserError
+
+#: Segments one list may hold: a clip's labels are a few spans, and every one is kept
+#: in the manifest row that each later read pays for.
+MAX_SEGMENTS = 1_000
 
 
-class BadSegments(ValueError):
+class BadSegments(UserError):
     """A segment list that cannot be taken: the row holding it is refused."""
 
 
@@ -46,6 +52,10 @@ def read_segments(
 def _as_list(value: Any, field: str) -> list[Any]:
     if not isinstance(value, list | tuple):
         raise BadSegments(f"{field} is not a list of [start, end] pairs ({_brief(value)})")
+    if len(value) > MAX_SEGMENTS:
+        raise BadSegments(
+            f"{field} holds {len(value):,} segments, over the limit of {MAX_SEGMENTS:,}"
+        )
     return list(value)
 
 
@@ -65,9 +75,12 @@ def _number(value: Any, field: str) -> float:
     # bool is an int in Python, but true/false in a segment is a broken record.
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise BadSegments(f"{field} holds {_brief(value)}, not a number")
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an integer beyond a float (a 400-digit one)
+        number = math.inf
     if not math.isfinite(number):
-        raise BadSegments(f"{field} holds {number}, not a finite number")
+        raise BadSegments(f"{field} holds {_brief(value)}, not a finite number")
     return number
 
 
@@ -106,4 +119,4 @@ def _brief(value: Any) -> str:
     return text if len(text) <= 40 else text[:40] + "..."
 
 
-__all__ = ["BadSegments", "read_segments"]
+__all__ = ["MAX_SEGMENTS", "BadSegments", "read_segments"]
