@@ -21,24 +21,28 @@ def run(model: MSCT, b: int, t: int, mask: torch.Tensor | None = None):
     return model(audio, video, mask)
 
 
-# Table 2's four attention pairs, each MSSA with both kernel shapes, both head readings.
+# Table 2's four attention pairs, each MSSA with both kernel shapes, both head readings,
+# DCA in both forms.
 ABLATIONS = [
-    ("dca", "mssa", "2d", "mean"),
-    ("dca", "mssa", "time", "cls"),
-    ("dca", "sa", "2d", "cls"),
-    ("ca", "mssa", "2d", "cls"),
-    ("ca", "mssa", "time", "mean"),
-    ("ca", "sa", "2d", "mean"),
+    ("dca", "mssa", "2d", "mean", "paper"),
+    ("dca", "mssa", "time", "cls", "diff_transformer"),
+    ("dca", "sa", "2d", "cls", "paper"),
+    ("dca", "sa", "2d", "mean", "diff_transformer"),
+    ("ca", "mssa", "2d", "cls", "paper"),
+    ("ca", "mssa", "time", "mean", "paper"),
+    ("ca", "sa", "2d", "mean", "paper"),
 ]
 
 
-@pytest.mark.parametrize(("cross", "self_attn", "kernel", "head"), ABLATIONS)
+@pytest.mark.parametrize(("cross", "self_attn", "kernel", "head", "form"), ABLATIONS)
 @pytest.mark.parametrize(("b", "t"), [(1, 1), (3, 7)])
 def test_shapes_for_every_ablation(
-    cross: str, self_attn: str, kernel: str, head: str, b: int, t: int
+    cross: str, self_attn: str, kernel: str, head: str, form: str, b: int, t: int
 ) -> None:
     torch.manual_seed(0)
-    cfg = tiny(attn_cross=cross, attn_self=self_attn, mssa_kernel=kernel, unimodal_head=head)
+    cfg = tiny(
+        attn_cross=cross, attn_self=self_attn, mssa_kernel=kernel, unimodal_head=head, dca_form=form
+    )
     model = MSCT(cfg)
     mask = torch.ones(b, t, dtype=torch.bool)
     mask[0, t // 2 + 1 :] = False

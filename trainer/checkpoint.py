@@ -182,7 +182,7 @@ def load_for_resume(path: Path, fingerprint: str, cfg: TrainConfig) -> dict[str,
             f"{ckpt['store_fingerprint']} != {fingerprint}); refusing to resume"
         )
     try:
-        saved = TrainConfig.from_dict(ckpt["config"])
+        saved = TrainConfig.from_stored(ckpt["config"])
     except TrainerError as exc:
         raise TrainerError(f"checkpoint {path} has an invalid config: {exc}") from None
     diff = config_diff(saved, cfg)

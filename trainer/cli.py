@@ -149,7 +149,7 @@ def _config_of_run(out: Path):
     from trainer.checkpoint import load_checkpoint
     from trainer.config import TrainConfig
 
-    return TrainConfig.from_dict(load_checkpoint(out / "checkpoints" / "last.pt")["config"])
+    return TrainConfig.from_stored(load_checkpoint(out / "checkpoints" / "last.pt")["config"])
 
 
 @app.command("eval")

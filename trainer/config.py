@@ -29,6 +29,13 @@ AMP_MODES = ("auto", "off", "bf16")
 DEVICES = ("auto", "cpu", "cuda")
 #: The visual streams a store can hold, in the order items and errors list them.
 STREAMS = ("face", "mouth")
+#: Config keys added after runs were saved whose default is not how those runs computed:
+#: a stored config (a checkpoint's) without one of them read as the code before the key
+#: did (:meth:`TrainConfig.from_stored`), not as today's default. Keys whose default is
+#: the old behaviour need no entry: a missing key takes the default anyway.
+LEGACY_CONFIG: dict[str, dict[str, Any]] = {
+    "model": {"dca_form": "diff_transformer"},  # the only DCA before the key
+}
 
 
 class TrainerError(RuntimeError):
@@ -150,6 +157,19 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (tuples as lists) that YAML and ``torch.load`` both accept."""
         return dataclasses.asdict(self) | {"model": self.model.to_dict()}
+
+    @classmethod
+    def from_stored(cls, data: dict[str, Any]) -> TrainConfig:
+        """A config an earlier run saved (a checkpoint's): :meth:`from_dict`, with each key
+        of :data:`LEGACY_CONFIG` it lacks set to its legacy value."""
+        if not isinstance(data, dict):
+            raise TrainerError("config must be a mapping of keys to values")
+        filled = dict(data)
+        for section, legacy in LEGACY_CONFIG.items():
+            stored = data.get(section, {})
+            if isinstance(stored, dict):
+                filled[section] = {**legacy, **stored}
+        return cls.from_dict(filled)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:

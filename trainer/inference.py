@@ -163,7 +163,7 @@ def model_from_checkpoint(path: str | Path) -> tuple[MSCT, dict[str, Any], Train
     """An eval-mode model on CPU, the checkpoint dict and its config."""
     ckpt = load_checkpoint(path)
     try:
-        cfg = TrainConfig.from_dict(ckpt["config"])
+        cfg = TrainConfig.from_stored(ckpt["config"])
     except TrainerError as exc:
         raise TrainerError(f"checkpoint {path} has an invalid config: {exc}") from None
     model = MSCT(cfg.model)

@@ -7,6 +7,14 @@ query positions are computed but meaningless; nothing downstream reads them.
 
 All softmax attention goes through ``F.scaled_dot_product_attention`` (fused kernels on GPU,
 softmax accumulated in fp32 under bf16 autocast).
+
+DCA has two forms (``model.dca_form``): ``paper`` (:class:`PaperDifferentialCrossAttention`,
+the paper's Eq. 1 as written, the default) and ``diff_transformer``
+(:class:`DifferentialCrossAttention`, the Differential Transformer's λ and head norm).
+
+Casts go through :func:`as_dtype`, which launches nothing when the tensor already has the
+dtype: a plain ``.float()`` is an operator call even then (one per cast on the CPU profile,
+a dispatch on the GPU), and the forward had over a hundred of them in fp32.
 """
 
 from __future__ import annotations
@@ -29,6 +37,11 @@ def merge_heads(x: Tensor) -> Tensor:
     """(B, h, L, d) → (B, L, h·d)."""
     b, h, n, d = x.shape
     return x.transpose(1, 2).reshape(b, n, h * d)
+
+
+def as_dtype(x: Tensor, dtype: torch.dtype) -> Tensor:
+    """``x.to(dtype)``, without an operator call when ``x`` already has it (same tensor)."""
+    return x if x.dtype == dtype else x.to(dtype)
 
 
 def sdpa_mask(mask: Tensor | None) -> Tensor | None:
@@ -99,8 +112,9 @@ class MultiScaleKeys(nn.Module):
     def forward(self, k: Tensor, mask: Tensor | None = None) -> Tensor:
         cls, frames = k[:, :, :1], k[:, :, 1:]
         if mask is not None:
-            frames = frames * mask[:, None, 1:, None].to(frames.dtype)
-        weight = (self.weight * self.taps).to(frames.dtype)
+            # One select, no cast of the mask: the same values as multiplying by it.
+            frames = torch.where(mask[:, None, 1:, None], frames, 0.0)
+        weight = as_dtype(self.weight * self.taps, frames.dtype)
         mixed = F.conv2d(frames, weight, padding=(self.pad, self.pad_d), groups=4)
         return torch.cat([cls, mixed], dim=2)
 
@@ -174,9 +188,27 @@ def differential_attention(
     out = F.scaled_dot_product_attention(
         torch.cat([q_self, q_cross], dim=-2), k, v, attn_mask=sdpa_mask(mask)
     )
-    own, cross = out.float().split(n, dim=-2)
-    lam = torch.as_tensor(lam, dtype=own.dtype, device=own.device)
+    own, cross = as_dtype(out, torch.float32).split(n, dim=-2)
+    if not isinstance(lam, Tensor):
+        lam = torch.as_tensor(lam, dtype=own.dtype, device=own.device)
     return torch.addcmul(own, cross, lam, value=-1.0)  # own − λ·cross in one kernel
+
+
+def paper_differential_attention(
+    q_self: Tensor, q_cross: Tensor, k: Tensor, v: Tensor, mask: Tensor | None
+) -> Tensor:
+    """The paper's Eq. 1: (softmax(q_self kᵀ/√d) − softmax(q_cross kᵀ/√d)) v, in fp32.
+
+    q_self, q_cross (B, h, L, d); k, v (B, h, S, d); mask (B, S) | None → (B, h, L, d).
+    One SDPA call over the stacked query sets, as :func:`differential_attention`, and the
+    difference of its two halves with weight 1 (done in fp32 for the same reason).
+    """
+    n = q_self.shape[-2]
+    out = F.scaled_dot_product_attention(
+        torch.cat([q_self, q_cross], dim=-2), k, v, attn_mask=sdpa_mask(mask)
+    )
+    own, cross = as_dtype(out, torch.float32).split(n, dim=-2)
+    return own - cross
 
 
 class HeadRMSNorm(nn.Module):
@@ -190,12 +222,13 @@ class HeadRMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(head_dim))
 
     def forward(self, x: Tensor) -> Tensor:
-        gain = self.weight.float() * self.scale  # a d-vector: cheaper than scaling the output
-        return F.rms_norm(x.float(), (x.shape[-1],), gain, self.eps)
+        gain = as_dtype(self.weight, torch.float32) * self.scale  # a d-vector, not the output
+        return F.rms_norm(as_dtype(x, torch.float32), (x.shape[-1],), gain, self.eps)
 
 
 class DifferentialCrossAttention(nn.Module):
-    """DCA for one modality (call it A). x = A, other = B; (B, L, C) each → (B, L, C).
+    """DCA for one modality (call it A), the ``diff_transformer`` form. x = A, other = B;
+    (B, L, C) each → (B, L, C).
 
     Q_A, K_A, V_A come from A and Q_Bcross from B (four projections). Per head:
         O = (softmax(Q_A K_Aᵀ/√d) − λ·softmax(Q_Bcross K_Aᵀ/√d)) V_A.
@@ -225,8 +258,11 @@ class DifferentialCrossAttention(nn.Module):
     def lam(self) -> Tensor:
         """Current λ, a 0-dim fp32 tensor. Elementwise products and sums rather than a dot
         product, so autocast cannot move it to bf16 (too coarse for exp of small numbers)."""
-        one = torch.exp((self.lambda_q1.float() * self.lambda_k1.float()).sum())
-        two = torch.exp((self.lambda_q2.float() * self.lambda_k2.float()).sum())
+        q1, k1, q2, k2 = (
+            as_dtype(p, torch.float32)
+            for p in (self.lambda_q1, self.lambda_k1, self.lambda_q2, self.lambda_k2)
+        )
+        one, two = torch.exp((q1 * k1).sum()), torch.exp((q2 * k2).sum())
         return one - two + self.lambda_init
 
     def forward(self, x: Tensor, other: Tensor, mask: Tensor | None = None) -> Tensor:
@@ -234,4 +270,32 @@ class DifferentialCrossAttention(nn.Module):
         q_cross = split_heads(self.q_cross(other), self.heads)
         out = differential_attention(q, q_cross, k, v, self.lam(), mask)
         out = self.head_norm(out)
-        return self.drop(self.proj(merge_heads(out).to(x.dtype)))
+        return self.drop(self.proj(as_dtype(merge_heads(out), x.dtype)))
+
+
+class PaperDifferentialCrossAttention(nn.Module):
+    """DCA for one modality (call it A), the ``paper`` form: Eq. 1 of the paper as written.
+    x = A, other = B; (B, L, C) each → (B, L, C).
+
+    Q_A, K_A, V_A come from A and Q_Bcross from B (the same four projections as
+    :class:`DifferentialCrossAttention`). Per head, both attention maps are scaled and
+    soft-maxed "following traditional attention mechanisms", and their difference, with
+    weight 1, multiplies V_A:
+        O = (softmax(Q_A K_Aᵀ/√d) − softmax(Q_Bcross K_Aᵀ/√d)) V_A.
+    No λ and no normalisation of the heads: the paper has neither. The output projection and
+    dropout follow, as in every attention layer here.
+    """
+
+    def __init__(self, dim: int, heads: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.heads = heads
+        self.qkv = nn.Linear(dim, 3 * dim)  # Q_A, K_A, V_A
+        self.q_cross = nn.Linear(dim, dim)  # Q_Bcross
+        self.proj = nn.Linear(dim, dim)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor, other: Tensor, mask: Tensor | None = None) -> Tensor:
+        q, k, v = (split_heads(t, self.heads) for t in self.qkv(x).chunk(3, dim=-1))
+        q_cross = split_heads(self.q_cross(other), self.heads)
+        out = paper_differential_attention(q, q_cross, k, v, mask)
+        return self.drop(self.proj(as_dtype(merge_heads(out), x.dtype)))

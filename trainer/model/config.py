@@ -25,6 +25,13 @@ business and no model setting (sizes above are quoted at the default store's 112
 The switches, each with the paper's reading as its default:
     attn_cross   "dca" | "ca"      differential or plain cross attention (Table 2)
     attn_self    "mssa" | "sa"     multi-scale or plain self attention (Table 2)
+    dca_form     "paper" |         DCA as the paper's Eq. 1 reads (two soft-maxed maps,
+                 "diff_transformer" their difference with weight 1, times V_A), or the
+                                   Differential Transformer's form (a learned λ and a
+                                   per-head RMSNorm); see
+                                   :mod:`trainer.model.attention`. Configs stored
+                                   before the key read as "diff_transformer"
+                                   (:data:`trainer.config.LEGACY_CONFIG`)
     mssa_kernel  "2d" | "time"     k×k kernels over (T, d_head), or k×1 over time only
                                    (see :class:`trainer.model.attention.MultiScaleKeys`)
     unimodal_head "mean" | "cls"   what the audio / video heads read (see
@@ -50,6 +57,7 @@ from trainer.presets import PRESETS, read_preset
 
 CROSS_ATTENTIONS: tuple[str, ...] = ("dca", "ca")
 SELF_ATTENTIONS: tuple[str, ...] = ("mssa", "sa")
+DCA_FORMS: tuple[str, ...] = ("paper", "diff_transformer")
 MSSA_KERNELS: tuple[str, ...] = ("2d", "time")
 UNIMODAL_HEADS: tuple[str, ...] = ("mean", "cls")
 #: The visual stream the model reads and the channels of its frames: RGB face crops
@@ -74,6 +82,7 @@ class ModelConfig:
     attn_self: str  # "mssa" (paper) | "sa" (ablation: plain self attention)
     mssa_kernels: tuple[int, int, int, int]  # kernel size k_i of each MSSA head group
     mssa_kernel: str = "2d"  # "2d" (paper): k×k over (T, d_head) | "time": k×1, time only
+    dca_form: str = "paper"  # "paper": Eq. 1 as written | "diff_transformer": λ and head norm
     unimodal_head: str = "mean"  # audio / video heads read: "mean" of [z1 … zT] | "cls"
     audio_channels: int = 104
     max_frames: int = 512  # longest window the position table supports
@@ -101,6 +110,8 @@ class ModelConfig:
             )
         if self.attn_self not in SELF_ATTENTIONS:
             raise ValueError(f"attn_self must be one of {SELF_ATTENTIONS}, got {self.attn_self!r}")
+        if self.dca_form not in DCA_FORMS:
+            raise ValueError(f"dca_form must be one of {DCA_FORMS}, got {self.dca_form!r}")
         if self.mssa_kernel not in MSSA_KERNELS:
             raise ValueError(f"mssa_kernel must be one of {MSSA_KERNELS}, got {self.mssa_kernel!r}")
         if self.visual_input not in VISUAL_INPUTS:

@@ -14,7 +14,13 @@ import math
 import torch
 from torch import Tensor, nn
 
-from .attention import CrossAttention, DifferentialCrossAttention, SelfAttention
+from .attention import (
+    CrossAttention,
+    DifferentialCrossAttention,
+    PaperDifferentialCrossAttention,
+    SelfAttention,
+    as_dtype,
+)
 from .config import ModelConfig
 
 
@@ -56,7 +62,9 @@ class Branch(nn.Module):
         self.self_attn = SelfAttention(cfg.dim, cfg.heads, cfg.dropout, kernels, cfg.mssa_kernel)
         self.norm_cross = nn.LayerNorm(cfg.dim)
         self.cross_attn: nn.Module
-        if cfg.attn_cross == "dca":
+        if cfg.attn_cross == "dca" and cfg.dca_form == "paper":
+            self.cross_attn = PaperDifferentialCrossAttention(cfg.dim, cfg.heads, cfg.dropout)
+        elif cfg.attn_cross == "dca":
             self.cross_attn = DifferentialCrossAttention(cfg.dim, cfg.heads, layer, cfg.dropout)
         else:
             self.cross_attn = CrossAttention(cfg.dim, cfg.heads, cfg.dropout)
@@ -115,9 +123,11 @@ class CrossModalEncoder(nn.Module):
             raise ValueError(
                 f"clip has {t} frames but the model supports at most {self.max_frames}"
             )
-        pos = self.positions[:t].to(audio.dtype)
-        a = torch.cat([self.cls_audio.expand(b, -1, -1).to(audio.dtype), audio + pos], dim=1)
-        v = torch.cat([self.cls_video.expand(b, -1, -1).to(video.dtype), video + pos], dim=1)
+        pos = as_dtype(self.positions[:t], audio.dtype)
+        cls_a = as_dtype(self.cls_audio.expand(b, -1, -1), audio.dtype)
+        cls_v = as_dtype(self.cls_video.expand(b, -1, -1), video.dtype)
+        a = torch.cat([cls_a, audio + pos], dim=1)
+        v = torch.cat([cls_v, video + pos], dim=1)
         key_mask = None
         if mask is not None:
             key_mask = torch.cat([mask.new_ones(b, 1), mask], dim=1)
