@@ -1,18 +1,24 @@
 """The paper's Table 2 ablation and the model's three switches, on the hard synthetic setting.
 
-    .venv/bin/python -m benchmarks.bench_ablation [VARIANT ...]
+    .venv/bin/python -m benchmarks.bench_ablation [--difficulty hard|hard-partial]
+        [--result PATH] [VARIANT ...]
 
 Every variant is the ``tiny`` preset under the ``hard`` protocol of
 :mod:`benchmarks.bench_train` (same store, seeds 0-4, 12 epochs, the trainer's
 selection rule, the test part evaluated once per run) with the ``--set``
 overrides listed in ``VARIANTS`` and nothing else changed. One store is made for
-all of them. Results go to ``benchmarks/results/ablation.json``, rewritten after
+all of them; it must pass the ceiling rule (:mod:`benchmarks.bench_ceiling`) before
+any variant trains on it. Results go to ``benchmarks/results/ablation.json``
+(``ablation_hard_partial.json`` for ``--difficulty hard-partial``), rewritten after
 each variant, so an interrupted run keeps what it finished and a rerun skips
-variants already there under the same protocol and resolved config.
+variants already there under the same protocol and resolved config. A result
+recorded before protocol version 2 was measured on what is now ``hard-partial``
+(:func:`benchmarks.bench_train.recorded_protocol`): the committed ``ablation.json``
+is reproduced by ``--difficulty hard-partial --result benchmarks/results/ablation.json``.
 
-The ``dca+mssa`` variant is the preset itself, which ``bench_train --difficulty
-hard`` already measured: when ``train_hard.json`` holds that protocol and exactly
-this resolved config, its runs are taken from there (``"from"`` names the file)
+The ``dca+mssa`` variant is the preset itself, which ``bench_train`` already
+measured: when a ``train*.json`` result holds that protocol and exactly this
+resolved config, its runs are taken from there (``"from"`` names the file)
 rather than trained again. Training is deterministic for a fixed seed, store and
 thread count, so a rerun would give the same figures.
 
@@ -34,9 +40,15 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script: make the repository importable
     sys.path.insert(0, str(ROOT))
 
+from benchmarks.bench_ceiling import refusing  # noqa: E402
 from benchmarks.bench_train import (  # noqa: E402
+    PROTOCOL_VERSION,
     PROTOCOLS,
+    Protocol,
+    check_ceiling,
     mean_std,
+    same_protocol,
+    store_cues,
     store_source,
     synth_args,
     synthetic_store,
@@ -46,6 +58,7 @@ from benchmarks.output import save_result  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 RESULT = RESULTS / "ablation.json"
+RESULT_FILES = {"hard": RESULT, "hard-partial": RESULTS / "ablation_hard_partial.json"}
 CONFIG = "tiny"
 
 # name -> overrides of the tiny preset. Table 2 first, then the switches, each
@@ -100,29 +113,32 @@ def same_config(stored: dict, resolved: dict) -> bool:
     return filled == resolved
 
 
-def reusable_default(protocol_dict: dict, resolved: dict) -> dict | None:
-    """The paper variant's runs from ``train_hard.json``, if it measured exactly this."""
-    path = RESULTS / PROTOCOLS["hard"].result
-    if not path.exists():
-        return None
-    prior = json.loads(path.read_text())
-    same = (
-        prior.get("protocol") == protocol_dict
-        and prior.get("protocol_followed") is True
-        and same_config(prior.get("config_resolved", {}), resolved)
-    )
-    return {"runs": prior["runs"], "from": path.name} if same else None
+def reusable_default(protocol: Protocol, resolved: dict, results: Path = RESULTS) -> dict | None:
+    """The paper variant's runs from a ``train*.json`` result that measured exactly this."""
+    for path in sorted(results.glob("train*.json")):
+        prior = json.loads(path.read_text())
+        same = (
+            same_protocol(prior, protocol)
+            and prior.get("protocol_followed") is True
+            and same_config(prior.get("config_resolved", {}), resolved)
+        )
+        if same:
+            return {"runs": prior["runs"], "from": path.name}
+    return None
 
 
+@refusing
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "variants", nargs="*", default=list(VARIANTS), help=f"any of {', '.join(VARIANTS)}"
     )
+    parser.add_argument("--difficulty", choices=sorted(RESULT_FILES), default="hard")
     parser.add_argument(
-        "--result", type=Path, default=RESULT, help="the JSON to write (and resume from)"
+        "--result", type=Path, default=None, help="the JSON to write (and resume from)"
     )
     args = parser.parse_args()
+    args.result = args.result or RESULT_FILES[args.difficulty]
     unknown = [v for v in args.variants if v not in VARIANTS]
     if unknown:
         parser.error(f"unknown variant(s) {unknown}; choose from {list(VARIANTS)}")
@@ -132,15 +148,16 @@ def main() -> int:
     from trainer.reader import raise_fd_limit
 
     raise_fd_limit()  # train() runs in this process: as `mscct-train` does at its start
-    protocol = PROTOCOLS["hard"]
+    protocol = PROTOCOLS[args.difficulty]
     protocol_dict = {**protocol.__dict__, "seeds": list(protocol.seeds)}
     synth = synth_args(protocol, protocol.per_category)
     result = json.loads(args.result.read_text()) if args.result.exists() else {}
-    if result.get("protocol") != protocol_dict:  # another protocol: start over
+    if not same_protocol(result, protocol):  # another protocol: start over
         result = {}
     result.update(
         benchmark="ablation",
-        protocol=protocol_dict,
+        protocol=result.get("protocol", protocol_dict),  # as measured (version and names)
+        protocol_version=result.get("protocol_version", PROTOCOL_VERSION if not result else 1),
         config=CONFIG,
         store_source=store_source(synth),
         torch=torch.__version__,
@@ -159,10 +176,15 @@ def main() -> int:
             if done and same_config(done["config_resolved"], resolved):
                 print(f"== {name}: already measured, kept", flush=True)
                 continue
-            entry = reusable_default(protocol_dict, resolved) if not overrides else None
+            entry = reusable_default(protocol, resolved) if not overrides else None
             if entry is None:
                 print(f"== {name}: training seeds {list(protocol.seeds)}", flush=True)
-                store = store or synthetic_store(scratch, synth)
+                if store is None:
+                    store = synthetic_store(scratch, synth)
+                    # No variant trains on a store that fails the ceiling rule.
+                    result["ceiling"] = check_ceiling(
+                        protocol, store, "default", store_cues(scratch)
+                    )
                 runs, _ = train_seeds(
                     CONFIG,
                     overrides,

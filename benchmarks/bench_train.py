@@ -1,6 +1,6 @@
 """Time to accuracy: the ``tiny`` preset on a synthetic store, wall time and test AUC.
 
-    .venv/bin/python -m benchmarks.bench_train [--difficulty easy|hard]
+    .venv/bin/python -m benchmarks.bench_train [--difficulty easy|hard|hard-partial]
         [--store STORE] [--split default] [--seeds 0,1,2] [--set key=value ...]
         [--out runs/bench-train]
 
@@ -15,10 +15,25 @@ data seed, training seeds, epochs and the selection rule. ``--seeds``,
   apart. Target: test AUC >= 0.95 for every seed.
 - ``hard`` (``benchmarks/results/train_hard.json``): ``synth --difficulty hard
   --per-category 32 --identities 48`` (subtle voice change, a manipulated face in
-  8-12 frames only, mouth 2-3 frames behind the audio; see ``pipeline.synth``),
-  training seeds 0-4, the ``tiny`` preset's 12 epochs. Reported: test AUC and
-  balanced accuracy mean ± std (sample std, n-1) over the seeds. No target: the
-  setting exists to separate models, so it is only required not to saturate.
+  every frame of a fake video, mouth 1-3 frames behind the audio; see
+  ``pipeline.synth``), training seeds 0-4, the ``tiny`` preset's 12 epochs.
+  Reported: test AUC and balanced accuracy mean ± std (sample std, n-1) over the
+  seeds. No target: the setting exists to separate models, so it is only required
+  not to saturate.
+- ``hard-partial`` (``train_hard_partial.json``): the same with ``synth
+  --difficulty hard-partial`` (the face manipulated in 8-12 frames only).
+
+Protocol versions. ``PROTOCOL_VERSION`` is recorded in every result. A result
+recorded without it (version 1) was measured when synth's ``hard`` made what is
+now ``hard-partial``: :func:`recorded_protocol` reads its ``difficulty: hard`` as
+``hard-partial`` (the committed ``train_hard.json`` and ``ablation.json`` until
+they are measured again), and ``--difficulty hard-partial`` reproduces them.
+
+The ceiling rule. Before training, every protocol but ``easy`` checks the store
+with :func:`benchmarks.bench_ceiling.require_valid` (a committed ceiling JSON of
+the same store fingerprint, or a measurement of its own) and writes nothing when
+the store fails it. ``easy`` is exempt: its cues, the leading silence among them,
+are strong by design, and it measures time to accuracy, not what a model learns.
 
 Both: ``split --balance --ratios 0.5,0.25,0.25`` (identity-disjoint), one
 training run per seed on the same store, the checkpoint chosen by the trainer's
@@ -47,6 +62,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script: make the repository importable
     sys.path.insert(0, str(ROOT))
 
+from benchmarks.bench_ceiling import read_cues, refusing, require_valid  # noqa: E402
 from benchmarks.output import save_result  # noqa: E402
 
 TARGET_AUC = 0.95
@@ -70,7 +86,31 @@ class Protocol:
 PROTOCOLS = {
     "easy": Protocol("easy", 24, None, 0, (0, 1, 2), 12, "train.json", TARGET_AUC),
     "hard": Protocol("hard", 32, 48, 0, (0, 1, 2, 3, 4), 12, "train_hard.json", None),
+    "hard-partial": Protocol(
+        "hard-partial", 32, 48, 0, (0, 1, 2, 3, 4), 12, "train_hard_partial.json", None
+    ),
 }
+#: Version 2: synth's ``hard`` makes whole-clip fakes; version 1's ``hard`` is ``hard-partial``.
+PROTOCOL_VERSION = 2
+#: Protocols whose stores need not pass the ceiling rule (module docstring).
+CEILING_EXEMPT = frozenset({"easy"})
+#: What makes two protocols the same measurement (the result's file name does not).
+_MEASURED = ("difficulty", "per_category", "identities", "data_seed", "seeds", "epochs")
+
+
+def recorded_protocol(result: dict) -> dict:
+    """A result's protocol in today's names: version 1's ``hard`` is ``hard-partial``."""
+    protocol = dict(result.get("protocol") or {})
+    if result.get("protocol_version", 1) < 2 and protocol.get("difficulty") == "hard":
+        protocol["difficulty"] = "hard-partial"
+    return protocol
+
+
+def same_protocol(result: dict, protocol: Protocol) -> bool:
+    """Whether ``result`` was measured under ``protocol`` (any version, today's names)."""
+    recorded = recorded_protocol(result)
+    wanted = {**protocol.__dict__, "seeds": list(protocol.seeds)}
+    return all(recorded.get(key) == wanted[key] for key in _MEASURED)
 
 
 def synth_args(protocol: Protocol, per_category: int) -> list[str]:
@@ -86,7 +126,11 @@ def synth_args(protocol: Protocol, per_category: int) -> list[str]:
 
 
 def synthetic_store(work: Path, synth: list[str]) -> Path:
-    """Real synthetic media through the real pipeline: synth -> ingest -> balanced split."""
+    """Real synthetic media through the real pipeline: synth -> ingest -> balanced split.
+
+    The dataset stays in ``work / "data"`` (its ``hard.json`` gives the ceiling's frame
+    labels, :func:`store_cues`).
+    """
     cli = Path(sys.executable).parent / "mscct-pipeline"
     data, store = work / "data", work / "store"
     for args in (
@@ -96,6 +140,25 @@ def synthetic_store(work: Path, synth: list[str]) -> Path:
     ):
         subprocess.run([str(cli), *map(str, args)], check=True, stdout=subprocess.DEVNULL)
     return store
+
+
+def store_cues(work: Path) -> dict | None:
+    """The ``hard.json`` of the dataset :func:`synthetic_store` made in ``work``, if any."""
+    return read_cues(work / "data" / "FakeAVCeleb_v1.2")
+
+
+def check_ceiling(protocol: Protocol, store: Path, split: str, cues: dict | None) -> dict | None:
+    """The store's ceiling result, or None for an exempt protocol.
+
+    Raises:
+        benchmarks.bench_ceiling.InvalidBenchmark: the store fails the ceiling rule.
+    """
+    if protocol.difficulty in CEILING_EXEMPT:
+        return None
+    result = require_valid(store, split, cues)
+    return {key: result.get(key) for key in ("store_fingerprint", "valid", "from")} | {
+        modality: probe["clip_auc"] for modality, probe in result["ceilings"].items()
+    }
 
 
 def store_source(synth: list[str]) -> str:
@@ -157,6 +220,7 @@ def run_summary(seed: int, wall_s: float, report: dict) -> dict:
     }
 
 
+@refusing
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--difficulty", choices=sorted(PROTOCOLS), default="easy")
@@ -194,6 +258,10 @@ def main() -> int:
         synth = synth_args(protocol, per_category)
         if store is None:
             store = synthetic_store(scratch, synth)
+        # Before hours of training: a store that fails the ceiling rule gets no result.
+        ceiling = check_ceiling(
+            protocol, store, args.split, None if args.store else store_cues(scratch)
+        )
         source = store_source(synth)
         if args.store is not None:
             source = f"given (protocol: {source})"
@@ -215,6 +283,8 @@ def main() -> int:
         "benchmark": "time to accuracy",
         "difficulty": protocol.difficulty,
         "protocol": {**protocol.__dict__, "seeds": list(protocol.seeds)},
+        "protocol_version": PROTOCOL_VERSION,
+        "ceiling": ceiling,
         "protocol_followed": followed,
         "selection": SELECTION,
         "config": args.config,

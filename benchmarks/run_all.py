@@ -18,6 +18,7 @@ BENCHMARKS = {
     "loader": ["benchmarks/bench_loader.py"],
     "model": ["-m", "benchmarks.bench_model"],
     "train": ["-m", "benchmarks.bench_train"],
+    "ceiling": ["-m", "benchmarks.bench_ceiling", "--difficulty", "hard"],
     "train_hard": ["-m", "benchmarks.bench_train", "--difficulty", "hard"],
     "ablation": ["-m", "benchmarks.bench_ablation"],
     "shortcut": ["-m", "benchmarks.bench_shortcut"],

@@ -741,8 +741,15 @@ def split(
     written = schemas.write_split(path, name, table, recorded, overwrite=overwrite)
     out.print(render_counts(table))
     if strict_identities:
-        excluded = split_summary(table).get("strict_excluded_clips", 0)
+        summary = split_summary(table)
+        excluded = summary.get("strict_excluded_clips", 0)
         out.print(f"--strict-identities excluded {excluded} clips", markup=False)
+        if "strict_components" in summary:  # unbalanced: parts made of whole components
+            out.print(
+                f"--strict-identities: {summary['strict_components']} connected components "
+                "of identities linked by their fakes' targets",
+                markup=False,
+            )
     out.print(f"split {name!r} written to {written}", markup=False, soft_wrap=True)
 
 
