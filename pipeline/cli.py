@@ -3,7 +3,8 @@
 Exit status: 0 when the command did its job (an ingest that completed with
 some failed clips included: they are in the manifest); 1 when an ingest could
 process nothing (no clips found, or every clip failed); 2 for a user error
-(bad arguments, missing or incompatible store), reported in one line.
+(bad arguments, missing or incompatible store: a :class:`schemas.UserError`),
+reported in one line; any other error is a bug and keeps its traceback (exit 1).
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import json
 import math
 import time
 from collections.abc import Callable
-from functools import wraps
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
@@ -30,7 +30,7 @@ from rich.table import Table
 from rich.text import Text
 
 import schemas
-from schemas.cli_errors import user_errors
+from schemas.cli_errors import run_app
 
 if TYPE_CHECKING:  # the media stack loads only when a command needs it (fast --help)
     from pipeline.ingest import IngestOptions, IngestResult
@@ -49,7 +49,6 @@ app = typer.Typer(
 out = Console()
 err = Console(stderr=True)
 
-F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
 
 StoreOption = Annotated[
@@ -60,20 +59,6 @@ StoreOption = Annotated[
         show_default=False,
     ),
 ]
-
-
-def _user_errors(func: F) -> F:
-    """Print expected errors as one line and exit 2, instead of a traceback."""
-
-    @wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from pipeline.scan import ScanError
-
-        kinds = (schemas.StoreError, schemas.SchemaError, ScanError, ValueError)
-        with user_errors(kinds, _print_error):
-            return func(*args, **kwargs)
-
-    return wrapper  # type: ignore[return-value]
 
 
 def _print_error(message: str) -> None:
@@ -90,7 +75,6 @@ def _store_path(store: Path | None) -> Path:
 
 
 @app.command()
-@_user_errors
 def synth(
     out_dir: Annotated[Path, typer.Argument(metavar="OUT", help="Empty or new directory.")],
     per_category: Annotated[int, typer.Option(help="Clips per category (A, B, C, D).")] = 5,
@@ -129,10 +113,14 @@ def synth(
     from pipeline.synth.layout_writer import check_layout_args
 
     if dataset_format not in FORMATS:
-        raise ValueError(f"--format must be one of {', '.join(FORMATS)}, got {dataset_format!r}")
+        raise schemas.UserError(
+            f"--format must be one of {', '.join(FORMATS)}, got {dataset_format!r}"
+        )
     if dataset_format != "fakeavceleb":
         if with_defects or difficulty != "easy":
-            raise ValueError("--with-defects and --difficulty apply to --format fakeavceleb only")
+            raise schemas.UserError(
+                "--with-defects and --difficulty apply to --format fakeavceleb only"
+            )
         check_layout_args(out_dir, dataset_format, per_category, identities, workers)
         layout = _synth_with_progress(
             make_layout,
@@ -183,7 +171,6 @@ def _synth_with_progress(make: Callable[..., T], out_dir: Path, **options: Any) 
 
 
 @app.command()
-@_user_errors
 def ingest(
     dataset_root: Annotated[
         Path,
@@ -316,9 +303,9 @@ def ingest(
         dataset=dataset,
     )
     if workers is not None and workers < 1:
-        raise ValueError("--workers must be at least 1")
+        raise schemas.UserError("--workers must be at least 1")
     if limit is not None and limit < 0:
-        raise ValueError(f"--limit must be 0 or more, not {limit}")
+        raise schemas.UserError(f"--limit must be 0 or more, not {limit}")
     try:
         result = _ingest_with_progress(dataset_root, options)
     except IngestInterrupted as exc:  # cleaned up already: say what is kept, exit 128+signal
@@ -342,8 +329,8 @@ def _resolve_landmarks(asked: bool | None, mouth: bool, resume: Path | None) -> 
     """``--landmarks/--no-landmarks``; by default what the store being resumed (``resume``,
     when it is a store) was made with, else whether the predictor is installed.
 
-    Raises ValueError (one line: what to install) when landmarks are asked for, or
-    needed by the mouth stream, and the predictor is missing.
+    Raises :class:`schemas.UserError` (one line: what to install) when landmarks are
+    asked for, or needed by the mouth stream, and the predictor is missing.
     """
     from pipeline.landmarks import MISSING_PREDICTOR, landmarks_available
 
@@ -351,12 +338,12 @@ def _resolve_landmarks(asked: bool | None, mouth: bool, resume: Path | None) -> 
         asked = schemas.open_store(resume).recipe.landmarks  # a rerun keeps its recipe
     if asked is False:
         if mouth:
-            raise ValueError("the mouth stream is aligned by landmarks: drop --no-landmarks")
+            raise schemas.UserError("the mouth stream is aligned by landmarks: drop --no-landmarks")
         return False
     if landmarks_available():
         return True
     if asked or mouth:
-        raise ValueError(MISSING_PREDICTOR)
+        raise schemas.UserError(MISSING_PREDICTOR)
     return False
 
 
@@ -406,7 +393,9 @@ def _parse_categories(values: list[str]) -> tuple[str, ...]:
     for name in names:
         category = schemas.LETTER_TO_CATEGORY.get(name.upper(), name.upper())
         if category not in schemas.CATEGORIES:
-            raise ValueError(f"unknown category {name!r}; use RARV FARV RAFV FAFV or A B C D")
+            raise schemas.UserError(
+                f"unknown category {name!r}; use RARV FARV RAFV FAFV or A B C D"
+            )
         parsed.append(category)
     return tuple(parsed)
 
@@ -462,7 +451,6 @@ def _summary_table(manifest: Any, title: str) -> Table:
 
 
 @app.command()
-@_user_errors
 def inspect(
     store: StoreOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
@@ -566,7 +554,7 @@ def _write_pictures(
     if sheet is not None:
         groups = choose(rows, per_category, sort, seed)
         if not groups:
-            raise ValueError(f"store {path} has no ok clips to draw")
+            raise schemas.UserError(f"store {path} has no ok clips to draw")
         totals = {c: len(m) for c, m in choose(rows, None, "id").items()}
         title = f"{path.name}: {sum(map(len, groups.values()))} clips, sort {sort}"
         width, height = write_sheet(path, groups, sheet, title=title, totals=totals)
@@ -578,7 +566,6 @@ def _write_pictures(
 
 
 @app.command()
-@_user_errors
 def show(
     clip_id: Annotated[str, typer.Argument(help="A clip id of the store (see its manifest).")],
     out_png: Annotated[
@@ -602,7 +589,6 @@ def show(
 
 
 @app.command()
-@_user_errors
 def repair(store: StoreOption = None) -> None:
     """Rebuild the store's manifest from the clips committed in clips/.
 
@@ -626,7 +612,6 @@ def repair(store: StoreOption = None) -> None:
 
 
 @app.command()
-@_user_errors
 def compact(store: StoreOption = None) -> None:
     """Fold the manifest's fragments (manifest.d/) into manifest.parquet.
 
@@ -645,7 +630,6 @@ def compact(store: StoreOption = None) -> None:
 
 
 @app.command()
-@_user_errors
 def split(
     store: StoreOption = None,
     balance: Annotated[
@@ -725,7 +709,7 @@ def split(
         )  # fmt: skip
     else:
         if file_format is not None:
-            raise ValueError("--format describes --from-file files; give --from-file FILE")
+            raise schemas.UserError("--format describes --from-file files; give --from-file FILE")
         params = SplitParams(
             balance=balance,
             seed=seed,
@@ -768,16 +752,16 @@ def _given_split(
 
     given = "--official" if official else "--from-file"
     if from_file and official:
-        raise ValueError("--from-file and --official each give the parts; choose one")
+        raise schemas.UserError("--from-file and --official each give the parts; choose one")
     names = ("--balance", "--strict-identities", "--ratios", "--per-category", "--folds", "--fold")
     clash = [n for n, v in zip(names, made, strict=True) if v not in (None, False)]
     if clash:
-        raise ValueError(
+        raise schemas.UserError(
             f"{', '.join(clash)} cannot go with {given}: its parts are used as given "
             "(the cross-part target references are reported)"
         )
     if official and file_format is not None:
-        raise ValueError("--format describes --from-file files, not --official")
+        raise schemas.UserError("--format describes --from-file files, not --official")
     manifest = schemas.read_manifest(path)
     recorded: dict[str, Any] = {"keep_low_face_rate": keep_low_face_rate}
     if official:
@@ -808,8 +792,10 @@ def _progress(*extra: TextColumn) -> Progress:
     )
 
 
-def main() -> None:
-    app()
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: a :class:`schemas.UserError` becomes one line on stderr and
+    exit 2; any other exception keeps its traceback (exit 1)."""
+    run_app(app, argv, _print_error)
 
 
 if __name__ == "__main__":

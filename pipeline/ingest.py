@@ -198,6 +198,8 @@ def process_clip(
         except OSError as exc:  # e.g. disk full: nothing half-written stays visible
             # A failed row holds no frames (the schema's contract for failed rows).
             record.update(status=STATUS_FAILED, num_frames=0, error=f"cannot write to store: {exc}")
+        except schemas.StoreError:  # the store's fault, not the clip's (a ValueError too)
+            raise
         except ValueError as exc:  # segments an adapter should have refused: fail the clip
             record.update(status=STATUS_FAILED, num_frames=0, error=f"internal error: {exc}")
         return record
@@ -397,19 +399,19 @@ def _start_scan(
 
 
 def _check_options(options: IngestOptions) -> None:
-    """Refuse bad options (ValueError, one line) before anything starts."""
+    """Refuse bad options (:class:`schemas.UserError`, one line) before anything starts."""
     if options.limit is not None and options.limit < 0:
-        raise ValueError(f"--limit must be 0 or more, not {options.limit}")
+        raise schemas.UserError(f"--limit must be 0 or more, not {options.limit}")
     if options.recipe.landmarks:
         from pipeline.landmarks import MISSING_PREDICTOR, landmarks_available
 
         if not landmarks_available():  # refuse before any task would fail on it
-            raise ValueError(MISSING_PREDICTOR)
+            raise schemas.UserError(MISSING_PREDICTOR)
     if options.recipe.decoder == "pyav":
         from pipeline.media.inprocess import pyav_available
 
         if not pyav_available():  # the recipe would not say how its clips were decoded
-            raise ValueError(
+            raise schemas.UserError(
                 "the pyav decoder needs PyAV: pip install 'av>=18,<19' (the pipeline "
                 "extra has it), or pass --decoder ffmpeg"
             )

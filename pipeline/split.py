@@ -61,6 +61,7 @@ from rich.table import Table as RichTable
 
 from pipeline.split_strict import allowed_in_part, components, cross_part_references
 from schemas import CATEGORIES, MANIFEST_SCHEMA, SPLIT_SCHEMA, SPLITS, STATUS_OK, validate_table
+from schemas.cli_errors import UserError
 from schemas.tables import SchemaError
 
 SUMMARY_KEY = b"mscct.split_summary"
@@ -85,7 +86,7 @@ _INPUT_SCHEMA = pa.schema([MANIFEST_SCHEMA.field(name) for name in _NEEDED])
 _RATIO_TOLERANCE = 1e-6
 
 
-class SplitError(ValueError):
+class SplitError(UserError):
     """The split request cannot be met; the message says why."""
 
 

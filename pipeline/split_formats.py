@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from schemas import LETTER_TO_CATEGORY, SPLITS
+from schemas.cli_errors import UserError
 
 FORMATS = ("avh", "speechforensics", "mrdf-fold", "ids")
 AVH_COLUMNS = ("source", "category", "full_path")
@@ -44,7 +45,7 @@ _MRDF_IDENTITY = re.compile(r"^(id\d+)")
 _SF_LINE = re.compile(r"^(.*\S)\s+([01])$")
 
 
-class SplitFileError(ValueError):
+class SplitFileError(UserError):
     """A split file cannot be read; the message names the file and says why."""
 
 

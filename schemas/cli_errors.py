@@ -1,11 +1,14 @@
 """How the project's command-line programs end on an error: one line, a fixed exit status.
 
-``mscct-pipeline`` and ``mscct-train`` report an expected error (a missing or
+``mscct-pipeline`` and ``mscct-train`` report an error the user can fix (a missing or
 foreign store, a bad table, a bad argument) as one line ``error: <message>`` on
-stderr and exit with status 2, never with a traceback. Each program names its own
-error types and prints the line its own way (the pipeline through rich, in colour);
-the rule itself is here, once. This module imports neither the media stack nor
-torch: the trainer runs without the first, and ``--help`` starts without the second.
+stderr and exit with status 2, never with a traceback. Such an error is a
+:class:`UserError`, whatever the module that raises it: every user-facing error class
+of the project derives from it. Anything else keeps its traceback and exits 1, so a
+bug (a ``ValueError`` from numpy or pyarrow) is never disguised as a user error. Each
+program prints the line its own way (the pipeline through rich, in colour); the rule
+itself is here, once, in :func:`run_app`. This module imports neither the media stack
+nor torch: the trainer runs without the first, and ``--help`` starts without the second.
 """
 
 from __future__ import annotations
@@ -31,21 +34,18 @@ class UserError(ValueError):
 
 #: Prints one user-facing line; it gets the message without the ``error:`` prefix.
 Report = Callable[[str], None]
-ErrorKinds = tuple[type[BaseException], ...]
 
 
 @contextlib.contextmanager
-def user_errors(
-    kinds: ErrorKinds, report: Report, line: Callable[[BaseException], str] = str
-) -> Iterator[None]:
-    """Report an exception of one of ``kinds`` raised in the block as one line; exit 2.
+def user_errors(report: Report, line: Callable[[BaseException], str] = str) -> Iterator[None]:
+    """Report a :class:`UserError` raised in the block as one line; exit 2.
 
     ``line`` turns the exception into its message. Any other exception passes
     through unchanged (a bug keeps its traceback).
     """
     try:
         yield
-    except kinds as exc:
+    except UserError as exc:
         report(line(exc))
         raise SystemExit(EXIT_USER_ERROR) from None
 
@@ -59,20 +59,20 @@ def _is_click_error(exc: BaseException) -> bool:
 def run_app(
     app: Callable[..., Any],
     argv: Sequence[str] | None,
-    kinds: ErrorKinds,
     report: Report,
     line: Callable[[BaseException], str] = str,
 ) -> None:
     """Run a typer ``app`` on ``argv`` outside click's standalone mode; end the process.
 
-    User errors (``kinds``): one line, exit 2 (:func:`user_errors`); a command's
+    A :class:`UserError`: one line, exit 2 (:func:`user_errors`); a command's
     ``typer.Exit(n)`` or non-zero return: exit ``n``; Ctrl-C: ``interrupted``, exit
-    130; click's usage errors: its usage text and its exit code; click's abort: exit 1.
+    130; click's usage errors: its usage text and its exit code; click's abort: exit 1;
+    any other exception: its traceback, exit 1.
     """
     import click
     import typer
 
-    with user_errors(kinds, report, line):
+    with user_errors(report, line):
         try:
             # standalone_mode=False hands exceptions (and typer.Exit codes) back to us.
             code = app(args=argv, standalone_mode=False)

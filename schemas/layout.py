@@ -44,6 +44,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+from schemas.cli_errors import UserError
+
 FORMAT_NAME = "mscct-store"
 FORMAT_VERSION = 3
 #: Format versions this software opens: every older one is a subset of the current.
@@ -66,7 +68,7 @@ SPLIT_PARAMS_KEY = b"mscct.split_params"
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 
-class StoreError(RuntimeError):
+class StoreError(UserError, RuntimeError):
     """The store is missing, of another format or recipe, or inconsistent."""
 
 

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from schemas.cli_errors import UserError
 from schemas.layout import StoreError
 
 LAYOUTS = ("raw", "zstd")
@@ -121,36 +122,36 @@ class Recipe:
     def __post_init__(self) -> None:
         self._check_types()
         if self.features not in AUDIO_FEATURES:
-            raise ValueError(f"features must be one of {AUDIO_FEATURES}, not {self.features!r}")
+            raise UserError(f"features must be one of {AUDIO_FEATURES}, not {self.features!r}")
         if self.layout not in LAYOUTS:
-            raise ValueError(f"layout must be one of {LAYOUTS}, not {self.layout!r}")
+            raise UserError(f"layout must be one of {LAYOUTS}, not {self.layout!r}")
         if self.decoder not in DECODERS:
-            raise ValueError(f"decoder must be one of {DECODERS}, not {self.decoder!r}")
+            raise UserError(f"decoder must be one of {DECODERS}, not {self.decoder!r}")
         if self.audio_dtype not in ("float32", "float16"):
-            raise ValueError(f"audio_dtype must be float32 or float16, not {self.audio_dtype!r}")
+            raise UserError(f"audio_dtype must be float32 or float16, not {self.audio_dtype!r}")
         if self.crop_size < 16 or self.face_stride < 1 or self.fps < 1:
-            raise ValueError("crop_size must be >= 16, face_stride >= 1 and fps >= 1")
+            raise UserError("crop_size must be >= 16, face_stride >= 1 and fps >= 1")
         if self.sample_rate < 1 or self.face_smooth < 1 or self.face_size_smooth < 1:
-            raise ValueError("sample_rate, face_smooth and face_size_smooth must be >= 1")
+            raise UserError("sample_rate, face_smooth and face_size_smooth must be >= 1")
         if self.face_margin < 0 or not self.max_seconds > 0 or self.min_frames < 1:
-            raise ValueError("face_margin must be >= 0, max_seconds > 0 and min_frames >= 1")
+            raise UserError("face_margin must be >= 0, max_seconds > 0 and min_frames >= 1")
         for name in ("min_audio_coverage", "min_face_rate"):
             if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"{name} must be between 0 and 1, not {getattr(self, name)!r}")
+                raise UserError(f"{name} must be between 0 and 1, not {getattr(self, name)!r}")
         if self.pipeline_version < 1:
-            raise ValueError(f"pipeline_version must be >= 1, not {self.pipeline_version!r}")
+            raise UserError(f"pipeline_version must be >= 1, not {self.pipeline_version!r}")
         self._check_streams()
 
     def _check_streams(self) -> None:
         """Streams: known names, ``face`` among them, kept in :data:`STREAMS` order."""
         unknown = [s for s in self.streams if s not in STREAMS]
         if unknown or "face" not in self.streams or len(set(self.streams)) != len(self.streams):
-            raise ValueError(
+            raise UserError(
                 f"streams must be face or face,mouth (each once), not {','.join(self.streams)!r}"
             )
         object.__setattr__(self, "streams", tuple(s for s in STREAMS if s in self.streams))
         if "mouth" in self.streams and not self.landmarks:
-            raise ValueError("the mouth stream is aligned by landmarks: it needs landmarks=True")
+            raise UserError("the mouth stream is aligned by landmarks: it needs landmarks=True")
 
     def _check_types(self) -> None:
         """Refuse a field of the wrong type (``"112"`` for an int); ints pass as floats.
@@ -168,12 +169,12 @@ class Recipe:
                     value = tuple(value)
                     object.__setattr__(self, f.name, value)
                 if not isinstance(value, tuple) or not all(isinstance(v, str) for v in value):
-                    raise ValueError(
+                    raise UserError(
                         f"recipe field {f.name!r} must be a list of strings, not {value!r}"
                     )
                 continue
             if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-                raise ValueError(
+                raise UserError(
                     f"recipe field {f.name!r} must be {kind.__name__}, "
                     f"not {type(value).__name__} {value!r}"
                 )

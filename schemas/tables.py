@@ -14,6 +14,8 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from schemas.cli_errors import UserError
+
 STATUS_OK = "ok"
 STATUS_FAILED = "failed"
 
@@ -113,7 +115,7 @@ LATER_COLUMNS = frozenset(
 LABEL_COLUMNS = ("audio_label", "video_label", "label")
 
 
-class SchemaError(ValueError):
+class SchemaError(UserError):
     """A table does not follow the store contract."""
 
 

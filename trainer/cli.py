@@ -7,7 +7,9 @@
     mscct-train predict CHECKPOINT VIDEO... [--json] [--plot OUT.png]
 
 Several GPUs or processes: ``torchrun --standalone --nproc_per_node N -m trainer.cli run ...``
-(see :mod:`trainer.distributed`). User errors print one line on stderr and exit 2.
+(see :mod:`trainer.distributed`). User errors (:class:`schemas.UserError`, the base of
+``TrainerError``, ``StoreError`` ...) print one line on stderr and exit 2; anything else
+keeps its traceback and exits 1.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
+
+from schemas.cli_errors import UserError
 
 if TYPE_CHECKING:  # imported by the commands that need it: a fast --help
     from trainer.inference import WindowScores
@@ -28,10 +32,6 @@ app = typer.Typer(
 )
 
 PIPELINE_HINT = "predict needs the pipeline extras: pip install 'mscct[pipeline]'"
-
-
-class UserError(Exception):
-    """Raised inside commands for a one-line message and exit code 2."""
 
 
 def _store(store: Path | None) -> Path:
@@ -331,14 +331,11 @@ def main(argv: list[str] | None = None) -> None:
     Also where a trainer process starts: the descriptor limit is raised here, once,
     before any command reads the store or starts a DataLoader worker (they inherit it).
     """
-    import schemas
     from schemas.cli_errors import run_app
-    from trainer.config import TrainerError
     from trainer.reader import raise_fd_limit
 
     raise_fd_limit()
-    user_errors = (TrainerError, UserError, schemas.StoreError, schemas.SchemaError)
-    run_app(app, argv, user_errors, _echo_err, line=one_line)
+    run_app(app, argv, _echo_err, line=one_line)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
+from schemas.cli_errors import UserError
 from trainer.config_yaml import load_yaml
 from trainer.model import LossWeights, ModelConfig
 from trainer.presets import PRESETS, read_preset
@@ -38,8 +39,10 @@ LEGACY_CONFIG: dict[str, dict[str, Any]] = {
 }
 
 
-class TrainerError(RuntimeError):
-    """A user-facing error (bad config, store, checkpoint): printed as one line, exit code 2."""
+class TrainerError(UserError, RuntimeError):
+    """A user-facing error (bad config, store, checkpoint): printed as one line, exit code 2.
+
+    A :class:`~schemas.UserError` (and still a ``RuntimeError``, as it always was)."""
 
 
 @dataclass
@@ -210,6 +213,8 @@ def _build(*layers: dict[str, Any], overrides: list[str] | None = None) -> Train
         return cast(TrainConfig, OmegaConf.to_object(merged))
     except OmegaConfBaseException as exc:
         raise TrainerError(_one_line(exc)) from None
+    except TrainerError:  # a UserError, hence a ValueError: already one line
+        raise
     except ValueError as exc:  # ModelConfig's and LossWeights' checks
         raise TrainerError(f"invalid config: {exc}") from None
 

@@ -476,6 +476,8 @@ class ClipReader:
                     clip_id=clip_id,
                     store=str(self.store),
                 )
+        except schemas.StoreError:  # already says what is wrong (and is a ValueError too)
+            raise
         except (KeyError, TypeError, ValueError) as exc:  # zarr.json without shape, dtype ...
             problem = f"its {name} metadata is unreadable ({type(exc).__name__}: {exc})"
             raise damaged(self.store, clip_id, problem) from None

@@ -96,9 +96,9 @@ def choose(
     (all when None). Categories without ok clips are left out.
     """
     if sort not in SORTS:
-        raise ValueError(f"--sort must be one of {', '.join(SORTS)}, not {sort!r}")
+        raise schemas.UserError(f"--sort must be one of {', '.join(SORTS)}, not {sort!r}")
     if per_category is not None and per_category < 1:
-        raise ValueError(f"--per-category must be at least 1, not {per_category}")
+        raise schemas.UserError(f"--per-category must be at least 1, not {per_category}")
     groups: dict[str, list[dict[str, Any]]] = {}
     for category in schemas.CATEGORIES:
         members = sorted(
@@ -129,6 +129,6 @@ def row_of(rows: list[dict[str, Any]], clip_id: str) -> dict[str, Any]:
     for row in rows:
         if row["clip_id"] == clip_id:
             if row["status"] != schemas.STATUS_OK:
-                raise ValueError(f"clip {clip_id!r} failed at ingest: {row['error']}")
+                raise schemas.UserError(f"clip {clip_id!r} failed at ingest: {row['error']}")
             return row
-    raise ValueError(f"clip {clip_id!r} is not in the manifest")
+    raise schemas.UserError(f"clip {clip_id!r} is not in the manifest")

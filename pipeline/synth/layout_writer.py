@@ -24,6 +24,7 @@ from pipeline.synth.layouts import check_sizes, plan_sources
 from pipeline.synth.segmented import seconds, write_segmented
 from pipeline.synth.writer import render_all
 from schemas import atomic_write
+from schemas.cli_errors import UserError
 from schemas.labels import CATEGORIES, SPLITS
 
 FORMATS = ("fakeavceleb", "lavdf", "avdeepfake1m")
@@ -64,12 +65,12 @@ class LayoutSummary:
 def _check_out(out: Path, root_name: str) -> None:
     if out.exists():
         if not out.is_dir():
-            raise ValueError(f"{out} exists and is not a directory")
+            raise UserError(f"{out} exists and is not a directory")
         if any(out.iterdir()):
             what = "already holds a dataset" if (out / root_name).exists() else "is not empty"
-            raise ValueError(f"{out} {what}; synth only writes into a new or empty directory")
+            raise UserError(f"{out} {what}; synth only writes into a new or empty directory")
     if shutil.which("ffmpeg") is None:
-        raise RuntimeError("ffmpeg is not on PATH; install ffmpeg (with flite) to make a dataset")
+        raise UserError("ffmpeg is not on PATH; install ffmpeg (with flite) to make a dataset")
 
 
 def _write_metadata(folder: Path, files: dict[str, Any]) -> None:
@@ -82,14 +83,14 @@ def _write_metadata(folder: Path, files: dict[str, Any]) -> None:
 def check_layout_args(
     out: Path, format: str, per_category: int, identities: int | None, workers: int | None
 ) -> tuple[int, int]:
-    """Refuse bad arguments (``ValueError``); returns ``(identities, workers)`` with defaults."""
+    """Refuse bad arguments (``UserError``); returns ``(identities, workers)`` with defaults."""
     if format not in ROOT_NAMES:
-        raise ValueError(f"format must be one of {', '.join(ROOT_NAMES)}, got {format!r}")
+        raise UserError(f"format must be one of {', '.join(ROOT_NAMES)}, got {format!r}")
     k = max(3, per_category) if identities is None else identities
     n_workers = workers if workers is not None else (os.cpu_count() or 1)
     check_sizes(per_category, k)
     if n_workers < 1:
-        raise ValueError(f"workers must be >= 1, got {n_workers}")
+        raise UserError(f"workers must be >= 1, got {n_workers}")
     _check_out(Path(out), ROOT_NAMES[format])
     return k, n_workers
 

@@ -22,6 +22,7 @@ import numpy as np
 from pipeline.synth.plan import Identity, make_identities, make_motion
 from pipeline.synth.segmented import Frames, SegmentedSpec
 from pipeline.synth.spec import ClipSpec
+from schemas.cli_errors import UserError
 from schemas.labels import CATEGORIES, SPLITS
 
 FRAMES_RANGE = (50, 75)  # inclusive: clip lengths in frames (2-3 s at 25 fps)
@@ -68,11 +69,11 @@ def _segment(rng: np.random.Generator, n_frames: int) -> Frames:
 
 
 def check_sizes(per_category: int, identities: int) -> None:
-    """Refuse sizes that cannot give every split and category a clip (``ValueError``)."""
+    """Refuse sizes that cannot give every split and category a clip (``UserError``)."""
     if per_category < 1:
-        raise ValueError(f"per_category must be >= 1, got {per_category}")
+        raise UserError(f"per_category must be >= 1, got {per_category}")
     if identities < len(SPLITS):
-        raise ValueError(
+        raise UserError(
             f"identities must be >= {len(SPLITS)} (one per split: train, val, test), "
             f"got {identities}"
         )

@@ -24,6 +24,7 @@ from pipeline.fakeavceleb import CSV_HEADER, CSV_NAME, ROOT_NAME, TYPE_DIRS
 from pipeline.synth.defects import plan_defects
 from pipeline.synth.files import write_file
 from pipeline.synth.plan import DIFFICULTIES, Row, hard_record, plan
+from schemas.cli_errors import UserError
 
 DEFECTS_NAME = "defects.json"
 HARD_NAME = "hard.json"
@@ -61,27 +62,27 @@ def _check_args(
     out: Path, per_category: int, identities: int, workers: int, difficulty: str
 ) -> None:
     if difficulty not in DIFFICULTIES:
-        raise ValueError(f"difficulty must be one of {', '.join(DIFFICULTIES)}, got {difficulty!r}")
+        raise UserError(f"difficulty must be one of {', '.join(DIFFICULTIES)}, got {difficulty!r}")
     if per_category < 1:
-        raise ValueError(f"per_category must be >= 1, got {per_category}")
+        raise UserError(f"per_category must be >= 1, got {per_category}")
     if identities < 1:
-        raise ValueError(f"identities must be >= 1, got {identities}")
+        raise UserError(f"identities must be >= 1, got {identities}")
     if per_category > identities:
-        raise ValueError(
+        raise UserError(
             f"per_category ({per_category}) exceeds identities ({identities}): real clips "
             "(A) and their fake-audio twins (B) are one per identity, so there can be at most "
             "as many per category as identities"
         )
     if workers < 1:
-        raise ValueError(f"workers must be >= 1, got {workers}")
+        raise UserError(f"workers must be >= 1, got {workers}")
     if out.exists():
         if not out.is_dir():
-            raise ValueError(f"{out} exists and is not a directory")
+            raise UserError(f"{out} exists and is not a directory")
         if any(out.iterdir()):
             what = "already holds a dataset" if (out / ROOT_NAME).exists() else "is not empty"
-            raise ValueError(f"{out} {what}; synth only writes into a new or empty directory")
+            raise UserError(f"{out} {what}; synth only writes into a new or empty directory")
     if shutil.which("ffmpeg") is None:
-        raise RuntimeError("ffmpeg is not on PATH; install ffmpeg (with flite) to make a dataset")
+        raise UserError("ffmpeg is not on PATH; install ffmpeg (with flite) to make a dataset")
 
 
 def write_csv(path: Path, rows: list[Row]) -> None:
