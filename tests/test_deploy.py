@@ -4,8 +4,9 @@ hadolint lints the Dockerfiles and yamllint the RayJob; the files the images COP
 survive ``.dockerignore`` and be enough to build the wheel; the pinned versions must fit
 ``pyproject.toml``; the Slurm script must build a torchrun command that torchrun and
 ``mscct-train run`` accept, resuming when requeued; and every ``mscct-pipeline`` /
-``mscct-train`` / torchrun command named in these files and their READMEs must be accepted
-by the real command-line interfaces.
+``mscct-train`` / torchrun command named in these files, their READMEs, the project's
+README and ``docs/*.md`` must be accepted by the real command-line interfaces, and every
+option of every command must be listed in the README's table of commands.
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ RAYJOB = DEPLOY / "rayjob-ingest.yaml"
 SBATCH = DEPLOY / "slurm-train.sbatch"
 DOCKER_README = DOCKER / "README.md"
 DEPLOY_README = DEPLOY / "README.md"
+README = REPO / "README.md"
+DOCS = sorted((REPO / "docs").glob("*.md"))
 
 # Console script -> module; `python -m MODULE` is the same program (pyproject's [project.scripts]).
 PROGRAMS = {"mscct-pipeline": "pipeline.cli", "mscct-train": "trainer.cli"}
@@ -521,7 +524,13 @@ def find_invocations(text: str, where: str) -> list[Invocation]:
                 if _program_at(tokens, end)[0] is not None:
                     break
                 end += 1
-            options = tuple(t.split("=", 1)[0] for t in tokens[start:end] if t.startswith("--"))
+            options = tuple(
+                option  # --landmarks/--no-landmarks names two options
+                for t in tokens[start:end]
+                if t.startswith("--")
+                for option in t.split("=", 1)[0].split("/")
+                if option.startswith("--")
+            )
             found.append(Invocation(program, command, options, where))
             i = end
     return found
@@ -537,6 +546,12 @@ def _program_at(tokens: list[str], i: int) -> tuple[str | None, int]:
     return None, i
 
 
+def _markdown_commands(path: Path) -> list[str]:
+    """The code of a markdown file, a table cell's escaped ``\\|`` (alternatives, not a
+    pipe) read as ``/`` so that the options after it still count."""
+    return [piece.replace("\\|", "/") for piece in _markdown_code(path.read_text())]
+
+
 def all_invocations() -> dict[Path, list[Invocation]]:
     texts: dict[Path, list[str]] = {
         PIPELINE_DOCKERFILE: [PIPELINE_DOCKERFILE.read_text()],
@@ -545,6 +560,8 @@ def all_invocations() -> dict[Path, list[Invocation]]:
         SBATCH: [SBATCH.read_text()],
         DOCKER_README: _markdown_code(DOCKER_README.read_text()),
         DEPLOY_README: _markdown_code(DEPLOY_README.read_text()),
+        README: _markdown_commands(README),
+        **{doc: _markdown_commands(doc) for doc in DOCS},
     }
     return {
         path: [inv for text in pieces for inv in find_invocations(text, path.name)]
@@ -573,6 +590,12 @@ EXPECTED = {
         ("mscct-pipeline", "split"),
         ("mscct-train", "run"),
         (TORCHRUN, None),
+    },
+    README: {  # its table names every command (test_readme_table_lists_every_option)
+        ("mscct-pipeline", "ingest"),
+        ("mscct-pipeline", "split"),
+        ("mscct-train", "run"),
+        ("mscct-train", "eval"),
     },
 }
 
@@ -632,6 +655,61 @@ def test_every_named_command_and_option_exists() -> None:
             app = importlib.import_module(PROGRAMS[invocation.program]).app
             result = runner.invoke(app, [*filter(None, [invocation.command]), "--help"])
             assert result.exit_code == 0, f"{label} --help: {result.output}"
+
+
+def readme_table() -> dict[tuple[str, str], set[str]]:
+    """The options each command's rows of the README's table of commands list.
+
+    A row is a table line whose first cell's code starts ``mscct-pipeline COMMAND`` or
+    ``mscct-train COMMAND``; a command may have several rows (``split``)."""
+    listed: dict[tuple[str, str], set[str]] = {}
+    for line in README.read_text().splitlines():
+        row = re.match(r"^\| `(mscct-pipeline|mscct-train) ([a-z]+)(.*?)` \|", line)
+        if row:
+            options = set(re.findall(r"--[a-z0-9][a-z0-9-]*", row[3]))
+            listed.setdefault((row[1], row[2]), set()).update(options)
+    return listed
+
+
+def test_readme_table_lists_every_option() -> None:
+    listed = readme_table()
+    assert listed, "README.md has no table of commands"
+    missing = []
+    for program, module in PROGRAMS.items():
+        group = typer.main.get_command(importlib.import_module(module).app)
+        for name, command in group.commands.items():  # type: ignore[attr-defined]
+            if (program, name) not in listed:
+                missing.append(f"{program} {name} (no row)")
+                continue
+            for param in command.params:
+                # One long name per option: a flag's --no-X twin need not be written out.
+                names = [o for o in param.opts if o.startswith("--")]
+                if names and not set(names) & listed[program, name]:
+                    missing.append(f"{program} {name} {names[0]}")
+    assert not missing, f"README.md's table of commands misses {missing}"
+
+
+def test_the_table_reader_finds_options_across_rows_and_alternatives(tmp_path: Path) -> None:
+    text = (
+        "| command | what |\n|---|---|\n"
+        "| `mscct-pipeline split [--store] [--folds K --fold I]` | a |\n"
+        "| `mscct-pipeline split --official \\| --from-file F [--landmarks/--no-landmarks]` | b |\n"
+        "Prose: `mscct-pipeline split --not-in-the-table`\n"
+    )
+    global README
+    saved, README = README, tmp_path / "README.md"
+    try:
+        README.write_text(text)
+        assert readme_table() == {
+            ("mscct-pipeline", "split"): {
+                "--store", "--folds", "--fold", "--official", "--from-file", "--landmarks",
+                "--no-landmarks",
+            }
+        }  # fmt: skip
+        found = {i.options for p in _markdown_commands(README) for i in find_invocations(p, "m")}
+        assert ("--official", "--from-file", "--landmarks", "--no-landmarks") in found
+    finally:
+        README = saved
 
 
 @pytest.mark.parametrize("program", sorted(PROGRAMS))
