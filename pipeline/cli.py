@@ -184,7 +184,9 @@ def ingest(
         typer.Option(
             "--dataset",
             help="fakeavceleb, lavdf, avdeepfake1m or csv. Default: detected from the "
-            "root's layout (csv is never guessed).",
+            "root's layout (csv is never guessed). A metadata record nested deeper than 16 "
+            "levels, holding over 20,000 values or a segment list over 1,000, or whose labels "
+            "contradict its segments, is one refused row.",
             show_default=False,
         ),
     ] = None,
@@ -674,7 +676,8 @@ def split(
         typer.Option(
             "--from-file",
             help="[PART=]FILE: import a published split (repeat per part; PART is "
-            "train, val or test).",
+            "train, val or test). The format read is printed. A file is at most 16 MiB and "
+            "500,000 lines of at most 4,096 characters; a FIFO or directory is refused.",
             show_default=False,
         ),
     ] = None,
@@ -682,8 +685,9 @@ def split(
         str | None,
         typer.Option(
             "--format",
-            help="Format of the --from-file files: avh, speechforensics, mrdf-fold or ids "
-            "(detected when omitted).",
+            help="Format of the --from-file files: avh, speechforensics, mrdf-fold or ids. "
+            "Detected when omitted, only on clear evidence (mrdf-fold: a header line above "
+            "idNNNNN identities; other one-word lines are ids, which need PART=).",
             show_default=False,
         ),
     ] = None,
@@ -769,6 +773,8 @@ def _given_split(
         recorded["official"] = True
     else:
         files = [read_split_file(spec, file_format) for spec in from_file]
+        for split_file in files:  # say how each file was read before it is applied
+            out.print(split_file.describe(), markup=False, soft_wrap=True)
         table = import_split(manifest, files, keep_low_face_rate)
         recorded["from_files"] = [f.record() for f in files]
         recorded["format"] = file_format or "detected"

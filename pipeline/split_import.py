@@ -104,6 +104,7 @@ def import_split(
     rows = manifest_rows(manifest)
     state = _Import(rows, keep_low_face_rate)
     for split_file in files:
+        _check_header(split_file, state)
         where = split_file.path.name
         for entry in split_file.entries:
             state.entry(entry, f"{where} line {entry.line}")
@@ -129,6 +130,20 @@ def import_split(
     summary = _summary(rows, state.found, out)
     summary["files"] = [f.record() for f in files]
     return split_table(out, summary)
+
+
+def _check_header(split_file: SplitFile, state: _Import) -> None:
+    """Refuse a detected MRDF fold whose skipped first line is an identity of the store.
+
+    The line would be dropped as a header on a guess; the user says which it is.
+    """
+    header = split_file.header
+    if split_file.detected and header is not None and header in state.by_identity:
+        raise SplitError(
+            f"{split_file.path}: its first line {header!r} is an identity of the store, yet "
+            "the file reads as an MRDF fold whose first line is a header; give --format ids "
+            "(with PART=) or --format mrdf-fold"
+        )
 
 
 def official_split(manifest: pa.Table, keep_low_face_rate: bool = False) -> pa.Table:
