@@ -101,6 +101,7 @@ def resolved_config(overrides: list[str], epochs: int) -> dict:
 ADDED_KEYS: dict[str, dict[str, Any]] = {
     "model": {"visual_input": "face", "dca_form": "diff_transformer"},
     "data": {"streams": ["face"]},
+    "eval": {"aggregate": "mean"},
 }
 
 

@@ -173,6 +173,12 @@ def eval_(
     force: bool = typer.Option(
         False, "--force", help="Score clips the checkpoint was trained on (refused by default)."
     ),
+    aggregate: str | None = typer.Option(
+        None,
+        "--aggregate",
+        help="How a clip's score is made from its windows': mean, max, logsumexp, or all "
+        "(every one side by side) [default: the checkpoint's eval.aggregate].",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON only."),
     out: Path | None = typer.Option(
         None, "--out", help="Also write the report (with the segment proposals) to this file."
@@ -195,7 +201,8 @@ def eval_(
         raise UserError("--all scores the whole store: give it without --split and --part")
     split, part = split or "default", part or "test"
     metrics = evaluate_checkpoint(
-        checkpoint, _store(store), split, part, log=_stderr, force=force, all_clips=all_clips
+        checkpoint, _store(store), split, part, log=_stderr, force=force, all_clips=all_clips,
+        aggregate=aggregate,
     )
     if out is not None:
         from trainer.runtime import write_json
@@ -205,7 +212,10 @@ def eval_(
         typer.echo(json.dumps(metrics, indent=2))
         return
     where = "all labelled clips" if all_clips else f"{split}/{part}"
-    _print_eval(metrics, f"{checkpoint} on {where} ({metrics['n']} clips)")
+    title = f"{checkpoint} on {where} ({metrics['n']} clips, {metrics['aggregate']} of windows)"
+    _print_eval(metrics, title)
+    if "by_aggregate" in metrics:
+        _print_by_aggregate(metrics["by_aggregate"])
 
 
 def _print_eval(metrics: dict, title: str) -> None:
@@ -235,6 +245,23 @@ def _print_eval(metrics: dict, title: str) -> None:
         for kind in ("ap", "ar"):
             for k, value in (frames[kind] or {}).items():
                 table.add_row(f"{kind.upper()}@{k}", _fmt(value))
+    Console(width=max(100, Console().width)).print(table)
+
+
+def _print_by_aggregate(by_aggregate: dict[str, dict]) -> None:
+    """``eval --aggregate all``: the main scores of every window-to-clip aggregation, a
+    column each, from the same window scores."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from trainer.metrics import SCORES
+
+    table = Table(title="clip scores by window aggregation")
+    table.add_column("metric")
+    for name in by_aggregate:
+        table.add_column(name, justify="right")
+    for key in (*SCORES, *(f"{head}_{k}" for head in ("audio", "video") for k in SCORES)):
+        table.add_row(key, *(_fmt(metrics[key]) for metrics in by_aggregate.values()))
     Console(width=max(100, Console().width)).print(table)
 
 
@@ -287,7 +314,7 @@ def predict(
             row.update(error=str(exc), audio_fake=None, video_fake=None, fake=None)
         else:
             scores = window_scores(model, cfg, clip_stream(clip, visual), clip.audio)
-            p = scores.mean()
+            p = scores.clip(cfg.eval.aggregate)
             row.update(audio_fake=p["audio"], video_fake=p["video"], fake=p["overall"], error=None)
             if plot is not None:
                 _plot_windows(plot, path, scores, recipe.fps)

@@ -20,6 +20,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
 from schemas.cli_errors import UserError
+from trainer.clip_aggregate import AGGREGATES
 from trainer.config_yaml import load_yaml
 from trainer.model import LossWeights, ModelConfig
 from trainer.presets import PRESETS, read_preset
@@ -71,6 +72,20 @@ class DataConfig:
 
 
 @dataclass
+class EvalConfig:
+    """How a clip's score is made from its windows' scores, wherever clips are scored
+    (validation, test, ``mscct-train eval`` and ``predict``).
+
+    ``aggregate``: ``mean`` | ``max`` | ``logsumexp`` (:mod:`trainer.clip_aggregate`).
+    """
+
+    aggregate: str = "mean"
+
+    def __post_init__(self) -> None:
+        _check_choice("eval.aggregate", self.aggregate, AGGREGATES)
+
+
+@dataclass
 class TrainConfig:
     """Everything that determines a training run besides the data.
 
@@ -89,6 +104,7 @@ class TrainConfig:
     the first bad step) every ``sync_every`` steps and at the end of every epoch, and the
     progress bar shows the loss of the latest read. ``compile`` runs the training step's
     model forward and loss under ``torch.compile`` (evaluation and precise BN stay eager).
+    ``eval`` says how clip scores are made from window scores (:class:`EvalConfig`).
 
     The fields have no defaults: the presets' YAML files hold the values, so build one with
     :func:`load_config`, :meth:`preset` or :meth:`from_dict`.
@@ -116,6 +132,7 @@ class TrainConfig:
     data: DataConfig
     sync_every: int
     compile: bool
+    eval: EvalConfig
 
     def __post_init__(self) -> None:
         _check_choice("optimizer", self.optimizer, OPTIMIZERS)

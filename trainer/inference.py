@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader, Subset
 import schemas
 from trainer import distributed as ddp
 from trainer.checkpoint import load_checkpoint, load_model_state
+from trainer.clip_aggregate import AGGREGATES, aggregate_probs
 from trainer.config import TrainConfig, TrainerError
 from trainer.data import (
     ClipInfo,
@@ -119,13 +120,15 @@ def evaluate(
     num_workers: int = 0,
     info: ddp.DistInfo | None = None,
     loader: DataLoader | None = None,
+    aggregate: str = "mean",
 ) -> ClipScores:
     """Clip-level scores of an eval-mode dataset.
 
     With several ranks each evaluates its share of the windows (:func:`eval_loader`; pass
     ``loader``, made by it for ``dataset``, to reuse one across calls) and the outputs are
     gathered on all ranks. The scores' ``window_counts`` say how many windows each clip's
-    score averages: ``len(eval_starts(...))`` of the clip, whatever the number of ranks.
+    score aggregates (by ``aggregate``, :mod:`trainer.clip_aggregate`):
+    ``len(eval_starts(...))`` of the clip, whatever the number of ranks.
     """
     info = info or ddp.DistInfo()
     if loader is None:
@@ -135,15 +138,20 @@ def evaluate(
     clip_index = np.concatenate([g[0] for g in gathered])
     prob = np.concatenate([g[1] for g in gathered if len(g[1])])
     emb = np.concatenate([g[2] for g in gathered if len(g[2])])
-    return clip_scores(dataset.clips, clip_index, prob, emb)
+    return clip_scores(dataset.clips, clip_index, prob, emb, aggregate)
 
 
 def clip_scores(
-    clips: tuple[ClipInfo, ...], clip_index: np.ndarray, prob: np.ndarray, emb: np.ndarray
+    clips: tuple[ClipInfo, ...],
+    clip_index: np.ndarray,
+    prob: np.ndarray,
+    emb: np.ndarray,
+    aggregate: str = "mean",
 ) -> ClipScores:
     """Clip-level scores from window outputs: ``clip_index (W,)``, ``prob (W, 3)``,
-    ``emb (W, 2C)``; each clip's score is the mean over its windows."""
-    clip_prob, counts = aggregate_windows(clip_index, prob, len(clips))
+    ``emb (W, 2C)``; each clip's score aggregates its windows' by ``aggregate``
+    (:mod:`trainer.clip_aggregate`), its embedding is their mean."""
+    clip_prob, counts = aggregate_probs(clip_index, prob, len(clips), aggregate)
     clip_emb, _ = aggregate_windows(clip_index, emb, len(clips))
     if np.any(counts == 0):
         raise TrainerError("evaluation lost windows: some clips got no prediction")
@@ -317,6 +325,7 @@ def evaluate_checkpoint(
     *,
     force: bool = False,
     all_clips: bool = False,
+    aggregate: str | None = None,
 ) -> dict[str, Any]:
     """Metrics of a checkpoint on one part (``train``/``val``/``test``) of a split, or
     with ``all_clips`` on every ok, labelled clip of ``store`` (no split needed).
@@ -330,7 +339,13 @@ def evaluate_checkpoint(
     The report is :func:`trainer.metrics.compute_metrics`'s (as training's), provenance,
     ``per_dataset`` (the main scores of each dataset's clips) and, where clips have
     frame labels, ``frames`` (:func:`trainer.frame_eval.frame_report`).
+
+    Clip scores aggregate window scores by ``aggregate`` (``mean``, ``max``, ``logsumexp``;
+    None: the checkpoint's ``eval.aggregate``), which the report records as ``aggregate``;
+    ``"all"`` scores with the checkpoint's and adds ``by_aggregate``, the metrics of every
+    aggregation of the same window scores.
     """
+    check_aggregate(aggregate)
     if part not in schemas.SPLITS:
         raise TrainerError(f"part must be one of {', '.join(schemas.SPLITS)}, not {part!r}")
     store = Path(store)
@@ -354,7 +369,8 @@ def evaluate_checkpoint(
         dataset, batch_size=2 * cfg.batch_size, shuffle=False, generator=torch.Generator()
     )
     outputs = predict_window_outputs(model, loader, device, autocast_dtype(cfg, device))
-    scores = clip_scores(dataset.clips, outputs.clip_index, outputs.prob, outputs.embedding)
+    how = cfg.eval.aggregate if aggregate in (None, "all") else aggregate
+    scores = clip_scores(dataset.clips, outputs.clip_index, outputs.prob, outputs.embedding, how)
     provenance = {
         "part": "all" if all_clips else part,
         "split": None if all_clips else split,
@@ -363,13 +379,30 @@ def evaluate_checkpoint(
         "unavailable": len(chosen.unavailable),
         "trained_on": len(trained_on),
     }
-    report = {**provenance, **compute_metrics(scores), "per_dataset": per_dataset(scores, dataset)}
+    report = {**provenance, "aggregate": how, **compute_metrics(scores)}
+    report["per_dataset"] = per_dataset(scores, dataset)
+    if aggregate == "all":
+        report["by_aggregate"] = by_aggregate(dataset.clips, outputs)
     frames = frame_report(dataset, outputs, recipe.fps)
     if frames is not None:
         report["frames"] = frames
         if frames["note"]:
             log(f"note: {frames['note']}")
     return json_safe(report)
+
+
+def check_aggregate(aggregate: str | None) -> None:
+    """Refuse an ``eval --aggregate`` that names no aggregation (None: the checkpoint's)."""
+    if aggregate is not None and aggregate not in (*AGGREGATES, "all"):
+        raise TrainerError(
+            f"--aggregate must be one of {', '.join(AGGREGATES)} or all, not {aggregate!r}"
+        )
+
+
+def by_aggregate(clips: tuple[ClipInfo, ...], outputs: WindowOutputs) -> dict[str, dict[str, Any]]:
+    """The metrics of every window-to-clip aggregation of the same window outputs."""
+    windows = (outputs.clip_index, outputs.prob, outputs.embedding)
+    return {name: compute_metrics(clip_scores(clips, *windows, name)) for name in AGGREGATES}
 
 
 def _checked_store(
@@ -454,6 +487,15 @@ class WindowScores:
         mean = self.prob.mean(axis=0)
         return {"audio": float(mean[0]), "video": float(mean[1]), "overall": float(mean[2])}
 
+    def clip(self, aggregate: str = "mean") -> dict[str, float]:
+        """The clip's scores ``{"audio", "video", "overall"}``, its windows' aggregated by
+        ``aggregate`` (:mod:`trainer.clip_aggregate`)."""
+        if aggregate == "mean":
+            return self.mean()
+        one = np.zeros(len(self.prob), np.int64)  # every window belongs to clip 0
+        p = aggregate_probs(one, self.prob, 1, aggregate)[0][0]
+        return {"audio": float(p[0]), "video": float(p[1]), "overall": float(p[2])}
+
 
 def window_scores(
     model: torch.nn.Module, cfg: TrainConfig, video: np.ndarray, audio: np.ndarray
@@ -474,5 +516,6 @@ def window_scores(
 def predict_arrays(
     model: torch.nn.Module, cfg: TrainConfig, video: np.ndarray, audio: np.ndarray
 ) -> dict[str, float]:
-    """Fake probabilities ``{"audio", "video", "overall"}`` of one clip (mean over its windows)."""
-    return window_scores(model, cfg, video, audio).mean()
+    """Fake probabilities ``{"audio", "video", "overall"}`` of one clip (its windows'
+    aggregated by ``cfg.eval.aggregate``)."""
+    return window_scores(model, cfg, video, audio).clip(cfg.eval.aggregate)

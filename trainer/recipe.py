@@ -337,6 +337,7 @@ class TrainRecipe:
         return evaluate(
             self.model, dataset, device=self.device, amp=self.amp, batch_size=2 * cfg.batch_size,
             num_workers=cfg.num_workers, info=self.info, loader=loader,
+            aggregate=cfg.eval.aggregate,
         )  # fmt: skip
 
     def save_checkpoint(self, improved: bool, rngs: list[dict[str, Any]]) -> None:
