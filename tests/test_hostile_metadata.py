@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cli_helpers import ingest_json, run_cli
 from test_datasets_avdeepfake1m import record as av_record
 from test_datasets_avdeepfake1m import release
 from test_datasets_lavdf import lavdf
@@ -303,3 +305,60 @@ def test_type_errors_say_what_was_expected(
 ) -> None:
     root = lavdf(tmp_path, [lav_record("train/a.mp4", video=True) | bad])
     assert scan(root, "lavdf").refused == [f"metadata.json[0]: {message}"]
+
+
+# --------------------------------------------------------------------------- the whole ingest
+
+
+@pytest.fixture(scope="module")
+def synth_lavdf(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A synthetic LAV-DF release (real media, 12 clips)."""
+    out = tmp_path_factory.mktemp("lavdf") / "lav"
+    run_cli("mscct-pipeline", "synth", out, "--format", "lavdf", "--per-category", "1")
+    return out / "LAV-DF"
+
+
+def _raw(record: dict[str, Any], **raw_fields: str) -> str:
+    """The JSON text of ``record`` with ``raw_fields`` given as raw JSON texts."""
+    fields = {k: json.dumps(v) for k, v in record.items() if k not in raw_fields} | raw_fields
+    return "{" + ", ".join(f"{json.dumps(k)}: {v}" for k, v in fields.items()) + "}"
+
+
+def test_an_ingest_refuses_each_hostile_record_and_goes_on(
+    synth_lavdf: Path, tmp_path: Path
+) -> None:
+    # Each of these once ended the ingest with a traceback or a whole-file error, or
+    # stored a clip with contradictory labels, or one video twice.
+    root = tmp_path / "data" / "LAV-DF"
+    shutil.copytree(synth_lavdf, root)
+    records = json.loads((root / "metadata.json").read_text())
+    real = next(r for r in records if not (r["modify_audio"] or r["modify_video"]))
+    fake = next(r for r in records if r["modify_video"])
+    os.symlink(root / real["file"], root / "test" / "alias.mp4")
+    hostile = [
+        _raw({k: v for k, v in real.items() if k != "split"}, file='"."'),
+        _raw(fake | {"file": "train/deep.mp4"}, fake_periods=nested(5_000)),
+        _raw(fake | {"file": "train/huge.mp4"}, duration="1e400"),
+        _raw(fake | {"file": "train/none.mp4", "fake_periods": []}),
+        _raw(fake | {"file": "test/alias.mp4", "split": "test"}),
+    ]
+    text = (root / "metadata.json").read_text().rstrip()
+    (root / "metadata.json").write_text(text[:-1] + ", " + ", ".join(hostile) + "]")
+    before = {p.name for p in tmp_path.iterdir()}
+    proc, result = ingest_json(root, "--store", tmp_path / "store", "--limit", "1", check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    n = len(records)
+    assert [r.split(": ", 1)[0] for r in result["refused"]] == [
+        f"metadata.json[{i}]" for i in range(n, n + 5)
+    ]
+    reasons = "\n".join(result["refused"])
+    for reason in (
+        "names no file",
+        "nested deeper than",
+        "not a positive number",
+        "with no fake_periods",
+        "the same file through a link",
+    ):
+        assert reason in reasons
+    assert result["ok"] == 1
+    assert {p.name for p in tmp_path.iterdir()} == before | {"store"}
