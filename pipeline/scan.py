@@ -34,6 +34,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from pipeline.datasets.aliases import drop_aliases
 from pipeline.datasets.source import ClipSource, ScanResult, make_clip_id
 from pipeline.fakeavceleb import CSV_COLUMNS, CSV_HEADER, CSV_NAME
 from pipeline.path_check import LEAVES as _LEAVES
@@ -103,15 +104,15 @@ def scan_dataset(root: str | Path) -> ScanResult:
     dataset = find_dataset_root(Path(root)).resolve()
     csv_path = _confined_csv(dataset)
     walk = walk_media(dataset)  # one walk of the tree serves both purposes
-    if csv_path is not None:
-        result, examined = _scan_csv(dataset, csv_path)
-    else:
-        result, examined = _scan_tree(dataset, walk.media), set()
+    result, examined = (
+        _scan_csv(dataset, csv_path) if csv_path else (_scan_tree(dataset, walk.media), set())
+    )
+    aliases = drop_aliases(dataset, result)  # in the tree: a link labels one video twice
     # Odd files no row already reported (in a tree without CSV: all of them), once each.
     result.refused.extend(
         f"{shown(rel)}: {reason}; refused" for rel, reason in walk.odd if rel not in examined
     )
-    named = {c.path for c in result.clips}
+    named = {c.path for c in result.clips} | aliases
     result.unlisted = [p for p in walk.media if p not in named]
     result.clips.sort(key=lambda c: c.path)
     return result
@@ -161,8 +162,7 @@ def walk_media(
 
 def examine(dataset: Path, rel: str) -> str | None:
     """None when ``dataset / rel`` is a regular file inside ``dataset``, else why not
-    (:meth:`pipeline.path_check.PathChecker.examine`, for one path; a scan keeps one
-    checker for all of its paths)."""
+    (:meth:`pipeline.path_check.PathChecker.examine`, for one path)."""
     return PathChecker(dataset).examine(rel)
 
 

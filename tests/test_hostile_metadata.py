@@ -26,7 +26,8 @@ from test_datasets_lavdf import record as lav_record
 from pipeline.datasets import scan
 from pipeline.datasets.json_stream import MAX_DEPTH, MAX_VALUES
 from pipeline.datasets.segments import MAX_SEGMENTS
-from pipeline.scan import ScanError
+from pipeline.fakeavceleb import CSV_HEADER as HEADER
+from pipeline.scan import ScanError, scan_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -239,6 +240,34 @@ def test_an_alias_named_before_its_target_is_refused_too(tmp_path: Path) -> None
         len(result.refused) == 1
         and "labels.csv:3: duplicate record for real/a.mp4" in result.refused[0]
     )
+
+
+def test_a_fakeavceleb_link_aliasing_a_real_clip_as_a_fake_is_refused(tmp_path: Path) -> None:
+    # In a tree labelled by its folders and in meta_data.csv alike.
+    real = "RealVideo-RealAudio/African/men/id00076/00001.mp4"
+    fake = "FakeVideo-FakeAudio/African/men/id00076/00001_fake.mp4"
+    for with_csv in (False, True):
+        root = tmp_path / f"csv{with_csv}"
+        (root / real).parent.mkdir(parents=True)
+        (root / real).write_bytes(b"not really a video")
+        (root / fake).parent.mkdir(parents=True)
+        os.symlink(root / real, root / fake)
+        if with_csv:
+            (root / "meta_data.csv").write_text(
+                "\n".join([HEADER, tree_row(real, "A", "real"), tree_row(fake, "D", "wav2lip")])
+            )
+        result = scan_dataset(root)
+        assert [c.path for c in result.clips] == [real]
+        # A refused row's file is listed as unlisted, as for any refused record.
+        assert result.unlisted == ([fake] if with_csv else [])
+        assert len(result.refused) == 1 and "other labels" in result.refused[0], result.refused
+
+
+def tree_row(rel: str, letter: str, method: str) -> str:
+    """A meta_data.csv row naming ``rel``."""
+    folder, name = rel.rsplit("/", 1)
+    type_dir = folder.split("/")[0]
+    return f"id00076,-,-,{method},{letter},{type_dir},African,men,{name},FakeAVCeleb/{folder}"
 
 
 def test_odd_per_clip_json_files_are_one_refused_row_each(tmp_path: Path) -> None:
