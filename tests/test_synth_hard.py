@@ -76,8 +76,14 @@ def test_hard_plan_manipulates_every_frame_of_a_fake_video() -> None:
     _, easy = plan(per_category=6, identities=9, seed=3)
     _, hard = plan(per_category=6, identities=9, seed=3, difficulty="hard")
     assert [row.category for row, _ in easy] == [row.category for row, _ in hard]
+    real = {row.source: spec for row, spec in hard if row.category == "A"}
     for (row, e), (_, h) in zip(easy, hard, strict=True):
-        assert (h.n_frames, h.motion, h.seed) == (e.n_frames, e.motion, e.seed)
+        assert (h.motion, h.seed, h.voice) == (e.motion, e.seed, e.voice)
+        # A fake lasts as long as its source's real clip and starts speaking as late.
+        assert (h.n_frames, h.lead_silence) == (
+            real[row.source].n_frames,
+            real[row.source].lead_silence,
+        )
         assert HARD.lead_silence[0] <= h.lead_silence <= HARD.lead_silence[1]
         assert h.manip_frames is None  # every frame, where a video is manipulated at all
         if row.category in "CD":

@@ -75,11 +75,14 @@ Choices, and why:
   FakeAVCeleb's faceswap, fsgan and wav2lip clips are: the swapped face /
   regenerated mouth is less blurred and closer in skin tone than in ``easy``
   (the blending seam stays), a swapped face keeps the source's mouth motion, and
-  the whole mouth track lags the audio by 1-3 frames (lip-sync offset).
+  the whole mouth track lags the audio by 1-3 frames (lip-sync offset). A fake
+  also takes its source's real clip's length and leading silence (``shared_timeline``;
+  it is made from that recording), so that neither can separate the classes by chance.
   ``"hard-partial"`` (``HARD_PARTIAL``) is the hard setting as first made, kept
   so that results measured on it can be reproduced (before this name existed it
   was called ``"hard"``): the same cues, but the face / mouth is pasted in 8-12
-  consecutive frames only and the lag is 2-3 frames. Partial fakes trained with
+  consecutive frames only, the lag is 2-3 frames and every clip draws its own
+  length and leading silence. Partial fakes trained with
   the clip's label leave most windows of a "fake" clip untouched; they belong
   with frame labels (the ``lavdf`` / ``avdeepfake1m`` formats and
   ``model.frame_head``). Both hard settings draw their cues from a second
