@@ -50,6 +50,7 @@ def build_store(
     seed: int = 0,
     split: str = "default",
     scramble_test_labels: bool = False,
+    features: str = "mfcc",
 ) -> Path:
     """Write a store at ``path`` with ``counts[part]`` clips per category and part.
 
@@ -58,10 +59,12 @@ def build_store(
     ``scramble_test_labels`` the tensors are identical but every test clip is
     recorded under another category (RARV→FARV→RAFV→FAFV→RARV): a trainer that
     never looks at test data must select the same checkpoint on both stores.
+    ``features`` is the recipe's audio features (``fbank`` for a detector that reads log
+    filter banks); the tensors are the same synthetic ones either way.
     """
     store = Path(path)
     counts = counts or SPLIT_COUNTS
-    recipe = schemas.Recipe(crop_size=crop_size)
+    recipe = schemas.Recipe(crop_size=crop_size, features=features)
     schemas.create_store(store, recipe)
     rng = np.random.default_rng(seed)
     manifest: list[dict] = []

@@ -22,8 +22,9 @@ from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBase
 from schemas.cli_errors import UserError
 from trainer.clip_aggregate import AGGREGATES
 from trainer.config_yaml import load_yaml
-from trainer.model import LossWeights, ModelConfig
-from trainer.presets import PRESETS, read_preset
+from trainer.detector_sections import detector_layers, preset_layers
+from trainer.model import LossWeights, model_config
+from trainer.presets import preset_names
 
 OPTIMIZERS = ("adam", "adamw")
 SCHEDULES = ("cosine", "constant")
@@ -110,7 +111,7 @@ class TrainConfig:
     :func:`load_config`, :meth:`preset` or :meth:`from_dict`.
     """
 
-    model: ModelConfig
+    model: Any  # the detector's config (trainer.model.registry); a mapping until built
     window: int
     windows_per_clip: int
     batch_size: int
@@ -135,6 +136,8 @@ class TrainConfig:
     eval: EvalConfig
 
     def __post_init__(self) -> None:
+        if isinstance(self.model, dict):  # the section of model.name, checked by its dataclass
+            self.model = model_config(self.model)
         _check_choice("optimizer", self.optimizer, OPTIMIZERS)
         _check_choice("schedule", self.schedule, SCHEDULES)
         _check_choice("amp", self.amp, AMP_MODES)
@@ -172,7 +175,8 @@ class TrainConfig:
     @classmethod
     def preset(cls, name: str) -> TrainConfig:
         """The preset ``name`` (``tiny`` or ``paper``), read from ``trainer/presets/<name>.yaml``."""
-        return _build(_preset_layer(name))
+        layers, size = _preset_layers(name)
+        return _build(*layers, size=size)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (tuples as lists) that YAML and ``torch.load`` both accept."""
@@ -187,6 +191,12 @@ class TrainConfig:
         filled = dict(data)
         for section, legacy in LEGACY_CONFIG.items():
             stored = data.get(section, {})
+            if (
+                section == "model"
+                and isinstance(stored, dict)
+                and stored.get("name", "msct") != "msct"
+            ):
+                continue  # the legacy model keys are MSCT's; other detectors have none
             if isinstance(stored, dict):
                 filled[section] = {**legacy, **stored}
         return cls.from_dict(filled)
@@ -200,7 +210,7 @@ class TrainConfig:
         """
         if not isinstance(data, dict):
             raise TrainerError("config must be a mapping of keys to values")
-        return _build(_preset_layer("tiny"), data)
+        return _build(*_preset_layers("tiny")[0], data)
 
 
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
@@ -208,23 +218,30 @@ def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
         raise TrainerError(f"config: {name} must be one of {', '.join(choices)}, not {value!r}")
 
 
-def _preset_layer(name: str) -> dict[str, Any]:
+def _preset_layers(name: str) -> tuple[list[dict[str, Any]], str]:
+    """The layers of a preset and its size (:func:`trainer.detector_sections.preset_layers`)."""
     try:
-        return read_preset(name)
+        return preset_layers(name)
     except ValueError as exc:
         raise TrainerError(str(exc)) from None
 
 
-def _build(*layers: dict[str, Any], overrides: list[str] | None = None) -> TrainConfig:
+def _build(
+    *layers: dict[str, Any], overrides: list[str] | None = None, size: str = "tiny"
+) -> TrainConfig:
     """Merge ``layers`` (later wins) over the dataclass schema, then apply ``overrides``.
 
     OmegaConf rejects unknown keys and values that do not fit a field's type (it converts
     ``"1e-3"`` to a float but never a bool to a number); building the dataclasses then
-    runs their value checks. Every failure becomes one :class:`TrainerError` line.
+    runs their value checks. Every failure becomes one :class:`TrainerError` line. The
+    ``model`` and ``loss`` sections are those of the detector the config names, of
+    ``size`` where no layer gives them (:func:`trainer.detector_sections.detector_layers`).
     """
+    parsed = _parse_overrides(overrides or [])
     try:
+        layers = tuple(detector_layers(layers, parsed, size))
         merged = OmegaConf.merge(OmegaConf.structured(TrainConfig), *layers)
-        for key, value in _parse_overrides(overrides or []):
+        for key, value in parsed:
             # One key at a time, so that a rejected value is reported under its dotted key.
             OmegaConf.update(merged, key, value, merge=True)
         return cast(TrainConfig, OmegaConf.to_object(merged))
@@ -269,7 +286,7 @@ def _read_file(spec: str) -> dict[str, Any]:
     path = Path(spec)
     if not path.is_file():
         raise TrainerError(
-            f"--config {spec!r} is neither a preset ({', '.join(PRESETS)}) nor a file"
+            f"--config {spec!r} is neither a preset ({', '.join(preset_names())}) nor a file"
         )
     try:
         loaded = load_yaml(path.read_text(encoding="utf-8")) or {}
@@ -290,14 +307,16 @@ def _read_file(spec: str) -> dict[str, Any]:
 
 
 def load_config(spec: str | None = None, overrides: list[str] | None = None) -> TrainConfig:
-    """Resolve ``--config`` (``tiny``, ``paper`` or a YAML file) and ``--set`` overrides.
+    """Resolve ``--config`` (``tiny``, ``paper``, a detector's preset or a YAML file) and
+    ``--set`` overrides.
 
     A file need not list every key: it is read over the ``tiny`` preset.
     """
     spec = spec or "tiny"
-    if spec in PRESETS:
-        return _build(_preset_layer(spec), overrides=overrides)
-    return _build(_preset_layer("tiny"), _read_file(spec), overrides=overrides)
+    if spec in preset_names():
+        layers, size = _preset_layers(spec)
+        return _build(*layers, overrides=overrides, size=size)
+    return _build(*_preset_layers("tiny")[0], _read_file(spec), overrides=overrides)
 
 
 def config_diff(a: TrainConfig, b: TrainConfig) -> list[str]:

@@ -28,10 +28,11 @@ from trainer.data import (
     labelled_clips,
     window_arrays,
 )
+from trainer.detector_store import check_detector_store
 from trainer.frame_eval import WindowOutputs, frame_report
 from trainer.inputs import model_inputs
 from trainer.metrics import ClipScores, aggregate_windows, compute_metrics, json_safe
-from trainer.model import MSCT
+from trainer.model import build_model
 from trainer.reader import audio_stats
 from trainer.runtime import Log, autocast, autocast_dtype, open_split, resolve_device
 from trainer.streams import check_visual_input
@@ -167,14 +168,17 @@ def clip_scores(
     )
 
 
-def model_from_checkpoint(path: str | Path) -> tuple[MSCT, dict[str, Any], TrainConfig]:
-    """An eval-mode model on CPU, the checkpoint dict and its config."""
+def model_from_checkpoint(
+    path: str | Path,
+) -> tuple[torch.nn.Module, dict[str, Any], TrainConfig]:
+    """An eval-mode model on CPU (its detector's, ``model.name``; ``msct`` for a checkpoint
+    from before the registry), the checkpoint dict and its config."""
     ckpt = load_checkpoint(path)
     try:
         cfg = TrainConfig.from_stored(ckpt["config"])
     except TrainerError as exc:
         raise TrainerError(f"checkpoint {path} has an invalid config: {exc}") from None
-    model = MSCT(cfg.model)
+    model = build_model(cfg.model)
     load_model_state(model, ckpt["model"], path)
     model.eval()
     return model, ckpt, cfg
@@ -416,6 +420,7 @@ def _checked_store(
         raise TrainerError(str(exc)) from None
     check_recipe(schemas.Recipe.from_dict(ckpt["recipe"]), recipe, store, log)
     check_visual_input(recipe, cfg.model.visual_input, store)
+    check_detector_store(cfg.model, recipe, store)
     if fingerprint != ckpt["store_fingerprint"]:
         log(f"note: store fingerprint {fingerprint} differs from the training store's")
     return recipe, fingerprint

@@ -43,11 +43,12 @@ from trainer.checkpoint import (
 from trainer.checkpoint import save_checkpoint as write_checkpoint
 from trainer.config import TrainConfig, TrainerError, save_config
 from trainer.data import EpochIndices, WindowDataset
+from trainer.detector_store import check_detector_store
 from trainer.frame_labels import check_frame_labels
 from trainer.inference import eval_loader, evaluate
 from trainer.logs import EpochLog, progress_bar, truncate_metrics
 from trainer.metrics import ClipScores, compute_metrics, json_safe
-from trainer.model import MSCT
+from trainer.model import build_model
 from trainer.optim import build_optimizer, build_scheduler
 from trainer.precise_bn import recalibrate_bn
 from trainer.run_dir import RUNS_ROOT, RunPaths, check_run_dir, shared_new_run_dir
@@ -151,6 +152,7 @@ class TrainRecipe:
         # Its streams must hold those read (data.streams and the model's visual input),
         # checked before anything is made.
         check_streams(self.store_recipe, cfg.streams, cfg.model.visual_input, self.store)
+        check_detector_store(cfg.model, self.store_recipe, self.store, cfg.window)
         if cfg.model.frame_head:
             check_frame_labels(self.parts["train"], self.store, "model.frame_head=true")
         out = self.out_arg
@@ -161,7 +163,7 @@ class TrainRecipe:
         ckpt = load_for_resume(self.paths.last, self.fingerprint, cfg) if self.resume else None
 
         seed_everything(cfg.seed)
-        model = MSCT(cfg.model).to(self.device)
+        model = build_model(cfg.model).to(self.device)
         if info.is_main:
             (out / "checkpoints").mkdir(parents=True, exist_ok=True)
             self._write_meta(sum(p.numel() for p in model.parameters()))

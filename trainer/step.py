@@ -13,6 +13,7 @@ written; they may take up to ``sync_every`` - 1 more steps in memory before the 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -20,13 +21,13 @@ from torch import Tensor
 from trainer import distributed as ddp
 from trainer.config import TrainConfig, TrainerError
 from trainer.inputs import model_inputs
-from trainer.model import LossWeights, msct_loss
+from trainer.model import LossWeights, detector_loss
 from trainer.model.loss import LossParts
 from trainer.runtime import autocast
 
 LOSS_PARTS = ("total", "audio", "video", "fused", "align")
 FRAME_PART = "frame"  # the frame head's BCE, a part only with model.frame_head
-LABELS = ("audio_label", "video_label", "label")  # msct_loss's label arguments, in order
+LABELS = ("audio_label", "video_label", "label")  # the losses' label arguments, in order
 NOT_FINITE_HINT = "stopped (try a lower lr, amp=off or grad_clip > 0)"
 NO_BAD_STEP = -1  # the tally's first-bad-step value while every loss was finite
 
@@ -132,9 +133,11 @@ def forward_loss(
     weights: LossWeights,
     frame_label: Tensor | None,
 ) -> LossParts:
-    """The model's forward and :func:`~trainer.model.msct_loss`: what ``compile`` compiles."""
+    """The model's forward and its detector's loss (:func:`~trainer.model.detector_loss`,
+    :func:`~trainer.model.msct_loss` for MSCT): what ``compile`` compiles."""
     out = model(audio, video, mask)
-    return msct_loss(out, *labels, mask, weights, frame_label)
+    cfg: Any = ddp.unwrap(model).cfg  # every detector keeps its config as .cfg
+    return detector_loss(cfg)(cfg, out, *labels, mask, weights, frame_label)
 
 
 def step_forward(cfg: TrainConfig, backend: str = "inductor") -> ForwardLoss:

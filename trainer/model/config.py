@@ -93,6 +93,7 @@ class ModelConfig:
     wt_kernel: int = 5  # depthwise kernel applied to every sub-band of every level
     visual_input: str = "face"  # "face": RGB face crops | "mouth": grayscale mouth crops
     frame_head: bool = False  # a per-frame fake head on the fused tokens (see above)
+    name: str = "msct"  # the registered detector (:mod:`trainer.model.registry`)
 
     PRESETS: ClassVar[tuple[str, ...]] = PRESETS
 
@@ -104,6 +105,8 @@ class ModelConfig:
 
     def validate(self) -> None:
         """Raise ``ValueError`` with a one-line reason if the combination cannot be built."""
+        if self.name != "msct":
+            raise ValueError(f"ModelConfig is MSCT's: its name is 'msct', not {self.name!r}")
         if self.attn_cross not in CROSS_ATTENTIONS:
             raise ValueError(
                 f"attn_cross must be one of {CROSS_ATTENTIONS}, got {self.attn_cross!r}"
