@@ -5,7 +5,11 @@ cluster decides the resources and ``--workers`` only caps the tasks in flight.
 The embedded instance is quiet (no dashboard, no worker logs on the console)
 and sized to the machine or to ``--workers``. Its session files (sockets, logs,
 spilled objects) go to a temporary directory of its own that is deleted when it
-shuts down, so an ingest leaves nothing behind in ``/tmp/ray``.
+shuts down, so an ingest leaves nothing behind in ``/tmp/ray``. Ray (2.5x and later)
+turns token authentication on for a new local instance and, when it finds no token,
+writes one to ``~/.ray/auth_token``, outside every root the user gave: the embedded
+instance gets a token through its environment instead (:func:`_token_in_environment`),
+so authentication stays on and nothing is written to ``$HOME``.
 
 :func:`ray_background` starts it in a thread, so that the driver scans the dataset
 meanwhile (starting Ray takes seconds, most of a small ingest).
@@ -16,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import secrets
 import shutil
 import tempfile
 import threading
@@ -103,6 +108,7 @@ class RayStart:
                 ray.init(address=self.address, **common)
             else:
                 self.temp_dir = _private_temp_dir()
+                _token_in_environment()
                 # Tasks return small records only; a small object store keeps
                 # the footprint low and avoids /dev/shm trouble in containers.
                 ray.init(
@@ -136,6 +142,22 @@ class RayStart:
             self.thread.join()
             if self.temp_dir is not None:
                 shutil.rmtree(self.temp_dir, ignore_errors=True)
+
+
+#: Where Ray looks for its authentication token, before ``~/.ray/auth_token``.
+_TOKEN_SETTINGS = ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
+
+
+def _token_in_environment() -> None:
+    """Give the embedded Ray a random token in ``RAY_AUTH_TOKEN`` unless the user gave
+    Ray a token already (theirs is kept; ``RAY_AUTH_MODE`` is theirs to set).
+
+    Ray's node processes inherit the variable, so the driver, the raylet and the
+    workers share the token; it lives as long as this process and is never written
+    to disk (``ray.init`` would otherwise save a new one as ``~/.ray/auth_token``).
+    """
+    if not any(name in os.environ for name in _TOKEN_SETTINGS):
+        os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)  # 256 bits, as Ray's own
 
 
 @contextlib.contextmanager

@@ -34,6 +34,7 @@ import pyarrow.parquet as pq
 from schemas.durable import atomic_write, fsync_path
 from schemas.layout import MANIFEST_FILE, StoreError, os_reason
 from schemas.lifecycle import open_store
+from schemas.parquet_read import read_parquet
 from schemas.tables import MANIFEST_SCHEMA, validate_manifest
 
 #: The folder of the fragments, beside ``manifest.parquet``.
@@ -157,7 +158,7 @@ def _read_once(store: Path) -> pa.Table:
 
 def _read_parquet(handle: object, path: Path) -> pa.Table:
     try:
-        return pq.read_table(handle)
+        return read_parquet(handle)  # synchronous: see schemas.parquet_read
     except (OSError, pa.ArrowInvalid) as exc:
         raise StoreError(f"cannot read {path}: {exc}") from exc
 

@@ -26,6 +26,7 @@ from schemas.layout import (
 )
 from schemas.lifecycle import open_store
 from schemas.manifest_store import read_merged, replace_manifest
+from schemas.parquet_read import read_parquet
 from schemas.tables import (
     SPLIT_SCHEMA,
     STATUS_OK,
@@ -128,7 +129,7 @@ def store_fingerprint(store: str | Path) -> str:
 
 def _read_parquet(path: Path) -> pa.Table:
     try:
-        return pq.read_table(path)
+        return read_parquet(path)  # synchronous: see schemas.parquet_read
     except (OSError, pa.ArrowInvalid) as exc:
         raise StoreError(f"cannot read {path}: {exc}") from exc
 
