@@ -42,6 +42,10 @@ Steps, in the order they run:
 ``step_compiled``
     ``step`` again with ``compile=true`` (the first step's time, which includes the
     compilation, is recorded apart); last, because its compilations take the longest.
+    Before it times anything, ``gradient_check`` compares the compiled step's parameter
+    gradients with the eager step's (relative norm per parameter, tolerance
+    ``trainer.compile_check.GRAD_RTOL``, dropout off, fp32, 8 windows): ``ok``, the worst
+    parameter and its error.
 ``summary``
     Whole-run windows/s ÷ eager step windows/s at the run's batch, compiled ÷ eager step,
     DCA+MSSA ÷ CA+SA, and the model FLOPs utilisation (FLOPs per window × windows/s ÷ the
@@ -243,7 +247,8 @@ class Recorder:
     def step(self, name: str, fn: Callable[[], dict[str, Any]]) -> dict[str, Any] | None:
         """Run ``fn`` timed; its dict becomes the step's ``result``. Errors are recorded."""
         need = self.min_seconds.get(name, 0)
-        if self.remaining() < need:
+        # A step that needs no time (the summary, computed from the others) always runs.
+        if need > 0 and self.remaining() < need:
             self.skip(name, f"budget: {self.remaining():.0f}s left, step needs >= {need}s")
             return None
         self.log(f"{name}: start")
@@ -530,6 +535,10 @@ def _time_step(
     return out
 
 
+#: Windows of the compiled step's gradient check (a few: it compiles the step once more).
+GRAD_CHECK_WINDOWS = 8
+
+
 def _compiled_forward(plan: Plan, cfg: Any) -> Callable:
     """The loop's compiled forward (:func:`trainer.step.step_forward`), from a clean slate so
     each setting pays (and reports) its own compilation."""
@@ -537,6 +546,22 @@ def _compiled_forward(plan: Plan, cfg: Any) -> Callable:
 
     torch._dynamo.reset()
     return step_forward(cfg, backend=plan.compile_backend)
+
+
+def _gradient_check(plan: Plan, cfg: Any, batch: dict) -> dict[str, Any]:
+    """Before a compiled step is timed: do its parameter gradients agree with the eager
+    step's (:func:`trainer.compile_check.compare_compiled`: one step on the first
+    :data:`GRAD_CHECK_WINDOWS` windows of ``batch``, dropout off, fp32)? A step that trains
+    wrongly fast is no speed-up; the check's own compilation is not timed."""
+    from trainer.compile_check import compare_compiled
+
+    few = {key: value[:GRAD_CHECK_WINDOWS] for key, value in batch.items()}
+    try:
+        return compare_compiled(cfg, few, torch.device(plan.device), plan.compile_backend)
+    except Exception as exc:  # reported, and the timing goes on
+        return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+    finally:
+        torch._dynamo.reset()
 
 
 def step_step(plan: Plan, store: Path, compiled: bool) -> dict[str, Any]:
@@ -549,6 +574,8 @@ def step_step(plan: Plan, store: Path, compiled: bool) -> dict[str, Any]:
     for size in plan.step_batches:
         cfg = _train_config(plan, [f"batch_size={size}", f"compile={str(compiled).lower()}"])
         batch = _device_batch(plan, store, size, device)
+        if compiled and "gradient_check" not in result:
+            result["gradient_check"] = _gradient_check(plan, cfg, batch)
         forward = _compiled_forward(plan, cfg) if compiled else forward_loss
         try:
             result[f"batch_{size}"] = _time_step(plan, cfg, batch, device, forward)
@@ -876,6 +903,9 @@ def step_summary(plan: Plan, steps: dict[str, Any]) -> dict[str, Any]:
         "windows_per_s": rates,
         "run_over_step": run_rate / eager if run_rate and eager else None,
         "compiled_over_eager": compiled_over_eager,
+        "compiled_gradients_agree": _result(steps, "step_compiled")
+        .get("gradient_check", {})
+        .get("ok"),
         "dca_mssa_over_ca_sa_time": _result(steps, "attention").get(
             "ratio_time_dca_mssa_over_ca_sa"
         ),

@@ -31,6 +31,10 @@ def test_cpu_smoke_runs_every_step_ok(tmp_path: Path) -> None:
     assert run.returncode == 0 and data["mode"] == "cpu-smoke"
     eager, compiled = steps["step"]["result"], steps["step_compiled"]["result"]
     assert compiled["compile_backend"] == "aot_eager"
+    # The compiled step's gradients were checked against eager before it was timed.
+    check = compiled["gradient_check"]
+    assert check["ok"] is True and check["max_rel_error"] <= check["rtol"], check
+    assert steps["summary"]["result"]["compiled_gradients_agree"] is True
     for key in (k for k in eager if k.startswith("batch_")):
         assert eager[key]["windows_per_s"] > 0 < compiled[key]["windows_per_s"]
         # Same seed, same batch: the compiled step trained as the eager one did.

@@ -1,5 +1,7 @@
 """``compile=true``: the training step's model and loss under ``torch.compile`` train as the
-eager step does (same seed, same losses within rtol 1e-4), and the run wires it in."""
+eager step does (same seed, same losses within rtol 1e-4), compute the eager step's
+parameter gradients (each within a relative norm of ``GRAD_RTOL`` = 1e-3, dropout off, fp32,
+for every backend ``compile=true`` may use on the CPU), and the run wires it in."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from test_train_run import _window_batch
 from trainer_fixtures import build_store
 
 from trainer import distributed as ddp
+from trainer.compile_check import GRAD_RTOL, compare_compiled
 from trainer.config import TrainConfig, load_config
 from trainer.model import MSCT
 from trainer.optim import build_optimizer
@@ -69,6 +72,58 @@ def test_the_compile_key_defaults_to_eager() -> None:
 def test_compiled_step_trains_like_eager(record_property: Callable[[str, object], None]) -> None:
     # Dynamo's graph capture and AOT autograd, the compiled path without inductor's C++ build.
     _compare("aot_eager", record_property)
+
+
+# A model as small as keeps every kind of layer of the tiny preset: two Res2Net stages
+# with CBAM between them (where inductor once went wrong on gradients), WTConv, MSSA, DCA.
+# Inductor compiles one C++ kernel per fused group, so fewer layers compile faster.
+SMALL = [
+    "device=cpu", "model.dim=16", "model.depth=1", "model.heads=4", "model.mlp_ratio=1.0",
+    "model.visual_stem=8", "model.visual_widths=[8,16]", "model.visual_depths=[1,1]",
+]  # fmt: skip
+BACKENDS = ("aot_eager",)  # dynamo + AOT autograd, without inductor's code generation
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_compiled_step_computes_the_eager_gradients(
+    backend: str, record_property: Callable[[str, object], None]
+) -> None:
+    cfg = load_config("tiny", SMALL)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        report = compare_compiled(cfg, _window_batch(), torch.device("cpu"), backend)
+    finally:
+        torch.set_num_threads(threads)
+        torch._dynamo.reset()
+    record_property(f"max_grad_rel_error_{backend}", report["max_rel_error"])
+    print(report)
+    assert report["parameters"] == sum(1 for _ in MSCT(cfg.model).parameters())
+    assert report["loss_compiled"] == pytest.approx(report["loss_eager"], rel=RTOL)
+    assert report["ok"] and report["max_rel_error"] <= GRAD_RTOL, report
+
+
+def test_the_gradient_check_sees_a_wrong_backward() -> None:
+    """The comparison can fail: a backward that doubles the visual encoder's gradients (as
+    the inductor fault did) is caught, though the loss is the same."""
+    from trainer.compile_check import gradient_errors, step_gradients
+    from trainer.step import forward_loss
+
+    cfg = load_config("tiny", [*SMALL, "grad_clip=0", "model.dropout=0"])
+    loss, eager = step_gradients(cfg, _window_batch(), torch.device("cpu"), forward_loss)
+
+    def doubled(model: torch.nn.Module, *args: object) -> object:
+        parts = forward_loss(model, *args)  # type: ignore[arg-type]
+        for p in model.visual_encoder.parameters():  # type: ignore[union-attr]
+            p.register_hook(lambda g: 2 * g)
+        return parts
+
+    same_loss, wrong = step_gradients(cfg, _window_batch(), torch.device("cpu"), doubled)  # type: ignore[arg-type]
+    assert same_loss == loss
+    errors = gradient_errors(eager, wrong)
+    visual = [n for n in errors if n.startswith("visual_encoder.") and eager[n].norm() > 0]
+    assert visual and all(errors[n] == pytest.approx(1.0) for n in visual)
+    assert all(errors[n] == 0 for n in errors if not n.startswith("visual_encoder."))
 
 
 def test_a_run_with_compile_true_steps_through_the_compiled_forward(tmp_path: Path) -> None:
