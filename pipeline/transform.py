@@ -396,6 +396,7 @@ def _decode_with_faces(
             lambda: media.decode_clip(
                 path, (width, height), fps, recipe.sample_rate, max_seconds,
                 media.decode_timeout_s(min(seconds, max_seconds)), on_frame=detector,
+                budget_bytes=frame_budget_bytes,
             ),
             detector, timings, cpu,
         )  # fmt: skip

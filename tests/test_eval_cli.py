@@ -98,9 +98,11 @@ def test_eval_on_another_store_uses_the_training_split_by_clip_id(
         store, tmp_path / "other", with_splits=False, trim_silence=True, layout="zstd"
     )
     home, _ = _eval_json(capsys, str(best), "--store", str(store))
-    there, notes = _eval_json(capsys, str(best), "--store", str(other), "--split", "default")
-    assert there["split_store"] == str(store.resolve()) and there["n"] == home["n"] == 4
-    assert "taken from the training store" in notes and "trim_silence" in notes
+    there, notes = _eval_json(
+        capsys, str(best), "--store", str(other), "--split", "default", "--split-store", str(store)
+    )
+    assert there["split_store"] == str(store) and there["n"] == home["n"] == 4
+    assert "taken from --split-store" in notes and "trim_silence" in notes
     for key in ("acc", "auc", "balanced_acc", "per_category_acc"):  # same tensors, same scores
         assert there[key] == pytest.approx(home[key]), key
     # A test clip the other ingest could not make is left out, and said so.
@@ -112,7 +114,7 @@ def test_eval_on_another_store_uses_the_training_split_by_clip_id(
         .as_py()
     )
     schemas.remove_clip(other, gone)
-    fewer, notes = _eval_json(capsys, str(best), "--store", str(other))
+    fewer, notes = _eval_json(capsys, str(best), "--store", str(other), "--split-store", str(store))
     assert fewer["n"] == 3 and fewer["unavailable"] == 1 and gone in notes
 
 

@@ -364,3 +364,55 @@ def test_through_zarr_the_same_windows_and_the_same_damage_errors(
     reader = ClipReader(store, _recipe(), ("video",))
     with pytest.raises(schemas.StoreError, match="its video chunk file c/1/0/0/0 is missing"):
         reader.window("long", 137, 45, 61)
+
+
+def _silent_flip(data: bytes) -> int:
+    """A byte of the zstd frame ``data`` that, flipped in a frame without a checksum,
+    decodes to other values with no error; searched from the frame's end, so the rows
+    it changes lie after a window of the chunk's first rows."""
+    import zstandard
+
+    plain = bytearray(data[:-4] if data[4] & 0x04 else data)
+    plain[4] &= ~0x04  # the same frame, without its Content_Checksum_flag
+    truth = zstandard.ZstdDecompressor().decompress(bytes(plain))
+    for position in range(len(plain) - 1, zstandard.frame_header_size(data), -1):
+        trial = bytearray(plain)
+        trial[position] ^= 0x10
+        try:
+            if zstandard.ZstdDecompressor().decompress(bytes(trial)) != truth:
+                return position
+        except zstandard.ZstdError:
+            continue
+    raise AssertionError("no byte of the frame flips silently")
+
+
+def test_a_flipped_byte_is_an_error_not_other_values(
+    stores: tuple[Path, Path, list[ClipInfo]], tmp_path: Path
+) -> None:
+    """New chunks carry zstd's content checksum, and both readers check it: a flipped
+    byte anywhere in a chunk fails the read of any rows of that chunk."""
+    store = shutil.copytree(stores[0], tmp_path / "store")
+    chunk = schemas.array_spec(store, "long", "video").path / "c" / "1" / "0" / "0" / "0"
+    data = bytearray(chunk.read_bytes())
+    position = _silent_flip(bytes(data))
+    data[position] ^= 0x10
+    chunk.write_bytes(bytes(data))
+    reader = ClipReader(store, _recipe(), ("video",))
+    reader.window("long", 137, 0, 16)  # the first chunk still reads
+    with pytest.raises(schemas.StoreError, match="its video chunk c/1/0/0/0 cannot be decoded"):
+        reader.window("long", 137, 50, 52)  # rows before the flipped byte
+    with pytest.raises(RuntimeError, match="checksum"):
+        _zarr_rows(store, "long", "video", 50, 52)
+
+
+def test_chunks_written_without_a_checksum_still_read(
+    stores: tuple[Path, Path, list[ClipInfo]], tmp_path: Path
+) -> None:
+    """A store written before chunks carried checksums reads as it did."""
+    store = shutil.copytree(stores[0], tmp_path / "store")
+    _rechunk(store, "long", "video", ZSTD_CHUNK_FRAMES, compressors=ZstdCodec(level=3))
+    meta = json.loads((schemas.array_spec(store, "long", "video").path / "zarr.json").read_text())
+    assert meta["codecs"][1]["configuration"]["checksum"] is False
+    for start, stop in WINDOWS:
+        ours = ZstdRows(_array(store, "long", "video"), ChunkDecoder()).rows(start, stop)
+        assert _same_bytes(ours, _zarr_rows(stores[0], "long", "video", start, stop))

@@ -12,17 +12,20 @@ where it came from: ``config``, ``store_fingerprint``, ``recipe``, ``split``, ``
 
 from __future__ import annotations
 
+import os
 import pickle
 import random
 import zipfile
 from pathlib import Path
-from typing import Any, cast
+from typing import IO, Any, cast
 
 import numpy as np
 import torch
 
 import schemas
+from schemas.safe_files import RefusedFile, open_inside
 from trainer.config import TrainConfig, TrainerError, config_diff
+from trainer.config_ranges import RECIPE_RANGES, out_of_range
 
 CHECKPOINT_FORMAT = "mscct-checkpoint-1"
 REQUIRED_KEYS = ("format", "model", "epoch", "config", "store_fingerprint", "recipe")
@@ -33,6 +36,9 @@ REQUIRED_KEYS = ("format", "model", "epoch", "config", "store_fingerprint", "rec
 MAX_INFLATION = 2
 INFLATION_SLACK = 1 << 20
 MAX_PICKLE_BYTES = 256 << 20
+# The paper model's checkpoint is about 100 MB; a file beyond this is not one of ours.
+MAX_CHECKPOINT_BYTES = 16 << 30
+ZIP_MAGIC = b"PK\x03\x04"  # how every archive torch.save writes begins
 UNSAFE_HINT = (
     "it holds objects other than tensors and plain data; refused, as loading it could run code"
 )
@@ -92,21 +98,21 @@ def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
         torch.save({"format": CHECKPOINT_FORMAT, **payload}, tmp)
 
 
-def check_archive_size(path: Path) -> None:
+def check_archive_size(path: Path, handle: IO[bytes] | None = None) -> None:
     """Refuse a zip archive whose entries declare more bytes than a checkpoint can hold.
 
-    Reads only the zip's central directory. Files that are not zip archives are left
-    to ``torch.load`` (which refuses them or reads the legacy format, also bounded by
-    the file's size).
+    Reads only the zip's central directory, from ``handle`` (an open ``path``) when
+    given. Files that are not zip archives are left to the caller.
     """
-    if not zipfile.is_zipfile(path):
+    source: Any = handle if handle is not None else path
+    if not zipfile.is_zipfile(source):
         return
     try:
-        with zipfile.ZipFile(path) as archive:
+        with zipfile.ZipFile(source) as archive:
             entries = archive.infolist()
     except (zipfile.BadZipFile, OSError, ValueError) as exc:
         raise TrainerError(f"checkpoint {path} is corrupt or not a checkpoint ({exc})") from None
-    on_disk = path.stat().st_size
+    on_disk = os.fstat(handle.fileno()).st_size if handle is not None else path.stat().st_size
     declared = sum(e.file_size for e in entries)
     pickle_size = max((e.file_size for e in entries if e.filename.endswith(".pkl")), default=0)
     if declared > MAX_INFLATION * on_disk + INFLATION_SLACK or pickle_size > MAX_PICKLE_BYTES:
@@ -124,18 +130,74 @@ def _reason(exc: BaseException) -> str:
     return first
 
 
+def _open_checkpoint(path: Path) -> IO[bytes]:
+    """``path`` (the user's, links included) opened once, if it is a regular file of at
+    most :data:`MAX_CHECKPOINT_BYTES` that starts like a zip archive; else one line
+    saying what it is (missing, a FIFO, a folder, too big, not an archive)."""
+    if not os.path.lexists(path):
+        raise TrainerError(f"checkpoint {path} does not exist")
+    real = os.path.realpath(path)
+    try:
+        handle = open_inside(real, what="checkpoint")
+    except RefusedFile as exc:
+        raise TrainerError(str(exc).replace(real, str(path))) from None
+    except OSError as exc:
+        raise TrainerError(f"cannot read checkpoint {path}: {exc.strerror or exc}") from None
+    head, size = handle.read(len(ZIP_MAGIC)), os.fstat(handle.fileno()).st_size
+    handle.seek(0)
+    if head != ZIP_MAGIC or size > MAX_CHECKPOINT_BYTES:
+        handle.close()
+        what = "empty" if not head else f"starts with {head.hex(' ')}"
+        raise TrainerError(
+            f"checkpoint {path} is not a checkpoint: torch.save writes a zip archive, and "
+            f"this file is not one (it is {size:,} bytes and {what})"
+            if head != ZIP_MAGIC
+            else f"checkpoint {path} is {size:,} bytes, over the {MAX_CHECKPOINT_BYTES:,} "
+            "a checkpoint of this software can be"
+        )
+    return handle
+
+
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Load a checkpoint safely, or raise :class:`TrainerError` with a one-line reason.
 
-    The archive's declared sizes are checked first (:func:`check_archive_size`); then
-    ``torch.load(weights_only=True)`` unpickles nothing but tensors and plain data.
+    The file is opened once (:func:`_open_checkpoint`: a regular zip archive of bounded
+    size); the archive's declared sizes are checked (:func:`check_archive_size`); then
+    ``torch.load(weights_only=True)`` unpickles nothing but tensors and plain data, and
+    the recipe's numbers are checked against their ranges (:func:`check_recipe_values`).
     """
     path = Path(path)
-    if not path.is_file():
-        raise TrainerError(f"checkpoint {path} does not exist")
-    check_archive_size(path)
+    with _open_checkpoint(path) as handle:
+        check_archive_size(path, handle)
+        data = _torch_load(path, handle)
+    if not isinstance(data, dict):
+        raise TrainerError(f"checkpoint {path} is not an mscct checkpoint")
+    missing = [k for k in REQUIRED_KEYS if k not in data]
+    if missing:
+        raise TrainerError(f"checkpoint {path} lacks {', '.join(missing)}: not an mscct checkpoint")
+    if data["format"] != CHECKPOINT_FORMAT:
+        raise TrainerError(
+            f"checkpoint {path} has format {data['format']!r}; this software reads {CHECKPOINT_FORMAT}"
+        )
+    check_recipe_values(data["recipe"], path)
+    return data
+
+
+def check_recipe_values(recipe: Any, path: Path) -> None:
+    """Refuse a checkpoint's recipe whose numbers are outside their documented ranges
+    (:data:`trainer.config_ranges.RECIPE_RANGES`): ``predict`` decodes and crops by them."""
+    if not isinstance(recipe, dict):
+        raise TrainerError(f"checkpoint {path} has no recipe mapping: not an mscct checkpoint")
+    problems = out_of_range(recipe, RECIPE_RANGES)
+    if problems:
+        raise TrainerError(f"checkpoint {path} has an invalid recipe: {problems[0]}")
+
+
+def _torch_load(path: Path, handle: IO[bytes]) -> Any:
+    """``torch.load(weights_only=True)`` of the open checkpoint; errors as one line."""
+    handle.seek(0)  # the zip checks moved it
     try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(handle, map_location="cpu", weights_only=True)
     except (
         RuntimeError,
         EOFError,
@@ -150,16 +212,6 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise TrainerError(
             f"checkpoint {path} is corrupt or not a checkpoint ({_reason(exc)})"
         ) from None
-    if not isinstance(data, dict):
-        raise TrainerError(f"checkpoint {path} is not an mscct checkpoint")
-    missing = [k for k in REQUIRED_KEYS if k not in data]
-    if missing:
-        raise TrainerError(f"checkpoint {path} lacks {', '.join(missing)}: not an mscct checkpoint")
-    if data["format"] != CHECKPOINT_FORMAT:
-        raise TrainerError(
-            f"checkpoint {path} has format {data['format']!r}; this software reads {CHECKPOINT_FORMAT}"
-        )
-    return data
 
 
 def load_model_state(model: torch.nn.Module, state: dict[str, Any], path: str | Path) -> None:

@@ -70,7 +70,11 @@ def run(
         None, "--config", help="Preset (tiny, paper) or YAML file [default: tiny]."
     ),
     out: Path | None = typer.Option(
-        None, "--out", help="Run directory (default: ./runs/<timestamp>)."
+        None,
+        "--out",
+        help="Run directory (default: ./runs/<timestamp>): a new or empty folder, or with "
+        "--resume a run's folder. A folder holding anything else, or one inside a store, "
+        "is refused; a folder another run is writing into is refused (lock).",
     ),
     overrides: list[str] | None = typer.Option(
         None, "--set", help="Override a config key, e.g. --set model.dim=64 --set epochs=3."
@@ -78,6 +82,10 @@ def run(
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out exactly."),
 ) -> None:
     """Train on the split's train part, pick the best epoch on val, evaluate test once.
+
+    Config files (at most 1 MiB, no YAML aliases, 32 levels deep at most), --set values
+    and checkpoints' configs are data: every number must lie in its documented range
+    (docs/training.md) and no value may hold '${' (no interpolation).
 
     Writes config.yaml, meta.json, metrics.jsonl, tb/, checkpoints/{last,best}.pt,
     report.json and plots/ (roc, confusion, tsne) into the run directory.
@@ -162,7 +170,14 @@ def eval_(
         None,
         "--split",
         help="Split table in the store [default: default]; if it has none of that name, "
-        "the training store's.",
+        "--split-store's.",
+    ),
+    split_store: Path | None = typer.Option(
+        None,
+        "--split-store",
+        help="Store whose split to use when --store has none of that name (such as the "
+        "training store); clips are matched by clip id. The training store's path a "
+        "checkpoint records is never read.",
     ),
     part: str | None = typer.Option(
         None, "--part", help="Part of the split: train, val or test [default: test]."
@@ -181,7 +196,10 @@ def eval_(
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON only."),
     out: Path | None = typer.Option(
-        None, "--out", help="Also write the report (with the segment proposals) to this file."
+        None,
+        "--out",
+        help="Also write the report (with the segment proposals) to this file (replaced if "
+        "it exists; a folder is refused).",
     ),
 ) -> None:
     """Evaluate a checkpoint on one part of a split, or on a whole store (--all): ACC,
@@ -191,23 +209,25 @@ def eval_(
     The store may be another store, of the same dataset or another (cross-dataset
     evaluation), made with the checkpoint's audio features and crop size (a recipe
     mismatch is refused, naming the difference). With --split, clips are matched by
-    clip id, and when the store has no split of that name the split of the
-    checkpoint's training store is used. Clips the checkpoint was trained on are
-    refused unless --force.
+    clip id, and when the store has no split of that name the split of
+    --split-store is used. Clips the checkpoint was trained on are refused unless
+    --force.
     """
     from trainer.inference import evaluate_checkpoint
 
-    if all_clips and (split is not None or part is not None):
-        raise UserError("--all scores the whole store: give it without --split and --part")
+    if all_clips and (split is not None or part is not None or split_store is not None):
+        raise UserError(
+            "--all scores the whole store: give it without --split, --part and --split-store"
+        )
+    if out is not None:
+        _check_report_path(out)
     split, part = split or "default", part or "test"
     metrics = evaluate_checkpoint(
         checkpoint, _store(store), split, part, log=_stderr, force=force, all_clips=all_clips,
-        aggregate=aggregate,
-    )
+        split_store=split_store, aggregate=aggregate,
+    )  # fmt: skip
     if out is not None:
-        from trainer.runtime import write_json
-
-        write_json(out, metrics)
+        _write_report(out, metrics)
     if as_json:
         typer.echo(json.dumps(metrics, indent=2))
         return
@@ -216,6 +236,26 @@ def eval_(
     _print_eval(metrics, title)
     if "by_aggregate" in metrics:
         _print_by_aggregate(metrics["by_aggregate"])
+
+
+def _check_report_path(out: Path) -> None:
+    """Refuse an ``eval --out`` that cannot take the report, before anything is scored."""
+    import os
+
+    if os.path.lexists(out) and not out.is_file():
+        raise UserError(f"--out {out} is a folder or not a regular file; name a report file")
+    if not out.parent.is_dir():
+        raise UserError(f"--out {out}: folder {out.parent} does not exist")
+
+
+def _write_report(out: Path, metrics: dict) -> None:
+    """``eval --out``: the report, written atomically; a full disk is one line."""
+    from trainer.runtime import write_json
+
+    try:
+        write_json(out, metrics)
+    except OSError as exc:
+        raise UserError(f"cannot write --out {out}: {exc.strerror or exc}") from None
 
 
 def _print_eval(metrics: dict, title: str) -> None:

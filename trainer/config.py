@@ -4,13 +4,19 @@ A run is its config: ``mscct-train run --config tiny --set model.dim=64 --set ep
 resolves the preset (a YAML file in :mod:`trainer.presets`) or a YAML file of the user's,
 applies the dotted overrides and records the result as ``config.yaml`` in the run
 directory, so that the run can be repeated. OmegaConf merges the layers and checks every
-key and type against the dataclasses; their ``__post_init__`` checks the values.
+key and type against the dataclasses; their ``__post_init__`` checks the values, every
+number against its documented range (:mod:`trainer.config_ranges`).
+
+Config values are data: a string holding ``${`` (an OmegaConf interpolation such as
+``${oc.env:VAR}``) is refused in a file, a ``--set`` value and a checkpoint's config
+alike, so nothing from the environment or elsewhere ever enters a config.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -20,8 +26,10 @@ from omegaconf import OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
 from schemas.cli_errors import UserError
+from schemas.safe_files import RefusedFile, read_text_inside
 from trainer.clip_aggregate import AGGREGATES
-from trainer.config_yaml import load_yaml
+from trainer.config_ranges import CONFIG_RANGES, out_of_range
+from trainer.config_yaml import MAX_CONFIG_BYTES, load_yaml
 from trainer.detector_sections import detector_layers, preset_layers
 from trainer.model import LossWeights, model_config
 from trainer.presets import preset_names
@@ -138,6 +146,9 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if isinstance(self.model, dict):  # the section of model.name, checked by its dataclass
             self.model = model_config(self.model)
+        problems = out_of_range(self.to_dict(), CONFIG_RANGES)
+        if problems:
+            raise TrainerError(f"config: {problems[0]}")
         _check_choice("optimizer", self.optimizer, OPTIMIZERS)
         _check_choice("schedule", self.schedule, SCHEDULES)
         _check_choice("amp", self.amp, AMP_MODES)
@@ -238,6 +249,10 @@ def _build(
     ``size`` where no layer gives them (:func:`trainer.detector_sections.detector_layers`).
     """
     parsed = _parse_overrides(overrides or [])
+    for layer in layers:
+        _refuse_interpolation(layer, "")
+    for key, value in parsed:
+        _refuse_interpolation(value, key)
     try:
         layers = tuple(detector_layers(layers, parsed, size))
         merged = OmegaConf.merge(OmegaConf.structured(TrainConfig), *layers)
@@ -246,11 +261,39 @@ def _build(
             OmegaConf.update(merged, key, value, merge=True)
         return cast(TrainConfig, OmegaConf.to_object(merged))
     except OmegaConfBaseException as exc:
+        if _interrupted(exc):  # Ctrl-C inside OmegaConf, reworded by it: still Ctrl-C
+            raise KeyboardInterrupt from None
         raise TrainerError(_one_line(exc)) from None
     except TrainerError:  # a UserError, hence a ValueError: already one line
         raise
     except ValueError as exc:  # ModelConfig's and LossWeights' checks
         raise TrainerError(f"invalid config: {exc}") from None
+
+
+def _refuse_interpolation(value: Any, key: str) -> None:
+    """Refuse a string holding ``${`` anywhere in ``value`` (nested dicts and lists): OmegaConf
+    would resolve it (``${oc.env:HOME}`` reads the environment), and config values are data."""
+    if isinstance(value, str) and "${" in value:
+        raise TrainerError(
+            f"config key {key or '(top level)'!r}: {value[:80]!r} holds '${{'; config values "
+            "are data, never interpolated"
+        )
+    if isinstance(value, dict):
+        for name, item in value.items():
+            _refuse_interpolation(item, f"{key}.{name}" if key else str(name))
+    elif isinstance(value, list):
+        for item in value:
+            _refuse_interpolation(item, key)
+
+
+def _interrupted(exc: BaseException | None) -> bool:
+    """Whether a KeyboardInterrupt is among the causes or contexts of ``exc``."""
+    seen = 0
+    while exc is not None and seen < 100:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
 
 
 def _parse_overrides(pairs: list[str]) -> list[tuple[str, Any]]:
@@ -282,18 +325,22 @@ def _one_line(exc: OmegaConfBaseException) -> str:
 
 
 def _read_file(spec: str) -> dict[str, Any]:
-    """A user's config file as a plain mapping, or a one-line :class:`TrainerError`."""
+    """A user's config file as a plain mapping, or a one-line :class:`TrainerError`.
+
+    The path is the user's, links included; the file it leads to must be a regular file
+    of at most :data:`~trainer.config_yaml.MAX_CONFIG_BYTES` (a FIFO would block the
+    read, a device never end), opened once by :func:`schemas.safe_files.read_text_inside`.
+    """
     path = Path(spec)
-    if not path.is_file():
+    if not os.path.lexists(path):
         raise TrainerError(
             f"--config {spec!r} is neither a preset ({', '.join(preset_names())}) nor a file"
         )
     try:
-        loaded = load_yaml(path.read_text(encoding="utf-8")) or {}
-    except UnicodeDecodeError as exc:
-        raise TrainerError(
-            f"config {path} is not UTF-8 text (byte {exc.start}); save it as UTF-8"
-        ) from None
+        text = read_text_inside(os.path.realpath(path), max_bytes=MAX_CONFIG_BYTES, what="config")
+        loaded = load_yaml(text) or {}
+    except RefusedFile as exc:
+        raise TrainerError(str(exc).replace(os.path.realpath(path), str(path))) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

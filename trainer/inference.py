@@ -236,19 +236,35 @@ def all_eval_clips(store: Path, log: Log) -> EvalClips:
     return EvalClips(found.clips, store, unusable)
 
 
-def eval_clips(ckpt: dict[str, Any], store: Path, split: str, part: str, log: Log) -> EvalClips:
+def eval_clips(
+    ckpt: dict[str, Any],
+    store: Path,
+    split: str,
+    part: str,
+    log: Log,
+    split_store: Path | None = None,
+) -> EvalClips:
     """The clips of ``part`` of ``split``: the store's own split, or else the split of
-    the checkpoint's training store mapped onto this store's clips by clip id."""
+    ``split_store`` (the user's ``--split-store``, such as the training store) mapped onto
+    this store's clips by clip id.
+
+    The training store's path the checkpoint records is never opened: a checkpoint may
+    come from anyone, and only the paths the user names are read. It is shown in the
+    error as a hint.
+    """
     if split in _list_splits(store):
         _, _, parts = open_split(store, split)
         return EvalClips(parts[part], store, [])
-    home = Path(str(ckpt.get("store") or ""))
-    if not ckpt.get("store") or split not in _list_splits(home):
-        where = f"its training store {home}" if ckpt.get("store") else "its training store"
+    if split_store is None or split not in _list_splits(split_store):
+        recorded = ckpt.get("store")
+        hint = f" (it was trained on a store recorded as {recorded})" if recorded else ""
+        where = f", nor has --split-store {split_store}" if split_store is not None else ""
         raise TrainerError(
-            f"store {store} has no split {split!r}, nor has {where} (or it is not reachable); "
-            f"make one with `mscct-pipeline split --store {store} --name {split}`"
+            f"store {store} has no split {split!r}{where}; make one with `mscct-pipeline "
+            f"split --store {store} --name {split}`, or pass --split-store with the store "
+            f"whose split to use, such as the checkpoint's training store{hint}"
         )
+    home = split_store
     try:
         table = schemas.read_split(home, split)
         ids = [c for c, p in zip(*_columns(table, "clip_id", "split"), strict=True) if p == part]
@@ -260,7 +276,7 @@ def eval_clips(ckpt: dict[str, Any], store: Path, split: str, part: str, log: Lo
         raise TrainerError(
             f"none of the {len(ids)} {part} clips of split {split!r} of {home} is in store {store}"
         )
-    log(f"note: {split}/{part} taken from the training store {home}, matched by clip id")
+    log(f"note: {split}/{part} taken from --split-store {home}, matched by clip id")
     if unavailable:
         log(
             f"note: {len(unavailable)} of its {len(ids)} {part} clips are not usable in {store} "
@@ -330,14 +346,16 @@ def evaluate_checkpoint(
     force: bool = False,
     all_clips: bool = False,
     aggregate: str | None = None,
+    split_store: Path | None = None,
 ) -> dict[str, Any]:
     """Metrics of a checkpoint on one part (``train``/``val``/``test``) of a split, or
     with ``all_clips`` on every ok, labelled clip of ``store`` (no split needed).
 
     ``store`` may be another store than the training store, of the same dataset or
     another, whose recipe agrees with the checkpoint's in :data:`MUST_MATCH`
-    (:func:`check_recipe`); when it has no split ``split``, the training store's is
-    used, clips matched by clip id (:func:`eval_clips`). Clips the checkpoint was
+    (:func:`check_recipe`); when it has no split ``split``, that of ``split_store``
+    (never a path read from the checkpoint) is used, clips matched by clip id
+    (:func:`eval_clips`). Clips the checkpoint was
     trained on (by clip id) are refused unless ``force`` (:func:`check_held_out`).
 
     The report is :func:`trainer.metrics.compute_metrics`'s (as training's), provenance,
@@ -355,7 +373,10 @@ def evaluate_checkpoint(
     store = Path(store)
     model, ckpt, cfg = model_from_checkpoint(path)
     recipe, fingerprint = _checked_store(ckpt, cfg, store, log)
-    chosen = all_eval_clips(store, log) if all_clips else eval_clips(ckpt, store, split, part, log)
+    if all_clips:
+        chosen = all_eval_clips(store, log)
+    else:
+        chosen = eval_clips(ckpt, store, split, part, log, split_store)
     if not chosen.clips:
         raise TrainerError(f"split {split!r} has no {part} clips")
     trained_on = check_held_out(

@@ -25,7 +25,8 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +52,7 @@ from trainer.metrics import ClipScores, compute_metrics, json_safe
 from trainer.model import build_model
 from trainer.optim import build_optimizer, build_scheduler
 from trainer.precise_bn import recalibrate_bn
-from trainer.run_dir import RUNS_ROOT, RunPaths, check_run_dir, shared_new_run_dir
+from trainer.run_dir import RUNS_ROOT, RunLock, RunPaths, claim_run_dir, shared_new_run_dir
 from trainer.runtime import (
     Log,
     autocast_dtype,
@@ -124,17 +125,22 @@ class TrainRecipe:
         self.state = TrainState()
         self.stopped_early = False
         self.epoch_log: EpochLog | None = None  # the main rank's, once set up
+        self.lock: RunLock | None = None  # the main rank's hold on the run directory
 
     def run(self) -> dict[str, Any]:
         """Set up, train every remaining epoch, then test the best one; the report."""
-        self.setup()
         try:
-            self.fit()
+            self.setup()
+            try:
+                self.fit()
+            finally:
+                if self.epoch_log is not None:
+                    self.epoch_log.close()
+            ddp.barrier(self.info)
+            return self.finish()
         finally:
-            if self.epoch_log is not None:
-                self.epoch_log.close()
-        ddp.barrier(self.info)
-        return self.finish()
+            if self.lock is not None:
+                self.lock.release()
 
     # ----------------------------------------------------------------------- setup
 
@@ -159,14 +165,15 @@ class TrainRecipe:
         if out is None:
             out = shared_new_run_dir(self.runs_root, info)
         self.paths = RunPaths(out)
-        check_run_dir(self.paths, self.resume)
+        self._claim_run_dir()
         ckpt = load_for_resume(self.paths.last, self.fingerprint, cfg) if self.resume else None
 
         seed_everything(cfg.seed)
         model = build_model(cfg.model).to(self.device)
         if info.is_main:
-            (out / "checkpoints").mkdir(parents=True, exist_ok=True)
-            self._write_meta(sum(p.numel() for p in model.parameters()))
+            with _writing(out):
+                (out / "checkpoints").mkdir(parents=True, exist_ok=True)
+                self._write_meta(sum(p.numel() for p in model.parameters()))
         # Each clip appears windows_per_clip times per epoch; every copy draws its own
         # random window (the window depends on the item index), so short datasets still
         # give the optimiser enough steps per epoch.
@@ -194,8 +201,22 @@ class TrainRecipe:
         self.model = ddp.wrap(model, info, self.device)
         self.forward = step_forward(cfg)  # the model and loss, compiled with cfg.compile
         if info.is_main:
-            self.epoch_log = EpochLog(self.paths.metrics, self.paths.tb, self.state.epoch + 1)
+            with _writing(out):
+                self.epoch_log = EpochLog(self.paths.metrics, self.paths.tb, self.state.epoch + 1)
         self.interactive = info.is_main and sys.stderr.isatty()
+
+    def _claim_run_dir(self) -> None:
+        """The main rank checks ``--out`` and takes its lock (:func:`claim_run_dir`); every
+        rank gets its verdict, so that all refuse together."""
+        refusal = None
+        if self.info.is_main:
+            try:
+                self.lock = claim_run_dir(self.paths, self.resume, self.store)
+            except TrainerError as exc:
+                refusal = str(exc)
+        refusal = ddp.broadcast_object(refusal, self.info)
+        if refusal is not None:
+            raise TrainerError(refusal)
 
     def _train_loader(self, train_set: WindowDataset) -> DataLoader:
         """Shuffled by ``(seed, epoch)`` over this rank's share of ``train_set``."""
@@ -361,9 +382,10 @@ class TrainRecipe:
             "store": str(self.store.resolve()),
             "train_clips": [c.clip_id for c in self.parts["train"]],
         }
-        if improved:
-            write_checkpoint(self.paths.best, state)
-        write_checkpoint(self.paths.last, state)
+        with _writing(self.paths.out):
+            if improved:
+                write_checkpoint(self.paths.best, state)
+            write_checkpoint(self.paths.last, state)
 
     # ----------------------------------------------------------------------- the end
 
@@ -388,7 +410,8 @@ class TrainRecipe:
             "run_dir": str(out),
         }
         if self.info.is_main:
-            write_json(self.paths.report, report)
+            with _writing(out):
+                write_json(self.paths.report, report)
             _write_plots(out, scores, test, self.log)
             for name in sorted(test["undefined"]):
                 self.log(
@@ -399,6 +422,19 @@ class TrainRecipe:
                 f"{test['acc']:.4f} auc {test['auc']:.4f}; report: {self.paths.report}"
             )
         return json_safe(report)
+
+
+@contextmanager
+def _writing(out: Path) -> Iterator[None]:
+    """A file system error while writing the run directory (a full disk, a quota, no
+    permission) as one line; the checkpoints already written stay intact (atomic writes)."""
+    try:
+        yield
+    except OSError as exc:
+        raise TrainerError(
+            f"cannot write the run directory {out}: {exc.strerror or exc}; free space or pass "
+            "another --out (--resume continues from the last checkpoint written)"
+        ) from None
 
 
 def _write_plots(out: Path, scores: ClipScores, metrics: dict[str, Any], log: Log) -> None:

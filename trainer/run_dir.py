@@ -1,20 +1,33 @@
 """The run directory: its layout, a fresh one for a run without ``--out``, and the checks
-before anything is written into it.
+and the lock before anything is written into it.
 
 Layout: ``config.yaml``, ``meta.json``, ``metrics.jsonl``, ``tb/``,
-``checkpoints/{last,best}.pt``, ``report.json`` and ``plots/``.
+``checkpoints/{last,best}.pt``, ``report.json``, ``plots/`` and ``.run.lock``.
+
+What ``--out`` may be (:func:`claim_run_dir`): a new path or an empty folder for a new
+run; the folder of a run with ``checkpoints/last.pt`` for ``--resume``. Anything else is
+refused in one line before a byte is written: a folder holding anything (a finished run,
+a user's files) without ``--resume``, a file, a path inside a feature store (the run's
+files would be foreign files there). The main rank then holds an exclusive lock on
+``.run.lock`` until the run ends, so a second run on the same folder is refused instead
+of interleaving ``metrics.jsonl`` and replacing the first one's checkpoints.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
+import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from trainer import distributed as ddp
 from trainer.config import TrainerError
 from trainer.runtime import new_run_dir
 
 RUNS_ROOT = Path("runs")  # where a run without --out gets its runs/<timestamp> directory
+LOCK_NAME = ".run.lock"  # held by the run writing into the folder
 
 
 @dataclass(frozen=True)
@@ -57,13 +70,89 @@ def shared_new_run_dir(root: Path, info: ddp.DistInfo) -> Path:
 
 
 def check_run_dir(paths: RunPaths, resume: bool) -> None:
-    """Refuse an ``--out`` that is a file, a finished or started run when not resuming, and
-    one with nothing to resume when resuming."""
-    if paths.out.exists() and not paths.out.is_dir():
+    """Refuse an ``--out`` that is a file, a folder holding anything when not resuming, and
+    one with nothing to resume when resuming (the lock file of a run that never wrote
+    anything aside)."""
+    if os.path.lexists(paths.out) and not paths.out.is_dir():
         raise TrainerError(f"--out {paths.out} is a file, not a run directory; pass another --out")
     if not resume and paths.last.exists():
         raise TrainerError(
             f"{paths.out} already holds a run; pass --resume to continue it or another --out"
         )
+    if not resume and paths.out.is_dir():
+        taken = sorted(e.name for e in os.scandir(paths.out) if e.name != LOCK_NAME)
+        if taken:
+            raise TrainerError(
+                f"--out {paths.out} is not empty (it holds {taken[0]!r}"
+                f"{f' and {len(taken) - 1} more' if len(taken) > 1 else ''}); pass --resume "
+                "to continue the run in it, or a new or empty folder"
+            )
     if resume and not paths.last.exists():
         raise TrainerError(f"nothing to resume: {paths.last} does not exist")
+
+
+def check_not_in_store(out: Path, store: Path) -> None:
+    """Refuse an ``--out`` inside the ``--store`` or inside any folder that looks like a
+    feature store (a ``zarr.json`` file beside a ``clips/`` folder, seen by ``lstat``
+    alone: nothing outside the given paths is read)."""
+    real = Path(os.path.realpath(out))
+    if real.is_relative_to(os.path.realpath(store)):
+        raise TrainerError(
+            f"--out {out} is inside the store {store}; a run's files do not belong in a "
+            "store: pass an --out outside it"
+        )
+    for folder in (real, *real.parents):
+        if (folder / "zarr.json").is_file() and (folder / "clips").is_dir():
+            raise TrainerError(
+                f"--out {out} is inside the feature store {folder}; a run's files do not "
+                "belong in a store: pass an --out outside it"
+            )
+
+
+class RunLock:
+    """The exclusive ``flock`` on ``out/.run.lock``; released by :meth:`release` or when
+    the process ends (the kernel drops it, so a killed run never leaves a stale lock)."""
+
+    def __init__(self, out: Path) -> None:
+        path = out / LOCK_NAME
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+                raise TrainerError(
+                    f"another run is writing into {out} (it holds {path}); wait for it to "
+                    "end or pass another --out"
+                ) from None
+            raise
+        self.handle: BinaryIO | None = os.fdopen(fd, "r+b")
+
+    def release(self) -> None:
+        if self.handle is not None:
+            self.handle.close()  # closing the descriptor drops the lock
+            self.handle = None
+
+
+def claim_run_dir(paths: RunPaths, resume: bool, store: Path) -> RunLock:
+    """Check ``paths.out`` (:func:`check_not_in_store`, :func:`check_run_dir`), create it
+    and take its lock; a file system error (a full disk, no permission) is one line.
+
+    Everything is checked before the folder or its lock file is made (a refused folder
+    gets no byte), and again once the lock is held: of two runs started on one empty
+    folder, exactly one proceeds.
+    """
+    out = paths.out
+    check_not_in_store(out, store)
+    check_run_dir(paths, resume)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        lock = RunLock(out)
+    except OSError as exc:
+        raise TrainerError(f"cannot use --out {out}: {exc.strerror or exc}") from None
+    try:
+        check_run_dir(paths, resume)
+    except BaseException:
+        lock.release()
+        raise
+    return lock

@@ -4,12 +4,19 @@ The ``zstd`` layout (``schemas.clips``) writes each ``(T, ...)`` array as chunk 
 of whole rows along ``T``, each one zstd frame of the rows' little-endian bytes. A
 training window needs a few rows of one or two chunks, so decoding it by hand is
 short: for each chunk the window touches, read the file, skip (decode and drop) the
-rows before the window, and decode the window's rows straight into the output array,
-stopping where the window stops. zarr would decode every touched chunk whole into a
-buffer of its own and copy from there; this does one decompression per touched chunk,
-decodes no row past the window and copies nothing itself. A process keeps one
-decompression context and two growing buffers (the largest chunk file read, and the
-rows skipped before a window: at most a chunk's worth, 7.4 MB for 224-pixel crops).
+rows before the window, and decode the window's rows straight into the output array.
+zarr would decode every touched chunk whole into a buffer of its own and copy from
+there; this does one decompression per touched chunk and copies nothing itself. A
+process keeps one decompression context and three growing buffers (the largest chunk
+file read, the rows skipped before a window, at most a chunk's worth, 7.4 MB for
+224-pixel crops, and the rows after it).
+
+Chunks written since stores carry zstd's content checksum (``schemas.clips``: the
+xxhash64 of the chunk's decoded bytes, in the frame) are decoded to the frame's end,
+the rows after the window included, because zstd checks the checksum there: a flipped
+byte anywhere in the chunk is then an error, never other values. Chunks of stores
+written before have no checksum; for them only the frame's structure is checked (below),
+and a flipped byte inside a block can decode to other values unnoticed.
 
 Only that exact codec chain is decoded here (:meth:`ZstdArray.from_metadata`: a
 regular grid chunked along ``T`` alone, the default chunk key encoding, ``bytes`` then
@@ -18,8 +25,8 @@ through zarr, so a store of any zarr configuration still reads.
 
 Damage is never read as data: a missing chunk file, a frame cut short or followed by
 stray bytes (checked from its block headers, a few microseconds), a frame whose
-declared size disagrees with the metadata's chunk shape, or a decode error is a
-:class:`schemas.StoreError` naming the clip.
+declared size disagrees with the metadata's chunk shape, a checksum that does not
+match, or a decode error is a :class:`schemas.StoreError` naming the clip.
 """
 
 from __future__ import annotations
@@ -49,7 +56,6 @@ def frame_length(data: memoryview) -> int:
         zstandard.ZstdError: ``data`` does not start with a zstd frame header.
     """
     position = zstandard.frame_header_size(data)
-    has_checksum = data[4] & 0x04  # the frame header descriptor's Content_Checksum_flag
     end = len(data)
     while True:
         if position + 3 > end:
@@ -61,10 +67,17 @@ def frame_length(data: memoryview) -> int:
         position += 3 + (1 if kind == 1 else header >> 3)  # an RLE block stores one byte
         if header & 1:  # Last_Block
             break
-    position += 4 if has_checksum else 0
+    position += 4 if has_checksum(data) else 0
     if position > end:
         raise ValueError("it ends inside its last block")
     return position
+
+
+def has_checksum(data: memoryview) -> bool:
+    """Whether the zstd frame at the start of ``data`` (its header already read by
+    :func:`frame_length`) carries a content checksum: the frame header descriptor's
+    ``Content_Checksum_flag``."""
+    return bool(data[4] & 0x04)
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +175,7 @@ class ChunkDecoder:
         self.context = zstandard.ZstdDecompressor()
         self.buffer = bytearray(1 << 16)  # grown to the largest chunk file read
         self.skipped = bytearray(0)  # where skipped rows are decoded to; grown likewise
+        self.rest = bytearray(0)  # where the rows after a window are decoded to, likewise
         self.decompressions = 0
 
     def read_file(self, array: ZstdArray, key: str) -> memoryview:
@@ -217,6 +231,13 @@ class ChunkDecoder:
                     self.skipped = bytearray(skip * array.row_bytes)
                 _fill(reader, memoryview(self.skipped)[: skip * array.row_bytes])
             _fill(reader, out)
+            if has_checksum(data):  # zstd checks it at the frame's end: decode up to there
+                rest = expected - skip * array.row_bytes - len(out)
+                if len(self.rest) < rest:
+                    self.rest = bytearray(rest)
+                _fill(reader, memoryview(self.rest)[:rest])
+                if reader.read(1):
+                    raise ValueError("the frame holds more bytes than its chunk")
         except (ValueError, OSError, zstandard.ZstdError) as exc:
             raise array.damaged(f"chunk {key} cannot be decoded ({exc})") from None
 

@@ -91,6 +91,7 @@ def decode_clip(
     max_seconds: float,
     timeout_s: float,
     on_frame: Callable[[int, np.ndarray], None] | None = None,
+    budget_bytes: int | None = None,
 ) -> DecodedClip:
     """Decode video and audio of ``path`` at a known frame size in one ffmpeg process.
 
@@ -101,11 +102,21 @@ def decode_clip(
     detection overlaps with decoding. Audio: the first audio stream as mono int16 at
     ``sample_rate`` (resampled and downmixed by ffmpeg). Raises :class:`ClipError`
     when ffmpeg fails or times out.
+
+    ``budget_bytes`` bounds the frame array reserved up front: :func:`decode_size` chose
+    ``size`` so that the probed duration's frames fit it, so the reservation follows the
+    clip's duration, not ``max_seconds × fps`` frames of that size (10.8 GiB for a 2-s 8K
+    clip shrunk to the default budget). A file holding more frames than that is an error.
     """
     width, height = size
     decoded = _decode(
-        path, f"scale={width}:{height}", fps, sample_rate, max_seconds, timeout_s, on_frame
-    )
+        path, f"scale={width}:{height}", fps, sample_rate, max_seconds, timeout_s, on_frame,
+        budget_bytes=budget_bytes,
+    )  # fmt: skip
+    if decoded.stopped:
+        raise ClipError(
+            f"cannot decode: more frames than its probed duration holds ({decoded.stopped})"
+        )
     if decoded.returncode != 0:
         raise ClipError(f"cannot decode: {decoded.stderr_line}")
     return decoded
