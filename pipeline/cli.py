@@ -233,7 +233,9 @@ def ingest(
     overwrite: Annotated[
         bool,
         typer.Option(
-            help="Delete an existing store first (only a directory holding nothing but a store)."
+            help="Delete an existing store first: only a store holding nothing but its own "
+            "files (a file of yours anywhere in it, even in splits/ or clips/, makes it refuse, "
+            "naming the file)."
         ),
     ] = False,
     verify: Annotated[
@@ -463,7 +465,8 @@ def inspect(
             metavar="OUT.png",
             help="Write a contact sheet instead of the summary: one row per ok clip, grouped "
             "by category, 10 evenly spaced face crops (and the middle mouth crop where "
-            "stored), labelled with clip id, face detection rate and flags.",
+            "stored), labelled with clip id, face detection rate and flags. OUT.png is a new "
+            "path or a file it replaces, outside the store.",
         ),
     ] = None,
     html_dir: Annotated[
@@ -473,7 +476,10 @@ def inspect(
             metavar="DIR",
             help="Write a static report into DIR instead of the summary: index.html (open it "
             "in a browser, no server) with the counts per category, failures with reasons, "
-            "flagged clips, histograms and two contact sheets (a sample, the worst clips).",
+            "flagged clips, histograms and two contact sheets (a sample, the worst clips). "
+            "DIR must be new, empty or a previous report (recognised by the "
+            ".mscct-report.json it writes, whose files it replaces); a folder holding other "
+            "files, or one inside a store, is refused.",
         ),
     ] = None,
     per_category: Annotated[
@@ -546,11 +552,17 @@ def _write_pictures(
     sort: str,
     seed: int,
 ) -> None:
-    """``inspect --sheet`` / ``--html``: draw, then say where the files are."""
+    """``inspect --sheet`` / ``--html``: check where they go, draw, then say where the
+    files are."""
     from pipeline.report.clips import choose, manifest_rows
     from pipeline.report.html_report import write_report
     from pipeline.report.sheet import write_sheet
+    from schemas.output_targets import check_file_target, check_report_folder
 
+    if sheet is not None:
+        check_file_target(sheet, "--sheet")
+    if html_dir is not None:
+        check_report_folder(html_dir, "--html")
     schemas.open_store(path)
     rows = manifest_rows(path)
     if sheet is not None:
@@ -572,7 +584,12 @@ def show(
     clip_id: Annotated[str, typer.Argument(help="A clip id of the store (see its manifest).")],
     out_png: Annotated[
         Path,
-        typer.Option("--out", metavar="OUT.png", help="Where to write the picture (1200x800 PNG)."),
+        typer.Option(
+            "--out",
+            metavar="OUT.png",
+            help="Where to write the picture (1200x800 PNG): a new path or a file it replaces, "
+            "outside the store.",
+        ),
     ],
     store: StoreOption = None,
 ) -> None:
@@ -582,7 +599,9 @@ def show(
     """
     from pipeline.report.clip_view import write_clip_view
     from pipeline.report.clips import manifest_rows, row_of
+    from schemas.output_targets import check_file_target
 
+    check_file_target(out_png, "--out")
     path = _store_path(store)
     info = schemas.open_store(path)
     row = row_of(manifest_rows(path), clip_id)

@@ -40,14 +40,20 @@ Report = Callable[[str], None]
 def user_errors(report: Report, line: Callable[[BaseException], str] = str) -> Iterator[None]:
     """Report a :class:`UserError` raised in the block as one line; exit 2.
 
-    ``line`` turns the exception into its message. Any other exception passes
-    through unchanged (a bug keeps its traceback).
+    ``line`` turns the exception into its message; a message that spans lines (a
+    parser's or ffmpeg's text quoted in it) is joined into one. Any other exception
+    passes through unchanged (a bug keeps its traceback).
     """
     try:
         yield
     except UserError as exc:
-        report(line(exc))
+        report(one_line(line(exc)))
         raise SystemExit(EXIT_USER_ERROR) from None
+
+
+def one_line(message: str) -> str:
+    """``message`` with its lines joined by spaces (blank lines and indentation dropped)."""
+    return " ".join(part.strip() for part in message.splitlines() if part.strip())
 
 
 def _is_click_error(exc: BaseException) -> bool:

@@ -6,13 +6,13 @@ report is opened in headless Chromium where it is installed (always in CI).
 
 from __future__ import annotations
 
-import html
 import os
 import shutil
 import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
 
+import markupsafe
 import numpy as np
 import pytest
 from cli_helpers import call_main, run_cli
@@ -188,9 +188,9 @@ def report(ingested_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
     return folder / "index.html"
 
 
-def rows0_category(report: Path) -> str:
-    """The category of the odd row: that of the manifest's first row, which it copies."""
-    return str(schemas.read_manifest(report.parent.parent / "store").column("category")[0])
+def rows0(report: Path, column: str) -> str:
+    """A column of the odd row: that of the manifest's first row, which it copies."""
+    return str(schemas.read_manifest(report.parent.parent / "store").column(column)[0])
 
 
 def test_html_report_links_existing_images_and_escapes(report: Path) -> None:
@@ -203,9 +203,11 @@ def test_html_report_links_existing_images_and_escapes(report: Path) -> None:
     counts = page.rows["counts"]
     assert [r[0] for r in counts[1:]] == [*schemas.CATEGORIES, "total"]
     assert counts[-1][1:3] == ["12", "1"]  # ok, failed
-    assert page.rows["failures"][1] == [ODD_ID, rows0_category(report), ODD_REASON]  # verbatim
+    # Verbatim, with the failed clip's file name.
+    odd_row = [ODD_ID, rows0(report, "path"), rows0(report, "category"), ODD_REASON]
+    assert page.rows["failures"][1] == odd_row
     assert "<script>" not in text and ODD_ID not in text
-    assert html.escape(ODD_ID, quote=True) in text
+    assert str(markupsafe.escape(ODD_ID)) in text
 
 
 def _chromium() -> str:

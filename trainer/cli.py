@@ -333,6 +333,10 @@ def predict(
     """
     if plot is not None and len(videos) != 1:
         raise UserError(f"--plot draws one video; {len(videos)} were given")
+    if plot is not None:
+        from schemas.output_targets import check_file_target
+
+        check_file_target(plot, "--plot")  # before the model runs
     try:
         from pipeline.errors import ClipError
         from pipeline.transform import preprocess_clip
@@ -384,7 +388,6 @@ def _plot_windows(out: Path, video: Path, scores: WindowScores, fps: int) -> Non
     """``predict --plot``: the per-window scores of ``video`` drawn into ``out``."""
     from trainer.plots import plot_window_scores
 
-    out.parent.mkdir(parents=True, exist_ok=True)
     title = f"{video.name}: {len(scores.starts)} windows of {scores.window} frames"
     plot_window_scores(
         out, scores.starts, scores.window, scores.num_frames, scores.prob, fps=fps, title=title

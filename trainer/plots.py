@@ -1,7 +1,10 @@
 """Report figures: ROC curves, per-category confusion, t-SNE of the fused embeddings,
 and one video's per-window fake probabilities (``predict --plot``).
 
-Written with matplotlib's non-interactive Agg backend, so no display is needed.
+Written with matplotlib's non-interactive Agg backend, so no display is needed. Texts are
+drawn as written (no mathtext: a file named ``clip $x$.mp4`` keeps its dollars) and cut to
+a bounded length (:mod:`schemas.picture_text`); a failed write is one line
+(:mod:`schemas.output_targets`).
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ from typing import Any
 import numpy as np
 
 from schemas import CATEGORIES
+from schemas.output_targets import check_file_target, writing
+from schemas.picture_text import LITERAL_TEXT_RC, plain
 from trainer.metrics import ClipScores, category_confusion
 
 CATEGORY_COLOURS = {"RARV": "#2b8a3e", "FARV": "#1c7ed6", "RAFV": "#e8590c", "FAFV": "#c2255c"}
@@ -21,6 +26,7 @@ def _pyplot() -> Any:
     import matplotlib
 
     matplotlib.use("Agg", force=True)
+    matplotlib.rcParams.update(LITERAL_TEXT_RC)  # file names may hold "$...$"
     import matplotlib.pyplot as plt
 
     return plt
@@ -47,8 +53,7 @@ def plot_roc(path: Path, scores: ClipScores, metrics: dict[str, Any]) -> None:
     ax.set_title("ROC, test clips")
     ax.legend(loc="lower right")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def plot_confusion(path: Path, scores: ClipScores) -> None:
@@ -68,8 +73,7 @@ def plot_confusion(path: Path, scores: ClipScores) -> None:
     ax.set_yticks(range(len(CATEGORIES)), list(CATEGORIES))
     ax.set_title("Test clips per category")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def tsne_points(embedding: np.ndarray, seed: int = 0) -> np.ndarray:
@@ -99,8 +103,17 @@ def plot_tsne(path: Path, scores: ClipScores, seed: int = 0) -> None:
     ax.set_title("t-SNE of fused embeddings, test clips")
     ax.legend(loc="best", markerscale=1.5)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save(fig, path)
+
+
+def _save(fig: Any, path: Path) -> None:
+    """Write ``fig`` to ``path`` (120 dpi) and close it; a failed write is one line."""
+    try:
+        with writing(path):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fig.savefig(path, dpi=120)
+    finally:
+        _pyplot().close(fig)
 
 
 def plot_window_scores(
@@ -113,12 +126,27 @@ def plot_window_scores(
     fps: float,
     title: str,
 ) -> None:
+    """Draw :func:`window_figure` into ``path`` (``--plot``: a file, checked first)."""
+    check_file_target(path, "--plot")
+    _save(window_figure(starts, window, num_frames, prob, fps=fps, title=title), path)
+
+
+def window_figure(
+    starts: np.ndarray,
+    window: int,
+    num_frames: int,
+    prob: np.ndarray,
+    *,
+    fps: float,
+    title: str,
+) -> Any:
     """Fake probability of each head over one video's time, one step per scored window.
 
     ``starts (W,)`` are the windows' first frames and ``prob (W, 3)`` their audio, video and
     fused (overall) fake probabilities. A window is drawn over the seconds it covers; where
     windows overlap (``eval_stride < window``) each is drawn at its centre instead. The
-    clip's score is the mean of the windows (dashed lines).
+    clip's score is the mean of the windows (dashed lines). The legend stands to the right
+    of the axes, never over the curves; ``title`` is cut to a bounded length.
     """
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(8, 3.6))
@@ -139,11 +167,18 @@ def plot_window_scores(
     ax.axhline(0.5, color="grey", ls=":", lw=0.8)
     ax.set(xlim=(0, num_frames / fps), ylim=(-0.02, 1.02), xlabel="time (s)")
     ax.set_ylabel("fake probability")
-    ax.set_title(title, fontsize=9)
-    ax.legend(loc="upper right", fontsize=8, ncol=3, title="dashed: clip mean", title_fontsize=7)
+    ax.set_title(plain(title), fontsize=9)
+    # Outside the axes: inside, any corner may hold a curve (probabilities span 0..1).
+    ax.legend(
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1.0),
+        borderaxespad=0.0,
+        fontsize=8,
+        title="dashed:\nclip mean",
+        title_fontsize=7,
+    )
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    return fig
 
 
 def write_all(folder: Path, scores: ClipScores, metrics: dict[str, Any]) -> list[Path]:

@@ -16,6 +16,7 @@ import numpy as np
 import schemas
 from pipeline.report import agg_pyplot, save_figure
 from pipeline.report.clips import flags, frame_indices, measures, stream
+from schemas.picture_text import plain
 
 STRIP = 10
 FIGSIZE = (12.0, 8.0)
@@ -57,13 +58,16 @@ def write_clip_view(store: Path, row: dict[str, Any], out: Path, fps: int) -> tu
 
 def _title(row: dict[str, Any]) -> str:
     verdict = {0: "real", 1: "fake", None: "unknown"}  # None: an unlabelled clip
+    # Texts from the dataset, each cut to a bounded length (drawn as written: agg_pyplot).
     first = (
-        f"{row['clip_id']}   {row['category']}: audio {verdict[row['audio_label']]}, "
-        f"video {verdict[row['video_label']]}, overall {verdict[row['label']]}"
+        f"{plain(row['clip_id'])}   {plain(row['category'])}: audio "
+        f"{verdict[row['audio_label']]}, video {verdict[row['video_label']]}, "
+        f"overall {verdict[row['label']]}"
     )
     rate = row.get("face_detection_rate")
     second = (
-        f"identity {row['identity']}, method {row['method']}, {row['num_frames']} frames, "
+        f"identity {plain(row['identity'], 60)}, method {plain(row['method'], 60)}, "
+        f"{row['num_frames']} frames, "
         f"face detection rate {'n/a' if rate is None else f'{rate:.2f}'}"
     )
     marks, numbers = flags(row), measures(row)

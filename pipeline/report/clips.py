@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 import schemas
+from schemas.picture_text import plain
 
 SORTS = ("random", "worst", "id")
 OPTIONAL_STREAMS = ("face_boxes", "landmarks", "mouth")
@@ -43,10 +44,26 @@ def ok_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [r for r in rows if r["status"] == schemas.STATUS_OK]
 
 
+#: The manifest's boolean columns that say a clip may be unfit: the only ones drawn as
+#: flags. A new quality column joins this tuple; a boolean column that describes a clip
+#: without faulting it (``labelled``) joins :data:`NOT_FLAGS` (a test checks that every
+#: boolean column of the manifest is in one of the two).
+QUALITY_FLAGS = ("low_face_rate", "cut", "low_landmark_rate")
+NOT_FLAGS = ("labelled",)
+#: Below this share of confident landmark fits a clip is flagged ``low_landmark_rate``
+#: in the pictures. The recipe has no landmark threshold (``split`` does not act on it):
+#: the pictures use the same half as the recipe's default ``min_face_rate``.
+LOW_LANDMARK_RATE = 0.5
+
+
 def flags(row: dict[str, Any]) -> list[str]:
-    """The quality flags a row raises: its true boolean columns (``low_face_rate``, ``cut``,
-    and any flag a newer manifest carries) and ``shot_cuts`` when there are any."""
-    names = [k for k, v in row.items() if isinstance(v, bool) and v]
+    """The quality flags a row raises, in :data:`QUALITY_FLAGS` order: its true quality
+    columns, ``low_landmark_rate`` when its landmark rate is under
+    :data:`LOW_LANDMARK_RATE`, and ``shot_cuts N`` when there are any."""
+    names = [name for name in QUALITY_FLAGS if row.get(name) is True]
+    rate = _number(row.get("landmark_rate"))
+    if rate is not None and rate < LOW_LANDMARK_RATE and "low_landmark_rate" not in names:
+        names.append("low_landmark_rate")
     cuts = row.get("shot_cuts")
     if cuts:
         names.append(f"shot_cuts {cuts}")
@@ -129,6 +146,7 @@ def row_of(rows: list[dict[str, Any]], clip_id: str) -> dict[str, Any]:
     for row in rows:
         if row["clip_id"] == clip_id:
             if row["status"] != schemas.STATUS_OK:
-                raise schemas.UserError(f"clip {clip_id!r} failed at ingest: {row['error']}")
+                reason = plain(" ".join((row["error"] or "").split()), 500)  # on one line
+                raise schemas.UserError(f"clip {clip_id!r} failed at ingest: {reason}")
             return row
     raise schemas.UserError(f"clip {clip_id!r} is not in the manifest")

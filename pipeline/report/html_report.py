@@ -1,14 +1,21 @@
 """A static HTML report of a store: counts per category, failures with reasons, flagged
 clips, histograms and contact sheets, in one folder that any browser opens (no server).
 
-Every text that comes from the store (clip ids come from file names, reasons from
-errors) is written through :func:`html.escape`.
+The page is the Jinja2 template ``templates/report.html.j2`` (package data) rendered with
+autoescaping on: every value from the store (clip ids and paths come from file names,
+methods from metadata, reasons from errors) is escaped for HTML by the template engine,
+and cut to one line of at most :data:`HTML_TEXT_LIMIT` characters.
+
+Where the report goes is checked first (:func:`schemas.output_targets.check_report_folder`):
+a new or empty folder, or a previous report of ours (its marker file), never a user's
+folder or one inside a store. The marker is written before anything else.
 """
 
 from __future__ import annotations
 
-import html
 import math
+from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -18,83 +25,119 @@ import schemas
 from pipeline.report import agg_pyplot, save_figure
 from pipeline.report.clips import choose, face_rate, flags, ok_rows
 from pipeline.report.sheet import write_sheet
+from schemas.durable import atomic_write
+from schemas.output_targets import check_report_folder, mark_report, writing
+from schemas.picture_text import plain
 
 HIST_COLOUR = "#1c7ed6"
+INDEX = "index.html"
+TEMPLATE = "report.html.j2"
+#: The longest text of a table cell, in characters (a longer one ends with an ellipsis).
+HTML_TEXT_LIMIT = 300
+SHEETS = (("random", "a seeded sample"), ("worst", "the worst clips first"))
+#: The measures drawn as histograms: (manifest column, title, ok clips only).
+HISTOGRAMS = (
+    ("source_duration_s", "source duration (s), all clips", False),
+    ("face_detection_rate", "face detection rate, ok clips", True),
+    ("landmark_rate", "confident landmark fits, ok clips", True),
+    ("landmark_jitter", "landmark jitter (px per frame), ok clips", True),
+)
+#: Every file a report may write into its folder (the marker lists those it wrote).
+REPORT_FILES = (
+    INDEX,
+    *(f"sheet_{sort}.png" for sort, _ in SHEETS),
+    *(f"hist_{column}.png" for column, _, _ in HISTOGRAMS),
+)
 
-STYLE = """
-body { font-family: sans-serif; margin: 1.5em; color: #222; }
-table { border-collapse: collapse; margin: 0.5em 0 1.5em; }
-th, td { border: 1px solid #bbb; padding: 3px 8px; text-align: right; }
-th:first-child, td:first-child, td.text { text-align: left; }
-img { max-width: 100%; border: 1px solid #ddd; margin: 4px; }
-.hist img { width: 32%; min-width: 300px; }
-"""
+
+@dataclass
+class Table:
+    """One table of the page: its header, its rows and which columns hold text."""
+
+    header: tuple[str, ...]
+    rows: list[list[Any]]
+    text_columns: frozenset[int] = field(default_factory=frozenset)
 
 
 def write_report(store: Path, folder: Path, *, per_category: int = 8, seed: int = 0) -> Path:
-    """Write ``index.html`` and its PNGs into ``folder``; returns the index's path."""
+    """Write ``index.html`` and its PNGs into ``folder``; returns the index's path.
+
+    ``folder`` must be new, empty or a previous report (see :mod:`schemas.output_targets`);
+    a previous report's files that this one does not write are removed.
+    """
+    previous = check_report_folder(folder, "--html")
     info = schemas.open_store(store)
     rows = schemas.read_manifest(store).to_pylist()
-    folder.mkdir(parents=True, exist_ok=True)
-    totals = {c: len(m) for c, m in choose(rows, None, "id").items()}
-    sheets = []
-    for sort, caption in (("random", "a seeded sample"), ("worst", "the worst clips first")):
-        groups = choose(rows, per_category, sort, seed)
-        if groups:
-            name = f"sheet_{sort}.png"
-            write_sheet(
-                store, groups, folder / name, title=f"{store.name}: {caption}", totals=totals
-            )
-            sheets.append((name, f"Contact sheet, {caption} (up to {per_category} per category)"))
+    with writing(folder):
+        folder.mkdir(parents=True, exist_ok=True)
+    # The marker first: an interrupted report is still recognised as ours.
+    mark_report(folder, [*previous, *REPORT_FILES])
+    sheets = _write_sheets(store, rows, folder, per_category, seed)
     histograms = _write_histograms(rows, folder)
-    recipe = ", ".join(f"{k}={v}" for k, v in info.recipe.to_dict().items())
-    body = [
-        f"<h1>Feature store {_e(store)}</h1>",
-        f"<p>format {info.format_version}, written by mscct {_e(info.software_version)}; "
-        f"recipe: {_e(recipe)}</p>",
-        "<h2>Clips per category</h2>",
-        _table(_COUNT_HEADER, _count_rows(rows), "counts"),
-        f"<h2>Failures ({sum(r['status'] != schemas.STATUS_OK for r in rows)})</h2>",
-        _table(("clip id", "category", "reason"), _failure_rows(rows), "failures"),
-        "<h2>Flagged clips</h2>",
-        _table(("clip id", "category", "face rate", "flags"), _flag_rows(rows), "flagged"),
-        "<h2>Distributions</h2>",
-        '<div class="hist">' + "".join(_img(n, t) for n, t in histograms) + "</div>",
-        "<h2>Contact sheets</h2>",
-        *(f"<h3>{_e(title)}</h3>{_img(name, title)}" for name, title in sheets),
-    ]
-    page = (
-        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        f"<title>mscct store {_e(store.name)}</title><style>{STYLE}</style></head>"
-        "<body>\n" + "\n".join(body) + "\n</body></html>\n"
+    page = _template().render(
+        store=store,
+        store_name=store.name,
+        format_version=info.format_version,
+        software_version=info.software_version,
+        recipe=", ".join(f"{k}={v}" for k, v in info.recipe.to_dict().items()),
+        counts=Table(_COUNT_HEADER, _count_rows(rows)),
+        failures=Table(
+            ("clip id", "file", "category", "reason"), _failure_rows(rows), frozenset({1, 3})
+        ),
+        flagged=Table(
+            ("clip id", "category", "face rate", "flags"), _flag_rows(rows), frozenset({3})
+        ),
+        histograms=histograms,
+        sheets=sheets,
     )
-    index = folder / "index.html"
-    index.write_text(page, encoding="utf-8")
+    index = folder / INDEX
+    with writing(index), atomic_write(index, durable=False) as tmp:
+        tmp.write_text(page, encoding="utf-8")
+    written = [INDEX, *(name for name, _ in sheets), *(name for name, _ in histograms)]
+    _remove_stale(folder, [name for name in previous if name not in written])
+    mark_report(folder, written)
     return index
 
 
-def _e(value: Any) -> str:
-    return html.escape(str(value), quote=True)
+@lru_cache(maxsize=1)
+def _template() -> Any:
+    """The page template, from the package's ``templates`` folder, autoescaping on."""
+    import jinja2
 
-
-def _img(name: str, alt: str) -> str:
-    return f'<img src="{_e(name)}" alt="{_e(alt)}">'
-
-
-def _table(header: tuple[str, ...], rows: list[list[Any]], name: str) -> str:
-    if not rows:
-        return f'<p id="{name}">none</p>'
-    head = "".join(f"<th>{_e(h)}</th>" for h in header)
-    cells = "".join(
-        "<tr>" + "".join(_cell(k, v) for k, v in enumerate(row)) + "</tr>\n" for row in rows
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("pipeline.report", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
     )
-    return f'<table id="{name}"><tr>{head}</tr>\n{cells}</table>'
+    env.filters["plain"] = lambda value, limit=HTML_TEXT_LIMIT: plain(value, limit)
+    return env.get_template(TEMPLATE)
 
 
-def _cell(column: int, value: Any) -> str:
-    # Text after the first column (reasons, flags) reads better left-aligned; numbers right.
-    left = column > 0 and isinstance(value, str) and not value[:1].isdigit()
-    return f'<td class="text">{_e(value)}</td>' if left else f"<td>{_e(value)}</td>"
+def _write_sheets(
+    store: Path, rows: list[dict[str, Any]], folder: Path, per_category: int, seed: int
+) -> list[tuple[str, str]]:
+    """The two contact sheets (a seeded sample, the worst clips); ``(name, title)`` each."""
+    totals = {c: len(m) for c, m in choose(rows, None, "id").items()}
+    sheets = []
+    for sort, caption in SHEETS:
+        groups = choose(rows, per_category, sort, seed)
+        if groups:
+            name = f"sheet_{sort}.png"
+            title = f"{plain(store.name)}: {caption}"
+            write_sheet(store, groups, folder / name, title=title, totals=totals)
+            sheets.append((name, f"Contact sheet, {caption} (up to {per_category} per category)"))
+    return sheets
+
+
+def _remove_stale(folder: Path, names: list[str]) -> None:
+    """Remove files an earlier report wrote that this one did not (named by its marker)."""
+    for name in names:
+        path = folder / name
+        if path.is_file() and not path.is_symlink():
+            with writing(path):
+                path.unlink()
 
 
 _COUNT_HEADER = ("category", "ok", "failed", "frames", "mean face rate", "low_face_rate", "cut")
@@ -124,7 +167,7 @@ def _count_rows(rows: list[dict[str, Any]]) -> list[list[Any]]:
 
 def _failure_rows(rows: list[dict[str, Any]]) -> list[list[Any]]:
     failed = [r for r in rows if r["status"] != schemas.STATUS_OK]
-    return [[r["clip_id"], r["category"], r["error"] or ""] for r in failed]
+    return [[r["clip_id"], r["path"], r["category"], r["error"] or ""] for r in failed]
 
 
 def _flag_rows(rows: list[dict[str, Any]]) -> list[list[Any]]:
@@ -139,14 +182,9 @@ def _flag_rows(rows: list[dict[str, Any]]) -> list[list[Any]]:
 def _write_histograms(rows: list[dict[str, Any]], folder: Path) -> list[tuple[str, str]]:
     """``hist_<column>.png`` for each measure the manifest has values of; ``(name, title)``."""
     plt = agg_pyplot()
-    measures = (
-        ("source_duration_s", "source duration (s), all clips", rows),
-        ("face_detection_rate", "face detection rate, ok clips", ok_rows(rows)),
-        ("landmark_rate", "confident landmark fits, ok clips", ok_rows(rows)),
-        ("landmark_jitter", "landmark jitter (px per frame), ok clips", ok_rows(rows)),
-    )
     written = []
-    for column, title, members in measures:
+    for column, title, ok_only in HISTOGRAMS:
+        members = ok_rows(rows) if ok_only else rows
         values = [float(r[column]) for r in members if r.get(column) is not None]
         values = [v for v in values if not math.isnan(v)]
         if not values:

@@ -24,6 +24,7 @@ from PIL import Image, ImageDraw, ImageFont
 import schemas
 from pipeline.report import save_png
 from pipeline.report.clips import face_rate, flags, frame_indices, measures, stream
+from schemas.picture_text import ELLIPSIS, plain
 
 FRAMES = 10
 TILE = 64
@@ -84,7 +85,9 @@ def write_sheet(
         band = (
             f"{category}  {CATEGORY_TEXT.get(category, '')}  ({len(members)} of {total} ok clips)"
         )
-        draw.text((GAP + 4, y + 4), band, fill=INK, font=_font(12))
+        draw.text(
+            (GAP + 4, y + 4), _fit(draw, band, size[0] - 8, _font(12)), fill=INK, font=_font(12)
+        )
         y += GROUP_H
         for row in members:
             _draw_row(store, image, draw, row, mouths[row["clip_id"]], y)
@@ -139,12 +142,22 @@ def _wrap(items: list[str], per_line: int) -> list[str]:
 
 
 def _fit(draw: ImageDraw.ImageDraw, text: str, width: int, font: Any) -> str:
-    """``text`` cut (with an ellipsis) to ``width`` pixels: long clip ids must not overflow."""
+    """``text`` as one line cut (with an ellipsis) to ``width`` pixels.
+
+    :func:`plain` first bounds the length whatever the store holds (a 120,000-character
+    method cell), then a binary search over the prefix length measures a few prefixes.
+    """
+    text = plain(text)
     if draw.textlength(text, font=font) <= width:
         return text
-    while text and draw.textlength(text + "…", font=font) > width:
-        text = text[:-1]
-    return text + "…"
+    fits, too_long = 0, len(text)  # the longest prefix that fits with the ellipsis lies between
+    while too_long - fits > 1:
+        middle = (fits + too_long) // 2
+        if draw.textlength(text[:middle] + ELLIPSIS, font=font) <= width:
+            fits = middle
+        else:
+            too_long = middle
+    return text[:fits] + ELLIPSIS
 
 
 @lru_cache(maxsize=8)
