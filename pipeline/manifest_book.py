@@ -27,9 +27,9 @@ import pyarrow.compute as pc
 import schemas
 from pipeline.datasets import ClipSource
 from pipeline.fingerprint import source_fingerprint, source_stat
-from pipeline.lock import store_lock
 from schemas import STATUS_FAILED, STATUS_OK
 from schemas import manifest_store as ms
+from schemas.lock import store_lock
 
 #: The record fields a clip's labels live in; a change of any of them redoes the clip.
 LABEL_FIELDS = (
@@ -381,6 +381,7 @@ def repair_manifest(store: Path) -> RepairResult:
     store = store.resolve()
     schemas.open_store(store)
     with store_lock(store):
+        schemas.check_folders(store)  # nothing swept or written through a link out
         schemas.sweep_staging(store)
         ms.sweep_fragment_leftovers(store)
         try:
@@ -406,6 +407,7 @@ def compact_store(store: Path) -> int:
     store = store.resolve()
     schemas.open_store(store)
     with store_lock(store):
+        schemas.check_folders(store)
         ms.sweep_fragment_leftovers(store)
         folded = len(ms.fragment_paths(store))
         if folded:

@@ -2,7 +2,8 @@
 
 One module per job: :mod:`schemas.layout` (where things lie, names, ``StoreError``),
 :mod:`schemas.recipe` (the settings behind the tensors), :mod:`schemas.lifecycle`
-(create, open, check a store), :mod:`schemas.clips` (write and commit a clip),
+(create, open, check a store), :mod:`schemas.store_files` (what a store's own files are),
+:mod:`schemas.lock` (one writer per store), :mod:`schemas.clips` (write and commit a clip),
 :mod:`schemas.readers` (link-safe tensor and frame-label reads), :mod:`schemas.tables` (Arrow schemas)
 and :mod:`schemas.table_io` (manifest and split files), :mod:`schemas.durable` (fsync,
 atomic file replacement), :mod:`schemas.labels`. Callers import from ``schemas``.
@@ -33,12 +34,14 @@ from schemas.labels import (
 from schemas.layout import AUDIO_CHANNELS, FORMAT_VERSION, StoreError
 from schemas.lifecycle import (
     StoreInfo,
+    check_folders,
     check_store_target,
     create_store,
     default_store_path,
     is_store,
     open_store,
 )
+from schemas.lock import store_lock
 from schemas.manifest_store import compact_manifest, manifest_mode
 from schemas.readers import (
     CLIP_ARRAYS,
@@ -101,6 +104,7 @@ __all__ = [
     "UserError",
     "array_spec",
     "atomic_write",
+    "check_folders",
     "check_store_target",
     "committed_records",
     "compact_manifest",
@@ -125,6 +129,7 @@ __all__ = [
     "rows_to_table",
     "split_params",
     "store_fingerprint",
+    "store_lock",
     "sweep_staging",
     "validate_manifest",
     "validate_table",

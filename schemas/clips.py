@@ -280,6 +280,8 @@ def sweep_staging(store: str | Path) -> int:
     """Delete what killed writers left in ``.staging/`` (call only while holding the lock)."""
     staging = Path(store) / STAGING_DIR
     removed = 0
+    if staging.is_symlink():  # emptying it would delete wherever it leads
+        raise StoreError(f"store {store}: {STAGING_DIR} is a symbolic link; refused")
     for entry in staging.iterdir() if staging.exists() else ():
         if entry.is_dir():
             shutil.rmtree(entry, ignore_errors=True)

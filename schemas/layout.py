@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from schemas.cli_errors import UserError
+from schemas.safe_files import RefusedFile, read_text_inside
 
 FORMAT_NAME = "mscct-store"
 FORMAT_VERSION = 3
@@ -58,12 +59,15 @@ CLIP_LAYOUTS = (LAYOUT_FLAT, LAYOUT_SHARDED)
 AUDIO_CHANNELS = 104
 
 MANIFEST_FILE = "manifest.parquet"
-LOCK_FILE = ".lock"  # held by the one process allowed to write clips (see pipeline.lock)
+LOCK_FILE = ".lock"  # held by the one process allowed to write clips (see schemas.lock)
 CLIPS_DIR = "clips"
 LABELS_DIR = "labels"  # inside a clip's group: its per-frame labels
 SPLITS_DIR = "splits"
 STAGING_DIR = ".staging"
 SPLIT_PARAMS_KEY = b"mscct.split_params"
+#: The largest JSON file of a store that is read (a clip's ``zarr.json`` carries its
+#: manifest record, segments included); anything bigger is damage, refused unread.
+STORE_JSON_MAX_BYTES = 64 * 1024 * 1024
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
@@ -126,7 +130,7 @@ def _read_layout(root: str) -> str | None:
     """The layout a store's root metadata records; None where there is no store."""
     path = Path(root) / "zarr.json"
     try:
-        meta = read_json(path)
+        meta = read_json(path, root)
     except FileNotFoundError:
         return None
     attributes = meta.get("attributes") if isinstance(meta, dict) else None
@@ -165,14 +169,49 @@ def clip_dir(store: str | Path, clip_id: str) -> Path:
     return Path(store).joinpath(*clip_parts(store, clip_id))
 
 
-def read_json(path: Path) -> dict[str, Any]:
-    """A store's JSON file; unreadable or malformed is a :class:`StoreError`, missing is not."""
+def damaged_clip(store: str | Path, clip_id: str, problem: str) -> StoreError:
+    """The error for a committed clip whose stored files are not what was committed.
+
+    Rerunning ``mscct-pipeline split`` would not help (the split names the clip, the
+    clip is broken) and a plain ``ingest`` rerun skips committed clips; removing the
+    clip's folder makes the rerun redo it, with the same id, so the split still holds.
+    """
+    return StoreError(
+        f"clip {clip_id} of store {store} is damaged: {problem}; remove "
+        f"{clip_dir(store, clip_id)} and rerun `mscct-pipeline ingest` "
+        f"on the dataset with --store {store} to redo it"
+    )
+
+
+def read_json(path: Path, root: str | Path | None = None) -> dict[str, Any]:
+    """A store's JSON object file, read inside ``root`` (default: its folder).
+
+    Opened through :func:`schemas.safe_files.read_text_inside`: a link, a FIFO or
+    directory, a path leading out of ``root`` or a file over
+    :data:`STORE_JSON_MAX_BYTES` is refused without being read. Refused, unreadable,
+    malformed (nested too deep included) or not a JSON object is a one-line
+    :class:`StoreError`; missing is ``FileNotFoundError``.
+    """
     try:
-        return json.loads(path.read_text())
+        text = read_text_inside(
+            path, path.parent if root is None else root, max_bytes=STORE_JSON_MAX_BYTES,
+            what="store file",
+        )  # fmt: skip
+        data = json.loads(text)
     except FileNotFoundError:
         raise
-    except (OSError, ValueError) as exc:
-        raise StoreError(f"cannot read {path}: {exc}") from exc
+    except NotADirectoryError:  # a folder on the way is a file: nothing is there
+        raise FileNotFoundError(f"no such file: {path}") from None
+    except RefusedFile as exc:
+        raise StoreError(str(exc)) from None
+    except (OSError, ValueError, RecursionError) as exc:
+        reason = "nested too deep" if isinstance(exc, RecursionError) else exc
+        raise StoreError(f"cannot read {path}: {reason}") from None
+    if not isinstance(data, dict):
+        raise StoreError(
+            f"cannot read {path}: it holds a JSON {type(data).__name__}, not an object"
+        )
+    return data
 
 
 def os_reason(exc: OSError) -> str:

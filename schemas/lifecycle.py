@@ -8,9 +8,9 @@ format it was made in.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,6 @@ from schemas.layout import (
     LAYOUT_FLAT,
     LAYOUT_SHARDED,
     LOCK_FILE,
-    MANIFEST_FILE,
     READABLE_VERSIONS,
     SPLITS_DIR,
     STAGING_DIR,
@@ -35,6 +34,8 @@ from schemas.layout import (
     read_json,
 )
 from schemas.recipe import Recipe, recipe_mismatch, software_version
+from schemas.safe_files import file_kind
+from schemas.store_files import NAMED, ROOT_DIRS, ROOT_FILES, foreign_entries
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,7 @@ def create_store(path: str | Path, recipe: Recipe, *, overwrite: bool = False) -
             info = open_store(store)
             if info.recipe != recipe:
                 raise StoreError(recipe_mismatch(store, info.recipe, recipe))
+            check_folders(store)
             return info
         (store / CLIPS_DIR).mkdir(parents=True, exist_ok=True)
         (store / SPLITS_DIR).mkdir(exist_ok=True)
@@ -98,6 +100,23 @@ def create_store(path: str | Path, recipe: Recipe, *, overwrite: bool = False) -
     return open_store(store)
 
 
+def check_folders(store: str | Path) -> None:
+    """Refuse a store whose own folders (``clips/``, ``splits/``, ``manifest.d/``,
+    ``.staging/``) are links or anything but folders: a writer would write, and a sweep
+    delete, wherever they lead. Call before writing into an existing store."""
+    for name in sorted(ROOT_DIRS):
+        folder = Path(store) / name
+        try:
+            mode = os.lstat(folder).st_mode
+        except FileNotFoundError:
+            continue
+        if not stat.S_ISDIR(mode):
+            raise StoreError(
+                f"store {store}: {name} is {file_kind(mode)}, not a folder of the store's "
+                "own; refused (nothing is written or deleted through it)"
+            )
+
+
 def _root_meta_path(store: Path) -> Path:
     return store / "zarr.json"
 
@@ -105,36 +124,34 @@ def _root_meta_path(store: Path) -> Path:
 def is_store(path: str | Path) -> bool:
     """Whether ``path`` carries this project's store marker: a root ``zarr.json``
     whose ``attributes.mscct.format`` is ``"mscct-store"`` (any other Zarr group, or a
-    stray ``zarr.json``, is not ours)."""
-    meta_path = _root_meta_path(Path(path))
+    stray ``zarr.json``, is not ours; nor is one that is a link, a FIFO or out of the
+    store, which is never read)."""
+    store = Path(path)
     try:
-        if not meta_path.is_file():
-            return False
-        meta = json.loads(meta_path.read_text())
-    except (OSError, ValueError):
+        meta = read_json(_root_meta_path(store), store)
+    except (OSError, StoreError):
         return False
-    attributes = meta.get("attributes") if isinstance(meta, dict) else None
+    return _marker(meta) is not None
+
+
+def _marker(meta: dict[str, Any]) -> dict[str, Any] | None:
+    """The ``attributes.mscct`` object of a root ``zarr.json`` when it is ours."""
+    attributes = meta.get("attributes")
     mscct = attributes.get("mscct") if isinstance(attributes, dict) else None
-    return isinstance(mscct, dict) and mscct.get("format") == FORMAT_NAME
-
-
-def _written_by_store(name: str) -> bool:
-    """Whether a root entry is one a store writes (and so may delete)."""
-    if name in (CLIPS_DIR, SPLITS_DIR, STAGING_DIR, MANIFEST_FILE, "zarr.json", LOCK_FILE):
-        return True
-    if name == "manifest.d":  # schemas.manifest_store.MANIFEST_DIR (which imports this module)
-        return True
-    # Temporary files of an interrupted atomic write (see schemas.durable.atomic_write).
-    return name.endswith(".tmp") and name.startswith((f".{MANIFEST_FILE}.", ".zarr.json."))
+    if isinstance(mscct, dict) and mscct.get("format") == FORMAT_NAME:
+        return mscct
+    return None
 
 
 def check_store_target(path: str | Path, *, overwrite: bool = False) -> None:
     """Refuse a ``--store`` that is not ours to write, before anything is written there.
 
-    Accepted: a path that does not exist yet, an empty directory (a lock file aside),
-    or a directory carrying the store marker (:func:`is_store`); with ``overwrite``
-    the latter must hold nothing but what a store writes. Everything else (a regular
-    file, a user's directory, ``/``, a dataset, a foreign Zarr group) is refused.
+    Accepted: a path that does not exist yet, an empty directory (a plain lock file
+    aside), or a directory carrying the store marker (:func:`is_store`); with
+    ``overwrite`` the latter must hold nothing but what a store writes
+    (:func:`schemas.store_files.foreign_entries`, which names what it found). Everything
+    else (a regular file, a user's directory, ``/``, a dataset, a foreign Zarr group, a
+    ``.lock`` that is a link or not a plain file) is refused.
     """
     store = Path(path)
     try:
@@ -144,23 +161,44 @@ def check_store_target(path: str | Path, *, overwrite: bool = False) -> None:
             return
         if not store.is_dir():
             raise StoreError(f"--store {store} exists and is not a directory; not a store")
+        _check_lock_entry(store)
         if is_store(store):
-            foreign = sorted(p.name for p in store.iterdir() if not _written_by_store(p.name))
-            if overwrite and foreign:
+            foreign = foreign_entries(store) if overwrite else []
+            if foreign:
+                more = ", …" if len(foreign) >= NAMED else ""
                 raise StoreError(
                     f"store {store} also holds files a store does not write "
-                    f"({', '.join(foreign[:5])}); not deleting it"
+                    f"({', '.join(foreign)}{more}); not deleting it: move them out of the "
+                    "store first, or ingest into another --store"
                 )
             return
         if _entries(store):
             what = (
                 "holds a zarr.json that is not an mscct store's"
-                if (_root_meta_path(store).exists())
+                if os.path.lexists(_root_meta_path(store))
                 else "is a non-empty directory"
             )
             raise StoreError(f"{store} {what}: it is not a store; not writing into it")
     except OSError as exc:
         raise StoreError(f"cannot use --store {store}: {os_reason(exc)}") from None
+
+
+def _check_lock_entry(store: Path) -> None:
+    """Refuse a ``.lock`` that is not a plain file of its own (a link, above all, or a
+    hard link: taking the lock would write where it leads); :mod:`schemas.lock` checks
+    again on the descriptor it opens."""
+    try:
+        info = os.lstat(store / LOCK_FILE)
+    except FileNotFoundError:
+        return
+    kind = file_kind(info.st_mode) if not stat.S_ISREG(info.st_mode) else None
+    if kind is None and info.st_nlink > 1:
+        kind = "a file with other hard links"
+    if kind is not None:
+        raise StoreError(
+            f"{store / LOCK_FILE} is {kind}, not a store's lock file; refused "
+            f"(remove it if {store} is a store)"
+        )
 
 
 def _entries(store: Path) -> list[Path]:
@@ -170,8 +208,10 @@ def _entries(store: Path) -> list[Path]:
 
 def _wipe(store: Path) -> None:
     """Delete what a store wrote (keeping the lock file); the marker goes last, so an
-    interrupted wipe is still a store and can be wiped again."""
-    entries = [p for p in _entries(store) if _written_by_store(p.name)]
+    interrupted wipe is still a store and can be wiped again. Call only once
+    :func:`check_store_target` found nothing foreign in it."""
+    owned = ROOT_DIRS | ROOT_FILES
+    entries = [p for p in _entries(store) if p.name in owned or p.name.endswith(".tmp")]
     for entry in sorted(entries, key=lambda p: p.name == "zarr.json"):
         shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
 
@@ -183,14 +223,14 @@ def _group_json(attributes: dict[str, Any]) -> dict[str, Any]:
 def open_store(path: str | Path, *, recipe: Recipe | None = None) -> StoreInfo:
     """Open a store and check its format version (and recipe, when given)."""
     store = Path(path)
-    meta_path = _root_meta_path(store)
-    if not meta_path.exists():
+    try:  # the store's marker, read inside it: a link or FIFO there is refused unread
+        meta = _marker(read_json(_root_meta_path(store), store))
+    except FileNotFoundError:
         raise StoreError(
             f"no store at {store} (run `mscct-pipeline ingest` first, or pass --store)"
-        )
-    if not is_store(store):
+        ) from None
+    if meta is None:
         raise StoreError(f"{store} is a Zarr group but not an mscct store")
-    meta = read_json(meta_path)["attributes"]["mscct"]
     version = meta.get("format_version")
     if version not in READABLE_VERSIONS:
         readable = ", ".join(str(v) for v in READABLE_VERSIONS)

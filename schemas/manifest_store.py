@@ -16,7 +16,7 @@ folded fragments: a crash between the two leaves fragments that are ignored.
 A store without the key (formats 1 and 2) keeps one ``manifest.parquet`` replaced
 whole at every write (:func:`manifest_mode` says ``"single"``).
 
-Writers hold the store's lock (``pipeline.lock``); readers take no lock.
+Writers hold the store's lock (``schemas.lock``); readers take no lock.
 """
 
 from __future__ import annotations
@@ -24,8 +24,10 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import stat
 import uuid
 from pathlib import Path
+from typing import BinaryIO
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -35,6 +37,7 @@ from schemas.durable import atomic_write, fsync_path
 from schemas.layout import MANIFEST_FILE, StoreError, os_reason
 from schemas.lifecycle import open_store
 from schemas.parquet_read import read_parquet
+from schemas.safe_files import RefusedFile, file_kind, open_inside
 from schemas.tables import MANIFEST_SCHEMA, validate_manifest
 
 #: The folder of the fragments, beside ``manifest.parquet``.
@@ -62,19 +65,72 @@ def manifest_mode(store: str | Path) -> str:
 
 
 def fragment_paths(store: str | Path) -> list[tuple[int, Path]]:
-    """``(seq, path)`` of every fragment in ``manifest.d/``, by ``seq`` (dot files skipped)."""
-    folder = Path(store) / MANIFEST_DIR
+    """``(seq, path)`` of every fragment in ``manifest.d/``, by ``seq`` (dot files skipped).
+
+    Raises :class:`StoreError` (one line naming it) for an entry named like a fragment
+    that is not a regular file (a FIFO would hang its reader, a directory or a link is
+    not something a store writes): readers, ``compact`` and ``repair`` all refuse it.
+    """
+    folder = _fragment_folder(store)
     try:
-        names = os.listdir(folder)
+        listing = os.scandir(folder)
     except FileNotFoundError:
         return []
-    found = [(int(m.group(1)), folder / n) for n in names if (m := _FRAGMENT_RE.match(n))]
+    found = []
+    with listing:
+        for entry in listing:
+            match = _FRAGMENT_RE.match(entry.name)
+            if match is None:
+                continue
+            if not entry.is_file(follow_symlinks=False):
+                kind = file_kind(entry.stat(follow_symlinks=False).st_mode)
+                raise StoreError(_not_a_fragment(store, entry.name, kind))
+            found.append((int(match.group(1)), folder / entry.name))
     return sorted(found)
 
 
-def compacted_through(path: Path) -> int:
-    """The ``compacted_through`` a base file records (0 when it records none)."""
-    metadata = pq.read_schema(path).metadata or {}
+def _fragment_folder(store: str | Path) -> Path:
+    """``manifest.d/``, refused when it is a link (or anything but a folder): its
+    fragments would be read, and folded ones deleted, wherever it leads."""
+    folder = Path(store) / MANIFEST_DIR
+    try:
+        mode = os.lstat(folder).st_mode
+    except FileNotFoundError:
+        return folder
+    if not stat.S_ISDIR(mode):
+        raise StoreError(
+            f"store {store}: {MANIFEST_DIR} is {file_kind(mode)}, not a folder of the store's "
+            "own; refused (remove it; `mscct-pipeline repair` rebuilds the manifest)"
+        )
+    return folder
+
+
+def _not_a_fragment(store: str | Path, name: str, kind: str) -> str:
+    return (
+        f"store {store}: {MANIFEST_DIR}/{name} is {kind}, not a manifest fragment; never "
+        "read (a store writes only regular files there: remove it; `mscct-pipeline repair` "
+        "rebuilds the manifest from the committed clips)"
+    )
+
+
+def open_table(store: str | Path, path: Path, what: str) -> BinaryIO:
+    """Open one of the store's tables for reading, inside the store (see
+    :func:`schemas.safe_files.open_inside`): a link, a FIFO, a directory or a path
+    leading out of the store is a one-line :class:`StoreError`, never read."""
+    try:
+        return open_inside(path, store, what=what)
+    except RefusedFile as exc:
+        raise StoreError(f"{exc} (a store's tables are regular files inside it)") from None
+
+
+def compacted_through(store: str | Path) -> int:
+    """The ``compacted_through`` the store's base file records (0 when it records none).
+
+    Raises ``FileNotFoundError`` when there is no base, :class:`StoreError` when it is
+    refused, and pyarrow's error when it is not Parquet.
+    """
+    with open_table(store, Path(store) / MANIFEST_FILE, "manifest") as handle:
+        metadata = pq.read_schema(handle).metadata or {}
     return int(metadata.get(COMPACTED_KEY, b"0"))
 
 
@@ -133,7 +189,8 @@ def _read_once(store: Path) -> pa.Table:
     tables: list[pa.Table] = []
     through, opened = 0, None
     try:
-        with open(base_path, "rb") as handle:  # the base as it is now, even if replaced later
+        # The base as it is now, even if replaced later.
+        with open_table(store, base_path, "manifest") as handle:
             opened = _identity(os.fstat(handle.fileno()))
             base = _read_parquet(handle, base_path)
         through = int((base.schema.metadata or {}).get(COMPACTED_KEY, b"0"))
@@ -142,7 +199,8 @@ def _read_once(store: Path) -> pa.Table:
         pass
     for seq, path in fragment_paths(store):
         if seq > through:
-            with open(path, "rb") as handle:  # FileNotFoundError: folded meanwhile, retry
+            # FileNotFoundError: folded meanwhile, retry.
+            with open_table(store, path, "manifest fragment") as handle:
                 fragment = _read_parquet(handle, path)
             tables.append(validate_manifest(fragment, f"manifest fragment {path.name} of {store}"))
     try:
@@ -160,7 +218,11 @@ def _read_parquet(handle: object, path: Path) -> pa.Table:
     try:
         return read_parquet(handle)  # synchronous: see schemas.parquet_read
     except (OSError, pa.ArrowInvalid) as exc:
-        raise StoreError(f"cannot read {path}: {exc}") from exc
+        reason = " ".join(str(exc).split())  # pyarrow's text may span lines
+        raise StoreError(
+            f"cannot read {path}: {reason} (`mscct-pipeline repair` rebuilds the manifest "
+            "from the committed clips)"
+        ) from None
 
 
 def next_seq(store: str | Path) -> int:
@@ -168,7 +230,7 @@ def next_seq(store: str | Path) -> int:
     store = Path(store)
     through = 0
     with contextlib.suppress(FileNotFoundError, OSError, pa.ArrowInvalid):
-        through = compacted_through(store / MANIFEST_FILE)
+        through = compacted_through(store)
     seqs = [seq for seq, _ in fragment_paths(store)]
     return max([through, *seqs]) + 1
 
@@ -180,7 +242,7 @@ def write_fragment(store: str | Path, table: pa.Table, seq: int, *, durable: boo
     when it cannot be written; nothing partial stays visible then.
     """
     table = validate_manifest(table, "manifest fragment")
-    folder = Path(store) / MANIFEST_DIR
+    folder = _fragment_folder(store)
     path = folder / f"{seq:012d}-{uuid.uuid4().hex[:8]}.parquet"
     try:
         folder.mkdir(exist_ok=True)
@@ -241,23 +303,31 @@ def compact_manifest(store: str | Path, *, durable: bool = True) -> pa.Table:
 
 def sweep_fragment_leftovers(store: str | Path) -> int:
     """Delete what killed writers left in ``manifest.d/``: temporary files, and fragments
-    already folded into the base. Call only while holding the store's lock."""
+    already folded into the base. Call only while holding the store's lock.
+
+    Only regular files are deleted: anything else named so is not a store's and is left
+    for the readers to refuse (:func:`fragment_paths`). A base that cannot be read
+    counts as folding nothing, so only temporary files go then.
+    """
     store = Path(store)
-    folder = store / MANIFEST_DIR
+    folder = _fragment_folder(store)
     removed = 0
     through = 0
-    with contextlib.suppress(FileNotFoundError, OSError, pa.ArrowInvalid):
-        through = compacted_through(store / MANIFEST_FILE)
+    with contextlib.suppress(OSError, pa.ArrowInvalid, StoreError):
+        through = compacted_through(store)
     try:
-        names = os.listdir(folder)
+        listing = os.scandir(folder)
     except FileNotFoundError:
         return 0
-    for name in names:
-        match = _FRAGMENT_RE.match(name)
-        stale = match is not None and int(match.group(1)) <= through
-        if stale or (name.startswith(".") and name.endswith(".tmp")):
-            (folder / name).unlink(missing_ok=True)
-            removed += 1
+    with listing:
+        for entry in listing:
+            match = _FRAGMENT_RE.match(entry.name)
+            stale = match is not None and int(match.group(1)) <= through
+            temporary = entry.name.startswith(".") and entry.name.endswith(".tmp")
+            if (stale or temporary) and entry.is_file(follow_symlinks=False):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(entry.path)
+                removed += 1
     return removed
 
 

@@ -9,6 +9,7 @@ that for disk space and is read through zarr.
 
 from __future__ import annotations
 
+import math
 import os
 import stat
 from dataclasses import dataclass
@@ -16,7 +17,16 @@ from pathlib import Path
 
 import numpy as np
 
-from schemas.layout import LABELS_DIR, StoreError, clip_dir, clip_parts, read_json
+from schemas.array_limits import check_shape, parse_array_meta
+from schemas.layout import (
+    LABELS_DIR,
+    StoreError,
+    clip_dir,
+    clip_parts,
+    damaged_clip,
+    read_json,
+)
+from schemas.safe_files import RefusedFile, open_inside
 
 
 @dataclass(frozen=True)
@@ -27,6 +37,9 @@ class ArraySpec:
     shape: tuple[int, ...]
     dtype: np.dtype
     raw: bool  # True: the single chunk file is the array (memmap-able)
+    chunk_shape: tuple[int, ...] = ()
+    clip_id: str = ""  # for errors: the clip and store it belongs to
+    store: str = ""
 
     @property
     def chunk_file(self) -> Path:
@@ -37,17 +50,29 @@ class ArraySpec:
 
 def array_spec(store: str | Path, clip_id: str, name: str) -> ArraySpec:
     """Where one array of a committed clip lies; ``name`` may name a nested array
-    (``labels/fake``)."""
+    (``labels/fake``).
+
+    Its ``zarr.json`` is read inside the store and checked before any number in it
+    becomes a size: a shape, data type and chunk grid that make sense, and a shape
+    within what the store's recipe can make (:func:`schemas.array_limits.check_shape`).
+
+    Raises:
+        StoreError: the clip is not committed, its path runs through a link, or its
+            metadata is damaged (one line naming the clip and the fix).
+    """
     path = clip_dir(store, clip_id) / name
     _refuse_links(store, clip_id, (*clip_parts(store, clip_id), *name.split("/")))
     try:
-        meta = read_json(path / "zarr.json")
+        meta = read_json(path / "zarr.json", store)
     except FileNotFoundError:
         raise StoreError(f"clip {clip_id!r} is not in store {store}") from None
-    shape = tuple(int(s) for s in meta["shape"])
-    dtype = np.dtype(meta["data_type"])
-    codecs = meta.get("codecs", [])
-    chunk_shape = tuple(meta["chunk_grid"]["configuration"]["chunk_shape"])
+    except StoreError as exc:
+        raise damaged_clip(store, clip_id, f"its {name} metadata is unreadable ({exc})") from None
+    try:
+        shape, dtype, chunk_shape, codecs = parse_array_meta(meta)
+        check_shape(store, name, shape, dtype, chunk_shape)
+    except ValueError as exc:
+        raise damaged_clip(store, clip_id, f"its {name} metadata {exc}") from None
     endian = (codecs[0].get("configuration") or {}).get("endian", "little") if codecs else None
     raw = (
         len(codecs) == 1
@@ -55,7 +80,10 @@ def array_spec(store: str | Path, clip_id: str, name: str) -> ArraySpec:
         and chunk_shape == shape
         and (dtype.itemsize == 1 or endian == "little")
     )
-    return ArraySpec(path=path, shape=shape, dtype=dtype.newbyteorder("<"), raw=raw)
+    return ArraySpec(
+        path=path, shape=shape, dtype=dtype.newbyteorder("<"), raw=raw,
+        chunk_shape=chunk_shape, clip_id=clip_id, store=str(store),
+    )  # fmt: skip
 
 
 def raw_chunk_path(store_root: str, clip_id: str, name: str, ndim: int) -> str:
@@ -124,12 +152,45 @@ def _refuse_links(store: str | Path, clip_id: str, parts: tuple[str, ...]) -> No
 
 
 def load_array(spec: ArraySpec) -> np.ndarray:
-    """Zero-copy read-only ``np.memmap`` for the raw layout, a zarr decode otherwise."""
+    """Zero-copy read-only ``np.memmap`` for the raw layout, a zarr decode otherwise.
+
+    A raw chunk is opened inside its array's folder (no link, no FIFO) and must hold
+    exactly the bytes its shape needs: a truncated or grown one is a one-line
+    :class:`StoreError` naming the clip and the fix, never a short map.
+    """
     if spec.raw:
-        return np.memmap(spec.chunk_file, dtype=spec.dtype, mode="r", shape=spec.shape)
+        return _map_raw(spec)
     import zarr
 
     return np.asarray(zarr.open_array(str(spec.path), mode="r")[...])
+
+
+def _map_raw(spec: ArraySpec) -> np.ndarray:
+    name = spec.path.name
+    try:
+        handle = open_inside(spec.chunk_file, spec.path, what="chunk file")
+    except FileNotFoundError:
+        raise _damaged(spec, f"its {name} chunk file is missing") from None
+    except RefusedFile as exc:
+        raise _damaged(spec, str(exc)) from None
+    with handle:
+        size = os.fstat(handle.fileno()).st_size
+        needed = math.prod(spec.shape) * spec.dtype.itemsize
+        if size != needed:
+            problem = (
+                f"its {name} chunk file holds {size:,} bytes, its shape {spec.shape} "
+                f"{spec.dtype.name} needs {needed:,}"
+            )
+            raise _damaged(spec, problem)
+        if needed == 0:
+            return np.zeros(spec.shape, spec.dtype)
+        return np.memmap(handle, dtype=spec.dtype, mode="r", shape=spec.shape)
+
+
+def _damaged(spec: ArraySpec, problem: str) -> StoreError:
+    if not spec.clip_id:  # a spec made by hand: no clip to name
+        return StoreError(f"{spec.path} is damaged: {problem}")
+    return damaged_clip(spec.store, spec.clip_id, problem)
 
 
 def open_clip(store: str | Path, clip_id: str) -> tuple[np.ndarray, np.ndarray]:

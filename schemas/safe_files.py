@@ -146,6 +146,54 @@ def read_text_inside(
         ) from None
 
 
+_UPDATE_FLAGS = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
+
+
+def open_update_inside(
+    path: str | os.PathLike[str], root: str | os.PathLike[str], *, what: str = "file"
+) -> int:
+    """Open (creating it) a small file to update in place: a descriptor, read-write.
+
+    The writer's side of :func:`open_inside`, for a file rewritten where it lies (a
+    lock file): refused, before a byte is written, when it is a link (even one to a
+    missing path: ``O_NOFOLLOW`` also holds with ``O_CREAT``), a FIFO, directory,
+    socket or device, when its real path leads out of ``root``, or when it has other
+    hard links (writing it would change a file elsewhere). The caller closes it.
+
+    Raises:
+        RefusedFile: as above.
+        OSError: the file cannot be created or opened (read-only, no space, ...).
+    """
+    name = os.fspath(path)
+    try:
+        fd = os.open(name, _UPDATE_FLAGS, 0o644)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise RefusedFile(f"{what} {name} is a symbolic link; refused") from None
+        if exc.errno in (errno.ENXIO, errno.EISDIR):
+            kind = file_kind(os.lstat(name).st_mode)
+            raise RefusedFile(f"{what} {name} is {kind}, not a regular file; refused") from None
+        raise
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            kind = file_kind(info.st_mode)
+            raise RefusedFile(f"{what} {name} is {kind}, not a regular file; refused")
+        if not is_inside(_opened_path(fd, name), root):
+            raise RefusedFile(f"{what} {name} leads outside {os.fspath(root)}; refused")
+        if info.st_nlink > 1:
+            raise RefusedFile(
+                f"{what} {name} has {info.st_nlink - 1} other hard link(s); writing it would "
+                "change a file elsewhere: refused"
+            )
+        flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+        fcntl.fcntl(fd, fcntl.F_SETFL, flags & ~os.O_NONBLOCK)
+        return fd
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 def ensure_dir_inside(path: Path, root: Path) -> None:
     """Refuse a folder below ``root`` that is a link or leads outside it (for writers)."""
     if path.is_symlink() or not is_inside(os.path.realpath(path), root):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +25,8 @@ from schemas.layout import (
     check_name,
     os_reason,
 )
-from schemas.lifecycle import open_store
-from schemas.manifest_store import read_merged, replace_manifest
+from schemas.lifecycle import check_folders, open_store
+from schemas.manifest_store import open_table, read_merged, replace_manifest
 from schemas.parquet_read import read_parquet
 from schemas.tables import (
     SPLIT_SCHEMA,
@@ -66,8 +67,9 @@ def write_split(
 ) -> Path:
     """Store a split table under ``splits/<name>.parquet`` with its parameters."""
     open_store(store)
+    check_folders(store)  # splits/ must be the store's own folder, not a link out
     path = Path(store) / SPLITS_DIR / f"{check_name(name, 'split name')}.parquet"
-    if path.exists() and not overwrite:
+    if os.path.lexists(path) and not overwrite:
         raise StoreError(
             f"split {name!r} already exists in {store}; pass --overwrite to replace it"
         )
@@ -92,13 +94,20 @@ def read_split(store: str | Path, name: str = "default") -> pa.Table:
         names = list_splits(store)
         hint = f"available: {', '.join(names)}" if names else "run `mscct-pipeline split` first"
         raise StoreError(f"store {store} has no split {name!r} ({hint})")
-    return validate_table(_read_parquet(path), SPLIT_SCHEMA, f"split {name!r}")
+    return validate_table(_read_parquet(store, path), SPLIT_SCHEMA, f"split {name!r}")
 
 
 def split_params(store: str | Path, name: str = "default") -> dict[str, Any]:
+    """The parameters a split was made with, as ``write_split`` recorded them."""
     path = Path(store) / SPLITS_DIR / f"{check_name(name, 'split name')}.parquet"
-    meta = pq.read_schema(path).metadata or {}
-    return json.loads(meta.get(SPLIT_PARAMS_KEY, b"{}"))
+    try:
+        with open_table(store, path, "split table") as handle:
+            meta = pq.read_schema(handle).metadata or {}
+        return json.loads(meta.get(SPLIT_PARAMS_KEY, b"{}"))
+    except (OSError, pa.ArrowInvalid, ValueError, RecursionError) as exc:
+        raise StoreError(
+            f"cannot read the parameters of split {name!r} in {store}: {exc}"
+        ) from None
 
 
 def list_splits(store: str | Path) -> list[str]:
@@ -127,11 +136,13 @@ def store_fingerprint(store: str | Path) -> str:
     return digest.hexdigest()[:16]
 
 
-def _read_parquet(path: Path) -> pa.Table:
+def _read_parquet(store: str | Path, path: Path) -> pa.Table:
+    """A table of the store, read inside it (a link or FIFO is refused unread)."""
     try:
-        return read_parquet(path)  # synchronous: see schemas.parquet_read
+        with open_table(store, path, "split table") as handle:
+            return read_parquet(handle)  # synchronous: see schemas.parquet_read
     except (OSError, pa.ArrowInvalid) as exc:
-        raise StoreError(f"cannot read {path}: {exc}") from exc
+        raise StoreError(f"cannot read {path}: {exc}") from None
 
 
 def _write_parquet_atomic(path: Path, table: pa.Table, *, durable: bool = True) -> None:
