@@ -488,14 +488,14 @@ def _time_step(
     every ``cfg.sync_every`` steps as the loop does; the first step (with ``compile``, the
     compilation) is timed apart."""
     from trainer.distributed import DistInfo
-    from trainer.model import MSCT
+    from trainer.model import build_model
     from trainer.optim import build_optimizer
     from trainer.runtime import autocast_dtype
     from trainer.step import LossTally, loss_parts
 
     amp = autocast_dtype(cfg, device)
     torch.manual_seed(0)
-    model = MSCT(cfg.model).to(device).train()
+    model = build_model(cfg.model).to(device).train()
     optimizer = build_optimizer(cfg, model)
     tally = LossTally(loss_parts(cfg), device, 0, DistInfo())
     if device.type == "cuda":
@@ -615,14 +615,14 @@ def step_flops(plan: Plan) -> dict[str, Any]:
     ``FlopCounterMode`` (matmuls, convolutions, attention) at batch 2, halved."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    from trainer.model import MSCT
+    from trainer.model import build_model
     from trainer.runtime import autocast, autocast_dtype
     from trainer.step import forward_loss
 
     cfg = _train_config(plan)
     device = torch.device(plan.device)
     torch.manual_seed(0)
-    model = MSCT(cfg.model).to(device).train()
+    model = build_model(cfg.model).to(device).train()
     g = torch.Generator().manual_seed(0)
     size, t = 2, plan.window
     audio = torch.randn(size, t, 104, generator=g).to(device)
