@@ -13,12 +13,14 @@ Pure Python: both the pipeline's report and the trainer's plots use it.
 
 from __future__ import annotations
 
+from typing import Any
+
 #: The longest text a picture draws, in characters (an ellipsis ends a longer one).
 MAX_CHARS = 160
 
 #: matplotlib settings under which a text is drawn as written: ``$`` is a dollar sign,
 #: not mathtext, and nothing is handed to LaTeX (whatever the user's matplotlibrc says).
-LITERAL_TEXT_RC = {"text.parse_math": False, "text.usetex": False}
+LITERAL_TEXT_RC: dict[Any, bool] = {"text.parse_math": False, "text.usetex": False}
 
 ELLIPSIS = "…"
 
