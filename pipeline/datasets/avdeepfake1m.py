@@ -45,8 +45,14 @@ from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from pipeline.datasets.collect import ClipSink, Collector
-from pipeline.datasets.labels import MODIFY_TYPES, category_of, modify_type_of, official_split
+from pipeline.datasets.base import (
+    MISSING,
+    ClipSink,
+    Collector,
+    ScanError,
+    clip_source,
+)
+from pipeline.datasets.labels import MODIFY_TYPES, category_of, modify_type_of
 from pipeline.datasets.layout import find_root
 from pipeline.datasets.records import (
     ODD_RECORD,
@@ -63,8 +69,7 @@ from pipeline.datasets.records import (
     relative_file,
 )
 from pipeline.datasets.segments import BadSegments, read_segments
-from pipeline.datasets.source import ClipSource, ScanResult, Segments, make_clip_id
-from pipeline.scan import MISSING, ScanError
+from pipeline.datasets.source import ClipSource, ScanResult, Segments
 from schemas.safe_files import is_inside, open_inside
 
 NAME = "avdeepfake1m"
@@ -168,23 +173,16 @@ def _clip(
     rel = _locate(collector, where, subset, file)
     if rel is None:
         return None, []
-    category = category_of(audio_fake, video_fake)
-    identity = Collector.intern(PurePosixPath(file).parts[0])
-    method = kind if not (audio_fake and audio_model) else f"{kind}:{audio_model}"
-    clip = ClipSource(
-        clip_id=make_clip_id(identity, category, rel),
-        path=rel,
-        category=category,
+    clip = clip_source(
+        NAME,
+        rel,
+        PurePosixPath(file).parts[0],
+        category_of(audio_fake, video_fake),
         source_type=kind,
-        identity=identity,
-        method=Collector.intern(method),
-        dataset=NAME,
-        official_split=official_split(source_split),
-        source_split=Collector.intern(source_split),
+        method=kind if not (audio_fake and audio_model) else f"{kind}:{audio_model}",
+        source_split=source_split,
         original=original,
-        fake_segments=fake,
-        audio_fake_segments=audio,
-        video_fake_segments=video,
+        segments=(fake, audio, video),
     )
     return clip, repairs
 
@@ -292,19 +290,7 @@ def _add_test_list(collector: Collector, path: Path) -> None:
 
 def _unlabelled(rel: str, file: str) -> ClipSource:
     """A test clip whose labels are not public: category ``""``, labels and segments unknown."""
-    identity = Collector.intern(PurePosixPath(file).parts[0])
-    return ClipSource(
-        clip_id=make_clip_id(identity, "", rel),
-        path=rel,
-        category="",
-        source_type="",
-        identity=identity,
-        method="",
-        dataset=NAME,
-        labelled=False,
-        official_split="test",
-        source_split="test",
-    )
+    return clip_source(NAME, rel, PurePosixPath(file).parts[0], "", source_split="test")
 
 
 __all__ = ["NAME", "SUBSETS", "TEST_LIST", "WANTED", "looks_like", "scan"]

@@ -34,12 +34,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Protocol
 
+from pipeline.datasets.common import LEAVES, MISSING, shown, walk_media
 from pipeline.datasets.source import ClipSource, ScanResult
 from pipeline.path_check import PathChecker
-from pipeline.scan import MISSING, shown, walk_media
-
-#: ``examine``'s reason for a path outside the root (kept in step with pipeline.scan).
-_LEAVES = "leaves the dataset root"
 
 
 class ClipSink(Protocol):
@@ -91,7 +88,7 @@ class Collector:
         """Record why the path ``rel`` a record names cannot be taken (``reason`` from ``examine``)."""
         if reason == MISSING:
             self.result.missing.append(f"{where}: {shown(rel)}")
-        elif reason == _LEAVES:
+        elif reason == LEAVES:
             self.result.refused.append(
                 f"{where}: path {shown(rel)} leaves the dataset root; refused"
             )

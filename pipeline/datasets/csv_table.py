@@ -33,14 +33,15 @@ import os
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from pipeline.datasets.collect import ClipSink, Collector
-from pipeline.datasets.labels import (
-    OFFICIAL_SPLITS,
-    category_of,
-    modify_type_of,
-    official_split,
-    per_modality,
+from pipeline.datasets.base import (
+    ClipSink,
+    Collector,
+    ScanError,
+    clip_source,
+    shown,
+    undecodable,
 )
+from pipeline.datasets.labels import OFFICIAL_SPLITS, category_of, per_modality
 from pipeline.datasets.records import (
     ODD_RECORD,
     BadRecord,
@@ -50,7 +51,7 @@ from pipeline.datasets.records import (
     relative_file,
 )
 from pipeline.datasets.segments import BadSegments, read_segments
-from pipeline.datasets.source import ClipSource, ScanResult, Segments, make_clip_id
+from pipeline.datasets.source import ClipSource, ScanResult, Segments
 from schemas.safe_files import open_inside
 
 NAME = "csv"
@@ -62,8 +63,6 @@ _VALUES = {"0": False, "1": True, "real": False, "fake": True}
 
 def locate(root: str | Path) -> tuple[Path, str]:
     """``(dataset root, CSV name)``: ``ROOT/labels.csv``, or ``ROOT`` the CSV itself."""
-    from pipeline.scan import ScanError
-
     root = Path(root)
     if root.is_dir():
         if not os.path.lexists(root / CSV_NAME):
@@ -111,8 +110,6 @@ def scan(root: str | Path, sink: ClipSink | None = None) -> ScanResult:
 
 
 def _header(reader: Any, path: Path) -> list[str]:
-    from pipeline.scan import ScanError, shown
-
     try:
         header = [h.strip().lower() for h in next(reader, [])]
     except csv.Error as exc:
@@ -137,8 +134,6 @@ def _clip(
     collector: Collector, where: str, row: dict[str, str]
 ) -> tuple[ClipSource | None, list[str]]:
     """The clip of one CSV row and its repairs; ``(None, [])`` when its path was rejected."""
-    from pipeline.scan import undecodable
-
     if any("\x00" in v or undecodable(v) for v in row.values()):
         raise BadRecord("a field holds a NUL byte or bytes that are not UTF-8")
     rel = relative_file(row.get("path", ""), "path")
@@ -155,21 +150,13 @@ def _clip(
     identity = row.get("identity", "").strip() or (
         parts[0] if len(parts) > 1 else PurePosixPath(rel).stem
     )
-    category = category_of(audio_fake, video_fake)
-    kind = Collector.intern(modify_type_of(audio_fake, video_fake))
-    clip = ClipSource(
-        clip_id=make_clip_id(identity, category, rel),
-        path=rel,
-        category=category,
-        source_type=kind,
-        identity=Collector.intern(identity),
-        method=kind,
-        dataset=NAME,
-        official_split=official_split(source_split),
+    clip = clip_source(
+        NAME,
+        rel,
+        identity,
+        category_of(audio_fake, video_fake),
         source_split=source_split,
-        fake_segments=fake,
-        audio_fake_segments=audio,
-        video_fake_segments=video,
+        segments=(fake, audio, video),
     )
     return clip, repairs
 

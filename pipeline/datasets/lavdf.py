@@ -28,8 +28,8 @@ import os
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from pipeline.datasets.collect import ClipSink, Collector
-from pipeline.datasets.labels import category_of, modify_type_of, official_split, per_modality
+from pipeline.datasets.base import ClipSink, Collector, ScanError, clip_source, examine
+from pipeline.datasets.labels import category_of, per_modality
 from pipeline.datasets.layout import find_root
 from pipeline.datasets.records import (
     ODD_RECORD,
@@ -45,8 +45,7 @@ from pipeline.datasets.records import (
     relative_file,
 )
 from pipeline.datasets.segments import BadSegments, read_segments
-from pipeline.datasets.source import ClipSource, ScanResult, make_clip_id
-from pipeline.scan import ScanError
+from pipeline.datasets.source import ClipSource, ScanResult
 
 NAME = "lavdf"
 METADATA_NAMES = ("metadata.json", "metadata.min.json")
@@ -86,8 +85,6 @@ def _holds_metadata(path: Path) -> bool:
 
 def _metadata_name(path: Path) -> str | None:
     """The metadata file detection takes (``metadata.json`` first), or None."""
-    from pipeline.scan import examine
-
     for name in METADATA_NAMES:
         if examine(path, name) is None and _first_record_has(path / name, "modify_video"):
             return name
@@ -129,23 +126,14 @@ def _clip(collector: Collector, where: str, raw: Any) -> tuple[ClipSource | None
         collector.reject_path(where, rel, reason)
         return None, []
     audio_segments, video_segments = per_modality(fake, audio_fake, video_fake)
-    category = category_of(audio_fake, video_fake)
-    kind = Collector.intern(modify_type_of(audio_fake, video_fake))
-    identity = Collector.intern(PurePosixPath(original or rel).stem)
-    clip = ClipSource(
-        clip_id=make_clip_id(identity, category, rel),
-        path=rel,
-        category=category,
-        source_type=kind,
-        identity=identity,
-        method=kind,
-        dataset=NAME,
-        official_split=official_split(source_split),
-        source_split=Collector.intern(source_split),
+    clip = clip_source(
+        NAME,
+        rel,
+        PurePosixPath(original or rel).stem,
+        category_of(audio_fake, video_fake),
+        source_split=source_split,
         original=original,
-        fake_segments=fake,
-        audio_fake_segments=audio_segments,
-        video_fake_segments=video_segments,
+        segments=(fake, audio_segments, video_segments),
     )
     return clip, repairs
 

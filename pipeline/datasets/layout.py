@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from pipeline.datasets.common import ScanError
+
 
 def candidate_roots(root: Path, looks_like: Callable[[Path], bool]) -> list[Path]:
     """``[root]`` when it looks like the dataset, else the folders right inside it that do."""
@@ -22,8 +24,6 @@ def find_root(root: str | Path, looks_like: Callable[[Path], bool], wanted: str)
 
     ``wanted`` says what was looked for, e.g. ``"LAV-DF: metadata.json or metadata.min.json"``.
     """
-    from pipeline.scan import ScanError
-
     root = Path(root)
     if not root.is_dir():
         raise ScanError(f"dataset root {root} is not a directory")

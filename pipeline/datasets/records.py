@@ -3,7 +3,7 @@
 A metadata file is a JSON array of objects. :func:`json_records` reads it
 streaming with ``ijson`` (AV-Deepfake1M's train metadata is hundreds of MB: the
 scan holds one record at a time, never the document). A file that is not valid
-JSON, or not an array, is a :class:`~pipeline.scan.ScanError` for the whole file
+JSON, or not an array, is a :class:`~pipeline.datasets.common.ScanError` for the whole file
 (its later records cannot be trusted, and a half-read dataset would ingest
 silently short); a record that is not an object, or lacks a field, or holds the
 wrong type, is :class:`BadRecord`, and the adapter refuses that record alone.
@@ -27,8 +27,8 @@ from typing import Any
 
 import ijson
 
+from pipeline.datasets.common import LEAVES, MISSING, ScanError, examine, shown
 from pipeline.datasets.json_stream import NumberTooLong, TooBig, array_items, one_value
-from pipeline.scan import MISSING, ScanError, examine, shown
 from schemas.cli_errors import UserError
 from schemas.safe_files import RefusedFile, open_inside
 
@@ -59,7 +59,7 @@ def confined_file(root: Path, rel: str) -> Path:
         return root / rel
     if reason == MISSING:
         raise ScanError(f"{root / rel} does not exist")
-    if reason == "leaves the dataset root":
+    if reason == LEAVES:
         reason = "a link to a file outside the dataset root; refused (copy the file into it)"
         raise ScanError(f"{root / rel} is {reason}")
     raise ScanError(f"{root / rel} is {reason}; refused")
@@ -100,7 +100,7 @@ def json_object(path: Path, root: Path) -> Any:
     """
     reason = examine(root, path.relative_to(root).as_posix())
     if reason is not None:
-        verb = "" if reason == "leaves the dataset root" else "is "
+        verb = "" if reason == LEAVES else "is "
         raise BadRecord(f"the file {verb}{reason}" if reason != MISSING else "the file is gone")
     try:
         # Resolved first: a link inside the root is followed, one out of it refused.
