@@ -293,12 +293,13 @@ def sweep_staging(store: str | Path) -> int:
 
 def read_clip_record(store: str | Path, clip_id: str) -> dict[str, Any] | None:
     """The manifest record committed with a clip, or None when it is not committed."""
-    return _record_at(clip_dir(store, clip_id), clip_id)
+    return _record_at(clip_dir(store, clip_id), clip_id, store)
 
 
-def _record_at(folder: Path, clip_id: str) -> dict[str, Any] | None:
+def _record_at(folder: Path, clip_id: str, store: str | Path) -> dict[str, Any] | None:
+    """The record in a clip folder's group metadata, read inside the store."""
     try:
-        return read_json(folder / "zarr.json")["attributes"]["record"]
+        return read_json(folder / "zarr.json", store)["attributes"]["record"]
     except FileNotFoundError:
         return None
     except (KeyError, TypeError) as exc:
@@ -314,7 +315,7 @@ def committed_records(store: str | Path) -> list[dict[str, Any]]:
     """
     records = []
     for clip_id, folder in sorted(_clip_folders(Path(store))):
-        record = _record_at(folder, clip_id)
+        record = _record_at(folder, clip_id, store)
         if record is not None:
             records.append(record)
     return records
@@ -341,9 +342,20 @@ def _clip_folders(store: Path) -> list[tuple[str, Path]]:
 
 
 def _subdirs(folder: Path) -> list[str]:
-    """Names of the folders in ``folder`` that are not hidden (``zarr.json`` is a file)."""
+    """Names of the folders in ``folder`` that are not hidden (``zarr.json`` is a file).
+
+    Raises :class:`StoreError` for a link among them: a store's clips and shards are
+    its own folders, and one leading elsewhere would import what lies there.
+    """
     with os.scandir(folder) as entries:
-        return [e.name for e in entries if not e.name.startswith(".") and e.is_dir()]
+        found = [e for e in entries if not e.name.startswith(".") and e.is_dir()]
+    for entry in found:
+        if entry.is_symlink():
+            raise StoreError(
+                f"{entry.path} is a symbolic link, not a folder of the store's own; refused "
+                "(remove it: a clip is redone by the next ingest)"
+            )
+    return [e.name for e in found]
 
 
 def remove_clip(store: str | Path, clip_id: str, *, durable: bool = True) -> None:

@@ -307,24 +307,25 @@ def test_store_tables_linked_out_of_the_store_are_never_read(
         assert "outside00001" not in pq.read_table(base).column("clip_id").to_pylist()
 
 
-@pytest.mark.parametrize(
-    ("folder", "command"), [(".staging", "repair"), ("clips", "repair"), ("manifest.d", "repair")]
-)
+@pytest.mark.parametrize("folder", [".staging", "clips", "manifest.d", "<clip>"])
 def test_a_store_folder_linked_out_is_never_swept_or_read(
-    site: tuple[Path, Path], folder: str, command: str
+    site: tuple[Path, Path], folder: str
 ) -> None:
-    """``repair`` empties ``.staging/``, walks ``clips/`` and folds ``manifest.d/``: through
-    a link, it would delete or import what lies outside."""
+    """``repair`` empties ``.staging/``, walks ``clips/`` (and every clip folder in it) and
+    folds ``manifest.d/``: through a link, it would delete or import what lies outside."""
     store, outside = site
     target = outside / "folder"
-    if folder == "clips":
-        shutil.move(store / "clips", target / "clips")
-        target = target / "clips"
+    if folder in ("clips", "<clip>"):
+        folder = (
+            str(clip_dir(store, "clip00005").relative_to(store)) if folder != "clips" else folder
+        )
+        target = target / "moved"
+        shutil.move(store / folder, target)
     else:
         shutil.rmtree(store / folder, ignore_errors=True)
     (store / folder).symlink_to(target)
     before = _tree(outside)
-    proc = run_cli("mscct-pipeline", command, "--store", store, check=False)
+    proc = run_cli("mscct-pipeline", "repair", "--store", store, check=False)
     _one_line(proc, folder)
     assert _tree(outside) == before
 
