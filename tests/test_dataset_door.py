@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 import schemas
+from benchmarks import code_shape
 from pipeline import datasets
 from pipeline.datasets.base import DatasetAdapter, DetectedAdapter
 from pipeline.ingest import IngestOptions, run_ingest
@@ -134,3 +135,18 @@ def test_an_installed_package_registers_through_its_entry_point(
     monkeypatch.syspath_prepend(str(tmp_path))
     assert "toy_ep" in datasets.names()
     assert datasets.adapter("toy_ep").NAME == "toy"
+
+
+def test_no_adapter_imports_another_and_the_package_is_on_no_cycle() -> None:
+    shape = code_shape.measure()
+    adapters = {datasets.adapter(name).__name__ for name in datasets.DATASETS}
+    inside = [e for e in shape["edges"] if e["source"].startswith("pipeline.datasets")]
+    crossing = [e for e in inside if e["target"] in adapters and e["source"] != e["target"]]
+    assert not crossing, f"an adapter (or a helper) imports an adapter: {crossing}"
+    assert not [e for e in inside if e["target"] == "pipeline.scan"]  # the old home, re-exports
+    on_cycle = [
+        c["modules"]
+        for c in shape["cycles"]
+        if any(m.startswith("pipeline.datasets") or m == "pipeline.scan" for m in c["modules"])
+    ]
+    assert not on_cycle, f"import cycles through pipeline.datasets: {on_cycle}"
