@@ -35,6 +35,7 @@ from schemas.layout import (
 )
 from schemas.readers import FRAME_LABEL_NAMES
 from schemas.recipe import Recipe
+from schemas.safe_files import is_inside
 
 #: The arrays a clip may hold besides ``video`` and ``audio``: name -> (shape after T, dtype).
 #: ``face_boxes``: the square region of the source frame each face crop was cut from,
@@ -97,6 +98,7 @@ def write_clip(
         if durable:
             fsync_tree(staging)
         created = _make_parent_dirs(target.parent)
+        _refuse_parent_out_of(store, target.parent)
         _replace_dir(staging, target)
         if durable:
             fsync_path(target.parent, directory=True)  # the clip's entry
@@ -241,6 +243,13 @@ def _compressors(layout: str) -> Any:
     from zarr.codecs import ZstdCodec
 
     return ZstdCodec(level=3, checksum=True)
+
+
+def _refuse_parent_out_of(store: Path, folder: Path) -> None:
+    """Refuse to commit into a shard folder that leads out of the store (a link in
+    ``clips/``): the clip would be written wherever it leads."""
+    if not is_inside(os.path.realpath(folder), store):
+        raise StoreError(f"{folder} leads outside store {store}; refused (remove the link)")
 
 
 def _make_parent_dirs(folder: Path) -> list[Path]:

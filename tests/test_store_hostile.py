@@ -416,3 +416,19 @@ def test_foreign_entries_stop_at_the_first_few(pristine: Path, tmp_path: Path) -
     for i in range(9):
         (store / "splits" / f"note{i}.txt").write_text("x")
     assert foreign_entries(store) == [f"splits/note{i}.txt" for i in range(5)]
+
+
+def test_a_clip_is_never_committed_through_a_shard_folder_linked_out(
+    site: tuple[Path, Path],
+) -> None:
+    store, outside = site
+    shard = clip_dir(store, "new-clip").parent
+    shard.parent.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(shard, ignore_errors=True)
+    shard.symlink_to(outside / "folder")
+    before = _tree(outside)
+    recipe = schemas.open_store(store).recipe
+    video, audio = np.zeros((8, 16, 16, 3), np.uint8), np.zeros((8, 104), np.float32)
+    with pytest.raises(schemas.StoreError, match="leads outside"):
+        schemas.write_clip(store, "new-clip", video, audio, _row("new-clip"), recipe)
+    assert _tree(outside) == before
