@@ -75,13 +75,14 @@ def test_compiled_step_trains_like_eager(record_property: Callable[[str, object]
 
 
 # A model as small as keeps every kind of layer of the tiny preset: two Res2Net stages
-# with CBAM between them (where inductor once went wrong on gradients), WTConv, MSSA, DCA.
-# Inductor compiles one C++ kernel per fused group, so fewer layers compile faster.
+# with CBAM between them, the stem and WTConv (whose near-zero gradients a review took for
+# an inductor fault: trainer/compile_check.py), MSSA, DCA. Inductor compiles one C++ kernel
+# per fused group, so fewer layers compile faster (its compiled code is cached on disk).
 SMALL = [
     "device=cpu", "model.dim=16", "model.depth=1", "model.heads=4", "model.mlp_ratio=1.0",
     "model.visual_stem=8", "model.visual_widths=[8,16]", "model.visual_depths=[1,1]",
 ]  # fmt: skip
-BACKENDS = ("aot_eager",)  # dynamo + AOT autograd, without inductor's code generation
+BACKENDS = ("aot_eager", "inductor")  # what compile=true may use on the CPU
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -121,9 +122,25 @@ def test_the_gradient_check_sees_a_wrong_backward() -> None:
     same_loss, wrong = step_gradients(cfg, _window_batch(), torch.device("cpu"), doubled)  # type: ignore[arg-type]
     assert same_loss == loss
     errors = gradient_errors(eager, wrong)
-    visual = [n for n in errors if n.startswith("visual_encoder.") and eager[n].norm() > 0]
-    assert visual and all(errors[n] == pytest.approx(1.0) for n in visual)
+    visual = [n for n in errors if n.startswith("visual_encoder.")]
+    caught = [n for n in visual if errors[n] > GRAD_RTOL]
+    assert len(caught) > 0.8 * len(visual), sorted(set(visual) - set(caught))
+    assert max(errors[n] for n in visual) == pytest.approx(1.0)  # a gradient above the floor
     assert all(errors[n] == 0 for n in errors if not n.startswith("visual_encoder."))
+
+
+def test_gradients_that_are_rounding_noise_do_not_count() -> None:
+    """A gradient that is zero but for rounding (the WTConv bias before a train-mode
+    BatchNorm) differs by 100 % between any two correct computations; against the floor,
+    that is nothing."""
+    from trainer.compile_check import GRAD_FLOOR, gradient_errors
+
+    reference = {"weight": torch.tensor([3.0, 4.0]), "bias": torch.tensor([1e-9])}
+    noisy = {"weight": torch.tensor([3.0, 4.0]), "bias": torch.tensor([-1e-9])}
+    assert gradient_errors(reference, noisy)["bias"] == pytest.approx(2e-9 / (GRAD_FLOOR * 5))
+    assert gradient_errors(reference, noisy, floor=0.0)["bias"] == pytest.approx(2.0)
+    wrong = {"weight": torch.tensor([6.0, 8.0]), "bias": torch.tensor([1e-9])}
+    assert gradient_errors(reference, wrong)["weight"] == pytest.approx(1.0)
 
 
 def test_a_run_with_compile_true_steps_through_the_compiled_forward(tmp_path: Path) -> None:
