@@ -26,7 +26,7 @@ from schemas.layout import (
     damaged_clip,
     read_json,
 )
-from schemas.safe_files import RefusedFile, open_inside
+from schemas.safe_files import RefusedFile, file_kind, open_inside
 
 
 @dataclass(frozen=True)
@@ -73,7 +73,8 @@ def array_spec(store: str | Path, clip_id: str, name: str) -> ArraySpec:
         check_shape(store, name, shape, dtype, chunk_shape)
     except ValueError as exc:
         raise damaged_clip(store, clip_id, f"its {name} metadata {exc}") from None
-    endian = (codecs[0].get("configuration") or {}).get("endian", "little") if codecs else None
+    config = codecs[0].get("configuration") if codecs else None
+    endian = config.get("endian", "little") if isinstance(config, dict) else "little"
     raw = (
         len(codecs) == 1
         and codecs[0].get("name") == "bytes"
@@ -112,14 +113,21 @@ def open_raw_chunk(store_root: str, clip_id: str, name: str, ndim: int) -> tuple
 
     Raises:
         FileNotFoundError: no such chunk file (the clip is not in the store).
-        StoreError: the clip id is malformed, or the path runs through a link.
+        StoreError: the clip id is malformed, the path runs through a link, or the
+            chunk is not a regular file (a FIFO, a folder).
     """
     path = raw_chunk_path(store_root, clip_id, name, ndim)
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    # O_NONBLOCK: a FIFO named like a chunk opens at once (and is refused below) instead
+    # of blocking the reader forever; it changes nothing for a regular file.
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
     try:
         if _opened_path(fd) != path:
             parts = (*clip_parts(store_root, clip_id), name, "c", *("0" * ndim))
             _refuse_links(store_root, clip_id, parts)
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            problem = f"its {name} chunk file is {file_kind(mode)}, not a regular file"
+            raise damaged_clip(store_root, clip_id, problem)
     except BaseException:
         os.close(fd)
         raise
