@@ -615,7 +615,10 @@ def repair(store: StoreOption = None) -> None:
 
     Every committed clip carries its own manifest row, so a deleted or damaged
     manifest loses nothing but failed rows (a rerun of ingest retries those). The
-    rebuilt manifest is one compacted manifest.parquet (no fragments).
+    rebuilt manifest is one compacted manifest.parquet (no fragments). A store whose
+    .lock, folders, clip folders or fragments are links, FIFOs or other things a store
+    never writes is refused in one line naming the entry: nothing is read or swept
+    through it (remove it, then run repair again).
     """
     from pipeline.manifest_book import repair_manifest
 
@@ -637,7 +640,9 @@ def compact(store: StoreOption = None) -> None:
     """Fold the manifest's fragments (manifest.d/) into manifest.parquet.
 
     An ingest does this when it ends; run it after an ingest that was killed, or to
-    hand a store on as few files. Atomic: readers see the manifest before or after.
+    hand a store on as few files. Atomic: readers see the manifest before or after. A
+    fragment that is not a regular file of the store's own (a FIFO, a folder, a link)
+    is refused in one line, never opened.
     """
     from pipeline.manifest_book import compact_store
 
