@@ -155,3 +155,24 @@ def test_a_checkpoint_from_before_the_key_evaluates_with_its_own_dca(tmp_path: P
     cross = model.encoder.blocks[0].audio.cross_attn
     assert isinstance(cross, DifferentialCrossAttention)
     assert torch.equal(cross.lambda_q1, trained.encoder.blocks[0].audio.cross_attn.lambda_q1)
+
+
+@pytest.mark.parametrize("form", ["paper", "diff_transformer"])
+def test_the_fp32_encoder_makes_no_cast_calls(form: str) -> None:
+    """The op-count cut stays cut: in fp32 no attention layer calls ``.to``/``.float()``
+    (each was an operator call even when it changed nothing; 123 per paper-size forward)."""
+    cfg = tiny(dca_form=form)
+    encoder = MSCT(cfg).encoder.train()
+    mask = torch.ones(2, 5, dtype=torch.bool)
+    mask[1, 3:] = False
+    ops = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU])
+    with torch.no_grad(), ops:
+        encoder(torch.randn(2, 5, cfg.dim), torch.randn(2, 5, cfg.dim), mask)
+    # The calls the model's code makes itself (those inside an operator are its own).
+    top = [
+        e.name
+        for e in ops.events()
+        if not (e.cpu_parent and e.cpu_parent.name.startswith("aten::"))
+    ]
+    assert "aten::scaled_dot_product_attention" in top
+    assert "aten::to" not in top
