@@ -2,6 +2,7 @@
 
     .venv/bin/python -m benchmarks.bench_ceiling [--difficulty hard|hard-partial|easy]
         [--store STORE [--cues HARD_JSON]] [--split default] [--out PATH]
+        [--earlier RESULT --changed TEXT]
 
 On the store a benchmark trains on (without ``--store``: the store of
 :mod:`benchmarks.bench_train`'s protocol for ``--difficulty``, made by the real
@@ -24,6 +25,10 @@ the store's fingerprint. :mod:`benchmarks.bench_train` and
 :mod:`benchmarks.bench_ablation` refuse to write results on a store that is not
 (:func:`require_valid`, which reuses a committed JSON of the same fingerprint or
 measures the store itself).
+
+When a protocol fails the rule, the data (or the measurement) may be changed once and
+measured again; ``--earlier`` keeps the failed result inside the new one, under
+``earlier``, with ``--changed`` saying what was changed, so that both are on record.
 """
 
 from __future__ import annotations
@@ -253,7 +258,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cues", type=Path, default=None, help="a synthetic hard.json")
     parser.add_argument("--split", default="default")
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--earlier", type=Path, default=None, help="a failed earlier result")
+    parser.add_argument("--changed", default=None, help="what changed since --earlier")
     args = parser.parse_args(argv)
+    if (args.earlier is None) != (args.changed is None):
+        parser.error("--earlier and --changed go together")
     protocol = PROTOCOLS[args.difficulty]
     synth = synth_args(protocol, protocol.per_category)
     scratch = Path(tempfile.mkdtemp(prefix="bench-ceiling-"))
@@ -266,7 +275,10 @@ def main(argv: list[str] | None = None) -> int:
 
         result = {
             "difficulty": protocol.difficulty,
-            "store_source": store_source(synth) if args.store is None else f"given: {store}",
+            # A given store may hold anything: it is named, with the protocol it claims.
+            "store_source": store_source(synth)
+            if args.store is None
+            else f"given {store} (protocol: {store_source(synth)})",
             **measure(store, args.split, cues),
             "torch": torch.__version__,
             "threads": torch.get_num_threads(),
@@ -274,6 +286,9 @@ def main(argv: list[str] | None = None) -> int:
         }
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+    if args.earlier is not None:
+        earlier = json.loads(args.earlier.read_text())
+        result["earlier"] = [*earlier.pop("earlier", []), {**earlier, "changed": args.changed}]
     name = f"ceiling_{protocol.difficulty.replace('-', '_')}.json"
     save_result(result, args.out or RESULTS / name)
     return 0 if result["valid"] else 1

@@ -7,6 +7,7 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 from cli_helpers import ingest_json, run_cli
 
@@ -138,3 +139,14 @@ def test_results_from_before_whole_clip_fakes_read_as_hard_partial() -> None:
         assert found is not None and found["from"] == "train_hard.json"
     assert bench_ablation.reusable_default(bench_train.PROTOCOLS["hard"], paper) is None
     assert HARD_NAME == "hard.json"
+
+
+def test_the_audio_probe_reads_the_window_centred_on_each_frame() -> None:
+    from benchmarks.ceiling_probes import AUDIO_WINDOW, audio_windows
+
+    features = np.arange(20, dtype=np.float32)[:, None].repeat(104, axis=1)  # (20, 104)
+    windows = audio_windows(features)
+    assert windows.shape == (20, AUDIO_WINDOW, 104)
+    half = AUDIO_WINDOW // 2
+    assert windows[10, :, 0].tolist() == list(range(10 - half, 10 - half + AUDIO_WINDOW))
+    assert windows[0, :, 0].tolist() == [0.0] * (half + 1) + list(range(1, AUDIO_WINDOW - half))
