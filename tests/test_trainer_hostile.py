@@ -8,7 +8,6 @@ snapshotted byte for byte before and after).
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import subprocess
 import sys
@@ -89,16 +88,32 @@ def test_a_non_empty_out_without_resume_is_refused_and_left_alone(
     assert _snapshot(mine) == before  # not even a lock file
 
 
+HOLD_LOCK = """
+import fcntl, os, sys, time
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)
+fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+print("held", flush=True)
+time.sleep(120)
+"""
+
+
 def test_a_second_run_on_a_locked_out_is_refused(
     trained: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     store, _ = trained
     out = tmp_path / "busy"
     out.mkdir()
-    # Another run holds the folder: the lock as it takes it (a separate open file).
-    with open(out / ".run.lock", "wb") as held:
-        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    # Another process holds the folder's lock, as a run does while it writes.
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(out / ".run.lock")],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
         err = _one_line(capsys, "run", "--store", store, "--out", out, *FAST)
+    finally:
+        holder.kill()
+        holder.wait()
     assert "another run is writing into" in err, err
     assert sorted(p.name for p in out.iterdir()) == [".run.lock"]
 

@@ -149,8 +149,8 @@ def _open_checkpoint(path: Path) -> IO[bytes]:
         handle.close()
         what = "empty" if not head else f"starts with {head.hex(' ')}"
         raise TrainerError(
-            f"checkpoint {path} is not a checkpoint: torch.save writes a zip archive, and "
-            f"this file is not one (it is {size:,} bytes and {what})"
+            f"checkpoint {path} is corrupt or not a checkpoint: torch.save writes a zip "
+            f"archive, and this file is not one (it is {size:,} bytes and {what})"
             if head != ZIP_MAGIC
             else f"checkpoint {path} is {size:,} bytes, over the {MAX_CHECKPOINT_BYTES:,} "
             "a checkpoint of this software can be"

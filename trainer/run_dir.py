@@ -110,17 +110,22 @@ def check_not_in_store(out: Path, store: Path) -> None:
 
 
 class RunLock:
-    """The exclusive ``flock`` on ``out/.run.lock``; released by :meth:`release` or when
-    the process ends (the kernel drops it, so a killed run never leaves a stale lock)."""
+    """The exclusive lock on ``out/.run.lock``; released by :meth:`release` or when the
+    process ends (the kernel drops it, so a killed run never leaves a stale lock).
+
+    A POSIX record lock (``lockf``), not ``flock``: it belongs to this process alone, so
+    the DataLoader workers forked from it do not hold it, and a killed run's folder can be
+    resumed at once even while its orphaned workers are still winding down.
+    """
 
     def __init__(self, out: Path) -> None:
         path = out / LOCK_NAME
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
             os.close(fd)
-            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+            if exc.errno in (errno.EACCES, errno.EAGAIN):
                 raise TrainerError(
                     f"another run is writing into {out} (it holds {path}); wait for it to "
                     "end or pass another --out"
