@@ -82,8 +82,26 @@ def open_inside(
             out of ``root``, or a file over ``max_bytes``.
     """
     name = os.fspath(path)
+    fd, info = _open_regular(name, _READ_FLAGS, root, what)
     try:
-        fd = os.open(name, _READ_FLAGS)
+        if max_bytes is not None and info.st_size > max_bytes:
+            raise RefusedFile(
+                f"{what} {name} is {info.st_size:,} bytes, over the limit of {max_bytes:,}"
+            )
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _open_regular(
+    name: str, flags: int, root: str | os.PathLike[str] | None, what: str
+) -> tuple[int, os.stat_result]:
+    """Open ``name`` with ``flags`` (which hold ``O_NOFOLLOW | O_NONBLOCK``); refuse a
+    final link, anything but a regular file, and a real path outside ``root``. Returns
+    the descriptor, back in blocking mode, and its ``fstat``."""
+    try:
+        fd = os.open(name, flags, 0o644)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise RefusedFile(f"{what} {name} is a symbolic link; refused") from None
@@ -98,13 +116,8 @@ def open_inside(
             raise RefusedFile(f"{what} {name} is {kind}, not a regular file; never read")
         if root is not None and not is_inside(_opened_path(fd, name), root):
             raise RefusedFile(f"{what} {name} leads outside {os.fspath(root)}; refused")
-        if max_bytes is not None and info.st_size > max_bytes:
-            raise RefusedFile(
-                f"{what} {name} is {info.st_size:,} bytes, over the limit of {max_bytes:,}"
-            )
-        flags = fcntl.fcntl(fd, fcntl.F_GETFL)
-        fcntl.fcntl(fd, fcntl.F_SETFL, flags & ~os.O_NONBLOCK)
-        return os.fdopen(fd, "rb")
+        fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
+        return fd, info
     except BaseException:
         os.close(fd)
         raise
@@ -165,33 +178,14 @@ def open_update_inside(
         OSError: the file cannot be created or opened (read-only, no space, ...).
     """
     name = os.fspath(path)
-    try:
-        fd = os.open(name, _UPDATE_FLAGS, 0o644)
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise RefusedFile(f"{what} {name} is a symbolic link; refused") from None
-        if exc.errno in (errno.ENXIO, errno.EISDIR):
-            kind = file_kind(os.lstat(name).st_mode)
-            raise RefusedFile(f"{what} {name} is {kind}, not a regular file; refused") from None
-        raise
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            kind = file_kind(info.st_mode)
-            raise RefusedFile(f"{what} {name} is {kind}, not a regular file; refused")
-        if not is_inside(_opened_path(fd, name), root):
-            raise RefusedFile(f"{what} {name} leads outside {os.fspath(root)}; refused")
-        if info.st_nlink > 1:
-            raise RefusedFile(
-                f"{what} {name} has {info.st_nlink - 1} other hard link(s); writing it would "
-                "change a file elsewhere: refused"
-            )
-        flags = fcntl.fcntl(fd, fcntl.F_GETFL)
-        fcntl.fcntl(fd, fcntl.F_SETFL, flags & ~os.O_NONBLOCK)
-        return fd
-    except BaseException:
+    fd, info = _open_regular(name, _UPDATE_FLAGS, root, what)
+    if info.st_nlink > 1:
         os.close(fd)
-        raise
+        raise RefusedFile(
+            f"{what} {name} has {info.st_nlink - 1} other hard link(s); writing it would "
+            "change a file elsewhere: refused"
+        )
+    return fd
 
 
 def ensure_dir_inside(path: Path, root: Path) -> None:
