@@ -250,7 +250,12 @@ def test_copied_files_build_the_wheel(dockerfile: Path, tmp_path: Path) -> None:
         info = next(n for n in names if n.endswith(".dist-info/METADATA"))
         metadata = archive.read(info).decode()
         entry_points = archive.read(info.replace("METADATA", "entry_points.txt")).decode()
-    for module in ("schemas/__init__.py", "pipeline/cli.py", "trainer/cli.py", "trainer/recipe.py"):
+    for module in (
+        "schemas/__init__.py",
+        "pipeline/cli/__init__.py",
+        "trainer/cli.py",
+        "trainer/recipe.py",
+    ):
         assert module in names, f"the wheel lacks {module}"
     for preset in ("tiny", "paper"):  # read from the installed package, not the repository
         assert f"trainer/presets/{preset}.yaml" in names, f"the wheel lacks the {preset} preset"

@@ -1,0 +1,5 @@
+"""``python -m pipeline.cli``: the same program as ``mscct-pipeline``."""
+
+from pipeline.cli import main
+
+main()
