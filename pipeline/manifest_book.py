@@ -25,6 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 import schemas
+from pipeline.clip_record import base_record  # the one place a record is built
 from pipeline.datasets import ClipSource
 from pipeline.fingerprint import source_fingerprint, source_stat
 from schemas import STATUS_FAILED, STATUS_OK
@@ -63,8 +64,6 @@ _BATCH_ROWS = 65536
 def _labels_unchanged(record: dict[str, Any], clip: ClipSource) -> bool:
     """Whether the labels a committed record holds are those the scan gives ``clip`` now
     (fields the record lacks, written before they existed, are not compared)."""
-    from pipeline.ingest import base_record  # the one place a record is built
-
     now = base_record(clip, "", "")
     return all(record[key] == now[key] for key in LABEL_FIELDS if key in record)
 
@@ -88,8 +87,6 @@ def _labels_of(row: Mapping[str, Any]) -> list[Any]:
 
 
 def _clip_label_digest(clip: ClipSource, mask: int) -> int:
-    from pipeline.ingest import base_record
-
     return _label_digest(_labels_of(base_record(clip, "", "")), mask)
 
 
