@@ -44,7 +44,9 @@ The algorithm, in the order it runs:
 All randomness comes from SHA-256 of the seed and a name, never from global
 state, so the same manifest and parameters give the identical table. Splits
 whose parts are given (a published split, the dataset's own) are made by
-:mod:`pipeline.split_import`.
+:mod:`pipeline.split_import`. The request and its checks are in
+:mod:`pipeline.split_params`; the summary, the counts and the printed table in
+:mod:`pipeline.split_report`.
 """
 
 from __future__ import annotations
@@ -53,18 +55,25 @@ import hashlib
 import json
 import math
 from collections import defaultdict
-from dataclasses import asdict, dataclass
 from typing import Any
 
 import pyarrow as pa
-from rich.table import Table as RichTable
 
+from pipeline.split_params import (  # noqa: F401  (moved; still importable from here)
+    SplitError,
+    SplitParams,
+    parse_ratios,
+)
+from pipeline.split_report import (  # noqa: F401  (moved; still importable from here)
+    SUMMARY_KEY,
+    fmt_counts,
+    render_counts,
+    split_counts,
+    split_summary,
+)
 from pipeline.split_strict import allowed_in_part, components, cross_part_references
 from schemas import CATEGORIES, MANIFEST_SCHEMA, SPLIT_SCHEMA, SPLITS, STATUS_OK, validate_table
-from schemas.cli_errors import UserError
 from schemas.tables import SchemaError
-
-SUMMARY_KEY = b"mscct.split_summary"
 
 # The manifest columns a split reads; other columns are ignored.
 _NEEDED = (
@@ -83,80 +92,6 @@ _NEEDED = (
 #: What a taking-part row keeps: the split table's columns and what the strict rules read.
 _ROW_KEYS = ("clip_id", "category", "identity", "label", "target1", "target2", "low_face_rate")
 _INPUT_SCHEMA = pa.schema([MANIFEST_SCHEMA.field(name) for name in _NEEDED])
-_RATIO_TOLERANCE = 1e-6
-
-
-class SplitError(UserError):
-    """The split request cannot be met; the message says why."""
-
-
-@dataclass(frozen=True)
-class SplitParams:
-    """How to split. Validated on construction (raises ``SplitError``).
-
-    ``ratios`` are train / val / test fractions of identities; with ``folds``
-    the test ratio is ignored and val takes val / (train + val) of the
-    identities outside the test fold. ``keep_low_face_rate`` lets clips
-    flagged ``low_face_rate`` take part (left out by default).
-    ``strict_identities`` keeps every fake's target identities in its part.
-    """
-
-    balance: bool = False
-    seed: int = 0
-    ratios: tuple[float, float, float] = (0.7, 0.15, 0.15)
-    per_category: int | None = None
-    folds: int | None = None
-    fold: int | None = None
-    keep_low_face_rate: bool = False
-    strict_identities: bool = False
-
-    def __post_init__(self) -> None:
-        ratios = tuple(float(r) for r in self.ratios)
-        object.__setattr__(self, "ratios", ratios)
-        if len(ratios) != 3:
-            raise SplitError(f"ratios must be three numbers (train,val,test), got {len(ratios)}")
-        if any(not math.isfinite(r) or r < 0 for r in ratios):
-            raise SplitError(f"ratios must be non-negative numbers, got {_fmt(ratios)}")
-        if abs(sum(ratios) - 1.0) > _RATIO_TOLERANCE:
-            raise SplitError(f"ratios must sum to 1, got {_fmt(ratios)} (sum {sum(ratios):g})")
-        train, val, test = ratios
-        if train <= 0:
-            raise SplitError("the train ratio must be > 0")
-        if val <= 0:
-            # The trainer selects checkpoints on val; without it the test set would be used.
-            raise SplitError("the val ratio must be > 0: checkpoints are selected on val")
-        if (self.folds is None) != (self.fold is None):
-            raise SplitError("--folds and --fold go together (e.g. --folds 5 --fold 0)")
-        if self.folds is None and test <= 0:
-            raise SplitError("the test ratio must be > 0 (or use --folds K --fold I)")
-        if self.folds is not None and self.fold is not None:
-            if self.folds < 2:
-                raise SplitError(f"--folds must be at least 2, got {self.folds}")
-            if not 0 <= self.fold < self.folds:
-                raise SplitError(f"--fold must be in 0..{self.folds - 1}, got {self.fold}")
-        if self.per_category is not None and self.per_category < 1:
-            raise SplitError(f"--per-category must be at least 1, got {self.per_category}")
-        if self.strict_identities and self.folds is not None and not self.balance:
-            # Components vary in size: K equal folds of whole components are rarely possible.
-            raise SplitError("--strict-identities with --folds needs --balance")
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready parameters, recorded in the store with the split table."""
-        data = asdict(self)
-        data["ratios"] = list(self.ratios)
-        return data
-
-
-def parse_ratios(text: str) -> tuple[float, float, float]:
-    """Parse ``"0.7,0.15,0.15"``; range checks happen in ``SplitParams``."""
-    parts = [p.strip() for p in text.split(",")]
-    if len(parts) != 3:
-        raise SplitError(f"--ratios takes three comma-separated numbers, got {text!r}")
-    try:
-        train, val, test = (float(p) for p in parts)
-    except ValueError:
-        raise SplitError(f"--ratios takes three comma-separated numbers, got {text!r}") from None
-    return train, val, test
 
 
 # --------------------------------------------------------------------------- making a split
@@ -318,7 +253,7 @@ def _eligible(
     if not eligible:
         raise SplitError(
             f"no identity has an ok clip in every category, so no balanced split is possible "
-            f"(identities lacking: {_fmt_counts(lacking)})"
+            f"(identities lacking: {fmt_counts(lacking)})"
         )
     if params.per_category is not None and params.per_category < len(eligible):
         eligible.sort(key=lambda ident: (_key(params.seed, "keep", ident), ident))
@@ -492,118 +427,3 @@ def _key(seed: int, salt: str, name: str) -> int:
     """A stable pseudo-random number for (seed, salt, name), the same in every process."""
     digest = hashlib.sha256(f"{seed}\x1f{salt}\x1f{name}".encode()).digest()
     return int.from_bytes(digest[:8], "big")
-
-
-def _fmt(ratios: tuple[float, ...]) -> str:
-    return ",".join(f"{r:g}" for r in ratios)
-
-
-def _fmt_counts(counts: dict[str, int]) -> str:
-    return ", ".join(f"{n} without {cat}" for cat, n in counts.items() if n) or "none"
-
-
-# --------------------------------------------------------------------------- reporting
-
-
-def split_summary(split: pa.Table) -> dict[str, Any]:
-    """What ``make_split`` left out and why (empty for a table read back from the store).
-
-    Keys: ``ok_clips``, ``failed_clips``, ``unlabelled_clips``,
-    ``low_face_rate_clips`` (ok clips left out for a low face rate),
-    ``identities``, ``cross_part_references``, and where they apply
-    ``dropped_identities``, ``identities_lacking`` (category -> count),
-    ``capped_identities``, ``capped_clips``, ``strict_excluded_clips``,
-    ``strict_dropped_identities``, ``strict_components``; an imported split's
-    keys are listed in :mod:`pipeline.split_import`.
-    """
-    meta = split.schema.metadata or {}
-    raw = meta.get(SUMMARY_KEY)
-    return json.loads(raw) if raw else {}
-
-
-def split_counts(split: pa.Table) -> dict[str, dict[str, int]]:
-    """Counts per part: ``{part: {category: clips, 'total': clips, 'identities': n}}``.
-
-    Parts are ``train``, ``val``, ``test`` and ``total``.
-    """
-    counts: dict[str, dict[str, int]] = {
-        part: {**{cat: 0 for cat in CATEGORIES}, "total": 0, "identities": 0}
-        for part in (*SPLITS, "total")
-    }
-    identities: dict[str, set[str]] = {part: set() for part in (*SPLITS, "total")}
-    parts = split.column("split").to_pylist()
-    cats = split.column("category").to_pylist()
-    idents = split.column("identity").to_pylist()
-    for part, cat, ident in zip(parts, cats, idents, strict=True):
-        for key in (part, "total"):
-            counts[key][cat] = counts[key].get(cat, 0) + 1
-            counts[key]["total"] += 1
-            identities[key].add(ident)
-    for part, seen in identities.items():
-        counts[part]["identities"] = len(seen)
-    return counts
-
-
-def render_counts(split: pa.Table) -> RichTable:
-    """A printable table: rows train / val / test / total; columns categories, total, identities.
-
-    When the table comes straight from ``make_split``, the caption says what was left out.
-    """
-    counts = split_counts(split)
-    table = RichTable(title="split: clips per part and category")
-    table.add_column("part")
-    for column in (*CATEGORIES, "total", "identities"):
-        table.add_column(column, justify="right")
-    for part in (*SPLITS, "total"):
-        row = counts[part]
-        table.add_row(
-            part,
-            *(str(row[c]) for c in (*CATEGORIES, "total", "identities")),
-            end_section=part == SPLITS[-1],
-        )
-    caption = _caption(split_summary(split))
-    if caption:
-        table.caption = caption
-    return table
-
-
-def _caption(summary: dict[str, Any]) -> str:
-    notes: list[str] = []
-    for line in summary.get("notes", []):  # what an imported split found in its files
-        notes.append(line)
-    if summary.get("failed_clips"):
-        notes.append(f"{summary['failed_clips']} failed clips excluded")
-    if summary.get("unlabelled_clips"):
-        notes.append(f"{summary['unlabelled_clips']} unlabelled clips never enter a split")
-    if summary.get("low_face_rate_clips"):
-        notes.append(
-            f"{summary['low_face_rate_clips']} clips with a low face detection rate left out "
-            "(--keep-low-face-rate keeps them)"
-        )
-    if summary.get("dropped_identities"):
-        lacking = _fmt_counts(summary.get("identities_lacking", {}))
-        notes.append(f"{summary['dropped_identities']} identities dropped for balance ({lacking})")
-    if summary.get("capped_identities"):
-        notes.append(f"{summary['capped_identities']} identities left out by --per-category")
-    if summary.get("capped_clips"):
-        notes.append(f"{summary['capped_clips']} clips left out by --per-category")
-    if "strict_excluded_clips" in summary:
-        notes.append(
-            f"--strict-identities excluded {summary['strict_excluded_clips']} clips whose "
-            "targets sit in another part"
-            + (
-                f" and dropped {summary['strict_dropped_identities']} identities"
-                if summary.get("strict_dropped_identities")
-                else ""
-            )
-        )
-    if summary.get("identities_in_several_parts"):
-        notes.append(
-            f"{summary['identities_in_several_parts']} identities have clips in several parts"
-        )
-    if "cross_part_references" in summary:
-        notes.append(
-            f"{summary['cross_part_references']} cross-part target references (a fake's "
-            "target1/target2 identity has clips in another part)"
-        )
-    return "; ".join(notes)
