@@ -11,7 +11,8 @@ process's resident memory. The zstd layout is decoded here too
 window of up to 51 frames, each decompressed once straight into the window's array,
 the array's chunking read from its ``zarr.json`` at the clip's first read. An array
 of any other zarr configuration (other codecs, filters, chunk grids) goes through
-zarr, which also decodes only the chunks a window touches.
+zarr, which also decodes only the chunks a window touches. The raw and zarr row
+readers are in :mod:`trainer.stored_rows` (still importable from here).
 
 Per process (each DataLoader worker has its own, opened lazily):
 
@@ -42,21 +43,19 @@ kernel's record of each open file.
 
 from __future__ import annotations
 
-import itertools
-import math
 import os
 import resource
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
 
 import numpy as np
 
 import schemas
 from schemas.layout import read_json
 from trainer.damage import damaged
+from trainer.stored_rows import RawChunk, RawRows, Rows, ZarrRows
 from trainer.streams import MOUTH_STORED
 from trainer.zstd_rows import ChunkDecoder, ZstdArray, ZstdRows
 
@@ -65,18 +64,11 @@ MAX_OPEN_CLIPS = 16_384  # a whole FakeAVCeleb training split (about 15k clips) 
 MIN_OPEN_CLIPS = 8  # whatever the descriptor limit: eval reads a clip's windows in a row
 SEEN_CLIP_CACHE = 1 << 15  # clips checked, audio statistics kept: at most about 64 MiB
 
-_OPEN_FLAGS = os.O_RDONLY | os.O_CLOEXEC
-
 #: The visual arrays a reader can read, and the shape of one row from the crop size ``S``.
 VISUAL_ROWS: dict[str, Callable[[int], tuple[int, ...]]] = {
     "video": lambda size: (size, size, 3),
     "mouth": lambda size: (MOUTH_STORED, MOUTH_STORED),
 }
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def raise_fd_limit() -> int:
@@ -126,158 +118,6 @@ def audio_stats(audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     centred = track - mean
     variance = np.einsum("tc,tc->c", centred, centred) / max(len(track), 1)
     return mean, (1.0 / np.sqrt(variance + AUDIO_EPS)).astype(np.float32)
-
-
-class Rows(Protocol):
-    """A ``(T, ...)`` stored tensor that can hand out copies of row ranges."""
-
-    shape: tuple[int, ...]
-
-    def rows(self, start: int, stop: int) -> np.ndarray: ...
-
-
-@dataclass(frozen=True)
-class RawChunk:
-    """A raw-layout chunk file that this process has checked: ``(T, *row)`` of ``dtype``."""
-
-    path: str
-    shape: tuple[int, ...]
-    dtype: np.dtype
-    row_bytes: int
-    name: str  # "video", "mouth" or "audio", for errors
-    clip_id: str
-    store: str
-
-    def damaged(self, problem: str) -> schemas.StoreError:
-        return damaged(self.store, self.clip_id, f"its {self.name} {problem}")
-
-    @classmethod
-    def check(
-        cls, root: str, clip_id: str, name: str, shape: tuple[int, ...], dtype: np.dtype
-    ) -> tuple[RawChunk, int]:
-        """Open tensor ``name`` of ``clip_id`` under the resolved store ``root``, refusing
-        links, and check that it holds exactly ``shape`` of ``dtype``.
-
-        Returns:
-            The chunk and the open descriptor.
-        """
-        try:
-            fd, path = schemas.open_raw_chunk(root, clip_id, name, len(shape))
-        except FileNotFoundError:
-            raise damaged(root, clip_id, f"its {name} chunk file is missing") from None
-        chunk = cls(
-            path=path,
-            shape=shape,
-            dtype=dtype,
-            row_bytes=math.prod(shape[1:]) * dtype.itemsize,
-            name=name,
-            clip_id=clip_id,
-            store=root,
-        )
-        size, expected = os.fstat(fd).st_size, shape[0] * chunk.row_bytes
-        if size != expected:
-            os.close(fd)
-            raise chunk.damaged(
-                f"chunk holds {size} bytes, but the manifest's shape {shape} needs {expected}"
-            )
-        return chunk, fd
-
-
-class RawRows:
-    """An open :class:`RawChunk`, read by rows with ``pread``.
-
-    The descriptor is closed by :meth:`close` or when the object is dropped.
-    """
-
-    # Slots and copied fields: this object is made twice per training item.
-    __slots__ = ("chunk", "dtype", "fd", "row_bytes", "row_shape", "shape")
-
-    def __init__(self, fd: int, chunk: RawChunk) -> None:
-        self.fd = fd
-        self.chunk = chunk
-        self.shape = chunk.shape
-        self.row_shape = chunk.shape[1:]
-        self.row_bytes = chunk.row_bytes
-        self.dtype = chunk.dtype
-
-    @classmethod
-    def reopen(cls, chunk: RawChunk) -> RawRows:
-        """Open a chunk checked earlier: a single ``open``, no link or size check again.
-
-        A file that shrank since is still caught by the short-read check of :meth:`rows`.
-        """
-        try:
-            return cls(os.open(chunk.path, _OPEN_FLAGS), chunk)
-        except FileNotFoundError:
-            raise chunk.damaged("chunk file is missing") from None
-
-    def rows(self, start: int, stop: int) -> np.ndarray:
-        """A new ``(stop - start, *row)`` array of rows ``[start, stop)``: the one copy."""
-        out = np.empty((stop - start, *self.row_shape), dtype=self.dtype)
-        # numpy's stubs do not declare the buffer protocol that preadv reads into
-        got = os.preadv(self.fd, [out], start * self.row_bytes)  # type: ignore[list-item]
-        if got != out.nbytes:  # file shrank
-            raise self.chunk.damaged("chunk file ended early")
-        return out
-
-    def close(self) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
-
-    def __del__(self) -> None:
-        self.close()
-
-
-class ZarrRows:
-    """A compressed stored tensor; slicing decodes only the chunks it touches.
-
-    zarr hands out its fill value (zeros) for a chunk whose file is missing, which
-    would train on black frames and silence: every read first checks that the files
-    of the chunks it touches exist (one ``stat`` per chunk, next to a decode that
-    costs far more). Any decode failure (a truncated or corrupted chunk, metadata
-    whose shape disagrees with its chunks) becomes a one-line damaged-clip error.
-    """
-
-    def __init__(self, array: Any, path: Path, store: Path, clip_id: str, name: str) -> None:
-        self.array = array
-        self.path = path
-        self.shape = tuple(array.shape)
-        self.chunk_rows = int(array.chunks[0])
-        # Chunks along the other axes: our layouts have one, but any grid is checked.
-        self.inner_grid = [
-            range(math.ceil(n / c)) for n, c in zip(self.shape[1:], array.chunks[1:], strict=True)
-        ]
-        self.store, self.clip_id, self.name = store, clip_id, name
-
-    @classmethod
-    def open(cls, path: Path, store: Path, clip_id: str, name: str) -> ZarrRows:
-        import zarr
-
-        try:
-            array = zarr.open_array(str(path), mode="r")
-        except Exception as exc:  # zarr raises many types for unreadable metadata
-            problem = f"its {name} metadata is unreadable ({_first_line(exc)})"
-            raise damaged(store, clip_id, problem) from None
-        return cls(array, path, store, clip_id, name)
-
-    def rows(self, start: int, stop: int) -> np.ndarray:
-        """A new ``(stop - start, ...)`` array of rows ``[start, stop)``, decoded."""
-        if stop > start:
-            self._check_chunk_files(start // self.chunk_rows, (stop - 1) // self.chunk_rows)
-        try:
-            return np.asarray(self.array[start:stop])
-        except Exception as exc:  # zstd, reshape and codec errors all mean a damaged clip
-            problem = f"its {self.name} cannot be decoded ({_first_line(exc)})"
-            raise damaged(self.store, self.clip_id, problem) from None
-
-    def _check_chunk_files(self, first: int, last: int) -> None:
-        encode = self.array.metadata.encode_chunk_key
-        for coords in itertools.product(range(first, last + 1), *self.inner_grid):
-            key = encode(coords)
-            if not (self.path / key).is_file():
-                problem = f"its {self.name} chunk file {key} is missing"
-                raise damaged(self.store, self.clip_id, problem)
 
 
 @dataclass(slots=True)
