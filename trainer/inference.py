@@ -7,6 +7,7 @@ scores frames and segments (:mod:`trainer.frame_eval`, rules in :mod:`trainer.lo
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -259,18 +260,7 @@ def evaluate_checkpoint(
     trained_on = check_held_out(
         chosen.clips, trained_clip_ids(ckpt, store, fingerprint), force, log
     )
-    device = resolve_device(cfg, ddp.DistInfo())
-    model.to(device)
-    dataset = WindowDataset(
-        store, chosen.clips, cfg.window, train=False, seed=cfg.seed, eval_stride=cfg.eval_stride,
-        visual_input=cfg.model.visual_input,
-    )  # fmt: skip
-    # One process, in window order (frame scores need each window's place); a private
-    # generator for the loader's seed, as in evaluate().
-    loader = DataLoader(
-        dataset, batch_size=2 * cfg.batch_size, shuffle=False, generator=torch.Generator()
-    )
-    outputs = predict_window_outputs(model, loader, device, autocast_dtype(cfg, device))
+    dataset, outputs = _checkpoint_window_outputs(model, cfg, store, chosen.clips)
     how = cfg.eval.aggregate if aggregate in (None, "all") else aggregate
     scores = clip_scores(dataset.clips, outputs.clip_index, outputs.prob, outputs.embedding, how)
     provenance = {
@@ -291,6 +281,31 @@ def evaluate_checkpoint(
         if frames["note"]:
             log(f"note: {frames['note']}")
     return json_safe(report)
+
+
+def _checkpoint_window_outputs(
+    model: torch.nn.Module, cfg: TrainConfig, store: Path, clips: Sequence[ClipInfo]
+) -> tuple[WindowDataset, WindowOutputs]:
+    """Run a checkpoint's model (moved to the device ``cfg`` asks for) over every eval
+    window of ``clips`` in ``store``, in one process and in window order: frame scores
+    need each window's place.
+
+    Returns:
+        The eval-mode dataset and its window outputs: clip index ``(W,)``, fake
+        probabilities of the audio, video and fused heads ``(W, 3)``, embedding
+        ``(W, 2C)`` and, with a frame head, per-frame probabilities ``(W, window)``.
+    """
+    device = resolve_device(cfg, ddp.DistInfo())
+    model.to(device)
+    dataset = WindowDataset(
+        store, clips, cfg.window, train=False, seed=cfg.seed, eval_stride=cfg.eval_stride,
+        visual_input=cfg.model.visual_input,
+    )  # fmt: skip
+    # A private generator for the loader's seed, as in evaluate().
+    loader = DataLoader(
+        dataset, batch_size=2 * cfg.batch_size, shuffle=False, generator=torch.Generator()
+    )
+    return dataset, predict_window_outputs(model, loader, device, autocast_dtype(cfg, device))
 
 
 def check_aggregate(aggregate: str | None) -> None:
