@@ -33,9 +33,8 @@ from __future__ import annotations
 import contextlib
 import itertools
 import time
-from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -46,6 +45,19 @@ from pipeline import datasets
 from pipeline.clip_record import base_record
 from pipeline.datasets import ClipSource, ScanResult
 from pipeline.fingerprint import NotRegularFile
+from pipeline.ingest_select import (  # noqa: F401  (moved; still importable from here)
+    select_clips,
+    start_scan,
+)
+from pipeline.ingest_summary import (  # noqa: F401  (moved; still importable from here)
+    UNLABELLED,
+    CategorySummary,
+    failure_reasons,
+    quality_line,
+    quality_summary,
+    result_dict,
+    summarize,
+)
 from pipeline.lock import store_lock
 from pipeline.manifest_book import (  # noqa: F401  (moved; still importable from here)
     LABEL_FIELDS,
@@ -215,31 +227,6 @@ def _node_id() -> str:
 # --------------------------------------------------------------------------- driver
 
 
-#: The name of the unlabelled clips (category ``""``) in summaries.
-UNLABELLED = "unlabelled"
-
-
-def select_clips(
-    scan: ScanResult, categories: Iterable[str], limit: int | None
-) -> list[ClipSource]:
-    """Filter by category, then take the first ``limit`` clips round-robin over categories,
-    so that a small ``--limit`` still covers all four (and the unlabelled clips, category
-    ``""``, as a fifth; a ``categories`` filter names labelled categories only)."""
-    wanted = set(categories) or {*schemas.CATEGORIES, ""}
-    order = (*schemas.CATEGORIES, "")
-    by_category: dict[str, list[ClipSource]] = {c: [] for c in order}
-    for clip in scan.clips:
-        if clip.category in wanted and clip.category in by_category:
-            by_category[clip.category].append(clip)
-    queues = [by_category[c] for c in order]
-    chosen: list[ClipSource] = []
-    index = 0
-    while any(index < len(q) for q in queues):
-        chosen.extend(q[index] for q in queues if index < len(q))
-        index += 1
-    return chosen[:limit] if limit is not None else chosen
-
-
 def run_ingest(
     root: Path,
     options: IngestOptions,
@@ -283,23 +270,12 @@ def run_ingest(
             StopSignals() as signals,
             ray_background(options.address, options.workers) as ray_start,
         ):
-            stream, clips = _start_scan(root, dataset, options, signals, on_start)
+            stream, clips = start_scan(root, dataset, options, signals, on_start)
             signals.reinstall()  # if Ray is up by now, it took SIGTERM: take it back
-            with store_lock(store):
-                schemas.create_store(store, options.recipe, overwrite=options.overwrite)
-                schemas.sweep_staging(store)  # leftovers of killed tasks; ours is the only lock
-                book = ManifestBook(store, options.recipe.hash(), durable=options.fsync)
-                with signals.deferred():
-                    stopped = _run_tasks(
-                        stream.dataset_root, store, clips, options, book, ray_start,
-                        signals, tally, _Callbacks(on_progress, on_skip),
-                    )  # fmt: skip
-                    if not stopped and not stream.failed():
-                        for clip_id, method in stream.late_methods.items():
-                            book.amend(clip_id, method=method)
-                    manifest = book.flush(final=True)
-                if stopped:
-                    signals.check(tally.ok)
+            manifest = _ingest_locked(
+                store, stream, clips, options, ray_start, signals, tally,
+                _Callbacks(on_progress, on_skip),
+            )  # fmt: skip
             scan = stream.result()  # a scan that failed part-way raises here, manifest written
     except IngestInterrupted as exc:
         exc.committed = tally.ok  # also when a second signal cut the cleanup short
@@ -315,42 +291,37 @@ def run_ingest(
     )
 
 
-def _start_scan(
-    root: Path,
-    dataset: str,
+def _ingest_locked(
+    store: Path,
+    stream: ScanStream,
+    clips: Iterator[ClipSource | None],
     options: IngestOptions,
+    ray_start: RayStart,
     signals: StopSignals,
-    on_start: Callable[[int], None] | None,
-) -> tuple[ScanStream, Iterator[ClipSource | None]]:
-    """The scan started in its thread, and the clips to decide, as they come.
+    tally: Tally,
+    callbacks: _Callbacks,
+) -> pa.Table:
+    """Under the store's lock: create the store, run the tasks, write the manifest.
 
-    Returns once the scan has found a first clip or ended (a scan that fails at once
-    fails here, before any store is made); with ``limit``, once it has ended.
+    Returns the manifest as written; a signal that stopped the run is raised here
+    (:meth:`~pipeline.stop_signals.StopSignals.check`), after the manifest is written.
     """
-    if options.limit is not None:  # the round-robin over categories needs every clip
-        stream = ScanStream(root, dataset, lambda: signals.stopping, lambda _: False).start()
-        chosen = select_clips(stream.result(), options.categories, options.limit)
-        if on_start:
-            on_start(len(chosen))
-        return stream, iter(chosen)
-    wanted = set(options.categories) or {*schemas.CATEGORIES, ""}
-    stream = ScanStream(
-        root, dataset, lambda: signals.stopping, lambda clip: clip.category in wanted
-    ).start()
-    stream.wait_first()
-
-    def announced() -> Iterator[ClipSource | None]:
-        told = False
-        for clip in stream.clips():
-            if not told and stream.done and not stream.failed():
-                told = True
-                if on_start:
-                    on_start(stream.total)
-            yield clip
-        if not told and stream.done and not stream.failed() and on_start:
-            on_start(stream.total)
-
-    return stream, announced()
+    with store_lock(store):
+        schemas.create_store(store, options.recipe, overwrite=options.overwrite)
+        schemas.sweep_staging(store)  # leftovers of killed tasks; ours is the only lock
+        book = ManifestBook(store, options.recipe.hash(), durable=options.fsync)
+        with signals.deferred():
+            stopped = _run_tasks(
+                stream.dataset_root, store, clips, options, book, ray_start,
+                signals, tally, callbacks,
+            )  # fmt: skip
+            if not stopped and not stream.failed():
+                for clip_id, method in stream.late_methods.items():
+                    book.amend(clip_id, method=method)
+            manifest = book.flush(final=True)
+        if stopped:
+            signals.check(tally.ok)
+    return manifest
 
 
 def _check_options(options: IngestOptions) -> None:
@@ -444,99 +415,3 @@ def _task_record(ref: Any, clip: ClipSource, recipe_hash: str) -> dict[str, Any]
         error = f"worker died {TASK_RETRIES + 1} times: {type(exc).__name__} {reason}"
         record["error"] = error[:500]
     return record
-
-
-# --------------------------------------------------------------------------- summary
-
-
-@dataclass
-class CategorySummary:
-    ok: int = 0
-    failed: int = 0
-    frames: int = 0
-    face_rate_sum: float = 0.0
-
-    @property
-    def mean_face_rate(self) -> float:
-        return self.face_rate_sum / self.ok if self.ok else float("nan")
-
-
-def summarize(manifest: pa.Table) -> dict[str, CategorySummary]:
-    """Per-category counts of a manifest (plus ``unlabelled`` where it has unlabelled
-    clips, category ``""``, and ``total``)."""
-    counts = {c: CategorySummary() for c in (*schemas.CATEGORIES, UNLABELLED)}
-    total = CategorySummary()
-    for row in manifest.to_pylist():
-        category = row["category"] or UNLABELLED
-        for entry in (counts.setdefault(category, CategorySummary()), total):
-            if row["status"] == STATUS_OK:
-                entry.ok += 1
-                entry.frames += row["num_frames"]
-                entry.face_rate_sum += row["face_detection_rate"] or 0.0
-            else:
-                entry.failed += 1
-    if not counts[UNLABELLED].ok and not counts[UNLABELLED].failed:
-        del counts[UNLABELLED]  # a labelled dataset's summary stays as it always was
-    return {**counts, "total": total}
-
-
-def quality_summary(manifest: pa.Table) -> dict[str, Any]:
-    """The landmark and track flags of a manifest's ok clips, summarised.
-
-    ``landmark_rate`` / ``landmark_jitter``: mean, min / max and the number of clips
-    that have them (None without landmarks); ``clips_with_cuts``: clips with a
-    shot cut, of ``clips_checked`` (clips that record the count).
-    """
-    ok = [r for r in manifest.to_pylist() if r["status"] == STATUS_OK]
-
-    def stats(name: str, worst: Callable[..., float], label: str) -> dict[str, Any] | None:
-        values = [r[name] for r in ok if r.get(name) is not None]
-        if not values:
-            return None
-        return {"mean": sum(values) / len(values), label: worst(values), "clips": len(values)}
-
-    cuts = [r["shot_cuts"] for r in ok if r.get("shot_cuts") is not None]
-    return {
-        "landmark_rate": stats("landmark_rate", min, "min"),
-        "landmark_jitter": stats("landmark_jitter", max, "max"),
-        "clips_with_cuts": sum(1 for c in cuts if c > 0),
-        "clips_checked": len(cuts),
-    }
-
-
-def quality_line(summary: dict[str, Any]) -> str:
-    """One line of :func:`quality_summary` for ``inspect``."""
-    rate, jitter = summary["landmark_rate"], summary["landmark_jitter"]
-    parts = ["landmarks: none stored"]
-    if rate is not None and jitter is not None:
-        parts = [
-            f"landmark fit rate mean {rate['mean']:.2f} (min {rate['min']:.2f}) over "
-            f"{rate['clips']} clips",
-            f"jitter mean {jitter['mean']:.2f} crop px (max {jitter['max']:.2f})",
-        ]
-    if summary["clips_checked"]:
-        parts.append(
-            f"{summary['clips_with_cuts']} of {summary['clips_checked']} clips with shot cuts"
-        )
-    return "quality: " + "; ".join(parts)
-
-
-def failure_reasons(manifest: pa.Table) -> Counter[str]:
-    return Counter(r["error"] for r in manifest.to_pylist() if r["status"] == STATUS_FAILED)
-
-
-def result_dict(result: IngestResult) -> dict[str, Any]:
-    """A JSON-able summary of a run (used by ``--json`` and the benchmarks)."""
-    return {
-        "submitted": result.submitted,
-        "skipped": result.skipped,
-        "ok": result.ok,
-        "failed": result.failed,
-        "elapsed_s": round(result.elapsed_s, 3),
-        "clips_per_s": round(result.submitted / result.elapsed_s, 3) if result.elapsed_s else None,
-        "missing": result.scan.missing,
-        "unlisted": result.scan.unlisted,
-        "refused": result.scan.refused,
-        "merged": result.scan.merged,
-        "categories": {k: asdict(v) for k, v in summarize(result.manifest).items()},
-    }
