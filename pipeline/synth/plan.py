@@ -253,6 +253,111 @@ def group_of(person: Identity) -> tuple[str, str]:
     return person.race, person.gender
 
 
+@dataclass(frozen=True)
+class _Draws:
+    """What :func:`plan`'s clips draw from, so that the helpers below draw in its order.
+
+    ``rng`` is the easy plan's generator: every draw of the easy dataset comes from it,
+    in the order :func:`plan` makes them. ``group_rng`` (``[seed, 5]``) draws the targets
+    of a setting with ``group_targets``; ``donor`` (``[seed, 1]``) is an identity with no
+    clips, the target of a source with no one else to take a face or voice from.
+    """
+
+    rng: np.random.Generator
+    group_rng: np.random.Generator
+    people: list[Identity]
+    donor: Identity
+    setting: HardSetting | None
+
+    def others(self, src: Identity, n: int) -> list[Identity]:
+        """Up to ``n`` distinct targets for a fake of ``src``, never ``src`` itself.
+
+        The easy draw from everyone else is always made, so the easy plan's draws stay
+        as they were; a setting with ``group_targets`` then draws within the source's
+        group from ``group_rng`` instead.
+        """
+        anyone = _draw(self.rng, [p for p in self.people if p.id != src.id] or [self.donor], n)
+        if self.setting is None or not self.setting.group_targets:
+            return anyone
+        # As in the release: a source alone in its group gets the donor, who has no clips.
+        group = [p for p in self.people if p.id != src.id and group_of(p) == group_of(src)]
+        return _draw(self.group_rng, group or [self.donor], n)
+
+    def base_spec(self, person: Identity, row: Row, lead: float) -> ClipSpec:
+        """A clip of ``person`` as recorded: length, motion and render seed drawn here."""
+        return ClipSpec(
+            rel_path=row_rel_path(row),
+            n_frames=int(self.rng.integers(55, 96)),
+            look=person.look,
+            motion=make_motion(self.rng),
+            voice=person.voice,
+            lead_silence=lead,
+            seed=int(self.rng.integers(2**31)),
+        )
+
+
+def _draw(gen: np.random.Generator, pool: list[Identity], n: int) -> list[Identity]:
+    """Up to ``n`` distinct identities of ``pool``, drawn from ``gen`` (one draw)."""
+    idx = gen.choice(len(pool), size=min(n, len(pool)), replace=False)
+    return [pool[int(i)] for i in idx]
+
+
+def _real_clips(draws: _Draws, sources: list[Identity]) -> list[tuple[Row, ClipSpec]]:
+    """Categories A (real video, real audio) then B (real video, rtvc-cloned voice) of
+    every source, in that order."""
+    out: list[tuple[Row, ClipSpec]] = []
+    for person in sources:
+        row = make_row(person, "A", "real", f"{person.number:05d}.mp4", "-", "-")
+        out.append((row, draws.base_spec(person, row, 0.0)))
+    for person in sources:
+        row = make_row(person, "B", "rtvc", f"{person.number:05d}_fake.mp4", "-", "-")
+        spec = draws.base_spec(person, row, _uniform(draws.rng, 0.1, 0.3))
+        out.append((row, replace(spec, fake_pitch=_fake_pitch(draws.rng))))
+    return out
+
+
+def _face_fakes(draws: _Draws, sources: list[Identity]) -> list[tuple[Row, ClipSpec]]:
+    """Categories C (fake video, real audio) then D (fake video, fake audio): one clip
+    of each source per category, the methods taken round-robin from a drawn start."""
+    out: list[tuple[Row, ClipSpec]] = []
+    serial = {p.id: 0 for p in sources}  # per-identity fake counter, as in 00109_1.mp4
+    for letter in ("C", "D"):
+        offset = int(draws.rng.integers(3))  # which method the round-robin starts with
+        for j, person in enumerate(sources):
+            method = METHODS[letter][(j + offset) % 3]
+            serial[person.id] += 1
+            out.append(_face_fake(draws, person, letter, method, serial[person.id]))
+    return out
+
+
+def _face_fake(
+    draws: _Draws, person: Identity, letter: str, method: str, serial: int
+) -> tuple[Row, ClipSpec]:
+    """One category C or D clip of ``person`` by ``method``: its targets (two for a
+    two-stage method), its ``meta_data.csv`` row, and its spec (swapped face and
+    voice, lip-sync, and for D a pitched voice)."""
+    two_stage = method.endswith("-wav2lip")
+    targets = draws.others(person, 2 if two_stage else 1)
+    t1 = targets[0].id
+    t2 = targets[1].id if two_stage and len(targets) > 1 else "-"
+    if "wav2lip" in method:
+        name = f"{person.number:05d}_{serial}_{t1}_wavtolip.mp4"
+    else:
+        name = f"{person.number:05d}_{serial}.mp4"
+    row = make_row(person, letter, method, name, t1, t2)
+    spec = draws.base_spec(person, row, _uniform(draws.rng, 0.1, 0.3))
+    swap = method.split("-")[0] if method != "wav2lip" else None
+    spec = replace(
+        spec,
+        swap=swap,
+        target_look=targets[0].look if swap else None,
+        target_voice=targets[0].voice if swap else None,
+        lipsync="wav2lip" in method,
+        fake_pitch=_fake_pitch(draws.rng) if letter == "D" else None,
+    )
+    return row, spec
+
+
 def plan(
     per_category: int, identities: int, seed: int, difficulty: str = "easy"
 ) -> tuple[list[Identity], list[tuple[Row, ClipSpec]]]:
@@ -271,66 +376,8 @@ def plan(
     people = make_identities(rng, identities)
     sources = people[:per_category]
     donor = make_identities(np.random.default_rng([seed, 1]), 1)[0]
-    group_rng = np.random.default_rng([seed, 5])
-    out: list[tuple[Row, ClipSpec]] = []
-
-    def draw(gen: np.random.Generator, pool: list[Identity], n: int) -> list[Identity]:
-        idx = gen.choice(len(pool), size=min(n, len(pool)), replace=False)
-        return [pool[int(i)] for i in idx]
-
-    def others(src: Identity, n: int) -> list[Identity]:
-        anyone = draw(rng, [p for p in people if p.id != src.id] or [donor], n)
-        if setting is None or not setting.group_targets:
-            return anyone
-        # As in the release: a source alone in its group gets the donor, who has no clips.
-        group = [p for p in people if p.id != src.id and group_of(p) == group_of(src)]
-        return draw(group_rng, group or [donor], n)
-
-    def base_spec(person: Identity, row: Row, lead: float) -> ClipSpec:
-        return ClipSpec(
-            rel_path=row_rel_path(row),
-            n_frames=int(rng.integers(55, 96)),
-            look=person.look,
-            motion=make_motion(rng),
-            voice=person.voice,
-            lead_silence=lead,
-            seed=int(rng.integers(2**31)),
-        )
-
-    for person in sources:
-        row = make_row(person, "A", "real", f"{person.number:05d}.mp4", "-", "-")
-        out.append((row, base_spec(person, row, 0.0)))
-    for person in sources:
-        row = make_row(person, "B", "rtvc", f"{person.number:05d}_fake.mp4", "-", "-")
-        spec = base_spec(person, row, _uniform(rng, 0.1, 0.3))
-        out.append((row, replace(spec, fake_pitch=_fake_pitch(rng))))
-
-    serial = {p.id: 0 for p in sources}  # per-identity fake counter, as in 00109_1.mp4
-    for letter in ("C", "D"):
-        offset = int(rng.integers(3))  # which method the round-robin starts with
-        for j, person in enumerate(sources):
-            method = METHODS[letter][(j + offset) % 3]
-            serial[person.id] += 1
-            two_stage = method.endswith("-wav2lip")
-            targets = others(person, 2 if two_stage else 1)
-            t1 = targets[0].id
-            t2 = targets[1].id if two_stage and len(targets) > 1 else "-"
-            if "wav2lip" in method:
-                name = f"{person.number:05d}_{serial[person.id]}_{t1}_wavtolip.mp4"
-            else:
-                name = f"{person.number:05d}_{serial[person.id]}.mp4"
-            row = make_row(person, letter, method, name, t1, t2)
-            spec = base_spec(person, row, _uniform(rng, 0.1, 0.3))
-            swap = method.split("-")[0] if method != "wav2lip" else None
-            spec = replace(
-                spec,
-                swap=swap,
-                target_look=targets[0].look if swap else None,
-                target_voice=targets[0].voice if swap else None,
-                lipsync="wav2lip" in method,
-                fake_pitch=_fake_pitch(rng) if letter == "D" else None,
-            )
-            out.append((row, spec))
+    draws = _Draws(rng, np.random.default_rng([seed, 5]), people, donor, setting)
+    out = _real_clips(draws, sources) + _face_fakes(draws, sources)
     if setting is not None:
         hard_rng = np.random.default_rng([seed, 4])
         out = [(row, _harden(spec, hard_rng, setting)) for row, spec in out]
