@@ -70,21 +70,26 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
 
 import numpy as np
 
 from pipeline import media
 from pipeline.audio_features import frame_features
 from pipeline.errors import ClipError
-from pipeline.faces import StrideDetector, crop_boxes, crop_faces, detection_factor
+from pipeline.faces import StrideDetector, crop_boxes, crop_faces
 from pipeline.landmarks import count_shot_cuts, landmark_jitter, to_crop, track_landmarks
 from pipeline.mouth import crop_mouths
 from pipeline.silence import leading_silence_frames
 from pipeline.stage_cpu import StageCpu
+from pipeline.transform_decode import (  # noqa: F401  (moved; still importable from here)
+    MIN_DECODED_FRACTION,
+    SourceFacts,
+    check_decoded,
+    check_file,
+    decode_with_faces,
+)
 from schemas.recipe import Recipe
 
 #: Defaults of the recipe's ``min_frames`` and ``max_seconds`` (the recipe is their one
@@ -95,7 +100,6 @@ DEFAULT_MAX_SECONDS = Recipe.max_seconds
 #: frames the audio must cover (and of the audio the video must cover) for a clip to
 #: be stored.
 MIN_AUDIO_COVERAGE = Recipe.min_audio_coverage
-MIN_DECODED_FRACTION = 0.9
 #: A stream may overhang the other by this much whatever its length: AAC ends on
 #: whole 1024-sample frames (64 ms at 16 kHz) after its priming, so a 0.4 s clip's
 #: audio lasts 0.45 s without anything missing.
@@ -133,16 +137,6 @@ class ClipTensors:
         return {name: data for name, data in named.items() if data is not None}
 
 
-@dataclass(frozen=True)
-class SourceFacts:
-    """Frame rate, duration and displayed frame size of a source, from ffmpeg's banner."""
-
-    fps: float
-    duration_s: float
-    width: int
-    height: int
-
-
 def preprocess_clip(
     path: Path,
     recipe: Recipe,
@@ -168,53 +162,26 @@ def preprocess_clip(
         in_process = recipe.decoder == "pyav"
     if min_audio_coverage is None:
         min_audio_coverage = recipe.min_audio_coverage
-    min_frames = recipe.min_frames
     path = Path(path)
     timings: dict[str, float] = {"probe": 0.0}
     cpu = StageCpu()
-    _check_file(path)
+    check_file(path)
     fps = float(recipe.fps)
-    decoded, detector, info = _decode_with_faces(
-        path, recipe, fps, max_seconds, frame_budget_bytes, timings, cpu, in_process
+    decoded, detector, info, span = _decode_checked(
+        path, recipe, max_seconds, frame_budget_bytes, min_audio_coverage, in_process, timings, cpu
     )
-    if math.isfinite(decoded.audio_cpu_s):
-        cpu.add("audio_decode", decoded.audio_cpu_s)  # part of 'decode', told apart
     frames, signal = decoded.frames, decoded.samples
     num_frames = len(frames)
-    _check_decoded(decoded, info.duration_s, fps, max_seconds, min_frames)
-    span = TimelineSpan.of(decoded, num_frames, fps, recipe.sample_rate)
-    span.check(min_audio_coverage)
-    detect_cpu = detector.cpu_seconds
-    detector.finish(num_frames - 1, frames[-1])
-    if detector.hits == 0:
-        raise ClipError("no face detected in any frame")
-
-    cpu.add("detect", detector.cpu_seconds - detect_cpu)
-    clock = time.perf_counter()
-    with cpu.stage("track"):
-        track = detector.track(num_frames, recipe.face_smooth, recipe.face_size_smooth)
-    with cpu.stage("crop"):
-        crops = crop_faces(frames, track, recipe.crop_size, recipe.face_margin)
-        boxes = crop_boxes(track, recipe.face_margin)
-    timings["crop"] = time.perf_counter() - clock
+    track, crops, boxes = _track_and_crop(frames, detector, recipe, timings, cpu)
     streams, landmark_rate = _landmark_streams(frames, track, boxes, detector, recipe, timings)
     del frames, decoded  # the full frames are the clip's largest buffer; crops are all we keep
-
     clock = time.perf_counter()
     with cpu.stage("features"):
         audio = frame_features(signal, recipe.sample_rate, num_frames, recipe.features)
     timings["features"] = time.perf_counter() - clock
-
-    trimmed = 0
-    if recipe.trim_silence:
-        trimmed = leading_silence_frames(
-            signal, recipe.sample_rate, fps, num_frames,
-            threshold_db=recipe.silence_threshold_db, min_keep=min_frames,
-            silent_clip_db=recipe.silent_clip_db,
-        )  # fmt: skip
-        crops, audio = crops[trimmed:], audio[trimmed:]
-        boxes = boxes[trimmed:]
-        streams = {name: data[trimmed:] for name, data in streams.items()}
+    trimmed, crops, audio, boxes, streams = _trim_silence(
+        signal, recipe, num_frames, crops, audio, boxes, streams
+    )
     landmarks = streams.get("landmarks")
 
     return ClipTensors(
@@ -238,6 +205,87 @@ def preprocess_clip(
         landmark_jitter=None if landmarks is None else landmark_jitter(landmarks),
         shot_cuts=count_shot_cuts(np.array(detector.boxes)),
     )
+
+
+def _decode_checked(
+    path: Path,
+    recipe: Recipe,
+    max_seconds: float,
+    frame_budget_bytes: int,
+    min_audio_coverage: float,
+    in_process: bool,
+    timings: dict[str, float],
+    cpu: StageCpu,
+) -> tuple[media.DecodedClip, StrideDetector, SourceFacts | media.MediaInfo, TimelineSpan]:
+    """The first step: decode with faces (:mod:`pipeline.transform_decode`), then check it.
+
+    Raises :class:`ClipError` for a bad decode, a stream that leaves the other mostly
+    uncovered, or a clip with no face in any frame. The detector has seen the last
+    frame on return. Adds to ``timings`` and ``cpu``.
+    """
+    fps = float(recipe.fps)
+    decoded, detector, info = decode_with_faces(
+        path, recipe, fps, max_seconds, frame_budget_bytes, timings, cpu, in_process
+    )
+    if math.isfinite(decoded.audio_cpu_s):
+        cpu.add("audio_decode", decoded.audio_cpu_s)  # part of 'decode', told apart
+    frames = decoded.frames
+    num_frames = len(frames)
+    check_decoded(decoded, info.duration_s, fps, max_seconds, recipe.min_frames)
+    span = TimelineSpan.of(decoded, num_frames, fps, recipe.sample_rate)
+    span.check(min_audio_coverage)
+    detect_cpu = detector.cpu_seconds
+    detector.finish(num_frames - 1, frames[-1])
+    if detector.hits == 0:
+        raise ClipError("no face detected in any frame")
+    cpu.add("detect", detector.cpu_seconds - detect_cpu)
+    return decoded, detector, info, span
+
+
+def _track_and_crop(
+    frames: np.ndarray,
+    detector: StrideDetector,
+    recipe: Recipe,
+    timings: dict[str, float],
+    cpu: StageCpu,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The smoothed face track of every frame, the face crops and the squares cut.
+
+    Adds 'track' and 'crop' to ``cpu`` and their time together to ``timings['crop']``.
+    """
+    clock = time.perf_counter()
+    with cpu.stage("track"):
+        track = detector.track(len(frames), recipe.face_smooth, recipe.face_size_smooth)
+    with cpu.stage("crop"):
+        crops = crop_faces(frames, track, recipe.crop_size, recipe.face_margin)
+        boxes = crop_boxes(track, recipe.face_margin)
+    timings["crop"] = time.perf_counter() - clock
+    return track, crops, boxes
+
+
+def _trim_silence(
+    signal: np.ndarray,
+    recipe: Recipe,
+    num_frames: int,
+    crops: np.ndarray,
+    audio: np.ndarray,
+    boxes: np.ndarray,
+    streams: dict[str, np.ndarray],
+) -> tuple[int, np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """The leading silent frames cut from every per-frame array, and their count.
+
+    Only with ``recipe.trim_silence`` (else 0 and the arrays as they are); never
+    leaves fewer than ``recipe.min_frames``.
+    """
+    if not recipe.trim_silence:
+        return 0, crops, audio, boxes, streams
+    trimmed = leading_silence_frames(
+        signal, recipe.sample_rate, float(recipe.fps), num_frames,
+        threshold_db=recipe.silence_threshold_db, min_keep=recipe.min_frames,
+        silent_clip_db=recipe.silent_clip_db,
+    )  # fmt: skip
+    streams = {name: data[trimmed:] for name, data in streams.items()}
+    return trimmed, crops[trimmed:], audio[trimmed:], boxes[trimmed:], streams
 
 
 def _landmark_streams(
@@ -329,179 +377,3 @@ class TimelineSpan:
                 f"video ends long before the audio: it covers {self.video_coverage:.0%} of "
                 f"the audio ({durations}; minimum {minimum:.0%})"
             )
-
-
-def _expected_frames(duration_s: float, fps: float, max_seconds: float) -> int:
-    """Frames a complete decode of a clip lasting ``duration_s`` (nan: unknown) gives."""
-    seconds = duration_s if math.isfinite(duration_s) else max_seconds
-    return math.floor(min(seconds, max_seconds) * fps)
-
-
-def _decode_with_faces(
-    path: Path,
-    recipe: Recipe,
-    fps: float,
-    max_seconds: float,
-    frame_budget_bytes: int,
-    timings: dict[str, float],
-    cpu: StageCpu,
-    in_process: bool = False,
-) -> tuple[media.DecodedClip, StrideDetector, SourceFacts | media.MediaInfo]:
-    """Decode ``path`` with face detection riding on the frames as they arrive.
-
-    With ``in_process``, a clean clip is decoded in this process
-    (:func:`pipeline.media.decode_in_process`); anything it does not take, and
-    everything without it, goes to an ffmpeg process. The source's facts come from
-    ffmpeg's banner when the decode looks clean; otherwise ffprobe says what is off,
-    and a decode the frame budget stopped (too large, or a size change) is run again
-    at a size pinned from the probe. Adds to ``timings`` and ``cpu``.
-    """
-    if in_process:
-        detector = StrideDetector(stride=recipe.face_stride)
-        decoded = _timed_decode(
-            lambda: media.decode_in_process(
-                path, fps, recipe.sample_rate, max_seconds, detector, frame_budget_bytes
-            ),
-            detector, timings, cpu,
-        )  # fmt: skip
-        if decoded is not None and (
-            facts := _happy_facts(decoded, fps, max_seconds, recipe.min_frames)
-        ):
-            return decoded, detector, facts
-    detector = StrideDetector(stride=recipe.face_stride)  # scale chosen on the first frame
-    cpu.add("processes", 1)
-    decoded = _timed_decode(
-        lambda: media.decode_any(
-            path, fps, recipe.sample_rate, max_seconds, on_frame=detector,
-            budget_bytes=frame_budget_bytes,
-        ),
-        detector, timings, cpu,
-    )  # fmt: skip
-    if decoded.open_error:  # not an mp4: no probe could say more
-        raise ClipError(f"cannot decode: {decoded.open_error}")
-    facts = _happy_facts(decoded, fps, max_seconds, recipe.min_frames)
-    if facts is not None:
-        return decoded, detector, facts
-    clock = time.perf_counter()
-    cpu.add("processes", 1)
-    with cpu.stage("probe"):
-        info = _probe_checked(path)  # something is off: ffprobe says what, as precisely as it can
-    timings["probe"] = time.perf_counter() - clock
-    if decoded.stopped:  # too large for the budget, or a size change: pin the size
-        width, height = media.decode_size(info, fps, max_seconds, frame_budget_bytes)
-        seconds = info.duration_s if math.isfinite(info.duration_s) else max_seconds
-        detector = StrideDetector(recipe.face_stride, detection_factor(height, width))
-        cpu.add("processes", 1)
-        decoded = _timed_decode(
-            lambda: media.decode_clip(
-                path, (width, height), fps, recipe.sample_rate, max_seconds,
-                media.decode_timeout_s(min(seconds, max_seconds)), on_frame=detector,
-                budget_bytes=frame_budget_bytes,
-            ),
-            detector, timings, cpu,
-        )  # fmt: skip
-    elif decoded.returncode != 0:
-        raise ClipError(f"cannot decode: {decoded.stderr_line}")
-    return decoded, detector, info
-
-
-_Decoded = TypeVar("_Decoded")
-
-
-def _timed_decode(
-    decode: Callable[[], _Decoded],
-    detector: StrideDetector,
-    timings: dict[str, float],
-    cpu: StageCpu,
-) -> _Decoded:
-    """Run ``decode``; its time goes to 'decode', the detector's (fed by it) to 'detect'.
-
-    Time spent on a decode whose frames are then dropped (an in-process attempt that
-    hands the file to the process) counts too: it was spent on the clip.
-    """
-    clock = time.perf_counter()
-    detect_wall, detect_cpu = detector.seconds, detector.cpu_seconds
-    try:
-        with cpu.stage("decode"):
-            decoded = decode()
-    finally:
-        detect_wall = detector.seconds - detect_wall
-        timings["decode"] = timings.get("decode", 0.0) + time.perf_counter() - clock - detect_wall
-        timings["detect"] = timings.get("detect", 0.0) + detect_wall
-        detect_cpu = detector.cpu_seconds - detect_cpu
-        cpu.add("decode", -detect_cpu)  # the detector ran inside the decode's frame callback
-        cpu.add("detect", detect_cpu)
-    return decoded
-
-
-def _check_decoded(
-    decoded: media.DecodedClip, duration_s: float, fps: float, max_seconds: float, min_frames: int
-) -> None:
-    """Raise :class:`ClipError` for a damaged, truncated or too short decode, or no audio."""
-    if decoded.demuxer_error:
-        raise ClipError(f"cannot decode: truncated or damaged file ({decoded.demuxer_error})")
-    num_frames = len(decoded.frames)
-    expected = _expected_frames(duration_s, fps, max_seconds)
-    if num_frames == 0 and expected == 0:
-        raise ClipError("too short: 0 frames")
-    if num_frames < MIN_DECODED_FRACTION * expected - 2:
-        raise ClipError(
-            f"cannot decode: truncated, {num_frames} of ~{expected} frames ({decoded.stderr_line})"
-        )
-    if num_frames < min_frames:
-        raise ClipError(f"too short: {num_frames} frame{'s' if num_frames != 1 else ''}")
-    if decoded.samples.size == 0:
-        raise ClipError("no audio samples decoded")
-
-
-def _happy_facts(
-    decoded: media.DecodedClip, fps: float, max_seconds: float, min_frames: int
-) -> SourceFacts | None:
-    """The source's facts when the decode looks complete and clean, else None (probe it).
-
-    Clean means: ffmpeg exited 0 and logged no error, read to its end, gave at least
-    ``min_frames`` frames, some audio, and no fewer frames than the banner's
-    duration promises. Any doubt costs one ffprobe run, never a wrong verdict: the
-    banner's duration is the container's (the longest stream), so a clip whose audio
-    outlasts its video would look short against it, and is probed before it is failed.
-    """
-    report = decoded.report
-    num_frames = len(decoded.frames)
-    if (
-        decoded.returncode != 0
-        or decoded.error_lines
-        or decoded.stopped
-        or not report.complete
-        or num_frames < min_frames
-        or decoded.samples.size == 0
-        or num_frames
-        < MIN_DECODED_FRACTION * _expected_frames(report.duration_s, fps, max_seconds) - 2
-    ):
-        return None
-    height, width = decoded.frames.shape[1:3]
-    return SourceFacts(fps=report.fps, duration_s=report.duration_s, width=width, height=height)
-
-
-def _probe_checked(path: Path) -> media.MediaInfo:
-    """ffprobe's facts about ``path``; raises :class:`ClipError` for a missing stream."""
-    info = media.probe(path)
-    if not info.has_video:
-        raise ClipError("no video stream")
-    if not info.has_audio:
-        raise ClipError("no audio stream")
-    if info.width < 1 or info.height < 1:
-        raise ClipError("cannot decode: video stream has no frame size")
-    return info
-
-
-def _check_file(path: Path) -> None:
-    try:
-        size = path.stat().st_size
-    except FileNotFoundError:
-        raise ClipError("file not found") from None
-    except OSError as exc:
-        raise ClipError(f"cannot read file: {exc.strerror or exc}") from None
-    if not path.is_file():
-        raise ClipError("not a regular file")
-    if size == 0:
-        raise ClipError("empty file (0 bytes)")
