@@ -65,8 +65,35 @@ UNIMODAL_HEADS: tuple[str, ...] = ("mean", "cls")
 VISUAL_INPUTS: dict[str, int] = {"face": 3, "mouth": 1}
 
 
+class ConfigBasics:
+    """What every detector's config dataclass shares (a mixin with no fields of its own)."""
+
+    name: str
+    visual_input: str
+    frame_head: bool
+
+    def check_visual_input(self, *, frame_head_allowed: bool = False) -> None:
+        """Refuse an unknown visual stream, and a frame head where the detector has none."""
+        if self.visual_input not in VISUAL_INPUTS:
+            raise ValueError(
+                f"visual_input must be one of {tuple(VISUAL_INPUTS)}, got {self.visual_input!r}"
+            )
+        if self.frame_head and not frame_head_allowed:
+            raise ValueError(f"model.name={self.name} has no frame head (only msct does)")
+
+    @property
+    def visual_channels(self) -> int:
+        """Channels of a frame of the visual input: 3 (RGB face) or 1 (grayscale mouth)."""
+        return VISUAL_INPUTS[self.visual_input]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain, JSON/YAML-serialisable mapping (tuples become lists)."""
+        data = asdict(self)  # type: ignore[call-overload]
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in data.items()}
+
+
 @dataclass
-class ModelConfig:
+class ModelConfig(ConfigBasics):
     """Hyper-parameters of :class:`trainer.model.MSCT`.
 
     Constructible from a plain dict (``ModelConfig(**d)`` or :meth:`from_dict`); tuples may
@@ -117,10 +144,7 @@ class ModelConfig:
             raise ValueError(f"dca_form must be one of {DCA_FORMS}, got {self.dca_form!r}")
         if self.mssa_kernel not in MSSA_KERNELS:
             raise ValueError(f"mssa_kernel must be one of {MSSA_KERNELS}, got {self.mssa_kernel!r}")
-        if self.visual_input not in VISUAL_INPUTS:
-            raise ValueError(
-                f"visual_input must be one of {tuple(VISUAL_INPUTS)}, got {self.visual_input!r}"
-            )
+        self.check_visual_input(frame_head_allowed=True)
         if self.unimodal_head not in UNIMODAL_HEADS:
             raise ValueError(
                 f"unimodal_head must be one of {UNIMODAL_HEADS}, got {self.unimodal_head!r}"
@@ -145,11 +169,6 @@ class ModelConfig:
         if any(d < 1 for d in self.visual_depths) or self.wt_levels < 1 or self.wt_kernel % 2 == 0:
             raise ValueError("visual_depths and wt_levels must be ≥ 1 and wt_kernel odd")
 
-    @property
-    def visual_channels(self) -> int:
-        """Channels of a frame of the visual input: 3 (RGB face) or 1 (grayscale mouth)."""
-        return VISUAL_INPUTS[self.visual_input]
-
     @classmethod
     def preset(cls, name: str) -> ModelConfig:
         """The model section of the training preset ``name`` (``trainer/presets/<name>.yaml``)."""
@@ -163,7 +182,3 @@ class ModelConfig:
         if unknown:
             raise ValueError(f"unknown model config keys: {', '.join(unknown)}")
         return cls(**data)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain, JSON/YAML-serialisable mapping (tuples become lists)."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}

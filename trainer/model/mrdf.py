@@ -49,15 +49,14 @@ Choices the source leaves open or that differ here (``docs/model.md``):
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import weight_norm
 
-from .config import VISUAL_INPUTS
+from .config import ConfigBasics
 from .loss import LossParts, LossWeights, alignment_loss, mean_cosine, sequence_cosine
 from .mrdf_video import ResEncoder
 from .outputs import DetectorOutput, masked_mean, no_head
@@ -67,7 +66,7 @@ VARIANTS: tuple[str, ...] = ("mrdf_ce", "mrdf_margin")
 
 
 @dataclass
-class MRDFConfig:
+class MRDFConfig(ConfigBasics):
     """Sizes of MRDF (the ``paper`` presets: AV-HuBERT Base, as the source)."""
 
     dim: int  # D, the encoder width (768)
@@ -102,20 +101,7 @@ class MRDFConfig:
             raise ValueError("video_widths and video_depths must be non-empty, of equal length")
         if min(self.video_depths) < 1 or self.depth < 1 or self.ffn_dim < 1:
             raise ValueError("video_depths, depth and ffn_dim must be ≥ 1")
-        if self.visual_input not in VISUAL_INPUTS:
-            raise ValueError(
-                f"visual_input must be one of {tuple(VISUAL_INPUTS)}, got {self.visual_input!r}"
-            )
-        if self.frame_head:
-            raise ValueError(f"model.name={self.name} has no frame head (only msct does)")
-
-    @property
-    def visual_channels(self) -> int:
-        return VISUAL_INPUTS[self.visual_input]
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain, JSON/YAML-serialisable mapping (tuples become lists)."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        self.check_visual_input()
 
 
 @dataclass

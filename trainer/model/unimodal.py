@@ -27,14 +27,14 @@ choice below is this project's:
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any, cast
+from dataclasses import dataclass
+from typing import cast
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .config import VISUAL_INPUTS, ModelConfig
+from .config import ConfigBasics, ModelConfig
 from .encoder import sinusoidal_positions
 from .loss import LossParts, LossWeights
 from .outputs import DetectorOutput, masked_mean, no_head
@@ -43,7 +43,7 @@ from .visual import VisualPreEncoder
 
 
 @dataclass
-class AudioOnlyConfig:
+class AudioOnlyConfig(ConfigBasics):
     """Sizes of a unimodal branch (``audio_only``; the base of the video configs)."""
 
     dim: int  # C, token width
@@ -62,21 +62,7 @@ class AudioOnlyConfig:
             raise ValueError("depth and max_frames must be ≥ 1")
         if self.heads < 1 or self.dim % self.heads:
             raise ValueError(f"dim ({self.dim}) must be divisible by heads ({self.heads})")
-        if self.visual_input not in VISUAL_INPUTS:
-            raise ValueError(
-                f"visual_input must be one of {tuple(VISUAL_INPUTS)}, got {self.visual_input!r}"
-            )
-        if self.frame_head:
-            raise ValueError(f"model.name={self.name} has no frame head (only msct does)")
-
-    @property
-    def visual_channels(self) -> int:
-        """Channels of a frame of the visual input: 3 (RGB face) or 1 (grayscale mouth)."""
-        return VISUAL_INPUTS[self.visual_input]
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain, JSON/YAML-serialisable mapping (tuples become lists)."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        self.check_visual_input()
 
 
 @dataclass
