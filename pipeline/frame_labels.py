@@ -1,42 +1,18 @@
-"""Fake segments (seconds of the source) -> per-frame labels of a clip's stored frames.
+"""The frame labels of one clip, by the store's frame-label rule.
 
-The rule (the store's contract, read by the trainer): stored frame ``t`` covers the
-source time ``[(t + trimmed) / fps, (t + trimmed + 1) / fps)``, where ``trimmed`` is
-the number of leading frames the silence trim removed (the manifest's
-``trimmed_frames``) and ``fps`` the recipe's frame rate; its label is 1 when the
-frame's midpoint ``(t + trimmed + 0.5) / fps`` lies in a segment ``[start, end)``.
-
-Why these times: the decode resamples the source to ``fps`` on the container's
-timeline starting at 0 (see :mod:`pipeline.transform`), the trim removes whole
-frames from the front, and the length cut (``max_seconds``) removes frames from the
-end only, so a cut clip's labels are those of its first ``T`` frames. The midpoint
-makes a segment that starts or ends on a frame boundary label exactly the frames
-inside it, and one that covers less than half of a frame leave it real.
+The rule itself (which stored frame a fake segment labels) is part of the store's
+contract and lives in :mod:`schemas.frame_label_rule`; this module applies it to a
+dataset adapter's :class:`~pipeline.datasets.source.ClipSource`.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from pipeline.datasets.source import ClipSource, Segments
+from pipeline.datasets.source import ClipSource
+from schemas.frame_label_rule import LABEL_SEGMENTS, segment_frame_labels
 
-#: Which segments of a clip each stored label comes from (``schemas.FRAME_LABELS``).
-LABEL_SEGMENTS: dict[str, str] = {
-    "fake": "fake_segments",
-    "audio_fake": "audio_fake_segments",
-    "video_fake": "video_fake_segments",
-}
-
-
-def segment_frame_labels(
-    segments: Segments, num_frames: int, fps: float, trimmed_frames: int = 0
-) -> np.ndarray:
-    """``(num_frames,)`` uint8: 1 where the stored frame's midpoint lies in a segment."""
-    midpoints = (np.arange(num_frames, dtype=np.float64) + trimmed_frames + 0.5) / fps
-    labels = np.zeros(num_frames, dtype=bool)
-    for start, end in segments:
-        labels |= (midpoints >= start) & (midpoints < end)
-    return labels.astype(np.uint8)
+__all__ = ["LABEL_SEGMENTS", "clip_frame_labels", "segment_frame_labels"]
 
 
 def clip_frame_labels(

@@ -254,7 +254,7 @@ def read_frame_labels(store: str | Path, clip_id: str) -> dict[str, np.ndarray] 
     """A clip's per-frame labels, or None when it has none (a clip-level dataset).
 
     Returns ``{"fake", "audio_fake", "video_fake"}`` -> ``(T,)`` uint8 arrays, 1 = the
-    stored frame ``t`` is fake (see ``pipeline.frame_labels`` for the rule), in memory
+    stored frame ``t`` is fake (see :mod:`schemas.frame_label_rule` for the rule), in memory
     (they are small). Version-1 stores have none.
 
     Raises:

@@ -271,3 +271,18 @@ def test_a_store_written_in_format_1_reads(tmp_path: Path) -> None:
     video, audio = schemas.open_clip(store, "old")
     assert video.shape == (5, 16, 16, 3) and float(audio.sum()) == 5 * schemas.AUDIO_CHANNELS
     assert schemas.committed_records(store)[0]["category"] == "FARV"
+
+
+def test_the_rule_is_the_stores_and_needs_no_pipeline() -> None:
+    """The frame-label rule is part of the store's contract: ``schemas`` owns it, and a
+    reader of the store (the trainer) can apply it without importing the pipeline."""
+    code = (
+        "import sys; from schemas.frame_label_rule import segment_frame_labels as rule;"
+        "labels = rule([(0.04, 0.12)], 5, 25.0);"
+        "assert labels.tolist() == [0, 1, 1, 0, 0], labels;"
+        "assert not any(m == 'pipeline' or m.startswith('pipeline.') for m in sys.modules)"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+    from schemas.frame_label_rule import segment_frame_labels as rule
+
+    assert segment_frame_labels is rule
