@@ -51,7 +51,8 @@ MANIFEST_SCHEMA = pa.schema(
         # Landmark and track flags (pipeline.landmarks); null where the recipe has no landmarks.
         pa.field("landmark_rate", pa.float32()),  # confident landmark fits / landmark fits
         pa.field("landmark_jitter", pa.float32()),  # mean per-frame point motion, crop px
-        pa.field("shot_cuts", pa.int32()),  # jumps of the detected face box (cuts, track switches)
+        pa.field("shot_cuts", pa.int32()),  # cuts found in the frames (pipeline.shots)
+        pa.field("faceless_frames", pa.int32()),  # stored frames without a face (face_valid 0)
         pa.field("source_fingerprint", pa.string(), nullable=False),
         # The source's size and mtime when it was decoded: what a rerun compares (format 3).
         pa.field("source_size", pa.int64()),
@@ -98,6 +99,7 @@ LATER_COLUMNS = frozenset(
         "landmark_rate",
         "landmark_jitter",
         "shot_cuts",
+        "faceless_frames",
         "dataset",
         "labelled",
         "official_split",
