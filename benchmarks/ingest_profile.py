@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.media.ffmpeg_args import AUDIO_TIMELINE, INPUT_GUARD, ffmpeg_url
+from pipeline.media.ffmpeg_args import AUDIO_TIMELINE, ffmpeg_url, input_guard
 from pipeline.stage_cpu import children_cpu_s
 
 STAGES = ("probe", "process_start", "video_decode", "audio_decode", "face_detection",
@@ -56,7 +56,7 @@ def audio_only_cpu_s(path: Path) -> float:
     """CPU seconds of an ffmpeg decoding only the audio of ``path`` as the pipeline does."""
     before = children_cpu_s()
     subprocess.run(
-        ["ffmpeg", "-hide_banner", "-nostdin", "-v", "error", "-threads", "1", *INPUT_GUARD,
+        ["ffmpeg", "-hide_banner", "-nostdin", "-v", "error", "-threads", "1", *input_guard(path),
          "-i", ffmpeg_url(path), "-map", "0:a:0", "-af", AUDIO_TIMELINE, "-c:a", "pcm_s16le",
          "-ac", "1", "-ar", "16000", "-f", "s16le", "-"],
         capture_output=True, check=True,

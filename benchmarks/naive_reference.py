@@ -117,13 +117,13 @@ def decode_video(
     One ffmpeg for one stream, guarded and supervised as the pipeline's own runs are: the
     two-process decode that :func:`breakdown` times against ``decode_clip``.
     """
-    from pipeline.media.ffmpeg_args import INPUT_GUARD, ffmpeg_url
+    from pipeline.media.ffmpeg_args import ffmpeg_url, input_guard
     from pipeline.media.process import run
 
     width, height = size
     args = [
         "ffmpeg", "-nostdin", "-v", "error", "-filter_threads", "1",
-        *INPUT_GUARD, "-threads", "1", "-i", ffmpeg_url(path),
+        *input_guard(path), "-threads", "1", "-i", ffmpeg_url(path),
         "-map", "0:v:0", "-vf", f"fps=fps={fps}:start_time=0,scale={width}:{height}",
         "-t", f"{max_seconds}", "-pix_fmt", "rgb24", "-f", "rawvideo", "pipe:",
     ]  # fmt: skip
@@ -139,11 +139,11 @@ def decode_audio(path: Path, sample_rate: int, max_seconds: float, timeout_s: fl
     ffmpeg resamples and downmixes (``-ac 1`` averages the channels) and places the
     samples on the container's timeline, as ``decode_clip`` does.
     """
-    from pipeline.media.ffmpeg_args import AUDIO_TIMELINE, INPUT_GUARD, ffmpeg_url
+    from pipeline.media.ffmpeg_args import AUDIO_TIMELINE, ffmpeg_url, input_guard
     from pipeline.media.process import run
 
     args = [
-        "ffmpeg", "-nostdin", "-v", "error", *INPUT_GUARD, "-threads", "1",
+        "ffmpeg", "-nostdin", "-v", "error", *input_guard(path), "-threads", "1",
         "-i", ffmpeg_url(path), "-map", "0:a:0", "-af", AUDIO_TIMELINE, "-t", f"{max_seconds}",
         "-acodec", "pcm_s16le", "-ac", "1", "-ar", str(sample_rate), "-f", "s16le", "pipe:",
     ]  # fmt: skip

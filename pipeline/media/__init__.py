@@ -1,7 +1,8 @@
 """Probe and decode one media file with ffprobe / ffmpeg or in-process, through pipes.
 
 Nothing is written to disk, every subprocess gets an argument list (never a shell
-string), and every input is opened as an mp4 from a local file only. The modules,
+string), and every input is opened from a local file only, by the demuxer its suffix
+promises (:mod:`schemas.containers`). The modules,
 by job:
 
 - :mod:`~pipeline.media.decode`: one ffmpeg process decodes a clip's video and audio
@@ -15,7 +16,7 @@ by job:
   the input banner.
 - :mod:`~pipeline.media.process`: supervised runs: timeouts, watchdog, pipes.
 - :mod:`~pipeline.media.ffmpeg_args`: how every run names and opens its input
-  (:data:`INPUT_GUARD`), and the audio timeline filter.
+  (:func:`input_guard`: the demuxer its suffix promises), and the audio timeline filter.
 - :mod:`~pipeline.media.timeouts`: how long a run may take.
 """
 
@@ -28,7 +29,7 @@ from pipeline.media.decode import (
     decode_clip,
     decode_size,
 )
-from pipeline.media.ffmpeg_args import INPUT_GUARD
+from pipeline.media.ffmpeg_args import input_guard
 from pipeline.media.ffmpeg_log import InputReport
 from pipeline.media.ffprobe import MediaInfo, probe
 from pipeline.media.inprocess import decode_in_process
@@ -36,7 +37,6 @@ from pipeline.media.timeouts import decode_timeout_s
 
 __all__ = [
     "DEFAULT_FRAME_BUDGET_BYTES",
-    "INPUT_GUARD",
     "DecodedClip",
     "InputReport",
     "MediaInfo",
@@ -45,5 +45,6 @@ __all__ = [
     "decode_in_process",
     "decode_size",
     "decode_timeout_s",
+    "input_guard",
     "probe",
 ]

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.errors import ClipError
-from pipeline.media.ffmpeg_args import AUDIO_TIMELINE, INPUT_GUARD, ffmpeg_url
+from pipeline.media.ffmpeg_args import AUDIO_TIMELINE, ffmpeg_url, input_guard
 from pipeline.media.ffmpeg_log import (
     InputReport,
     StderrLog,
@@ -77,7 +77,7 @@ class DecodedClip:
     video_start_s: float = math.nan
     audio_start_s: float = math.nan
     demuxer_error: str = ""  # the demuxer's first error line ('' when it logged none)
-    open_error: str = ""  # why the input could not be opened as an mp4 ('' when it was)
+    open_error: str = ""  # why the input could not be opened as its container ('' when it was)
     # CPU seconds spent on the audio (decoder and filters) by an in-process decode (nan:
     # not known, as when an ffmpeg process decoded both streams).
     audio_cpu_s: float = math.nan
@@ -235,7 +235,7 @@ def _decode_args(
     audio_graph = f"asplit[m][p];[p]aselect='eq(n,0)',ashowinfo,anullsink;[m]{AUDIO_TIMELINE}"
     return [
         "ffmpeg", "-hide_banner", "-nostdin", "-nostats", "-v", "level+info",
-        "-filter_threads", "1", "-threads", "1", *INPUT_GUARD, "-i", ffmpeg_url(path),
+        "-filter_threads", "1", "-threads", "1", *input_guard(path), "-i", ffmpeg_url(path),
         "-map", "0:v:0?", "-vf", video_graph, "-t", f"{max_seconds}",
         "-c:v", "ppm", "-pix_fmt", "rgb24", "-f", "image2pipe", "pipe:1",
         "-map", "0:a:0?", "-af", audio_graph, "-t", f"{max_seconds}", "-c:a", "pcm_s16le",

@@ -15,8 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO, Any
 
-from pipeline.media.ffmpeg_args import MP4_DEMUXER
 from pipeline.media.timeouts import decode_timeout_s
+from schemas.containers import DEMUXERS, MP4, container_of
 
 # "[mov,mp4,m4a,3gp,3g2,mj2 @ 0x55ea6f07c980] ": which ffmpeg component spoke, not why.
 _CONTEXT_PREFIX = re.compile(r"^\[[^\]]* @ 0x[0-9a-f]+\]\s*")
@@ -30,32 +30,35 @@ _RATE = {unit: re.compile(rf", (\d+(?:\.\d+)?) {unit}\b") for unit in ("fps", "t
 # "[h264 @ 0x55...] [error] msg" / "[error] msg": ffmpeg's "-v level+..." tags each line.
 _LEVEL = re.compile(r"^((?:\[[^\]]* @ 0x[0-9a-f]+\]\s*)?)\[(\w+)\] ?")
 _ERROR_LEVELS = frozenset({"error", "fatal", "panic"})
-# The demuxer's own log lines: "[mov,mp4,m4a,3gp,3g2,mj2 @ 0x55...] ...".
-_DEMUXER_CONTEXT = f"[{MP4_DEMUXER} @ "
+# The demuxers' own log lines: "[mov,mp4,m4a,3gp,3g2,mj2 @ 0x55...] ...", "[avi @ ...".
+_DEMUXER_CONTEXTS = tuple(f"[{demuxers} @ " for demuxers in DEMUXERS)
 # "[Parsed_showinfo_2 @ 0x55...] n:   0 pts:   2560 pts_time:0.2     pos: ..."
 _FIRST_FRAME = re.compile(r"^\[Parsed_(a?)showinfo_\d+ @ 0x[0-9a-f]+\]\s*n:\s*0 .*pts_time:(\S+)")
 
 
 def open_failure(stderr: bytes | str, url: str) -> str | None:
-    """Why ffmpeg could not open ``url`` as an mp4, or None when it opened it.
+    """Why ffmpeg could not open ``url`` as the container its suffix promises, or None
+    when it opened it.
 
     ffmpeg reports a failed open with one line that starts with the input's URL
     (``file:/x.mp4: Invalid argument``). The reason returned says which container
-    was found when the whitelist refused it (``'the container is not an mp4 (hls)'``),
-    else what the demuxer said (``'... (moov atom not found)'``).
+    was found when the whitelist refused it (``'the container is not an mp4 (hls)'``,
+    ``'... not a Matroska/WebM file (mov,mp4,...)'`` for a ``.mkv``), else what the
+    demuxer said (``'... (moov atom not found)'``).
     """
     text = stderr.decode("utf-8", "replace") if isinstance(stderr, bytes) else stderr
     lines = [_strip_level(line.strip()) for line in text.splitlines() if line.strip()]
     if not any(line.startswith(url + ": ") for line in lines):
         return None
+    expected = (container_of(url) or MP4).name
     for line in lines:
         if (found := _NOT_WHITELISTED.match(line)) is not None:
-            return f"the container is not an mp4 ({found.group(1).strip()})"
+            return f"the container is not {expected} ({found.group(1).strip()})"
     before = [line for line in lines if not line.startswith(url + ": ")]
     detail = last_stderr_line("\n".join(before[-1:])) if before else ""
     if not detail or detail == "no error message":
         detail = last_stderr_line(lines[-1])
-    return f"the container is not an mp4 ({detail})"
+    return f"the container is not {expected} ({detail})"
 
 
 def _strip_level(line: str) -> str:
@@ -150,7 +153,7 @@ class StderrLog:
             self.errors.append(text)
             # A demuxer error means packets are missing or damaged (a truncated or
             # corrupt file), however many frames still came out.
-            if not self.demuxer_error and text.startswith(_DEMUXER_CONTEXT):
+            if not self.demuxer_error and text.startswith(_DEMUXER_CONTEXTS):
                 self.demuxer_error = last_stderr_line(text)
         elif (first := _FIRST_FRAME.match(text)) is not None:
             self.starts["audio" if first.group(1) else "video"] = to_float(first.group(2))

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import ClipError
-from pipeline.media.ffmpeg_args import INPUT_GUARD, ffmpeg_url
+from pipeline.media.ffmpeg_args import ffmpeg_url, input_guard
 from pipeline.media.ffmpeg_log import to_float
 from pipeline.media.process import run
 from pipeline.media.timeouts import PROBE_TIMEOUT_S
@@ -39,7 +39,7 @@ def probe(path: Path, timeout_s: float = PROBE_TIMEOUT_S) -> MediaInfo:
     """Run ffprobe on ``path``; raises :class:`ClipError` when it is not a readable media file."""
     args = [
         "ffprobe", "-v", "error", "-of", "json", "-show_format", "-show_streams",
-        *INPUT_GUARD, ffmpeg_url(path),
+        *input_guard(path), ffmpeg_url(path),
     ]  # fmt: skip
     stdout = run(args, timeout_s, ffmpeg_url(path))
     try:

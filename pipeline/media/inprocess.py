@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.media.decode import DecodedClip
-from pipeline.media.ffmpeg_args import AUDIO_TIMELINE, MP4_DEMUXER, ffmpeg_url
+from pipeline.media.ffmpeg_args import AUDIO_TIMELINE, MP4_DEMUXER, ffmpeg_url, open_options
 from pipeline.media.ffmpeg_log import InputReport
 from pipeline.media.timeouts import decode_timeout_s
 
@@ -57,8 +57,6 @@ except ImportError:  # pragma: no cover - exercised only where PyAV is missing
 MAX_FILE_BYTES = 256 * 2**20
 #: Larger frames (above 1080p) are decoded by a supervised process.
 MAX_PIXELS = 1920 * 1088
-#: The demuxer options of every in-process open: the input guard's two whitelists.
-OPEN_OPTIONS = {"format_whitelist": MP4_DEMUXER, "protocol_whitelist": "file"}
 
 
 def pyav_available() -> bool:
@@ -119,7 +117,8 @@ def _decode(
     budget_bytes: int | None,
     timeout_s: float | None,
 ) -> DecodedClip:
-    with av.open(ffmpeg_url(path), options=OPEN_OPTIONS) as container:
+    # The input guard's two whitelists (the demuxer the suffix promises, local files).
+    with av.open(ffmpeg_url(path), options=open_options(path)) as container:
         video, audio = _streams(container)
         report = _input_report(container, video)
         if timeout_s is None:
