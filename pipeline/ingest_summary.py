@@ -113,6 +113,7 @@ def result_dict(result: IngestResult) -> dict[str, Any]:
         "missing": result.scan.missing,
         "unlisted": result.scan.unlisted,
         "refused": result.scan.refused,
+        "unsupported": result.scan.unsupported,
         "merged": result.scan.merged,
         "categories": {k: asdict(v) for k, v in summarize(result.manifest).items()},
     }

@@ -12,6 +12,7 @@ from rich.progress import TextColumn
 
 import schemas
 from pipeline.cli.common import StoreOption, _progress, _store_path, _summary_table, app, err, out
+from schemas.containers import accepted_list
 
 if TYPE_CHECKING:  # the media stack loads only when a command needs it (fast --help)
     from pipeline.ingest import IngestOptions, IngestResult
@@ -172,8 +173,22 @@ def ingest(
             f"{result.skipped} already in the store, {result.elapsed_s:.1f} s"
         )
     if result.ok + result.skipped == 0:  # no clip found, or every clip failed
-        err.print("[bold red]nothing could be processed[/]")
+        err.print(f"[bold red]nothing could be processed[/]{_unsupported_note(result.scan)}")
         raise typer.Exit(1)
+
+
+def _unsupported_note(scan: Any) -> str:
+    """``': 2 files in an unsupported container (a.flv, b.wmv)'`` after "nothing could be
+    processed" when the tree holds such files (the first three named), else ``''``."""
+    if not scan.unsupported:
+        return ""
+    # "<path>: .flv is not ... (accepted: ...); unsupported": the path may hold ": " too.
+    names = [row.rsplit(": ", 2)[0] for row in scan.unsupported[:3]]
+    more = f" and {len(scan.unsupported) - 3} more" if len(scan.unsupported) > 3 else ""
+    return (
+        f": {len(scan.unsupported)} files in an unsupported container "
+        f"({', '.join(names)}{more}); accepted: {accepted_list()}"
+    )
 
 
 def _resolve_landmarks(asked: bool | None, mouth: bool, resume: Path | None) -> bool:
@@ -256,6 +271,7 @@ def _print_scan_notes(scan: Any) -> None:
         ("rows naming missing files", scan.missing),
         ("rows refused", scan.refused),
         ("files no row names (not ingested)", scan.unlisted),
+        ("files in an unsupported container (not ingested)", scan.unsupported),
         ("rows repaired (segments sorted, merged or cut at the clip's end)", scan.repaired),
     ):
         if items:

@@ -13,7 +13,8 @@ collector keeps the rules that are the same for every dataset:
   root (of the file or of a folder above it) is an alias of its target, so one video
   is never stored twice, let alone with opposite labels;
 - media files under the root that no record names are ``unlisted``; odd files there
-  (FIFOs, links out) that no record named are refused, once each.
+  (FIFOs, links out) that no record named are refused, once each; videos in a
+  container that is not decoded (``.flv``, ...) are ``unsupported`` rows.
 
 It keeps a large scan small: repeated short strings (identities, splits, methods)
 are interned, and each clip remembers where it was named as two integers, not a string.
@@ -145,6 +146,7 @@ class Collector:
             if rel not in self._examined
         )
         self.result.unlisted = [p for p in walk.media if p not in self._index]
+        self.result.unsupported = walk.unsupported
         self.result.clips.sort(key=lambda c: c.path)
         self._index.clear()
         self._examined.clear()

@@ -4,8 +4,10 @@ Every path a dataset names is vetted with ``lstat``/``stat`` alone (never opened
 FIFO cannot block) by :class:`~pipeline.path_check.PathChecker`: :func:`examine` says
 whether it is a regular file inside the root, and why not (:data:`MISSING`,
 :data:`LEAVES`, a FIFO, a loop, ...). :func:`walk_media` lists the media under a root
-the same way, so that files no record names are reported (``unlisted``) and odd ones
-refused. :func:`shown` makes any text from a dataset safe to print on one line.
+the same way (the video suffixes of :mod:`schemas.containers`), so that files no
+record names are reported (``unlisted``), odd ones refused, and videos in a
+container that is not decoded (``.flv``, ``.wmv``, ...) listed as ``unsupported``.
+:func:`shown` makes any text from a dataset safe to print on one line.
 """
 
 from __future__ import annotations
@@ -17,9 +19,7 @@ from pathlib import Path
 
 from pipeline.path_check import LEAVES, MISSING, PathChecker
 from schemas.cli_errors import UserError
-
-#: The suffixes of the media files a walk of a dataset root lists.
-VIDEO_SUFFIXES = {".mp4"}
+from schemas.containers import UNSUPPORTED_SUFFIXES, VIDEO_SUFFIXES, accepted_list
 
 
 class ScanError(UserError):
@@ -32,15 +32,20 @@ class MediaWalk:
 
     media: list[str] = field(default_factory=list)  # relative POSIX paths, sorted
     odd: list[tuple[str, str]] = field(default_factory=list)  # (relative path, reason)
+    # "<path>: <why>; unsupported" for each video in a container that is not decoded
+    unsupported: list[str] = field(default_factory=list)
 
 
 def walk_media(
     dataset: Path, checker: PathChecker | None = None, known: Container[str] = ()
 ) -> MediaWalk:
-    """Every ``.mp4`` under ``dataset``, vetted with ``lstat``/``stat`` only (never opened).
+    """Every video (:data:`VIDEO_SUFFIXES`) under ``dataset``, vetted with
+    ``lstat``/``stat`` only (never opened), and every file with an
+    :data:`UNSUPPORTED_SUFFIXES` suffix as an ``unsupported`` row.
 
     Paths in ``known`` were vetted already (by ``checker``, in this scan) and are taken
-    as they are: a metadata-driven scan has examined every path its records name.
+    as they are: a metadata-driven scan has examined every path its records name (a
+    record naming an ``.flv`` is its clip's failed row, not an ``unsupported`` one).
     """
     checker = checker or PathChecker(dataset)
     walk = MediaWalk()
@@ -49,7 +54,10 @@ def walk_media(
         folder = os.path.relpath(dirpath, top).replace(os.sep, "/")
         prefix = "" if folder == "." else folder + "/"
         for name in filenames:
-            if os.path.splitext(name)[1].lower() not in VIDEO_SUFFIXES:
+            suffix = os.path.splitext(name)[1].lower()
+            if suffix in UNSUPPORTED_SUFFIXES and prefix + name not in known:
+                walk.unsupported.append(_unsupported_row(prefix + name, suffix))
+            if suffix not in VIDEO_SUFFIXES:
                 continue
             rel = prefix + name
             if rel in known:
@@ -65,7 +73,16 @@ def walk_media(
                 walk.odd.append((rel, reason))
     walk.media.sort()
     walk.odd.sort()
+    walk.unsupported.sort()
     return walk
+
+
+def _unsupported_row(rel: str, suffix: str) -> str:
+    """The ``unsupported`` row of a video no demuxer is tied to (never opened)."""
+    return (
+        f"{shown(rel)}: {shown(suffix)} is not a supported video container "
+        f"(accepted: {accepted_list()}); unsupported"
+    )
 
 
 def examine(dataset: Path, rel: str) -> str | None:

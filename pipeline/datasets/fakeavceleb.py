@@ -134,6 +134,7 @@ def scan_dataset(root: str | Path) -> ScanResult:
     )
     named = {c.path for c in result.clips} | aliases
     result.unlisted = [p for p in walk.media if p not in named]
+    result.unsupported = walk.unsupported
     result.clips.sort(key=lambda c: c.path)
     return result
 

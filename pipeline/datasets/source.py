@@ -3,7 +3,8 @@
 A dataset adapter (one module per dataset in :mod:`pipeline.datasets`) turns a
 dataset root into a :class:`ScanResult`: one :class:`ClipSource` per clip, every
 path relative to the root and confined to it, and one text row per file it could
-not take (``missing``, ``refused``, ``merged``, ``repaired``, ``unlisted``). The
+not take (``missing``, ``refused``, ``merged``, ``repaired``, ``unlisted``,
+``unsupported``). The
 ingest core after that point is the same for every dataset.
 
 Segments are ``(start_s, end_s)`` pairs in seconds of the source clip. ``None``
@@ -65,6 +66,8 @@ class ScanResult:
     missing: list[str] = field(default_factory=list)  # rows naming files that do not exist
     unlisted: list[str] = field(default_factory=list)  # media files that no row names
     refused: list[str] = field(default_factory=list)  # "<row>: <reason>" (escaping, bad labels)
+    # "<path>: .flv is not a supported video container (...); unsupported", sorted
+    unsupported: list[str] = field(default_factory=list)
     merged: list[str] = field(default_factory=list)  # "<row>: <path> merged with line N (...)"
     repaired: list[str] = field(default_factory=list)  # "<row>: <what was repaired>"
     respelled: int = 0  # rows found only under the other race-folder spelling
