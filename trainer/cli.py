@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from schemas.cli_errors import UserError
+from schemas.containers import accepted_list
 
 if TYPE_CHECKING:  # imported by the commands that need it: a fast --help
     from trainer.inference import WindowScores
@@ -316,7 +317,7 @@ def _fmt(value: float | None) -> str:
 @app.command()
 def predict(
     checkpoint: Path = typer.Argument(..., help="A checkpoint (e.g. runs/X/checkpoints/best.pt)."),
-    videos: list[Path] = typer.Argument(..., help="Raw video files (mp4)."),
+    videos: list[Path] = typer.Argument(..., help=f"Raw video files ({accepted_list()})."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON list instead of a table."),
     plot: Path | None = typer.Option(
         None,
