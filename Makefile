@@ -49,7 +49,7 @@ $(STAMP): pyproject.toml Makefile | system-deps
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install -q -e ".[pipeline,landmarks,dev,bench]"
+	$(BIN)/python -m pip install -q -e ".[pipeline,landmarks,dev,bench,s3]"
 	@# AV-Deepfake1M's AP/AR (the eval extra): its declared dependencies would replace torch.
 	$(BIN)/python -m pip install -q --no-deps "avdeepfake1m==0.0.4"
 	@rm -f $(VENV)/.installed-*

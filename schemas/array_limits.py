@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ import numpy as np
 from schemas.layout import AUDIO_CHANNELS, LABELS_DIR
 from schemas.lifecycle import open_store
 from schemas.recipe import Recipe
+from schemas.store_url import store_url
 
 
 @dataclass(frozen=True)
@@ -130,16 +132,24 @@ _LIMITS: dict[str, tuple[tuple[int, int, int], ArrayLimits]] = {}
 
 
 def store_limits(store: str | Path) -> ArrayLimits:
-    """The :class:`ArrayLimits` of a store's recipe (one ``stat`` when known)."""
+    """The :class:`ArrayLimits` of a store's recipe (one ``stat`` when known; a remote
+    store's, read once per process: a store in a bucket is finished)."""
+    url = store_url(store)
+    if url is not None:
+        return _limits_of(open_store(url).recipe)
     root = os.path.realpath(os.fspath(store))
     info = os.stat(os.path.join(root, "zarr.json"))
     identity = (info.st_ino, info.st_mtime_ns, info.st_size)
     known = _LIMITS.get(root)
     if known is not None and known[0] == identity:
         return known[1]
-    recipe = open_store(store).recipe
-    limits = ArrayLimits(
-        max_frames=math.ceil(recipe.max_seconds * recipe.fps) + 1, rows=expected_rows(recipe)
-    )
+    limits = _limits_of(open_store(store).recipe)
     _LIMITS[root] = (identity, limits)
     return limits
+
+
+@lru_cache(maxsize=64)
+def _limits_of(recipe: Recipe) -> ArrayLimits:
+    return ArrayLimits(
+        max_frames=math.ceil(recipe.max_seconds * recipe.fps) + 1, rows=expected_rows(recipe)
+    )

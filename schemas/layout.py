@@ -46,6 +46,7 @@ from typing import Any
 
 from schemas.cli_errors import UserError
 from schemas.safe_files import RefusedFile, read_text_inside
+from schemas.store_url import store_url
 
 FORMAT_NAME = "mscct-store"
 FORMAT_VERSION = 3
@@ -115,6 +116,9 @@ def clip_layout(store: str | Path) -> str:
     layout = _LAYOUT_OF_ROOT.get(root) if root is not None else None
     if layout is not None:
         return layout
+    url = store_url(store)  # after the cache: a known local store never gets here
+    if url is not None:  # a remote store's layout: learnt by open_store
+        return _LAYOUT_OF_ROOT.get(url, LAYOUT_SHARDED)
     root = os.path.realpath(given)
     layout = _LAYOUT_OF_ROOT.get(root)
     if layout is None:
@@ -144,6 +148,11 @@ def _read_layout(root: str) -> str | None:
             f"{', '.join(CLIP_LAYOUTS)}"
         )
     return str(layout)
+
+
+def remember_layout(url: str, layout: str) -> None:
+    """Record the clip layout of the remote store at ``url`` (its root metadata was read)."""
+    _LAYOUT_OF_ROOT[url] = layout
 
 
 def forget_layout(store: str | Path) -> None:

@@ -32,10 +32,13 @@ from schemas.layout import (
     forget_layout,
     os_reason,
     read_json,
+    remember_layout,
 )
 from schemas.recipe import Recipe, recipe_mismatch, software_version
+from schemas.remote import remote_store
 from schemas.safe_files import file_kind
 from schemas.store_files import NAMED, ROOT_DIRS, ROOT_FILES, foreign_entries
+from schemas.store_url import store_url
 
 
 @dataclass(frozen=True)
@@ -154,6 +157,11 @@ def check_store_target(path: str | Path, *, overwrite: bool = False) -> None:
     ``.lock`` that is a link or not a plain file) is refused.
     """
     store = Path(path)
+    if store_url(path) is not None:
+        raise StoreError(
+            f"--store {store_url(path)} is in object storage: stores are written locally "
+            "(sync the finished store to the bucket, then read it from there)"
+        )
     try:
         if not store.exists():
             if store.is_symlink():
@@ -222,9 +230,13 @@ def _group_json(attributes: dict[str, Any]) -> dict[str, Any]:
 
 def open_store(path: str | Path, *, recipe: Recipe | None = None) -> StoreInfo:
     """Open a store and check its format version (and recipe, when given)."""
-    store = Path(path)
+    url = store_url(path)  # a remote store is read by URL, once per process (cached)
+    store: Path | str = url or Path(path)
     try:  # the store's marker, read inside it: a link or FIFO there is refused unread
-        meta = _marker(read_json(_root_meta_path(store), store))
+        if url is not None:
+            meta = _marker(remote_store(url).read_json("zarr.json"))
+        else:
+            meta = _marker(read_json(_root_meta_path(Path(path)), path))
     except FileNotFoundError:
         raise StoreError(
             f"no store at {store} (run `mscct-pipeline ingest` first, or pass --store)"
@@ -247,11 +259,13 @@ def open_store(path: str | Path, *, recipe: Recipe | None = None) -> StoreInfo:
             f"store {store} records no recipe in its zarr.json; refusing to guess how its "
             "clips were made (ingest again into a new --store)"
         )
+    if url is not None:
+        remember_layout(url, str(meta.get(CLIP_LAYOUT_KEY, LAYOUT_FLAT)))
     found = Recipe.from_dict(meta["recipe"])
     if recipe is not None and found != recipe:
         raise StoreError(f"store {store} has another recipe: {'; '.join(found.diff(recipe))}")
     return StoreInfo(
-        path=store,
+        path=Path(path),
         recipe=found,
         format_version=version,
         software_version=str(meta.get("software_version", "")),

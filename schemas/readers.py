@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from schemas import remote_clips
 from schemas.array_limits import check_shape, parse_array_meta
 from schemas.layout import (
     LABELS_DIR,
@@ -27,6 +28,7 @@ from schemas.layout import (
     read_json,
 )
 from schemas.safe_files import RefusedFile, file_kind, open_inside
+from schemas.store_url import store_url
 
 
 @dataclass(frozen=True)
@@ -63,7 +65,10 @@ def array_spec(store: str | Path, clip_id: str, name: str) -> ArraySpec:
     path = clip_dir(store, clip_id) / name
     _refuse_links(store, clip_id, (*clip_parts(store, clip_id), *name.split("/")))
     try:
-        meta = read_json(path / "zarr.json", store)
+        if store_url(store) is None:
+            meta = read_json(path / "zarr.json", store)
+        else:
+            meta = remote_clips.array_meta(store, path)
     except FileNotFoundError:
         raise StoreError(f"clip {clip_id!r} is not in store {store}") from None
     except StoreError as exc:
@@ -146,8 +151,10 @@ def _refuse_links(store: str | Path, clip_id: str, parts: tuple[str, ...]) -> No
 
     The store root itself may be a link (the user named it); nothing inside may
     point elsewhere. One ``lstat`` per component: cheaper than resolving the
-    whole path.
+    whole path. Object keys hold no links (:mod:`schemas.remote` keeps them inside).
     """
+    if store_url(store) is not None:
+        return
     current = os.fspath(store)
     for part in parts:
         current = os.path.join(current, part)
@@ -166,11 +173,33 @@ def load_array(spec: ArraySpec) -> np.ndarray:
     exactly the bytes its shape needs: a truncated or grown one is a one-line
     :class:`StoreError` naming the clip and the fix, never a short map.
     """
+    if store_url(spec.store) is not None:
+        return _remote_array(spec)
     if spec.raw:
         return _map_raw(spec)
     import zarr
 
     return np.asarray(zarr.open_array(str(spec.path), mode="r")[...])
+
+
+def _remote_array(spec: ArraySpec) -> np.ndarray:
+    """An array of a remote store: a raw chunk in one bounded ``GET``, else zarr."""
+    try:
+        if spec.raw:
+            return remote_clips.read_raw(spec.store, spec.chunk_file, spec.shape, spec.dtype)
+        return remote_clips.read_zarr(spec.store, spec.path)
+    except FileNotFoundError:
+        raise _damaged(spec, f"its {spec.path.name} chunk file is missing") from None
+
+
+def _is_file(store: str | Path, path: Path) -> bool:
+    """Whether ``path`` below the store is a file (an object, for a remote store)."""
+    return path.is_file() if store_url(store) is None else remote_clips.exists(store, path)
+
+
+def _exists(store: str | Path, path: Path) -> bool:
+    """Whether anything lies at ``path`` below the store (an object, for a remote store)."""
+    return path.exists() if store_url(store) is None else remote_clips.exists(store, path)
 
 
 def _map_raw(spec: ArraySpec) -> np.ndarray:
@@ -237,9 +266,9 @@ def open_stream(store: str | Path, clip_id: str, name: str) -> np.ndarray | None
         raise ValueError(f"unknown clip array {name!r}; one of {', '.join(CLIP_ARRAYS)}")
     folder = clip_dir(store, clip_id)
     _refuse_links(store, clip_id, clip_parts(store, clip_id))
-    if not (folder / "zarr.json").is_file():
+    if not _is_file(store, folder / "zarr.json"):
         raise StoreError(f"clip {clip_id!r} is not in store {store}")
-    if not (folder / name / "zarr.json").exists():
+    if not _exists(store, folder / name / "zarr.json"):
         return None
     return load_array(array_spec(store, clip_id, name))
 
@@ -263,9 +292,9 @@ def read_frame_labels(store: str | Path, clip_id: str) -> dict[str, np.ndarray] 
     """
     folder = clip_dir(store, clip_id)
     _refuse_links(store, clip_id, (*clip_parts(store, clip_id), LABELS_DIR))
-    if not (folder / "zarr.json").is_file():
+    if not _is_file(store, folder / "zarr.json"):
         raise StoreError(f"clip {clip_id!r} is not in store {store}")
-    if not (folder / LABELS_DIR / "zarr.json").is_file():
+    if not _is_file(store, folder / LABELS_DIR / "zarr.json"):
         return None
     frames = array_spec(store, clip_id, "video").shape[0]
     labels = {}

@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from schemas import remote_tables
 from schemas.durable import atomic_write
 from schemas.layout import (
     SPLIT_PARAMS_KEY,
@@ -28,6 +29,8 @@ from schemas.layout import (
 from schemas.lifecycle import check_folders, open_store
 from schemas.manifest_store import open_table, read_merged, replace_manifest
 from schemas.parquet_read import read_parquet
+from schemas.remote import remote_store
+from schemas.store_url import store_url
 from schemas.tables import (
     SPLIT_SCHEMA,
     STATUS_OK,
@@ -54,6 +57,8 @@ def read_manifest(store: str | Path) -> pa.Table:
     table (a later row of a clip replaces an earlier one); see :mod:`schemas.manifest_store`.
     """
     open_store(store)
+    if store_url(store) is not None:
+        return remote_tables.read_manifest(remote_store(store))
     return read_merged(store)
 
 
@@ -89,6 +94,9 @@ def write_split(
 def read_split(store: str | Path, name: str = "default") -> pa.Table:
     """The split table ``name``: columns ``clip_id``, ``split`` (train/val/test), ..."""
     open_store(store)
+    if store_url(store) is not None:
+        table = remote_tables.read_split(remote_store(store), name)
+        return validate_table(table, SPLIT_SCHEMA, f"split {name!r}")
     path = Path(store) / SPLITS_DIR / f"{check_name(name, 'split name')}.parquet"
     if not path.exists():
         names = list_splits(store)
@@ -99,6 +107,8 @@ def read_split(store: str | Path, name: str = "default") -> pa.Table:
 
 def split_params(store: str | Path, name: str = "default") -> dict[str, Any]:
     """The parameters a split was made with, as ``write_split`` recorded them."""
+    if store_url(store) is not None:
+        return remote_tables.split_params(remote_store(store), name)
     path = Path(store) / SPLITS_DIR / f"{check_name(name, 'split name')}.parquet"
     try:
         with open_table(store, path, "split table") as handle:
@@ -111,6 +121,8 @@ def split_params(store: str | Path, name: str = "default") -> dict[str, Any]:
 
 
 def list_splits(store: str | Path) -> list[str]:
+    if store_url(store) is not None:
+        return remote_tables.list_splits(remote_store(store))
     root = Path(store) / SPLITS_DIR
     return sorted(p.stem for p in root.glob("*.parquet")) if root.exists() else []
 
