@@ -82,6 +82,7 @@ from pipeline.faces import StrideDetector, crop_boxes, crop_faces
 from pipeline.landmarks import count_shot_cuts, landmark_jitter, to_crop, track_landmarks
 from pipeline.mouth import crop_mouths
 from pipeline.silence import leading_silence_frames
+from pipeline.speech import speech_fraction
 from pipeline.stage_cpu import StageCpu
 from pipeline.transform_decode import (  # noqa: F401  (moved; still importable from here)
     MIN_DECODED_FRACTION,
@@ -130,6 +131,7 @@ class ClipTensors:
     landmark_rate: float | None = None  # confident landmark fits / fits (None: no landmarks)
     landmark_jitter: float | None = None  # mean per-frame landmark motion, crop px
     shot_cuts: int = 0  # jumps of the detected face box
+    speech_fraction: float = 0.0  # stored frames that sound like speech (pipeline.speech)
 
     def extra_arrays(self) -> dict[str, np.ndarray]:
         """The arrays stored beside ``video`` and ``audio`` (see ``schemas.write_clip``)."""
@@ -204,6 +206,7 @@ def preprocess_clip(
         landmark_rate=landmark_rate,
         landmark_jitter=None if landmarks is None else landmark_jitter(landmarks),
         shot_cuts=count_shot_cuts(np.array(detector.boxes)),
+        speech_fraction=speech_fraction(signal, recipe.sample_rate, fps, num_frames, trimmed),
     )
 
 
