@@ -134,15 +134,24 @@ def synthetic_store(work: Path, synth: list[str]) -> Path:
     The dataset stays in ``work / "data"`` (its ``hard.json`` gives the ceiling's frame
     labels, :func:`store_cues`).
     """
-    cli = Path(sys.executable).parent / "mscct-pipeline"
     data, store = work / "data", work / "store"
-    for args in (
-        ["synth", data, *synth],
-        ["ingest", data, "--store", store],
-        ["split", "--store", store, "--balance", "--ratios", SPLIT_RATIOS],
-    ):
-        subprocess.run([str(cli), *map(str, args)], check=True, stdout=subprocess.DEVNULL)
+    run_pipeline(["synth", data, *synth])
+    return ingest_and_split(data, store)
+
+
+def ingest_and_split(data: Path, store: Path, ingest: tuple[str, ...] = ()) -> Path:
+    """``data`` ingested into ``store`` (with the ``ingest`` options) and given the protocol's
+    balanced split; a second store of the same data gets the same split
+    (:mod:`benchmarks.bench_table1` checks that it does)."""
+    run_pipeline(["ingest", data, "--store", store, *ingest])
+    run_pipeline(["split", "--store", store, "--balance", "--ratios", SPLIT_RATIOS])
     return store
+
+
+def run_pipeline(args: list[str | Path]) -> None:
+    """``mscct-pipeline ARGS`` of this environment; raises when it fails."""
+    cli = Path(sys.executable).parent / "mscct-pipeline"
+    subprocess.run([str(cli), *map(str, args)], check=True, stdout=subprocess.DEVNULL)
 
 
 def store_cues(work: Path) -> dict | None:

@@ -1,0 +1,121 @@
+"""One cell of Table 1's work: a detector trained with one seed, and what it measured.
+
+Each run trains as :mod:`benchmarks.bench_train` does (:func:`~benchmarks.bench_train.
+train_seeds`: the trainer's recipe, its selection rule, the test part evaluated once for
+the chosen checkpoint) and leaves one JSON file, its :func:`run_record`. A later
+invocation keeps a run whose file records the same store fingerprint and resolved
+config (:func:`finished_run`), so hours of training survive an interruption.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import statistics
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as a script: make the repository importable
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks.bench_train import mean_std, train_seeds  # noqa: E402
+
+#: The figures of every run that the table summarises over seeds, in the table's order.
+METRICS: tuple[str, ...] = (
+    "test_acc",
+    "test_balanced_acc",
+    "test_auc",
+    "test_ap",
+    "test_eer",
+    "audio_auc",
+    "video_auc",
+    "params",
+    "s_per_epoch",
+)
+#: The unimodal heads whose AUC the table shows, by the loss weight that trains them.
+HEADS = ("audio", "video")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How one detector is trained: its preset, the store it reads, the epochs."""
+
+    detector: str
+    preset: str  # a name under trainer/presets/
+    store: str  # the key of the store it reads (benchmarks.table1_stores.store_key)
+    ingest: tuple[str, ...]  # the ingest options that make that store
+    epochs: int
+    overrides: tuple[str, ...] = ()  # --set on top of the preset (--quick only)
+
+    def config(self) -> dict[str, Any]:
+        """The config every seed trains, less ``seed``, as a result file holds it."""
+        from trainer.config import load_config
+
+        cfg = load_config(self.preset, [f"epochs={self.epochs}", *self.overrides])
+        resolved = {k: v for k, v in cfg.to_dict().items() if k != "seed"}
+        return json.loads(json.dumps(resolved))
+
+    def untrained_heads(self) -> list[str]:
+        """The unimodal heads no loss term trains (weight 0): a detector without that
+        head scores every clip 0.5, and an untrained one says nothing either."""
+        loss = self.config()["loss"]
+        return [head for head in HEADS if not loss[head]]
+
+
+def run_file(root: Path, detector: str, seed: int) -> Path:
+    """Where the run of ``detector`` with ``seed`` keeps its result."""
+    return root / detector / f"seed-{seed}.json"
+
+
+def finished_run(path: Path, fingerprint: str, config: dict[str, Any]) -> dict | None:
+    """The run recorded at ``path`` if it measured this store and config, else None."""
+    if not path.exists():
+        return None
+    record = json.loads(path.read_text())
+    same = record.get("store_fingerprint") == fingerprint and record.get("config") == config
+    return record if same else None
+
+
+def train_run(plan: Plan, seed: int, store: Path, split: str, root: Path) -> dict[str, Any]:
+    """Train ``plan`` with ``seed`` on ``store``; its record, also written to its run file."""
+    import schemas
+
+    out_root = root / plan.detector
+    shutil.rmtree(out_root / f"seed-{seed}", ignore_errors=True)  # an interrupted run's dir
+    runs, _ = train_seeds(
+        plan.preset, list(plan.overrides), store, split, [seed], plan.epochs, out_root
+    )
+    record = run_record(runs[0], out_root / f"seed-{seed}")
+    record.update(store_fingerprint=schemas.store_fingerprint(store), config=plan.config())
+    path = run_file(root, plan.detector, seed)
+    path.write_text(json.dumps(record, indent=2) + "\n")
+    return record
+
+
+def run_record(summary: dict[str, Any], run_dir: Path) -> dict[str, Any]:
+    """``bench_train``'s run summary with what Table 1 adds from the run directory: test
+    AP and EER (``report.json``), the parameter count (``meta.json``) and the mean wall
+    time of an epoch, training and validation (``metrics.jsonl``)."""
+    report = json.loads((run_dir / "report.json").read_text())
+    meta = json.loads((run_dir / "meta.json").read_text())
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    epoch_s = [json.loads(line)["epoch_time_s"] for line in lines if line.strip()]
+    return {
+        **summary,
+        "test_ap": report["test"]["ap"],
+        "test_eer": report["test"]["eer"],
+        "params": meta["parameters"],
+        "s_per_epoch": round(statistics.fmean(epoch_s), 3),
+        "epochs_run": report["epochs_run"],
+        "run_dir": str(run_dir),
+    }
+
+
+def summarize(runs: list[dict[str, Any]], untrained: list[str]) -> dict[str, Any]:
+    """Mean ± sample std over seeds of each of ``METRICS``; the AUC of an untrained head is
+    null (its runs keep the measured value)."""
+    skipped = {f"{head}_auc" for head in untrained}
+    return {key: mean_std([None if key in skipped else r[key] for r in runs]) for key in METRICS}
