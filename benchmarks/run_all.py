@@ -21,6 +21,7 @@ BENCHMARKS = {
     "ceiling": ["-m", "benchmarks.bench_ceiling", "--difficulty", "hard"],
     "train_hard": ["-m", "benchmarks.bench_train", "--difficulty", "hard"],
     "ablation": ["-m", "benchmarks.bench_ablation"],
+    "table1": ["-m", "benchmarks.bench_table1"],
     "shortcut": ["-m", "benchmarks.bench_shortcut"],
     "scan": ["-m", "benchmarks.bench_scan"],
     "scale": ["-m", "benchmarks.bench_scale"],
