@@ -122,6 +122,7 @@ def process_clip(
     """
     from pipeline.errors import ClipError
     from pipeline.frame_labels import clip_frame_labels
+    from pipeline.speech import little_speech
     from pipeline.transform import preprocess_clip
 
     started = time.perf_counter()
@@ -150,6 +151,9 @@ def process_clip(
             landmark_rate=_optional_float(tensors.landmark_rate),
             landmark_jitter=_optional_float(tensors.landmark_jitter),
             shot_cuts=int(tensors.shot_cuts),
+            faceless_frames=int(tensors.faceless_frames),
+            speech_fraction=float(tensors.speech_fraction),
+            little_speech=little_speech(float(tensors.speech_fraction)),
             status=STATUS_OK,
         )
         # The record travels inside the commit, so it is final before the write.

@@ -61,7 +61,9 @@ def quality_summary(manifest: pa.Table) -> dict[str, Any]:
 
     ``landmark_rate`` / ``landmark_jitter``: mean, min / max and the number of clips
     that have them (None without landmarks); ``clips_with_cuts``: clips with a
-    shot cut, of ``clips_checked`` (clips that record the count).
+    shot cut, of ``clips_checked`` (clips that record the count);
+    ``clips_little_speech``: clips flagged ``little_speech``, of
+    ``clips_speech_checked`` (clips that record the measure: not an older store's).
     """
     ok = [r for r in manifest.to_pylist() if r["status"] == STATUS_OK]
 
@@ -77,6 +79,8 @@ def quality_summary(manifest: pa.Table) -> dict[str, Any]:
         "landmark_jitter": stats("landmark_jitter", max, "max"),
         "clips_with_cuts": sum(1 for c in cuts if c > 0),
         "clips_checked": len(cuts),
+        "clips_little_speech": sum(1 for r in ok if r.get("little_speech") is True),
+        "clips_speech_checked": sum(1 for r in ok if r.get("little_speech") is not None),
     }
 
 
@@ -93,6 +97,11 @@ def quality_line(summary: dict[str, Any]) -> str:
     if summary["clips_checked"]:
         parts.append(
             f"{summary['clips_with_cuts']} of {summary['clips_checked']} clips with shot cuts"
+        )
+    if summary.get("clips_speech_checked"):
+        parts.append(
+            f"{summary['clips_little_speech']} of {summary['clips_speech_checked']} clips "
+            "with little speech"
         )
     return "quality: " + "; ".join(parts)
 

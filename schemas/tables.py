@@ -53,6 +53,10 @@ MANIFEST_SCHEMA = pa.schema(
         pa.field("landmark_jitter", pa.float32()),  # mean per-frame point motion, crop px
         pa.field("shot_cuts", pa.int32()),  # cuts found in the frames (pipeline.shots)
         pa.field("faceless_frames", pa.int32()),  # stored frames without a face (face_valid 0)
+        # Share of the stored frames that sound like speech (pipeline.speech), and the
+        # flag of a clip below the documented threshold; null in an older store.
+        pa.field("speech_fraction", pa.float32()),
+        pa.field("little_speech", pa.bool_()),
         pa.field("source_fingerprint", pa.string(), nullable=False),
         # The source's size and mtime when it was decoded: what a rerun compares (format 3).
         pa.field("source_size", pa.int64()),
@@ -100,6 +104,8 @@ LATER_COLUMNS = frozenset(
         "landmark_jitter",
         "shot_cuts",
         "faceless_frames",
+        "speech_fraction",
+        "little_speech",
         "dataset",
         "labelled",
         "official_split",
