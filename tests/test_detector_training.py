@@ -29,7 +29,7 @@ from trainer.recipe import TrainRecipe, train
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
-BASELINES = ("audio_only", "video_only", "late_fusion", "mrdf_ce", "mrdf_margin")
+BASELINES = ("audio_only", "video_only", "late_fusion", "mrdf_ce", "mrdf_margin", "mds")
 #: Resumed (a second training each): one of each family, to keep the suite short.
 RESUMED = ("audio_only", "mrdf_ce")
 COUNTS = {"train": 4, "val": 1, "test": 1}  # clips per category and part

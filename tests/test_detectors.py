@@ -26,7 +26,7 @@ from trainer.model.registry import SIZES
 from trainer.presets import preset_names
 from trainer.recipe import train
 
-BASELINES = ("audio_only", "video_only", "late_fusion", "mrdf_ce", "mrdf_margin")
+BASELINES = ("audio_only", "video_only", "late_fusion", "mrdf_ce", "mrdf_margin", "mds")
 B, T, CROP = 2, 8, 32
 
 

@@ -4,7 +4,7 @@ Importing this package registers every detector module listed below (as timm's m
 modules do); :func:`build_model` and :func:`detector_loss` serve the trainer.
 """
 
-from . import mrdf, msct_detector, unimodal  # noqa: F401  (each registers its detectors)
+from . import mds, mrdf, msct_detector, unimodal  # noqa: F401  (each registers its detectors)
 from .config import ModelConfig
 from .loss import LossParts, LossWeights, msct_loss
 from .msct import MSCT, MSCTOutput
