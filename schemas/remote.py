@@ -73,6 +73,18 @@ def use_storage_options(options: dict[str, Any]) -> None:
         os.environ[OPTIONS_ENV] = json.dumps(storage_options() | options, sort_keys=True)
 
 
+#: The help of the command-line programs' repeatable ``--storage-option``.
+STORAGE_OPTION_HELP = (
+    "For a --store in object storage (s3://bucket/store): an fsspec storage option key=value, "
+    "repeatable (endpoint_url=http://host:9000, anon=true); AWS_* variables are honoured too."
+)
+
+
+def use_storage_pairs(pairs: Sequence[str] | None) -> None:
+    """Put ``--storage-option`` pairs (``key=value``) in force, as :func:`use_storage_options`."""
+    use_storage_options(parse_storage_options(pairs or []))
+
+
 def storage_options() -> dict[str, Any]:
     """The storage options in force: :data:`OPTIONS_ENV`'s JSON object, or none."""
     text = os.environ.get(OPTIONS_ENV, "")
@@ -187,6 +199,8 @@ class RemoteStore:
                 found = self.fs.find(base)
             except FileNotFoundError:
                 return []
+            finally:  # a listing of every clip's files is not kept (s3fs would cache it)
+                self.fs.invalidate_cache()
         start = base.rstrip("/") + "/"
         return sorted(p[len(start) :] for p in found if p.startswith(start))
 

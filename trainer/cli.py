@@ -22,6 +22,7 @@ import typer
 
 from schemas.cli_errors import UserError
 from schemas.containers import accepted_list
+from schemas.remote import STORAGE_OPTION_HELP, use_storage_pairs
 
 if TYPE_CHECKING:  # imported by the commands that need it: a fast --help
     from trainer.inference import WindowScores
@@ -81,6 +82,7 @@ def run(
         None, "--set", help="Override a config key, e.g. --set model.dim=64 --set epochs=3."
     ),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out exactly."),
+    storage: list[str] | None = typer.Option(None, "--storage-option", help=STORAGE_OPTION_HELP),
 ) -> None:
     """Train on the split's train part, pick the best epoch on val, evaluate test once.
 
@@ -95,6 +97,7 @@ def run(
     from trainer.distributed import detect
     from trainer.recipe import train
 
+    use_storage_pairs(storage)
     if resume and out is None:
         raise UserError("--resume needs the --out of the run to continue")
     if resume and config is None and not overrides:
@@ -202,6 +205,7 @@ def eval_(
         help="Also write the report (with the segment proposals) to this file (replaced if "
         "it exists; a folder is refused).",
     ),
+    storage: list[str] | None = typer.Option(None, "--storage-option", help=STORAGE_OPTION_HELP),
 ) -> None:
     """Evaluate a checkpoint on one part of a split, or on a whole store (--all): ACC,
     balanced ACC, AUC, AP, EER, per category, per modality and per dataset; where the
@@ -216,6 +220,7 @@ def eval_(
     """
     from trainer.inference import evaluate_checkpoint
 
+    use_storage_pairs(storage)
     if all_clips and (split is not None or part is not None or split_store is not None):
         raise UserError(
             "--all scores the whole store: give it without --split, --part and --split-store"

@@ -16,7 +16,7 @@ of the features over time.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,9 @@ import numpy as np
 import torch
 
 import schemas
+from schemas import remote_clips
 from schemas.layout import clip_dir
+from schemas.store_url import store_url
 from trainer.augment import default_max_shift, draw_shift_flip
 from trainer.draws import ItemDraws
 from trainer.frame_labels import FrameLabelReader, check_frame_labels
@@ -131,6 +133,7 @@ def assign_clips(
         "listed twice": [],
     }
     seen: set[str] = set()
+    is_committed = _committed_check(store)
     for clip_id, part in zip(clip_ids, part_names, strict=True):
         if clip_id in seen:
             problems["listed twice"].append(clip_id)
@@ -141,7 +144,7 @@ def assign_clips(
             problems["missing from the manifest"].append(clip_id)
         elif row["status"] != schemas.STATUS_OK:
             problems["not ok"].append(clip_id)
-        elif not _is_committed(store, clip_id):
+        elif not is_committed(store, clip_id):
             problems["not committed"].append(clip_id)
         elif row["num_frames"] < 1:
             problems["with no frames"].append(clip_id)
@@ -187,6 +190,12 @@ def labelled_clips(store: Path | str) -> StoreClips:
     parts, problems = assign_clips(store, labelled, ["test"] * len(labelled))
     unusable = {reason: ids for reason, ids in problems.items() if ids}
     return StoreClips(parts["test"], len(ok) - len(labelled), unusable)
+
+
+def _committed_check(store: Path | str) -> Callable[[Path | str, str], bool]:
+    """How to ask whether a clip is committed: a ``stat`` per clip locally, one listing
+    of the clips for a store in object storage (a request per clip would be slow)."""
+    return _is_committed if store_url(store) is None else remote_clips.is_committed
 
 
 def _is_committed(store: Path | str, clip_id: str) -> bool:

@@ -55,6 +55,7 @@ import numpy as np
 import schemas
 from schemas.layout import read_json
 from trainer.damage import damaged
+from trainer.remote_rows import RemoteArrays, RemoteChunk, RemoteRows
 from trainer.stored_rows import RawChunk, RawRows, Rows, ZarrRows
 from trainer.streams import MOUTH_STORED
 from trainer.zstd_rows import ChunkDecoder, ZstdArray, ZstdRows
@@ -127,8 +128,9 @@ class _OpenClip:
 
 
 #: What a reader keeps of a stored array to open it again without metadata: a raw
-#: chunk file, a zstd array's chunking, or None for an array read through zarr.
-ArrayFacts = RawChunk | ZstdArray | None
+#: chunk file (or object, in a remote store), a zstd array's chunking, or None for an
+#: array read through zarr.
+ArrayFacts = RawChunk | RemoteChunk | ZstdArray | None
 
 
 @dataclass(frozen=True)
@@ -176,7 +178,9 @@ class ClipReader:
         self.open_clips: OrderedDict[str, _OpenClip] = OrderedDict()
         self.seen: OrderedDict[str, _SeenClip] = OrderedDict()
         self.audio_dtype = np.dtype(recipe.audio_dtype).newbyteorder("<")
-        self.decoder = ChunkDecoder()  # zstd chunks: one context and buffer per process
+        # A store named by a URL is read by byte ranges (trainer.remote_rows): chosen once.
+        self.remote = RemoteArrays.of(store)
+        self.decoder = self._new_decoder()  # zstd chunks: one context and buffer per process
         self.decode_zstd = decode_zstd
 
     def window(
@@ -192,7 +196,7 @@ class ClipReader:
         if self.pid != os.getpid():
             self.open_clips.clear()
             self.seen.clear()
-            self.decoder = ChunkDecoder()
+            self.decoder = self._new_decoder()
             self.pid = os.getpid()
         seen = self.seen.get(clip_id)
         if seen is None:
@@ -241,23 +245,36 @@ class ClipReader:
         self._keep_open(clip_id, opened)
         return opened, seen, track[start:stop].astype(np.float32)  # a copy: track is dropped
 
-    def _check_raw(self, clip_id: str, num_frames: int) -> tuple[_OpenClip, tuple[RawChunk, ...]]:
+    def _check_raw(
+        self, clip_id: str, num_frames: int
+    ) -> tuple[_OpenClip, tuple[RawChunk | RemoteChunk, ...]]:
         """Open and check the raw chunks of a clip's visual arrays and audio; on any failure
         the descriptors opened so far are closed."""
         wanted = [
             (name, self._visual_shape(name, num_frames), np.dtype("uint8")) for name in self.visuals
         ]
         wanted.append(("audio", (num_frames, schemas.AUDIO_CHANNELS), self.audio_dtype))
-        rows: list[RawRows] = []
+        rows: list[RawRows | RemoteRows] = []
         try:
             for name, shape, dtype in wanted:
-                chunk, fd = RawChunk.check(self.root, clip_id, name, shape, dtype)
-                rows.append(RawRows(fd, chunk))
+                rows.append(self._open_raw(clip_id, name, shape, dtype))
         except BaseException:
             for opened_rows in rows:
                 opened_rows.close()
             raise
         return _OpenClip(tuple(rows[:-1]), rows[-1]), tuple(r.chunk for r in rows)
+
+    def _new_decoder(self) -> ChunkDecoder:
+        return ChunkDecoder() if self.remote is None else self.remote.decoder()
+
+    def _open_raw(
+        self, clip_id: str, name: str, shape: tuple[int, ...], dtype: np.dtype
+    ) -> RawRows | RemoteRows:
+        """Open and check one raw chunk: a local file (``pread``) or a remote object."""
+        if self.remote is not None:
+            return self.remote.open_raw(clip_id, name, shape, dtype)
+        chunk, fd = RawChunk.check(self.root, clip_id, name, shape, dtype)
+        return RawRows(fd, chunk)
 
     def _visual_shape(self, name: str, num_frames: int) -> tuple[int, ...]:
         return (num_frames, *VISUAL_ROWS[name](self.recipe.crop_size))
@@ -274,7 +291,7 @@ class ClipReader:
                 facts.append(known)
         except BaseException:
             for opened_rows in rows:
-                if isinstance(opened_rows, RawRows):
+                if isinstance(opened_rows, RawRows | RemoteRows):
                     opened_rows.close()
             raise
         return _OpenClip(tuple(rows[:-1]), rows[-1]), tuple(facts)
@@ -285,6 +302,8 @@ class ClipReader:
             for name, known in zip((*self.visuals, "audio"), seen.chunks, strict=True):
                 if isinstance(known, RawChunk):
                     rows.append(RawRows.reopen(known))
+                elif isinstance(known, RemoteChunk) and self.remote is not None:
+                    rows.append(self.remote.reopen(known))
                 elif isinstance(known, ZstdArray):
                     rows.append(ZstdRows(known, self.decoder))
                 else:
@@ -309,9 +328,12 @@ class ClipReader:
             spec = schemas.array_spec(self.store, clip_id, name)
             zstd = None
             if self.decode_zstd and not spec.raw:
+                remote = self.remote
                 zstd = ZstdArray.from_metadata(
-                    read_json(spec.path / "zarr.json"),
-                    str(spec.path),
+                    read_json(spec.path / "zarr.json")
+                    if remote is None
+                    else remote.array_meta(clip_id, name),
+                    str(spec.path) if remote is None else remote.array_folder(clip_id, name),
                     name=name,
                     clip_id=clip_id,
                     store=str(self.store),
@@ -322,8 +344,11 @@ class ClipReader:
             problem = f"its {name} metadata is unreadable ({type(exc).__name__}: {exc})"
             raise damaged(self.store, clip_id, problem) from None
         if spec.raw:  # a raw tensor in a store of another layout: read it the same way
-            chunk, fd = RawChunk.check(self.root, clip_id, name, spec.shape, spec.dtype)
-            return RawRows(fd, chunk), chunk
+            opened = self._open_raw(clip_id, name, spec.shape, spec.dtype)
+            return opened, opened.chunk
         if zstd is not None:
             return ZstdRows(zstd, self.decoder), zstd
+        if self.remote is not None:
+            problem = f"its {name} is of a zarr configuration not read from a bucket (sync it)"
+            raise damaged(self.store, clip_id, problem)
         return ZarrRows.open(spec.path, self.store, clip_id, name), None
