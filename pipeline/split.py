@@ -86,11 +86,13 @@ _NEEDED = (
     "target2",
     "status",
     "low_face_rate",
+    "little_speech",
     "labelled",
     "official_split",
 )
 #: What a taking-part row keeps: the split table's columns and what the strict rules read.
-_ROW_KEYS = ("clip_id", "category", "identity", "label", "target1", "target2", "low_face_rate")
+_FLAGS = ("low_face_rate", "little_speech")  # quality flags a split may leave out
+_ROW_KEYS = ("clip_id", "category", "identity", "label", "target1", "target2", *_FLAGS)
 _INPUT_SCHEMA = pa.schema([MANIFEST_SCHEMA.field(name) for name in _NEEDED])
 
 
@@ -114,10 +116,17 @@ def make_split(manifest: pa.Table, params: SplitParams) -> pa.Table:
         "unlabelled_clips": sum(not r["labelled"] for r in all_rows),
     }
     rows = [{k: r[k] for k in _ROW_KEYS} for r in rows]
-    rows, summary["low_face_rate_clips"] = _without_low_face_rate(rows, params)
+    rows, summary["low_face_rate_clips"] = _without_flagged(
+        rows, "low_face_rate", params.keep_low_face_rate
+    )
+    rows, little_speech = _without_flagged(
+        rows, "little_speech", not params.leave_out_little_speech
+    )
+    if params.leave_out_little_speech:  # a default split's summary stays as it was
+        summary["little_speech_clips"] = little_speech
 
     by_identity = _group(rows)
-    _check_categories(by_identity, low_face_rate_left_out=summary["low_face_rate_clips"])
+    _check_categories(by_identity, summary["low_face_rate_clips"], little_speech)
     if params.balance:
         eligible = _eligible(by_identity, params, summary)
         identities = _seeded(eligible, params.seed)
@@ -190,10 +199,11 @@ def _seeded(identities: list[str], seed: int) -> list[str]:
     return sorted(identities, key=lambda ident: (_key(seed, "order", ident), ident))
 
 
-def _without_low_face_rate(
-    rows: list[dict[str, Any]], params: SplitParams
+def _without_flagged(
+    rows: list[dict[str, Any]], flag: str, keep: bool
 ) -> tuple[list[dict[str, Any]], int]:
-    """The rows that take part, and how many were left out for a low face rate.
+    """The rows that take part, and how many were left out for the quality ``flag``
+    (none when ``keep``).
 
     Returned rows lose the flag (the split table has no such column). ``None``
     (an older store) is not flagged.
@@ -201,8 +211,8 @@ def _without_low_face_rate(
     kept: list[dict[str, Any]] = []
     left_out = 0
     for row in rows:
-        flagged = row.pop("low_face_rate") is True
-        if flagged and not params.keep_low_face_rate:
+        flagged = row.pop(flag) is True
+        if flagged and not keep:
             left_out += 1
         else:
             kept.append(row)
@@ -218,7 +228,9 @@ def _group(rows: list[dict[str, Any]]) -> dict[str, dict[str, list[dict[str, Any
 
 
 def _check_categories(
-    by_identity: dict[str, dict[str, list[dict[str, Any]]]], low_face_rate_left_out: int = 0
+    by_identity: dict[str, dict[str, list[dict[str, Any]]]],
+    low_face_rate_left_out: int = 0,
+    little_speech_left_out: int = 0,
 ) -> None:
     present = {cat for cats in by_identity.values() for cat, clips in cats.items() if clips}
     missing = [cat for cat in CATEGORIES if cat not in present]
@@ -226,6 +238,11 @@ def _check_categories(
         hint = "check the manifest's failed rows"
         if low_face_rate_left_out:
             hint += f"; {low_face_rate_left_out} low_face_rate clips left out: --keep-low-face-rate"
+        if little_speech_left_out:
+            hint += (
+                f"; {little_speech_left_out} little_speech clips left out: "
+                "drop --leave-out-little-speech"
+            )
         raise SplitError(
             f"no ok clips of category {', '.join(missing)}: a split needs all four categories "
             f"({hint})"

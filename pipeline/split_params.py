@@ -30,6 +30,9 @@ class SplitParams:
     the test ratio is ignored and val takes val / (train + val) of the
     identities outside the test fold. ``keep_low_face_rate`` lets clips
     flagged ``low_face_rate`` take part (left out by default).
+    ``leave_out_little_speech`` leaves out clips flagged ``little_speech``
+    (:mod:`pipeline.speech`; they take part by default: the flag is an energy rule
+    that can mistake speech under music for none).
     ``strict_identities`` keeps every fake's target identities in its part.
     """
 
@@ -41,6 +44,7 @@ class SplitParams:
     fold: int | None = None
     keep_low_face_rate: bool = False
     strict_identities: bool = False
+    leave_out_little_speech: bool = False
 
     def __post_init__(self) -> None:
         ratios = tuple(float(r) for r in self.ratios)

@@ -24,6 +24,8 @@ def split_summary(split: pa.Table) -> dict[str, Any]:
 
     Keys: ``ok_clips``, ``failed_clips``, ``unlabelled_clips``,
     ``low_face_rate_clips`` (ok clips left out for a low face rate),
+    ``little_speech_clips`` (ok clips left out for little speech, with
+    ``leave_out_little_speech`` only),
     ``identities``, ``cross_part_references``, and where they apply
     ``dropped_identities``, ``identities_lacking`` (category -> count),
     ``capped_identities``, ``capped_clips``, ``strict_excluded_clips``,
@@ -93,6 +95,11 @@ def _caption(summary: dict[str, Any]) -> str:
         notes.append(
             f"{summary['low_face_rate_clips']} clips with a low face detection rate left out "
             "(--keep-low-face-rate keeps them)"
+        )
+    if summary.get("little_speech_clips"):
+        notes.append(
+            f"{summary['little_speech_clips']} clips with little speech left out "
+            "(--leave-out-little-speech)"
         )
     if summary.get("dropped_identities"):
         lacking = fmt_counts(summary.get("identities_lacking", {}))

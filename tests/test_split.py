@@ -430,3 +430,27 @@ def test_a_category_whose_clips_are_all_flagged_cannot_be_split() -> None:
         make_split(_flag_low_face_rate(manifest, fafv), SplitParams())
     kept = make_split(_flag_low_face_rate(manifest, fafv), SplitParams(keep_low_face_rate=True))
     assert split_counts(kept)["total"]["FAFV"] == len(fafv)
+
+
+def test_little_speech_clips_are_left_out_only_when_asked() -> None:
+    """``little_speech`` clips take part by default (the split and its summary as before);
+    ``leave_out_little_speech`` leaves them out and counts them."""
+    manifest = release_like_manifest(n_identities=12)
+    rows = manifest.to_pylist()
+    flagged = {r["clip_id"] for r in rows if r["identity"] == "id00004" and r["category"] == "RARV"}
+    for k, r in enumerate(rows):  # half the others False, half None (an older store)
+        r["little_speech"] = True if r["clip_id"] in flagged else (None if k % 2 else False)
+    manifest = schemas.rows_to_table(rows, MANIFEST_SCHEMA)
+
+    default = make_split(manifest, SplitParams(balance=True))
+    assert "id00004" in default.column("identity").to_pylist()
+    assert "little_speech_clips" not in split_summary(default)
+
+    left = make_split(manifest, SplitParams(balance=True, leave_out_little_speech=True))
+    assert "id00004" not in left.column("identity").to_pylist()  # its only real clip
+    assert split_summary(left)["little_speech_clips"] == 1
+    console = Console(record=True, width=200)
+    console.print(render_counts(left))
+    assert "1 clips with little speech left out" in console.export_text()
+    unbalanced = make_split(manifest, SplitParams(leave_out_little_speech=True))
+    assert unbalanced.num_rows == manifest.num_rows - 1

@@ -44,6 +44,14 @@ def split(
             "left out by default.",
         ),
     ] = False,
+    leave_out_little_speech: Annotated[
+        bool,
+        typer.Option(
+            "--leave-out-little-speech",
+            help="Leave out clips flagged little_speech (few frames sound like speech); "
+            "kept by default.",
+        ),
+    ] = False,
     strict_identities: Annotated[
         bool,
         typer.Option(
@@ -79,7 +87,8 @@ def split(
     """Make an identity-disjoint train/val/test split of the ok clips and store it.
 
     Clips flagged ``low_face_rate`` in the manifest are left out (the table's caption
-    says how many) unless ``--keep-low-face-rate``. ``--from-file`` imports another
+    says how many) unless ``--keep-low-face-rate``; clips flagged ``little_speech`` only
+    with ``--leave-out-little-speech``. ``--from-file`` imports another
     project's split and ``--official`` takes the dataset's own; their parts are used
     as given (no balancing, ratios or folds).
     """
@@ -89,7 +98,10 @@ def split(
     if from_file or official:
         table, recorded = _given_split(
             path, from_file or [], file_format, official, keep_low_face_rate,
-            made=(balance, strict_identities, ratios, per_category, folds, fold),
+            made=(
+                balance, strict_identities, ratios, per_category, folds, fold,
+                leave_out_little_speech,
+            ),
         )  # fmt: skip
     else:
         if file_format is not None:
@@ -103,6 +115,7 @@ def split(
             fold=fold,
             keep_low_face_rate=keep_low_face_rate,
             strict_identities=strict_identities,
+            leave_out_little_speech=leave_out_little_speech,
         )
         table = make_split(schemas.read_manifest(path), params)
         recorded = {**params.to_dict(), "summary": split_summary(table)}
@@ -137,7 +150,10 @@ def _given_split(
     given = "--official" if official else "--from-file"
     if from_file and official:
         raise schemas.UserError("--from-file and --official each give the parts; choose one")
-    names = ("--balance", "--strict-identities", "--ratios", "--per-category", "--folds", "--fold")
+    names = (
+        "--balance", "--strict-identities", "--ratios", "--per-category", "--folds", "--fold",
+        "--leave-out-little-speech",
+    )  # fmt: skip
     clash = [n for n, v in zip(names, made, strict=True) if v not in (None, False)]
     if clash:
         raise schemas.UserError(
