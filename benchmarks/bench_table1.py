@@ -30,8 +30,9 @@ unless ``--out`` says otherwise: ``--detectors``, ``--seeds``, given stores (``-
 data, is not applied to them), and ``--quick`` (4 clips per category, 1 epoch, seed 0,
 2 windows per clip, no ceiling check: the plumbing only, its figures mean nothing).
 
-Resumable: every detector × seed leaves ``WORK/<size>/runs/<detector>/seed-N.json``; a
-rerun keeps a run recorded on the same store fingerprint with the same resolved config,
+Resumable: every detector × seed leaves ``WORK/<size>/runs/<detector>/seed-N.json``
+(``WORK/quick/...`` for --quick, ``WORK/<size>/given-<fingerprint>/...`` on given stores);
+a rerun keeps a run recorded on the same store fingerprint with the same resolved config,
 and keeps the synthetic dataset and stores it made.
 """
 
@@ -152,7 +153,7 @@ def departures(args: argparse.Namespace, protocol: Table1Protocol) -> list[str]:
     if args.seeds is not None and tuple(args.seed_list) != protocol.seeds:
         found.append(f"--seeds {args.seeds}")
     if args.store is not None:
-        found.append("given stores (not made by the protocol; no ceiling rule)")
+        found.append("given stores (not the protocol's synthetic data; no ceiling rule)")
     return found
 
 
@@ -260,6 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     import torch
 
+    import schemas
     from trainer.reader import raise_fd_limit
     from trainer.selection import SELECTION
 
@@ -270,6 +272,8 @@ def main(argv: list[str] | None = None) -> int:
         list(QUICK_SEEDS if args.quick else protocol.seeds)
     )  # fmt: skip
     args.work_dir = args.work / ("quick" if args.quick else args.size)
+    if args.store is not None:  # runs on given stores are kept apart, by the store they read
+        args.work_dir /= f"given-{schemas.store_fingerprint(args.store)}"
     args.work_dir.mkdir(parents=True, exist_ok=True)
     data = bench_train.PROTOCOLS[protocol.data]
     synth = bench_train.synth_args(data, QUICK_PER_CATEGORY if args.quick else data.per_category)
