@@ -90,6 +90,7 @@ def decode_with_faces(
     )  # fmt: skip
     if decoded.open_error:  # not an mp4: no probe could say more
         raise ClipError(f"cannot decode: {decoded.open_error}")
+    decoded = _with_held_frames(path, decoded, fps, max_seconds, detector, timings, cpu)
     facts = _happy_facts(decoded, fps, max_seconds, recipe.min_frames)
     if facts is not None:
         return decoded, detector, facts
@@ -97,7 +98,7 @@ def decode_with_faces(
     cpu.add("processes", 1)
     with cpu.stage("probe"):
         info = _probe_checked(path)  # something is off: ffprobe says what, as precisely as it can
-    timings["probe"] = time.perf_counter() - clock
+    timings["probe"] = timings.get("probe", 0.0) + time.perf_counter() - clock
     if decoded.stopped:  # too large for the budget, or a size change: pin the size
         width, height = media.decode_size(info, fps, max_seconds, frame_budget_bytes)
         seconds = info.duration_s if math.isfinite(info.duration_s) else max_seconds
@@ -114,6 +115,33 @@ def decode_with_faces(
     elif decoded.returncode != 0:
         raise ClipError(f"cannot decode: {decoded.stderr_line}")
     return decoded, detector, info
+
+
+def _with_held_frames(
+    path: Path,
+    decoded: media.DecodedClip,
+    fps: float,
+    max_seconds: float,
+    detector: StrideDetector,
+    timings: dict[str, float],
+    cpu: StageCpu,
+) -> media.DecodedClip:
+    """The process's decode ending where the video track ends: a last frame held past
+    one step is repeated as the in-process decode repeats it
+    (:mod:`pipeline.media.held_frame`). The probe it may take counts as a process."""
+    if not media.may_hold(decoded, fps, max_seconds):
+        return decoded
+    clock = time.perf_counter()
+    cpu.add("processes", 1)
+    with cpu.stage("probe"):
+        end_s = media.video_end_s(path)
+    timings["probe"] = timings.get("probe", 0.0) + time.perf_counter() - clock
+    if end_s is None:
+        return decoded
+    return _timed_decode(
+        lambda: media.with_held_frames(decoded, end_s, fps, max_seconds, detector),
+        detector, timings, cpu,
+    )  # fmt: skip
 
 
 _Decoded = TypeVar("_Decoded")

@@ -8,12 +8,15 @@ in-process path does not take goes to the process and fails with the same reason
 
 from __future__ import annotations
 
+import json
 import resource
+import subprocess
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 import pytest
-from media_fixtures import delay_stream, flash_beep_clip, make_clip, make_rotated_clip
+from media_fixtures import delay_stream, face_frames, flash_beep_clip, make_clip, make_rotated_clip
 
 from pipeline import media
 from pipeline.errors import ClipError
@@ -137,3 +140,92 @@ def test_files_above_the_in_process_bounds_go_to_the_process(
     monkeypatch.undo()
     small_budget = 224 * 224 * 3 * 10  # ten frames of a 50-frame clip
     assert media.decode_in_process(clip, 25, 16000, 60, budget_bytes=small_budget) is None
+
+
+def _ffmpeg(*args: str) -> None:
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", *args], check=True, timeout=60)
+
+
+def _video_stream(path: Path) -> dict[str, str]:
+    out = subprocess.run(
+        ["ffprobe", "-v", "error", "-of", "json", "-select_streams", "v:0", "-show_entries",
+         "stream=nb_frames,avg_frame_rate,r_frame_rate", str(path)],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    stream: dict[str, str] = json.loads(out.stdout)["streams"][0]
+    return stream
+
+
+def _held_last_frame(clips: Path, name: str, keyframe_last: bool) -> Path:
+    """109 face frames at 25 fps with B-frames, the last packet held 2.77 steps (the
+    track ends at 4.43 s): ffprobe's average rate is 24.6 with 25 nominal. The stream
+    copy sets the last packet's duration; the muxer writes it as the last sample's.
+    ``keyframe_last`` makes the last shown frame the last packet (a keyframe);
+    otherwise the last packet is a B-frame shown before it."""
+    extra = ["-bf", "2"] + (["-force_key_frames", "expr:eq(n,108)"] if keyframe_last else [])
+    base = make_clip(clips / f"{name}_base.mp4", face_frames(109), extra=extra)
+    path = clips / f"{name}.mp4"
+    hold = "setts=pts=PTS:dts=DTS:duration='if(eq(N,108),DURATION*2.77,DURATION)'"
+    _ffmpeg("-i", f"file:{base}", "-c", "copy", "-bsf:v", hold, f"file:{path}")
+    stream = _video_stream(path)
+    assert stream["nb_frames"] == "109" and stream["r_frame_rate"] == "25/1"
+    assert round(float(Fraction(stream["avg_frame_rate"])), 2) == 24.6
+    return path
+
+
+def _process_held(path: Path) -> media.DecodedClip:
+    """The process's decode ended where the video track ends, as the ingest does."""
+    process = media.decode_any(path, 25, 16000, 60)
+    end_s = media.video_end_s(path)
+    assert media.may_hold(process, 25, 60) and end_s is not None
+    return media.with_held_frames(process, end_s, 25, 60)
+
+
+def test_a_held_last_frame_gives_the_same_frames_on_both_paths(clips: Path) -> None:
+    path = _held_last_frame(clips, "held", keyframe_last=True)
+    # The presentation timeline shows frame 108 from 4.32 s to 4.43 s: resampled at
+    # 25 fps that is round(4.43 * 25) = 111 frames, the last three alike.
+    inside = media.decode_in_process(path, 25, 16000, 60)
+    assert inside is not None and len(inside.frames) == 111
+    assert (inside.frames[-3:] == inside.frames[-1]).all()
+    held = _process_held(path)
+    assert np.array_equal(held.frames, inside.frames)
+    assert held.samples.shape == inside.samples.shape
+    stored = [preprocess_clip(path, RECIPE, in_process=flag) for flag in (True, False)]
+    assert len(stored[0].video) == len(stored[1].video) == 111
+    assert np.array_equal(stored[0].video, stored[1].video)
+    assert stored[0].audio.shape == stored[1].audio.shape
+    assert np.array_equal(stored[0].face_boxes, stored[1].face_boxes)  # type: ignore[arg-type]
+
+
+def test_a_hold_that_ends_elsewhere_in_process_goes_to_the_process(clips: Path) -> None:
+    # The held packet is a B-frame: PyAV's FFmpeg ends the video one step after the
+    # last shown frame (109), the track at 4.39 s (110): the process decides, 110.
+    path = _held_last_frame(clips, "held_b", keyframe_last=False)
+    assert media.decode_in_process(path, 25, 16000, 60) is None
+    assert len(_process_held(path).frames) == 110
+
+
+def _flac(src: Path, dst: Path, rate: int, sample_format: str) -> Path:
+    """``src`` with its audio as FLAC in the mp4 at ``rate`` Hz from ``sample_format``
+    samples (``s16``, or ``s32``: 24-bit FLAC)."""
+    _ffmpeg("-i", f"file:{src}", "-c:v", "copy", "-af", f"aresample={rate}",
+            "-sample_fmt", sample_format, "-c:a", "flac", "-strict", "-2", f"file:{dst}")  # fmt: skip
+    return dst
+
+
+def test_sixteen_bit_audio_to_resample_goes_to_the_process(clips: Path, clip: Path) -> None:
+    # The process's FFmpeg 5.1 resamples 16-bit samples in integers, PyAV's 8.0 in
+    # floats: up to 3 steps apart on 10-20 % of the samples, MFCCs moved in most rows.
+    s16 = _flac(clip, clips / "flac_s16_48k.mp4", 48000, "s16")
+    assert media.decode_in_process(s16, 25, 16000, 60) is None
+    inside = preprocess_clip(s16, RECIPE, in_process=True)
+    process = preprocess_clip(s16, RECIPE, in_process=False)
+    assert np.array_equal(inside.audio, process.audio)
+    # No rate change, or 24-bit samples (resampled in floats by both): decoded here, exactly.
+    for name, rate, sample_format in (("s16_16k", 16000, "s16"), ("s32_48k", 48000, "s32")):
+        flac = _flac(clip, clips / f"flac_{name}.mp4", rate, sample_format)
+        _assert_same_decode(flac)
+        inside_pcm = media.decode_in_process(flac, 25, 16000, 60)
+        assert inside_pcm is not None
+        assert np.array_equal(inside_pcm.samples, media.decode_any(flac, 25, 16000, 60).samples)

@@ -11,6 +11,8 @@ by job:
   worker with PyAV, no process (:func:`decode_in_process`); anything else goes to
   the process.
 - :mod:`~pipeline.media.ffprobe`: what ffprobe says about a file (:func:`probe`).
+- :mod:`~pipeline.media.held_frame`: the frames a held last frame adds to the
+  process's decode, where the track ends later than one step after it.
 - :mod:`~pipeline.media.ppm`: the stream of PPM frames the decode reads.
 - :mod:`~pipeline.media.ffmpeg_log`: ffmpeg's stderr: open failures, the last error,
   the input banner.
@@ -32,6 +34,7 @@ from pipeline.media.decode import (
 from pipeline.media.ffmpeg_args import input_guard
 from pipeline.media.ffmpeg_log import InputReport
 from pipeline.media.ffprobe import MediaInfo, probe
+from pipeline.media.held_frame import may_hold, video_end_s, with_held_frames
 from pipeline.media.inprocess import decode_in_process
 from pipeline.media.timeouts import decode_timeout_s
 
@@ -46,5 +49,8 @@ __all__ = [
     "decode_size",
     "decode_timeout_s",
     "input_guard",
+    "may_hold",
     "probe",
+    "video_end_s",
+    "with_held_frames",
 ]

@@ -15,7 +15,10 @@ It only takes what it can decode exactly as the process would, and returns None
 supervised process path and gets the same failure row: no video or no audio
 stream, cover art as the first video stream, another container than the mp4 family
 (the input guard's whitelists are passed to the demuxer as well), a display matrix
-(rotation), an audio time base other than one over the sample rate, a variable
+(rotation), an audio time base other than one over the sample rate, audio of at
+most 16 bits to resample (the two builds resample it differently), a video track
+that ends elsewhere than its decoded frames (a last frame held past one step:
+see :func:`_track_end_s`), a variable
 frame rate (a step between frame times that changes), a frame size change, an incomplete banner (duration or rate unknown), any message FFmpeg logs at
 error level or worse, any exception.
 
@@ -45,6 +48,7 @@ import numpy as np
 from pipeline.media.decode import DecodedClip
 from pipeline.media.ffmpeg_args import AUDIO_TIMELINE, MP4_DEMUXER, ffmpeg_url, open_options
 from pipeline.media.ffmpeg_log import InputReport
+from pipeline.media.held_frame import frames_until
 from pipeline.media.timeouts import decode_timeout_s
 
 try:  # the pipeline extra installs PyAV; without it every clip takes the process path
@@ -119,8 +123,9 @@ def _decode(
 ) -> DecodedClip:
     # The input guard's two whitelists (the demuxer the suffix promises, local files).
     with av.open(ffmpeg_url(path), options=open_options(path)) as container:
-        video, audio = _streams(container)
+        video, audio = _streams(container, sample_rate)
         report = _input_report(container, video)
+        end_s = _track_end_s(container, video)
         if timeout_s is None:
             timeout_s = decode_timeout_s(report.duration_s) / 2
         deadline = time.monotonic() + timeout_s
@@ -153,6 +158,8 @@ def _decode(
                 if on_frame is not None:
                     on_frame(count, frames[count])
                 count += 1
+    if end_s is None or (end_s < max_seconds and frames_until(end_s, fps) != count):
+        raise _UseProcess("the track does not end one step after its last frame")
     pcm = np.concatenate(chunks) if chunks else np.empty(0, np.int16)
     return DecodedClip(
         frames=frames[:count],
@@ -165,7 +172,7 @@ def _decode(
     )
 
 
-def _streams(container: Any) -> tuple[Any, Any]:
+def _streams(container: Any, sample_rate: int) -> tuple[Any, Any]:
     """The first video and first audio stream (what ``-map 0:v:0 -map 0:a:0`` takes)."""
     if container.format.name != MP4_DEMUXER:
         raise _UseProcess("not the mp4 demuxer")
@@ -179,9 +186,42 @@ def _streams(container: Any) -> tuple[Any, Any]:
         raise _UseProcess("frame size")
     if audio.time_base != Fraction(1, audio.sample_rate or 1):
         raise _UseProcess("audio time base")  # the ffmpeg command would rescale it first
+    if _resampled_in_integers(audio, sample_rate):
+        raise _UseProcess("16-bit audio to resample")
     context.thread_count = 1  # as ``-threads 1``: one decoder thread, one core per clip
     audio.codec_context.thread_count = 1
     return video, audio
+
+
+def _resampled_in_integers(audio: Any, sample_rate: int) -> bool:
+    """Whether the process's FFmpeg would resample this stream in 16-bit integers.
+
+    libswresample picks its working format from the input's: samples of at most 16
+    bits (u8, s16: FLAC, ALAC or PCM sources, never AAC) are resampled as integers by
+    the FFmpeg 5.1 the process runs, and as floats by PyAV's FFmpeg 8, which puts up to
+    3 steps between the two on 10-20 % of the samples (measured on s16 FLAC at 44.1 and
+    48 kHz) and moves the MFCCs of nearly every row. Without a rate change both keep
+    the samples as they are (measured equal), so only a rate change goes to the process.
+    An unknown sample format goes there too.
+    """
+    sample_format = audio.codec_context.format
+    return sample_format is None or (sample_format.bytes <= 2 and audio.sample_rate != sample_rate)
+
+
+def _track_end_s(container: Any, video: Any) -> Fraction | None:
+    """Where the video track ends on the decode's timeline (its start + duration, less
+    the container's start), exactly as ffprobe's ``start_pts + duration_ts`` gives it.
+
+    Frames decoded here end one step after the last frame, or where this build's
+    demuxer says the last frame ends; the process ends them at this track end
+    (:mod:`pipeline.media.held_frame`). A clip on which the two counts differ (a last
+    frame held past one step, as the B-frame clips whose average rate is a little
+    under the nominal one) goes to the process; None (no duration) too.
+    """
+    if video.duration is None or video.start_time is None:
+        return None
+    start_us = container.start_time or 0
+    return (video.start_time + video.duration) * video.time_base - Fraction(start_us, 10**6)
 
 
 def _input_report(container: Any, video: Any) -> InputReport:
