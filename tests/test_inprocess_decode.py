@@ -59,6 +59,7 @@ def _assert_same_decode(path: Path, max_seconds: float = 60.0) -> None:
     process = media.decode_any(path, 25, 16000, max_seconds)
     inside = media.decode_in_process(path, 25, 16000, max_seconds)
     assert inside is not None, f"{path.name} should decode in-process"
+    assert (inside.decoder, process.decoder) == ("pyav", "ffmpeg")
     assert np.array_equal(inside.frames, process.frames)
     assert inside.samples.shape == process.samples.shape
     steps = np.abs(inside.samples.astype(np.int32) - process.samples)

@@ -81,6 +81,9 @@ class DecodedClip:
     # CPU seconds spent on the audio (decoder and filters) by an in-process decode (nan:
     # not known, as when an ffmpeg process decoded both streams).
     audio_cpu_s: float = math.nan
+    # Which decoder gave these frames and samples: 'ffmpeg' (a process) or 'pyav' (in
+    # this process, :mod:`pipeline.media.inprocess`).
+    decoder: str = "ffmpeg"
 
 
 def decode_clip(

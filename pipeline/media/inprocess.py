@@ -169,6 +169,7 @@ def _decode(
         video_start_s=_as_logged(starts.get("video")),
         audio_start_s=_as_logged(starts.get("audio")),
         audio_cpu_s=spent[audio_index],
+        decoder="pyav",
     )
 
 
