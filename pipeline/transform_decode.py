@@ -112,6 +112,7 @@ def decode_with_faces(
             ),
             detector, timings, cpu,
         )  # fmt: skip
+        decoded = _with_held_frames(path, decoded, fps, max_seconds, detector, timings, cpu)
     elif decoded.returncode != 0:
         raise ClipError(f"cannot decode: {decoded.stderr_line}")
     return decoded, detector, info
