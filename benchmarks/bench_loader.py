@@ -679,6 +679,98 @@ def run(settings: Settings, work: Path, old_baselines: bool = False) -> dict:
     }
 
 
+def _window_reader(
+    reader: ClipReader, clips: list[ClipInfo], settings: Settings
+) -> Callable[[Window], object]:
+    """A window read: ``settings.window`` frames of clip ``w[2]`` from ``w[3]``."""
+
+    def read(w: Window) -> object:
+        clip = clips[w[2]]
+        return reader.window(clip.clip_id, settings.frames, w[3], w[3] + settings.window)
+
+    return read
+
+
+def run_remote(settings: Settings, work: Path) -> dict:
+    """Window reads per second of :class:`ClipReader` on a local store and on the same
+    store uploaded to moto's S3 server on 127.0.0.1 (``--remote``), raw and zstd layouts,
+    once every clip is known (its sizes or metadata checked, its audio statistics kept:
+    the steady state of a training epoch after the first); and the requests per window.
+
+    The server runs in this process, so its request handling shares the CPU with the
+    reader: the numbers bound what a local network round trip costs, not a bucket's.
+    """
+    import logging
+    import socket
+
+    import s3fs
+    from moto.server import ThreadedMotoServer
+
+    from schemas.remote import use_storage_options
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    requests: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: requests.append(record.getMessage())  # type: ignore[method-assign]
+    werkzeug = logging.getLogger("werkzeug")
+    werkzeug.addHandler(handler)
+    werkzeug.setLevel(logging.INFO)
+    werkzeug.propagate = False
+    options = {"endpoint_url": f"http://127.0.0.1:{port}", "key": "x", "secret": "x"}
+    use_storage_options(options)
+    fs = s3fs.S3FileSystem(**options)
+    fs.mkdir("bench")
+    results: dict[str, dict] = {}
+    per_window: dict[str, float] = {}
+    try:
+        for layout in ("raw", "zstd"):
+            clips = build_store(
+                work / layout, settings.clips, settings.frames, settings.crop, layout
+            )
+            fs.put(f"{work / layout}/", f"bench/{layout}", recursive=True)
+            recipe = schemas.open_store(work / layout).recipe
+            readers = {
+                f"{layout}_local": ClipReader(work / layout, recipe),
+                f"{layout}_s3_moto": ClipReader(f"s3://bench/{layout}", recipe),
+            }
+            rng = np.random.default_rng(0)
+            slack = settings.frames - settings.window
+            windows = [(0, i, i % len(clips), int(rng.integers(0, slack + 1))) for i in range(256)]
+
+            def reader(r: ClipReader, clips: list[ClipInfo] = clips) -> Callable[[Window], object]:
+                return _window_reader(r, clips, settings)
+
+            for r in readers.values():
+                for w in windows[: len(clips)]:
+                    reader(r)(w)  # every clip known
+            before = len(requests)
+            for w in windows[:64]:
+                reader(readers[f"{layout}_s3_moto"])(w)
+            per_window[layout] = (len(requests) - before) / 64
+            results |= measure(
+                {k: reader(r) for k, r in readers.items()}, windows, settings.budget_s, {}
+            )
+    finally:
+        werkzeug.removeHandler(handler)
+        server.stop()
+    return {
+        "benchmark": "loader_remote",
+        "settings": settings.__dict__,
+        "machine": machine(),
+        "results": results,
+        "requests_per_window": per_window,
+        "ratios": {
+            f"{layout}: s3 (moto, 127.0.0.1) / local": results[f"{layout}_s3_moto"]["windows_per_s"]
+            / results[f"{layout}_local"]["windows_per_s"]
+            for layout in ("raw", "zstd")
+        },
+    }
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smoke run in seconds")
@@ -689,6 +781,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, help="default: benchmarks/results/loader[_zstd].json")
     parser.add_argument(
         "--workdir", type=Path, help="where to build the stores (default: a temp dir)"
+    )
+    parser.add_argument(
+        "--remote",
+        action="store_true",
+        help="window reads/s local vs through moto's S3 server on 127.0.0.1; prints the "
+        "report (written only with --out)",
     )
     parser.add_argument(
         "--old-baselines",
@@ -704,6 +802,12 @@ def main(argv: list[str] | None = None) -> None:
         settings = Settings(**{**settings.__dict__, "window": args.window})
     results = ROOT / "benchmarks" / "results"
     with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
+        if args.remote:
+            report = run_remote(settings, Path(tmp))
+            print(json.dumps(report, indent=2))
+            if args.out is not None:
+                save_result(report, args.out)
+            return
         if args.only == "zstd":
             report = run_zstd(settings, Path(tmp))
             out = args.out or results / "loader_zstd.json"

@@ -11,10 +11,10 @@ to a bucket; readers then open it by URL. Writing stays local: nothing here writ
 - **Keys stay inside the store.** Every key is a ``/``-separated path relative to the
   store's root; an empty, ``.`` or ``..`` component, a leading ``/`` or a backslash is
   refused before any request, so no key can name an object outside the store's prefix.
-- **Sizes are bounded before reading.** :meth:`RemoteStore.read` asks for the object's
-  size first (one ``HEAD``) and refuses one over its bound unread, then checks the bytes
-  it got; :meth:`RemoteStore.read_range` is one ranged ``GET`` and must return every
-  byte asked for.
+- **Sizes are bounded before reading.** :meth:`RemoteStore.read` is one ranged ``GET``
+  of at most the bound plus one byte, so an object over its bound is refused having sent
+  no more than that; :meth:`RemoteStore.read_range` is one ranged ``GET`` and must
+  return every byte asked for.
 - **Small metadata is cached.** JSON files (the root and each array's ``zarr.json``)
   are kept, up to :data:`JSON_CACHE` of them per process, so that reading a clip again
   costs no metadata request.
@@ -149,14 +149,10 @@ class RemoteStore:
             return bool(self.fs.exists(path))
 
     def read(self, key: str, *, max_bytes: int, what: str = "file") -> bytes:
-        """The whole object, refused unread when it is over ``max_bytes``."""
-        size = self.size(key)
-        if size > max_bytes:
-            raise StoreError(
-                f"{what} {self.where(key)} is {size:,} bytes, over the limit of {max_bytes:,}"
-            )
+        """The whole object in one ``GET`` of at most ``max_bytes + 1`` bytes (a range
+        request): a larger object is refused with no more than that read of it."""
         with self._errors(key):
-            data = bytes(self.fs.cat_file(self.path(key)))
+            data = bytes(self.fs.cat_file(self.path(key), start=0, end=max_bytes + 1))
         if len(data) > max_bytes:
             raise StoreError(f"{what} {self.where(key)} is over the limit of {max_bytes:,} bytes")
         return data

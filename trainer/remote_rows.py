@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from schemas.layout import clip_parts
+from schemas.lifecycle import open_store
 from schemas.remote import RemoteStore, remote_store
 from schemas.store_url import store_url
 from trainer.damage import damaged
@@ -125,6 +126,9 @@ class RemoteArrays:
 
     def __init__(self, store: str) -> None:
         self.remote = remote_store(store)
+        # Its root metadata, once per process: the clip layout (flat or sharded) the keys
+        # follow is learnt there (a worker started by spawn has not read it yet).
+        open_store(self.remote.url)
 
     @classmethod
     def of(cls, store: object) -> RemoteArrays | None:
