@@ -78,12 +78,13 @@ def _end_s(data: dict[str, Any]) -> Fraction | None:
     streams = data.get("streams") or []
     if not streams:
         return None
-    stream = streams[0]
-    start, ticks = stream.get("start_pts", 0), stream.get("duration_ts")
+    stream, container_start = streams[0], data.get("format", {}).get("start_time")
+    start, ticks = stream.get("start_pts"), stream.get("duration_ts")
     if not isinstance(start, int) or not isinstance(ticks, int) or ticks <= 0:
         return None
-    container_start = Fraction(str(data.get("format", {}).get("start_time", "0")))
-    return (start + ticks) * Fraction(stream["time_base"]) - container_start
+    if container_start is None:  # ffprobe leaves out what it does not know
+        return None
+    return (start + ticks) * Fraction(stream["time_base"]) - Fraction(str(container_start))
 
 
 def with_held_frames(
