@@ -51,6 +51,7 @@ from schemas.readers import (
     open_clip,
     open_raw_chunk,
     open_stream,
+    read_face_valid,
     read_frame_labels,
 )
 from schemas.recipe import PIPELINE_VERSION, STREAMS, Recipe
@@ -122,6 +123,7 @@ __all__ = [
     "open_store",
     "open_stream",
     "read_clip_record",
+    "read_face_valid",
     "read_frame_labels",
     "read_manifest",
     "read_split",

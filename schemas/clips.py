@@ -40,12 +40,16 @@ from schemas.safe_files import is_inside
 #: The arrays a clip may hold besides ``video`` and ``audio``: name -> (shape after T, dtype).
 #: ``face_boxes``: the square region of the source frame each face crop was cut from,
 #: ``(x0, y0, x1, y1)`` pixels, so ``source = box[:2] + crop_xy * (box[2] - box[0]) / S``;
-#: ``landmarks``: dlib's 68 points ``(x, y)`` in face-crop pixels; ``mouth``: 96×96
-#: grayscale mouth crops (see ``pipeline.landmarks`` and ``pipeline.mouth``).
+#: ``landmarks``: dlib's 68 points ``(x, y)`` in face-crop pixels (NaN on a frame
+#: without a face); ``mouth``: 96×96 grayscale mouth crops (see ``pipeline.landmarks``
+#: and ``pipeline.mouth``); ``face_valid``: 1 where the frame has a face, 0 where it has
+#: none (a shot without the face, black frames; ``pipeline.shots``). A clip without
+#: ``face_valid`` (written before it) reads as a face in every frame.
 EXTRA_ARRAYS: dict[str, tuple[tuple[int, ...], type]] = {
     "face_boxes": ((4,), np.float32),
     "landmarks": ((68, 2), np.float16),
     "mouth": ((96, 96), np.uint8),
+    "face_valid": ((), np.uint8),
 }
 
 #: The per-frame labels a clip holds under ``labels/`` where its dataset gives fake
@@ -69,9 +73,9 @@ def write_clip(
 
     ``video`` is ``(T, H, W, 3)`` uint8 and ``audio`` ``(T, 104)``; both must have
     the same ``T >= 1``. ``extra`` holds the clip's other arrays, each with the same
-    ``T`` (see :data:`EXTRA_ARRAYS`): ``face_boxes`` (optional), ``landmarks`` exactly
-    when the recipe has landmarks, ``mouth`` exactly when its streams include it; they
-    are written in the same commit. ``frame_labels``, where the clip's dataset gives
+    ``T`` (see :data:`EXTRA_ARRAYS`): ``face_boxes`` and ``face_valid`` (optional),
+    ``landmarks`` exactly when the recipe has landmarks, ``mouth`` exactly when its
+    streams include it; they are written in the same commit. ``frame_labels``, where the clip's dataset gives
     fake segments, holds all of :data:`FRAME_LABELS`, each ``(T,)`` uint8 of 0 and 1,
     written under ``labels/`` in the same commit (a clip-level dataset passes None and
     the clip has no ``labels/``). Safe with many writers on one store as long as each

@@ -246,7 +246,7 @@ def open_clip(store: str | Path, clip_id: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 #: Every array a committed clip can hold, as :func:`open_stream` names them.
-CLIP_ARRAYS = ("video", "audio", "face_boxes", "landmarks", "mouth")
+CLIP_ARRAYS = ("video", "audio", "face_boxes", "landmarks", "mouth", "face_valid")
 
 
 def open_stream(store: str | Path, clip_id: str, name: str) -> np.ndarray | None:
@@ -254,7 +254,8 @@ def open_stream(store: str | Path, clip_id: str, name: str) -> np.ndarray | None
 
     ``name`` is one of :data:`CLIP_ARRAYS`: ``video`` ``(T, S, S, 3)`` uint8,
     ``audio`` ``(T, 104)`` float, ``face_boxes`` ``(T, 4)`` float32, ``landmarks``
-    ``(T, 68, 2)`` float16 (face-crop pixels), ``mouth`` ``(T, 96, 96)`` uint8. None
+    ``(T, 68, 2)`` float16 (face-crop pixels), ``mouth`` ``(T, 96, 96)`` uint8,
+    ``face_valid`` ``(T,)`` uint8 (1 = the frame has a face; :func:`read_face_valid`). None
     for an array the store's recipe did not ask for, or a store older than it. Zero-copy
     (``np.memmap``) for the raw layout, like :func:`open_clip`.
 
@@ -271,6 +272,25 @@ def open_stream(store: str | Path, clip_id: str, name: str) -> np.ndarray | None
     if not _exists(store, folder / name / "zarr.json"):
         return None
     return load_array(array_spec(store, clip_id, name))
+
+
+def read_face_valid(store: str | Path, clip_id: str) -> np.ndarray:
+    """``(T,)`` bool of a committed clip: True where the frame has a face.
+
+    A clip stored without ``face_valid`` (before the pipeline kept it) reads as a face
+    in every frame, as it was then taken to be.
+
+    Raises:
+        StoreError: the clip is not committed, its path runs through a link, or its
+            ``face_valid`` does not match its frames.
+    """
+    frames = array_spec(store, clip_id, "video").shape[0]
+    data = open_stream(store, clip_id, "face_valid")
+    if data is None:
+        return np.ones(frames, np.bool_)
+    if data.shape != (frames,):
+        raise StoreError(f"clip {clip_id}: face_valid is {data.shape}, expected ({frames},)")
+    return np.asarray(data) != 0
 
 
 #: The per-frame label arrays of a clip, as :func:`read_frame_labels` names them
