@@ -1,11 +1,15 @@
 """Find, track and crop the face of a clip with dlib's HOG detector.
 
 The detector runs only on every ``stride``-th frame, on a grey frame whose short
-side is brought near :data:`DETECT_SIDE` by integer area downscaling. Boxes of the
-frames in between are interpolated linearly (held constant before the first and
-after the last detection), then smoothed with centred moving averages (the size
-over a longer window than the centre), so the crop neither jumps nor jitters. Each
-crop is a square of ``(1 + margin)`` times the box side around the box centre,
+side is brought near :data:`DETECT_SIDE` by integer area downscaling, and on the
+last frame of each shot and the first of the next (:mod:`pipeline.shots` finds the
+cuts). Each shot is tracked on its own: boxes of the frames in between detections
+are interpolated linearly (held constant before the shot's first and after its last
+detection), then smoothed with centred moving averages (the size over a longer
+window than the centre), so the crop neither jumps nor jitters within a shot and
+never slides across a cut. A frame further than :data:`FACE_TOLERANCE` detector
+strides from every detection of its shot has no face (:meth:`StrideDetector.with_face`).
+Each crop is a square of ``(1 + margin)`` times the box side around the box centre,
 zero-padded where it leaves the frame, and resized to ``size × size`` RGB.
 
 The margin and the two smoothing windows shape the stored crops, so they are
@@ -26,6 +30,7 @@ import dlib
 import numpy as np
 from PIL import Image
 
+from pipeline.shots import shot_bounds
 from schemas.recipe import Recipe
 
 # HOG's window finds faces of about 80 px and up without upsampling. Face-centred
@@ -40,6 +45,9 @@ DEFAULT_SMOOTH = Recipe.face_smooth  # 5: frames averaged for the box centres (0
 SIZE_SMOOTH = Recipe.face_size_smooth  # 25: frames averaged for the box sizes (1 s at 25 fps)
 # Two candidates of successive detections are "the same face" above this overlap.
 SAME_FACE_IOU = 0.3
+#: A frame more than this many strides from every detection of its shot has no face:
+#: one missed detection (motion blur, a turned head) is bridged, two in a row are not.
+FACE_TOLERANCE = 1
 
 
 @functools.cache
@@ -100,8 +108,10 @@ class StrideDetector:
     factor: int | None = None  # detection downscale; None: from the first frame's size
     calls: int = 0
     hits: int = 0
-    keyframes: list[int] = field(default_factory=list)
-    boxes: list[np.ndarray] = field(default_factory=list)
+    keyframes: list[int] = field(default_factory=list)  # frames with a face, as detected
+    boxes: list[np.ndarray] = field(default_factory=list)  # the box chosen on each, (4,)
+    candidates: list[np.ndarray] = field(default_factory=list)  # every face found on each, (K, 4)
+    called: list[int] = field(default_factory=list)  # frames the detector ran on
     seconds: float = 0.0  # time spent in detection, for the per-stage breakdown
     cpu_seconds: float = 0.0  # CPU time of the calling thread spent in detection
 
@@ -114,6 +124,12 @@ class StrideDetector:
         if t % self.stride:
             self._timed_detect(t, frame)
 
+    def detect_at(self, frames: np.ndarray, at: np.ndarray) -> None:
+        """Also detect on the frames ``at`` of ``frames`` (T, H, W, 3) not yet detected on."""
+        done = set(self.called)
+        for t in sorted({int(t) for t in at if 0 <= t < len(frames)} - done):
+            self._timed_detect(t, frames[t])
+
     def _timed_detect(self, t: int, frame: np.ndarray) -> None:
         clock, cpu = time.perf_counter(), time.thread_time()
         try:
@@ -124,6 +140,7 @@ class StrideDetector:
 
     def _detect(self, t: int, frame: np.ndarray) -> None:
         self.calls += 1
+        self.called.append(t)
         if self.factor is None:
             self.factor = detection_factor(*frame.shape[:2])
         gray = detection_gray(frame, self.factor)
@@ -138,6 +155,7 @@ class StrideDetector:
         self.hits += 1
         self.keyframes.append(t)
         self.boxes.append(box)
+        self.candidates.append(candidates * self.factor)
 
     @property
     def detection_rate(self) -> float:
@@ -145,20 +163,71 @@ class StrideDetector:
         return self.hits / self.calls if self.calls else 0.0
 
     def track(
-        self, num_frames: int, smooth: int = DEFAULT_SMOOTH, size_smooth: int = SIZE_SMOOTH
+        self,
+        num_frames: int,
+        smooth: int = DEFAULT_SMOOTH,
+        size_smooth: int = SIZE_SMOOTH,
+        cuts: np.ndarray | tuple[int, ...] = (),
     ) -> np.ndarray:
         """Per-frame boxes ``(num_frames, 4)``; needs at least one detection.
 
-        HOG boxes come from a coarse scale pyramid and a 8 px cell grid, so successive
-        detections of a still face jump by several pixels and their size by up to
-        ~20 %. The centre is smoothed over ``max(smooth, 2·stride + 1)`` frames, so that
-        the average always spans more than one detection, and the size, which changes
-        slowly, over ``max(smooth, size_smooth)`` frames.
+        ``cuts`` are the first frames of the shots after the first
+        (:func:`pipeline.shots.find_cuts`); each shot is tracked on its own, its face
+        chosen afresh on its first detection (:func:`select_face` with no previous box).
+        A shot without a detection holds the median of the clip's boxes (its frames
+        have no face: :meth:`with_face`). HOG boxes come from a coarse scale pyramid
+        and a 8 px cell grid, so successive detections of a still face jump by
+        several pixels and their size by up to ~20 %. The centre is smoothed over
+        ``max(smooth, 2·stride + 1)`` frames, so that the average always spans more
+        than one detection, and the size, which changes slowly, over
+        ``max(smooth, size_smooth)`` frames; neither average crosses a cut.
         """
         if not self.boxes:
             raise ValueError("no face was detected")
-        boxes = interpolate_boxes(np.array(self.keyframes), np.stack(self.boxes), num_frames)
-        return smooth_track(boxes, max(smooth, 2 * self.stride + 1), max(smooth, size_smooth))
+        order = np.argsort(self.keyframes, kind="stable")
+        keyframes = np.array(self.keyframes)[order]
+        out = np.empty((num_frames, 4), np.float64)
+        for start, stop in shot_bounds(num_frames, cuts):
+            inside = np.flatnonzero((keyframes >= start) & (keyframes < stop))
+            if not inside.size:
+                out[start:stop] = np.median(np.stack(self.boxes), axis=0)
+                continue
+            boxes = follow_face([self.candidates[order[i]] for i in inside])
+            shot = interpolate_boxes(keyframes[inside] - start, boxes, stop - start)
+            out[start:stop] = smooth_track(
+                shot, max(smooth, 2 * self.stride + 1), max(smooth, size_smooth)
+            )
+        return out
+
+    def with_face(
+        self, num_frames: int, cuts: np.ndarray | tuple[int, ...] = (), tolerance: int | None = None
+    ) -> np.ndarray:
+        """``(num_frames,)`` bool: True where a detection of the same shot lies within
+        ``tolerance`` frames (default :data:`FACE_TOLERANCE` strides)."""
+        limit = FACE_TOLERANCE * self.stride if tolerance is None else tolerance
+        hits = np.unique(np.array(self.keyframes, np.int64))
+        valid = np.zeros(num_frames, np.bool_)
+        for start, stop in shot_bounds(num_frames, cuts):
+            near = hits[(hits >= start) & (hits < stop)]
+            if not near.size:
+                continue
+            t = np.arange(start, stop)
+            right = np.clip(np.searchsorted(near, t), 0, near.size - 1)
+            left = np.clip(right - 1, 0, near.size - 1)
+            gap = np.minimum(np.abs(near[right] - t), np.abs(t - near[left]))
+            valid[start:stop] = gap <= limit
+        return valid
+
+
+def follow_face(candidates: list[np.ndarray]) -> np.ndarray:
+    """One box per detection of a shot, from each one's faces ``(K_i, 4)``: ``(N, 4)``.
+
+    The first is the largest face; each next one continues the previous (:func:`select_face`).
+    """
+    chosen: list[np.ndarray] = []
+    for faces in candidates:
+        chosen.append(select_face(faces, chosen[-1] if chosen else None))
+    return np.stack(chosen)
 
 
 def smooth_track(boxes: np.ndarray, centre_window: int, size_window: int) -> np.ndarray:

@@ -73,6 +73,7 @@ from schemas import STATUS_FAILED, STATUS_OK, Recipe
 
 if TYPE_CHECKING:
     from pipeline.ray_runtime import RayStart
+    from pipeline.transform import ClipTensors
 
 #: Ray retries a task whose worker process died this many times.
 TASK_RETRIES = 3
@@ -148,10 +149,7 @@ def process_clip(
             audio_coverage=float(tensors.audio_coverage),
             cut=bool(tensors.cut),
             low_face_rate=float(tensors.face_detection_rate) < recipe.min_face_rate,
-            landmark_rate=_optional_float(tensors.landmark_rate),
-            landmark_jitter=_optional_float(tensors.landmark_jitter),
-            shot_cuts=int(tensors.shot_cuts),
-            faceless_frames=int(tensors.faceless_frames),
+            **_face_flags(tensors),
             speech_fraction=float(tensors.speech_fraction),
             little_speech=little_speech(float(tensors.speech_fraction)),
             status=STATUS_OK,
@@ -180,6 +178,16 @@ def process_clip(
 
 def _optional_float(value: float | None) -> float | None:
     return None if value is None else float(value)
+
+
+def _face_flags(tensors: ClipTensors) -> dict[str, Any]:
+    """The manifest's face-track and landmark flags of a processed clip."""
+    return {
+        "landmark_rate": _optional_float(tensors.landmark_rate),
+        "landmark_jitter": _optional_float(tensors.landmark_jitter),
+        "shot_cuts": int(tensors.shot_cuts),
+        "faceless_frames": int(tensors.faceless_frames),
+    }
 
 
 def _decode_unchanged(

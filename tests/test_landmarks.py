@@ -131,7 +131,7 @@ def test_landmarks_change_no_byte_of_the_face_crops_or_audio(
     assert np.array_equal(plain.video, out.video) and np.array_equal(plain.audio, out.audio)
     assert plain.landmarks is None and plain.mouth is None and plain.landmark_rate is None
     assert plain.face_boxes is not None and np.array_equal(plain.face_boxes, out.face_boxes)
-    assert set(plain.extra_arrays()) == {"face_boxes"}
+    assert set(plain.extra_arrays()) == {"face_boxes", "face_valid"}
 
 
 def _tensors(t: int = 4) -> tuple[np.ndarray, np.ndarray]:
