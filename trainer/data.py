@@ -30,6 +30,7 @@ from schemas.layout import clip_dir
 from schemas.store_url import store_url
 from trainer.augment import default_max_shift, draw_shift_flip
 from trainer.draws import ItemDraws
+from trainer.face_valid import face_window
 from trainer.frame_labels import FrameLabelReader, check_frame_labels
 from trainer.reader import ClipReader
 from trainer.streams import MOUTH_MARGIN, STREAM_ARRAYS, crop_mouth
@@ -249,7 +250,7 @@ class WindowDataset(torch.utils.data.Dataset):
       ``(window, 88, 88)`` uint8, the window of the stored 96 × 96 mouth crops
       (:func:`trainer.streams.crop_mouth`); zeros after a short clip's end (:func:`trainer.inputs.model_inputs` turns it
       into the model's input);
-    - ``"mask"``: ``(window,)`` bool, False on zero padding after the end of a short clip;
+    - ``"mask"``: ``(window,)`` bool, False on padding and frames without a face (face_valid);
     - ``"audio_label"``, ``"video_label"``, ``"label"``: ints, 1 = fake (collated to
       int64 ``(B,)``; plain ints because a scalar tensor per item costs more than the
       rest of the item's bookkeeping together);
@@ -408,7 +409,8 @@ class WindowDataset(torch.utils.data.Dataset):
             stream, window_audio, mask = window_arrays(stream, audio, self.window)
             item[STREAM_ARRAYS[name]] = torch.from_numpy(stream)
         item["audio"] = torch.from_numpy(window_audio)
-        item["mask"] = torch.from_numpy(mask)
+        valid = face_window(self.store, clip.clip_id, clip.num_frames, start, self.window)
+        item["mask"] = torch.from_numpy(mask & valid)
         if params is not None and "face" not in self.streams:
             params = (0, 0, flip)  # nothing left to shift on the device
         item |= {
