@@ -193,3 +193,34 @@ def test_unreadable_config_files_are_one_line(
         args = ["run", "--store", str(store), "--out", str(tmp_path / "r"), "--config", str(path)]
         err = _one_line_error(capsys, args)
         assert expected in err, err
+
+
+def test_audit_keeps_eval_baseline_and_says_what_it_skips(
+    trained: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``mscct-train audit`` on a trained MSCT: its baseline is the run's test scores; with one
+    real clip in the part there is no other identity's real audio to swap in."""
+    from trainer.audit_report import AUDIT_SCORES, DESCRIPTIONS, print_audit
+
+    store, best = trained
+    # The run's test scores: eval's, of the same checkpoint on the same part.
+    metrics = json.loads((best.parent.parent / "report.json").read_text())["test"]
+    code, out, err = _cli(["audit", str(best), "--store", str(store), "--json"], capsys)
+    assert code == 0, err
+    report = json.loads(out)
+    assert list(report["perturbations"]) == list(DESCRIPTIONS)
+    for entry in report["perturbations"].values():
+        assert set(entry) == {"description", "skipped", "audio", "video", "fused"}
+        assert all(set(entry[head]) == set(AUDIT_SCORES) for head in ("audio", "video", "fused"))
+    assert report["n"] == 4 and report["part"] == "test" and report["threshold"] == 0.5
+    base = report["perturbations"]["baseline"]
+    assert base["fused"]["auc"] == pytest.approx(metrics["auc"], abs=1e-9)
+    assert base["audio"]["auc"] == pytest.approx(metrics["audio_auc"], abs=1e-9)
+    assert base["video"]["balanced_acc"] == pytest.approx(metrics["video_balanced_acc"], abs=1e-9)
+    swap = report["perturbations"]["swap_audio"]
+    assert "another identity" in swap["skipped"] and swap["fused"]["auc"] is None
+    print_audit(report, "audit")  # the table the command prints without --json
+    out = capsys.readouterr().out
+    assert all(name in out for name in DESCRIPTIONS) and "swap_audio skipped" in out, out
+    err = _one_line_error(capsys, ["audit", str(best), "--store", str(store), "--part", "train"])
+    assert "were trained on" in err, err

@@ -5,6 +5,7 @@
     mscct-train eval CHECKPOINT [--store S] [--split default [--part test] | --all] [--force]
                      [--json] [--out REPORT.json]
     mscct-train predict CHECKPOINT VIDEO... [--json] [--plot OUT.png]
+    mscct-train audit CHECKPOINT [--store S] [--split default] [--part test] [--seed N] [--json]
 
 Several GPUs or processes: ``torchrun --standalone --nproc_per_node N -m trainer.cli run ...``
 (see :mod:`trainer.distributed`). User errors (:class:`schemas.UserError`, the base of
@@ -388,6 +389,28 @@ def predict(
         Console(width=200).print(table)
     if any(r["error"] for r in rows):
         raise typer.Exit(1)
+
+
+@app.command()
+def audit(
+    checkpoint: Path = typer.Argument(..., help="A checkpoint (e.g. runs/X/checkpoints/best.pt)."),
+    store: Path | None = typer.Option(None, "--store", help="Feature store."),
+    split: str = typer.Option("default", "--split", help="Split table in the store."),
+    part: str = typer.Option("test", "--part", help="Part of the split: train, val or test."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the audio-swap pairs and the jitter."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON only."),
+) -> None:
+    """Shortcut audit: AUC, balanced ACC and verdict flips of each head on the same clips
+    with swapped, shifted or silenced audio, a frozen video, leading silence cut or added,
+    and a frame jitter (docs/audit.md)."""
+    from trainer.audit_report import print_audit
+    from trainer.audit_run import audit_checkpoint
+
+    report = audit_checkpoint(checkpoint, _store(store), split, part, seed, log=_stderr)
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+    else:
+        print_audit(report, f"{checkpoint} on {split}/{part} ({report['n']} clips)")
 
 
 def _plot_windows(out: Path, video: Path, scores: WindowScores, fps: int) -> None:

@@ -250,7 +250,7 @@ def evaluate_checkpoint(
         raise TrainerError(f"part must be one of {', '.join(schemas.SPLITS)}, not {part!r}")
     store = Path(store)
     model, ckpt, cfg = model_from_checkpoint(path)
-    recipe, fingerprint = _checked_store(ckpt, cfg, store, log)
+    recipe, fingerprint = checked_store(ckpt, cfg, store, log)
     if all_clips:
         chosen = all_eval_clips(store, log)
     else:
@@ -322,7 +322,7 @@ def by_aggregate(clips: tuple[ClipInfo, ...], outputs: WindowOutputs) -> dict[st
     return {name: compute_metrics(clip_scores(clips, *windows, name)) for name in AGGREGATES}
 
 
-def _checked_store(
+def checked_store(
     ckpt: dict[str, Any], cfg: TrainConfig, store: Path, log: Log
 ) -> tuple[schemas.Recipe, str]:
     """The recipe and fingerprint of a store the checkpoint can score (else one line)."""
