@@ -26,7 +26,15 @@ from torch import Tensor, nn
 
 import schemas
 from trainer import audit
-from trainer.audit_run import audit_checkpoint, pair_donors
+from trainer.audit_run import (
+    PERTURBATIONS,
+    AuditClip,
+    AuditPlan,
+    audit_checkpoint,
+    face_windows,
+    pair_donors,
+    perturb_clip,
+)
 from trainer.checkpoint import save_checkpoint
 from trainer.cli import main
 from trainer.config import TrainConfig
@@ -87,6 +95,23 @@ def test_swap_cut_add_freeze_and_jitter() -> None:
         np.arange(20, dtype=np.float32).reshape(5, 4).repeat(26, 1), 2, 5, "mfcc"
     )
     assert list(own[:, 0]) == [0.0, 4.0, 0.0, 4.0, 0.0]
+
+
+def test_face_flags_follow_the_frames_they_belong_to() -> None:
+    video, audio = _clip()
+    valid = np.ones(10, np.bool_)
+    valid[3] = False  # frame 3 was stored without a face
+    clip = AuditClip(ClipInfo("c", "RARV", "x", 0, 0, 0, 10), video, audio, 0, valid)
+    plan = AuditPlan("mfcc", [None], 2, 0, 25)
+    v, a, flags = perturb_clip(PERTURBATIONS["shift_audio_+2"], clip, 0, plan, lambda j: audio)
+    assert list(v[:, 0, 0, 0]) == list(range(2, 10)) and list(a[:, 0]) == list(range(8))
+    assert list(np.flatnonzero(~flags)) == [1]  # frame 3, now second
+    v, _, flags = perturb_clip(PERTURBATIONS["add_silence"], clip, 0, plan, lambda j: audio)
+    assert len(v) == len(flags) == 12 and list(np.flatnonzero(~flags)) == [5]
+    masks = face_windows(flags, 8, 8)  # windows at 0 and 4 (flush with the end)
+    assert masks.shape == (2, 8) and list(np.flatnonzero(~masks[0])) == [5]
+    assert list(np.flatnonzero(~masks[1])) == [1]
+    assert face_windows(flags[:5], 8, 8)[0, 5:].all()  # padding: the padding mask's business
 
 
 @pytest.mark.parametrize("features", sorted(FEATURES))

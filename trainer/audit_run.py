@@ -10,6 +10,11 @@ checkpoint's). Each clip is read whole from the store, changed by each perturbat
 (:func:`~trainer.inference.clip_scores`). The scores of each perturbation are then set
 against the baseline's (:mod:`trainer.audit_report`).
 
+Frames stored without a face are left out of a window's mask, as ``eval`` leaves them out
+(:mod:`trainer.face_valid`). Every perturbation picks and repeats stored frames and never
+makes pixels, so it is applied to the frame numbers (:func:`perturb_clip`): the frames and
+their face flags are then taken by the same numbers, and stay together.
+
 Leading silence: the frames a clip's stored audio begins with that are silent are
 measured on the features (:func:`trainer.audit.leading_silence`): nothing in a store made
 without ``trim_silence`` records them. A trimmed store's manifest records the frames cut
@@ -19,7 +24,7 @@ at ingest (``trimmed_frames``), which count towards the clip's original silence.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +37,9 @@ from trainer import distributed as ddp
 from trainer.audit_report import audit_report
 from trainer.config import TrainConfig, TrainerError
 from trainer.damage import damaged
-from trainer.data import ClipInfo
+from trainer.data import ClipInfo, eval_starts
 from trainer.eval_clips import check_held_out, eval_clips, trained_clip_ids
+from trainer.face_valid import FaceValidReader
 from trainer.inference import (
     checked_store,
     clip_scores,
@@ -60,12 +66,14 @@ CLIPS_PER_CHUNK = 32
 class AuditClip:
     """One stored clip: its visual stream ``video`` (``(T, S, S, 3)`` face or
     ``(T, 88, 88)`` mouth crops, uint8), ``audio`` ``(T, 104)`` float32 as stored (not
-    normalised), and ``lead``, its leading-silence frames still in the tensors."""
+    normalised), ``lead``, its leading-silence frames still in the tensors, and ``valid``
+    ``(T,)`` bool, False on a frame stored without a face."""
 
     info: ClipInfo
     video: np.ndarray
     audio: np.ndarray
     lead: int
+    valid: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -128,6 +136,21 @@ PERTURBATIONS: dict[str, Perturb] = {
     "add_silence": _add,
     "jitter": _jitter,
 }
+
+
+def perturb_clip(
+    perturb: Perturb,
+    clip: AuditClip,
+    i: int,
+    plan: AuditPlan,
+    audio_of: Callable[[int], np.ndarray],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``perturb`` applied to clip ``i``: its video ``(T', ...)``, audio ``(T', 104)`` and
+    face flags ``(T',)``. The perturbation runs on the frame numbers ``(T,)`` in place of
+    the frames; the stored frames and flags are then picked by them, in one copy."""
+    numbers = replace(clip, video=np.arange(len(clip.video)))
+    frames, audio = perturb(numbers, i, plan, audio_of)
+    return clip.video[frames], audio, clip.valid[frames]
 
 
 def pair_donors(clips: Sequence[ClipInfo], seed: int) -> list[int | None]:
@@ -212,6 +235,7 @@ class _ClipSource:
         table = schemas.read_manifest(store).select(["clip_id", "trimmed_frames"])
         ids, trimmed = (table.column(n).to_pylist() for n in ("clip_id", "trimmed_frames"))
         self.trimmed = {c: int(t or 0) for c, t in zip(ids, trimmed, strict=True)}
+        self.faces = FaceValidReader(store)
 
     def array(self, clip: ClipInfo, name: str) -> np.ndarray:
         """One stored array of ``clip``, ``(T, ...)``, in memory; its frame count checked."""
@@ -239,7 +263,9 @@ class _ClipSource:
         if self.visual_input == "mouth":
             video = crop_mouth(video)  # the centre 88 x 88, as eval and predict take
         audio = self.audio(clip)
-        return AuditClip(clip, video, audio, self.lead(clip, audio))
+        valid = self.faces.clip(clip.clip_id, clip.num_frames)
+        valid = np.ones(clip.num_frames, np.bool_) if valid is None else valid
+        return AuditClip(clip, video, audio, self.lead(clip, audio), valid.astype(np.bool_))
 
 
 def _score_perturbations(
@@ -267,7 +293,8 @@ def _score_perturbations(
         for name in names:
             perturb = PERTURBATIONS[name]
             arrays = [
-                (i, *perturb(clip, i, plan, audio_of)) for i, clip in zip(chunk, read, strict=True)
+                (i, *perturb_clip(perturb, clip, i, plan, audio_of))
+                for i, clip in zip(chunk, read, strict=True)
             ]
             batches = _batches(arrays, cfg, 2 * cfg.batch_size)
             outputs[name].append(predict_windows(model, batches, device, amp))
@@ -279,17 +306,31 @@ def _score_perturbations(
 
 
 def _batches(
-    arrays: Sequence[tuple[int, np.ndarray, np.ndarray]], cfg: TrainConfig, size: int
+    arrays: Sequence[tuple[int, np.ndarray, np.ndarray, np.ndarray]], cfg: TrainConfig, size: int
 ) -> Iterator[dict[str, torch.Tensor]]:
-    """Batches of at most ``size`` eval windows of perturbed clips ``(index, video, audio)``,
-    each window made by :func:`~trainer.inference.windows_from_arrays` and tagged with its
-    clip's index: ``audio (B, window, 104)``, ``video (B, window, ...)``, ``mask (B, window)``,
+    """Batches of at most ``size`` eval windows of perturbed clips ``(index, video, audio,
+    valid)``, each window made by :func:`~trainer.inference.windows_from_arrays`, its mask
+    also False on frames without a face (as ``eval``'s), and tagged with its clip's index:
+    ``audio (B, window, 104)``, ``video (B, window, ...)``, ``mask (B, window)``,
     ``clip_index (B,)``."""
     windows = []
-    for index, video, audio in arrays:
-        batch = windows_from_arrays(video, audio, cfg.window, cfg.eval_stride or cfg.window)
+    stride = cfg.eval_stride or cfg.window
+    for index, video, audio, valid in arrays:
+        batch = windows_from_arrays(video, audio, cfg.window, stride)
         batch["clip_index"].fill_(index)
+        batch["mask"] &= torch.from_numpy(face_windows(valid, cfg.window, stride))
         windows.append(batch)
     joined = {key: torch.cat([w[key] for w in windows]) for key in windows[0]}
     for start in range(0, len(joined["mask"]), size):
         yield {key: value[start : start + size] for key, value in joined.items()}
+
+
+def face_windows(valid: np.ndarray, window: int, stride: int) -> np.ndarray:
+    """The face flags ``(T,)`` of a clip cut as its eval windows are: ``(N, window)`` bool,
+    True on padding (the padding mask covers it), as :mod:`trainer.face_valid` gives them."""
+    starts = eval_starts(len(valid), window, stride)
+    out = np.ones((len(starts), window), np.bool_)
+    for row, start in enumerate(starts):
+        part = valid[start : start + window]
+        out[row, : len(part)] = part
+    return out
