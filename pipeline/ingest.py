@@ -139,10 +139,7 @@ def process_clip(
     else:
         record.update(
             num_frames=int(tensors.video.shape[0]),
-            source_fps=float(tensors.source_fps),
-            source_duration_s=float(tensors.source_duration_s),
-            source_width=int(tensors.source_width),
-            source_height=int(tensors.source_height),
+            **_source_facts(tensors),
             face_detection_rate=float(tensors.face_detection_rate),
             trimmed_frames=int(tensors.trimmed_frames),
             audio_offset_s=float(tensors.audio_offset_s),
@@ -178,6 +175,17 @@ def process_clip(
 
 def _optional_float(value: float | None) -> float | None:
     return None if value is None else float(value)
+
+
+def _source_facts(tensors: ClipTensors) -> dict[str, Any]:
+    """The manifest's facts about a processed clip's source, and the decoder that read it."""
+    return {
+        "source_fps": float(tensors.source_fps),
+        "source_duration_s": float(tensors.source_duration_s),
+        "source_width": int(tensors.source_width),
+        "source_height": int(tensors.source_height),
+        "decoded_by": tensors.decoded_by,
+    }
 
 
 def _face_flags(tensors: ClipTensors) -> dict[str, Any]:

@@ -140,6 +140,7 @@ class ClipTensors:
     shot_cuts: int = 0  # cuts found in the stored frames (pipeline.shots)
     face_valid: np.ndarray | None = None  # (T,) uint8: 1 = the frame has a face
     speech_fraction: float = 0.0  # stored frames that sound like speech (pipeline.speech)
+    decoded_by: str = "ffmpeg"  # the decoder that gave the frames: pyav | ffmpeg (a process)
 
     def extra_arrays(self) -> dict[str, np.ndarray]:
         """The arrays stored beside ``video`` and ``audio`` (see ``schemas.write_clip``)."""
@@ -186,7 +187,7 @@ def preprocess_clip(
     decoded, detector, info, span = _decode_checked(
         path, recipe, max_seconds, frame_budget_bytes, min_audio_coverage, in_process, timings, cpu
     )
-    frames, signal = decoded.frames, decoded.samples
+    frames, signal, decoded_by = decoded.frames, decoded.samples, decoded.decoder
     num_frames = len(frames)
     track, crops, boxes, shots = _track_and_crop(frames, detector, recipe, timings, cpu)
     streams, rate = _landmark_streams(frames, track, boxes, detector, recipe, timings, shots)
@@ -220,6 +221,7 @@ def preprocess_clip(
         shot_cuts=len(cuts),
         face_valid=np.ascontiguousarray(streams["face_valid"]),
         speech_fraction=speech_fraction(signal, recipe.sample_rate, fps, num_frames, trimmed),
+        decoded_by=decoded_by,
     )
 
 

@@ -57,6 +57,9 @@ MANIFEST_SCHEMA = pa.schema(
         # flag of a clip below the documented threshold; null in an older store.
         pa.field("speech_fraction", pa.float32()),
         pa.field("little_speech", pa.bool_()),
+        # The decoder that gave the clip's frames and samples: pyav (in the worker) or
+        # ffmpeg (a process); null for a failed clip, and in an older store.
+        pa.field("decoded_by", pa.string()),
         pa.field("source_fingerprint", pa.string(), nullable=False),
         # The source's size and mtime when it was decoded: what a rerun compares (format 3).
         pa.field("source_size", pa.int64()),
@@ -106,6 +109,7 @@ LATER_COLUMNS = frozenset(
         "faceless_frames",
         "speech_fraction",
         "little_speech",
+        "decoded_by",
         "dataset",
         "labelled",
         "official_split",

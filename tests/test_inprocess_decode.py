@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 from media_fixtures import delay_stream, face_frames, flash_beep_clip, make_clip, make_rotated_clip
 
+import schemas
 from pipeline import media
 from pipeline.errors import ClipError
 from pipeline.transform import preprocess_clip
@@ -197,6 +198,7 @@ def test_a_held_last_frame_gives_the_same_frames_on_both_paths(clips: Path) -> N
     assert np.array_equal(stored[0].video, stored[1].video)
     assert stored[0].audio.shape == stored[1].audio.shape
     assert np.array_equal(stored[0].face_boxes, stored[1].face_boxes)  # type: ignore[arg-type]
+    assert [tensors.decoded_by for tensors in stored] == ["pyav", "ffmpeg"]
 
 
 def test_a_hold_that_ends_elsewhere_in_process_goes_to_the_process(clips: Path) -> None:
@@ -223,6 +225,7 @@ def test_sixteen_bit_audio_to_resample_goes_to_the_process(clips: Path, clip: Pa
     inside = preprocess_clip(s16, RECIPE, in_process=True)
     process = preprocess_clip(s16, RECIPE, in_process=False)
     assert np.array_equal(inside.audio, process.audio)
+    assert inside.decoded_by == "ffmpeg"  # the manifest's decoded_by says who decoded it
     # No rate change, or 24-bit samples (resampled in floats by both): decoded here, exactly.
     for name, rate, sample_format in (("s16_16k", 16000, "s16"), ("s32_48k", 48000, "s32")):
         flac = _flac(clip, clips / f"flac_{name}.mp4", rate, sample_format)
@@ -230,3 +233,10 @@ def test_sixteen_bit_audio_to_resample_goes_to_the_process(clips: Path, clip: Pa
         inside_pcm = media.decode_in_process(flac, 25, 16000, 60)
         assert inside_pcm is not None
         assert np.array_equal(inside_pcm.samples, media.decode_any(flac, 25, 16000, 60).samples)
+
+
+def test_the_manifest_names_the_decoder_of_each_clip(ingested_store: Path) -> None:
+    rows = schemas.read_manifest(ingested_store).to_pylist()
+    decoders = {r["decoded_by"] for r in rows if r["status"] == schemas.STATUS_OK}
+    assert "pyav" in decoders and decoders <= {"pyav", "ffmpeg"}  # the recipe's default
+    assert all(r["decoded_by"] is None for r in rows if r["status"] != schemas.STATUS_OK)
