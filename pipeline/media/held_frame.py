@@ -1,15 +1,15 @@
 """A last frame shown longer than one frame step: the frames the ffmpeg process misses.
 
-A camera or muxer often holds a clip's last frame: every frame lasts one step (40 ms
-at 25 fps) but the last one lasts until the track ends, later (the last sample's
+A camera or muxer may hold a clip's last frame: every frame lasts one step (40 ms at
+25 fps) but the last one lasts until the track ends, later (the last sample's
 duration, or the edit list's end). ffprobe then reports an average rate a little
 under the nominal one: 109 frames over 4.43 s is 24.6 fps where the stream's rate is 25.
 The presentation timeline shows that last frame until 4.43 s, so resampled at 25 fps it
 gives ``round(4.43 × 25) = 111`` frames, the last three alike; PyAV's FFmpeg 8 ends
-its ``fps`` filter there. The ffmpeg 5.1 process ends it one step after the last frame
-(109) whenever the stream has B-frames: its mov demuxer gives the last packet of an
-edit-listed track one step's duration, not the track's remainder (without B-frames
-both give 111).
+its ``fps`` filter there when the held packet is the last frame shown. The ffmpeg 5.1
+process ended it one step after the last frame (109) on such clips with B-frames: its
+mov demuxer gives the last packet of the edit-listed track one step's duration, not
+the track's remainder (measured; the same clip without B-frames gives 111 on both).
 
 :func:`with_held_frames` makes the process's decode end where the track does: when
 the banner's duration leaves room for more frames than were decoded, ffprobe says
