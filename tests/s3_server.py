@@ -8,6 +8,7 @@ requests a read costs.
 
 from __future__ import annotations
 
+import json
 import logging
 import socket
 from collections.abc import Iterator
@@ -46,7 +47,7 @@ class S3Server:
         """The same options as repeated ``--storage-option key=value`` arguments."""
         pairs = []
         for key, value in self.options.items():
-            shown = value if isinstance(value, str) else __import__("json").dumps(value)
+            shown = value if isinstance(value, str) else json.dumps(value)
             pairs += ["--storage-option", f"{key}={shown}"]
         return pairs
 
@@ -78,6 +79,7 @@ def s3_server() -> Iterator[S3Server]:
     server.start()
     log = RequestLog()
     werkzeug = logging.getLogger("werkzeug")
+    level, propagate = werkzeug.level, werkzeug.propagate
     werkzeug.addHandler(log)
     werkzeug.setLevel(logging.INFO)
     werkzeug.propagate = False  # counted here, not printed
@@ -91,4 +93,6 @@ def s3_server() -> Iterator[S3Server]:
         yield S3Server(endpoint, log, options)
     finally:
         werkzeug.removeHandler(log)
+        werkzeug.setLevel(level)
+        werkzeug.propagate = propagate
         server.stop()
