@@ -6,7 +6,7 @@ first frame is silent (the leading-silence shortcut of FakeAVCeleb, which the sy
 dataset reproduces: its fakes start with 0.1-0.3 s of silence), and a *consistency*
 detector that calls a clip real when its audio energy and its frames' brightness move
 together (on a store written here whose real clips are made that way). The command on a
-trained MSCT is checked in ``test_eval_cli.py``, beside ``eval`` on the same checkpoint.
+trained MSCT is checked in ``test_eval_cli.py``, against the test scores of its run.
 """
 
 from __future__ import annotations
