@@ -81,6 +81,7 @@ def test_it_trains_with_a_falling_loss_and_reports(run: tuple[str, Path, Path]) 
     assert epochs[-1]["train"]["total"] < epochs[0]["train"]["total"], epochs
     report = json.loads((out / "report.json").read_text())
     assert report["test"]["n"] == 4 and 0.0 <= report["test"]["auc"] <= 1.0
+    assert report["detector"] == name
     assert f"name: {name}" in (out / "config.yaml").read_text()
     cfg = load_config("tiny", [f"model.name={name}", *SETTINGS])
     meta = json.loads((out / "meta.json").read_text())

@@ -123,7 +123,8 @@ def _print_report(report: dict, out: Path) -> None:
     from schemas import CATEGORIES
     from trainer.metrics import SCORES
 
-    table = Table(title=f"MSCT, best epoch {report['best_epoch']} (chosen on val)")
+    detector = report.get("detector", "msct")
+    table = Table(title=f"{detector}, best epoch {report['best_epoch']} (chosen on val)")
     columns: tuple[str, ...] = (
         "part",
         "ACC",
@@ -364,7 +365,8 @@ def predict(
         except ClipError as exc:
             row.update(error=str(exc), audio_fake=None, video_fake=None, fake=None)
         else:
-            scores = window_scores(model, cfg, clip_stream(clip, visual), clip.audio)
+            stream = clip_stream(clip, visual)  # frames without a face are masked as in eval
+            scores = window_scores(model, cfg, stream, clip.audio, clip.face_valid)
             p = scores.clip(cfg.eval.aggregate)
             row.update(audio_fake=p["audio"], video_fake=p["video"], fake=p["overall"], error=None)
             if plot is not None:

@@ -400,6 +400,7 @@ class TrainRecipe:
         report = {
             "val": self.state.best_val,
             "test": test,
+            "detector": self.cfg.model.name,
             "best_epoch": self.state.best_epoch + 1,
             "selection": SELECTION,
             "epochs_run": self.state.epoch + 1,
