@@ -52,7 +52,6 @@ from trainer.metrics import ClipScores, compute_metrics, json_safe
 from trainer.model import build_model
 from trainer.optim import build_optimizer, build_scheduler
 from trainer.precise_bn import recalibrate_bn
-from trainer.remote_rows import store_name
 from trainer.run_dir import RUNS_ROOT, RunLock, RunPaths, claim_run_dir, shared_new_run_dir
 from trainer.runtime import (
     Log,
@@ -272,7 +271,7 @@ class TrainRecipe:
 
         meta = {
             **source_revision(),  # git_revision and git_dirty of the trainer's own checkout
-            "store": store_name(self.store),
+            "store": str(self.store.resolve()),
             "store_fingerprint": self.fingerprint,
             "split": self.split,
             "software_version": software_version(),
@@ -380,7 +379,7 @@ class TrainRecipe:
             "split": self.split,
             # What `mscct-train eval` needs to refuse scoring clips the model trained on,
             # and to find the split when evaluating on another store.
-            "store": store_name(self.store),
+            "store": str(self.store.resolve()),
             "train_clips": [c.clip_id for c in self.parts["train"]],
         }
         with _writing(self.paths.out):
@@ -405,7 +404,7 @@ class TrainRecipe:
             "selection": SELECTION,
             "epochs_run": self.state.epoch + 1,
             "stopped_early": self.stopped_early,
-            "store": store_name(self.store, resolve=False),
+            "store": str(self.store),
             "store_fingerprint": self.fingerprint,
             "split": self.split,
             "recipe": self.store_recipe.to_dict(),

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -120,12 +119,6 @@ class RemoteChunkDecoder(ChunkDecoder):
         except FileNotFoundError:
             raise array.damaged(f"chunk file {key} is missing") from None
         return memoryview(data)
-
-
-def store_name(store: Path, *, resolve: bool = True) -> str:
-    """How a run records its store: the URL of a remote one (``s3://bucket/prefix``, not
-    the ``s3:/`` that ``pathlib`` folds it to), else the local path (resolved)."""
-    return store_url(store) or str(store.resolve() if resolve else store)
 
 
 class RemoteArrays:
