@@ -85,10 +85,12 @@ from pipeline import media
 from pipeline.audio_features import frame_features
 from pipeline.errors import ClipError
 from pipeline.faces import StrideDetector, crop_boxes, crop_faces
+from pipeline.head_pose import head_pose
 from pipeline.landmarks import landmark_jitter, to_crop, track_landmarks
 from pipeline.mouth import crop_mouths
 from pipeline.shots import Shots, find_cuts
 from pipeline.silence import leading_silence_frames
+from pipeline.speaker import SpeakerChoice, choose_speaker
 from pipeline.speech import speech_fraction
 from pipeline.stage_cpu import StageCpu
 from pipeline.transform_decode import (  # noqa: F401  (moved; still importable from here)
@@ -141,12 +143,18 @@ class ClipTensors:
     face_valid: np.ndarray | None = None  # (T,) uint8: 1 = the frame has a face
     speech_fraction: float = 0.0  # stored frames that sound like speech (pipeline.speech)
     decoded_by: str = "ffmpeg"  # the decoder that gave the frames: pyav | ffmpeg (a process)
+    speaker: SpeakerChoice | None = None  # the speaking face's choice (pipeline.speaker)
 
     def extra_arrays(self) -> dict[str, np.ndarray]:
         """The arrays stored beside ``video`` and ``audio`` (see ``schemas.write_clip``)."""
         named = {"face_boxes": self.face_boxes, "landmarks": self.landmarks, "mouth": self.mouth}
-        named["face_valid"] = self.face_valid
+        named["face_valid"], named["pose"] = self.face_valid, self.pose
         return {name: data for name, data in named.items() if data is not None}
+
+    @property
+    def pose(self) -> np.ndarray | None:
+        """``(T, 4)`` float32 yaw, pitch, roll, residual per frame (:mod:`pipeline.head_pose`)."""
+        return None if self.landmarks is None else head_pose(self.landmarks)
 
     @property
     def faceless_frames(self) -> int:
@@ -189,7 +197,9 @@ def preprocess_clip(
     )
     frames, signal, decoded_by = decoded.frames, decoded.samples, decoded.decoder
     num_frames = len(frames)
-    track, crops, boxes, shots = _track_and_crop(frames, detector, recipe, timings, cpu)
+    track, crops, boxes, shots, speaker = _track_and_crop(
+        frames, signal, detector, recipe, timings, cpu
+    )
     streams, rate = _landmark_streams(frames, track, boxes, detector, recipe, timings, shots)
     del frames, decoded  # the full frames are the clip's largest buffer; crops are all we keep
     audio = _features(signal, recipe, num_frames, timings, cpu)
@@ -222,6 +232,7 @@ def preprocess_clip(
         face_valid=np.ascontiguousarray(streams["face_valid"]),
         speech_fraction=speech_fraction(signal, recipe.sample_rate, fps, num_frames, trimmed),
         decoded_by=decoded_by,
+        speaker=speaker,
     )
 
 
@@ -262,12 +273,14 @@ def _decode_checked(
 
 def _track_and_crop(
     frames: np.ndarray,
+    signal: np.ndarray,
     detector: StrideDetector,
     recipe: Recipe,
     timings: dict[str, float],
     cpu: StageCpu,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, Shots]:
-    """The smoothed face track of every frame, the face crops, the squares cut, the shots.
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, Shots, SpeakerChoice]:
+    """The smoothed face track of every frame, the face crops, the squares cut, the shots,
+    and the choice of the speaking face where a shot has several (:mod:`pipeline.speaker`).
 
     The cuts come from the frames, with the detector's jumps as a second opinion
     (:func:`pipeline.shots.find_cuts`); the detector then runs on both sides of each
@@ -279,6 +292,8 @@ def _track_and_crop(
     with cpu.stage("track"):
         cuts = find_cuts(frames, detector.keyframes, np.array(detector.boxes))
         detector.detect_at(frames, np.r_[cuts - 1, cuts])
+        rate = recipe.sample_rate
+        speaker = choose_speaker(frames, detector, cuts, signal, rate, float(recipe.fps))
         track = detector.track(num_frames, recipe.face_smooth, recipe.face_size_smooth, cuts)
         shots = Shots(cuts, detector.with_face(num_frames, cuts))
     detect_cpu = detector.cpu_seconds - detect_cpu  # the detections at the cuts
@@ -288,7 +303,7 @@ def _track_and_crop(
         crops = crop_faces(frames, track, recipe.crop_size, recipe.face_margin)
         boxes = crop_boxes(track, recipe.face_margin)
     timings["crop"] = time.perf_counter() - clock
-    return track, crops, boxes, shots
+    return track, crops, boxes, shots, speaker
 
 
 def _features(
