@@ -189,12 +189,17 @@ def _source_facts(tensors: ClipTensors) -> dict[str, Any]:
 
 
 def _face_flags(tensors: ClipTensors) -> dict[str, Any]:
-    """The manifest's face-track and landmark flags of a processed clip."""
+    """The manifest's face-track, landmark and head-pose flags of a processed clip."""
+    from pipeline.head_pose import frontal_measures
+    from pipeline.speaker import manifest_columns
+
     return {
         "landmark_rate": _optional_float(tensors.landmark_rate),
         "landmark_jitter": _optional_float(tensors.landmark_jitter),
         "shot_cuts": int(tensors.shot_cuts),
         "faceless_frames": int(tensors.faceless_frames),
+        **manifest_columns(tensors.speaker),
+        **vars(frontal_measures(tensors.pose)),
     }
 
 

@@ -256,3 +256,14 @@ def _restrict(
         boxes.append(box)
         candidates.append(cands)
     detector.keyframes, detector.boxes, detector.candidates = frames, boxes, candidates
+
+
+def manifest_columns(choice: SpeakerChoice | None) -> dict[str, float | int | bool | None]:
+    """The manifest's ``speaker_correlation``, ``face_tracks`` and ``no_speaker`` of a clip."""
+    if choice is None:
+        return {"speaker_correlation": None, "face_tracks": None, "no_speaker": None}
+    return {
+        "speaker_correlation": choice.correlation,
+        "face_tracks": choice.face_tracks,
+        "no_speaker": choice.no_speaker,
+    }

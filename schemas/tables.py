@@ -53,6 +53,19 @@ MANIFEST_SCHEMA = pa.schema(
         pa.field("landmark_jitter", pa.float32()),  # mean per-frame point motion, crop px
         pa.field("shot_cuts", pa.int32()),  # cuts found in the frames (pipeline.shots)
         pa.field("faceless_frames", pa.int32()),  # stored frames without a face (face_valid 0)
+        # The speaking face (pipeline.speaker): the kept face's mouth-voice correlation,
+        # the most face tracks of a shot, and the flag of a clip whose faces none follow
+        # the voice; correlation and flag null where no shot had two faces, all three
+        # null in an older store.
+        pa.field("speaker_correlation", pa.float32()),
+        pa.field("face_tracks", pa.int16()),
+        pa.field("no_speaker", pa.bool_()),
+        # Head pose (pipeline.head_pose): share of the frames with a face seen near
+        # frontal, median |yaw| in degrees, and the flag of a clip below the documented
+        # rate; null without landmarks and in an older store.
+        pa.field("frontal_rate", pa.float32()),
+        pa.field("median_abs_yaw", pa.float32()),
+        pa.field("low_frontal_rate", pa.bool_()),
         # Share of the stored frames that sound like speech (pipeline.speech), and the
         # flag of a clip below the documented threshold; null in an older store.
         pa.field("speech_fraction", pa.float32()),
@@ -107,6 +120,12 @@ LATER_COLUMNS = frozenset(
         "landmark_jitter",
         "shot_cuts",
         "faceless_frames",
+        "speaker_correlation",
+        "face_tracks",
+        "no_speaker",
+        "frontal_rate",
+        "median_abs_yaw",
+        "low_frontal_rate",
         "speech_fraction",
         "little_speech",
         "decoded_by",
