@@ -189,8 +189,7 @@ def _source_facts(tensors: ClipTensors) -> dict[str, Any]:
 
 
 def _face_flags(tensors: ClipTensors) -> dict[str, Any]:
-    """The manifest's face-track, landmark and head-pose flags of a processed clip."""
-    from pipeline.head_pose import frontal_measures
+    """The manifest's face-track and landmark flags of a processed clip."""
     from pipeline.speaker import manifest_columns
 
     return {
@@ -199,7 +198,6 @@ def _face_flags(tensors: ClipTensors) -> dict[str, Any]:
         "shot_cuts": int(tensors.shot_cuts),
         "faceless_frames": int(tensors.faceless_frames),
         **manifest_columns(tensors.speaker),
-        **vars(frontal_measures(tensors.pose)),
     }
 
 
