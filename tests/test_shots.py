@@ -158,3 +158,28 @@ def test_a_flash_or_a_fast_pan_is_no_cut(tmp_path: Path) -> None:
     frames = face_frames(170)
     pan = frames[np.r_[0:30, 30 + 13 * np.arange(1, 9), 135:165]]
     assert find_cuts(pan).size == 0
+
+
+def test_predict_masks_the_frames_of_a_raw_video_without_a_face(shot_clips: dict) -> None:
+    import torch
+
+    from trainer.config import load_config
+    from trainer.inference import window_scores, windows_from_arrays
+    from trainer.model import MSCT
+
+    out = preprocess_clip(shot_clips["black"], Recipe())
+    assert out.face_valid is not None
+    gap = np.arange(SHOT, SHOT + BLACK)
+    batch = windows_from_arrays(out.video, out.audio, 16, 16, out.face_valid)
+    mask = batch["mask"].numpy().reshape(-1)[: len(out.video)]
+    assert np.array_equal(np.flatnonzero(~mask), gap)
+    # Whatever the faceless frames show, the scores stay: the model does not see them.
+    cfg = load_config("tiny", ["window=16", "eval_stride=16"])
+    torch.manual_seed(0)
+    model = MSCT(cfg.model).eval()
+    video = out.video.copy()
+    video[gap] = 255
+    masked = window_scores(model, cfg, out.video, out.audio, out.face_valid).prob
+    changed = window_scores(model, cfg, video, out.audio, out.face_valid).prob
+    assert np.allclose(masked, changed, atol=1e-5)
+    assert not np.allclose(masked, window_scores(model, cfg, video, out.audio).prob, atol=1e-5)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 from collections import OrderedDict
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -72,3 +73,14 @@ def face_window(
 ) -> np.ndarray:
     """:meth:`FaceValidReader.window` of the store's reader in this process: ``(window,)`` bool."""
     return _reader(str(store)).window(clip_id, num_frames, start, window)
+
+
+def face_flags(valid: np.ndarray, starts: Sequence[int], window: int) -> np.ndarray:
+    """The face flags ``valid (T,)`` of an in-memory clip cut into windows of ``window``
+    frames from ``starts``: ``(N, window)`` bool, False on a frame without a face and
+    True on padding (the padding mask covers it), as :meth:`FaceValidReader.window`."""
+    out = np.ones((len(starts), window), np.bool_)
+    for row, start in enumerate(starts):
+        part = np.asarray(valid[start : start + window]).astype(np.bool_)
+        out[row, : len(part)] = part
+    return out

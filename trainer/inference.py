@@ -21,19 +21,10 @@ from trainer import distributed as ddp
 from trainer.checkpoint import load_checkpoint, load_model_state
 from trainer.clip_aggregate import AGGREGATES, aggregate_probs
 from trainer.config import TrainConfig, TrainerError
-from trainer.data import (
-    ClipInfo,
-    WindowDataset,
-    eval_starts,
-    window_arrays,
-)
+from trainer.data import ClipInfo, WindowDataset, eval_starts, window_arrays
 from trainer.detector_store import check_detector_store
-from trainer.eval_clips import (
-    all_eval_clips,
-    check_held_out,
-    eval_clips,
-    trained_clip_ids,
-)
+from trainer.eval_clips import all_eval_clips, check_held_out, eval_clips, trained_clip_ids
+from trainer.face_valid import face_flags
 from trainer.frame_eval import WindowOutputs, frame_report
 from trainer.inputs import model_inputs
 from trainer.metrics import ClipScores, aggregate_windows, compute_metrics, json_safe
@@ -364,7 +355,11 @@ def per_dataset(scores: ClipScores, dataset: WindowDataset) -> dict[str, dict[st
 
 
 def windows_from_arrays(
-    video: np.ndarray, audio: np.ndarray, window: int, stride: int | None = None
+    video: np.ndarray,
+    audio: np.ndarray,
+    window: int,
+    stride: int | None = None,
+    face_valid: np.ndarray | None = None,
 ) -> dict[str, torch.Tensor]:
     """Eval windows of one in-memory clip, made exactly as ``WindowDataset`` makes them.
 
@@ -372,6 +367,9 @@ def windows_from_arrays(
         video: ``(T, S, S, 3)`` uint8 face crops, or ``(T, 88, 88)`` mouth crops for a
             mouth model (:func:`trainer.streams.clip_stream` makes either).
         audio: ``(T, 104)`` audio features.
+        face_valid: ``(T,)`` 1 where the frame has a face (``ClipTensors.face_valid``);
+            a frame without one is left out of the mask, as :mod:`trainer.face_valid`
+            leaves it out of a stored clip's. None: every frame has a face.
 
     Returns:
         A batch: ``audio (N, window, 104)`` normalised, ``video (N, window, *video.shape[1:])``
@@ -379,15 +377,18 @@ def windows_from_arrays(
     """
     frames = video.shape[0]
     mean, inv_std = audio_stats(audio)
+    starts = eval_starts(frames, window, stride or window)
     items = [
         window_arrays(
             video[start : start + window],
             (np.asarray(audio[start : start + window], np.float32) - mean) * inv_std,
             window,
         )
-        for start in eval_starts(frames, window, stride or window)
+        for start in starts
     ]
     v, a, m = (torch.from_numpy(np.stack(parts)) for parts in zip(*items, strict=True))
+    if face_valid is not None:  # padding is out of the mask already (window_arrays)
+        m &= torch.from_numpy(face_flags(face_valid, starts, window))
     return {"audio": a, "video": v, "mask": m, "clip_index": torch.zeros(len(m), dtype=torch.int64)}
 
 
@@ -416,11 +417,16 @@ class WindowScores:
 
 
 def window_scores(
-    model: torch.nn.Module, cfg: TrainConfig, video: np.ndarray, audio: np.ndarray
+    model: torch.nn.Module,
+    cfg: TrainConfig,
+    video: np.ndarray,
+    audio: np.ndarray,
+    face_valid: np.ndarray | None = None,
 ) -> WindowScores:
-    """Score every eval window of one in-memory clip (see :func:`windows_from_arrays`)."""
+    """Score every eval window of one in-memory clip (see :func:`windows_from_arrays`;
+    ``face_valid (T,)``: frames without a face are masked, None: none)."""
     stride = cfg.eval_stride or cfg.window
-    batch = windows_from_arrays(video, audio, cfg.window, stride)
+    batch = windows_from_arrays(video, audio, cfg.window, stride, face_valid)
     device = next(model.parameters()).device
     chunks = [
         {k: v[i : i + 2 * cfg.batch_size] for k, v in batch.items()}
@@ -432,8 +438,12 @@ def window_scores(
 
 
 def predict_arrays(
-    model: torch.nn.Module, cfg: TrainConfig, video: np.ndarray, audio: np.ndarray
+    model: torch.nn.Module,
+    cfg: TrainConfig,
+    video: np.ndarray,
+    audio: np.ndarray,
+    face_valid: np.ndarray | None = None,
 ) -> dict[str, float]:
     """Fake probabilities ``{"audio", "video", "overall"}`` of one clip (its windows'
-    aggregated by ``cfg.eval.aggregate``)."""
-    return window_scores(model, cfg, video, audio).clip(cfg.eval.aggregate)
+    aggregated by ``cfg.eval.aggregate``; frames without a face masked)."""
+    return window_scores(model, cfg, video, audio, face_valid).clip(cfg.eval.aggregate)
