@@ -251,3 +251,13 @@ def test_landmark_measures_are_not_flags() -> None:
     assert flags(fine) == [] and measures(fine) == ["landmarks 0.98", "jitter 0.50px"]
     cut = {**fine, "cut": True, "shot_cuts": 2}
     assert flags(cut) == ["cut", "shot_cuts 2"]
+
+
+def test_faceless_frames_and_little_speech_are_flags_and_labelled_is_not() -> None:
+    from pipeline.report.clips import flags, measures
+
+    row = {"low_face_rate": False, "labelled": True, "little_speech": True,
+           "speech_fraction": 0.05, "shot_cuts": 2, "faceless_frames": 5}  # fmt: skip
+    assert flags(row) == ["little_speech", "shot_cuts 2", "faceless_frames 5"]
+    assert flags({**row, "little_speech": False, "faceless_frames": 0}) == ["shot_cuts 2"]
+    assert measures(row) == ["speech 0.05"]

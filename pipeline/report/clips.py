@@ -58,15 +58,18 @@ LOW_LANDMARK_RATE = 0.5
 
 def flags(row: dict[str, Any]) -> list[str]:
     """The quality flags a row raises, in :data:`QUALITY_FLAGS` order: its true quality
-    columns, ``low_landmark_rate`` when its landmark rate is under
-    :data:`LOW_LANDMARK_RATE`, and ``shot_cuts N`` when there are any."""
+    columns (``little_speech``: ``speech_fraction`` under
+    ``pipeline.speech.MIN_SPEECH_FRACTION``),
+    ``low_landmark_rate`` when its landmark rate is under :data:`LOW_LANDMARK_RATE`,
+    ``shot_cuts N`` when there are any, and ``faceless_frames N`` when any stored frame
+    has no face (its crop shows none: the trainer masks it)."""
     names = [name for name in QUALITY_FLAGS if row.get(name) is True]
     rate = _number(row.get("landmark_rate"))
     if rate is not None and rate < LOW_LANDMARK_RATE and "low_landmark_rate" not in names:
         names.append("low_landmark_rate")
-    cuts = row.get("shot_cuts")
-    if cuts:
-        names.append(f"shot_cuts {cuts}")
+    for count in ("shot_cuts", "faceless_frames"):
+        if row.get(count):
+            names.append(f"{count} {row[count]}")
     return names
 
 
