@@ -150,6 +150,17 @@ def _read_layout(root: str) -> str | None:
     return str(layout)
 
 
+def refuse_url(store: str | Path) -> None:
+    """Refuse a store named by a URL to a writer (one line): stores are written locally
+    and synced to a bucket once finished; nothing local is made for the URL."""
+    url = store_url(store)
+    if url is not None:
+        raise StoreError(
+            f"--store {url} is in object storage: stores are written locally (sync the "
+            "finished store to the bucket, then read it from there)"
+        )
+
+
 def remember_layout(url: str, layout: str) -> None:
     """Record the clip layout of the remote store at ``url`` (its root metadata was read)."""
     _LAYOUT_OF_ROOT[url] = layout

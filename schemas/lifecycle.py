@@ -32,6 +32,7 @@ from schemas.layout import (
     forget_layout,
     os_reason,
     read_json,
+    refuse_url,
     remember_layout,
 )
 from schemas.recipe import Recipe, recipe_mismatch, software_version
@@ -106,7 +107,9 @@ def create_store(path: str | Path, recipe: Recipe, *, overwrite: bool = False) -
 def check_folders(store: str | Path) -> None:
     """Refuse a store whose own folders (``clips/``, ``splits/``, ``manifest.d/``,
     ``.staging/``) are links or anything but folders: a writer would write, and a sweep
-    delete, wherever they lead. Call before writing into an existing store."""
+    delete, wherever they lead. Call before writing into an existing store. A store
+    named by a URL is refused (stores are written locally)."""
+    refuse_url(store)
     for name in sorted(ROOT_DIRS):
         folder = Path(store) / name
         try:
@@ -157,11 +160,7 @@ def check_store_target(path: str | Path, *, overwrite: bool = False) -> None:
     ``.lock`` that is a link or not a plain file) is refused.
     """
     store = Path(path)
-    if store_url(path) is not None:
-        raise StoreError(
-            f"--store {store_url(path)} is in object storage: stores are written locally "
-            "(sync the finished store to the bucket, then read it from there)"
-        )
+    refuse_url(path)
     try:
         if not store.exists():
             if store.is_symlink():

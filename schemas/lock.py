@@ -21,7 +21,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from schemas.layout import LOCK_FILE, StoreError, os_reason
+from schemas.layout import LOCK_FILE, StoreError, os_reason, refuse_url
 from schemas.safe_files import RefusedFile, open_update_inside
 
 #: The holder line is short ("pid N on host"); a longer file is not read further.
@@ -37,6 +37,7 @@ def store_lock(store: Path) -> Iterator[None]:
     written (read-only, no permission, no space) is a one-line :class:`StoreError`, and
     so is a ``.lock`` that is not a plain file of the store's own.
     """
+    refuse_url(store)  # a URL would otherwise become local folders named after it
     path = store / LOCK_FILE
     try:
         store.mkdir(parents=True, exist_ok=True)

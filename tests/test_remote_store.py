@@ -125,8 +125,16 @@ def test_keys_that_leave_the_prefix_and_oversize_objects_are_refused(
     with pytest.raises(schemas.StoreError, match="over the limit"):
         store.read("manifest.parquet", max_bytes=100)
     assert not any(line.startswith("GET ") for line in server.log.lines[before:])  # unread
-    with pytest.raises(schemas.StoreError, match="in object storage"):
-        schemas.check_store_target("s3://bucket/raw")
+    # Writers refuse a URL before making anything (stores are written locally).
+    split = schemas.read_split(RAW_URL)
+    for write in (
+        lambda: schemas.check_store_target(RAW_URL),
+        lambda: schemas.write_split(RAW_URL, "other", split, {}),
+        lambda: schemas.store_lock(Path(RAW_URL)).__enter__(),
+    ):
+        with pytest.raises(schemas.StoreError, match="in object storage"):
+            write()
+    assert not Path("s3:").exists() and schemas.list_splits(RAW_URL) == ["default"]
 
 
 def test_a_hostile_shape_in_the_bucket_is_refused_before_reading(
