@@ -136,8 +136,8 @@ def shape_distance(points: np.ndarray, reference: np.ndarray = REFERENCE_FACE) -
     """Procrustes distance in [0, 1] of ``points`` (68, 2) from ``reference`` (68, 2).
 
     Both are centred and scaled to unit norm, ``points`` rotated onto ``reference``
-    (no reflection); the distance is the norm of what is left. A frontal face fit
-    lies near 0.05-0.1.
+    (no reflection); the distance is the norm of what is left. Fits on the synthetic
+    faces lie at 0.02-0.03; fits in boxes over a caption, noise or flat grey at 0.11-0.14.
     """
     a = points - points.mean(axis=0)
     b = reference - reference.mean(axis=0)

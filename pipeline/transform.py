@@ -197,9 +197,7 @@ def preprocess_clip(
     )
     frames, signal, decoded_by = decoded.frames, decoded.samples, decoded.decoder
     num_frames = len(frames)
-    track, crops, boxes, shots, speaker = _track_and_crop(
-        frames, signal, detector, recipe, timings, cpu
-    )
+    track, crops, boxes, shots, speaker = _track_and_crop(decoded, detector, recipe, timings, cpu)
     streams, rate = _landmark_streams(frames, track, boxes, detector, recipe, timings, shots)
     del frames, decoded  # the full frames are the clip's largest buffer; crops are all we keep
     audio = _features(signal, recipe, num_frames, timings, cpu)
@@ -208,7 +206,6 @@ def preprocess_clip(
     )
     landmarks = streams.get("landmarks")
     cuts = shots.cuts[shots.cuts > trimmed] - trimmed  # cuts between two stored frames
-
     return ClipTensors(
         video=np.ascontiguousarray(crops),
         audio=np.ascontiguousarray(audio, dtype=np.float32),
@@ -272,8 +269,7 @@ def _decode_checked(
 
 
 def _track_and_crop(
-    frames: np.ndarray,
-    signal: np.ndarray,
+    decoded: media.DecodedClip,
     detector: StrideDetector,
     recipe: Recipe,
     timings: dict[str, float],
@@ -288,12 +284,12 @@ def _track_and_crop(
     track), 'detect' and 'crop' to ``cpu`` and their time to ``timings['crop']``.
     """
     clock = time.perf_counter()
+    frames, signal = decoded.frames, decoded.samples
     num_frames, detect_cpu = len(frames), detector.cpu_seconds
     with cpu.stage("track"):
         cuts = find_cuts(frames, detector.keyframes, np.array(detector.boxes))
         detector.detect_at(frames, np.r_[cuts - 1, cuts])
-        rate = recipe.sample_rate
-        speaker = choose_speaker(frames, detector, cuts, signal, rate, float(recipe.fps))
+        speaker = choose_speaker(frames, detector, cuts, signal, recipe.sample_rate, recipe.fps)
         track = detector.track(num_frames, recipe.face_smooth, recipe.face_size_smooth, cuts)
         shots = Shots(cuts, detector.with_face(num_frames, cuts))
     detect_cpu = detector.cpu_seconds - detect_cpu  # the detections at the cuts
