@@ -189,7 +189,8 @@ def _source_facts(tensors: ClipTensors) -> dict[str, Any]:
 
 
 def _face_flags(tensors: ClipTensors) -> dict[str, Any]:
-    """The manifest's face-track and landmark flags of a processed clip."""
+    """The manifest's face-track, landmark and head-pose flags of a processed clip."""
+    from pipeline.head_pose import frontal_measures
     from pipeline.speaker import manifest_columns
 
     return {
@@ -198,6 +199,7 @@ def _face_flags(tensors: ClipTensors) -> dict[str, Any]:
         "shot_cuts": int(tensors.shot_cuts),
         "faceless_frames": int(tensors.faceless_frames),
         **manifest_columns(tensors.speaker),
+        **vars(frontal_measures(tensors.pose)),
     }
 
 

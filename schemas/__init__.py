@@ -53,6 +53,7 @@ from schemas.readers import (
     open_stream,
     read_face_valid,
     read_frame_labels,
+    read_pose,
 )
 from schemas.recipe import PIPELINE_VERSION, STREAMS, Recipe
 from schemas.table_io import (
@@ -126,6 +127,7 @@ __all__ = [
     "read_face_valid",
     "read_frame_labels",
     "read_manifest",
+    "read_pose",
     "read_split",
     "remove_clip",
     "rows_to_table",

@@ -46,6 +46,7 @@ def expected_rows(recipe: Recipe) -> dict[str, tuple[tuple[int, ...], np.dtype]]
         "landmarks": ((68, 2), np.dtype(np.float16)),
         "mouth": ((96, 96), np.dtype(np.uint8)),
         "face_valid": ((), np.dtype(np.uint8)),
+        "pose": ((4,), np.dtype(np.float32)),
     }
     for label in ("fake", "audio_fake", "video_fake"):
         rows[f"{LABELS_DIR}/{label}"] = ((), np.dtype(np.uint8))

@@ -44,12 +44,16 @@ from schemas.safe_files import is_inside
 #: without a face); ``mouth``: 96×96 grayscale mouth crops (see ``pipeline.landmarks``
 #: and ``pipeline.mouth``); ``face_valid``: 1 where the frame has a face, 0 where it has
 #: none (a shot without the face, black frames; ``pipeline.shots``). A clip without
-#: ``face_valid`` (written before it) reads as a face in every frame.
+#: ``face_valid`` (written before it) reads as a face in every frame. ``pose``: the
+#: head's yaw, pitch, roll (degrees) and fit residual per frame, fitted to the landmarks
+#: (``pipeline.head_pose``; NaN on a frame without a face); a clip without it (written
+#: before it, or without landmarks) reads as NaN.
 EXTRA_ARRAYS: dict[str, tuple[tuple[int, ...], type]] = {
     "face_boxes": ((4,), np.float32),
     "landmarks": ((68, 2), np.float16),
     "mouth": ((96, 96), np.uint8),
     "face_valid": ((), np.uint8),
+    "pose": ((4,), np.float32),
 }
 
 #: The per-frame labels a clip holds under ``labels/`` where its dataset gives fake
@@ -73,7 +77,7 @@ def write_clip(
 
     ``video`` is ``(T, H, W, 3)`` uint8 and ``audio`` ``(T, 104)``; both must have
     the same ``T >= 1``. ``extra`` holds the clip's other arrays, each with the same
-    ``T`` (see :data:`EXTRA_ARRAYS`): ``face_boxes`` and ``face_valid`` (optional),
+    ``T`` (see :data:`EXTRA_ARRAYS`): ``face_boxes``, ``face_valid`` and ``pose`` (optional),
     ``landmarks`` exactly when the recipe has landmarks, ``mouth`` exactly when its
     streams include it; they are written in the same commit. ``frame_labels``, where the clip's dataset gives
     fake segments, holds all of :data:`FRAME_LABELS`, each ``(T,)`` uint8 of 0 and 1,

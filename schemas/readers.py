@@ -246,7 +246,7 @@ def open_clip(store: str | Path, clip_id: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 #: Every array a committed clip can hold, as :func:`open_stream` names them.
-CLIP_ARRAYS = ("video", "audio", "face_boxes", "landmarks", "mouth", "face_valid")
+CLIP_ARRAYS = ("video", "audio", "face_boxes", "landmarks", "mouth", "face_valid", "pose")
 
 
 def open_stream(store: str | Path, clip_id: str, name: str) -> np.ndarray | None:
@@ -255,8 +255,9 @@ def open_stream(store: str | Path, clip_id: str, name: str) -> np.ndarray | None
     ``name`` is one of :data:`CLIP_ARRAYS`: ``video`` ``(T, S, S, 3)`` uint8,
     ``audio`` ``(T, 104)`` float, ``face_boxes`` ``(T, 4)`` float32, ``landmarks``
     ``(T, 68, 2)`` float16 (face-crop pixels), ``mouth`` ``(T, 96, 96)`` uint8,
-    ``face_valid`` ``(T,)`` uint8 (1 = the frame has a face; :func:`read_face_valid`). None
-    for an array the store's recipe did not ask for, or a store older than it. Zero-copy
+    ``face_valid`` ``(T,)`` uint8 (1 = the frame has a face; :func:`read_face_valid`),
+    ``pose`` ``(T, 4)`` float32 (:func:`read_pose`). None for an array the store's
+    recipe did not ask for, or a store older than it. Zero-copy
     (``np.memmap``) for the raw layout, like :func:`open_clip`.
 
     Raises:
@@ -291,6 +292,26 @@ def read_face_valid(store: str | Path, clip_id: str) -> np.ndarray:
     if data.shape != (frames,):
         raise StoreError(f"clip {clip_id}: face_valid is {data.shape}, expected ({frames},)")
     return np.asarray(data) != 0
+
+
+def read_pose(store: str | Path, clip_id: str) -> np.ndarray:
+    """``(T, 4)`` float32 of a committed clip: yaw, pitch, roll (degrees), fit residual.
+
+    Fitted to the clip's landmarks (``pipeline.head_pose``); NaN on a frame without a
+    face. A clip stored without ``pose`` (before the pipeline kept it, or without
+    landmarks) reads as NaN in every frame: unknown.
+
+    Raises:
+        StoreError: the clip is not committed, its path runs through a link, or its
+            ``pose`` does not match its frames.
+    """
+    frames = array_spec(store, clip_id, "video").shape[0]
+    data = open_stream(store, clip_id, "pose")
+    if data is None:
+        return np.full((frames, 4), np.nan, np.float32)
+    if data.shape != (frames, 4):
+        raise StoreError(f"clip {clip_id}: pose is {data.shape}, expected ({frames}, 4)")
+    return np.asarray(data, np.float32)
 
 
 #: The per-frame label arrays of a clip, as :func:`read_frame_labels` names them

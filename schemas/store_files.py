@@ -51,7 +51,9 @@ MANIFEST_DIR = "manifest.d"
 ROOT_FILES = frozenset({"zarr.json", MANIFEST_FILE, LOCK_FILE})
 ROOT_DIRS = frozenset({CLIPS_DIR, SPLITS_DIR, MANIFEST_DIR, STAGING_DIR})
 #: The arrays a clip folder may hold (``schemas.readers.CLIP_ARRAYS``) and its labels.
-CLIP_ENTRIES = frozenset({"video", "audio", "face_boxes", "landmarks", "mouth", "face_valid"})
+CLIP_ENTRIES = frozenset(
+    {"video", "audio", "face_boxes", "landmarks", "mouth", "face_valid", "pose"}
+)
 LABEL_ARRAYS = frozenset({"fake", "audio_fake", "video_fake"})
 
 _TMP = r"\.[0-9a-f]{32}\.tmp"  # schemas.durable.atomic_write's suffix

@@ -60,6 +60,12 @@ MANIFEST_SCHEMA = pa.schema(
         pa.field("speaker_correlation", pa.float32()),
         pa.field("face_tracks", pa.int16()),
         pa.field("no_speaker", pa.bool_()),
+        # Head pose (pipeline.head_pose): share of the frames with a face seen near
+        # frontal, median |yaw| in degrees, and the flag of a clip below the documented
+        # rate; null without landmarks and in an older store.
+        pa.field("frontal_rate", pa.float32()),
+        pa.field("median_abs_yaw", pa.float32()),
+        pa.field("low_frontal_rate", pa.bool_()),
         # Share of the stored frames that sound like speech (pipeline.speech), and the
         # flag of a clip below the documented threshold; null in an older store.
         pa.field("speech_fraction", pa.float32()),
@@ -117,6 +123,9 @@ LATER_COLUMNS = frozenset(
         "speaker_correlation",
         "face_tracks",
         "no_speaker",
+        "frontal_rate",
+        "median_abs_yaw",
+        "low_frontal_rate",
         "speech_fraction",
         "little_speech",
         "decoded_by",

@@ -48,7 +48,14 @@ def ok_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 #: flags. A new quality column joins this tuple; a boolean column that describes a clip
 #: without faulting it (``labelled``) joins :data:`NOT_FLAGS` (a test checks that every
 #: boolean column of the manifest is in one of the two).
-QUALITY_FLAGS = ("low_face_rate", "cut", "little_speech", "no_speaker", "low_landmark_rate")
+QUALITY_FLAGS = (
+    "low_face_rate",
+    "cut",
+    "little_speech",
+    "no_speaker",
+    "low_landmark_rate",
+    "low_frontal_rate",
+)
 NOT_FLAGS = ("labelled",)
 #: Below this share of confident landmark fits a clip is flagged ``low_landmark_rate``
 #: in the pictures. The recipe has no landmark threshold (``split`` does not act on it):
