@@ -87,11 +87,13 @@ _NEEDED = (
     "status",
     "low_face_rate",
     "little_speech",
+    "low_frontal_rate",
     "labelled",
     "official_split",
 )
 #: What a taking-part row keeps: the split table's columns and what the strict rules read.
-_FLAGS = ("low_face_rate", "little_speech")  # quality flags a split may leave out
+#: The quality flags a split may leave out.
+_FLAGS = ("low_face_rate", "little_speech", "low_frontal_rate")
 _ROW_KEYS = ("clip_id", "category", "identity", "label", "target1", "target2", *_FLAGS)
 _INPUT_SCHEMA = pa.schema([MANIFEST_SCHEMA.field(name) for name in _NEEDED])
 
@@ -119,14 +121,15 @@ def make_split(manifest: pa.Table, params: SplitParams) -> pa.Table:
     rows, summary["low_face_rate_clips"] = _without_flagged(
         rows, "low_face_rate", params.keep_low_face_rate
     )
-    rows, little_speech = _without_flagged(
-        rows, "little_speech", not params.leave_out_little_speech
-    )
-    if params.leave_out_little_speech:  # a default split's summary stays as it was
-        summary["little_speech_clips"] = little_speech
+    left_out: dict[str, int] = {}
+    for flag in ("little_speech", "low_frontal_rate"):  # kept unless asked to leave out
+        asked = getattr(params, f"leave_out_{flag}")
+        rows, left_out[flag] = _without_flagged(rows, flag, not asked)
+        if asked:  # a default split's summary stays as it was
+            summary[f"{flag}_clips"] = left_out[flag]
 
     by_identity = _group(rows)
-    _check_categories(by_identity, summary["low_face_rate_clips"], little_speech)
+    _check_categories(by_identity, summary["low_face_rate_clips"], *left_out.values())
     if params.balance:
         eligible = _eligible(by_identity, params, summary)
         identities = _seeded(eligible, params.seed)
@@ -231,18 +234,19 @@ def _check_categories(
     by_identity: dict[str, dict[str, list[dict[str, Any]]]],
     low_face_rate_left_out: int = 0,
     little_speech_left_out: int = 0,
+    low_frontal_rate_left_out: int = 0,
 ) -> None:
     present = {cat for cats in by_identity.values() for cat, clips in cats.items() if clips}
     missing = [cat for cat in CATEGORIES if cat not in present]
     if missing:
         hint = "check the manifest's failed rows"
-        if low_face_rate_left_out:
-            hint += f"; {low_face_rate_left_out} low_face_rate clips left out: --keep-low-face-rate"
-        if little_speech_left_out:
-            hint += (
-                f"; {little_speech_left_out} little_speech clips left out: "
-                "drop --leave-out-little-speech"
-            )
+        for count, flag, option in (
+            (low_face_rate_left_out, "low_face_rate", "--keep-low-face-rate"),
+            (little_speech_left_out, "little_speech", "drop --leave-out-little-speech"),
+            (low_frontal_rate_left_out, "low_frontal_rate", "drop --leave-out-low-frontal-rate"),
+        ):
+            if count:
+                hint += f"; {count} {flag} clips left out: {option}"
         raise SplitError(
             f"no ok clips of category {', '.join(missing)}: a split needs all four categories "
             f"({hint})"

@@ -33,6 +33,9 @@ class SplitParams:
     ``leave_out_little_speech`` leaves out clips flagged ``little_speech``
     (:mod:`pipeline.speech`; they take part by default: the flag is an energy rule
     that can mistake speech under music for none).
+    ``leave_out_low_frontal_rate`` leaves out clips flagged ``low_frontal_rate``
+    (:mod:`pipeline.head_pose`: mostly turned or badly fitted heads; they take part by
+    default: the limits are set on a generic face model, not yet measured on a dataset).
     ``strict_identities`` keeps every fake's target identities in its part.
     """
 
@@ -45,6 +48,7 @@ class SplitParams:
     keep_low_face_rate: bool = False
     strict_identities: bool = False
     leave_out_little_speech: bool = False
+    leave_out_low_frontal_rate: bool = False
 
     def __post_init__(self) -> None:
         ratios = tuple(float(r) for r in self.ratios)

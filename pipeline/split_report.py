@@ -25,7 +25,8 @@ def split_summary(split: pa.Table) -> dict[str, Any]:
     Keys: ``ok_clips``, ``failed_clips``, ``unlabelled_clips``,
     ``low_face_rate_clips`` (ok clips left out for a low face rate),
     ``little_speech_clips`` (ok clips left out for little speech, with
-    ``leave_out_little_speech`` only),
+    ``leave_out_little_speech`` only), ``low_frontal_rate_clips`` (the same for
+    ``low_frontal_rate``, with ``leave_out_low_frontal_rate`` only),
     ``identities``, ``cross_part_references``, and where they apply
     ``dropped_identities``, ``identities_lacking`` (category -> count),
     ``capped_identities``, ``capped_clips``, ``strict_excluded_clips``,
@@ -100,6 +101,11 @@ def _caption(summary: dict[str, Any]) -> str:
         notes.append(
             f"{summary['little_speech_clips']} clips with little speech left out "
             "(--leave-out-little-speech)"
+        )
+    if summary.get("low_frontal_rate_clips"):
+        notes.append(
+            f"{summary['low_frontal_rate_clips']} clips seen mostly off frontal left out "
+            "(--leave-out-low-frontal-rate)"
         )
     if summary.get("dropped_identities"):
         lacking = fmt_counts(summary.get("identities_lacking", {}))

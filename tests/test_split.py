@@ -454,3 +454,32 @@ def test_little_speech_clips_are_left_out_only_when_asked() -> None:
     assert "1 clips with little speech left out" in console.export_text()
     unbalanced = make_split(manifest, SplitParams(leave_out_little_speech=True))
     assert unbalanced.num_rows == manifest.num_rows - 1
+
+
+def test_low_frontal_rate_clips_are_left_out_only_when_asked() -> None:
+    """``low_frontal_rate`` clips (heads mostly turned) take part by default;
+    ``leave_out_low_frontal_rate`` leaves them out, counts them and names itself when a
+    category is left empty."""
+    manifest = release_like_manifest(n_identities=12)
+    rows = manifest.to_pylist()
+    flagged = {r["clip_id"] for r in rows if r["identity"] == "id00004" and r["category"] == "RARV"}
+    for k, r in enumerate(rows):  # half the others False, half None (an older store)
+        r["low_frontal_rate"] = True if r["clip_id"] in flagged else (None if k % 2 else False)
+    manifest = schemas.rows_to_table(rows, MANIFEST_SCHEMA)
+
+    default = make_split(manifest, SplitParams(balance=True))
+    assert "id00004" in default.column("identity").to_pylist()
+    assert "low_frontal_rate_clips" not in split_summary(default)
+
+    left = make_split(manifest, SplitParams(balance=True, leave_out_low_frontal_rate=True))
+    assert "id00004" not in left.column("identity").to_pylist()  # its only real clip
+    assert split_summary(left)["low_frontal_rate_clips"] == 1
+    console = Console(record=True, width=200)
+    console.print(render_counts(left))
+    assert "1 clips seen mostly off frontal left out" in console.export_text()
+
+    for r in rows:
+        r["low_frontal_rate"] = r["category"] == "FAFV"
+    turned = schemas.rows_to_table(rows, MANIFEST_SCHEMA)
+    with pytest.raises(SplitError, match="FAFV.*drop --leave-out-low-frontal-rate"):
+        make_split(turned, SplitParams(leave_out_low_frontal_rate=True))

@@ -52,6 +52,14 @@ def split(
             "kept by default.",
         ),
     ] = False,
+    leave_out_low_frontal_rate: Annotated[
+        bool,
+        typer.Option(
+            "--leave-out-low-frontal-rate",
+            help="Leave out clips flagged low_frontal_rate (head mostly turned or badly "
+            "fitted); kept by default.",
+        ),
+    ] = False,
     strict_identities: Annotated[
         bool,
         typer.Option(
@@ -88,7 +96,8 @@ def split(
 
     Clips flagged ``low_face_rate`` in the manifest are left out (the table's caption
     says how many) unless ``--keep-low-face-rate``; clips flagged ``little_speech`` only
-    with ``--leave-out-little-speech``. ``--from-file`` imports another
+    with ``--leave-out-little-speech``, ``low_frontal_rate`` only with
+    ``--leave-out-low-frontal-rate``. ``--from-file`` imports another
     project's split and ``--official`` takes the dataset's own; their parts are used
     as given (no balancing, ratios or folds).
     """
@@ -100,7 +109,7 @@ def split(
             path, from_file or [], file_format, official, keep_low_face_rate,
             made=(
                 balance, strict_identities, ratios, per_category, folds, fold,
-                leave_out_little_speech,
+                leave_out_little_speech, leave_out_low_frontal_rate,
             ),
         )  # fmt: skip
     else:
@@ -116,6 +125,7 @@ def split(
             keep_low_face_rate=keep_low_face_rate,
             strict_identities=strict_identities,
             leave_out_little_speech=leave_out_little_speech,
+            leave_out_low_frontal_rate=leave_out_low_frontal_rate,
         )
         table = make_split(schemas.read_manifest(path), params)
         recorded = {**params.to_dict(), "summary": split_summary(table)}
@@ -152,7 +162,7 @@ def _given_split(
         raise schemas.UserError("--from-file and --official each give the parts; choose one")
     names = (
         "--balance", "--strict-identities", "--ratios", "--per-category", "--folds", "--fold",
-        "--leave-out-little-speech",
+        "--leave-out-little-speech", "--leave-out-low-frontal-rate",
     )  # fmt: skip
     clash = [n for n, v in zip(names, made, strict=True) if v not in (None, False)]
     if clash:
