@@ -123,10 +123,8 @@ class RemoteStore:
         pid = os.getpid()
         made = self._fs.get(pid)
         if made is None:
-            import fsspec  # only a remote store ever imports it
-
             self._fs.clear()  # one inherited across fork is never used
-            made = self._fs[pid] = fsspec.filesystem(self.protocol, **json.loads(self.options))
+            made = self._fs[pid] = _filesystem(self.url, self.protocol, json.loads(self.options))
         return made
 
     def path(self, key: str) -> str:
@@ -214,6 +212,22 @@ def _reasons(where: str) -> Iterator[None]:
     except Exception as exc:  # botocore, aiohttp, permission: many types
         reason = " ".join(str(exc).split()) or type(exc).__name__
         raise StoreError(f"cannot read {where}: {reason}") from None
+
+
+def _filesystem(url: str, protocol: str, options: dict[str, Any]) -> Any:
+    """fsspec's filesystem for ``protocol``; a missing package or an unknown protocol is
+    one line naming the fix."""
+    try:
+        import fsspec  # only a remote store ever imports it
+
+        return fsspec.filesystem(protocol, **options)
+    except ImportError as exc:
+        raise StoreError(
+            f"reading {url} needs fsspec and its {protocol} filesystem: pip install "
+            f"'mscct[s3]' ({exc})"
+        ) from None
+    except (ValueError, TypeError) as exc:  # an unknown protocol, an unknown option
+        raise StoreError(f"cannot open {url}: {exc}") from None
 
 
 @lru_cache(maxsize=JSON_CACHE)

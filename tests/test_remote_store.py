@@ -120,6 +120,8 @@ def test_keys_that_leave_the_prefix_and_oversize_objects_are_refused(
             check_key(key)
     with pytest.raises(schemas.StoreError, match=r"'\.\.' component"):
         remote_store("s3://bucket/raw/../zstd")
+    with pytest.raises(schemas.StoreError, match="Protocol not known"):
+        schemas.open_store("nosuchproto://bucket/raw")  # one line, not a traceback
     store: RemoteStore = remote_store(RAW_URL)
     before = len(server.log.lines)
     with pytest.raises(schemas.StoreError, match="over the limit"):
