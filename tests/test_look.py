@@ -261,3 +261,21 @@ def test_faceless_frames_and_little_speech_are_flags_and_labelled_is_not() -> No
     assert flags(row) == ["little_speech", "shot_cuts 2", "faceless_frames 5"]
     assert flags({**row, "little_speech": False, "faceless_frames": 0}) == ["shot_cuts 2"]
     assert measures(row) == ["speech 0.05"]
+
+
+def test_show_reads_a_log_mel_envelope_back_from_mfcc(synth_root: Path) -> None:
+    """The envelope ``show`` draws for an mfcc store is close to the log filter banks an
+    fbank store keeps for the same audio (real media, the pipeline's own decoder)."""
+    from pipeline import media
+    from pipeline.audio_features import frame_features
+    from pipeline.report.audio_view import loudness_db, mel_db
+
+    clip = media.decode_any(sorted(synth_root.rglob("*.mp4"))[0], 25.0, 16000, 60.0)
+    frames = len(clip.frames)
+    mfcc, fbank = (frame_features(clip.samples, 16000, frames, f) for f in ("mfcc", "fbank"))
+    envelope, banks = mel_db(mfcc, "mfcc"), mel_db(fbank, "fbank")
+    assert envelope.shape == banks.shape == (4 * frames, 26)
+    assert np.median(np.abs(envelope - banks)) < 3.0  # dB (measured: 1.0-1.6)
+    assert np.corrcoef(envelope.ravel(), banks.ravel())[0, 1] > 0.98
+    loud = loudness_db(mfcc, "mfcc"), loudness_db(fbank, "fbank")
+    assert np.corrcoef(*loud)[0, 1] > 0.98

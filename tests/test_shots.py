@@ -17,6 +17,7 @@ from media_fixtures import face_frames, flash_beep_clip
 import schemas
 from pipeline import media
 from pipeline.landmarks import landmarks_available
+from pipeline.report.frame_strips import shot_edges
 from pipeline.shots import find_cuts
 from pipeline.synth import SynthSummary
 from pipeline.transform import ClipTensors, preprocess_clip
@@ -93,6 +94,8 @@ def test_a_cut_is_found_at_its_frame_and_no_box_slides_across_it(shot_clips: dic
     error = np.linalg.norm(_centres(out) - expected, axis=1)
     assert error.max() < 0.1 * side, (error.round(1), side)
     assert out.face_valid is not None and out.face_valid.all()
+    # show's shot strip finds the cut from the stored boxes alone.
+    assert [abs(int(e) - SHOT) <= 1 for e in shot_edges(out.face_valid, boxes)] == [True]
 
 
 @pytest.mark.skipif(not landmarks_available(), reason="needs the landmarks extra")
@@ -110,6 +113,7 @@ def test_black_frames_between_shots_have_no_face_and_no_landmarks(
     assert np.array_equal(np.flatnonzero(faceless), gap)
     assert np.isfinite(out.landmarks[out.face_valid == 1]).all()
     assert not out.mouth[gap].any() and out.mouth[out.face_valid == 1].mean() > 20
+    assert shot_edges(out.face_valid, out.face_boxes).tolist() == [SHOT, SHOT + BLACK]
     assert out.landmark_jitter is not None and np.isfinite(out.landmark_jitter)
     # The store keeps the flags beside the crops; the trainer masks those frames.
     store = _store_with(tmp_path / "store", out, recipe, "black")

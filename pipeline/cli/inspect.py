@@ -152,8 +152,10 @@ def show(
     store: StoreOption = None,
 ) -> None:
     """Draw one clip over time: face crops (landmarks on them where stored), mouth crops
-    where stored, the audio feature matrix (T, 104) as a heatmap under the frames on the
-    same time axis, the face-box track (x, y, size) where stored, and the clip's labels.
+    where stored, a log-mel picture of the audio read from the stored features and its
+    loudness with the clip's speech_fraction, strips of the frames with a face, where a
+    shot may start and the head's yaw (where stored), the face-box track (x, y, size)
+    where stored, and the clip's labels and flags, all on one time axis.
     """
     from pipeline.report.clip_view import write_clip_view
     from pipeline.report.clips import manifest_rows, row_of
@@ -163,5 +165,5 @@ def show(
     path = _store_path(store)
     info = schemas.open_store(path)
     row = row_of(manifest_rows(path), clip_id)
-    width, height = write_clip_view(path, row, out_png, info.recipe.fps)
+    width, height = write_clip_view(path, row, out_png, info.recipe)
     out.print(f"wrote {out_png} ({width}x{height})", markup=False, soft_wrap=True)

@@ -1,9 +1,12 @@
-"""One clip over time: face crops (landmarks drawn where stored), mouth crops, the audio
-feature matrix and the face-box track, all on one time axis of ``T`` frames.
+"""One clip over time: face crops (landmarks drawn where stored), mouth crops, a log-mel
+picture of its audio with the loudness under it, per-frame strips (face found, where a
+shot may start, head yaw) and the face-box track, all on one time axis of ``T`` frames.
 
 The picture is ``FIGSIZE * DPI`` pixels (1200 x 800) whatever the clip. Crop ``k`` of
 the ``STRIP`` crops fills frames ``[k T/n, (k+1) T/n)`` of the axis and shows the frame at
-the span's centre, so a crop sits right above the audio features of its own frame.
+the span's centre, so a crop sits right above the sound of its own frames. The audio is
+read from the stored features (:mod:`pipeline.report.audio_view`), the strips from the
+stored per-frame arrays (:mod:`pipeline.report.frame_strips`).
 """
 
 from __future__ import annotations
@@ -15,7 +18,9 @@ import numpy as np
 
 import schemas
 from pipeline.report import agg_pyplot, save_figure
+from pipeline.report.audio_view import draw_loudness, draw_spectrogram
 from pipeline.report.clips import flags, frame_indices, measures, stream
+from pipeline.report.frame_strips import draw_strips, read_yaw
 from schemas.picture_text import plain
 
 STRIP = 10
@@ -23,16 +28,18 @@ FIGSIZE = (12.0, 8.0)
 DPI = 100
 
 
-def write_clip_view(store: Path, row: dict[str, Any], out: Path, fps: int) -> tuple[int, int]:
+def write_clip_view(
+    store: Path, row: dict[str, Any], out: Path, recipe: schemas.Recipe
+) -> tuple[int, int]:
     """Draw the clip of manifest ``row`` into ``out`` (PNG); returns its ``(width, height)``."""
     plt = agg_pyplot()
     clip_id = row["clip_id"]
     video, audio = schemas.open_clip(store, clip_id)
     mouth = stream(store, clip_id, "mouth")
-    landmarks = stream(store, clip_id, "landmarks")
     boxes = stream(store, clip_id, "face_boxes")
-    panels = ["face"] + (["mouth"] if mouth is not None else []) + ["audio", "track"]
-    ratios = {"face": 1.1, "mouth": 1.1, "audio": 2.2, "track": 1.6}
+    panels = ["face"] + (["mouth"] if mouth is not None else []) + ["audio", "speech"]
+    panels += ["strips", "track"]
+    ratios = {"face": 1.1, "mouth": 1.1, "audio": 1.8, "speech": 0.7, "strips": 0.6, "track": 1.2}
     fig, axes = plt.subplots(
         len(panels),
         1,
@@ -42,13 +49,18 @@ def write_clip_view(store: Path, row: dict[str, Any], out: Path, fps: int) -> tu
     )
     ax = dict(zip(panels, axes, strict=True))
     frames = video.shape[0]
-    _strip(ax["face"], video, landmarks, "face crops")
+    _strip(ax["face"], video, stream(store, clip_id, "landmarks"), "face crops")
     if mouth is not None:
         _strip(ax["mouth"], mouth, None, "mouth crops")
     fig.subplots_adjust(left=0.08, right=0.93, top=0.90, bottom=0.07, hspace=0.12)
-    _audio(fig, ax["audio"], np.asarray(audio, np.float32))
+    features = np.asarray(audio, np.float32)
+    draw_spectrogram(fig, ax["audio"], features, recipe.features, recipe.sample_rate)
+    draw_loudness(ax["speech"], features, recipe.features, row.get("speech_fraction"))
+    valid = schemas.read_face_valid(store, clip_id)
+    draw_strips(ax["strips"], valid, boxes, read_yaw(store, clip_id), row.get("shot_cuts"))
     _track(ax["track"], boxes, frames)
     ax["track"].set_xlim(0, frames)
+    fps = recipe.fps
     ax["track"].set_xlabel(f"frame (recipe: {fps} frames per second; {frames / fps:.2f} s)")
     fig.suptitle(_title(row), fontsize=10, x=0.01, ha="left")
     save_figure(fig, out, DPI)
@@ -101,28 +113,6 @@ def _strip(ax: Any, crops: np.ndarray, landmarks: np.ndarray | None, name: str) 
     ax.set_ylim(1.0, 0.0)
     ax.set_yticks([])
     ax.set_ylabel(name + ("\n+ landmarks" if landmarks is not None else ""), fontsize=8)
-
-
-def _audio(fig: Any, ax: Any, audio: np.ndarray) -> None:
-    """The ``(T, 104)`` features as a heatmap, each channel standardised over the clip
-    (MFCC energies and deltas differ in scale by orders of magnitude)."""
-    std = audio.std(axis=0)
-    scaled = (audio - audio.mean(axis=0)) / np.where(std > 0, std, 1.0)
-    image = ax.imshow(
-        scaled.T,
-        aspect="auto",
-        cmap="magma",
-        vmin=-3,
-        vmax=3,
-        extent=(0, audio.shape[0], audio.shape[1], 0),
-        interpolation="nearest",
-    )
-    ax.set_ylabel(f"audio feature\n(0-{audio.shape[1] - 1})", fontsize=8)
-    # A colour bar in its own axes beside the panel: one taken from the panel would make
-    # it narrower than the others and break the shared time axis.
-    box = ax.get_position()
-    bar = fig.colorbar(image, cax=fig.add_axes((0.94, box.y0, 0.012, box.height)))
-    bar.set_label("z per channel", fontsize=7)
 
 
 def _track(ax: Any, boxes: np.ndarray | None, frames: int) -> None:
