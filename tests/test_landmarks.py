@@ -271,6 +271,7 @@ def test_ingest_with_the_mouth_stream_commits_every_array_and_flag(
         assert {len(a) for a in arrays.values() if a is not None} == {row["num_frames"]}
         assert row["landmark_rate"] > 0.9 and 0 < row["landmark_jitter"] < 3
         assert row["shot_cuts"] == 0
+        assert row["frontal_rate"] == 1.0 and row["low_frontal_rate"] is False  # synth: frontal
     text = run_cli("mscct-pipeline", "inspect", "--store", store).stdout
     assert "landmark fit rate mean" in text and "0 of 8 clips with shot cuts" in text
     report = json.loads(run_cli("mscct-pipeline", "inspect", "--store", store, "--json").stdout)
