@@ -198,7 +198,7 @@ def preprocess_clip(
     frames, signal, decoded_by = decoded.frames, decoded.samples, decoded.decoder
     num_frames = len(frames)
     track, crops, boxes, shots, speaker = _track_and_crop(decoded, detector, recipe, timings, cpu)
-    streams, rate = _landmark_streams(frames, track, boxes, detector, recipe, timings, shots)
+    streams, rate = _landmark_streams(frames, track, boxes, detector, recipe, timings, shots, cpu)
     del frames, decoded  # the full frames are the clip's largest buffer; crops are all we keep
     audio = _features(signal, recipe, num_frames, timings, cpu)
     trimmed, crops, audio, boxes, streams = _trim_silence(
@@ -227,7 +227,7 @@ def preprocess_clip(
         landmark_jitter=None if landmarks is None else landmark_jitter(landmarks, cuts),
         shot_cuts=len(cuts),
         face_valid=np.ascontiguousarray(streams["face_valid"]),
-        speech_fraction=speech_fraction(signal, recipe.sample_rate, fps, num_frames, trimmed),
+        speech_fraction=_speech(signal, recipe, num_frames, trimmed, cpu),
         decoded_by=decoded_by,
         speaker=speaker,
     )
@@ -281,15 +281,19 @@ def _track_and_crop(
     The cuts come from the frames, with the detector's jumps as a second opinion
     (:func:`pipeline.shots.find_cuts`); the detector then runs on both sides of each
     cut, so that every shot starts and ends on a detection. Adds 'track' (shots and
-    track), 'detect' and 'crop' to ``cpu`` and their time to ``timings['crop']``.
+    track), 'shots' (the cuts), 'speaker', 'detect' and 'crop' to ``cpu`` and their time
+    to ``timings['crop']``.
     """
     clock = time.perf_counter()
     frames, signal = decoded.frames, decoded.samples
     num_frames, detect_cpu = len(frames), detector.cpu_seconds
-    with cpu.stage("track"):
+    with cpu.stage("shots"):
         cuts = find_cuts(frames, detector.keyframes, np.array(detector.boxes))
+    with cpu.stage("track"):
         detector.detect_at(frames, np.r_[cuts - 1, cuts])
+    with cpu.stage("speaker"):
         speaker = choose_speaker(frames, detector, cuts, signal, recipe.sample_rate, recipe.fps)
+    with cpu.stage("track"):
         track = detector.track(num_frames, recipe.face_smooth, recipe.face_size_smooth, cuts)
         shots = Shots(cuts, detector.with_face(num_frames, cuts))
     detect_cpu = detector.cpu_seconds - detect_cpu  # the detections at the cuts
@@ -312,6 +316,12 @@ def _features(
         audio = frame_features(signal, recipe.sample_rate, num_frames, recipe.features)
     timings["features"] = time.perf_counter() - clock
     return audio
+
+
+def _speech(signal: np.ndarray, recipe: Recipe, frames: int, trimmed: int, cpu: StageCpu) -> float:
+    """The stored frames' speech fraction (:mod:`pipeline.speech`); adds 'speech' to ``cpu``."""
+    with cpu.stage("speech"):
+        return speech_fraction(signal, recipe.sample_rate, float(recipe.fps), frames, trimmed)
 
 
 def _trim_silence(
@@ -347,6 +357,7 @@ def _landmark_streams(
     recipe: Recipe,
     timings: dict[str, float],
     shots: Shots,
+    cpu: StageCpu,
 ) -> tuple[dict[str, np.ndarray], float | None]:
     """The per-frame arrays of a clip besides crops and audio, and its confident-fit rate.
 
@@ -359,15 +370,17 @@ def _landmark_streams(
     if not recipe.landmarks:
         return out, None
     clock = time.perf_counter()
-    fitted = track_landmarks(
-        frames, track, boxes, np.array(detector.called, np.int64),
-        np.array(detector.keyframes, np.int64), shots.valid, shots.cuts,
-    )  # fmt: skip
-    out["landmarks"] = to_crop(fitted.points, boxes, recipe.crop_size).astype(np.float16)
+    with cpu.stage("landmarks"):
+        fitted = track_landmarks(
+            frames, track, boxes, np.array(detector.called, np.int64),
+            np.array(detector.keyframes, np.int64), shots.valid, shots.cuts,
+        )  # fmt: skip
+        out["landmarks"] = to_crop(fitted.points, boxes, recipe.crop_size).astype(np.float16)
     timings["landmarks"] = time.perf_counter() - clock
     if "mouth" in recipe.streams:
         clock = time.perf_counter()
-        out["mouth"] = crop_mouths(frames, fitted.points, shots.runs())
+        with cpu.stage("mouth"):
+            out["mouth"] = crop_mouths(frames, fitted.points, shots.runs())
         timings["mouth"] = time.perf_counter() - clock
     return out, fitted.rate
 
