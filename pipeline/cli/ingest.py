@@ -12,6 +12,7 @@ from rich.progress import TextColumn
 
 import schemas
 from pipeline.cli.common import StoreOption, _progress, _store_path, _summary_table, app, err, out
+from pipeline.ingest_recipe import ingest_recipe
 from schemas.containers import accepted_list
 
 if TYPE_CHECKING:  # the media stack loads only when a command needs it (fast --help)
@@ -130,18 +131,16 @@ def ingest(
     from pipeline.ingest import IngestOptions, result_dict
     from pipeline.stop_signals import IngestInterrupted
 
-    stream_names = tuple(s.strip() for s in streams.split(",") if s.strip())
-    recipe = schemas.Recipe(
+    recipe = ingest_recipe(
         features=audio_features,
         crop_size=crop_size,
         face_stride=face_stride,
         trim_silence=trim_silence,
         layout=layout,
-        landmarks=_resolve_landmarks(
-            landmarks, "mouth" in stream_names, None if overwrite else _store_path(store)
-        ),
-        streams=stream_names,
-        decoder=_resolve_decoder(decoder, None if overwrite else _store_path(store)),
+        landmarks=landmarks,
+        streams=tuple(s.strip() for s in streams.split(",") if s.strip()),
+        decoder=decoder,
+        resume=None if overwrite else _store_path(store),
     )
     options = IngestOptions(
         store=_store_path(store),
@@ -189,37 +188,6 @@ def _unsupported_note(scan: Any) -> str:
         f": {len(scan.unsupported)} files in an unsupported container "
         f"({', '.join(names)}{more}); accepted: {accepted_list()}"
     )
-
-
-def _resolve_landmarks(asked: bool | None, mouth: bool, resume: Path | None) -> bool:
-    """``--landmarks/--no-landmarks``; by default what the store being resumed (``resume``,
-    when it is a store) was made with, else whether the predictor is installed.
-
-    Raises :class:`schemas.UserError` (one line: what to install) when landmarks are
-    asked for, or needed by the mouth stream, and the predictor is missing.
-    """
-    from pipeline.landmarks import MISSING_PREDICTOR, landmarks_available
-
-    if asked is None and not mouth and resume is not None and schemas.is_store(resume):
-        asked = schemas.open_store(resume).recipe.landmarks  # a rerun keeps its recipe
-    if asked is False:
-        if mouth:
-            raise schemas.UserError("the mouth stream is aligned by landmarks: drop --no-landmarks")
-        return False
-    if landmarks_available():
-        return True
-    if asked or mouth:
-        raise schemas.UserError(MISSING_PREDICTOR)
-    return False
-
-
-def _resolve_decoder(asked: str | None, resume: Path | None) -> str:
-    """The decoder asked for; else the one an existing store was made with; else pyav."""
-    if asked is not None:
-        return asked
-    if resume is not None and schemas.is_store(resume):
-        return schemas.open_store(resume).recipe.decoder  # a rerun keeps its recipe
-    return "pyav"
 
 
 def _ingest_with_progress(dataset_root: Path, options: IngestOptions) -> IngestResult:
