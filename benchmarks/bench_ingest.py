@@ -1,6 +1,13 @@
 """Ingest throughput, as ratios measured in one run on the same synthetic files.
 
     python -m benchmarks.bench_ingest [--per-category 8] [--compare-clips 8] [--data DIR]
+        [--recipe default|mouth|bare]
+
+Times the recipe ``mscct-pipeline ingest`` uses by default (``--recipe default``:
+:func:`pipeline.ingest_recipe.ingest_recipe`, the function the CLI calls, so landmarks
+are on where the 68-point predictor is installed); ``mouth`` adds the mouth stream
+(``--streams face,mouth``), ``bare`` is ``Recipe()`` (no landmarks), what this benchmark
+timed before. The JSON records the recipe (``recipe``, ``recipe_name``).
 
 Measures, per core, on the same ``--compare-clips`` clips (taken round-robin over
 the four categories, so every baseline sees the same mix):
@@ -13,8 +20,9 @@ the four categories, so every baseline sees the same mix):
   with that process's peak RSS (what one Ray worker holds); ``pipeline_in_process``
   the same with ``in_process=True`` (PyAV decodes, no ffmpeg process per clip);
 - ``profile``: CPU seconds per clip and per stage of both (``benchmarks.ingest_profile``:
-  probe, process start-up, video and audio decode, face detection, tracking, cropping,
-  audio features, commit; medians of 3 alternating repeats), and the face-box jitter
+  probe, process start-up, video and audio decode, face detection, shot cuts, the
+  speaking-face choice, tracking, cropping, landmarks, mouth crops, head pose, audio
+  features, speech presence, commit; medians of 3 alternating repeats), and the face-box jitter
   (static faces) and detection rate of both;
 - ``fsync``: what durable commits cost. Each clip's tensors are committed with
   ``write_clip`` with and without fsync (alternately, median of 3 each) and the
@@ -50,10 +58,25 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script: make the repository importable
     sys.path.insert(0, str(ROOT))
 
+import schemas  # noqa: E402
 from benchmarks.output import save_result  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 RAY_REPEATS = 3  # alternated runs of each worker count for the scaling ratio
+RECIPES = ("default", "mouth", "bare")  # --recipe: see the module docstring
+
+
+def bench_recipe(name: str = "default") -> schemas.Recipe:
+    """The recipe timed under ``--recipe name`` (one of :data:`RECIPES`)."""
+    from pipeline.ingest_recipe import ingest_recipe
+
+    if name == "bare":
+        return schemas.Recipe()
+    if name == "mouth":
+        return ingest_recipe(streams=("face", "mouth"))
+    if name != "default":
+        raise ValueError(f"recipe must be one of {RECIPES}, not {name!r}")
+    return ingest_recipe()
 
 
 def _rounded(values: list[float]) -> list[float]:
@@ -97,9 +120,10 @@ from pathlib import Path
 from benchmarks.bench_ingest import time_each
 from pipeline.transform import preprocess_clip
 from schemas import Recipe
-paths, in_process = [Path(p) for p in json.loads(sys.argv[1])], sys.argv[2:] == ["in_process"]
-preprocess_clip(paths[0], Recipe(), in_process=in_process)  # warm imports and the detector
-rates = time_each(lambda p: preprocess_clip(p, Recipe(), in_process=in_process), paths)
+paths, recipe = [Path(p) for p in json.loads(sys.argv[1])], Recipe.from_dict(json.loads(sys.argv[2]))
+in_process = sys.argv[3:] == ["in_process"]
+preprocess_clip(paths[0], recipe, in_process=in_process)  # warm imports and the detector
+rates = time_each(lambda p: preprocess_clip(p, recipe, in_process=in_process).pose, paths)
 rates["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 print(json.dumps(rates))
 """
@@ -112,13 +136,14 @@ from benchmarks.bench_ingest import cpu_seconds
 from pipeline.transform import preprocess_clip
 import schemas
 paths, store = [Path(p) for p in json.loads(sys.argv[1])], Path(sys.argv[2])
-recipe = schemas.Recipe()
+recipe = schemas.Recipe.from_dict(json.loads(sys.argv[3]))
 schemas.create_store(store, recipe)
 preprocess_clip(paths[0], recipe)  # warm imports and the detector
 totals = {"pre": [0.0, 0.0], True: [0.0, 0.0], False: [0.0, 0.0]}  # [wall, cpu]
 for i, path in enumerate(paths):
     wall, cpu = time.perf_counter(), cpu_seconds()
     tensors = preprocess_clip(path, recipe)
+    extra = tensors.extra_arrays()  # the head pose is computed here
     totals["pre"][0] += time.perf_counter() - wall
     totals["pre"][1] += cpu_seconds() - cpu
     runs = {True: [], False: []}
@@ -126,7 +151,7 @@ for i, path in enumerate(paths):
         for durable in (True, False):
             wall, cpu = time.perf_counter(), cpu_seconds()
             schemas.write_clip(store, f"c{i}", tensors.video, tensors.audio, {}, recipe,
-                               durable=durable)
+                               extra=extra, durable=durable)
             runs[durable].append((time.perf_counter() - wall, cpu_seconds() - cpu))
     for durable, times in runs.items():
         totals[durable][0] += statistics.median(t[0] for t in times)
@@ -135,10 +160,21 @@ print(json.dumps({str(k): v for k, v in totals.items()}))
 """
 
 
-def fsync_cost(paths: list[Path], store: Path) -> dict:
+def _recipe_json(recipe: schemas.Recipe) -> str:
+    return json.dumps(recipe.to_dict())
+
+
+def fsync_cost(paths: list[Path], store: Path, recipe: schemas.Recipe) -> dict:
     """Clips per wall and CPU second with and without fsync'ed commits, and the overhead."""
     out = subprocess.run(
-        [sys.executable, "-c", _FSYNC_WORKER, json.dumps([str(p) for p in paths]), str(store)],
+        [
+            sys.executable,
+            "-c",
+            _FSYNC_WORKER,
+            json.dumps([str(p) for p in paths]),
+            str(store),
+            _recipe_json(recipe),
+        ],
         capture_output=True,
         text=True,
         check=True,
@@ -157,11 +193,11 @@ def fsync_cost(paths: list[Path], store: Path) -> dict:
     return result
 
 
-def stage_profile(paths: list[Path], store: Path, repeats: int = 3) -> dict:
+def stage_profile(paths: list[Path], store: Path, recipe: schemas.Recipe, repeats: int = 3) -> dict:
     """CPU seconds per clip and stage, process against in-process decode (ingest_profile)."""
     out = subprocess.run(
         [sys.executable, "-m", "benchmarks.ingest_profile", json.dumps([str(p) for p in paths]),
-         str(store), "--repeats", str(repeats)],
+         str(store), "--repeats", str(repeats), "--recipe", _recipe_json(recipe)],
         capture_output=True, text=True, cwd=ROOT,
     )  # fmt: skip
     if out.returncode != 0:
@@ -169,10 +205,21 @@ def stage_profile(paths: list[Path], store: Path, repeats: int = 3) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def pipeline_in_one_process(paths: list[Path], in_process: bool = False) -> dict:
+def pipeline_in_one_process(
+    paths: list[Path], recipe: schemas.Recipe, in_process: bool = False
+) -> dict:
+    """Clips per wall and CPU second of ``preprocess_clip`` and the head pose, as one
+    worker runs them, in a fresh process; its peak RSS."""
     mode = ["in_process"] if in_process else []
     out = subprocess.run(
-        [sys.executable, "-c", _WORKER, json.dumps([str(p) for p in paths]), *mode],
+        [
+            sys.executable,
+            "-c",
+            _WORKER,
+            json.dumps([str(p) for p in paths]),
+            _recipe_json(recipe),
+            *mode,
+        ],
         capture_output=True,
         text=True,
         check=True,
@@ -180,9 +227,12 @@ def pipeline_in_one_process(paths: list[Path], in_process: bool = False) -> dict
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def ray_ingest(root: Path, workers: int, work: Path, repeat: int = 0) -> float:
+def ray_ingest(
+    root: Path, workers: int, work: Path, repeat: int = 0, recipe: dict | None = None
+) -> float:
     """Clips/s of ``run_ingest`` with ``workers`` Ray workers, warm, in this process, into
-    stores of its own (``repeat`` tells runs apart: a second run into one store resumes)."""
+    stores of its own (``repeat`` tells runs apart: a second run into one store resumes),
+    under ``recipe`` (a recipe's ``to_dict``; default ``Recipe()``)."""
     import ray
 
     from pipeline.ingest import IngestOptions, run_ingest
@@ -190,16 +240,22 @@ def ray_ingest(root: Path, workers: int, work: Path, repeat: int = 0) -> float:
     ray.init(num_cpus=workers, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
     try:
         name = f"{workers}_{repeat}"
-        warm = IngestOptions(store=work / f"warm{name}", workers=workers, limit=2 * workers)
+        made = schemas.Recipe() if recipe is None else schemas.Recipe.from_dict(recipe)
+        warm = IngestOptions(
+            store=work / f"warm{name}", recipe=made, workers=workers, limit=2 * workers
+        )
         run_ingest(root, warm)
-        result = run_ingest(root, IngestOptions(store=work / f"store{name}", workers=workers))
+        options = IngestOptions(store=work / f"store{name}", recipe=made, workers=workers)
+        result = run_ingest(root, options)
         assert result.failed == 0, "benchmark clips must all ingest"
         return result.submitted / result.elapsed_s
     finally:
         ray.shutdown()
 
 
-def ray_ingest_on_cores(root: Path, workers: int, work: Path, repeat: int = 0) -> float:
+def ray_ingest_on_cores(
+    root: Path, workers: int, work: Path, recipe: schemas.Recipe, repeat: int = 0
+) -> float:
     """``ray_ingest`` in a subprocess pinned to ``workers`` cores (``taskset``).
 
     Without pinning, one worker already spreads over two cores (its ffmpeg decodes
@@ -209,7 +265,8 @@ def ray_ingest_on_cores(root: Path, workers: int, work: Path, repeat: int = 0) -
     cores = ",".join(str(c) for c in sorted(os.sched_getaffinity(0))[:workers])
     code = (
         "import sys; from pathlib import Path; from benchmarks.bench_ingest import ray_ingest; "
-        f"print(ray_ingest(Path({str(root)!r}), {workers}, Path({str(work)!r}), {repeat}))"
+        f"print(ray_ingest(Path({str(root)!r}), {workers}, Path({str(work)!r}), {repeat}, "
+        f"{recipe.to_dict()!r}))"
     )
     out = subprocess.run(
         ["taskset", "-c", cores, sys.executable, "-c", code],
@@ -232,7 +289,15 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--data", type=Path, help="an existing dataset instead of a new one")
     parser.add_argument("--store-dir", type=Path, help="where the fsync measurement's store goes")
     parser.add_argument("--out", type=Path, default=RESULTS / "ingest.json")
+    parser.add_argument(
+        "--recipe",
+        choices=RECIPES,
+        default="default",
+        help="default: what mscct-pipeline ingest uses by default; mouth: with the mouth "
+        "stream; bare: Recipe() (no landmarks)",
+    )
     args = parser.parse_args(argv)
+    recipe = bench_recipe(args.recipe)
 
     from benchmarks.naive_reference import decode_only, naive_process
     from pipeline.synth import make_dataset
@@ -246,21 +311,23 @@ def main(argv: list[str] | None = None) -> dict:
         naive_dir = work / "naive"
         naive_dir.mkdir()
         naive_rate = time_each(lambda p: naive_process(p, naive_dir), paths)
-        single = pipeline_in_one_process(paths)
-        inside = pipeline_in_one_process(paths, in_process=True)
-        profile = stage_profile(paths, work / "profile_store")
+        single = pipeline_in_one_process(paths, recipe)
+        inside = pipeline_in_one_process(paths, recipe, in_process=True)
+        profile = stage_profile(paths, work / "profile_store", recipe)
         with tempfile.TemporaryDirectory(dir=args.store_dir) as fsync_dir:
-            durability = fsync_cost(paths, Path(fsync_dir) / "store")
+            durability = fsync_cost(paths, Path(fsync_dir) / "store", recipe)
         scaling: dict[int, list[float]] = {1: [], 2: []}
         for repeat in range(RAY_REPEATS):  # alternated: a change of load hits both
             for workers in scaling:
-                scaling[workers].append(ray_ingest_on_cores(root, workers, work, repeat))
+                scaling[workers].append(ray_ingest_on_cores(root, workers, work, recipe, repeat))
         ray_1, ray_2 = (statistics.median(scaling[workers]) for workers in (1, 2))
 
     def rounded(rates: dict[str, float]) -> dict[str, float]:
         return {k: round(v, 3) for k, v in rates.items() if k in ("wall", "cpu")}
 
     result = {
+        "recipe_name": args.recipe,
+        "recipe": recipe.to_dict(),
         "clips": len(all_paths),
         "compared_clips": len(paths),
         "cores": os.cpu_count(),
