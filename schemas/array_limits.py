@@ -21,10 +21,10 @@ from typing import Any
 
 import numpy as np
 
-from schemas.layout import AUDIO_CHANNELS, LABELS_DIR
 from schemas.lifecycle import open_store
 from schemas.recipe import Recipe
 from schemas.store_url import store_url
+from schemas.streams import rows_of
 
 
 @dataclass(frozen=True)
@@ -36,21 +36,9 @@ class ArrayLimits:
 
 
 def expected_rows(recipe: Recipe) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
-    """Each array's shape after ``T`` and its data type, as the recipe makes them (the
-    same as ``schemas.clips.EXTRA_ARRAYS``, which imports this package's readers)."""
-    size = recipe.crop_size
-    rows: dict[str, tuple[tuple[int, ...], np.dtype]] = {
-        "video": ((size, size, 3), np.dtype(np.uint8)),
-        "audio": ((AUDIO_CHANNELS,), np.dtype(recipe.audio_dtype)),
-        "face_boxes": ((4,), np.dtype(np.float32)),
-        "landmarks": ((68, 2), np.dtype(np.float16)),
-        "mouth": ((96, 96), np.dtype(np.uint8)),
-        "face_valid": ((), np.dtype(np.uint8)),
-        "pose": ((4,), np.dtype(np.float32)),
-    }
-    for label in ("fake", "audio_fake", "video_fake"):
-        rows[f"{LABELS_DIR}/{label}"] = ((), np.dtype(np.uint8))
-    return rows
+    """Each array's path -> its shape after ``T`` and its data type, as the recipe makes
+    them (the table :data:`schemas.streams.CLIP_ARRAY_TABLE`)."""
+    return rows_of(recipe)
 
 
 def parse_array_meta(

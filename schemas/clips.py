@@ -36,25 +36,23 @@ from schemas.layout import (
 from schemas.readers import FRAME_LABEL_NAMES
 from schemas.recipe import Recipe
 from schemas.safe_files import is_inside
+from schemas.streams import CLIP_ARRAY_TABLE, rows_of
 
-#: The arrays a clip may hold besides ``video`` and ``audio``: name -> (shape after T, dtype).
-#: ``face_boxes``: the square region of the source frame each face crop was cut from,
-#: ``(x0, y0, x1, y1)`` pixels, so ``source = box[:2] + crop_xy * (box[2] - box[0]) / S``;
-#: ``landmarks``: dlib's 68 points ``(x, y)`` in face-crop pixels (NaN on a frame
-#: without a face); ``mouth``: 96×96 grayscale mouth crops (see ``pipeline.landmarks``
-#: and ``pipeline.mouth``); ``face_valid``: 1 where the frame has a face, 0 where it has
-#: none (a shot without the face, black frames; ``pipeline.shots``). A clip without
-#: ``face_valid`` (written before it) reads as a face in every frame. ``pose``: the
-#: head's yaw, pitch, roll (degrees) and fit residual per frame, fitted to the landmarks
-#: (``pipeline.head_pose``; NaN on a frame without a face); a clip without it (written
-#: before it, or without landmarks) reads as NaN.
-EXTRA_ARRAYS: dict[str, tuple[tuple[int, ...], type]] = {
-    "face_boxes": ((4,), np.float32),
-    "landmarks": ((68, 2), np.float16),
-    "mouth": ((96, 96), np.uint8),
-    "face_valid": ((), np.uint8),
-    "pose": ((4,), np.float32),
-}
+#: The arrays a clip may hold besides ``video`` and ``audio`` and its labels, by their
+#: paths: their shapes, data types and which the recipe calls for are in the table
+#: :data:`schemas.streams.CLIP_ARRAY_TABLE`. ``face_boxes``: the square region of the
+#: source frame each face crop was cut from, ``(x0, y0, x1, y1)`` pixels, so ``source =
+#: box[:2] + crop_xy * (box[2] - box[0]) / S``; ``landmarks``: dlib's 68 points ``(x, y)``
+#: in face-crop pixels (NaN on a frame without a face); ``mouth``: 96×96 grayscale mouth
+#: crops (see ``pipeline.landmarks`` and ``pipeline.mouth``); ``face_valid``: 1 where the
+#: frame has a face, 0 where it has none (a shot without the face, black frames;
+#: ``pipeline.shots``). A clip without ``face_valid`` (written before it) reads as a face
+#: in every frame. ``pose``: the head's yaw, pitch, roll (degrees) and fit residual per
+#: frame, fitted to the landmarks (``pipeline.head_pose``; NaN on a frame without a
+#: face); a clip without it (written before it, or without landmarks) reads as NaN.
+EXTRA_ARRAYS: tuple[str, ...] = tuple(
+    a.path for a in CLIP_ARRAY_TABLE if not a.is_label and a.path not in ("video", "audio")
+)
 
 #: The per-frame labels a clip holds under ``labels/`` where its dataset gives fake
 #: segments: ``(T,)`` uint8, 1 = the frame is fake (overall, in its audio, in its video).
@@ -207,14 +205,19 @@ def _check_extra(extra: dict[str, np.ndarray], num_frames: int, recipe: Recipe) 
     unknown = sorted(set(extra) - set(EXTRA_ARRAYS))
     if unknown:
         raise ValueError(f"unknown clip array(s) {unknown}; known: {list(EXTRA_ARRAYS)}")
-    for name, (tail, dtype) in EXTRA_ARRAYS.items():
+    rows = rows_of(recipe)
+    for name in EXTRA_ARRAYS:
+        tail, dtype = rows[name]
         data = extra.get(name)
         if data is not None and (data.shape != (num_frames, *tail) or data.dtype != dtype):
             raise ValueError(
                 f"{name} must be {(num_frames, *tail)} {np.dtype(dtype)}, "
                 f"got {data.shape} {data.dtype}"
             )
-    for name, wanted in (("landmarks", recipe.landmarks), ("mouth", "mouth" in recipe.streams)):
+    for array in CLIP_ARRAY_TABLE:  # those whose presence the recipe decides
+        if array.path not in EXTRA_ARRAYS or array.calls_for is None:
+            continue
+        name, wanted = array.path, array.calls_for(recipe)
         if (name in extra) != wanted:
             state = "calls for" if wanted else "has no"
             raise ValueError(

@@ -29,6 +29,7 @@ from schemas.layout import (
 )
 from schemas.safe_files import RefusedFile, file_kind, open_inside
 from schemas.store_url import store_url
+from schemas.streams import ARRAYS_BY_NAME, CLIP_ARRAY_PATHS, LABEL_NAMES
 
 
 @dataclass(frozen=True)
@@ -245,8 +246,9 @@ def open_clip(store: str | Path, clip_id: str) -> tuple[np.ndarray, np.ndarray]:
     return video, audio
 
 
-#: Every array a committed clip can hold, as :func:`open_stream` names them.
-CLIP_ARRAYS = ("video", "audio", "face_boxes", "landmarks", "mouth", "face_valid", "pose")
+#: Every array a committed clip can hold outside ``labels/``, as :func:`open_stream`
+#: names them (their paths in the table of :mod:`schemas.streams`).
+CLIP_ARRAYS = CLIP_ARRAY_PATHS
 
 
 def open_stream(store: str | Path, clip_id: str, name: str) -> np.ndarray | None:
@@ -287,8 +289,8 @@ def read_face_valid(store: str | Path, clip_id: str) -> np.ndarray:
     """
     frames = array_spec(store, clip_id, "video").shape[0]
     data = open_stream(store, clip_id, "face_valid")
-    if data is None:
-        return np.ones(frames, np.bool_)
+    if data is None:  # the table's value for a clip stored without it: a face
+        return np.full(frames, ARRAYS_BY_NAME["face_valid"].absent != 0, np.bool_)
     if data.shape != (frames,):
         raise StoreError(f"clip {clip_id}: face_valid is {data.shape}, expected ({frames},)")
     return np.asarray(data) != 0
@@ -307,17 +309,16 @@ def read_pose(store: str | Path, clip_id: str) -> np.ndarray:
     """
     frames = array_spec(store, clip_id, "video").shape[0]
     data = open_stream(store, clip_id, "pose")
-    if data is None:
-        return np.full((frames, 4), np.nan, np.float32)
+    if data is None:  # the table's value for a clip stored without it: unknown
+        return np.full((frames, 4), ARRAYS_BY_NAME["pose"].absent, np.float32)
     if data.shape != (frames, 4):
         raise StoreError(f"clip {clip_id}: pose is {data.shape}, expected ({frames}, 4)")
     return np.asarray(data, np.float32)
 
 
 #: The per-frame label arrays of a clip, as :func:`read_frame_labels` names them
-#: (the same names as ``schemas.clips.FRAME_LABELS``, kept here so that readers need
-#: no zarr import).
-FRAME_LABEL_NAMES = ("fake", "audio_fake", "video_fake")
+#: (the table's labels, :data:`schemas.streams.LABEL_NAMES`).
+FRAME_LABEL_NAMES = LABEL_NAMES
 
 
 def read_frame_labels(store: str | Path, clip_id: str) -> dict[str, np.ndarray] | None:

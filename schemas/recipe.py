@@ -16,12 +16,13 @@ from typing import Any
 from schemas.cli_errors import UserError
 from schemas.layout import StoreError
 
+# The visual streams a store can hold, in canonical order: the table's visual arrays.
+# ``face`` (the RGB face crops, the clip's ``video`` array) is always stored; ``mouth``
+# adds the landmark-aligned grayscale mouth crops (needs ``landmarks``).
+from schemas.streams import STREAMS as STREAMS
+
 LAYOUTS = ("raw", "zstd")
 AUDIO_FEATURES = ("mfcc", "fbank")
-#: The visual streams a store can hold, in their canonical order. ``face`` (the RGB face
-#: crops, the clip's ``video`` array) is always stored; ``mouth`` adds the landmark-aligned
-#: grayscale mouth crops (needs ``landmarks``).
-STREAMS = ("face", "mouth")
 
 
 def software_version() -> str:

@@ -44,17 +44,16 @@ from schemas.layout import (
     check_name,
     clip_layout,
 )
+from schemas.streams import CLIP_ARRAY_PATHS, LABEL_NAMES
 
 #: The folder of the manifest's fragments (``schemas.manifest_store.MANIFEST_DIR``,
 #: which imports the modules this one is imported by).
 MANIFEST_DIR = "manifest.d"
 ROOT_FILES = frozenset({"zarr.json", MANIFEST_FILE, LOCK_FILE})
 ROOT_DIRS = frozenset({CLIPS_DIR, SPLITS_DIR, MANIFEST_DIR, STAGING_DIR})
-#: The arrays a clip folder may hold (``schemas.readers.CLIP_ARRAYS``) and its labels.
-CLIP_ENTRIES = frozenset(
-    {"video", "audio", "face_boxes", "landmarks", "mouth", "face_valid", "pose"}
-)
-LABEL_ARRAYS = frozenset({"fake", "audio_fake", "video_fake"})
+#: The arrays a clip folder may hold and its labels (the table of :mod:`schemas.streams`).
+CLIP_ENTRIES = frozenset(CLIP_ARRAY_PATHS)
+LABEL_ARRAYS = frozenset(LABEL_NAMES)
 
 _TMP = r"\.[0-9a-f]{32}\.tmp"  # schemas.durable.atomic_write's suffix
 _ROOT_TMP_RE = re.compile(rf"^\.(zarr\.json|{re.escape(MANIFEST_FILE)}){_TMP}$")
