@@ -207,7 +207,7 @@ def store_records(
     for key, store in stores.items():
         ceiling = store_ceiling(args, key, store)
         records[key] = {
-            "path": str(store) if args.store is not None else None,
+            "path": str(store),
             "ingest": " ".join(["mscct-pipeline ingest DATASET", *needed[key]]).strip(),
             "features": schemas.open_store(store).recipe.features,
             "fingerprint": schemas.store_fingerprint(store),
