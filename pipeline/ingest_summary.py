@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from statistics import median
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -64,6 +65,7 @@ def quality_summary(manifest: pa.Table) -> dict[str, Any]:
     shot cut, of ``clips_checked`` (clips that record the count);
     ``clips_little_speech``: clips flagged ``little_speech``, of
     ``clips_speech_checked`` (clips that record the measure: not an older store's).
+    The faces and the decoder (:func:`_face_summary`, :func:`_decoder_summary`) follow.
     """
     ok = [r for r in manifest.to_pylist() if r["status"] == STATUS_OK]
 
@@ -81,7 +83,40 @@ def quality_summary(manifest: pa.Table) -> dict[str, Any]:
         "clips_checked": len(cuts),
         "clips_little_speech": sum(1 for r in ok if r.get("little_speech") is True),
         "clips_speech_checked": sum(1 for r in ok if r.get("little_speech") is not None),
+        **_face_summary(ok),
+        "decoded_by": _decoder_summary(ok),
     }
+
+
+def _face_summary(ok: list[dict[str, Any]]) -> dict[str, Any]:
+    """The head pose, faceless frames and face tracks of the ok clips.
+
+    ``frontal_rate``: median and number of clips that record it (None without
+    landmarks or in an older store), ``clips_low_frontal``: those flagged
+    ``low_frontal_rate``; ``clips_faceless``: clips with a stored frame without a face,
+    of ``clips_faceless_checked``; ``clips_several_faces``: clips with two face tracks
+    or more in a shot, ``clips_no_speaker`` of them flagged ``no_speaker``, of
+    ``clips_faces_checked`` (every count 0 where no clip records the column).
+    """
+    rates = [float(r["frontal_rate"]) for r in ok if r.get("frontal_rate") is not None]
+    faceless = [r["faceless_frames"] for r in ok if r.get("faceless_frames") is not None]
+    several = [r for r in ok if (r.get("face_tracks") or 0) > 1]
+    return {
+        "frontal_rate": {"median": median(rates), "clips": len(rates)} if rates else None,
+        "clips_low_frontal": sum(1 for r in ok if r.get("low_frontal_rate") is True),
+        "clips_faceless": sum(1 for n in faceless if n > 0),
+        "clips_faceless_checked": len(faceless),
+        "clips_several_faces": len(several),
+        "clips_no_speaker": sum(1 for r in several if r.get("no_speaker") is True),
+        "clips_faces_checked": sum(1 for r in ok if r.get("face_tracks") is not None),
+    }
+
+
+def _decoder_summary(ok: list[dict[str, Any]]) -> dict[str, int]:
+    """How many ok clips each decoder (``decoded_by``: pyav, ffmpeg) decoded, by name;
+    empty in a store older than the column."""
+    counts = Counter(r["decoded_by"] for r in ok if r.get("decoded_by"))
+    return dict(sorted(counts.items()))
 
 
 def quality_line(summary: dict[str, Any]) -> str:
@@ -104,6 +139,38 @@ def quality_line(summary: dict[str, Any]) -> str:
             "with little speech"
         )
     return "quality: " + "; ".join(parts)
+
+
+def quality_lines(summary: dict[str, Any]) -> list[str]:
+    """:func:`quality_line`, then a ``faces:`` and a ``decoded by:`` line where the store
+    records those columns (a store ingested before them has neither line)."""
+    faces = []
+    frontal = summary.get("frontal_rate")
+    if frontal is not None:
+        faces.append(
+            f"frontal rate median {frontal['median']:.2f} over {frontal['clips']} clips, "
+            f"{summary['clips_low_frontal']} flagged low_frontal_rate"
+        )
+    if summary.get("clips_faceless_checked"):
+        faces.append(
+            f"{summary['clips_faceless']} of {summary['clips_faceless_checked']} clips "
+            "with faceless frames"
+        )
+    if summary.get("clips_faces_checked"):
+        faces.append(
+            f"{summary['clips_several_faces']} of {summary['clips_faces_checked']} clips "
+            f"with several face tracks, {summary['clips_no_speaker']} of them flagged no_speaker"
+        )
+    lines = [quality_line(summary)]
+    if faces:
+        lines.append("faces: " + "; ".join(faces))
+    decoders = summary.get("decoded_by")
+    if decoders:
+        lines.append(
+            "decoded by: "
+            + ", ".join(f"{name} {n} clip{'s' * (n != 1)}" for name, n in decoders.items())
+        )
+    return lines
 
 
 def failure_reasons(manifest: pa.Table) -> Counter[str]:

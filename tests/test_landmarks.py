@@ -274,6 +274,7 @@ def test_ingest_with_the_mouth_stream_commits_every_array_and_flag(
         assert row["frontal_rate"] == 1.0 and row["low_frontal_rate"] is False  # synth: frontal
     text = run_cli("mscct-pipeline", "inspect", "--store", store).stdout
     assert "landmark fit rate mean" in text and "0 of 8 clips with shot cuts" in text
+    assert "faces: frontal rate median 1.00 over 8 clips, 0 flagged low_frontal_rate;" in text
     report = json.loads(run_cli("mscct-pipeline", "inspect", "--store", store, "--json").stdout)
     assert report["quality"]["landmark_rate"]["clips"] == 8
     # The mouth stream needs landmarks: asked without them, one line and exit 2.

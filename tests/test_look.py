@@ -22,6 +22,7 @@ from trainer_fixtures import build_store
 import schemas
 from pipeline.report import html_report, sheet
 from pipeline.report.clips import choose, stream
+from schemas.picture_text import MAX_CHARS
 
 ODD_ID = "id<b>&\"q'_x"
 ODD_REASON = "cannot decode: <script>alert('x')</script> & more"
@@ -101,6 +102,51 @@ def test_show_draws_one_clip(ingested_store: Path, rows: list[dict], tmp_path: P
                       "--out", tmp_path / "y.png", check=False)  # fmt: skip
     assert missing.returncode == 2
     assert missing.stderr.strip() == "error: clip 'no_such_clip' is not in the manifest"
+
+
+def test_inspect_reports_faces_speech_and_decoders(ingested_store: Path, rows: list[dict]) -> None:
+    ok = [r for r in rows if r["status"] == schemas.STATUS_OK]
+    n, decoders = len(ok), sorted({r["decoded_by"] for r in ok})
+    text = run_cli("mscct-pipeline", "inspect", "--store", ingested_store).stdout
+    # The synthetic clips: frontal, one face in every frame, speech. Head pose needs
+    # landmarks (stored where the landmarks extra is installed).
+    posed = any(r["frontal_rate"] is not None for r in ok)
+    assert f"0 of {n} clips with little speech" in text
+    faces = f"0 of {n} clips with faceless frames; 0 of {n} clips with several face tracks, "
+    frontal = f"frontal rate median 1.00 over {n} clips, 0 flagged low_frontal_rate; "
+    assert "faces: " + frontal * posed + faces + "0 of them flagged no_speaker\n" in text
+    assert "decoded by: " + ", ".join(f"{d} {n} clips" for d in decoders) in text
+    proc = run_cli("mscct-pipeline", "inspect", "--store", ingested_store, "--json")
+    quality = __import__("json").loads(proc.stdout)["quality"]
+    assert quality["frontal_rate"] == ({"median": 1.0, "clips": n} if posed else None)
+    assert quality["clips_low_frontal"] == 0
+    assert quality["clips_faceless"] == quality["clips_several_faces"] == 0
+    assert quality["clips_faceless_checked"] == quality["clips_faces_checked"] == n
+    assert quality["clips_no_speaker"] == quality["clips_little_speech"] == 0
+    assert quality["decoded_by"] == {d: n for d in decoders}
+
+
+def test_quality_lines_count_flagged_clips_and_skip_older_columns() -> None:
+    import pyarrow as pa
+
+    from pipeline.ingest_summary import quality_lines, quality_summary
+
+    fine = {"status": "ok", "frontal_rate": 1.0, "low_frontal_rate": False, "face_tracks": 1,
+            "faceless_frames": 0, "no_speaker": None, "decoded_by": "pyav"}  # fmt: skip
+    odd = {"status": "ok", "frontal_rate": 0.2, "low_frontal_rate": True, "face_tracks": 2,
+           "faceless_frames": 4, "no_speaker": True, "decoded_by": "ffmpeg"}  # fmt: skip
+    failed = {"status": "failed", "frontal_rate": None, "decoded_by": None}
+    summary = quality_summary(pa.Table.from_pylist([fine, odd, fine, failed]))
+    assert summary["frontal_rate"] == {"median": 1.0, "clips": 3}
+    assert quality_lines(summary)[1:] == [
+        "faces: frontal rate median 1.00 over 3 clips, 1 flagged low_frontal_rate; 1 of 3 "
+        "clips with faceless frames; 1 of 3 clips with several face tracks, 1 of them "
+        "flagged no_speaker",
+        "decoded by: ffmpeg 1 clip, pyav 2 clips",
+    ]
+    older = quality_summary(pa.Table.from_pylist([{"status": "ok", "shot_cuts": None}]))
+    assert quality_lines(older) == ["quality: landmarks: none stored"]
+    assert older["decoded_by"] == {} and older["frontal_rate"] is None
 
 
 def test_predict_plots_window_scores(synth_root: Path, tmp_path: Path) -> None:
@@ -198,6 +244,15 @@ def test_html_report_links_existing_images_and_escapes(report: Path) -> None:
     page = _Page()
     page.feed(text)
     assert len(page.images) >= 4  # two histograms at least, two contact sheets
+    # The synthetic store has speech measures, face counts and head pose where it has
+    # landmarks, no speaker correlation (one face per clip): histograms of what it has.
+    hists = {src for src in page.images if src.startswith("hist_")}
+    assert {"hist_speech_fraction.png", "hist_faceless_frames.png"} <= hists
+    posed = rows0(report, "frontal_rate") != "None"
+    assert ("hist_frontal_rate.png" in hists) == posed
+    assert "hist_speaker_correlation.png" not in hists
+    assert "0 of 12 clips with faceless frames;" in text and "<li>faces: " in text
+    assert "clips with little speech</li>" in text and "<li>decoded by: " in text
     for src in page.images:
         assert _png(report.parent / src)
     counts = page.rows["counts"]
@@ -249,6 +304,11 @@ def test_landmark_measures_are_not_flags() -> None:
 
     fine = {"low_face_rate": False, "cut": False, "landmark_rate": 0.98, "landmark_jitter": 0.5}
     assert flags(fine) == [] and measures(fine) == ["landmarks 0.98", "jitter 0.50px"]
+    posed = {**fine, "speech_fraction": 0.8, "frontal_rate": 0.4, "low_frontal_rate": True,
+             "speaker_correlation": 0.31, "faceless_frames": 2}  # fmt: skip
+    numbers = ["speech 0.80", "frontal 0.40", "speaker r 0.31", "landmarks 0.98", "jitter 0.50px"]
+    assert measures(posed) == numbers and len(", ".join(numbers)) < MAX_CHARS // 2
+    assert flags(posed) == ["low_frontal_rate", "faceless_frames 2"]
     cut = {**fine, "cut": True, "shot_cuts": 2}
     assert flags(cut) == ["cut", "shot_cuts 2"]
 

@@ -65,7 +65,8 @@ def inspect(
         return
     from dataclasses import asdict
 
-    from pipeline.ingest import failure_reasons, quality_line, quality_summary, summarize
+    from pipeline.ingest import failure_reasons, quality_summary, summarize
+    from pipeline.ingest_summary import quality_lines
 
     path = _store_path(store)
     info = schemas.open_store(path)
@@ -97,7 +98,8 @@ def inspect(
             soft_wrap=True,
         )
     out.print(_summary_table(manifest, title="clips"))
-    out.print(quality_line(quality_summary(manifest)), highlight=False, soft_wrap=True)
+    for line in quality_lines(quality_summary(manifest)):
+        out.print(line, highlight=False, soft_wrap=True)
     splits = schemas.list_splits(path)
     out.print(f"splits: {', '.join(splits) if splits else 'none (run `mscct-pipeline split`)'}")
 

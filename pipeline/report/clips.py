@@ -81,11 +81,21 @@ def flags(row: dict[str, Any]) -> list[str]:
 
 
 def measures(row: dict[str, Any]) -> list[str]:
-    """The row's speech and landmark measures where the store has them (numbers, not flags)."""
+    """The row's speech, head pose, speaker and landmark measures where the store has
+    them (numbers, not flags; ``faceless_frames`` is drawn among the flags where not 0).
+
+    At most five short items (about 70 characters together), so that a picture's
+    measures line stays within :data:`schemas.picture_text.MAX_CHARS`."""
     names = []
     speech = _number(row.get("speech_fraction"))
     if speech is not None:
         names.append(f"speech {speech:.2f}")
+    frontal = _number(row.get("frontal_rate"))
+    if frontal is not None:
+        names.append(f"frontal {frontal:.2f}")
+    speaker = _number(row.get("speaker_correlation"))
+    if speaker is not None:
+        names.append(f"speaker r {speaker:.2f}")
     rate = _number(row.get("landmark_rate"))
     if rate is not None:
         names.append(f"landmarks {rate:.2f}")

@@ -1,5 +1,6 @@
-"""A static HTML report of a store: counts per category, failures with reasons, flagged
-clips, histograms and contact sheets, in one folder that any browser opens (no server).
+"""A static HTML report of a store: counts per category, the quality summary of
+``inspect``, failures with reasons, flagged clips, histograms and contact sheets, in one
+folder that any browser opens (no server).
 
 The page is the Jinja2 template ``templates/report.html.j2`` (package data) rendered with
 autoescaping on: every value from the store (clip ids and paths come from file names,
@@ -22,6 +23,7 @@ from typing import Any
 import numpy as np
 
 import schemas
+from pipeline.ingest_summary import quality_lines, quality_summary
 from pipeline.report import agg_pyplot, save_figure
 from pipeline.report.clips import choose, face_rate, flags, ok_rows
 from pipeline.report.sheet import write_sheet
@@ -41,6 +43,10 @@ HISTOGRAMS = (
     ("face_detection_rate", "face detection rate, ok clips", True),
     ("landmark_rate", "confident landmark fits, ok clips", True),
     ("landmark_jitter", "landmark jitter (px per frame), ok clips", True),
+    ("frontal_rate", "share of frames seen near frontal, ok clips", True),
+    ("speech_fraction", "share of frames with speech, ok clips", True),
+    ("speaker_correlation", "speaker mouth-voice correlation, ok clips", True),
+    ("faceless_frames", "frames without a face, ok clips", True),
 )
 #: Every file a report may write into its folder (the marker lists those it wrote).
 REPORT_FILES = (
@@ -67,7 +73,8 @@ def write_report(store: Path, folder: Path, *, per_category: int = 8, seed: int 
     """
     previous = check_report_folder(folder, "--html")
     info = schemas.open_store(store)
-    rows = schemas.read_manifest(store).to_pylist()
+    manifest = schemas.read_manifest(store)
+    rows = manifest.to_pylist()
     with writing(folder):
         folder.mkdir(parents=True, exist_ok=True)
     # The marker first: an interrupted report is still recognised as ours.
@@ -81,6 +88,7 @@ def write_report(store: Path, folder: Path, *, per_category: int = 8, seed: int 
         software_version=info.software_version,
         recipe=", ".join(f"{k}={v}" for k, v in info.recipe.to_dict().items()),
         counts=Table(_COUNT_HEADER, _count_rows(rows)),
+        quality=quality_lines(quality_summary(manifest)),
         failures=Table(
             ("clip id", "file", "category", "reason"), _failure_rows(rows), frozenset({1, 3})
         ),

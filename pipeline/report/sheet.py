@@ -116,9 +116,10 @@ def _draw_row(
     width = LABEL_W - 10
     rate = face_rate(row)
     facts = f"face {rate:.2f}  T {row['num_frames']}  {row.get('method') or ''}"
-    lines = [(row["clip_id"], INK), (facts, INK)]
-    lines += [(text, INK) for text in _wrap(measures(row), 2)]  # numbers, in plain ink
-    lines += [(text, FLAG_INK) for text in _wrap(flags(row), 2)]  # what is wrong, in red
+    marks = [(text, FLAG_INK) for text in _wrap(flags(row), 2)]  # what is wrong, in red
+    numbers = [(text, INK) for text in _wrap(measures(row), 3)]  # numbers, in plain ink
+    # Four lines in all: the flags keep their place, the numbers fill what is left.
+    lines = [(row["clip_id"], INK), (facts, INK), *numbers[: max(0, 2 - len(marks))], *marks]
     for k, (text, colour) in enumerate(lines[:4]):
         draw.text((6, y + 4 + 14 * k), _fit(draw, text, width, font), fill=colour, font=font)
 
