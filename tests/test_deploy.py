@@ -261,8 +261,9 @@ def test_copied_files_build_the_wheel(dockerfile: Path, tmp_path: Path) -> None:
         assert f"trainer/presets/{preset}.yaml" in names, f"the wheel lacks the {preset} preset"
     for program, module in PROGRAMS.items():
         assert f"{program} = {module}:main" in entry_points
-    # The trainer image installs the wheel without extras: no media stack may come along, and
-    # torch must not be a dependency (it would replace the CUDA build of the base image).
+    # The trainer image installs the wheel with the s3 extra only: no media stack may come
+    # along, and torch must not be a dependency (it would replace the CUDA build of the base
+    # image).
     requires = [line for line in metadata.splitlines() if line.startswith("Requires-Dist:")]
     for line in requires:
         name = canonicalize_name(Requirement(line.removeprefix("Requires-Dist:").strip()).name)
@@ -294,7 +295,9 @@ def test_constraints_pin_every_direct_dependency_inside_its_range() -> None:
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     wanted = [
         Requirement(r)
-        for r in project["dependencies"] + project["optional-dependencies"]["pipeline"]
+        for r in project["dependencies"]
+        + project["optional-dependencies"]["pipeline"]
+        + project["optional-dependencies"]["s3"]
     ]
     pins = constraint_pins()
     for requirement in wanted:
@@ -340,6 +343,12 @@ def test_pipeline_image_can_be_a_ray_node() -> None:
     assert re.search(r"\bwget=", runs), "KubeRay's probes run wget; the image must have it"
     assert re.search(r"\bffmpeg=", runs)
     assert '"${wheel}[pipeline]"' in runs, "the pipeline image needs the [pipeline] extras"
+
+
+def test_trainer_image_reads_a_store_from_object_storage() -> None:
+    runs = " ".join(i.args for i in parse_dockerfile(TRAINER_DOCKERFILE) if i.keyword == "RUN")
+    assert '"${wheel}[s3]"' in runs, "the trainer image needs the [s3] extra (--store s3://...)"
+    assert "[pipeline" not in runs, "the trainer image takes no media stack"
 
 
 # --------------------------------------------------------------------------- the RayJob
