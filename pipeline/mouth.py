@@ -38,8 +38,8 @@ import numpy as np
 from scipy.ndimage import affine_transform
 
 from pipeline.faces import smooth_boxes
+from schemas.streams import MOUTH_SIZE  # the stored crop's side, as the table declares it
 
-MOUTH_SIZE = 96
 SMOOTH_WINDOW = 12
 STABLE_POINTS = (33, 36, 39, 42, 45)  # nose tip, outer and inner eye corners
 MOUTH_POINTS = slice(48, 68)  # outer and inner lip contours

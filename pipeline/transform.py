@@ -100,7 +100,9 @@ from pipeline.transform_decode import (  # noqa: F401  (moved; still importable 
     check_file,
     decode_with_faces,
 )
+from schemas.clips import EXTRA_ARRAYS
 from schemas.recipe import Recipe
+from schemas.streams import CLIP_ARRAY_TABLE
 
 #: Defaults of the recipe's ``min_frames`` and ``max_seconds`` (the recipe is their one
 #: source): a clip with fewer frames fails, a longer one is cut.
@@ -146,10 +148,10 @@ class ClipTensors:
     speaker: SpeakerChoice | None = None  # the speaking face's choice (pipeline.speaker)
 
     def extra_arrays(self) -> dict[str, np.ndarray]:
-        """The arrays stored beside ``video`` and ``audio`` (see ``schemas.write_clip``)."""
-        named = {"face_boxes": self.face_boxes, "landmarks": self.landmarks, "mouth": self.mouth}
-        named["face_valid"], named["pose"] = self.face_valid, self.pose
-        return {name: data for name, data in named.items() if data is not None}
+        """``schemas.write_clip``'s ``extra``: each array beside ``video`` and ``audio``, by
+        path, is the attribute of its name in :data:`schemas.streams.CLIP_ARRAY_TABLE`."""
+        named = {a.path: getattr(self, a.name) for a in CLIP_ARRAY_TABLE if a.path in EXTRA_ARRAYS}
+        return {path: data for path, data in named.items() if data is not None}
 
     @property
     def pose(self) -> np.ndarray | None:

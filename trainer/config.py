@@ -27,6 +27,7 @@ from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBase
 
 from schemas.cli_errors import UserError
 from schemas.safe_files import RefusedFile, read_text_inside
+from schemas.streams import STREAMS as SCHEMA_STREAMS
 from trainer.clip_aggregate import AGGREGATES
 from trainer.config_ranges import CONFIG_RANGES, out_of_range
 from trainer.config_yaml import MAX_CONFIG_BYTES, load_yaml
@@ -38,8 +39,9 @@ OPTIMIZERS = ("adam", "adamw")
 SCHEDULES = ("cosine", "constant")
 AMP_MODES = ("auto", "off", "bf16")
 DEVICES = ("auto", "cpu", "cuda")
-#: The visual streams a store can hold, in the order items and errors list them.
-STREAMS = ("face", "mouth")
+#: The visual streams a store can hold, in the order items and errors list them (the
+#: table's visual arrays, :data:`schemas.streams.STREAMS`).
+STREAMS = SCHEMA_STREAMS
 #: Config keys added after runs were saved whose default is not how those runs computed:
 #: a stored config (a checkpoint's) without one of them read as the code before the key
 #: did (:meth:`TrainConfig.from_stored`), not as today's default. Keys whose default is

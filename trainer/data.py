@@ -298,8 +298,6 @@ class WindowDataset(torch.utils.data.Dataset):
             raise ValueError(f"eval_stride must be in [1, window={window}], got {eval_stride}")
         if seed < 0:
             raise ValueError(f"seed must be >= 0, got {seed}")
-        if visual_input not in STREAM_ARRAYS:
-            raise ValueError(f"visual_input must be one of {', '.join(STREAM_ARRAYS)}")
         # Only metadata is read here: the object is pickled to every worker.
         info = schemas.open_store(store)
         self.store = Path(store)
@@ -312,7 +310,7 @@ class WindowDataset(torch.utils.data.Dataset):
         self.crop_size = info.recipe.crop_size
         self.augment = train if augment is None else augment
         self.visual_input = visual_input
-        wanted = {visual_input, *(streams or ())}
+        wanted = {visual_input, *(streams or ())}  # one check for the model's and the items'
         unknown = sorted(wanted - set(STREAM_ARRAYS))
         if unknown:
             raise ValueError(f"streams must be among {', '.join(STREAM_ARRAYS)}, not {unknown}")

@@ -46,7 +46,7 @@ from __future__ import annotations
 import os
 import resource
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,10 +54,10 @@ import numpy as np
 
 import schemas
 from schemas.layout import read_json
+from schemas.streams import CLIP_ARRAY_TABLE, ClipArray
 from trainer.damage import damaged
 from trainer.remote_rows import RemoteArrays, RemoteChunk, RemoteRows
 from trainer.stored_rows import RawChunk, RawRows, Rows, ZarrRows
-from trainer.streams import MOUTH_STORED
 from trainer.zstd_rows import ChunkDecoder, ZstdArray, ZstdRows
 
 AUDIO_EPS = 1e-5  # added to the per-channel variance: silent (constant) channels map to 0
@@ -65,11 +65,9 @@ MAX_OPEN_CLIPS = 16_384  # a whole FakeAVCeleb training split (about 15k clips) 
 MIN_OPEN_CLIPS = 8  # whatever the descriptor limit: eval reads a clip's windows in a row
 SEEN_CLIP_CACHE = 1 << 15  # clips checked, audio statistics kept: at most about 64 MiB
 
-#: The visual arrays a reader can read, and the shape of one row from the crop size ``S``.
-VISUAL_ROWS: dict[str, Callable[[int], tuple[int, ...]]] = {
-    "video": lambda size: (size, size, 3),
-    "mouth": lambda size: (MOUTH_STORED, MOUTH_STORED),
-}
+#: The visual arrays a reader can read, by their paths in the clip (``video``,
+#: ``mouth``): the table's visual streams, whose rows the store's recipe shapes.
+VISUAL_ROWS: dict[str, ClipArray] = {a.path: a for a in CLIP_ARRAY_TABLE if a.visual}
 
 
 def raise_fd_limit() -> int:
@@ -277,7 +275,7 @@ class ClipReader:
         return RawRows(fd, chunk)
 
     def _visual_shape(self, name: str, num_frames: int) -> tuple[int, ...]:
-        return (num_frames, *VISUAL_ROWS[name](self.recipe.crop_size))
+        return (num_frames, *VISUAL_ROWS[name].row(self.recipe))
 
     def _check_compressed(self, clip_id: str) -> tuple[_OpenClip, tuple[ArrayFacts, ...]]:
         """Open a clip of a compressed layout from its arrays' metadata; on any failure the

@@ -25,14 +25,14 @@ from typing import Any
 import numpy as np
 
 import schemas
+from schemas.streams import MOUTH_SIZE, STREAM_PATHS
 from trainer.config import TrainerError
 
-#: A stream -> the clip array it reads (``schemas.open_stream``'s names), which is also
-#: its key in a dataset item and a collated batch.
-STREAM_ARRAYS: dict[str, str] = {"face": "video", "mouth": "mouth"}
-MOUTH_STORED = 96  # side of a stored mouth crop (``pipeline.mouth.MOUTH_SIZE``)
+#: A stream -> the clip array it reads (``schemas.open_stream``'s names, the table's
+#: paths: ``face`` -> ``video``), which is also its key in a dataset item and a batch.
+STREAM_ARRAYS: dict[str, str] = STREAM_PATHS
 MOUTH_CROP = 88  # side of the mouth crop the model sees (AV-HuBERT's)
-MOUTH_MARGIN = (MOUTH_STORED - MOUTH_CROP) // 2  # 4: the centre crop's offset, the largest shift
+MOUTH_MARGIN = (MOUTH_SIZE - MOUTH_CROP) // 2  # 4: the centre crop's offset, the largest shift
 
 
 def check_streams(
@@ -71,8 +71,8 @@ def crop_mouth(frames: np.ndarray, dy: int = 0, dx: int = 0) -> np.ndarray:
     Returns:
         ``(n, 88, 88)`` uint8, a new contiguous array.
     """
-    if frames.shape[1:] != (MOUTH_STORED, MOUTH_STORED):
-        raise ValueError(f"mouth crops must be (n, 96, 96), got {frames.shape}")
+    if frames.shape[1:] != (MOUTH_SIZE, MOUTH_SIZE):
+        raise ValueError(f"mouth crops must be (n, {MOUTH_SIZE}, {MOUTH_SIZE}), got {frames.shape}")
     if max(abs(dy), abs(dx)) > MOUTH_MARGIN:
         raise ValueError(f"mouth crop offset ({dy}, {dx}) exceeds {MOUTH_MARGIN}")
     y, x = MOUTH_MARGIN + dy, MOUTH_MARGIN + dx
