@@ -23,6 +23,7 @@ from schemas.layout import LABELS_DIR, clip_dir
 from schemas.store_files import CLIP_ENTRIES, LABEL_ARRAYS, foreign_entries
 from schemas.streams import CLIP_ARRAY_TABLE, STREAM_PATHS, STREAMS, ClipArray, rows_of
 from trainer import config as trainer_config
+from trainer.model.config import VISUAL_INPUTS
 from trainer.reader import VISUAL_ROWS
 from trainer.streams import STREAM_ARRAYS
 
@@ -84,6 +85,7 @@ def test_every_declared_array_is_checked_everywhere() -> None:
     assert STREAMS == schemas.STREAMS == trainer_config.STREAMS == ("face", "mouth")
     assert STREAM_ARRAYS == STREAM_PATHS == {"face": "video", "mouth": "mouth"}
     assert set(VISUAL_ROWS) == set(STREAM_PATHS.values())
+    assert set(VISUAL_INPUTS) == set(STREAMS)  # a channel count for every visual stream
 
 
 @pytest.mark.parametrize("array", CLIP_ARRAY_TABLE, ids=lambda a: a.path)
