@@ -11,12 +11,13 @@ for a CPU, ``paper`` for a GPU run), trained with seeds 0-4 for that preset's ow
 epochs, on the data of :mod:`benchmarks.bench_train`'s ``hard`` protocol (``synth
 --difficulty hard --per-category 32 --identities 48``, ``split --balance --ratios
 0.5,0.25,0.25``; the store must pass the ceiling rule,
-:func:`benchmarks.bench_ceiling.require_valid`). The checkpoint is chosen by the
+:func:`benchmarks.bench_ceiling.require_valid`, before anything trains). The checkpoint is chosen by the
 trainer's rule (``trainer.selection.SELECTION``, as ``mscct-train run`` does) and the
 test part evaluated once. A detector that reads another recipe (``Reads``: ``mrdf_*``
 read ``fbank`` features) trains on a second store ingested from the same dataset with
 the options that give it, with the same split: the benchmark checks that every store's
-parts hold the same clips and no identity spans two parts, and records it.
+parts hold the same clips and no identity spans two parts, and records it. The
+ceiling of such a store is measured and recorded but not enforced (:func:`store_ceiling`).
 
 Reported per detector (``benchmarks/results/table1.json``; ``table1_paper.json`` for
 ``--size paper``): test ACC, balanced ACC, AUC, AP, EER, the audio and video heads' AUC
@@ -177,20 +178,34 @@ def open_stores(
 
 
 def store_ceiling(args: argparse.Namespace, key: str, store: Path) -> dict[str, Any] | None:
-    """The ceiling rule on a store the protocol made (raises when it fails); None for a
-    given store or --quick. A passed check is kept in the work folder for reruns."""
+    """The ceiling of a store the protocol made; None for a given store or --quick.
+
+    The rule is enforced on the default store, the data protocol's own (raises when it
+    fails, before any training). Another store holds the same clips, so the data has
+    passed the rule already; its ceiling is measured and recorded, not enforced: the probe
+    is the ``tiny`` preset's audio pre-encoder, made for MFCC, and reaches less on other
+    features (0.78 audio AUC on the fbank store where the MFCC store gives 0.99).
+    A result is kept in the work folder for reruns.
+    """
     if args.store is not None or args.quick:
         return None
     import schemas
+    from benchmarks.bench_ceiling import measure
 
     cache = args.work_dir / f"ceiling-{key}.json"
     fingerprint = schemas.store_fingerprint(store)
     if cache.exists() and json.loads(cache.read_text()).get("store_fingerprint") == fingerprint:
         return dict(json.loads(cache.read_text()))
-    data = bench_train.PROTOCOLS[PROTOCOLS[args.size].data]
-    ceiling = bench_train.check_ceiling(
-        data, store, args.split, bench_train.store_cues(args.work_dir)
-    )
+    cues = bench_train.store_cues(args.work_dir)
+    if key == DEFAULT_STORE:
+        data = bench_train.PROTOCOLS[PROTOCOLS[args.size].data]
+        checked = bench_train.check_ceiling(data, store, args.split, cues)  # None: exempt
+        ceiling = {**(checked or {}), "enforced": checked is not None}
+    else:
+        found = measure(store, args.split, cues)
+        ceiling = {"store_fingerprint": fingerprint, "valid": found["valid"], "from": None}
+        ceiling |= {m: probe["clip_auc"] for m, probe in found["ceilings"].items()}
+        ceiling |= {"reasons": found["reasons"], "enforced": False}
     cache.write_text(json.dumps(ceiling, indent=2) + "\n")
     return ceiling
 
