@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pytest
@@ -432,54 +433,43 @@ def test_a_category_whose_clips_are_all_flagged_cannot_be_split() -> None:
     assert split_counts(kept)["total"]["FAFV"] == len(fafv)
 
 
-def test_little_speech_clips_are_left_out_only_when_asked() -> None:
-    """``little_speech`` clips take part by default (the split and its summary as before);
-    ``leave_out_little_speech`` leaves them out and counts them."""
+#: The opt-in leave-outs: the flag column, the SplitParams switch, the summary key and
+#: what the counts table says.
+OPT_IN_LEAVE_OUTS = [
+    ("little_speech", "leave_out_little_speech", "1 clips with little speech left out"),
+    ("low_frontal_rate", "leave_out_low_frontal_rate", "1 clips seen mostly off frontal left out"),
+]
+
+
+@pytest.mark.parametrize(("flag", "switch", "said"), OPT_IN_LEAVE_OUTS)
+def test_flagged_clips_are_left_out_only_when_asked(flag: str, switch: str, said: str) -> None:
+    """Clips with an opt-in flag (``little_speech``: no one seems to speak;
+    ``low_frontal_rate``: heads mostly turned) take part by default (the split and its
+    summary as before); the switch leaves them out, counts them, and names itself when a
+    category is left empty."""
+    on: dict[str, Any] = {switch: True}
     manifest = release_like_manifest(n_identities=12)
     rows = manifest.to_pylist()
     flagged = {r["clip_id"] for r in rows if r["identity"] == "id00004" and r["category"] == "RARV"}
     for k, r in enumerate(rows):  # half the others False, half None (an older store)
-        r["little_speech"] = True if r["clip_id"] in flagged else (None if k % 2 else False)
+        r[flag] = True if r["clip_id"] in flagged else (None if k % 2 else False)
     manifest = schemas.rows_to_table(rows, MANIFEST_SCHEMA)
 
     default = make_split(manifest, SplitParams(balance=True))
     assert "id00004" in default.column("identity").to_pylist()
-    assert "little_speech_clips" not in split_summary(default)
+    assert f"{flag}_clips" not in split_summary(default)
 
-    left = make_split(manifest, SplitParams(balance=True, leave_out_little_speech=True))
+    left = make_split(manifest, SplitParams(balance=True, **on))
     assert "id00004" not in left.column("identity").to_pylist()  # its only real clip
-    assert split_summary(left)["little_speech_clips"] == 1
+    assert split_summary(left)[f"{flag}_clips"] == 1
     console = Console(record=True, width=200)
     console.print(render_counts(left))
-    assert "1 clips with little speech left out" in console.export_text()
-    unbalanced = make_split(manifest, SplitParams(leave_out_little_speech=True))
+    assert said in console.export_text()
+    unbalanced = make_split(manifest, SplitParams(**on))
     assert unbalanced.num_rows == manifest.num_rows - 1
 
-
-def test_low_frontal_rate_clips_are_left_out_only_when_asked() -> None:
-    """``low_frontal_rate`` clips (heads mostly turned) take part by default;
-    ``leave_out_low_frontal_rate`` leaves them out, counts them and names itself when a
-    category is left empty."""
-    manifest = release_like_manifest(n_identities=12)
-    rows = manifest.to_pylist()
-    flagged = {r["clip_id"] for r in rows if r["identity"] == "id00004" and r["category"] == "RARV"}
-    for k, r in enumerate(rows):  # half the others False, half None (an older store)
-        r["low_frontal_rate"] = True if r["clip_id"] in flagged else (None if k % 2 else False)
-    manifest = schemas.rows_to_table(rows, MANIFEST_SCHEMA)
-
-    default = make_split(manifest, SplitParams(balance=True))
-    assert "id00004" in default.column("identity").to_pylist()
-    assert "low_frontal_rate_clips" not in split_summary(default)
-
-    left = make_split(manifest, SplitParams(balance=True, leave_out_low_frontal_rate=True))
-    assert "id00004" not in left.column("identity").to_pylist()  # its only real clip
-    assert split_summary(left)["low_frontal_rate_clips"] == 1
-    console = Console(record=True, width=200)
-    console.print(render_counts(left))
-    assert "1 clips seen mostly off frontal left out" in console.export_text()
-
     for r in rows:
-        r["low_frontal_rate"] = r["category"] == "FAFV"
-    turned = schemas.rows_to_table(rows, MANIFEST_SCHEMA)
-    with pytest.raises(SplitError, match="FAFV.*drop --leave-out-low-frontal-rate"):
-        make_split(turned, SplitParams(leave_out_low_frontal_rate=True))
+        r[flag] = r["category"] == "FAFV"
+    option = "--" + switch.replace("_", "-")
+    with pytest.raises(SplitError, match=f"FAFV.*drop {option}"):
+        make_split(schemas.rows_to_table(rows, MANIFEST_SCHEMA), SplitParams(**on))
