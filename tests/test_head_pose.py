@@ -5,13 +5,13 @@ dlib, the store and the manifest record.
 
 from __future__ import annotations
 
-import os
 import subprocess
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pytest
+from installed import needs_landmarks
 
 import schemas
 from pipeline.datasets.source import ClipSource
@@ -23,7 +23,6 @@ from pipeline.head_pose import (
     project_model,
 )
 from pipeline.ingest import process_clip
-from pipeline.landmarks import landmarks_available
 from pipeline.synth.files import write_clip
 from pipeline.synth.plan import plan
 
@@ -60,10 +59,7 @@ def test_frames_without_landmarks_have_no_pose_and_turned_frames_are_not_frontal
     assert frontal_measures(None).frontal_rate is None
 
 
-@pytest.mark.skipif(
-    not landmarks_available() and not os.environ.get("CI"),
-    reason="dlib's 68-point predictor is not installed (.[landmarks])",
-)
+@needs_landmarks
 def test_synth_clips_are_frontal_and_their_mirror_turns_the_other_way(tmp_path: Path) -> None:
     spec = plan(1, 1, seed=3)[1][0][1]
     source = tmp_path / "src" / write_clip(spec, tmp_path / "src")

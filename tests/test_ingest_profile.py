@@ -7,13 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import typer
+from installed import needs_landmarks
 from media_fixtures import make_clip
 
 import schemas
 from benchmarks import bench_ingest, ingest_profile
 from pipeline.landmarks import landmarks_available
-
-pytest.importorskip("av")
 
 
 def test_box_jitter_is_centre_motion_over_box_side() -> None:
@@ -23,7 +22,7 @@ def test_box_jitter_is_centre_motion_over_box_side() -> None:
     assert ingest_profile.box_jitter(moving) == pytest.approx(0.01)
 
 
-@pytest.mark.skipif(not landmarks_available(), reason="needs the landmarks extra")
+@needs_landmarks
 def test_every_stage_of_both_paths_is_measured(tmp_path: Path) -> None:
     clip = make_clip(tmp_path / "clip.mp4")
     store = tmp_path / "store"

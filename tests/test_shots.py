@@ -12,11 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from installed import needs_landmarks
 from media_fixtures import face_frames, flash_beep_clip
 
 import schemas
 from pipeline import media
-from pipeline.landmarks import landmarks_available
 from pipeline.report.frame_strips import shot_edges
 from pipeline.shots import find_cuts
 from pipeline.synth import SynthSummary
@@ -98,7 +98,7 @@ def test_a_cut_is_found_at_its_frame_and_no_box_slides_across_it(shot_clips: dic
     assert [abs(int(e) - SHOT) <= 1 for e in shot_edges(out.face_valid, boxes)] == [True]
 
 
-@pytest.mark.skipif(not landmarks_available(), reason="needs the landmarks extra")
+@needs_landmarks
 def test_black_frames_between_shots_have_no_face_and_no_landmarks(
     shot_clips: dict, tmp_path: Path
 ) -> None:

@@ -12,18 +12,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from installed import needs_landmarks
 from PIL import Image, ImageDraw
 
 import schemas
 from pipeline.faces import face_detector
-from pipeline.landmarks import fit_shape, landmarks_available
+from pipeline.landmarks import fit_shape
 from pipeline.mouth import REFERENCE_FACE
 from pipeline.speaker import MAX_SHAPE_DISTANCE, NO_SPEAKER_CORRELATION, shape_distance
 from pipeline.synth import SynthSummary
 from pipeline.transform import ClipTensors, preprocess_clip
 from schemas.recipe import Recipe
 
-pytestmark = pytest.mark.skipif(not landmarks_available(), reason="needs the 68-point model")
+pytestmark = needs_landmarks
 HALF = 224  # px: the width of each stacked clip
 
 
