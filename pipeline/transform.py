@@ -74,6 +74,7 @@ Choices worth knowing:
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from dataclasses import dataclass, field
@@ -153,9 +154,10 @@ class ClipTensors:
         named = {a.path: getattr(self, a.name) for a in CLIP_ARRAY_TABLE if a.path in EXTRA_ARRAYS}
         return {path: data for path, data in named.items() if data is not None}
 
-    @property
+    @functools.cached_property
     def pose(self) -> np.ndarray | None:
-        """``(T, 4)`` float32 yaw, pitch, roll, residual per frame (:mod:`pipeline.head_pose`)."""
+        """``(T, 4)`` float32 yaw, pitch, roll, residual per frame (:mod:`pipeline.head_pose`),
+        fitted once: the manifest's flags and the stored array both read it."""
         return None if self.landmarks is None else head_pose(self.landmarks)
 
     @property

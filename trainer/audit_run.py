@@ -39,7 +39,7 @@ from trainer.config import TrainConfig, TrainerError
 from trainer.damage import damaged
 from trainer.data import ClipInfo, eval_starts
 from trainer.eval_clips import check_held_out, eval_clips, trained_clip_ids
-from trainer.face_valid import FaceValidReader
+from trainer.face_valid import FaceValidReader, face_flags
 from trainer.inference import (
     checked_store,
     clip_scores,
@@ -328,9 +328,4 @@ def _batches(
 def face_windows(valid: np.ndarray, window: int, stride: int) -> np.ndarray:
     """The face flags ``(T,)`` of a clip cut as its eval windows are: ``(N, window)`` bool,
     True on padding (the padding mask covers it), as :mod:`trainer.face_valid` gives them."""
-    starts = eval_starts(len(valid), window, stride)
-    out = np.ones((len(starts), window), np.bool_)
-    for row, start in enumerate(starts):
-        part = valid[start : start + window]
-        out[row, : len(part)] = part
-    return out
+    return face_flags(valid, eval_starts(len(valid), window, stride), window)
