@@ -86,7 +86,7 @@ def summarize(runs: list[dict]) -> dict:
 
 def resolved_config(overrides: list[str], epochs: int) -> dict:
     """The config a variant trains, less ``seed`` (as :func:`train_seeds` records it)."""
-    from trainer.config import load_config
+    from trainer.config.settings import load_config
 
     cfg = load_config(CONFIG, [f"epochs={epochs}", *overrides])
     resolved = {k: v for k, v in cfg.to_dict().items() if k != "seed"}
@@ -146,7 +146,7 @@ def main() -> int:
 
     import torch
 
-    from trainer.reader import raise_fd_limit
+    from trainer.data.reader import raise_fd_limit
 
     raise_fd_limit()  # train() runs in this process: as `mscct-train` does at its start
     protocol = PROTOCOLS[args.difficulty]

@@ -56,7 +56,7 @@ from benchmarks.output import save_result  # noqa: E402
 RESULTS = ROOT / "benchmarks" / "results"
 CEILING_MIN = 0.95
 TRIVIAL_MAX = 0.60
-HOPS_PER_FRAME = 4  # 10 ms audio hops per stored frame (pipeline.audio_features)
+HOPS_PER_FRAME = 4  # 10 ms audio hops per stored frame (pipeline.clip.audio_features)
 HOP_S = 0.01
 ONSET_DROP = np.log(1e3)  # speech begins at the first hop within 30 dB of the loudest
 LABELS = ("label", "audio_label", "video_label")
@@ -162,8 +162,8 @@ def _frame_labels(store: Path, clip: Any, n: int, cues: dict | None, paths: dict
 def load_store(store: Path, split: str, cues: dict | None) -> dict[str, Any]:
     """Probe clips of the train and test parts, and every split clip's trivial cues."""
     from benchmarks.ceiling_probes import ProbeClip
-    from trainer.data import split_clips
-    from trainer.reader import audio_stats
+    from trainer.data.dataset import split_clips
+    from trainer.data.reader import audio_stats
 
     features = schemas.open_store(store).recipe.features
     manifest = schemas.read_manifest(store).select(["clip_id", "path"]).to_pylist()

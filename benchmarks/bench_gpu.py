@@ -9,7 +9,7 @@ step so that a run killed by a time limit still leaves the finished steps' numbe
 step records ``status`` (ok / error / skipped / timed_out; running if the process was
 stopped during it), ``seconds`` and its result and / or the error text; a failing step
 never stops the next one. Every training step timed here is the loop's own
-:func:`trainer.step.train_step`, with its device-side :class:`~trainer.step.LossTally`
+:func:`trainer.train.step.train_step`, with its device-side :class:`~trainer.train.step.LossTally`
 read every ``sync_every`` steps as the loop reads it.
 
 Steps, in the order they run:
@@ -44,7 +44,7 @@ Steps, in the order they run:
     compilation, is recorded apart); last, because its compilations take the longest.
     Before it times anything, ``gradient_check`` compares the compiled step's parameter
     gradients with the eager step's (relative norm per parameter, tolerance
-    ``trainer.compile_check.GRAD_RTOL``, dropout off, fp32, 8 windows): ``ok``, the worst
+    ``trainer.train.compile_check.GRAD_RTOL``, dropout off, fp32, 8 windows): ``ok``, the worst
     parameter and its error.
 ``summary``
     Whole-run windows/s ÷ eager step windows/s at the run's batch, compiled ÷ eager step,
@@ -88,7 +88,7 @@ if str(ROOT) not in sys.path:
 import torch  # noqa: E402
 
 from schemas import atomic_write  # noqa: E402
-from trainer.metrics import json_safe  # noqa: E402
+from trainer.evaluate.metrics import json_safe  # noqa: E402
 
 PAPER_TRAIN_BATCH = 32  # the paper preset's batch size
 
@@ -408,7 +408,7 @@ def _timed_batches(batches: Iterator[dict[str, Any]], count: int, each: Callable
 def _train_config(plan: Plan, extra: list[str] | None = None) -> Any:
     """The trainer's config for ``plan`` (the store's crop needs no setting: the visual trunk
     pools globally)."""
-    from trainer.config import load_config
+    from trainer.config.settings import load_config
 
     overrides = [f"window={plan.window}"]
     overrides += [f"batch_size={plan.batch}", f"device={plan.device}", *(extra or [])]
@@ -426,10 +426,10 @@ def _train_step(
     tally: Any = None,
     forward: Callable | None = None,
 ) -> dict[str, torch.Tensor]:
-    """One optimiser step: the training loop's own :func:`trainer.step.train_step` (the copy
+    """One optimiser step: the training loop's own :func:`trainer.train.step.train_step` (the copy
     of the batch to the device, forward, loss, backward, clipping, optimiser step, the
     device-side loss tally), so the figure measured is the loop's."""
-    from trainer.step import forward_loss, train_step
+    from trainer.train.step import forward_loss, train_step
 
     return train_step(
         model, batch, optimizer, cfg, device, amp, tally=tally, forward=forward or forward_loss
@@ -438,7 +438,7 @@ def _train_step(
 
 def _train_dataset(plan: Plan, store: Path, windows: int) -> Any:
     """Train-mode windows of the store's train clips, repeated to give ``windows`` at least."""
-    from trainer.data import WindowDataset, split_clips
+    from trainer.data.dataset import WindowDataset, split_clips
 
     train = split_clips(store, "default")["train"]
     clips = train * max(1, math.ceil(windows / len(train)))
@@ -487,11 +487,11 @@ def _time_step(
     """Windows/s of ``train_step`` on ``batch`` (held on ``device``), reading the loss tally
     every ``cfg.sync_every`` steps as the loop does; the first step (with ``compile``, the
     compilation) is timed apart."""
-    from trainer.distributed import DistInfo
     from trainer.model import build_model
-    from trainer.optim import build_optimizer
-    from trainer.runtime import autocast_dtype
-    from trainer.step import LossTally, loss_parts
+    from trainer.train.distributed import DistInfo
+    from trainer.train.optim import build_optimizer
+    from trainer.train.runtime import autocast_dtype
+    from trainer.train.step import LossTally, loss_parts
 
     amp = autocast_dtype(cfg, device)
     torch.manual_seed(0)
@@ -540,9 +540,9 @@ GRAD_CHECK_WINDOWS = 8
 
 
 def _compiled_forward(plan: Plan, cfg: Any) -> Callable:
-    """The loop's compiled forward (:func:`trainer.step.step_forward`), from a clean slate so
+    """The loop's compiled forward (:func:`trainer.train.step.step_forward`), from a clean slate so
     each setting pays (and reports) its own compilation."""
-    from trainer.step import step_forward
+    from trainer.train.step import step_forward
 
     torch._dynamo.reset()
     return step_forward(cfg, backend=plan.compile_backend)
@@ -550,10 +550,10 @@ def _compiled_forward(plan: Plan, cfg: Any) -> Callable:
 
 def _gradient_check(plan: Plan, cfg: Any, batch: dict) -> dict[str, Any]:
     """Before a compiled step is timed: do its parameter gradients agree with the eager
-    step's (:func:`trainer.compile_check.compare_compiled`: one step on the first
+    step's (:func:`trainer.train.compile_check.compare_compiled`: one step on the first
     :data:`GRAD_CHECK_WINDOWS` windows of ``batch``, dropout off, fp32)? A step that trains
     wrongly fast is no speed-up; the check's own compilation is not timed."""
-    from trainer.compile_check import compare_compiled
+    from trainer.train.compile_check import compare_compiled
 
     few = {key: value[:GRAD_CHECK_WINDOWS] for key, value in batch.items()}
     try:
@@ -567,7 +567,7 @@ def _gradient_check(plan: Plan, cfg: Any, batch: dict) -> dict[str, Any]:
 def step_step(plan: Plan, store: Path, compiled: bool) -> dict[str, Any]:
     """The training step on a batch held on the device, per batch size: eager, or compiled
     (``compile=true``; each batch size pays its own compilation, in ``first_step_s``)."""
-    from trainer.step import forward_loss
+    from trainer.train.step import forward_loss
 
     device = torch.device(plan.device)
     result: dict[str, Any] = {"compile_backend": plan.compile_backend} if compiled else {}
@@ -591,7 +591,7 @@ def step_attention(plan: Plan, store: Path) -> dict[str, Any]:
     """The eager step at ``plan.batch`` with DCA+MSSA and CA+SA, timed alternately (ABAB),
     and the aten operators each launches per forward (:func:`benchmarks.bench_model.op_counts`)."""
     from benchmarks.bench_model import VARIANTS, op_counts
-    from trainer.step import forward_loss
+    from trainer.train.step import forward_loss
 
     device = torch.device(plan.device)
     batch = _device_batch(plan, store, plan.batch, device)
@@ -616,8 +616,8 @@ def step_flops(plan: Plan) -> dict[str, Any]:
     from torch.utils.flop_counter import FlopCounterMode
 
     from trainer.model import build_model
-    from trainer.runtime import autocast, autocast_dtype
-    from trainer.step import forward_loss
+    from trainer.train.runtime import autocast, autocast_dtype
+    from trainer.train.step import forward_loss
 
     cfg = _train_config(plan)
     device = torch.device(plan.device)
@@ -657,7 +657,7 @@ def _size_training(plan: Plan, rate: float, budget_s: float, train_clips: int) -
     A BatchNorm recalibration or evaluation window costs about a third of a training
     window (forward only).
     """
-    from trainer.data import eval_starts
+    from trainer.data.dataset import eval_starts
 
     per_epoch = (budget_s - TRAIN_FIXED_S) / plan.train_epochs - TRAIN_EPOCH_OVERHEAD_S
     val_windows = 4 * plan.counts["val"] * len(eval_starts(plan.frames, plan.window, plan.window))
@@ -769,8 +769,8 @@ def step_train(
     """Run the trainer CLI sized to ``budget_s``; stop it after ``hard_limit_s`` at most."""
     import yaml
 
-    from trainer.config import TrainConfig
-    from trainer.runtime import autocast_dtype
+    from trainer.config.settings import TrainConfig
+    from trainer.train.runtime import autocast_dtype
 
     train_clips = 4 * plan.counts["train"]
     sizing = _size_training(plan, rate or plan.fallback_rate, budget_s, train_clips)

@@ -4,7 +4,7 @@
         [--recipe default|mouth|bare]
 
 Times the recipe ``mscct-pipeline ingest`` uses by default (``--recipe default``:
-:func:`pipeline.ingest_recipe.ingest_recipe`, the function the CLI calls, so landmarks
+:func:`pipeline.ingest.recipe.ingest_recipe`, the function the CLI calls, so landmarks
 are on where the 68-point predictor is installed); ``mouth`` adds the mouth stream
 (``--streams face,mouth``), ``bare`` is ``Recipe()`` (no landmarks), what this benchmark
 timed before. The JSON records the recipe (``recipe``, ``recipe_name``).
@@ -68,7 +68,7 @@ RECIPES = ("default", "mouth", "bare")  # --recipe: see the module docstring
 
 def bench_recipe(name: str = "default") -> schemas.Recipe:
     """The recipe timed under ``--recipe name`` (one of :data:`RECIPES`)."""
-    from pipeline.ingest_recipe import ingest_recipe
+    from pipeline.ingest.recipe import ingest_recipe
 
     if name == "bare":
         return schemas.Recipe()
@@ -85,8 +85,8 @@ def _rounded(values: list[float]) -> list[float]:
 
 def clip_paths(root: Path, limit: int | None = None) -> list[Path]:
     """Source files of ``root``; with ``limit``, the first ones round-robin over categories."""
-    from pipeline.ingest import select_clips
-    from pipeline.scan import scan_dataset
+    from pipeline.datasets.fakeavceleb import scan_dataset
+    from pipeline.ingest.driver import select_clips
 
     scan = scan_dataset(root)
     return [scan.root / c.path for c in select_clips(scan, (), limit)]
@@ -118,7 +118,7 @@ _WORKER = """
 import json, resource, sys
 from pathlib import Path
 from benchmarks.bench_ingest import time_each
-from pipeline.transform import preprocess_clip
+from pipeline.clip.transform import preprocess_clip
 from schemas import Recipe
 paths, recipe = [Path(p) for p in json.loads(sys.argv[1])], Recipe.from_dict(json.loads(sys.argv[2]))
 in_process = sys.argv[3:] == ["in_process"]
@@ -133,7 +133,7 @@ _FSYNC_WORKER = """
 import json, statistics, sys, time
 from pathlib import Path
 from benchmarks.bench_ingest import cpu_seconds
-from pipeline.transform import preprocess_clip
+from pipeline.clip.transform import preprocess_clip
 import schemas
 paths, store = [Path(p) for p in json.loads(sys.argv[1])], Path(sys.argv[2])
 recipe = schemas.Recipe.from_dict(json.loads(sys.argv[3]))
@@ -235,7 +235,7 @@ def ray_ingest(
     under ``recipe`` (a recipe's ``to_dict``; default ``Recipe()``)."""
     import ray
 
-    from pipeline.ingest import IngestOptions, run_ingest
+    from pipeline.ingest.driver import IngestOptions, run_ingest
 
     ray.init(num_cpus=workers, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
     try:

@@ -13,10 +13,10 @@ windows of a few epochs), on the same clips, in one process, one after another:
 - ``store``: ``WindowDataset.__getitem__`` in training (the full item as a DataLoader
   worker makes it: the window read, per-clip audio normalisation, padding, the drawn
   shift/flip, tensors; the video stays uint8); ``store_to_model_cpu`` adds what
-  training on a CPU then does in the main process (``trainer.inputs.model_inputs``:
+  training on a CPU then does in the main process (``trainer.data.inputs.model_inputs``:
   shift/flip, channels first, float, normalised; on a GPU that runs on the device);
   ``store_zstd`` the full item from the zstd-layout store, its chunks decoded by the
-  reader itself (:mod:`trainer.zstd_rows`: one decompression per chunk the window
+  reader itself (:mod:`trainer.data.zstd_rows`: one decompression per chunk the window
   touches, straight into the window's array), ``store_zstd_zarr`` the same item with
   the chunks decoded by zarr (the reader's ``decode_zstd=False``, how it read zstd
   before); ``store_read_zstd`` and ``store_read_zstd_zarr`` are their read steps, to
@@ -88,10 +88,10 @@ from torch.utils.data import DataLoader, DistributedSampler  # noqa: E402
 
 import schemas  # noqa: E402
 from benchmarks.output import save_result  # noqa: E402
-from trainer.data import ClipInfo, EpochIndices, WindowDataset  # noqa: E402
-from trainer.inputs import model_inputs  # noqa: E402
-from trainer.reader import ClipReader  # noqa: E402
-from trainer.streams import STREAM_ARRAYS  # noqa: E402
+from trainer.data.dataset import ClipInfo, EpochIndices, WindowDataset  # noqa: E402
+from trainer.data.inputs import model_inputs  # noqa: E402
+from trainer.data.reader import ClipReader  # noqa: E402
+from trainer.data.streams import STREAM_ARRAYS  # noqa: E402
 
 FPS = 25
 
@@ -794,7 +794,7 @@ def main(argv: list[str] | None = None) -> None:
         help="also time the earlier per-window ffmpeg / zarr-open baselines",
     )
     args = parser.parse_args(argv)
-    from trainer.reader import raise_fd_limit
+    from trainer.data.reader import raise_fd_limit
 
     raise_fd_limit()  # as `mscct-train` does at its start
     settings = QUICK if args.quick else DEFAULT

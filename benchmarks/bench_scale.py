@@ -51,8 +51,8 @@ import numpy as np
 import schemas
 from benchmarks.output import save_result
 from pipeline.datasets import ClipSource
-from pipeline.ingest import base_record
-from pipeline.manifest_book import ManifestBook
+from pipeline.ingest.driver import base_record
+from pipeline.ingest.manifest_book import ManifestBook
 
 RESULT = Path(__file__).parent / "results" / "scale.json"
 QUICK_SIZES = (1_000, 10_000)
@@ -194,7 +194,7 @@ import sys, time
 from pathlib import Path
 import schemas
 from benchmarks.bench_scale import RECIPE, _clip
-from pipeline.manifest_book import ManifestBook
+from pipeline.ingest.manifest_book import ManifestBook
 store, sources = Path(sys.argv[1]), Path(sys.argv[2])
 t = time.perf_counter()
 rows = schemas.read_manifest(store).select(["clip_id", "path"]).to_pylist()

@@ -12,7 +12,7 @@ epochs, on the data of :mod:`benchmarks.bench_train`'s ``hard`` protocol (``synt
 --difficulty hard --per-category 32 --identities 48``, ``split --balance --ratios
 0.5,0.25,0.25``; the store must pass the ceiling rule,
 :func:`benchmarks.bench_ceiling.require_valid`, before anything trains). The checkpoint is chosen by the
-trainer's rule (``trainer.selection.SELECTION``, as ``mscct-train run`` does) and the
+trainer's rule (``trainer.train.selection.SELECTION``, as ``mscct-train run`` does) and the
 test part evaluated once. A detector that reads another recipe (``Reads``: ``mrdf_*``
 read ``fbank`` features) trains on a second store ingested from the same dataset with
 the options that give it, with the same split: the benchmark checks that every store's
@@ -102,7 +102,7 @@ QUICK_OVERRIDES = ("windows_per_clip=2",)
 
 def plans(detectors: list[str], size: str, quick: bool) -> list[Plan]:
     """Each detector's preset of ``size``, the store it reads and its epochs."""
-    from trainer.config import load_config
+    from trainer.config.settings import load_config
     from trainer.model import detector_reads, get_detector
 
     out = []
@@ -277,8 +277,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     import schemas
-    from trainer.reader import raise_fd_limit
-    from trainer.selection import SELECTION
+    from trainer.data.reader import raise_fd_limit
+    from trainer.train.selection import SELECTION
 
     raise_fd_limit()  # train() runs in this process: as `mscct-train` does at its start
     protocol = PROTOCOLS[args.size]

@@ -40,7 +40,7 @@ silence separate the classes by chance).
 
 Both: ``split --balance --ratios 0.5,0.25,0.25`` (identity-disjoint), one
 training run per seed on the same store, the checkpoint chosen by the trainer's
-rule (``trainer.selection.SELECTION``: best val AUC of the fused head) and the test part
+rule (``trainer.train.selection.SELECTION``: best val AUC of the fused head) and the test part
 evaluated once, for that checkpoint only. Every seed's run is reported; none is
 dropped or re-run. STORE is any ingested store with a split; without --store the
 synthetic dataset is made and run through the real pipeline first (its time is
@@ -193,8 +193,8 @@ def train_seeds(
 
     The resolved config leaves out ``seed``, the one key that differs between runs.
     """
-    from trainer.config import load_config
-    from trainer.recipe import train
+    from trainer.config.settings import load_config
+    from trainer.train.recipe import train
 
     runs, resolved = [], {}
     for seed in seeds:
@@ -246,7 +246,7 @@ def main() -> int:
     )
     parser.add_argument("--seeds", default=None, help="comma-separated training seeds")
     args = parser.parse_args()
-    from trainer.reader import raise_fd_limit
+    from trainer.data.reader import raise_fd_limit
 
     raise_fd_limit()  # train() runs in this process: as `mscct-train` does at its start
     protocol = PROTOCOLS[args.difficulty]
@@ -262,7 +262,7 @@ def main() -> int:
 
     import torch
 
-    from trainer.selection import SELECTION
+    from trainer.train.selection import SELECTION
 
     scratch = Path(tempfile.mkdtemp(prefix="bench-train-"))
     try:

@@ -5,11 +5,11 @@ trained per frame with frame labels (1 = this frame carries the manipulation):
 
 - video: :class:`trainer.model.visual.FrameEncoder` (the visual pre-encoder's per-frame
   CNN) → ``Linear(dim, 1)``, on the stored face crops normalised as the trainer does
-  (:func:`trainer.inputs.video_for_model`);
+  (:func:`trainer.data.inputs.video_for_model`);
 - audio: the audio pre-encoder, ``Linear(104, dim)``, on every frame of the model's
   window (``AUDIO_WINDOW`` = the ``tiny`` preset's 16 frames) centred on the frame, →
   ReLU → one ``Linear(16 * dim, 1)``, on the stored features normalised per clip and
-  channel as the trainer does (:func:`trainer.reader.audio_stats`). Per-clip
+  channel as the trainer does (:func:`trainer.data.reader.audio_stats`). Per-clip
   normalisation turns the voice conversion into a pattern over time, which one frame
   alone hardly shows: the first measurement, a per-frame probe (``Linear(dim, 1)`` on one
   frame, 3 epochs), reached clip AUC 0.87 on the hard store where the ``tiny`` model had
@@ -53,7 +53,7 @@ class ProbeClip:
 
 
 def _video_net(dim: int = 64) -> nn.Module:
-    from trainer.config import load_config
+    from trainer.config.settings import load_config
     from trainer.model.visual import FrameEncoder
 
     cfg = load_config("tiny").model
@@ -62,7 +62,7 @@ def _video_net(dim: int = 64) -> nn.Module:
 
 def _audio_net() -> nn.Module:
     """``(N, AUDIO_WINDOW, 104)`` windows → ``(N, 1)`` logits of their centre frames."""
-    from trainer.config import load_config
+    from trainer.config.settings import load_config
 
     cfg = load_config("tiny").model
     return nn.Sequential(
@@ -82,7 +82,7 @@ def audio_windows(features: np.ndarray) -> np.ndarray:
 
 def _video_tensor(frames: np.ndarray) -> torch.Tensor:
     """``(N, S, S, 3)`` uint8 → ``(N, 3, S, S)`` float32, normalised as the trainer does."""
-    from trainer.inputs import video_for_model
+    from trainer.data.inputs import video_for_model
 
     batch = torch.from_numpy(np.array(frames, dtype=np.uint8))[None]  # (1, N, S, S, 3), a copy
     return video_for_model(batch, None)[0].transpose(0, 1).contiguous()

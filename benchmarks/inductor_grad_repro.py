@@ -27,7 +27,7 @@ In both, eager fp32 is as far from fp64 as the compiled step is from eager (or f
 no wrong backward. Measured with torch 2.13 on the CPU, one thread: ``conv_bn``, the bias
 (‖g‖ 1.8e-17 in fp64) compiled against eager 3.1 (312 %), eager fp32 against fp64 5e8;
 ``stem``, the depthwise bias 2.2 and 4e8, the first BatchNorm's weight (3e-6 of the whole)
-1.8e-2 and 5e-3; every other gradient within 3e-6 of fp64 either way. The project's compile check (``trainer/compile_check.py``) therefore
+1.8e-2 and 5e-3; every other gradient within 3e-6 of fp64 either way. The project's compile check (``trainer/train/compile_check.py``) therefore
 measures each parameter against at least 1e-3 of the model's gradient norm (the last
 column here, against fp64). Exit status 1 when that error exceeds 1e-3 for any parameter.
 """

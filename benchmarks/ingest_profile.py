@@ -8,20 +8,20 @@ Run by ``benchmarks.bench_ingest`` in a fresh process. Both paths of
 times, and each figure is the median over the repeats of the per-clip mean. CPU
 seconds, not wall: the machine may be busy, and ffmpeg runs beside the worker.
 ``--recipe`` is a recipe's ``to_dict`` as JSON; default: the one ``mscct-pipeline
-ingest`` uses by default (:func:`pipeline.ingest_recipe.ingest_recipe`).
+ingest`` uses by default (:func:`pipeline.ingest.recipe.ingest_recipe`).
 
 Stages (CPU seconds per clip, child processes included): ``probe`` (ffprobe, when it
 runs), ``process_start`` (ffmpeg processes started per clip times the CPU of starting
 a bare ``ffmpeg -version``), ``video_decode``, ``audio_decode`` (for the process path:
 an audio-only ffmpeg run of the same clip minus one start-up), ``face_detection``
 (the detections at shot cuts included), ``shots`` (the cuts found in the decoded
-frames, :mod:`pipeline.shots`), ``speaker`` (the speaking face's choice,
-:mod:`pipeline.speaker`: landmarks on every frame of each track where a shot has 2+
+frames, :mod:`pipeline.clip.shots`), ``speaker`` (the speaking face's choice,
+:mod:`pipeline.clip.speaker`: landmarks on every frame of each track where a shot has 2+
 faces, else nearly free), ``tracking_smoothing`` (the track and which frames have a
 face), ``cropping``, ``landmarks`` (the 68 points of every frame), ``mouth`` (the mouth
-crops), ``head_pose`` (:mod:`pipeline.head_pose`, from the stored landmarks; ingest
+crops), ``head_pose`` (:mod:`pipeline.clip.head_pose`, from the stored landmarks; ingest
 computes it per clip, outside ``preprocess_clip``), ``audio_features``, ``speech``
-(speech presence, :mod:`pipeline.speech`) and ``commit`` (``write_clip``, durable, with
+(speech presence, :mod:`pipeline.clip.speech`) and ``commit`` (``write_clip``, durable, with
 every stored array). A stage the recipe leaves out (landmarks, mouth, head pose) counts
 0. ``total`` is ``preprocess_clip`` plus the head pose, the commit apart. Also the
 face-box jitter and detection rate on static-face clips.
@@ -41,8 +41,8 @@ from pathlib import Path
 import numpy as np
 
 import schemas
+from pipeline.clip.stage_cpu import children_cpu_s
 from pipeline.media.ffmpeg_args import AUDIO_TIMELINE, ffmpeg_url, input_guard
-from pipeline.stage_cpu import children_cpu_s
 
 STAGES = ("probe", "process_start", "video_decode", "audio_decode", "face_detection", "shots",
           "speaker", "tracking_smoothing", "cropping", "landmarks", "mouth", "head_pose",
@@ -79,7 +79,7 @@ def audio_only_cpu_s(path: Path) -> float:
 
 def default_recipe() -> schemas.Recipe:
     """The recipe ``mscct-pipeline ingest`` uses by default (the CLI's own function)."""
-    from pipeline.ingest_recipe import ingest_recipe
+    from pipeline.ingest.recipe import ingest_recipe
 
     return ingest_recipe()
 
@@ -91,7 +91,7 @@ def clip_stages(
 
     ``store`` must have been made with ``recipe``.
     """
-    from pipeline.transform import preprocess_clip
+    from pipeline.clip.transform import preprocess_clip
 
     before = cpu_now()
     tensors = preprocess_clip(path, recipe, in_process=in_process)
@@ -135,7 +135,7 @@ def clip_stages(
 
 def profile(paths: list[Path], store: Path, repeats: int, recipe: schemas.Recipe) -> dict:
     """Median over ``repeats`` of the per-clip mean of every stage, for both paths."""
-    from pipeline.transform import preprocess_clip
+    from pipeline.clip.transform import preprocess_clip
 
     schemas.create_store(store, recipe)
     for mode in (False, True):  # imports, the detector and the landmark model
@@ -187,7 +187,7 @@ def box_jitter(boxes: np.ndarray) -> float:
 
 def jitter_and_rate(paths: list[Path], recipe: schemas.Recipe) -> dict:
     """Face-box jitter on static-face versions of ``paths`` and detection rate on ``paths``."""
-    from pipeline.transform import preprocess_clip
+    from pipeline.clip.transform import preprocess_clip
 
     out: dict = {}
     with tempfile.TemporaryDirectory() as tmp:

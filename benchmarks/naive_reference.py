@@ -163,9 +163,9 @@ def _median_time(fn, repeat: int) -> float:  # type: ignore[no-untyped-def]
 def breakdown(path: Path, repeat: int = 5) -> dict[str, float]:
     """Median seconds of each stage of ``preprocess_clip`` on ``path``, and of the baselines."""
     from pipeline import media
-    from pipeline.audio_features import frame_features
-    from pipeline.faces import StrideDetector, crop_faces
-    from pipeline.transform import preprocess_clip
+    from pipeline.clip.audio_features import frame_features
+    from pipeline.clip.faces import StrideDetector, crop_faces
+    from pipeline.clip.transform import preprocess_clip
     from schemas.recipe import Recipe
 
     recipe = Recipe()

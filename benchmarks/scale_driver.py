@@ -150,7 +150,7 @@ _PROBE = """
 import json, sys, time
 sys.path.insert(0, {repo!r})
 from pathlib import Path
-from pipeline.ingest import IngestOptions, run_ingest
+from pipeline.ingest.driver import IngestOptions, run_ingest
 start = time.perf_counter()
 r = run_ingest(Path({root!r}), IngestOptions(store=Path({store!r}), workers=1,
                dataset="avdeepfake1m"))

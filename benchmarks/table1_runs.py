@@ -52,7 +52,7 @@ class Plan:
 
     def config(self) -> dict[str, Any]:
         """The config every seed trains, less ``seed``, as a result file holds it."""
-        from trainer.config import load_config
+        from trainer.config.settings import load_config
 
         cfg = load_config(self.preset, [f"epochs={self.epochs}", *self.overrides])
         resolved = {k: v for k, v in cfg.to_dict().items() if k != "seed"}

@@ -44,11 +44,11 @@ from schemas.streams import CLIP_ARRAY_TABLE, rows_of
 #: source frame each face crop was cut from, ``(x0, y0, x1, y1)`` pixels, so ``source =
 #: box[:2] + crop_xy * (box[2] - box[0]) / S``; ``landmarks``: dlib's 68 points ``(x, y)``
 #: in face-crop pixels (NaN on a frame without a face); ``mouth``: 96×96 grayscale mouth
-#: crops (see ``pipeline.landmarks`` and ``pipeline.mouth``); ``face_valid``: 1 where the
+#: crops (see ``pipeline.clip.landmarks`` and ``pipeline.clip.mouth``); ``face_valid``: 1 where the
 #: frame has a face, 0 where it has none (a shot without the face, black frames;
-#: ``pipeline.shots``). A clip without ``face_valid`` (written before it) reads as a face
+#: ``pipeline.clip.shots``). A clip without ``face_valid`` (written before it) reads as a face
 #: in every frame. ``pose``: the head's yaw, pitch, roll (degrees) and fit residual per
-#: frame, fitted to the landmarks (``pipeline.head_pose``; NaN on a frame without a
+#: frame, fitted to the landmarks (``pipeline.clip.head_pose``; NaN on a frame without a
 #: face); a clip without it (written before it, or without landmarks) reads as NaN.
 EXTRA_ARRAYS: tuple[str, ...] = tuple(
     a.path for a in CLIP_ARRAY_TABLE if not a.is_label and a.path not in ("video", "audio")
@@ -228,7 +228,7 @@ def _check_extra(extra: dict[str, np.ndarray], num_frames: int, recipe: Recipe) 
 #: Frames per chunk file of a compressed array: two seconds at 25 fps, the longest
 #: training window a preset uses (``paper``: 50; ``tiny``: 16), so that any window of
 #: up to 51 frames touches at most two chunks and the trainer decodes at most two
-#: (:mod:`trainer.zstd_rows`). It shapes files, not tensors, so it is not in the recipe:
+#: (:mod:`trainer.data.zstd_rows`). It shapes files, not tensors, so it is not in the recipe:
 #: readers take each array's chunking from its ``zarr.json``, and stores written with
 #: one-second chunks (25 frames, before this) read as they are.
 ZSTD_CHUNK_FRAMES = 50
@@ -245,7 +245,7 @@ def _compressors(layout: str) -> Any:
     """No codec for the raw layout; zstd with its content checksum for the zstd layout.
 
     The checksum (xxhash64 of a chunk's decoded bytes, 4 bytes a chunk) makes a flipped
-    byte an error for every reader (zarr's and ``trainer.zstd_rows``) instead of other
+    byte an error for every reader (zarr's and ``trainer.data.zstd_rows``) instead of other
     values. It shapes files, not tensors, so the recipe and its hash are unchanged:
     chunks written before it (no checksum) read as they are, and a store may hold both.
     """

@@ -299,7 +299,7 @@ def read_face_valid(store: str | Path, clip_id: str) -> np.ndarray:
 def read_pose(store: str | Path, clip_id: str) -> np.ndarray:
     """``(T, 4)`` float32 of a committed clip: yaw, pitch, roll (degrees), fit residual.
 
-    Fitted to the clip's landmarks (``pipeline.head_pose``); NaN on a frame without a
+    Fitted to the clip's landmarks (``pipeline.clip.head_pose``); NaN on a frame without a
     face. A clip stored without ``pose`` (before the pipeline kept it, or without
     landmarks) reads as NaN in every frame: unknown.
 

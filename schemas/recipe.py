@@ -84,16 +84,16 @@ class Recipe:
     Every setting that can change a stored tensor, or whether a clip is ok, is here,
     so that resume (a clip is current only for the same recipe hash) and store
     fingerprints stay truthful. These defaults are the one source of those numbers:
-    the modules' constants (``pipeline.faces.DEFAULT_MARGIN`` ...) are read from them
+    the modules' constants (``pipeline.clip.faces.DEFAULT_MARGIN`` ...) are read from them
     (this module must not import the pipeline). ``min_face_rate`` flags a clip as ``low_face_rate`` in the
     manifest when its face detection rate is below it (``split`` leaves flagged clips
     out by default); ``min_audio_coverage`` fails a clip whose audio covers less
     than that fraction of its video frames.
 
-    ``landmarks`` stores dlib's 68 facial landmarks per frame (``pipeline.landmarks``;
+    ``landmarks`` stores dlib's 68 facial landmarks per frame (``pipeline.clip.landmarks``;
     needs the ``landmarks`` extra) and the manifest's landmark flags; ``streams``
     names the visual streams stored: ``("face",)`` or ``("face", "mouth")`` (mouth
-    crops, ``pipeline.mouth``; needs ``landmarks``). Both default off, so that
+    crops, ``pipeline.clip.mouth``; needs ``landmarks``). Both default off, so that
     ``Recipe()`` means the same on every installation; the CLI turns landmarks on
     when the predictor is installed. ``decoder`` is one of :data:`DECODERS`.
     """
@@ -106,13 +106,13 @@ class Recipe:
     trim_silence: bool = False
     audio_dtype: str = "float32"
     layout: str = "raw"  # raw (memmap-able) | zstd
-    face_margin: float = 0.3  # pipeline.faces.DEFAULT_MARGIN: crop side = (1 + margin) x box
-    face_smooth: int = 5  # pipeline.faces.DEFAULT_SMOOTH: frames averaged for box centres
-    face_size_smooth: int = 25  # pipeline.faces.SIZE_SMOOTH: frames averaged for box sizes
-    silence_threshold_db: float = 30.0  # pipeline.silence.DEFAULT_THRESHOLD_DB
-    silent_clip_db: float = 30.0  # pipeline.silence.SILENT_CLIP_DB
-    max_seconds: float = 60.0  # pipeline.transform.DEFAULT_MAX_SECONDS: longer clips are cut
-    min_frames: int = 2  # pipeline.transform.MIN_FRAMES: shorter clips fail
+    face_margin: float = 0.3  # pipeline.clip.faces.DEFAULT_MARGIN: crop side = (1 + margin) x box
+    face_smooth: int = 5  # pipeline.clip.faces.DEFAULT_SMOOTH: frames averaged for box centres
+    face_size_smooth: int = 25  # pipeline.clip.faces.SIZE_SMOOTH: frames averaged for box sizes
+    silence_threshold_db: float = 30.0  # pipeline.clip.silence.DEFAULT_THRESHOLD_DB
+    silent_clip_db: float = 30.0  # pipeline.clip.silence.SILENT_CLIP_DB
+    max_seconds: float = 60.0  # pipeline.clip.transform.DEFAULT_MAX_SECONDS: longer clips are cut
+    min_frames: int = 2  # pipeline.clip.transform.MIN_FRAMES: shorter clips fail
     min_audio_coverage: float = 0.9  # audio must cover this fraction of the video frames
     min_face_rate: float = 0.5  # below this face detection rate a clip is low_face_rate
     landmarks: bool = False  # dlib's 68 landmarks per frame, and the landmark flags

@@ -31,7 +31,7 @@ from schemas.layout import AUDIO_CHANNELS, LABELS_DIR
 if TYPE_CHECKING:
     from schemas.recipe import Recipe
 
-#: Side of a stored mouth crop, pixels (``pipeline.mouth`` cuts them this size).
+#: Side of a stored mouth crop, pixels (``pipeline.clip.mouth`` cuts them this size).
 MOUTH_SIZE = 96
 
 
@@ -80,32 +80,32 @@ def _label(name: str) -> ClipArray:
 
 #: Every per-frame array a clip can hold, in the order readers list them.
 CLIP_ARRAY_TABLE: tuple[ClipArray, ...] = (
-    # RGB face crops (pipeline.faces), square of the recipe's crop_size.
+    # RGB face crops (pipeline.clip.faces), square of the recipe's crop_size.
     ClipArray(
         "face", "video", lambda r: (r.crop_size, r.crop_size, 3), _fixed(np.uint8),
         made_by=("crop_size", "streams"), calls_for=_always, visual=True,
     ),
-    # MFCC or log filter-bank features (pipeline.audio_features), one row per frame.
+    # MFCC or log filter-bank features (pipeline.clip.audio_features), one row per frame.
     ClipArray(
         "audio", "audio", lambda r: (AUDIO_CHANNELS,), lambda r: np.dtype(r.audio_dtype),
         made_by=("features", "audio_dtype", "sample_rate"), calls_for=_always,
     ),
     # The square of the source frame each face crop was cut from, (x0, y0, x1, y1) px.
     ClipArray("face_boxes", "face_boxes", lambda r: (4,), _fixed(np.float32)),
-    # dlib's 68 points (x, y) in face-crop pixels, NaN without a face (pipeline.landmarks).
+    # dlib's 68 points (x, y) in face-crop pixels, NaN without a face (pipeline.clip.landmarks).
     ClipArray(
         "landmarks", "landmarks", lambda r: (68, 2), _fixed(np.float16),
         made_by=("landmarks",), calls_for=lambda r: r.landmarks,
     ),
-    # Grayscale mouth crops aligned by the landmarks (pipeline.mouth).
+    # Grayscale mouth crops aligned by the landmarks (pipeline.clip.mouth).
     ClipArray(
         "mouth", "mouth", lambda r: (MOUTH_SIZE, MOUTH_SIZE), _fixed(np.uint8),
         made_by=("streams", "landmarks"), calls_for=lambda r: "mouth" in r.streams,
         visual=True,
     ),
-    # 1 where the frame has a face (pipeline.shots); a clip stored before it: all faces.
+    # 1 where the frame has a face (pipeline.clip.shots); a clip stored before it: all faces.
     ClipArray("face_valid", "face_valid", lambda r: (), _fixed(np.uint8), absent=1.0),
-    # Head yaw, pitch, roll (degrees) and fit residual (pipeline.head_pose); else unknown.
+    # Head yaw, pitch, roll (degrees) and fit residual (pipeline.clip.head_pose); else unknown.
     ClipArray(
         "pose", "pose", lambda r: (4,), _fixed(np.float32), made_by=("landmarks",),
         absent=float("nan"),

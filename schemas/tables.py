@@ -48,25 +48,25 @@ MANIFEST_SCHEMA = pa.schema(
         pa.field("audio_coverage", pa.float32()),  # audio duration / video duration, <= 1
         pa.field("cut", pa.bool_()),  # the source was longer than the recipe's limit, cut there
         pa.field("low_face_rate", pa.bool_()),  # face_detection_rate below the recipe's threshold
-        # Landmark and track flags (pipeline.landmarks); null where the recipe has no landmarks.
+        # Landmark and track flags (pipeline.clip.landmarks); null where the recipe has no landmarks.
         pa.field("landmark_rate", pa.float32()),  # confident landmark fits / landmark fits
         pa.field("landmark_jitter", pa.float32()),  # mean per-frame point motion, crop px
-        pa.field("shot_cuts", pa.int32()),  # cuts found in the frames (pipeline.shots)
+        pa.field("shot_cuts", pa.int32()),  # cuts found in the frames (pipeline.clip.shots)
         pa.field("faceless_frames", pa.int32()),  # stored frames without a face (face_valid 0)
-        # The speaking face (pipeline.speaker): the kept face's mouth-voice correlation,
+        # The speaking face (pipeline.clip.speaker): the kept face's mouth-voice correlation,
         # the most face tracks of a shot, and the flag of a clip whose faces none follow
         # the voice; correlation and flag null where no shot had two faces, all three
         # null in an older store.
         pa.field("speaker_correlation", pa.float32()),
         pa.field("face_tracks", pa.int16()),
         pa.field("no_speaker", pa.bool_()),
-        # Head pose (pipeline.head_pose): share of the frames with a face seen near
+        # Head pose (pipeline.clip.head_pose): share of the frames with a face seen near
         # frontal, median |yaw| in degrees, and the flag of a clip below the documented
         # rate; null without landmarks and in an older store.
         pa.field("frontal_rate", pa.float32()),
         pa.field("median_abs_yaw", pa.float32()),
         pa.field("low_frontal_rate", pa.bool_()),
-        # Share of the stored frames that sound like speech (pipeline.speech), and the
+        # Share of the stored frames that sound like speech (pipeline.clip.speech), and the
         # flag of a clip below the documented threshold; null in an older store.
         pa.field("speech_fraction", pa.float32()),
         pa.field("little_speech", pa.bool_()),

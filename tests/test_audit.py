@@ -25,8 +25,8 @@ from cli_helpers import call_main
 from torch import Tensor, nn
 
 import schemas
-from trainer import audit
-from trainer.audit_run import (
+from trainer.audit import perturb as audit
+from trainer.audit.run import (
     PERTURBATIONS,
     AuditClip,
     AuditPlan,
@@ -35,15 +35,15 @@ from trainer.audit_run import (
     pair_donors,
     perturb_clip,
 )
-from trainer.checkpoint import save_checkpoint
 from trainer.cli import main
-from trainer.config import TrainConfig
-from trainer.data import ClipInfo
+from trainer.config.settings import TrainConfig
+from trainer.data.dataset import ClipInfo
 from trainer.model import build_model
 from trainer.model.config import ConfigBasics
 from trainer.model.loss import LossParts
 from trainer.model.outputs import DetectorOutput, no_head
 from trainer.model.registry import _REGISTRY, Reads, register_detector
+from trainer.train.checkpoint import save_checkpoint
 
 FEATURES = {"mfcc", "fbank"}
 HOP_C0 = [0, 26, 52, 78]  # c0 (log energy) of each 10 ms hop of a frame's 104 channels
@@ -116,7 +116,7 @@ def test_face_flags_follow_the_frames_they_belong_to() -> None:
 
 @pytest.mark.parametrize("features", sorted(FEATURES))
 def test_silence_row_is_what_the_pipeline_stores_for_zero_samples(features: str) -> None:
-    from pipeline.audio_features import hop_features
+    from pipeline.clip.audio_features import hop_features
 
     hops = hop_features(np.zeros(16_000), 16_000, features)  # 1 s of digital silence
     rows = hops[: 4 * (len(hops) // 4)].reshape(-1, 104)

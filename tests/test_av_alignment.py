@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 from media_fixtures import delay_stream, flash_beep_clip
 
+from pipeline.clip.transform import preprocess_clip
 from pipeline.errors import ClipError
-from pipeline.transform import preprocess_clip
 from schemas.recipe import Recipe
 
 AT_S = 1.2  # flash and beep, in the source

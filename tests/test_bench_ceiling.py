@@ -13,7 +13,7 @@ from cli_helpers import ingest_json, run_cli
 
 import schemas
 from benchmarks import bench_ablation, bench_ceiling, bench_train
-from pipeline.split_strict import references
+from pipeline.splits.strict import references
 from pipeline.synth import HARD_NAME, make_dataset, plan
 from pipeline.synth.plan import group_of
 

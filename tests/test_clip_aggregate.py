@@ -13,8 +13,8 @@ from cli_helpers import call_main
 from trainer_fixtures import build_store
 
 from trainer.cli import main
-from trainer.clip_aggregate import AGGREGATES, aggregate_probs
-from trainer.config import TrainerError, load_config
+from trainer.config.settings import TrainerError, load_config
+from trainer.evaluate.clip_aggregate import AGGREGATES, aggregate_probs
 
 
 def _logit(p: float) -> float:

@@ -14,13 +14,13 @@ import torch
 from test_train_run import _window_batch
 from trainer_fixtures import build_store
 
-from trainer import distributed as ddp
-from trainer.compile_check import GRAD_RTOL, compare_compiled
-from trainer.config import TrainConfig, load_config
+from trainer.config.settings import TrainConfig, load_config
 from trainer.model import MSCT
-from trainer.optim import build_optimizer
-from trainer.recipe import TrainRecipe
-from trainer.step import forward_loss, step_forward, train_step
+from trainer.train import distributed as ddp
+from trainer.train.compile_check import GRAD_RTOL, compare_compiled
+from trainer.train.optim import build_optimizer
+from trainer.train.recipe import TrainRecipe
+from trainer.train.step import forward_loss, step_forward, train_step
 
 STEPS = 3
 RTOL = 1e-4  # compiled kernels may reorder float sums; the losses must agree to this
@@ -76,7 +76,7 @@ def test_compiled_step_trains_like_eager(record_property: Callable[[str, object]
 
 # A model as small as keeps every kind of layer of the tiny preset: two Res2Net stages
 # with CBAM between them, the stem and WTConv (whose near-zero gradients a review took for
-# an inductor fault: trainer/compile_check.py), MSSA, DCA. Inductor compiles one C++ kernel
+# an inductor fault: trainer/train/compile_check.py), MSSA, DCA. Inductor compiles one C++ kernel
 # per fused group, so fewer layers compile faster (its compiled code is cached on disk).
 SMALL = [
     "device=cpu", "model.dim=16", "model.depth=1", "model.heads=4", "model.mlp_ratio=1.0",
@@ -107,8 +107,8 @@ def test_compiled_step_computes_the_eager_gradients(
 def test_the_gradient_check_sees_a_wrong_backward() -> None:
     """The comparison can fail: a backward that doubles the visual encoder's gradients (as
     the inductor fault did) is caught, though the loss is the same."""
-    from trainer.compile_check import gradient_errors, step_gradients
-    from trainer.step import forward_loss
+    from trainer.train.compile_check import gradient_errors, step_gradients
+    from trainer.train.step import forward_loss
 
     cfg = load_config("tiny", [*SMALL, "grad_clip=0", "model.dropout=0"])
     loss, eager = step_gradients(cfg, _window_batch(), torch.device("cpu"), forward_loss)
@@ -133,7 +133,7 @@ def test_gradients_that_are_rounding_noise_do_not_count() -> None:
     """A gradient that is zero but for rounding (the WTConv bias before a train-mode
     BatchNorm) differs by 100 % between any two correct computations; against the floor,
     that is nothing."""
-    from trainer.compile_check import GRAD_FLOOR, gradient_errors
+    from trainer.train.compile_check import GRAD_FLOOR, gradient_errors
 
     reference = {"weight": torch.tensor([3.0, 4.0]), "bias": torch.tensor([1e-9])}
     noisy = {"weight": torch.tensor([3.0, 4.0]), "bias": torch.tensor([-1e-9])}

@@ -20,9 +20,9 @@ from media_fixtures import face_frames, make_clip
 
 import schemas
 from pipeline.cli.ingest import _unsupported_note
+from pipeline.clip.transform import preprocess_clip
+from pipeline.datasets.fakeavceleb import scan_dataset
 from pipeline.errors import ClipError
-from pipeline.scan import scan_dataset
-from pipeline.transform import preprocess_clip
 from schemas.recipe import Recipe
 
 FOLDER = "RealVideo-RealAudio/African/men/id00001"

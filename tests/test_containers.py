@@ -19,8 +19,8 @@ from media_fixtures import face_frames, make_clip, truncate
 
 from benchmarks.naive_reference import decode_audio, decode_video
 from pipeline import media
+from pipeline.clip.transform import preprocess_clip
 from pipeline.errors import ClipError
-from pipeline.transform import preprocess_clip
 from schemas.recipe import Recipe
 
 

@@ -17,18 +17,18 @@ import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
 import schemas
-import trainer.reader as reader
+import trainer.data.reader as reader
 from schemas.layout import clip_dir
-from trainer.augment import gather_batch, gather_per_window, shift_flip, source_maps
-from trainer.data import (
+from trainer.data.augment import gather_batch, gather_per_window, shift_flip, source_maps
+from trainer.data.dataset import (
     ClipInfo,
     EpochIndices,
     WindowDataset,
     eval_starts,
     split_clips,
 )
-from trainer.draws import ItemDraws
-from trainer.inputs import VIDEO_MEAN, VIDEO_STD, video_for_model
+from trainer.data.draws import ItemDraws
+from trainer.data.inputs import VIDEO_MEAN, VIDEO_STD, video_for_model
 
 CROP = 32
 CATEGORY_CYCLE = schemas.CATEGORIES
@@ -609,7 +609,7 @@ def test_a_truncated_or_linked_tensor_is_refused(tmp_path: Path) -> None:
 
 def test_trainer_data_imports_without_the_media_stack() -> None:
     code = (
-        "import sys, trainer.data, trainer.augment\n"
+        "import sys, trainer.data.dataset, trainer.data.augment\n"
         "bad = [m for m in ('ray', 'dlib', 'ffmpeg', 'python_speech_features') if m in sys.modules]\n"
         "assert not bad, bad\n"
     )

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from pipeline.datasets import scan
+from pipeline.datasets.common import ScanError
 from pipeline.datasets.source import make_clip_id
-from pipeline.scan import ScanError
 
 KINDS = {
     "real": ([], [], []),

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.datasets import scan
-from pipeline.scan import ScanError
+from pipeline.datasets.common import ScanError
 
 
 def dataset(tmp_path: Path, text: str, files: tuple[str, ...] = ()) -> Path:

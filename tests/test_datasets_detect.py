@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.datasets import DATASETS, detect, scan
-from pipeline.scan import ScanError
+from pipeline.datasets.common import ScanError
 
 
 def lavdf_root(root: Path) -> Path:

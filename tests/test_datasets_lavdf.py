@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from pipeline.datasets import scan
-from pipeline.scan import ScanError
+from pipeline.datasets.common import ScanError
 
 
 def record(file: str, audio: bool = False, video: bool = False, **extra: Any) -> dict[str, Any]:

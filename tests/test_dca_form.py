@@ -12,15 +12,15 @@ import frozen_attention as old
 import pytest
 import torch
 
-from trainer.checkpoint import save_checkpoint
-from trainer.config import TrainConfig, load_config
-from trainer.inference import model_from_checkpoint
+from trainer.config.settings import TrainConfig, load_config
+from trainer.evaluate.inference import model_from_checkpoint
 from trainer.model import MSCT, ModelConfig
 from trainer.model.attention import (
     DifferentialCrossAttention,
     MultiScaleKeys,
     PaperDifferentialCrossAttention,
 )
+from trainer.train.checkpoint import save_checkpoint
 
 
 def tiny(**overrides: object) -> ModelConfig:

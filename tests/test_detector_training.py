@@ -21,10 +21,10 @@ from cli_helpers import call_main
 from trainer_fixtures import build_store
 
 from trainer.cli import main
-from trainer.config import load_config
-from trainer.inference import model_from_checkpoint
+from trainer.config.settings import load_config
+from trainer.evaluate.inference import model_from_checkpoint
 from trainer.model import build_model
-from trainer.recipe import TrainRecipe, train
+from trainer.train.recipe import TrainRecipe, train
 
 pytestmark = pytest.mark.slow
 

@@ -11,8 +11,8 @@ import pytest
 import torch
 from trainer_fixtures import build_store
 
-from trainer.config import TrainConfig, TrainerError, load_config
-from trainer.detector_store import check_detector_store
+from trainer.config.settings import TrainConfig, TrainerError, load_config
+from trainer.data.detector_store import check_detector_store
 from trainer.model import (
     MSCT,
     ModelConfig,
@@ -24,7 +24,7 @@ from trainer.model import (
 from trainer.model.mrdf import margin_loss
 from trainer.model.registry import SIZES
 from trainer.presets import preset_names
-from trainer.recipe import train
+from trainer.train.recipe import train
 
 BASELINES = ("audio_only", "video_only", "late_fusion", "mrdf_ce", "mrdf_margin", "mds")
 B, T, CROP = 2, 8, 32

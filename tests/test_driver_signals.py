@@ -22,7 +22,7 @@ from cli_helpers import BIN, ingest_json
 from store_checks import assert_every_clip_once
 
 import schemas
-from pipeline.lock import store_lock
+from schemas.lock import store_lock
 
 CLIPS = 12  # the session's synthetic dataset
 STOP_WITHIN_S = 20.0  # the bound the issue sets, signal to exit

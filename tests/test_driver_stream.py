@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 
 import schemas
-from pipeline import task_window
-from pipeline.ingest import IngestOptions, run_ingest
-from pipeline.manifest_book import ManifestBook
+from pipeline.ingest import task_window
+from pipeline.ingest.driver import IngestOptions, run_ingest
+from pipeline.ingest.manifest_book import ManifestBook
 
 CLIPS = 12
 FIRST = 4

@@ -52,14 +52,14 @@ def _run_patched(
 
 
 def test_every_user_facing_error_class_is_a_user_error() -> None:
+    from pipeline.datasets.common import ScanError
     from pipeline.datasets.records import BadRecord
     from pipeline.datasets.segments import BadSegments
-    from pipeline.scan import ScanError
-    from pipeline.split import SplitError
-    from pipeline.split_formats import SplitFileError
+    from pipeline.splits.formats import SplitFileError
+    from pipeline.splits.split import SplitError
     from schemas.safe_files import RefusedFile
     from trainer import cli as train_cli
-    from trainer.config import TrainerError
+    from trainer.config.settings import TrainerError
 
     kinds = (
         schemas.StoreError, schemas.SchemaError, ScanError, SplitError, SplitFileError,
@@ -103,7 +103,7 @@ def test_pipeline_internal_value_error_keeps_its_traceback(tmp_path: Path) -> No
     # A ValueError is not a user error: before, every ValueError printed one line, exit 2.
     proc = _run_patched(
         "pipeline.cli",
-        "pipeline.manifest_book.repair_manifest",
+        "pipeline.ingest.manifest_book.repair_manifest",
         "ValueError('operands could not be broadcast together')",
         ["repair", "--store", str(tmp_path / "s")],
     )
@@ -116,7 +116,7 @@ def test_pipeline_internal_value_error_keeps_its_traceback(tmp_path: Path) -> No
 def test_pipeline_user_error_from_inside_a_command_is_one_line(tmp_path: Path) -> None:
     proc = _run_patched(
         "pipeline.cli",
-        "pipeline.manifest_book.repair_manifest",
+        "pipeline.ingest.manifest_book.repair_manifest",
         "schemas.UserError('the store is on fire')",
         ["repair", "--store", str(tmp_path / "s")],
     )
@@ -144,7 +144,7 @@ def test_trainer_user_errors_are_one_line_exit_2(
 def test_trainer_internal_value_error_keeps_its_traceback(tmp_path: Path) -> None:
     proc = _run_patched(
         "trainer.cli",
-        "trainer.config.load_config",
+        "trainer.config.settings.load_config",
         "ValueError('operands could not be broadcast together')",
         ["run", "--store", str(tmp_path / "s"), "--out", str(tmp_path / "r")],
     )
@@ -158,7 +158,7 @@ def test_trainer_reports_any_user_error_in_one_line(tmp_path: Path) -> None:
     # (a recipe check, a refused file) came out as a traceback.
     proc = _run_patched(
         "trainer.cli",
-        "trainer.config.load_config",
+        "trainer.config.settings.load_config",
         "schemas.UserError('crop_size must be >= 16')",
         ["run", "--store", str(tmp_path / "s"), "--out", str(tmp_path / "r")],
     )

@@ -200,7 +200,7 @@ def test_audit_keeps_eval_baseline_and_says_what_it_skips(
 ) -> None:
     """``mscct-train audit`` on a trained MSCT: its baseline is the run's test scores; with one
     real clip in the part there is no other identity's real audio to swap in."""
-    from trainer.audit_report import AUDIT_SCORES, DESCRIPTIONS, print_audit
+    from trainer.audit.report import AUDIT_SCORES, DESCRIPTIONS, print_audit
 
     store, best = trained
     # The run's test scores: eval's, of the same checkpoint on the same part.

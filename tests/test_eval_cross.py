@@ -11,7 +11,7 @@ from frame_fixtures import build_segment_store
 from trainer_fixtures import build_store
 
 from trainer.cli import main
-from trainer.localisation import load_evaluation
+from trainer.evaluate.localisation import load_evaluation
 
 pytestmark = pytest.mark.slow
 

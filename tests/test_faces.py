@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from media_fixtures import SPEED, face_centre, face_frames
 
-from pipeline import faces
+from pipeline.clip import faces
 
 NUM_FRAMES = 40
 

@@ -13,10 +13,10 @@ from trainer_fixtures import build_store
 
 import schemas
 from trainer.cli import main
-from trainer.config import TrainerError, load_config
-from trainer.data import WindowDataset, split_clips
+from trainer.config.settings import TrainerError, load_config
+from trainer.data.dataset import WindowDataset, split_clips
 from trainer.model import MSCT, ModelConfig
-from trainer.step import LOSS_PARTS, loss_parts, train_step
+from trainer.train.step import LOSS_PARTS, loss_parts, train_step
 
 SMALL = {"train": 1, "val": 1, "test": 1}
 

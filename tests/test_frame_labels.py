@@ -14,8 +14,8 @@ import pytest
 from old_schemas import schemas_of_format
 
 import schemas
+from pipeline.clip.frame_labels import clip_frame_labels, segment_frame_labels
 from pipeline.datasets import ClipSource
-from pipeline.frame_labels import clip_frame_labels, segment_frame_labels
 from schemas.layout import STAGING_DIR, clip_dir
 
 

@@ -18,10 +18,10 @@ from cli_helpers import BIN, ingest_json, run_cli, start_ingest
 from store_checks import assert_every_clip_once
 
 import schemas
+from pipeline.clip.transform import preprocess_clip
 from pipeline.synth import PLAYLISTS, SynthSummary, plan_defects
 from pipeline.synth.encode import encode
 from pipeline.synth.video import render_clip
-from pipeline.transform import preprocess_clip
 from schemas.layout import clip_dir
 from schemas.recipe import Recipe
 

@@ -14,15 +14,15 @@ import pytest
 from installed import needs_landmarks
 
 import schemas
-from pipeline.datasets.source import ClipSource
-from pipeline.head_pose import (
+from pipeline.clip.head_pose import (
     MAX_FIT_RESIDUAL,
     frontal_frames,
     frontal_measures,
     head_pose,
     project_model,
 )
-from pipeline.ingest import process_clip
+from pipeline.datasets.source import ClipSource
+from pipeline.ingest.driver import process_clip
 from pipeline.synth.files import write_clip
 from pipeline.synth.plan import plan
 

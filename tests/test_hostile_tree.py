@@ -32,7 +32,7 @@ INGEST_TIMEOUT_S = 300
 
 _SCAN_SCRIPT = """
 import dataclasses, json, sys
-from pipeline.scan import scan_dataset
+from pipeline.datasets.fakeavceleb import scan_dataset
 result = scan_dataset(sys.argv[1])
 data = dataclasses.asdict(result)
 data["root"] = str(result.root)

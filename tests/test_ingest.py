@@ -17,7 +17,7 @@ from cli_helpers import ingest_json, run_cli, start_ingest
 from store_checks import assert_every_clip_once
 
 import schemas
-from pipeline.lock import store_lock
+from schemas.lock import store_lock
 
 HEADER = "source,target1,target2,method,category,type,race,gender,path,\n"
 
@@ -245,7 +245,7 @@ def test_a_fifo_is_never_opened(synth_root: Path, tmp_path: Path) -> None:
 
 
 def _clip_source(root: Path, row: int = 0):  # type: ignore[no-untyped-def]
-    from pipeline.scan import scan_dataset
+    from pipeline.datasets.fakeavceleb import scan_dataset
 
     scan = scan_dataset(root)
     return scan.clips[row], scan.root / scan.clips[row].path
@@ -270,7 +270,7 @@ def test_a_source_changed_during_its_decode_fails_the_clip(
 ) -> None:
     import threading
 
-    from pipeline.ingest import process_clip
+    from pipeline.ingest.driver import process_clip
 
     root = _small_copy(synth_root, tmp_path / "data", rows=1)
     clip, source = _clip_source(root)
@@ -305,8 +305,8 @@ def test_a_source_changed_during_its_decode_fails_the_clip(
 def test_low_face_rate_is_flagged_from_the_recipe_threshold(tmp_path: Path) -> None:
     from media_fixtures import face_frames, make_clip
 
-    from pipeline.ingest import process_clip
-    from pipeline.scan import ClipSource
+    from pipeline.datasets.source import ClipSource
+    from pipeline.ingest.driver import process_clip
 
     frames = face_frames(50)
     frames[20:] = 0  # the face is gone after 20 frames: 4 of 10 detector calls find it

@@ -12,7 +12,7 @@ from media_fixtures import make_clip
 
 import schemas
 from benchmarks import bench_ingest, ingest_profile
-from pipeline.landmarks import landmarks_available
+from pipeline.clip.landmarks import landmarks_available
 
 
 def test_box_jitter_is_centre_motion_over_box_side() -> None:

@@ -20,8 +20,8 @@ from media_fixtures import delay_stream, face_frames, flash_beep_clip, make_clip
 
 import schemas
 from pipeline import media
+from pipeline.clip.transform import preprocess_clip
 from pipeline.errors import ClipError
-from pipeline.transform import preprocess_clip
 from schemas.recipe import Recipe
 
 RECIPE = Recipe()

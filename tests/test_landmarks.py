@@ -18,13 +18,19 @@ from cli_helpers import ingest_json, run_cli
 from installed import needs_landmarks
 
 import schemas
-from pipeline.landmarks import count_shot_cuts, landmark_jitter, to_frame
-from pipeline.mouth import MOUTH_SIZE, REFERENCE_FACE, STABLE_POINTS, mouth_transforms, similarity
+from pipeline.clip.landmarks import count_shot_cuts, landmark_jitter, to_frame
+from pipeline.clip.mouth import (
+    MOUTH_SIZE,
+    REFERENCE_FACE,
+    STABLE_POINTS,
+    mouth_transforms,
+    similarity,
+)
+from pipeline.clip.transform import ClipTensors, preprocess_clip
 from pipeline.synth.files import write_clip
 from pipeline.synth.plan import plan
 from pipeline.synth.spec import FPS, ClipSpec
 from pipeline.synth.video import FACE_CENTRE, MOUTH_CENTRE, frame_transform, to_output
-from pipeline.transform import ClipTensors, preprocess_clip
 
 # CI installs the extra (make install), so there a missing predictor fails the tests.
 pytestmark = needs_landmarks

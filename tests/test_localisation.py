@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from frame_fixtures import build_segment_store, segment_frames
 
-from trainer.data import WindowDataset, split_clips
-from trainer.frame_eval import WindowOutputs, frame_report
-from trainer.localisation import (
+from trainer.data.dataset import WindowDataset, split_clips
+from trainer.evaluate.frame_eval import WindowOutputs, frame_report
+from trainer.evaluate.localisation import (
     AP_IOUS,
     AR_PROPOSALS,
     ap_ar,

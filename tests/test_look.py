@@ -129,7 +129,7 @@ def test_inspect_reports_faces_speech_and_decoders(ingested_store: Path, rows: l
 def test_quality_lines_count_flagged_clips_and_skip_older_columns() -> None:
     import pyarrow as pa
 
-    from pipeline.ingest_summary import quality_lines, quality_summary
+    from pipeline.ingest.summary import quality_lines, quality_summary
 
     fine = {"status": "ok", "frontal_rate": 1.0, "low_frontal_rate": False, "face_tracks": 1,
             "faceless_frames": 0, "no_speaker": None, "decoded_by": "pyav"}  # fmt: skip
@@ -175,8 +175,8 @@ def test_predict_plots_window_scores(synth_root: Path, tmp_path: Path) -> None:
 def test_window_scores_mean_is_predict_arrays() -> None:
     import torch
 
-    from trainer.config import load_config
-    from trainer.inference import predict_arrays, window_scores
+    from trainer.config.settings import load_config
+    from trainer.evaluate.inference import predict_arrays, window_scores
     from trainer.model import MSCT
 
     cfg = load_config("tiny", ["window=8", "eval_stride=4"])
@@ -327,7 +327,7 @@ def test_show_reads_a_log_mel_envelope_back_from_mfcc(synth_root: Path) -> None:
     """The envelope ``show`` draws for an mfcc store is close to the log filter banks an
     fbank store keeps for the same audio (real media, the pipeline's own decoder)."""
     from pipeline import media
-    from pipeline.audio_features import frame_features
+    from pipeline.clip.audio_features import frame_features
     from pipeline.report.audio_view import loudness_db, mel_db
 
     clip = media.decode_any(sorted(synth_root.rglob("*.mp4"))[0], 25.0, 16000, 60.0)

@@ -19,7 +19,13 @@ import pytest
 import schemas
 from pipeline import datasets
 from pipeline.datasets import ClipSource, ScanResult, make_clip_id
-from pipeline.ingest import IngestOptions, repair_manifest, run_ingest, select_clips, summarize
+from pipeline.ingest.driver import (
+    IngestOptions,
+    repair_manifest,
+    run_ingest,
+    select_clips,
+    summarize,
+)
 from pipeline.synth import SynthSummary, make_dataset
 from schemas.layout import clip_dir
 

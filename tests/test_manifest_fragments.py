@@ -190,7 +190,7 @@ def test_write_manifest_folds_every_fragment(tmp_path: Path) -> None:
 def test_the_compact_command_folds_fragments_under_the_lock(tmp_path: Path) -> None:
     from cli_helpers import run_cli
 
-    from pipeline.lock import store_lock
+    from schemas.lock import store_lock
 
     store = _store(tmp_path)
     ms.write_fragment(store, _table([_row("a")]), 1)

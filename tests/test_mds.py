@@ -10,8 +10,8 @@ import pytest
 import torch
 
 import schemas
-from trainer.config import TrainerError, load_config
-from trainer.detector_store import check_detector_store
+from trainer.config.settings import TrainerError, load_config
+from trainer.data.detector_store import check_detector_store
 from trainer.model import build_model
 from trainer.model.mds import MDS, chunk_windows, contrastive_terms, dissonance_logits
 

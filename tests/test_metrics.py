@@ -12,9 +12,15 @@ import pytest
 import torch
 import yaml
 
-from trainer.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
-from trainer.config import TrainConfig, TrainerError, config_diff, load_config
-from trainer.metrics import ClipScores, aggregate_windows, compute_metrics, json_safe, safe_auc
+from trainer.config.settings import TrainConfig, TrainerError, config_diff, load_config
+from trainer.evaluate.metrics import (
+    ClipScores,
+    aggregate_windows,
+    compute_metrics,
+    json_safe,
+    safe_auc,
+)
+from trainer.train.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -59,7 +65,7 @@ def test_per_category_accuracy_and_null_for_undefined() -> None:
 
 
 def test_selection_breaks_saturated_auc_and_acc_ties_by_val_log_loss() -> None:
-    from trainer.selection import val_key as _val_key
+    from trainer.train.selection import val_key as _val_key
 
     cats = ["RARV", "FARV", "RAFV", "FAFV"]
     early = compute_metrics(_scores([0.45, 0.55, 0.6, 0.55], cats))  # right, but unsure
@@ -133,7 +139,7 @@ def test_answering_fake_for_everything_scores_balanced_accuracy_one_half() -> No
 
 
 def test_eer_and_ap_follow_the_ranking() -> None:
-    from trainer.metrics import average_precision, equal_error_rate
+    from trainer.evaluate.metrics import average_precision, equal_error_rate
 
     y = np.array([0, 0, 1, 1])
     assert equal_error_rate(y, np.array([0.1, 0.2, 0.3, 0.4])) == 0.0

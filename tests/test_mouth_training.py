@@ -19,12 +19,12 @@ from trainer_fixtures import build_store
 
 import schemas
 from trainer.cli import main as train_main
-from trainer.config import TrainerError, load_config
-from trainer.data import WindowDataset, split_clips
-from trainer.inference import evaluate_checkpoint, model_from_checkpoint
-from trainer.inputs import video_for_model
-from trainer.recipe import train
-from trainer.streams import MOUTH_CROP, crop_mouth
+from trainer.config.settings import TrainerError, load_config
+from trainer.data.dataset import WindowDataset, split_clips
+from trainer.data.inputs import video_for_model
+from trainer.data.streams import MOUTH_CROP, crop_mouth
+from trainer.evaluate.inference import evaluate_checkpoint, model_from_checkpoint
+from trainer.train.recipe import train
 
 FAST = ["epochs=1", "window=8", "windows_per_clip=1", "batch_size=4", "precise_bn=0"]
 MOUTH = ["model.visual_input=mouth", "device=cpu", *FAST]
@@ -128,7 +128,7 @@ def test_visual_input_must_be_face_or_mouth() -> None:
 
 
 def test_a_face_checkpoint_reads_a_store_that_only_adds_landmarks_and_mouth() -> None:
-    from trainer.inference import check_recipe
+    from trainer.evaluate.inference import check_recipe
 
     trained = schemas.Recipe()
     richer = schemas.Recipe(landmarks=True, streams=("face", "mouth"))
@@ -156,7 +156,7 @@ def test_items_carry_face_and_mouth_from_the_same_window(mouth_store: Path) -> N
     trains = WindowDataset(mouth_store, clips, 8, train=True, streams=both)
     batch = torch.utils.data.default_collate([trains[i] for i in range(2)])
     assert batch["video"].shape[:2] == batch["mouth"].shape[:2] == (2, 8)
-    from trainer.inputs import model_inputs
+    from trainer.data.inputs import model_inputs
 
     _, face_in, _ = model_inputs(batch, torch.device("cpu"), "face")
     _, mouth_in, _ = model_inputs(batch, torch.device("cpu"), "mouth")

@@ -81,7 +81,7 @@ def test_a_long_method_cell_draws_in_bounded_time(ingested_store: Path, tmp_path
 def test_mathtext_in_a_plot_title_is_drawn_literally(tmp_path: Path) -> None:
     """Medium 3: ``predict --plot`` on ``clip $\\notacommand$.mp4`` raised matplotlib's
     mathtext ValueError; the name is now drawn as written."""
-    from trainer.plots import plot_window_scores
+    from trainer.evaluate.plots import plot_window_scores
 
     starts = np.arange(0, 48, 8)
     prob = np.linspace(0.1, 0.9, 3 * len(starts)).reshape(-1, 3)
@@ -93,7 +93,7 @@ def test_mathtext_in_a_plot_title_is_drawn_literally(tmp_path: Path) -> None:
 
 def test_the_window_plot_keeps_its_legend_off_the_curves() -> None:
     """Issue 30 item 7: the legend stood inside the axes, over the curves."""
-    from trainer.plots import _pyplot, window_figure
+    from trainer.evaluate.plots import _pyplot, window_figure
 
     starts = np.arange(0, 48, 8)
     prob = np.tile([[0.95, 0.9, 0.97]], (len(starts), 1))  # curves along the top edge

@@ -17,8 +17,8 @@ import pytest
 from media_fixtures import face_frames, make_clip
 from PIL import Image
 
+from pipeline.clip.transform import ClipTensors, preprocess_clip
 from pipeline.errors import ClipError
-from pipeline.transform import ClipTensors, preprocess_clip
 from schemas.recipe import Recipe
 
 NUM_FRAMES = 40

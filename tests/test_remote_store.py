@@ -24,10 +24,10 @@ from trainer_fixtures import build_store
 import schemas
 from schemas.remote import OPTIONS_ENV, RemoteStore, check_key, remote_store, use_storage_options
 from trainer.cli import main
-from trainer.config import load_config
-from trainer.data import split_clips
-from trainer.reader import ClipReader
-from trainer.recipe import train
+from trainer.config.settings import load_config
+from trainer.data.dataset import split_clips
+from trainer.data.reader import ClipReader
+from trainer.train.recipe import train
 
 COUNTS = {"train": 2, "val": 1, "test": 1}  # clips per category and part: 16 / 4 / 4
 RAW_URL, ZSTD_URL = "s3://bucket/raw", "s3://bucket/stores/zstd"

@@ -19,8 +19,8 @@ from store_checks import assert_every_clip_once
 
 import schemas
 from pipeline.datasets import ClipSource
-from pipeline.ingest import base_record
-from pipeline.manifest_book import ManifestBook
+from pipeline.ingest.driver import base_record
+from pipeline.ingest.manifest_book import ManifestBook
 from schemas import manifest_store as ms
 
 RECIPE = schemas.Recipe(crop_size=16)

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.scan import ScanError, infer_method, scan_dataset
+from pipeline.datasets.common import ScanError
+from pipeline.datasets.fakeavceleb import infer_method, scan_dataset
 
 HEADER = "source,target1,target2,method,category,type,race,gender,path,\n"
 

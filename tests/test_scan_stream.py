@@ -18,9 +18,9 @@ from test_datasets_lavdf import record as lavdf_record
 
 import schemas
 from pipeline.datasets import ClipSource
-from pipeline.ingest import IngestOptions, run_ingest
-from pipeline.scan import ScanError
-from pipeline.scan_stream import ScanStream
+from pipeline.datasets.common import ScanError
+from pipeline.ingest.driver import IngestOptions, run_ingest
+from pipeline.ingest.scan_stream import ScanStream
 
 #: Records naming files that do not exist: enough to keep the scan busy for a while.
 MISSING_RECORDS = 20_000

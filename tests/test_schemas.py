@@ -266,7 +266,7 @@ def test_store_fingerprint_tracks_content(store: Path) -> None:
 
 
 def test_recipe_holds_every_setting_that_shapes_a_clip() -> None:
-    from pipeline import faces, silence, transform
+    from pipeline.clip import faces, silence, transform
 
     recipe = schemas.Recipe()
     assert recipe.face_margin == faces.DEFAULT_MARGIN

@@ -27,8 +27,8 @@ from schemas.layout import (
     shard_of,
 )
 from schemas.readers import raw_chunk_path
-from trainer.data import WindowDataset, split_clips
-from trainer.reader import ClipReader
+from trainer.data.dataset import WindowDataset, split_clips
+from trainer.data.reader import ClipReader
 
 RECIPE = schemas.Recipe(crop_size=16)
 

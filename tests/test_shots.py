@@ -17,12 +17,12 @@ from media_fixtures import face_frames, flash_beep_clip
 
 import schemas
 from pipeline import media
+from pipeline.clip.shots import find_cuts
+from pipeline.clip.transform import ClipTensors, preprocess_clip
 from pipeline.report.frame_strips import shot_edges
-from pipeline.shots import find_cuts
 from pipeline.synth import SynthSummary
-from pipeline.transform import ClipTensors, preprocess_clip
 from schemas.recipe import Recipe
-from trainer.data import ClipInfo, WindowDataset
+from trainer.data.dataset import ClipInfo, WindowDataset
 
 SHOT = 30  # frames of each shot: the cut is at frame 30
 SHIFT = 96  # px the second shot's face lies right of the first's
@@ -167,8 +167,8 @@ def test_a_flash_or_a_fast_pan_is_no_cut(tmp_path: Path) -> None:
 def test_predict_masks_the_frames_of_a_raw_video_without_a_face(shot_clips: dict) -> None:
     import torch
 
-    from trainer.config import load_config
-    from trainer.inference import window_scores, windows_from_arrays
+    from trainer.config.settings import load_config
+    from trainer.evaluate.inference import window_scores, windows_from_arrays
     from trainer.model import MSCT
 
     out = preprocess_clip(shot_clips["black"], Recipe())

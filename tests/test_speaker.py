@@ -16,12 +16,12 @@ from installed import needs_landmarks
 from PIL import Image, ImageDraw
 
 import schemas
-from pipeline.faces import face_detector
-from pipeline.landmarks import fit_shape
-from pipeline.mouth import REFERENCE_FACE
-from pipeline.speaker import MAX_SHAPE_DISTANCE, NO_SPEAKER_CORRELATION, shape_distance
+from pipeline.clip.faces import face_detector
+from pipeline.clip.landmarks import fit_shape
+from pipeline.clip.mouth import REFERENCE_FACE
+from pipeline.clip.speaker import MAX_SHAPE_DISTANCE, NO_SPEAKER_CORRELATION, shape_distance
+from pipeline.clip.transform import ClipTensors, preprocess_clip
 from pipeline.synth import SynthSummary
-from pipeline.transform import ClipTensors, preprocess_clip
 from schemas.recipe import Recipe
 
 pytestmark = needs_landmarks

@@ -1,4 +1,4 @@
-"""Tests of pipeline.split: balance, identity disjointness, determinism, ratios, folds, store I/O."""
+"""Tests of pipeline.splits.split: balance, identity disjointness, determinism, ratios, folds, store I/O."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from rich.console import Console
 
 import schemas
-from pipeline.split import (
+from pipeline.splits.split import (
     SplitError,
     SplitParams,
     make_split,

@@ -16,15 +16,15 @@ from cli_helpers import run_cli
 from test_split_strict import full_identity, table
 
 import schemas
-from pipeline.split import SplitError
-from pipeline.split_formats import (
+from pipeline.splits.formats import (
     MAX_FILE_BYTES,
     MAX_LINE_CHARS,
     MAX_LINES,
     SplitFileError,
     read_split_file,
 )
-from pipeline.split_import import import_split
+from pipeline.splits.imports import import_split
+from pipeline.splits.split import SplitError
 
 
 @pytest.fixture()

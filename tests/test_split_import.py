@@ -10,9 +10,9 @@ from cli_helpers import run_cli
 from test_split_strict import full_identity, table
 
 import schemas
-from pipeline.split import SplitError, split_summary
-from pipeline.split_formats import SplitFileError, detect_format, read_split_file
-from pipeline.split_import import import_split, official_split
+from pipeline.splits.formats import SplitFileError, detect_format, read_split_file
+from pipeline.splits.imports import import_split, official_split
+from pipeline.splits.split import SplitError, split_summary
 
 RACE = "Asian (South)"  # a release folder name with a space
 

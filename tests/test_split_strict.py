@@ -6,8 +6,8 @@ import pyarrow as pa
 import pytest
 
 import schemas
-from pipeline.split import SplitError, SplitParams, make_split, split_summary
-from pipeline.split_strict import components, cross_part_references, targets_of
+from pipeline.splits.split import SplitError, SplitParams, make_split, split_summary
+from pipeline.splits.strict import components, cross_part_references, targets_of
 from schemas import CATEGORIES, MANIFEST_SCHEMA
 
 

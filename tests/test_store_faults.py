@@ -22,7 +22,7 @@ from trainer_fixtures import build_store
 import schemas
 from schemas.layout import clip_dir
 from trainer.cli import main
-from trainer.data import WindowDataset, split_clips
+from trainer.data.dataset import WindowDataset, split_clips
 
 COUNTS = {"train": 1, "val": 1, "test": 1}
 FAST = ["--set", "epochs=1", "--set", "windows_per_clip=1", "--set", "batch_size=4"]
@@ -164,7 +164,7 @@ def test_the_damaged_clip_hint_fixes_it(
 
 def split_clips_of_manifest(store: Path) -> list:
     """The store's ok clips as ClipInfo (the ingested store has no split)."""
-    from trainer.data import assign_clips
+    from trainer.data.dataset import assign_clips
 
     ok = [r["clip_id"] for r in schemas.read_manifest(store).to_pylist() if r["status"] == "ok"]
     parts, _ = assign_clips(store, ok, ["test"] * len(ok))

@@ -16,16 +16,16 @@ import pytest
 from media_fixtures import face_frames, make_clip
 
 import schemas
-from pipeline.transform import ClipTensors, preprocess_clip
+from pipeline.clip.transform import ClipTensors, preprocess_clip
 from schemas.array_limits import check_shape, expected_rows
 from schemas.clips import EXTRA_ARRAYS
 from schemas.layout import LABELS_DIR, clip_dir
 from schemas.store_files import CLIP_ENTRIES, LABEL_ARRAYS, foreign_entries
 from schemas.streams import CLIP_ARRAY_TABLE, STREAM_PATHS, STREAMS, ClipArray, rows_of
-from trainer import config as trainer_config
+from trainer.config import settings as trainer_config
+from trainer.data.reader import VISUAL_ROWS
+from trainer.data.streams import STREAM_ARRAYS
 from trainer.model.config import VISUAL_INPUTS
-from trainer.reader import VISUAL_ROWS
-from trainer.streams import STREAM_ARRAYS
 
 RECIPE = schemas.Recipe(crop_size=32, landmarks=True, streams=("face", "mouth"))
 

@@ -14,11 +14,11 @@ import pytest
 import torch
 from trainer_fixtures import build_store
 
-import trainer.step as step_module
-from trainer import distributed as ddp
-from trainer.config import TrainerError, load_config
-from trainer.data import WindowDataset
-from trainer.recipe import TrainRecipe
+import trainer.train.step as step_module
+from trainer.config.settings import TrainerError, load_config
+from trainer.data.dataset import WindowDataset
+from trainer.train import distributed as ddp
+from trainer.train.recipe import TrainRecipe
 
 COUNTS = {"train": 2, "val": 1, "test": 1}  # clips per category: 8 train clips
 BASE = ["window=16", "batch_size=4", "precise_bn=1", "device=cpu", "num_workers=0"]
@@ -54,7 +54,7 @@ def _count_reads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
 def _spy_steps(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, float]]:
     """Every step's losses, read here (after the step, so the loop's count is unchanged)."""
-    import trainer.recipe as recipe_module
+    import trainer.train.recipe as recipe_module
 
     seen: list[dict[str, float]] = []
     real = recipe_module.train_step

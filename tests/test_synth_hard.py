@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import schemas
-from pipeline.split import SplitParams, make_split, split_summary
+from pipeline.splits.split import SplitParams, make_split, split_summary
 from pipeline.synth import HARD, HARD_NAME, HARD_PARTIAL, make_dataset, plan
 from pipeline.synth.audio import clip_audio, envelope, mouth_envelopes, speech
 from pipeline.synth.plan import group_of

@@ -127,8 +127,12 @@ def test_eval_command_reproduces_the_report(
 
 def test_predict_on_arrays_matches_the_dataset(store: Path, reference: Path) -> None:
     from schemas import open_clip
-    from trainer.data import WindowDataset, split_clips
-    from trainer.inference import model_from_checkpoint, predict_arrays, windows_from_arrays
+    from trainer.data.dataset import WindowDataset, split_clips
+    from trainer.evaluate.inference import (
+        model_from_checkpoint,
+        predict_arrays,
+        windows_from_arrays,
+    )
 
     model, _, cfg = model_from_checkpoint(reference / "checkpoints" / "best.pt")
     clip = split_clips(store)["test"][0]

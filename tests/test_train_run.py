@@ -14,10 +14,10 @@ import torch
 import yaml
 from trainer_fixtures import build_store
 
-from trainer.config import TrainerError, load_config
+from trainer.config.settings import TrainerError, load_config
 from trainer.model import MSCT, ModelConfig
-from trainer.recipe import train
-from trainer.runtime import new_run_dir, source_revision
+from trainer.train.recipe import train
+from trainer.train.runtime import new_run_dir, source_revision
 
 ROOT = Path(__file__).resolve().parents[1]
 ONE_EACH = {"train": 1, "val": 1, "test": 1}  # clips per category and part
@@ -188,8 +188,8 @@ def _window_batch(b: int = 4, t: int = 8, crop: int = 24) -> dict[str, torch.Ten
 
 def test_bench_gpu_times_the_training_loops_own_step(monkeypatch: pytest.MonkeyPatch) -> None:
     import benchmarks.bench_gpu as bench
-    import trainer.step as step
-    from trainer.optim import build_optimizer
+    import trainer.train.step as step
+    from trainer.train.optim import build_optimizer
 
     cfg = load_config("tiny", ["device=cpu"])
     calls: list[dict[str, float]] = []

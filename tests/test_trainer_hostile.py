@@ -203,7 +203,7 @@ def test_ctrl_c_inside_omegaconf_stays_ctrl_c(monkeypatch: pytest.MonkeyPatch) -
     must stay a KeyboardInterrupt (the CLI's "interrupted", exit 130), not a config error."""
     from omegaconf.errors import ConfigKeyError
 
-    import trainer.config as config
+    import trainer.config.settings as config
 
     def interrupted_merge(*_: object, **__: object) -> None:
         try:
@@ -389,7 +389,7 @@ def test_eval_out_on_a_folder_is_one_line_before_scoring(
 
 def test_a_zip_that_is_a_checkpoint_still_loads(trained: tuple[Path, Path]) -> None:
     """The opener reads the archive through one descriptor, zip checks included."""
-    from trainer.checkpoint import load_checkpoint
+    from trainer.train.checkpoint import load_checkpoint
 
     _, best = trained
     assert zipfile.is_zipfile(best)

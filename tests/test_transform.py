@@ -14,9 +14,9 @@ from media_fixtures import face_frames, make_clip, make_rotated_clip, truncate
 from python_speech_features import delta, mfcc
 
 from benchmarks.naive_reference import decode_audio
+from pipeline.clip.transform import ClipTensors, preprocess_clip
 from pipeline.errors import ClipError
 from pipeline.media.inprocess import decode_in_process
-from pipeline.transform import ClipTensors, preprocess_clip
 from schemas.recipe import Recipe
 
 RECIPE = Recipe()

@@ -1,4 +1,4 @@
-"""The trainer's own zstd decoding (trainer.zstd_rows) against zarr's, on real stores.
+"""The trainer's own zstd decoding (trainer.data.zstd_rows) against zarr's, on real stores.
 
 Stores are written through ``schemas.write_clip`` (no media): clips of 137 frames
 (chunks of 50, 50 and a padded 37), exactly one chunk (50) and less than one (7), with
@@ -21,9 +21,9 @@ from zarr.codecs import BloscCodec, ZstdCodec
 
 import schemas
 from schemas.clips import ZSTD_CHUNK_FRAMES
-from trainer.data import ClipInfo, WindowDataset
-from trainer.reader import ClipReader, ZarrRows
-from trainer.zstd_rows import ChunkDecoder, ZstdArray, ZstdRows
+from trainer.data.dataset import ClipInfo, WindowDataset
+from trainer.data.reader import ClipReader, ZarrRows
+from trainer.data.zstd_rows import ChunkDecoder, ZstdArray, ZstdRows
 
 LENGTHS = {"long": 137, "whole": 50, "short": 7}
 CROP = 16

@@ -8,7 +8,7 @@
     mscct-train audit CHECKPOINT [--store S] [--split default] [--part test] [--seed N] [--json]
 
 Several GPUs or processes: ``torchrun --standalone --nproc_per_node N -m trainer.cli run ...``
-(see :mod:`trainer.distributed`). User errors (:class:`schemas.UserError`, the base of
+(see :mod:`trainer.train.distributed`). User errors (:class:`schemas.UserError`, the base of
 ``TrainerError``, ``StoreError`` ...) print one line on stderr and exit 2; anything else
 keeps its traceback and exits 1.
 """
@@ -26,7 +26,7 @@ from schemas.containers import accepted_list
 from schemas.remote import STORAGE_OPTION_HELP, use_storage_pairs
 
 if TYPE_CHECKING:  # imported by the commands that need it: a fast --help
-    from trainer.inference import WindowScores
+    from trainer.evaluate.inference import WindowScores
 
 app = typer.Typer(
     add_completion=False,
@@ -94,9 +94,9 @@ def run(
     Writes config.yaml, meta.json, metrics.jsonl, tb/, checkpoints/{last,best}.pt,
     report.json and plots/ (roc, confusion, tsne) into the run directory.
     """
-    from trainer.config import load_config
-    from trainer.distributed import detect
-    from trainer.recipe import train
+    from trainer.config.settings import load_config
+    from trainer.train.distributed import detect
+    from trainer.train.recipe import train
 
     use_storage_pairs(storage)
     if resume and out is None:
@@ -121,7 +121,7 @@ def _print_report(report: dict, out: Path) -> None:
     from rich.table import Table
 
     from schemas import CATEGORIES
-    from trainer.metrics import SCORES
+    from trainer.evaluate.metrics import SCORES
 
     detector = report.get("detector", "msct")
     table = Table(title=f"{detector}, best epoch {report['best_epoch']} (chosen on val)")
@@ -160,8 +160,8 @@ def _quiet(_: str) -> None:
 
 
 def _config_of_run(out: Path):
-    from trainer.checkpoint import load_checkpoint
-    from trainer.config import TrainConfig
+    from trainer.config.settings import TrainConfig
+    from trainer.train.checkpoint import load_checkpoint
 
     return TrainConfig.from_stored(load_checkpoint(out / "checkpoints" / "last.pt")["config"])
 
@@ -220,7 +220,7 @@ def eval_(
     --split-store is used. Clips the checkpoint was trained on are refused unless
     --force.
     """
-    from trainer.inference import evaluate_checkpoint
+    from trainer.evaluate.inference import evaluate_checkpoint
 
     use_storage_pairs(storage)
     if all_clips and (split is not None or part is not None or split_store is not None):
@@ -258,7 +258,7 @@ def _check_report_path(out: Path) -> None:
 
 def _write_report(out: Path, metrics: dict) -> None:
     """``eval --out``: the report, written atomically; a full disk is one line."""
-    from trainer.runtime import write_json
+    from trainer.train.runtime import write_json
 
     try:
         write_json(out, metrics)
@@ -271,7 +271,7 @@ def _print_eval(metrics: dict, title: str) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from trainer.metrics import SCORES
+    from trainer.evaluate.metrics import SCORES
 
     table = Table(title=title)
     table.add_column("metric")
@@ -302,7 +302,7 @@ def _print_by_aggregate(by_aggregate: dict[str, dict]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from trainer.metrics import SCORES
+    from trainer.evaluate.metrics import SCORES
 
     table = Table(title="clip scores by window aggregation")
     table.add_column("metric")
@@ -346,13 +346,13 @@ def predict(
 
         check_file_target(plot, "--plot")  # before the model runs
     try:
+        from pipeline.clip.transform import preprocess_clip
         from pipeline.errors import ClipError
-        from pipeline.transform import preprocess_clip
     except ImportError:
         raise UserError(PIPELINE_HINT) from None
     import schemas
-    from trainer.inference import model_from_checkpoint, window_scores
-    from trainer.streams import clip_stream
+    from trainer.data.streams import clip_stream
+    from trainer.evaluate.inference import model_from_checkpoint, window_scores
 
     model, ckpt, cfg = model_from_checkpoint(checkpoint)
     recipe = schemas.Recipe.from_dict(ckpt["recipe"])
@@ -405,8 +405,8 @@ def audit(
     """Shortcut audit: AUC, balanced ACC and verdict flips of each head on the same clips
     with swapped, shifted or silenced audio, a frozen video, leading silence cut or added,
     and a frame jitter (docs/audit.md)."""
-    from trainer.audit_report import print_audit
-    from trainer.audit_run import audit_checkpoint
+    from trainer.audit.report import print_audit
+    from trainer.audit.run import audit_checkpoint
 
     report = audit_checkpoint(checkpoint, _store(store), split, part, seed, log=_stderr)
     if as_json:
@@ -417,7 +417,7 @@ def audit(
 
 def _plot_windows(out: Path, video: Path, scores: WindowScores, fps: int) -> None:
     """``predict --plot``: the per-window scores of ``video`` drawn into ``out``."""
-    from trainer.plots import plot_window_scores
+    from trainer.evaluate.plots import plot_window_scores
 
     title = f"{video.name}: {len(scores.starts)} windows of {scores.window} frames"
     plot_window_scores(
@@ -433,7 +433,7 @@ def main(argv: list[str] | None = None) -> None:
     before any command reads the store or starts a DataLoader worker (they inherit it).
     """
     from schemas.cli_errors import run_app
-    from trainer.reader import raise_fd_limit
+    from trainer.data.reader import raise_fd_limit
 
     raise_fd_limit()
     run_app(app, argv, _echo_err, line=one_line)

@@ -40,8 +40,8 @@ from pipeline.cli.ingest import (
 from pipeline.cli.inspect import _write_pictures
 from pipeline.cli.split import _given_split
 from pipeline.cli.synth import _synth_with_progress
-from pipeline.ingest_recipe import resolve_decoder as _resolve_decoder
-from pipeline.ingest_recipe import resolve_landmarks as _resolve_landmarks
+from pipeline.ingest.recipe import resolve_decoder as _resolve_decoder
+from pipeline.ingest.recipe import resolve_landmarks as _resolve_landmarks
 
 __all__ = [
     "StoreOption",

@@ -12,11 +12,11 @@ from rich.progress import TextColumn
 
 import schemas
 from pipeline.cli.common import StoreOption, _progress, _store_path, _summary_table, app, err, out
-from pipeline.ingest_recipe import ingest_recipe
+from pipeline.ingest.recipe import ingest_recipe
 from schemas.containers import accepted_list
 
 if TYPE_CHECKING:  # the media stack loads only when a command needs it (fast --help)
-    from pipeline.ingest import IngestOptions, IngestResult
+    from pipeline.ingest.driver import IngestOptions, IngestResult
 
 
 @app.command()
@@ -128,8 +128,8 @@ def ingest(
     Parallel over clips with Ray; resumable (a rerun skips committed clips and redoes
     failed ones); every clip ends as one manifest row, ok or failed with a reason.
     """
-    from pipeline.ingest import IngestOptions, result_dict
-    from pipeline.stop_signals import IngestInterrupted
+    from pipeline.ingest.driver import IngestOptions, result_dict
+    from pipeline.ingest.stop_signals import IngestInterrupted
 
     recipe = ingest_recipe(
         features=audio_features,
@@ -193,7 +193,7 @@ def _unsupported_note(scan: Any) -> str:
 def _ingest_with_progress(dataset_root: Path, options: IngestOptions) -> IngestResult:
     """``run_ingest`` under a progress bar over every selected clip: a clip counts once
     it is found current (skipped) or its task ends; the rate is of processed clips."""
-    from pipeline.ingest import run_ingest
+    from pipeline.ingest.driver import run_ingest
 
     stats = TextColumn(
         "{task.fields[rate]} {task.fields[skipped]} skipped {task.fields[failed]} failed"

@@ -65,8 +65,8 @@ def inspect(
         return
     from dataclasses import asdict
 
-    from pipeline.ingest import failure_reasons, quality_summary, summarize
-    from pipeline.ingest_summary import quality_lines
+    from pipeline.ingest.driver import failure_reasons, quality_summary, summarize
+    from pipeline.ingest.summary import quality_lines
 
     path = _store_path(store)
     info = schemas.open_store(path)

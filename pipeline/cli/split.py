@@ -101,7 +101,13 @@ def split(
     project's split and ``--official`` takes the dataset's own; their parts are used
     as given (no balancing, ratios or folds).
     """
-    from pipeline.split import SplitParams, make_split, parse_ratios, render_counts, split_summary
+    from pipeline.splits.split import (
+        SplitParams,
+        make_split,
+        parse_ratios,
+        render_counts,
+        split_summary,
+    )
 
     path = _store_path(store)
     if from_file or official:
@@ -153,9 +159,9 @@ def _given_split(
     made: tuple[Any, ...],
 ) -> tuple[Any, dict[str, Any]]:
     """The imported or official split of ``split`` and the parameters it records."""
-    from pipeline.split import split_summary
-    from pipeline.split_formats import read_split_file
-    from pipeline.split_import import import_split, official_split
+    from pipeline.splits.formats import read_split_file
+    from pipeline.splits.imports import import_split, official_split
+    from pipeline.splits.split import split_summary
 
     given = "--official" if official else "--from-file"
     if from_file and official:

@@ -16,7 +16,7 @@ def repair(store: StoreOption = None) -> None:
     never writes is refused in one line naming the entry: nothing is read or swept
     through it (remove it, then run repair again).
     """
-    from pipeline.manifest_book import repair_manifest
+    from pipeline.ingest.manifest_book import repair_manifest
 
     path = _store_path(store)
     result = repair_manifest(path)
@@ -40,7 +40,7 @@ def compact(store: StoreOption = None) -> None:
     fragment that is not a regular file of the store's own (a FIFO, a folder, a link)
     is refused in one line, never opened.
     """
-    from pipeline.manifest_book import compact_store
+    from pipeline.ingest.manifest_book import compact_store
 
     path = _store_path(store)
     folded = compact_store(path)

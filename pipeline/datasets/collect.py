@@ -18,7 +18,7 @@ collector keeps the rules that are the same for every dataset:
 
 It keeps a large scan small: repeated short strings (identities, splits, methods)
 are interned, and each clip remembers where it was named as two integers, not a string.
-Paths are vetted by one :class:`~pipeline.path_check.PathChecker` for the whole scan,
+Paths are vetted by one :class:`~pipeline.datasets.path_check.PathChecker` for the whole scan,
 and the closing walk takes the paths the records named as vetted already.
 
 With a :class:`ClipSink`, every clip is handed over the moment it is first named
@@ -36,8 +36,8 @@ from pathlib import Path
 from typing import Protocol
 
 from pipeline.datasets.common import LEAVES, MISSING, shown, walk_media
+from pipeline.datasets.path_check import PathChecker
 from pipeline.datasets.source import ClipSource, ScanResult
-from pipeline.path_check import PathChecker
 
 
 class ClipSink(Protocol):

@@ -1,7 +1,7 @@
 """Helpers every dataset adapter shares: the scan's error, path vetting, the media walk, printing.
 
 Every path a dataset names is vetted with ``lstat``/``stat`` alone (never opened, so a
-FIFO cannot block) by :class:`~pipeline.path_check.PathChecker`: :func:`examine` says
+FIFO cannot block) by :class:`~pipeline.datasets.path_check.PathChecker`: :func:`examine` says
 whether it is a regular file inside the root, and why not (:data:`MISSING`,
 :data:`LEAVES`, a FIFO, a loop, ...). :func:`walk_media` lists the media under a root
 the same way (the video suffixes of :mod:`schemas.containers`), so that files no
@@ -17,7 +17,7 @@ from collections.abc import Container
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipeline.path_check import LEAVES, MISSING, PathChecker
+from pipeline.datasets.path_check import LEAVES, MISSING, PathChecker
 from schemas.cli_errors import UserError
 from schemas.containers import UNSUPPORTED_SUFFIXES, VIDEO_SUFFIXES, accepted_list
 
@@ -87,7 +87,7 @@ def _unsupported_row(rel: str, suffix: str) -> str:
 
 def examine(dataset: Path, rel: str) -> str | None:
     """None when ``dataset / rel`` is a regular file inside ``dataset``, else why not
-    (:meth:`pipeline.path_check.PathChecker.examine`, for one path)."""
+    (:meth:`pipeline.datasets.path_check.PathChecker.examine`, for one path)."""
     return PathChecker(dataset).examine(rel)
 
 

@@ -2,7 +2,7 @@
 and a loudness track, for ``mscct-pipeline show``.
 
 The store keeps no waveform, only 104 features per video frame: four 10 ms hops of 26
-values each (:mod:`pipeline.audio_features`), and the source file may be gone or
+values each (:mod:`pipeline.clip.audio_features`), and the source file may be gone or
 elsewhere when a store is looked at. So the picture is read from the features alone,
 the same way whatever the store's history:
 
@@ -19,7 +19,7 @@ the same way whatever the store's history:
 Both are in dB (10 log10 of the filterbank energy, int16 units). The loudness track is
 the hop's log energy: the stored c0 for ``mfcc``, the log of the summed filterbank
 energies for ``fbank``, in dB below the clip's loud level (its 95th percentile, as
-:mod:`pipeline.speech` measures the loud level).
+:mod:`pipeline.clip.speech` measures the loud level).
 """
 
 from __future__ import annotations
@@ -29,9 +29,9 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.audio_features import CHANNELS_PER_HOP, HOPS_PER_FRAME, LIFTER, NUM_CEPSTRA
-from pipeline.silence import SPEECH_PERCENTILE
-from pipeline.speech import MIN_SPEECH_FRACTION, RELATIVE_DB
+from pipeline.clip.audio_features import CHANNELS_PER_HOP, HOPS_PER_FRAME, LIFTER, NUM_CEPSTRA
+from pipeline.clip.silence import SPEECH_PERCENTILE
+from pipeline.clip.speech import MIN_SPEECH_FRACTION, RELATIVE_DB
 
 #: dB per natural-log unit of energy.
 DB = 10.0 / math.log(10.0)
@@ -118,8 +118,8 @@ def draw_spectrogram(fig: Any, ax: Any, audio: np.ndarray, features: str, rate: 
 
 
 def draw_loudness(ax: Any, audio: np.ndarray, features: str, fraction: float | None) -> None:
-    """Each hop's loudness under the picture, the pause line of :mod:`pipeline.speech`
-    (:data:`~pipeline.speech.RELATIVE_DB` under the loud level) and the manifest's
+    """Each hop's loudness under the picture, the pause line of :mod:`pipeline.clip.speech`
+    (:data:`~pipeline.clip.speech.RELATIVE_DB` under the loud level) and the manifest's
     ``speech_fraction``. The per-frame speech decision needs the waveform's energy,
     which the store does not keep: the fraction is the ingest's, over the same frames."""
     level = loudness_db(audio, features)

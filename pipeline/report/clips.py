@@ -66,7 +66,7 @@ LOW_LANDMARK_RATE = 0.5
 def flags(row: dict[str, Any]) -> list[str]:
     """The quality flags a row raises, in :data:`QUALITY_FLAGS` order: its true quality
     columns (``little_speech``: ``speech_fraction`` under
-    ``pipeline.speech.MIN_SPEECH_FRACTION``),
+    ``pipeline.clip.speech.MIN_SPEECH_FRACTION``),
     ``low_landmark_rate`` when its landmark rate is under :data:`LOW_LANDMARK_RATE`,
     ``shot_cuts N`` when there are any, and ``faceless_frames N`` when any stored frame
     has no face (its crop shows none: the trainer masks it)."""

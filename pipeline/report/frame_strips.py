@@ -7,7 +7,7 @@ shot may start, and which way the head turns, on the clip's time axis of ``T`` f
 - ``shot``: the store keeps the count of cuts (``shot_cuts``), not their frames. The
   frames drawn are those where one may start, from what is stored: a frame where a
   faceless run begins or ends, and a frame whose stored face box jumps from the
-  previous one as :func:`pipeline.shots.box_jumps` defines a jump (the boxes are
+  previous one as :func:`pipeline.clip.shots.box_jumps` defines a jump (the boxes are
   interpolated and smoothed shot by shot, so within a shot they never jump). A cut
   that neither empties the frame of faces nor moves the face is not marked; a face
   lost within one shot is marked.
@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 import schemas
-from pipeline.shots import box_jumps
+from pipeline.clip.shots import box_jumps
 
 #: The yaw colour scale's ends, degrees either side of frontal.
 YAW_RANGE = 60.0

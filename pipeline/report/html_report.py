@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 import schemas
-from pipeline.ingest_summary import quality_lines, quality_summary
+from pipeline.ingest.summary import quality_lines, quality_summary
 from pipeline.report import agg_pyplot, save_figure
 from pipeline.report.clips import choose, face_rate, flags, ok_rows
 from pipeline.report.sheet import write_sheet

@@ -1,7 +1,7 @@
 """A synthetic FakeAVCeleb: real mp4 media in the exact v1.2 layout and ``meta_data.csv``.
 
 ``make_dataset(OUT)`` writes ``OUT/FakeAVCeleb_v1.2/<type>/<race>/<gender>/<idNNNNN>/<file>.mp4``
-and ``OUT/FakeAVCeleb_v1.2/meta_data.csv`` (the layout of :mod:`pipeline.fakeavceleb`).
+and ``OUT/FakeAVCeleb_v1.2/meta_data.csv`` (the layout of :mod:`pipeline.datasets.fakeavceleb_layout`).
 Clips are H.264 + AAC, 224×224, 25 fps, 2.2-3.8 s, 16 kHz mono audio, showing the
 face of ``skimage.data.astronaut()`` and speech from ffmpeg's ``flite`` source.
 

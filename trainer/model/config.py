@@ -31,14 +31,14 @@ The switches, each with the paper's reading as its default:
                                    per-head RMSNorm); see
                                    :mod:`trainer.model.attention`. Configs stored
                                    before the key read as "diff_transformer"
-                                   (:data:`trainer.config.LEGACY_CONFIG`)
+                                   (:data:`trainer.config.settings.LEGACY_CONFIG`)
     mssa_kernel  "2d" | "time"     k×k kernels over (T, d_head), or k×1 over time only
                                    (see :class:`trainer.model.attention.MultiScaleKeys`)
     unimodal_head "mean" | "cls"   what the audio / video heads read (see
                                    :mod:`trainer.model.msct` for why "mean")
     visual_input "face" | "mouth"  the visual stream: RGB face crops, or the store's
                                    grayscale mouth crops (centre 88×88 of 96×96, a
-                                   1-channel stem; :mod:`trainer.streams`)
+                                   1-channel stem; :mod:`trainer.data.streams`)
     frame_head   false | true      a per-frame fake head (not in the paper): one linear
                                    layer on each time step's fused token [z_t^a ‖ z_t^v],
                                    trained with a per-frame BCE (weight ``loss.frame``)
@@ -61,7 +61,7 @@ DCA_FORMS: tuple[str, ...] = ("paper", "diff_transformer")
 MSSA_KERNELS: tuple[str, ...] = ("2d", "time")
 UNIMODAL_HEADS: tuple[str, ...] = ("mean", "cls")
 #: The visual stream the model reads and the channels of its frames: RGB face crops
-#: (the store's ``video``) or grayscale mouth crops (its ``mouth``, see ``trainer.streams``).
+#: (the store's ``video``) or grayscale mouth crops (its ``mouth``, see ``trainer.data.streams``).
 VISUAL_INPUTS: dict[str, int] = {"face": 3, "mouth": 1}
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 from importlib.resources import files
 from typing import Any
 
-from trainer.config_yaml import load_yaml
+from trainer.config.yaml_file import load_yaml
 
 #: The two complete presets (MSCT's sizes), over which the other presets are read.
 PRESETS: tuple[str, ...] = ("tiny", "paper")

@@ -1,0 +1,1 @@
+"""Train/val/test splits of a store: making, importing, checking and reporting them."""

@@ -1,0 +1,1 @@
+"""``mscct-train audit``: perturbed clips, the audit run and its report."""

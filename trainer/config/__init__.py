@@ -1,0 +1,1 @@
+"""The training configuration: dataclasses, presets, YAML files, overrides and their ranges."""

@@ -1,0 +1,1 @@
+"""Training and evaluation data: reading stored clips and making the model's windows."""

@@ -1,0 +1,1 @@
+"""Evaluation: inference on a split, clip and frame metrics, localisation, plots."""

@@ -1,0 +1,1 @@
+"""The training run: recipe, steps, optimiser, checkpoints, distributed set-up, run directory."""
