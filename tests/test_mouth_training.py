@@ -21,6 +21,7 @@ import schemas
 from trainer.cli import main as train_main
 from trainer.config.settings import TrainerError, load_config
 from trainer.data.dataset import WindowDataset, split_clips
+from trainer.data.detector_store import check_detector_store
 from trainer.data.inputs import video_for_model
 from trainer.data.streams import MOUTH_CROP, crop_mouth
 from trainer.evaluate.inference import evaluate_checkpoint, model_from_checkpoint
@@ -190,3 +191,21 @@ def test_a_face_only_store_refuses_mouth_in_data_streams(tmp_path: Path) -> None
         train(cfg, store, "default", tmp_path / "run", log=lambda _: None)
     assert "\n" not in str(caught.value)
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_every_missing_stream_check_gives_the_same_fix(tmp_path: Path) -> None:
+    # One check for the run, the dataset and a detector's reads: each names the setting
+    # that reads the stream and the ingest that stores it.
+    store = build_store(tmp_path / "faces", counts={"train": 1, "val": 1, "test": 1}, frames=8)
+    clips = split_clips(store)["train"]
+    fix = "--landmarks --streams face,mouth` (or train with "
+    with pytest.raises(TrainerError, match="no mouth stream, which data.streams reads") as data:
+        WindowDataset(store, clips, 8, train=True, streams=("face", "mouth"))
+    with pytest.raises(TrainerError, match="which model.visual_input=mouth reads") as visual:
+        WindowDataset(store, clips, 8, train=False, visual_input="mouth")
+    assert fix + "data.streams=[face])" in str(data.value)
+    assert fix + "model.visual_input=face)" in str(visual.value)
+    cfg = load_config("tiny", ["model.name=mrdf_ce", "model.visual_input=mouth"])
+    with pytest.raises(TrainerError, match="which model.name=mrdf_ce reads") as detector:
+        check_detector_store(cfg.model, schemas.Recipe(features="fbank"), store)
+    assert str(detector.value).endswith("--landmarks --streams face,mouth`")

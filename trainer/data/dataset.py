@@ -33,7 +33,7 @@ from trainer.data.draws import ItemDraws
 from trainer.data.face_valid import face_window
 from trainer.data.frame_labels import FrameLabelReader, check_frame_labels
 from trainer.data.reader import ClipReader
-from trainer.data.streams import MOUTH_MARGIN, STREAM_ARRAYS, crop_mouth
+from trainer.data.streams import MOUTH_MARGIN, STREAM_ARRAYS, check_streams, crop_mouth
 
 
 def window_arrays(
@@ -315,9 +315,7 @@ class WindowDataset(torch.utils.data.Dataset):
         if unknown:
             raise ValueError(f"streams must be among {', '.join(STREAM_ARRAYS)}, not {unknown}")
         self.streams = tuple(name for name in STREAM_ARRAYS if name in wanted)
-        missing = [name for name in self.streams if name not in info.recipe.streams]
-        if missing:
-            raise ValueError(f"store {store} has no {missing[0]} stream")
+        check_streams(info.recipe, self.streams, visual_input, store)
         # The model's stream sets the shift drawn (as for one stream); the mouth takes it,
         # clipped to MOUTH_MARGIN, as its crop's offset, the face on the device.
         mouth_model = visual_input == "mouth"

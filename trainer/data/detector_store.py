@@ -13,6 +13,7 @@ from typing import Any
 
 import schemas
 from trainer.config.settings import TrainerError
+from trainer.data.streams import require_streams
 from trainer.model import detector_reads
 
 INGEST = "ingest the dataset into a new store with `mscct-pipeline ingest DATASET --store NEW_STORE"
@@ -34,12 +35,7 @@ def check_detector_store(
             f"store {store} holds {recipe.crop_size}-pixel face crops but {name} reads "
             f"{reads.crop_size}; {INGEST} --crop-size {reads.crop_size}`"
         )
-    missing = [stream for stream in reads.streams if stream not in recipe.streams]
-    if missing:
-        raise TrainerError(
-            f"store {store} has no {missing[0]} stream, which {name} reads; "
-            f"{INGEST} --landmarks --streams face,mouth`"
-        )
+    require_streams(recipe, dict.fromkeys(reads.streams, name), store)
     if window is not None and reads.window is not None:
         low, high = reads.window
         if not low <= window <= high:

@@ -18,7 +18,7 @@ reads the one its ``visual_input`` names (:data:`STREAM_ARRAYS`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,25 +35,44 @@ MOUTH_CROP = 88  # side of the mouth crop the model sees (AV-HuBERT's)
 MOUTH_MARGIN = (MOUTH_SIZE - MOUTH_CROP) // 2  # 4: the centre crop's offset, the largest shift
 
 
-def check_streams(
-    recipe: schemas.Recipe, streams: Sequence[str], visual_input: str, store: Path | str
-) -> None:
+#: A setting that reads a stream -> the value of it that reads the face stream instead,
+#: offered beside the new store a missing stream needs.
+FACE_INSTEAD = {
+    "data.streams": "data.streams=[face]",
+    "model.visual_input": "model.visual_input=face",
+}
+
+
+def require_streams(recipe: schemas.Recipe, readers: Mapping[str, str], store: Path | str) -> None:
     """Refuse, in one line naming the fix, a store that lacks a stream to be read.
 
-    ``streams`` are the streams read (``TrainConfig.streams``: ``data.streams`` and the
-    model's ``visual_input``); a missing one is named by the setting that reads it.
+    The one check of a store's streams: a run, evaluation, the dataset and a detector's
+    reads all come here. ``readers`` maps each stream read to the setting that reads it
+    (``data.streams``, ``model.visual_input=mouth``, ``model.name=mrdf_ce``), which the
+    message names.
     """
-    for name in streams:
+    for name, reader in readers.items():
         if name in recipe.streams:
             continue
-        reader = f"model.visual_input={name}" if name == visual_input else "data.streams"
-        instead = "model.visual_input=face" if name == visual_input else "data.streams=[face]"
+        instead = FACE_INSTEAD.get(reader.split("=")[0])
         raise TrainerError(
             f"store {store} has no {name} stream, which {reader} reads; "
             "ingest the dataset into a new store with `mscct-pipeline ingest DATASET "
-            "--store NEW_STORE --landmarks --streams face,mouth` (or train with "
-            f"{instead})"
+            "--store NEW_STORE --landmarks --streams face,mouth`"
+            + (f" (or train with {instead})" if instead else "")
         )
+
+
+def check_streams(
+    recipe: schemas.Recipe, streams: Sequence[str], visual_input: str, store: Path | str
+) -> None:
+    """:func:`require_streams` for the streams a run reads (``TrainConfig.streams``:
+    ``data.streams`` and the model's ``visual_input``), each named by its setting."""
+    readers = {
+        name: f"model.visual_input={name}" if name == visual_input else "data.streams"
+        for name in streams
+    }
+    require_streams(recipe, readers, store)
 
 
 def check_visual_input(recipe: schemas.Recipe, visual_input: str, store: Path | str) -> None:
