@@ -194,7 +194,7 @@ def train_seeds(
     The resolved config leaves out ``seed``, the one key that differs between runs.
     """
     from trainer.config.settings import load_config
-    from trainer.train.recipe import train
+    from trainer.train.run import train
 
     runs, resolved = [], {}
     for seed in seeds:

@@ -19,7 +19,7 @@ from trainer.model import MSCT
 from trainer.train import distributed as ddp
 from trainer.train.compile_check import GRAD_RTOL, compare_compiled
 from trainer.train.optim import build_optimizer
-from trainer.train.recipe import TrainRecipe
+from trainer.train.run import TrainingRun
 from trainer.train.step import forward_loss, step_forward, train_step
 
 STEPS = 3
@@ -148,11 +148,11 @@ def test_a_run_with_compile_true_steps_through_the_compiled_forward(tmp_path: Pa
         tmp_path / "store", crop_size=24, frames=16, counts={"train": 1, "val": 1, "test": 1}
     )
     cfg = load_config("tiny", ["device=cpu", "compile=true", "batch_size=4", "window=16"])
-    recipe = TrainRecipe(
+    training = TrainingRun(
         cfg, store, "default", tmp_path / "run", resume=False, log=lambda _: None,
         runs_root=tmp_path, info=ddp.DistInfo(), device=torch.device("cpu"),
     )  # fmt: skip
-    recipe.setup()
-    assert recipe.forward is not forward_loss and callable(recipe.forward)
+    training.setup()
+    assert training.forward is not forward_loss and callable(training.forward)
     # Static shapes: every training batch is full (the last partial one is dropped).
-    assert recipe.loader.drop_last and len(recipe.loader.dataset) >= cfg.batch_size  # type: ignore[arg-type]
+    assert training.loader.drop_last and len(training.loader.dataset) >= cfg.batch_size  # type: ignore[arg-type]

@@ -254,7 +254,7 @@ def test_copied_files_build_the_wheel(dockerfile: Path, tmp_path: Path) -> None:
         "schemas/__init__.py",
         "pipeline/cli/__init__.py",
         "trainer/cli.py",
-        "trainer/train/recipe.py",
+        "trainer/train/run.py",
     ):
         assert module in names, f"the wheel lacks {module}"
     for preset in ("tiny", "paper"):  # read from the installed package, not the repository

@@ -24,7 +24,7 @@ from trainer.cli import main
 from trainer.config.settings import load_config
 from trainer.evaluate.inference import model_from_checkpoint
 from trainer.model import build_model
-from trainer.train.recipe import TrainRecipe, train
+from trainer.train.run import TrainingRun, train
 
 pytestmark = pytest.mark.slow
 
@@ -114,15 +114,15 @@ def test_an_interrupted_run_resumes_to_the_same_numbers(
 ) -> None:
     name, store, reference = run
     cfg = load_config("tiny", [f"model.name={name}", *SETTINGS])
-    save = TrainRecipe.save_checkpoint
+    save = TrainingRun.save_checkpoint
 
-    def save_then_stop(self: TrainRecipe, improved: bool, rngs: list[dict[str, Any]]) -> None:
+    def save_then_stop(self: TrainingRun, improved: bool, rngs: list[dict[str, Any]]) -> None:
         save(self, improved, rngs)
         raise Interrupted
 
     out = tmp_path / "resumed"
     with monkeypatch.context() as patch:
-        patch.setattr(TrainRecipe, "save_checkpoint", save_then_stop)
+        patch.setattr(TrainingRun, "save_checkpoint", save_then_stop)
         with pytest.raises(Interrupted):
             train(cfg, store, "default", out, log=lambda _: None)
     assert len(_epochs(out)) == 1 and not (out / "report.json").exists()

@@ -24,7 +24,7 @@ from trainer.model import (
 from trainer.model.mrdf import margin_loss
 from trainer.model.registry import SIZES
 from trainer.presets import preset_names
-from trainer.train.recipe import train
+from trainer.train.run import train
 
 BASELINES = ("audio_only", "video_only", "late_fusion", "mrdf_ce", "mrdf_margin", "mds")
 B, T, CROP = 2, 8, 32

@@ -25,7 +25,7 @@ from trainer.data.detector_store import check_detector_store
 from trainer.data.inputs import video_for_model
 from trainer.data.streams import MOUTH_CROP, crop_mouth
 from trainer.evaluate.inference import evaluate_checkpoint, model_from_checkpoint
-from trainer.train.recipe import train
+from trainer.train.run import train
 
 FAST = ["epochs=1", "window=8", "windows_per_clip=1", "batch_size=4", "precise_bn=0"]
 MOUTH = ["model.visual_input=mouth", "device=cpu", *FAST]

@@ -27,7 +27,7 @@ from trainer.cli import main
 from trainer.config.settings import load_config
 from trainer.data.dataset import split_clips
 from trainer.data.reader import ClipReader
-from trainer.train.recipe import train
+from trainer.train.run import train
 
 COUNTS = {"train": 2, "val": 1, "test": 1}  # clips per category and part: 16 / 4 / 4
 RAW_URL, ZSTD_URL = "s3://bucket/raw", "s3://bucket/stores/zstd"

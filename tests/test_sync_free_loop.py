@@ -18,7 +18,7 @@ import trainer.train.step as step_module
 from trainer.config.settings import TrainerError, load_config
 from trainer.data.dataset import WindowDataset
 from trainer.train import distributed as ddp
-from trainer.train.recipe import TrainRecipe
+from trainer.train.run import TrainingRun
 
 COUNTS = {"train": 2, "val": 1, "test": 1}  # clips per category: 8 train clips
 BASE = ["window=16", "batch_size=4", "precise_bn=1", "device=cpu", "num_workers=0"]
@@ -31,8 +31,8 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
 
 
-def _recipe(store: Path, out: Path, overrides: list[str]) -> TrainRecipe:
-    return TrainRecipe(
+def _training(store: Path, out: Path, overrides: list[str]) -> TrainingRun:
+    return TrainingRun(
         load_config("tiny", [*BASE, *overrides]), store, "default", out,
         resume=False, log=lambda _: None, runs_root=out.parent,
         info=ddp.DistInfo(), device=torch.device("cpu"),
@@ -54,17 +54,17 @@ def _count_reads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
 def _spy_steps(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, float]]:
     """Every step's losses, read here (after the step, so the loop's count is unchanged)."""
-    import trainer.train.recipe as recipe_module
+    import trainer.train.run as run_module
 
     seen: list[dict[str, float]] = []
-    real = recipe_module.train_step
+    real = run_module.train_step
 
     def spy(*args: Any, **kwargs: Any) -> dict[str, torch.Tensor]:
         out = real(*args, **kwargs)
         seen.append({k: float(v) for k, v in out.items()})
         return out
 
-    monkeypatch.setattr(recipe_module, "train_step", spy)
+    monkeypatch.setattr(run_module, "train_step", spy)
     return seen
 
 
@@ -73,12 +73,12 @@ def test_an_epoch_reads_the_device_once_per_interval(
     store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, every: int
 ) -> None:
     # 8 clips × 5 windows = 40 windows: 10 steps of 4.
-    recipe = _recipe(store, tmp_path / "run", ["windows_per_clip=5", f"sync_every={every}"])
-    recipe.setup()
-    assert len(recipe.loader) == 10
+    training = _training(store, tmp_path / "run", ["windows_per_clip=5", f"sync_every={every}"])
+    training.setup()
+    assert len(training.loader) == 10
     reads = _count_reads(monkeypatch)
     steps = _spy_steps(monkeypatch)
-    means = recipe.train_epoch(0)
+    means = training.train_epoch(0)
     assert len(steps) == 10
     assert len(reads) == math.ceil(10 / every)
     # The device sums give the means the per-step floats gave (every batch has 4 windows).
@@ -89,15 +89,15 @@ def test_an_epoch_reads_the_device_once_per_interval(
 def test_a_nan_loss_inside_an_interval_names_its_first_step(
     store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    recipe = _recipe(store, tmp_path / "run", ["windows_per_clip=3", "sync_every=4"])
-    recipe.setup()
-    batches = list(recipe.loader)[:6]
+    training = _training(store, tmp_path / "run", ["windows_per_clip=3", "sync_every=4"])
+    training.setup()
+    batches = list(training.loader)[:6]
     batches[1]["audio"] = torch.full_like(batches[1]["audio"], float("nan"))
-    recipe.loader = batches  # type: ignore[assignment]  # a loader whose 2nd batch is broken
+    training.loader = batches  # type: ignore[assignment]  # a loader whose 2nd batch is broken
     reads = _count_reads(monkeypatch)
     steps = _spy_steps(monkeypatch)
     with pytest.raises(TrainerError, match=r"^loss is not finite at epoch 1 step 2; stopped"):
-        recipe.train_epoch(0)
+        training.train_epoch(0)
     # Found at the first read, after step 4, and reported as step 2, not 4.
     assert len(reads) == 1 and len(steps) == 4
     assert math.isfinite(steps[0]["total"]) and not math.isfinite(steps[1]["total"])
@@ -145,10 +145,12 @@ def test_val_loader_workers_start_once_per_run(
         return real(self, index)
 
     monkeypatch.setattr(WindowDataset, "__getitem__", spy)
-    recipe = _recipe(store, tmp_path / "run", ["epochs=3", "windows_per_clip=1", "num_workers=1"])
-    recipe.run()
+    training = _training(
+        store, tmp_path / "run", ["epochs=3", "windows_per_clip=1", "num_workers=1"]
+    )
+    training.run()
     rows = [line.split() for line in seen.read_text().splitlines()]
-    val_pids = {pid for ident, pid in rows if int(ident) == id(recipe.val_set)}
+    val_pids = {pid for ident, pid in rows if int(ident) == id(training.val_set)}
     all_pids = {pid for _, pid in rows}
     assert len(val_pids) == 1 and str(os.getpid()) not in val_pids  # one worker, 3 epochs
     assert len(all_pids) == 2  # and the test part's own loader

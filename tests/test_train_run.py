@@ -16,7 +16,7 @@ from trainer_fixtures import build_store
 
 from trainer.config.settings import TrainerError, load_config
 from trainer.model import MSCT, ModelConfig
-from trainer.train.recipe import train
+from trainer.train.run import train
 from trainer.train.runtime import new_run_dir, source_revision
 
 ROOT = Path(__file__).resolve().parents[1]

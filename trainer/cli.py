@@ -96,7 +96,7 @@ def run(
     """
     from trainer.config.settings import load_config
     from trainer.train.distributed import detect
-    from trainer.train.recipe import train
+    from trainer.train.run import train
 
     use_storage_pairs(storage)
     if resume and out is None:

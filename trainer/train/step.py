@@ -163,7 +163,7 @@ def train_step(
     tally: LossTally | None = None,
     forward: ForwardLoss = forward_loss,
 ) -> dict[str, Tensor]:
-    """One optimisation step of the training loop, exactly as :func:`trainer.train.recipe.train`
+    """One optimisation step of the training loop, exactly as :func:`trainer.train.run.train`
     takes it.
 
     ``batch`` is a collated :class:`~trainer.data.dataset.WindowDataset` batch (audio (B, T, 104),

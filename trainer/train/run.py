@@ -1,10 +1,10 @@
-"""The training recipe: train on ``train``, select the best epoch on ``val``, test once.
+"""A training run: train on ``train``, select the best epoch on ``val``, test once.
 
-:class:`TrainRecipe` is one run, in the order :meth:`TrainRecipe.run` calls its parts:
-:meth:`~TrainRecipe.setup`, then per epoch :meth:`~TrainRecipe.train_epoch` (the
+:class:`TrainingRun` is one run, in the order :meth:`TrainingRun.run` calls its parts:
+:meth:`~TrainingRun.setup`, then per epoch :meth:`~TrainingRun.train_epoch` (the
 steps of :func:`trainer.train.step.train_step`, then precise BN),
-:meth:`~TrainRecipe.validate` and :meth:`~TrainRecipe.save_checkpoint`, and at the end
-:meth:`~TrainRecipe.finish`. The best epoch is chosen by :mod:`trainer.train.selection`. The
+:meth:`~TrainingRun.validate` and :meth:`~TrainingRun.save_checkpoint`, and at the end
+:meth:`~TrainingRun.finish`. The best epoch is chosen by :mod:`trainer.train.selection`. The
 test part is not opened until training has finished; then the best checkpoint is
 evaluated on it exactly once.
 
@@ -92,16 +92,16 @@ def train(
     try:
         if out is None and resume:
             raise TrainerError("--resume needs the --out of the run to continue")
-        recipe = TrainRecipe(
+        training = TrainingRun(
             cfg, Path(store), split, Path(out) if out is not None else None,
             resume=resume, log=log, runs_root=runs_root, info=info, device=device,
         )  # fmt: skip
-        return recipe.run()
+        return training.run()
     finally:
         ddp.shutdown()
 
 
-class TrainRecipe:
+class TrainingRun:
     """One training run of ``cfg`` on ``split`` of ``store``, written to ``out`` (None: a
     fresh directory under ``runs_root``); every rank of a distributed job runs its own."""
 
@@ -447,4 +447,4 @@ def _write_plots(out: Path, scores: ClipScores, metrics: dict[str, Any], log: Lo
         log(f"warning: plots not written ({exc})")
 
 
-__all__: Sequence[str] = ("TrainRecipe", "train")
+__all__: Sequence[str] = ("TrainingRun", "train")
