@@ -1,4 +1,4 @@
-"""The streaming driver: clips are skip-checked and submitted lazily, in a bounded window.
+"""The streaming driver: clips are skip-checked and submitted lazily, a bounded few in flight.
 
 A real in-process ingest (local Ray, one worker) of the 12-clip synthetic dataset,
 resumed after a first run committed 4 of them. The store's skip check
@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 import schemas
-from pipeline.ingest import task_window
+from pipeline.ingest import in_flight
 from pipeline.ingest.driver import IngestOptions, run_ingest
 from pipeline.ingest.manifest_book import ManifestBook
 
@@ -22,7 +22,7 @@ CLIPS = 12
 FIRST = 4
 
 
-def test_clips_are_decided_lazily_in_a_bounded_window(
+def test_clips_are_decided_lazily_with_a_bounded_number_in_flight(
     synth_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store = tmp_path / "store"
@@ -39,7 +39,7 @@ def test_clips_are_decided_lazily_in_a_bounded_window(
         return current
 
     monkeypatch.setattr(ManifestBook, "is_current", recording_check)
-    monkeypatch.setattr(task_window, "SKIP_BATCH", 1)  # report every skip as it is decided
+    monkeypatch.setattr(in_flight, "SKIP_BATCH", 1)  # report every skip as it is decided
     result = run_ingest(
         synth_root,
         IngestOptions(store=store, workers=1),
@@ -67,21 +67,21 @@ def test_clips_are_decided_lazily_in_a_bounded_window(
     last_check = len(kinds) - 1 - kinds[::-1].index("check")
     assert kinds.index("done") < last_check
 
-    # Bounded: clips decided to do, minus clips finished, never exceeds the window
+    # Bounded: clips decided to do, minus clips finished, never exceeds the limit in flight
     # (2 x CPUs, at least 2: one worker gives 2).
-    in_flight = peak = 0
+    pending = peak = 0
     for kind, payload in events:
         if kind == "check" and not payload[1]:
-            in_flight += 1
+            pending += 1
         elif kind == "done":
-            in_flight -= 1
-        peak = max(peak, in_flight)
+            pending -= 1
+        peak = max(peak, pending)
     assert 1 <= peak <= 2
 
 
 def test_clips_to_do_stops_on_request_and_reports_skips_in_batches() -> None:
     clips = [object() for _ in range(10)]  # clips_to_do only hands them on
-    tally = task_window.Tally()
+    tally = in_flight.Tally()
     reports: list[int] = []
     stop_after = {"n": 0}
 
@@ -91,7 +91,7 @@ def test_clips_to_do_stops_on_request_and_reports_skips_in_batches() -> None:
     def is_current(clip: Any) -> bool:
         return clips.index(clip) % 2 == 0  # even ones current
 
-    todo = task_window.clips_to_do(clips, is_current, tally, reports.append, stopping)  # type: ignore[arg-type]
+    todo = in_flight.clips_to_do(clips, is_current, tally, reports.append, stopping)  # type: ignore[arg-type]
     handed = []
     for clip in todo:
         handed.append(clips.index(clip))

@@ -45,6 +45,7 @@ from pipeline import datasets
 from pipeline.datasets import ClipSource, ScanResult
 from pipeline.ingest.clip_record import base_record
 from pipeline.ingest.fingerprint import NotRegularFile
+from pipeline.ingest.in_flight import Tally, clips_to_do, drive
 from pipeline.ingest.manifest_book import (  # noqa: F401  (moved; still importable from here)
     LABEL_FIELDS,
     ManifestBook,
@@ -67,7 +68,6 @@ from pipeline.ingest.summary import (  # noqa: F401  (moved; still importable fr
     result_dict,
     summarize,
 )
-from pipeline.ingest.task_window import Tally, clips_to_do, drive
 from schemas import STATUS_FAILED, STATUS_OK, Recipe
 from schemas.lock import store_lock
 
@@ -263,7 +263,7 @@ def run_ingest(
 
     Ray starts in the background while the dataset is scanned, and the scan runs in
     a thread that hands each clip over as it is found (:mod:`pipeline.ingest.scan_stream`):
-    clips are skip-checked and submitted a few at a time (:mod:`pipeline.ingest.task_window`)
+    clips are skip-checked and submitted a few at a time (:mod:`pipeline.ingest.in_flight`)
     while the scan goes on, so the first task starts after the first record, not the
     last. With ``limit`` the whole scan comes first (the round-robin over categories
     needs it). ``on_start(clips)`` is called once, when the scan has ended, with the
@@ -385,7 +385,7 @@ def _run_tasks(
     tally: Tally,
     callbacks: _Callbacks,
 ) -> bool:
-    """Skip-check, submit and book ``clips`` in a bounded window; True if a signal stopped it.
+    """Skip-check, submit and book ``clips``, a bounded few in flight; True if a signal stopped it.
 
     Waits for Ray only once the first clip to do is found (a rerun with nothing to
     do submits nothing). At most ``2 x CPUs`` tasks are in flight.

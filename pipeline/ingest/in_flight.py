@@ -1,7 +1,7 @@
-"""The driver's bounded window: decide, submit and collect clips a few at a time.
+"""The driver's tasks in flight, bounded: decide, submit and collect clips a few at a time.
 
 The scan's clips are decided lazily: a clip is skip-checked (is it current in the
-store?) only when the window has room for it, submitted at once if it is not,
+store?) only when there is room in flight for it, submitted at once if it is not,
 and its record collected when its task ends. So the driver holds at most
 ``size`` pending tasks and their clips, whatever the dataset's size, and the
 first task starts after one skip check, not after all of them. The clips may
