@@ -73,7 +73,7 @@ def test_labels_segments_splits_and_identity(tmp_path: Path) -> None:
         ],
         val=[record("id00020/v/00002/fake_both.mp4", "both-modified", split="val")],
     )
-    result = scan(tmp_path)  # parent folder accepted, layout detected
+    result = scan(tmp_path)  # parent folder accepted, tree detected
     assert result.dataset == "avdeepfake1m" and result.root == root.resolve()
     clips = {c.path: c for c in result.clips}
     real = clips["train/id00012/vid/00130/real.mp4"]
@@ -118,7 +118,7 @@ def test_files_relative_to_the_root_are_found_too(tmp_path: Path) -> None:
     assert [c.path for c in result.clips] == ["id2/v/1/real.mp4", "train/id1/v/1/real.mp4"]
     (root / "id2" / "v" / "1" / "real.mp4").unlink()
     result = scan(root, "avdeepfake1m")
-    # Missing in both places: reported under the release's own layout.
+    # Missing in both places: reported under the release's own tree.
     assert result.missing == ["train_metadata.json[1]: train/id2/v/1/real.mp4"]
 
 

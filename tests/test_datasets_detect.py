@@ -1,4 +1,4 @@
-"""Which adapter a root gets: detection of each layout, one level down, and its clear failures."""
+"""Which adapter a root gets: detection of each tree, one level down, and its clear failures."""
 
 from __future__ import annotations
 
@@ -67,11 +67,11 @@ def test_unknown_and_ambiguous_layouts_fail_in_one_line(tmp_path: Path) -> None:
         assert wanted in message
     both = lavdf_root(tmp_path / "both")
     (both / "test_files.txt").write_text("")
-    with pytest.raises(ScanError, match=r"matches several layouts \(lavdf, avdeepfake1m\)"):
+    with pytest.raises(ScanError, match=r"matches several trees \(lavdf, avdeepfake1m\)"):
         scan(both)
     lavdf_root(tmp_path / "two" / "a")
     lavdf_root(tmp_path / "two" / "b")
-    with pytest.raises(ScanError, match=r"several layouts \(lavdf \(a\), lavdf \(b\)\)"):
+    with pytest.raises(ScanError, match=r"several trees \(lavdf \(a\), lavdf \(b\)\)"):
         detect(tmp_path / "two")
 
 

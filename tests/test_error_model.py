@@ -74,12 +74,12 @@ def test_every_user_facing_error_class_is_a_user_error() -> None:
 
 
 def test_recipe_and_synth_argument_checks_are_user_errors(tmp_path: Path) -> None:
-    from pipeline.synth.layout_writer import check_layout_args
+    from pipeline.synth.segmented_writer import check_segmented_args
 
     with pytest.raises(schemas.UserError, match="crop_size"):
         schemas.Recipe(crop_size=8)
     with pytest.raises(schemas.UserError, match="workers"):
-        check_layout_args(tmp_path / "x", "lavdf", 1, 3, 0)
+        check_segmented_args(tmp_path / "x", "lavdf", 1, 3, 0)
 
 
 # --------------------------------------------------------------------------- mscct-pipeline

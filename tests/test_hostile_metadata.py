@@ -26,7 +26,7 @@ from test_datasets_lavdf import record as lav_record
 from pipeline.datasets import scan
 from pipeline.datasets.common import ScanError
 from pipeline.datasets.fakeavceleb import scan_dataset
-from pipeline.datasets.fakeavceleb_layout import CSV_HEADER as HEADER
+from pipeline.datasets.fakeavceleb_tree import CSV_HEADER as HEADER
 from pipeline.datasets.json_stream import MAX_DEPTH, MAX_VALUES
 from pipeline.datasets.segments import MAX_SEGMENTS
 

@@ -12,7 +12,7 @@ import dlib
 import numpy as np
 import pytest
 
-from pipeline.datasets.fakeavceleb_layout import CSV_HEADER, TYPE_DIRS
+from pipeline.datasets.fakeavceleb_tree import CSV_HEADER, TYPE_DIRS
 from pipeline.synth import (
     DEFECT_KINDS,
     DEFECTS_NAME,

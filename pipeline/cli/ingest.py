@@ -33,7 +33,7 @@ def ingest(
         typer.Option(
             "--dataset",
             help="fakeavceleb, lavdf, avdeepfake1m or csv. Default: detected from the "
-            "root's layout (csv is never guessed). A metadata record nested deeper than 16 "
+            "root's tree (csv is never guessed). A metadata record nested deeper than 16 "
             "levels, holding over 20,000 values or a segment list over 1,000, or whose labels "
             "contradict its segments, is one refused row.",
             show_default=False,

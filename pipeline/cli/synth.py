@@ -37,11 +37,11 @@ def synth(
         str,
         typer.Option(
             "--format",
-            help="fakeavceleb, lavdf or avdeepfake1m: the layout and metadata to write.",
+            help="fakeavceleb, lavdf or avdeepfake1m: the folder tree and metadata to write.",
         ),
     ] = "fakeavceleb",
 ) -> None:
-    """Write a small synthetic dataset in the exact layout of FakeAVCeleb v1.2, LAV-DF or AV-Deepfake1M.
+    """Write a small synthetic dataset in the exact folder tree of FakeAVCeleb v1.2, LAV-DF or AV-Deepfake1M.
 
     Real H.264/AAC media: a moving human face with synthetic speech, and a genuine
     cue per category (another voice for fake audio, a manipulated mouth region for
@@ -49,8 +49,8 @@ def synth(
     AV-Deepfake1M clips are partial fakes (fake segments inside real clips) in
     train / val / test; --per-category counts source clips per split there.
     """
-    from pipeline.synth import FORMATS, make_dataset, make_layout
-    from pipeline.synth.layout_writer import check_layout_args
+    from pipeline.synth import FORMATS, make_dataset, make_segmented
+    from pipeline.synth.segmented_writer import check_segmented_args
 
     if dataset_format not in FORMATS:
         raise schemas.UserError(
@@ -61,9 +61,9 @@ def synth(
             raise schemas.UserError(
                 "--with-defects and --difficulty apply to --format fakeavceleb only"
             )
-        check_layout_args(out_dir, dataset_format, per_category, identities, workers)
-        layout = _synth_with_progress(
-            make_layout,
+        check_segmented_args(out_dir, dataset_format, per_category, identities, workers)
+        written = _synth_with_progress(
+            make_segmented,
             out_dir,
             format=dataset_format,
             per_category=per_category,
@@ -71,8 +71,8 @@ def synth(
             seed=seed,
             workers=workers,
         )
-        out.print(f"wrote {layout.root}", markup=False, soft_wrap=True)
-        for split, counts in layout.counts.items():
+        out.print(f"wrote {written.root}", markup=False, soft_wrap=True)
+        for split, counts in written.counts.items():
             shown = ", ".join(f"{c} {n}" for c, n in counts.items())
             out.print(f"  {split}: {shown}", markup=False)
         return

@@ -1,7 +1,7 @@
 """Dataset adapters: each turns a dataset root into the same :class:`ScanResult`.
 
 ``scan(root, dataset)`` runs the adapter named ``dataset``, or detects it from the
-root's layout when ``dataset`` is None (:func:`detect`). One module per dataset,
+root's tree when ``dataset`` is None (:func:`detect`). One module per dataset,
 each a :class:`~pipeline.datasets.base.DatasetAdapter`:
 
 - ``fakeavceleb`` (:mod:`pipeline.datasets.fakeavceleb`): ``meta_data.csv`` or the type folders;
@@ -114,10 +114,10 @@ def _detectable(name: str) -> DetectedAdapter:
 def detect(root: str | Path) -> str:
     """The name of the dataset at ``root`` (or in the one folder inside it that holds one).
 
-    Raises a one-line ``ScanError`` when no layout matches, naming what was looked
+    Raises a one-line ``ScanError`` when no tree matches, naming what was looked
     for, or when several do, naming them.
     """
-    from pipeline.datasets.layout import candidate_roots
+    from pipeline.datasets.roots import candidate_roots
 
     root = Path(root)
     if root.is_file() and root.suffix.lower() == ".csv":
@@ -134,7 +134,7 @@ def detect(root: str | Path) -> str:
     if len(found) == 1:
         return found[0].split(" ")[0]
     if found:
-        raise ScanError(f"{root} matches several layouts ({', '.join(found)}); pass --dataset")
+        raise ScanError(f"{root} matches several trees ({', '.join(found)}); pass --dataset")
     hint = "; it holds labels.csv: pass --dataset csv" if (root / "labels.csv").exists() else ""
     wanted = "; ".join(_detectable(name).WANTED for name in tried)
     raise ScanError(f"cannot tell the dataset at {root}: looked for {wanted}{hint}")

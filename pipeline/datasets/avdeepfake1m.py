@@ -53,7 +53,6 @@ from pipeline.datasets.base import (
     clip_source,
 )
 from pipeline.datasets.labels import MODIFY_TYPES, category_of, modify_type_of
-from pipeline.datasets.layout import find_root
 from pipeline.datasets.records import (
     ODD_RECORD,
     BadRecord,
@@ -68,6 +67,7 @@ from pipeline.datasets.records import (
     record_object,
     relative_file,
 )
+from pipeline.datasets.roots import find_root
 from pipeline.datasets.segments import BadSegments, read_segments
 from pipeline.datasets.source import ClipSource, ScanResult, Segments
 from schemas.safe_files import is_inside, open_inside

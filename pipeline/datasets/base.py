@@ -66,7 +66,7 @@ class DatasetAdapter(Protocol):
 
 @runtime_checkable
 class DetectedAdapter(DatasetAdapter, Protocol):
-    """An adapter that detection may pick: it can tell its dataset's root by its layout."""
+    """An adapter that detection may pick: it can tell its dataset's root by its tree."""
 
     #: What detection looks for, as the error message says it (``"LAV-DF: metadata.json"``).
     WANTED: str

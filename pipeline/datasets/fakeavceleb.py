@@ -1,13 +1,13 @@
 """FakeAVCeleb adapter: a v1.2 release's tree and ``meta_data.csv``, scanned into clips.
 
-The layout's names (root, type folders, the CSV's columns) are in
-:mod:`pipeline.datasets.fakeavceleb_layout`, re-exported here. The CSV's quirks
+The tree's names (root, type folders, the CSV's columns) are in
+:mod:`pipeline.datasets.fakeavceleb_tree`, re-exported here. The CSV's quirks
 (see DESIGN.md): a trailing comma in the header, the file *name* in the ``path``
 column and its directory in an unnamed 10th column that starts with
 ``FakeAVCeleb/`` rather than the real root folder name.
 
 The scan reads ``meta_data.csv`` when present; otherwise labels are inferred from
-the folder layout. The dataset gives no segments and no official split, so every
+the folder tree. The dataset gives no segments and no official split, so every
 clip has ``fake_segments`` None and ``official_split`` ``""``.
 
 Every path is confined to the dataset root: a row that climbs out (``..``,
@@ -51,7 +51,7 @@ from pipeline.datasets.base import (
     undecodable,
     walk_media,
 )
-from pipeline.datasets.fakeavceleb_layout import (
+from pipeline.datasets.fakeavceleb_tree import (
     CSV_COLUMNS,
     CSV_DIR_PREFIX,
     CSV_HEADER,
@@ -114,7 +114,7 @@ def looks_like_dataset(path: Path) -> bool:
 
 
 def scan_dataset(root: str | Path) -> ScanResult:
-    """List and label every clip under ``root`` (CSV first, folder layout otherwise).
+    """List and label every clip under ``root`` (CSV first, folder tree otherwise).
 
     Raises ``ScanError`` when the root cannot be scanned at all (not a dataset,
     a wrong CSV header, a ``meta_data.csv`` that is not a regular file inside
@@ -364,7 +364,7 @@ def _scan_tree(dataset: Path, media: list[str]) -> ScanResult:
         parts = PurePosixPath(rel).parts
         category = TYPE_DIR_TO_CATEGORY.get(parts[0]) if len(parts) == 5 else None
         if category is None:
-            continue  # reported as unlisted: not in the <type>/<race>/<gender>/<id>/ layout
+            continue  # reported as unlisted: not in the <type>/<race>/<gender>/<id>/ tree
         type_dir, race, gender, identity, name = parts
         method = infer_method(category, name)
         result.clips.append(

@@ -30,7 +30,6 @@ from typing import Any
 
 from pipeline.datasets.base import ClipSink, Collector, ScanError, clip_source, examine
 from pipeline.datasets.labels import category_of, per_modality
-from pipeline.datasets.layout import find_root
 from pipeline.datasets.records import (
     ODD_RECORD,
     BadRecord,
@@ -44,6 +43,7 @@ from pipeline.datasets.records import (
     record_object,
     relative_file,
 )
+from pipeline.datasets.roots import find_root
 from pipeline.datasets.segments import BadSegments, read_segments
 from pipeline.datasets.source import ClipSource, ScanResult
 

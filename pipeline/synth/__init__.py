@@ -1,7 +1,7 @@
-"""A synthetic FakeAVCeleb: real mp4 media in the exact v1.2 layout and ``meta_data.csv``.
+"""A synthetic FakeAVCeleb: real mp4 media in the exact v1.2 tree and ``meta_data.csv``.
 
 ``make_dataset(OUT)`` writes ``OUT/FakeAVCeleb_v1.2/<type>/<race>/<gender>/<idNNNNN>/<file>.mp4``
-and ``OUT/FakeAVCeleb_v1.2/meta_data.csv`` (the layout of :mod:`pipeline.datasets.fakeavceleb_layout`).
+and ``OUT/FakeAVCeleb_v1.2/meta_data.csv`` (the tree of :mod:`pipeline.datasets.fakeavceleb_tree`).
 Clips are H.264 + AAC, 224×224, 25 fps, 2.2-3.8 s, 16 kHz mono audio, showing the
 face of ``skimage.data.astronaut()`` and speech from ffmpeg's ``flite`` source.
 
@@ -65,7 +65,7 @@ Choices, and why:
   of silence and real clips (A) do not. It delays the speech and the real mouth
   together, so it is a pure onset shortcut (ingest's ``--trim-silence`` removes it).
 - Difficulty. ``difficulty="easy"`` (the default) is everything above; its output
-  never changes for a given seed. ``"hard"`` keeps the layout and labels but makes
+  never changes for a given seed. ``"hard"`` keeps the tree and labels but makes
   every cue subtle, so that a model has to learn them (see ``HARD``): real clips
   get leading silence from the same 0.1-0.3 s range as the fakes, so the onset
   says nothing in any category; the voice conversion shifts the pitch by only
@@ -102,7 +102,6 @@ Choices, and why:
 """
 
 from pipeline.synth.defects import DEFECT_KINDS, PLAYLISTS, plan_defects
-from pipeline.synth.layout_writer import FORMATS, LayoutSummary, make_layout
 from pipeline.synth.plan import (
     DIFFICULTIES,
     HARD,
@@ -112,6 +111,7 @@ from pipeline.synth.plan import (
     HardSetting,
     plan,
 )
+from pipeline.synth.segmented_writer import FORMATS, SegmentedSummary, make_segmented
 from pipeline.synth.spec import ClipSpec
 from pipeline.synth.writer import DEFECTS_NAME, HARD_NAME, SynthSummary, make_dataset
 
@@ -128,10 +128,10 @@ __all__ = [
     "PLAYLISTS",
     "ClipSpec",
     "HardSetting",
-    "LayoutSummary",
+    "SegmentedSummary",
     "SynthSummary",
     "make_dataset",
-    "make_layout",
+    "make_segmented",
     "plan",
     "plan_defects",
 ]

@@ -1,4 +1,4 @@
-"""A synthetic AV-Deepfake1M: the release's layout, metadata lists and test file list.
+"""A synthetic AV-Deepfake1M: the release's tree, metadata lists and test file list.
 
 Media sit under ``<subset>/<identity>/<video id>/<clip no>/<name>.mp4`` with subsets
 ``train``, ``val`` and ``test``; identities are VoxCeleb2-style ``idNNNNN``, video
@@ -30,8 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.synth.layouts import LayoutClip, Source, clips_of
 from pipeline.synth.segmented import SegmentedSpec, seconds
+from pipeline.synth.segmented_plan import SegmentedClip, Source, clips_of
 from pipeline.synth.spec import SAMPLES_PER_FRAME
 
 ROOT_NAME = "AV-Deepfake1M"
@@ -58,7 +58,9 @@ def metadata_name(subset: str) -> str:
     return f"{subset}_metadata.json"
 
 
-def record(clip: LayoutClip, file: str, original: str | None, audio_model: str) -> dict[str, Any]:
+def record(
+    clip: SegmentedClip, file: str, original: str | None, audio_model: str
+) -> dict[str, Any]:
     """The metadata record of one labelled clip."""
     audio = [seconds(clip.audio_segment)] if clip.audio_segment else []
     visual = [seconds(clip.video_segment)] if clip.video_segment else []
@@ -84,13 +86,13 @@ def _folder(rng: np.random.Generator, source: Source) -> str:
 
 def lay_out(
     sources: list[Source], seed: int
-) -> list[tuple[SegmentedSpec, LayoutClip, dict[str, Any] | None]]:
+) -> list[tuple[SegmentedSpec, SegmentedClip, dict[str, Any] | None]]:
     """Every clip's spec (path relative to ``AV-Deepfake1M/``), plan entry and record.
 
     The record is ``None`` for the unlabelled test subset.
     """
     rng = np.random.default_rng([seed, 17])
-    out: list[tuple[SegmentedSpec, LayoutClip, dict[str, Any] | None]] = []
+    out: list[tuple[SegmentedSpec, SegmentedClip, dict[str, Any] | None]] = []
     for source in sources:
         folder = _folder(rng, source)
         model = AUDIO_MODELS[int(rng.integers(len(AUDIO_MODELS)))]

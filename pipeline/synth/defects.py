@@ -22,7 +22,7 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from pipeline.datasets.fakeavceleb_layout import CSV_DIR_PREFIX
+from pipeline.datasets.fakeavceleb_tree import CSV_DIR_PREFIX
 from pipeline.synth.encode import BITEXACT, encode
 from pipeline.synth.plan import (
     DEFECT_ID_START,

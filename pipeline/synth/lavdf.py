@@ -1,4 +1,4 @@
-"""A synthetic LAV-DF: the release's layout and ``metadata.json`` records for planned clips.
+"""A synthetic LAV-DF: the release's tree and ``metadata.json`` records for planned clips.
 
 The release (ControlNet/LAV-DF) puts every clip at ``<split>/NNNNNN.mp4`` (``train``,
 ``dev``, ``test``; six-digit numbers over the whole dataset, not per split) and
@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.synth.layouts import LayoutClip, Source, clips_of
 from pipeline.synth.segmented import SegmentedSpec, seconds
+from pipeline.synth.segmented_plan import SegmentedClip, Source, clips_of
 from pipeline.synth.spec import FPS, SAMPLES_PER_FRAME
 
 ROOT_NAME = "LAV-DF"
@@ -46,7 +46,7 @@ MIN_FIELDS = (
 )
 
 
-def record(clip: LayoutClip, file: str, original: str | None) -> dict[str, Any]:
+def record(clip: SegmentedClip, file: str, original: str | None) -> dict[str, Any]:
     """The ``metadata.json`` record of one clip."""
     segment = clip.audio_segment or clip.video_segment
     periods = [seconds(segment)] if segment is not None else []
@@ -68,7 +68,7 @@ def record(clip: LayoutClip, file: str, original: str | None) -> dict[str, Any]:
 
 def lay_out(
     sources: list[Source], seed: int
-) -> list[tuple[SegmentedSpec, LayoutClip, dict[str, Any]]]:
+) -> list[tuple[SegmentedSpec, SegmentedClip, dict[str, Any]]]:
     """Every clip's spec (path relative to ``LAV-DF/``), plan entry and record, in file order."""
     clips = [(s, c) for s in sources for c in clips_of(s)]
     numbers = np.random.default_rng([seed, 16]).permutation(len(clips)) + 1

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.datasets.fakeavceleb_layout import CSV_DIR_PREFIX, TYPE_DIRS
+from pipeline.datasets.fakeavceleb_tree import CSV_DIR_PREFIX, TYPE_DIRS
 from pipeline.synth.spec import SUBTLE_AUDIO_FILTER, ClipSpec, Look, Motion, Voice
 
 DIFFICULTIES = ("easy", "hard", "hard-partial")

@@ -46,7 +46,7 @@ Frames = tuple[int, int]  # [start, stop) in video frames
 
 @dataclass(frozen=True)
 class SegmentedSpec:
-    """One clip of a segment-labelled layout; ``rel_path`` is relative to the dataset root."""
+    """One clip of a segment-labelled format; ``rel_path`` is relative to the dataset root."""
 
     rel_path: str
     base: ClipSpec

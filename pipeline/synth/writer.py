@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline.datasets.fakeavceleb_layout import CSV_HEADER, CSV_NAME, ROOT_NAME, TYPE_DIRS
+from pipeline.datasets.fakeavceleb_tree import CSV_HEADER, CSV_NAME, ROOT_NAME, TYPE_DIRS
 from pipeline.synth.defects import plan_defects
 from pipeline.synth.files import write_file
 from pipeline.synth.plan import DIFFICULTIES, Row, hard_record, plan

@@ -1,4 +1,4 @@
-"""The plan shared by the segment-labelled layouts (LAV-DF, AV-Deepfake1M): sources and fakes.
+"""The plan shared by the segment-labelled formats (LAV-DF, AV-Deepfake1M): sources and fakes.
 
 :func:`plan_sources` draws, from one seeded generator (``[seed, 15]``), the
 identities, their split (identity ``i`` is in ``SPLITS[i % 3]``, so the parts are
@@ -37,14 +37,14 @@ class Source:
     identity: Identity
     split: str  # train / val / test
     number: int  # 0, 1, ... within its identity
-    spec: ClipSpec  # the real clip (rel_path set per layout)
+    spec: ClipSpec  # the real clip (rel_path set per format)
     donor: Identity  # whose voice the fake audio segments speak with
     segments: dict[str, Frames]  # category (FARV, RAFV, FAFV) -> its fake frames
 
 
 @dataclass(frozen=True)
-class LayoutClip:
-    """One clip of a layout: its source, category and fake segments (frames)."""
+class SegmentedClip:
+    """One clip of a segment-labelled format: its source, category and fake segments (frames)."""
 
     source: Source
     category: str
@@ -110,12 +110,12 @@ def plan_sources(
     return people, sources
 
 
-def clips_of(source: Source) -> list[LayoutClip]:
+def clips_of(source: Source) -> list[SegmentedClip]:
     """The four clips made from one source: RARV, FARV, RAFV, FAFV."""
     seg = source.segments
     return [
-        LayoutClip(source, "RARV", None, None),
-        LayoutClip(source, "FARV", seg["FARV"], None),
-        LayoutClip(source, "RAFV", None, seg["RAFV"]),
-        LayoutClip(source, "FAFV", seg["FAFV"], seg["FAFV"]),
+        SegmentedClip(source, "RARV", None, None),
+        SegmentedClip(source, "FARV", seg["FARV"], None),
+        SegmentedClip(source, "RAFV", None, seg["RAFV"]),
+        SegmentedClip(source, "FAFV", seg["FAFV"], seg["FAFV"]),
     ]

@@ -1,4 +1,4 @@
-"""Synthetic LAV-DF and AV-Deepfake1M: layout, metadata and partial-fake segments in real media."""
+"""Synthetic LAV-DF and AV-Deepfake1M: tree, metadata and partial-fake segments in real media."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from cli_helpers import run_cli
 
-from pipeline.synth import LayoutSummary, avdeepfake1m, lavdf, make_layout
-from pipeline.synth.layouts import plan_sources
+from pipeline.synth import SegmentedSummary, avdeepfake1m, lavdf, make_segmented
+from pipeline.synth.segmented_plan import plan_sources
 from schemas.labels import CATEGORIES
 
 SIZE = 224
@@ -23,7 +23,7 @@ AVDF_FIELDS = {
     "audio_fake_segments", "visual_fake_segments", "video_frames", "audio_frames",
 }  # fmt: skip
 # meta_data.csv of `synth --per-category 1 --seed 7` as the generator wrote it before
-# the other layouts existed: the default format must stay byte-identical.
+# the other formats existed: the default format must stay byte-identical.
 FAKEAVCELEB_CSV_SHA256 = "7f73ad961994c8c8e18f687e1f5a17b2b3f251f38802b082e707d6364b8362b0"
 
 
@@ -98,21 +98,23 @@ def media_files(root: Path) -> set[str]:
 
 
 @pytest.fixture(scope="module")
-def lavdf_set(tmp_path_factory: pytest.TempPathFactory) -> LayoutSummary:
+def lavdf_set(tmp_path_factory: pytest.TempPathFactory) -> SegmentedSummary:
     out = tmp_path_factory.mktemp("lavdf")
-    return make_layout(out, format="lavdf", per_category=1, identities=3, seed=3, workers=2)
+    return make_segmented(out, format="lavdf", per_category=1, identities=3, seed=3, workers=2)
 
 
 @pytest.fixture(scope="module")
-def avdf_set(tmp_path_factory: pytest.TempPathFactory) -> LayoutSummary:
+def avdf_set(tmp_path_factory: pytest.TempPathFactory) -> SegmentedSummary:
     out = tmp_path_factory.mktemp("avdf")
-    return make_layout(out, format="avdeepfake1m", per_category=1, identities=3, seed=5, workers=2)
+    return make_segmented(
+        out, format="avdeepfake1m", per_category=1, identities=3, seed=5, workers=2
+    )
 
 
 # --------------------------------------------------------------------------- LAV-DF
 
 
-def test_lavdf_layout_and_metadata(lavdf_set: LayoutSummary) -> None:
+def test_lavdf_tree_and_metadata(lavdf_set: SegmentedSummary) -> None:
     root = lavdf_set.root
     assert root.name == "LAV-DF"
     records = json.loads((root / "metadata.json").read_text())
@@ -149,7 +151,7 @@ def test_lavdf_layout_and_metadata(lavdf_set: LayoutSummary) -> None:
     assert any(r["fake_periods"] == [[0.0, r["duration"]]] for r in records)
 
 
-def test_lavdf_clips_are_numbered_over_the_whole_dataset(lavdf_set: LayoutSummary) -> None:
+def test_lavdf_clips_are_numbered_over_the_whole_dataset(lavdf_set: SegmentedSummary) -> None:
     numbers = sorted(int(Path(c["path"]).stem) for c in lavdf_set.clips)
     assert numbers == list(range(1, 13))
     per_identity: dict[str, int] = {}
@@ -161,7 +163,7 @@ def test_lavdf_clips_are_numbered_over_the_whole_dataset(lavdf_set: LayoutSummar
 # --------------------------------------------------------------------------- AV-Deepfake1M
 
 
-def test_avdeepfake1m_layout_and_metadata(avdf_set: LayoutSummary) -> None:
+def test_avdeepfake1m_tree_and_metadata(avdf_set: SegmentedSummary) -> None:
     root = avdf_set.root
     assert root.name == "AV-Deepfake1M"
     on_disk = media_files(root)
@@ -228,7 +230,9 @@ def test_avdeepfake1m_layout_and_metadata(avdf_set: LayoutSummary) -> None:
     assert len(folders) == 3 and all(len(f) == 1 for f in folders.values())
 
 
-def test_every_split_has_every_category(avdf_set: LayoutSummary, lavdf_set: LayoutSummary) -> None:
+def test_every_split_has_every_category(
+    avdf_set: SegmentedSummary, lavdf_set: SegmentedSummary
+) -> None:
     for summary, per_split in ((avdf_set, 1), (lavdf_set, 1)):
         assert summary.counts == {
             s: {c: per_split for c in CATEGORIES} for s in ("train", "val", "test")
@@ -242,7 +246,7 @@ def test_every_split_has_every_category(avdf_set: LayoutSummary, lavdf_set: Layo
 
 @pytest.mark.parametrize("which", ["lavdf", "avdeepfake1m"])
 def test_partial_fake_segments_are_in_the_media_at_the_stated_times(
-    which: str, lavdf_set: LayoutSummary, avdf_set: LayoutSummary
+    which: str, lavdf_set: SegmentedSummary, avdf_set: SegmentedSummary
 ) -> None:
     """Inside a segment the fake differs from its original, outside it does not, to the frame.
 
@@ -272,7 +276,7 @@ def test_partial_fake_segments_are_in_the_media_at_the_stated_times(
 # --------------------------------------------------------------------------- determinism, CLI
 
 
-def test_same_seed_same_metadata(lavdf_set: LayoutSummary, avdf_set: LayoutSummary) -> None:
+def test_same_seed_same_metadata(lavdf_set: SegmentedSummary, avdf_set: SegmentedSummary) -> None:
     def lavdf_records(seed: int) -> list[dict]:
         _, sources = plan_sources(1, 3, seed)
         return [rec for _, _, rec in lavdf.lay_out(sources, seed)]
@@ -307,12 +311,12 @@ def test_cli_formats_and_the_unchanged_default(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("which", ["lavdf", "avdeepfake1m"])
 def test_the_dataset_adapter_finds_every_clip_with_its_labels(
-    which: str, lavdf_set: LayoutSummary, avdf_set: LayoutSummary
+    which: str, lavdf_set: SegmentedSummary, avdf_set: SegmentedSummary
 ) -> None:
     from pipeline.datasets import scan
 
     summary = lavdf_set if which == "lavdf" else avdf_set
-    result = scan(summary.root)  # detected from the layout
+    result = scan(summary.root)  # detected from the tree
     assert result.dataset == which
     assert not (result.missing or result.unlisted or result.refused or result.repaired)
     found = {c.path: c for c in result.clips}

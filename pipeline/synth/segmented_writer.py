@@ -1,6 +1,6 @@
-"""Writing a synthetic dataset in a segment-labelled layout: LAV-DF or AV-Deepfake1M.
+"""Writing a synthetic dataset in a segment-labelled format: LAV-DF or AV-Deepfake1M.
 
-:func:`make_layout` plans the sources (:mod:`pipeline.synth.layouts`), names and
+:func:`make_segmented` plans the sources (:mod:`pipeline.synth.segmented_plan`), names and
 labels the clips as the chosen release does (:mod:`pipeline.synth.lavdf`,
 :mod:`pipeline.synth.avdeepfake1m`), renders them in the dataset writer's pool of
 worker processes inside a hidden folder of ``OUT``, writes the metadata files
@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.synth import avdeepfake1m, lavdf
-from pipeline.synth.layouts import check_sizes, plan_sources
 from pipeline.synth.segmented import seconds, write_segmented
+from pipeline.synth.segmented_plan import check_sizes, plan_sources
 from pipeline.synth.writer import render_all
 from schemas import atomic_write
 from schemas.cli_errors import UserError
@@ -32,8 +32,8 @@ ROOT_NAMES = {"lavdf": lavdf.ROOT_NAME, "avdeepfake1m": avdeepfake1m.ROOT_NAME}
 
 
 @dataclass
-class LayoutSummary:
-    """What :func:`make_layout` wrote.
+class SegmentedSummary:
+    """What :func:`make_segmented` wrote.
 
     ``counts[split][category]`` counts clips; ``clips`` lists every clip (the
     unlabelled test clips of AV-Deepfake1M included) with its path relative to
@@ -80,7 +80,7 @@ def _write_metadata(folder: Path, files: dict[str, Any]) -> None:
             tmp.write_text(text, encoding="utf-8")
 
 
-def check_layout_args(
+def check_segmented_args(
     out: Path, format: str, per_category: int, identities: int | None, workers: int | None
 ) -> tuple[int, int]:
     """Refuse bad arguments (``UserError``); returns ``(identities, workers)`` with defaults."""
@@ -95,7 +95,7 @@ def check_layout_args(
     return k, n_workers
 
 
-def make_layout(
+def make_segmented(
     out: Path,
     *,
     format: str,
@@ -104,7 +104,7 @@ def make_layout(
     seed: int = 0,
     workers: int | None = None,
     progress: Callable[[int, int], None] | None = None,
-) -> LayoutSummary:
+) -> SegmentedSummary:
     """Write a synthetic ``format`` dataset (``lavdf`` / ``avdeepfake1m``) under ``out``.
 
     ``per_category`` source clips per split, each giving one clip of every
@@ -113,7 +113,7 @@ def make_layout(
     ``out`` exists and is not an empty directory.
     """
     out = Path(out)
-    k, n_workers = check_layout_args(out, format, per_category, identities, workers)
+    k, n_workers = check_segmented_args(out, format, per_category, identities, workers)
     root_name = ROOT_NAMES[format]
 
     people, sources = plan_sources(per_category, k, seed)
@@ -141,7 +141,7 @@ def make_layout(
 
 def _summarise(
     root: Path, format: str, entries: list[tuple[Any, Any, Any]], people: list[str], seed: int
-) -> LayoutSummary:
+) -> SegmentedSummary:
     counts = {s: {c: 0 for c in CATEGORIES} for s in SPLITS}
     real = {id(c.source): spec.rel_path for spec, c, _ in entries if c.category == "RARV"}
     clips = []
@@ -160,4 +160,4 @@ def _summarise(
                 "video_fake_segments": [seconds(video)] if video else [],
             }
         )
-    return LayoutSummary(root, format, counts, len(entries), people, seed, clips)
+    return SegmentedSummary(root, format, counts, len(entries), people, seed, clips)

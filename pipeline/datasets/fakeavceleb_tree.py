@@ -1,4 +1,4 @@
-"""The layout of a FakeAVCeleb v1.2 release: its root folder, type folders and ``meta_data.csv``.
+"""The tree of a FakeAVCeleb v1.2 release: its root folder, type folders and ``meta_data.csv``.
 
 One definition of the names that the scan (:mod:`pipeline.datasets.fakeavceleb`)
 reads and the synthetic generator (:mod:`pipeline.synth`) writes. The tree is
