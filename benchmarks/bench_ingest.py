@@ -86,7 +86,7 @@ def _rounded(values: list[float]) -> list[float]:
 def clip_paths(root: Path, limit: int | None = None) -> list[Path]:
     """Source files of ``root``; with ``limit``, the first ones round-robin over categories."""
     from pipeline.datasets.fakeavceleb import scan_dataset
-    from pipeline.ingest.driver import select_clips
+    from pipeline.ingest.selection import select_clips
 
     scan = scan_dataset(root)
     return [scan.root / c.path for c in select_clips(scan, (), limit)]

@@ -56,7 +56,7 @@ def test_every_user_facing_error_class_is_a_user_error() -> None:
     from pipeline.datasets.records import BadRecord
     from pipeline.datasets.segments import BadSegments
     from pipeline.splits.formats import SplitFileError
-    from pipeline.splits.split import SplitError
+    from pipeline.splits.params import SplitError
     from schemas.safe_files import RefusedFile
     from trainer import cli as train_cli
     from trainer.config.settings import TrainerError

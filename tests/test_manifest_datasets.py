@@ -19,13 +19,10 @@ import pytest
 import schemas
 from pipeline import datasets
 from pipeline.datasets import ClipSource, ScanResult, make_clip_id
-from pipeline.ingest.driver import (
-    IngestOptions,
-    repair_manifest,
-    run_ingest,
-    select_clips,
-    summarize,
-)
+from pipeline.ingest.driver import IngestOptions, run_ingest
+from pipeline.ingest.manifest_book import repair_manifest
+from pipeline.ingest.selection import select_clips
+from pipeline.ingest.summary import summarize
 from pipeline.synth import SynthSummary, make_dataset
 from schemas.layout import clip_dir
 

@@ -14,15 +14,9 @@ from hypothesis import strategies as st
 from rich.console import Console
 
 import schemas
-from pipeline.splits.split import (
-    SplitError,
-    SplitParams,
-    make_split,
-    parse_ratios,
-    render_counts,
-    split_counts,
-    split_summary,
-)
+from pipeline.splits.params import SplitError, SplitParams, parse_ratios
+from pipeline.splits.report import render_counts, split_counts, split_summary
+from pipeline.splits.split import make_split
 from schemas import CATEGORIES, MANIFEST_SCHEMA, SPLITS
 
 PROPERTY_SETTINGS = settings(

@@ -24,7 +24,7 @@ from pipeline.splits.formats import (
     read_split_file,
 )
 from pipeline.splits.imports import import_split
-from pipeline.splits.split import SplitError
+from pipeline.splits.params import SplitError
 
 
 @pytest.fixture()

@@ -12,7 +12,8 @@ from test_split_strict import full_identity, table
 import schemas
 from pipeline.splits.formats import SplitFileError, detect_format, read_split_file
 from pipeline.splits.imports import import_split, official_split
-from pipeline.splits.split import SplitError, split_summary
+from pipeline.splits.params import SplitError
+from pipeline.splits.report import split_summary
 
 RACE = "Asian (South)"  # a release folder name with a space
 

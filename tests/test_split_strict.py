@@ -6,7 +6,9 @@ import pyarrow as pa
 import pytest
 
 import schemas
-from pipeline.splits.split import SplitError, SplitParams, make_split, split_summary
+from pipeline.splits.params import SplitError, SplitParams
+from pipeline.splits.report import split_summary
+from pipeline.splits.split import make_split
 from pipeline.splits.strict import components, cross_part_references, targets_of
 from schemas import CATEGORIES, MANIFEST_SCHEMA
 

@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 
 import schemas
-from pipeline.splits.split import SplitParams, make_split, split_summary
+from pipeline.splits.params import SplitParams
+from pipeline.splits.report import split_summary
+from pipeline.splits.split import make_split
 from pipeline.synth import HARD, HARD_NAME, HARD_PARTIAL, make_dataset, plan
 from pipeline.synth.audio import clip_audio, envelope, mouth_envelopes, speech
 from pipeline.synth.plan import group_of

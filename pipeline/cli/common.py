@@ -70,7 +70,7 @@ def _progress(*extra: TextColumn) -> Progress:
 
 
 def _summary_table(manifest: Any, title: str) -> Table:
-    from pipeline.ingest.driver import failure_reasons, summarize
+    from pipeline.ingest.summary import failure_reasons, summarize
 
     table = Table(title=title)
     for column in ("category", "ok", "failed", "frames", "mean face rate"):

@@ -128,8 +128,9 @@ def ingest(
     Parallel over clips with Ray; resumable (a rerun skips committed clips and redoes
     failed ones); every clip ends as one manifest row, ok or failed with a reason.
     """
-    from pipeline.ingest.driver import IngestOptions, result_dict
+    from pipeline.ingest.driver import IngestOptions
     from pipeline.ingest.stop_signals import IngestInterrupted
+    from pipeline.ingest.summary import result_dict
 
     recipe = ingest_recipe(
         features=audio_features,

@@ -65,8 +65,7 @@ def inspect(
         return
     from dataclasses import asdict
 
-    from pipeline.ingest.driver import failure_reasons, quality_summary, summarize
-    from pipeline.ingest.summary import quality_lines
+    from pipeline.ingest.summary import failure_reasons, quality_lines, quality_summary, summarize
 
     path = _store_path(store)
     info = schemas.open_store(path)

@@ -101,13 +101,9 @@ def split(
     project's split and ``--official`` takes the dataset's own; their parts are used
     as given (no balancing, ratios or folds).
     """
-    from pipeline.splits.split import (
-        SplitParams,
-        make_split,
-        parse_ratios,
-        render_counts,
-        split_summary,
-    )
+    from pipeline.splits.params import SplitParams, parse_ratios
+    from pipeline.splits.report import render_counts, split_summary
+    from pipeline.splits.split import make_split
 
     path = _store_path(store)
     if from_file or official:
@@ -161,7 +157,7 @@ def _given_split(
     """The imported or official split of ``split`` and the parameters it records."""
     from pipeline.splits.formats import read_split_file
     from pipeline.splits.imports import import_split, official_split
-    from pipeline.splits.split import split_summary
+    from pipeline.splits.report import split_summary
 
     given = "--official" if official else "--from-file"
     if from_file and official:

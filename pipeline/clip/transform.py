@@ -93,8 +93,7 @@ from pipeline.clip.silence import leading_silence_frames
 from pipeline.clip.speaker import SpeakerChoice, choose_speaker
 from pipeline.clip.speech import speech_fraction
 from pipeline.clip.stage_cpu import StageCpu
-from pipeline.clip.transform_decode import (  # noqa: F401  (moved; still importable from here)
-    MIN_DECODED_FRACTION,
+from pipeline.clip.transform_decode import (
     SourceFacts,
     check_decoded,
     check_file,

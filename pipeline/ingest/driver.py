@@ -46,28 +46,10 @@ from pipeline.datasets import ClipSource, ScanResult
 from pipeline.ingest.clip_record import base_record
 from pipeline.ingest.fingerprint import NotRegularFile
 from pipeline.ingest.in_flight import Tally, clips_to_do, drive
-from pipeline.ingest.manifest_book import (  # noqa: F401  (moved; still importable from here)
-    LABEL_FIELDS,
-    ManifestBook,
-    RepairResult,
-    _labels_unchanged,
-    repair_manifest,
-)
+from pipeline.ingest.manifest_book import ManifestBook
 from pipeline.ingest.scan_stream import ScanStream
-from pipeline.ingest.selection import (  # noqa: F401  (moved; still importable from here)
-    select_clips,
-    start_scan,
-)
+from pipeline.ingest.selection import start_scan
 from pipeline.ingest.stop_signals import IngestInterrupted, StopSignals
-from pipeline.ingest.summary import (  # noqa: F401  (moved; still importable from here)
-    UNLABELLED,
-    CategorySummary,
-    failure_reasons,
-    quality_line,
-    quality_summary,
-    result_dict,
-    summarize,
-)
 from schemas import STATUS_FAILED, STATUS_OK, Recipe
 from schemas.lock import store_lock
 

@@ -24,7 +24,8 @@ from typing import Any
 import pyarrow as pa
 
 from pipeline.splits.formats import Entry, SplitFile
-from pipeline.splits.split import SplitError, manifest_rows, split_table
+from pipeline.splits.params import SplitError
+from pipeline.splits.split import manifest_rows, split_table
 from schemas import SPLITS, STATUS_OK
 
 #: How many names a one-line note shows before "...".

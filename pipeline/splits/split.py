@@ -59,17 +59,13 @@ from typing import Any
 
 import pyarrow as pa
 
-from pipeline.splits.params import (  # noqa: F401  (moved; still importable from here)
+from pipeline.splits.params import (
     SplitError,
     SplitParams,
-    parse_ratios,
 )
-from pipeline.splits.report import (  # noqa: F401  (moved; still importable from here)
+from pipeline.splits.report import (
     SUMMARY_KEY,
     fmt_counts,
-    render_counts,
-    split_counts,
-    split_summary,
 )
 from pipeline.splits.strict import allowed_in_part, components, cross_part_references
 from schemas import CATEGORIES, MANIFEST_SCHEMA, SPLIT_SCHEMA, SPLITS, STATUS_OK, validate_table
