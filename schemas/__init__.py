@@ -31,7 +31,7 @@ from schemas.labels import (
     Labels,
     labels_for,
 )
-from schemas.layout import AUDIO_CHANNELS, FORMAT_VERSION, StoreError
+from schemas.layout import AUDIO_CHANNELS, FORMAT_VERSION, StoreError, is_packed
 from schemas.lifecycle import (
     StoreInfo,
     check_folders,
@@ -43,6 +43,7 @@ from schemas.lifecycle import (
 )
 from schemas.lock import store_lock
 from schemas.manifest_store import compact_manifest, manifest_mode
+from schemas.packed_read import open_packed_chunk
 from schemas.readers import (
     CLIP_ARRAYS,
     ArraySpec,
@@ -114,12 +115,14 @@ __all__ = [
     "default_store_path",
     "fsync_path",
     "fsync_tree",
+    "is_packed",
     "is_store",
     "labels_for",
     "list_splits",
     "load_array",
     "manifest_mode",
     "open_clip",
+    "open_packed_chunk",
     "open_raw_chunk",
     "open_store",
     "open_stream",

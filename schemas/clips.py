@@ -30,6 +30,7 @@ from schemas.layout import (
     check_name,
     clip_dir,
     clip_layout,
+    is_packed,
     read_json,
     shard_of,
 )
@@ -313,6 +314,10 @@ def sweep_staging(store: str | Path) -> int:
 
 def read_clip_record(store: str | Path, clip_id: str) -> dict[str, Any] | None:
     """The manifest record committed with a clip, or None when it is not committed."""
+    if is_packed(store):
+        from schemas.packed_index import packed_record
+
+        return packed_record(store, clip_id)
     return _record_at(clip_dir(store, clip_id), clip_id, store)
 
 
@@ -331,8 +336,13 @@ def committed_records(store: str | Path) -> list[dict[str, Any]]:
 
     Walks ``clips/`` in the store's layout (flat or sharded); a folder that
     :func:`schemas.layout.clip_dir` would not find there (a sharded clip in the wrong
-    shard, a stray name) is not a committed clip and is skipped.
+    shard, a stray name) is not a committed clip and is skipped. A packed store's are
+    its shards' latest copy of each clip (:func:`schemas.packed_index.packed_records`).
     """
+    if is_packed(store):
+        from schemas.packed_index import packed_records
+
+        return packed_records(store)
     records = []
     for clip_id, folder in sorted(_clip_folders(Path(store))):
         record = _record_at(folder, clip_id, store)
@@ -381,8 +391,12 @@ def _subdirs(folder: Path) -> list[str]:
 def remove_clip(store: str | Path, clip_id: str, *, durable: bool = True) -> None:
     """Uncommit a clip (rename away first, so readers never see a half-deleted clip).
 
-    Its shard folder stays, empty or not: a writer may be about to commit into it.
+    Its shard folder stays, empty or not: a writer may be about to commit into it. In
+    a packed store nothing is removed: shards are never rewritten, and the manifest's
+    row of the clip (failed) is what uncommits it.
     """
+    if is_packed(store):
+        return
     target = clip_dir(store, clip_id)
     if target.exists():
         trash = Path(store) / STAGING_DIR / f"removed.{clip_id}.{uuid.uuid4().hex}"

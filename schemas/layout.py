@@ -50,18 +50,30 @@ from schemas.store_url import store_url
 
 FORMAT_NAME = "mscct-store"
 FORMAT_VERSION = 3
+#: The format of a packed store (``ingest --packed``, ``convert --to packed``): clips
+#: packed into shards (:mod:`schemas.packed_write`); new stores are still made in
+#: :data:`FORMAT_VERSION` unless asked.
+PACKED_VERSION = 4
 #: Format versions this software opens: every older one is a subset of the current.
-READABLE_VERSIONS = (1, 2, 3)
+READABLE_VERSIONS = (1, 2, 3, 4)
 #: Root metadata key naming how ``clips/`` is laid out; absent (versions 1 and 2) = flat.
 CLIP_LAYOUT_KEY = "clip_layout"
 LAYOUT_FLAT = "flat"  # clips/<clip_id>/
 LAYOUT_SHARDED = "sharded"  # clips/<h0>/<h1>/<clip_id>/ (new stores)
-CLIP_LAYOUTS = (LAYOUT_FLAT, LAYOUT_SHARDED)
+LAYOUT_PACKED = "packed"  # shards/<name>/, many clips each (format 4, schemas.packed_index)
+CLIP_LAYOUTS = (LAYOUT_FLAT, LAYOUT_SHARDED, LAYOUT_PACKED)
 AUDIO_CHANNELS = 104
 
 MANIFEST_FILE = "manifest.parquet"
 LOCK_FILE = ".lock"  # held by the one process allowed to write clips (see schemas.lock)
 CLIPS_DIR = "clips"
+SHARDS_DIR = "shards"  # format 4: the shards that hold the clips
+#: The root metadata key of a packed store's shard size (bytes of rows, all arrays).
+SHARD_TARGET_KEY = "shard_target_bytes"
+#: A shard is sealed once its arrays hold this many bytes (or when its writer ends): 1 GiB
+#: keeps a store of ten-second 112-pixel clips near one file per clip and a half, and a
+#: shard small beside what a cluster file system stripes.
+DEFAULT_SHARD_TARGET = 1 << 30
 LABELS_DIR = "labels"  # inside a clip's group: its per-frame labels
 SPLITS_DIR = "splits"
 STAGING_DIR = ".staging"
@@ -175,12 +187,24 @@ def clip_parts(store: str | Path, clip_id: str) -> tuple[str, ...]:
     """The path components of a clip's folder below the store root:
     ``("clips", h0, h1, clip_id)`` (sharded) or ``("clips", clip_id)`` (flat).
 
-    The id is checked first, so no component can leave ``clips/``.
+    The id is checked first, so no component can leave ``clips/``. A packed store's
+    clips have no folder of their own (:func:`is_packed`): asking is an error.
     """
     check_name(clip_id, "clip id")
-    if clip_layout(store) == LAYOUT_FLAT:
+    layout = clip_layout(store)
+    if layout == LAYOUT_FLAT:
         return (CLIPS_DIR, clip_id)
+    if layout == LAYOUT_PACKED:
+        raise StoreError(
+            f"store {store} packs its clips into shards: clip {clip_id} has no folder of its own"
+        )
     return (CLIPS_DIR, *shard_of(clip_id), clip_id)
+
+
+def is_packed(store: str | Path) -> bool:
+    """Whether the store packs its clips into shards (format 4); cached per store, like
+    :func:`clip_layout` (two dict look-ups once known)."""
+    return clip_layout(store) == LAYOUT_PACKED
 
 
 def clip_dir(store: str | Path, clip_id: str) -> Path:
@@ -195,11 +219,26 @@ def damaged_clip(store: str | Path, clip_id: str, problem: str) -> StoreError:
     Rerunning ``mscct-pipeline split`` would not help (the split names the clip, the
     clip is broken) and a plain ``ingest`` rerun skips committed clips; removing the
     clip's folder makes the rerun redo it, with the same id, so the split still holds.
+    In a packed store the clip's shard goes, then ``repair`` forgets its clips and the
+    rerun redoes them.
     """
+    if is_packed(store):
+        return damaged_shard_clip(
+            store, clip_id, "its shard (the manifest's shard column)", problem
+        )
     return StoreError(
         f"clip {clip_id} of store {store} is damaged: {problem}; remove "
         f"{clip_dir(store, clip_id)} and rerun `mscct-pipeline ingest` "
         f"on the dataset with --store {store} to redo it"
+    )
+
+
+def damaged_shard_clip(store: str | Path, clip_id: str, shard: str, problem: str) -> StoreError:
+    """:func:`damaged_clip` for a clip of a packed store in ``shard`` (a path or words)."""
+    return StoreError(
+        f"clip {clip_id} of store {store} is damaged: {problem}; remove {shard}, run "
+        f"`mscct-pipeline repair --store {store}`, then rerun `mscct-pipeline ingest` "
+        f"on the dataset with --store {store} to redo the shard's clips"
     )
 
 

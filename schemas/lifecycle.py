@@ -20,12 +20,17 @@ from schemas.layout import (
     CLIP_LAYOUT_KEY,
     CLIP_LAYOUTS,
     CLIPS_DIR,
+    DEFAULT_SHARD_TARGET,
     FORMAT_NAME,
     FORMAT_VERSION,
     LAYOUT_FLAT,
+    LAYOUT_PACKED,
     LAYOUT_SHARDED,
     LOCK_FILE,
+    PACKED_VERSION,
     READABLE_VERSIONS,
+    SHARD_TARGET_KEY,
+    SHARDS_DIR,
     SPLITS_DIR,
     STAGING_DIR,
     StoreError,
@@ -54,7 +59,7 @@ class StoreInfo:
 
     @property
     def clip_layout(self) -> str:
-        """``"sharded"`` (version 3) or ``"flat"`` (versions 1 and 2)."""
+        """``"packed"`` (version 4), ``"sharded"`` (version 3) or ``"flat"`` (1 and 2)."""
         return str(self.extra.get(CLIP_LAYOUT_KEY, LAYOUT_FLAT))
 
 
@@ -63,8 +68,20 @@ def default_store_path() -> Path:
     return Path(os.environ.get("MSCCT_STORE", "mscct-store"))
 
 
-def create_store(path: str | Path, recipe: Recipe, *, overwrite: bool = False) -> StoreInfo:
+def create_store(
+    path: str | Path,
+    recipe: Recipe,
+    *,
+    overwrite: bool = False,
+    packed: bool = False,
+    shard_target_bytes: int | None = None,
+) -> StoreInfo:
     """Create an empty store, or open an existing one made with the same recipe.
+
+    A new store is of format 3 (a Zarr group per clip), or with ``packed`` of format 4
+    (clips packed into shards of ``shard_target_bytes`` bytes, default
+    :data:`schemas.packed_index.DEFAULT_SHARD_TARGET`; :mod:`schemas.packed_write`).
+    ``packed`` for an existing store of another format is refused, naming ``convert``.
 
     With ``overwrite`` an existing store at ``path`` is emptied first: only a
     directory carrying this project's store marker, and holding nothing but what a
@@ -82,8 +99,17 @@ def create_store(path: str | Path, recipe: Recipe, *, overwrite: bool = False) -
             info = open_store(store)
             if info.recipe != recipe:
                 raise StoreError(recipe_mismatch(store, info.recipe, recipe))
+            if packed and info.clip_layout != LAYOUT_PACKED:
+                raise StoreError(
+                    f"store {store} is of format {info.format_version}, not packed; an ingest "
+                    f"keeps a store's format (`mscct-pipeline convert --store {store} --to "
+                    "packed` packs it)"
+                )
             check_folders(store)
             return info
+        if packed:
+            _new_packed(store, recipe, shard_target_bytes)
+            return open_store(store)
         (store / CLIPS_DIR).mkdir(parents=True, exist_ok=True)
         (store / SPLITS_DIR).mkdir(exist_ok=True)
         (store / STAGING_DIR).mkdir(exist_ok=True)
@@ -102,6 +128,34 @@ def create_store(path: str | Path, recipe: Recipe, *, overwrite: bool = False) -
     finally:
         forget_layout(store)  # a wiped or new store: learn its layout afresh
     return open_store(store)
+
+
+def _new_packed(store: Path, recipe: Recipe, target: int | None) -> None:
+    """Make the folders and root metadata of a new packed store (format 4)."""
+    if target is not None and target < 1:
+        raise StoreError(f"the shard size must be at least 1 byte, not {target}")
+    if recipe.layout != "raw":
+        raise StoreError(
+            f"a packed store holds the raw layout only, not {recipe.layout} (compressed "
+            "shards are not written yet): drop --layout or --packed"
+        )
+    (store / SHARDS_DIR).mkdir(parents=True, exist_ok=True)
+    (store / SPLITS_DIR).mkdir(exist_ok=True)
+    (store / STAGING_DIR).mkdir(exist_ok=True)
+    write_json_atomic(_root_meta_path(store), _group_json({"mscct": packed_meta(recipe, target)}))
+
+
+def packed_meta(recipe: Recipe, target: int | None) -> dict[str, Any]:
+    """The ``mscct`` attributes of a packed store's root ``zarr.json``."""
+    return {
+        "format": FORMAT_NAME,
+        "format_version": PACKED_VERSION,
+        "recipe": recipe.to_dict(),
+        "software_version": software_version(),
+        CLIP_LAYOUT_KEY: LAYOUT_PACKED,
+        "manifest": "fragments",
+        SHARD_TARGET_KEY: int(target or DEFAULT_SHARD_TARGET),
+    }
 
 
 def check_folders(store: str | Path) -> None:

@@ -12,12 +12,12 @@ from __future__ import annotations
 import math
 import os
 import stat
-from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
-from schemas import remote_clips
+from schemas import packed_read, remote_clips
 from schemas.array_limits import check_shape, parse_array_meta
 from schemas.layout import (
     LABELS_DIR,
@@ -25,30 +25,14 @@ from schemas.layout import (
     clip_dir,
     clip_parts,
     damaged_clip,
+    is_packed,
     read_json,
 )
+from schemas.packed_index import damaged_packed_clip
 from schemas.safe_files import RefusedFile, file_kind, open_inside
 from schemas.store_url import store_url
+from schemas.stored_array import ArraySpec
 from schemas.streams import ARRAYS_BY_NAME, CLIP_ARRAY_PATHS, LABEL_NAMES
-
-
-@dataclass(frozen=True)
-class ArraySpec:
-    """Where and how one stored tensor lies on disk."""
-
-    path: Path
-    shape: tuple[int, ...]
-    dtype: np.dtype
-    raw: bool  # True: the single chunk file is the array (memmap-able)
-    chunk_shape: tuple[int, ...] = ()
-    clip_id: str = ""  # for errors: the clip and store it belongs to
-    store: str = ""
-
-    @property
-    def chunk_file(self) -> Path:
-        return self.path.joinpath(
-            "c", *(["0"] * len(self.shape))
-        )  # Zarr v3 key of chunk (0, ..., 0)
 
 
 def array_spec(store: str | Path, clip_id: str, name: str) -> ArraySpec:
@@ -63,6 +47,8 @@ def array_spec(store: str | Path, clip_id: str, name: str) -> ArraySpec:
         StoreError: the clip is not committed, its path runs through a link, or its
             metadata is damaged (one line naming the clip and the fix).
     """
+    if is_packed(store):
+        return packed_read.array_spec(store, clip_id, name)
     path = clip_dir(store, clip_id) / name
     _refuse_links(store, clip_id, (*clip_parts(store, clip_id), *name.split("/")))
     try:
@@ -214,6 +200,8 @@ def _map_raw(spec: ArraySpec) -> np.ndarray:
     with handle:
         size = os.fstat(handle.fileno()).st_size
         needed = math.prod(spec.shape) * spec.dtype.itemsize
+        if spec.offset is not None:  # a packed clip: its rows within the shard's chunk
+            return _map_slice(spec, handle, size, needed)
         if size != needed:
             problem = (
                 f"its {name} chunk file holds {size:,} bytes, its shape {spec.shape} "
@@ -225,9 +213,25 @@ def _map_raw(spec: ArraySpec) -> np.ndarray:
         return np.memmap(handle, dtype=spec.dtype, mode="r", shape=spec.shape)
 
 
+def _map_slice(spec: ArraySpec, handle: BinaryIO, size: int, needed: int) -> np.ndarray:
+    """A packed clip's rows, mapped from its shard's chunk file at ``spec.offset``."""
+    offset = int(spec.offset or 0)
+    if size < offset + needed:
+        problem = (
+            f"its {spec.path.name} chunk file holds {size:,} bytes, its rows end at "
+            f"{offset + needed:,}"
+        )
+        raise _damaged(spec, problem)
+    if needed == 0:
+        return np.zeros(spec.shape, spec.dtype)
+    return np.memmap(handle, dtype=spec.dtype, mode="r", shape=spec.shape, offset=offset)
+
+
 def _damaged(spec: ArraySpec, problem: str) -> StoreError:
     if not spec.clip_id:  # a spec made by hand: no clip to name
         return StoreError(f"{spec.path} is damaged: {problem}")
+    if spec.offset is not None:  # a packed clip: name its shard
+        return damaged_packed_clip(spec.store, spec.clip_id, problem)
     return damaged_clip(spec.store, spec.clip_id, problem)
 
 
@@ -268,6 +272,9 @@ def open_stream(store: str | Path, clip_id: str, name: str) -> np.ndarray | None
     """
     if name not in CLIP_ARRAYS:
         raise ValueError(f"unknown clip array {name!r}; one of {', '.join(CLIP_ARRAYS)}")
+    if is_packed(store):
+        spec = packed_read.spec_if_held(store, clip_id, name)
+        return None if spec is None else load_array(spec)
     folder = clip_dir(store, clip_id)
     _refuse_links(store, clip_id, clip_parts(store, clip_id))
     if not _is_file(store, folder / "zarr.json"):
@@ -332,6 +339,9 @@ def read_frame_labels(store: str | Path, clip_id: str) -> dict[str, np.ndarray] 
         StoreError: the clip is not committed, its path runs through a link, or its
             labels do not match its frames.
     """
+    if is_packed(store):
+        specs = packed_read.label_specs(store, clip_id)
+        return None if specs is None else {n: np.array(load_array(v)) for n, v in specs.items()}
     folder = clip_dir(store, clip_id)
     _refuse_links(store, clip_id, (*clip_parts(store, clip_id), LABELS_DIR))
     if not _is_file(store, folder / "zarr.json"):

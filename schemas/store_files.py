@@ -16,6 +16,9 @@ refuse, naming the file. A store's own entries, by folder (``<id>`` a clip id, s
     labels/       zarr.json; fake/ audio_fake/ video_fake/ (arrays)
     splits/       <name>.parquet, .<name>.parquet.<hex>.tmp
     manifest.d/   <seq:012d>-<hex8>.parquet, .<that name>.<hex>.tmp
+    shards/       packed stores (format 4): r<run>-<writer>-<k>/ Zarr groups holding
+                  zarr.json, journal.jsonl, index/ and the arrays above, each a zarr.json
+                  and one chunk file c.0.0… (schemas.packed_index)
     .staging/     anything: the scratch space of writers, emptied by every ingest
 
 A store never writes a link, so a link anywhere is foreign (and so is a FIFO, socket
@@ -38,6 +41,7 @@ from schemas.layout import (
     LAYOUT_FLAT,
     LOCK_FILE,
     MANIFEST_FILE,
+    SHARDS_DIR,
     SPLITS_DIR,
     STAGING_DIR,
     StoreError,
@@ -50,7 +54,7 @@ from schemas.streams import CLIP_ARRAY_PATHS, LABEL_NAMES
 #: which imports the modules this one is imported by).
 MANIFEST_DIR = "manifest.d"
 ROOT_FILES = frozenset({"zarr.json", MANIFEST_FILE, LOCK_FILE})
-ROOT_DIRS = frozenset({CLIPS_DIR, SPLITS_DIR, MANIFEST_DIR, STAGING_DIR})
+ROOT_DIRS = frozenset({CLIPS_DIR, SPLITS_DIR, MANIFEST_DIR, STAGING_DIR, SHARDS_DIR})
 #: The arrays a clip folder may hold and its labels (the table of :mod:`schemas.streams`).
 CLIP_ENTRIES = frozenset(CLIP_ARRAY_PATHS)
 LABEL_ARRAYS = frozenset(LABEL_NAMES)
@@ -63,6 +67,12 @@ _SPLIT_FILE_RE = re.compile(rf"^(?:(?P<name>[^.][^/]*)\.parquet|\.[^/]+\.parquet
 _CLIPS_TMP_RE = re.compile(rf"^\.zarr\.json{_TMP}$")
 _SHARD_RE = re.compile(r"^[0-9a-f]{2}$")
 _DIGITS_RE = re.compile(r"^\d+$")
+#: A packed store's shard folders, ``r<run>-<writer>-<k>`` (schemas.packed_index), their
+#: open journal, their index array, and the one chunk key of a shard array (``c.0.0…``).
+SHARD_NAME_RE = re.compile(r"^r(\d{6})-([0-9a-f]{8})-(\d{5})$")
+JOURNAL_FILE = "journal.jsonl"
+INDEX_ARRAY = "index"
+_SHARD_CHUNK_RE = re.compile(r"^c(\.0)+$")
 #: How many foreign entries a refusal names; the walk stops at the first this many.
 NAMED = 5
 
@@ -121,6 +131,8 @@ def _walk_root(root: Path, foreign: Report) -> None:
             _walk_files(entry.path, _is_split_file, foreign)
         elif name == MANIFEST_DIR:
             _walk_files(entry.path, _FRAGMENT_FILE_RE.match, foreign)
+        elif name == SHARDS_DIR:
+            _walk_shards(entry.path, foreign)
         # .staging/: the writers' scratch space, whatever it holds
 
 
@@ -198,4 +210,33 @@ def _walk_chunks(folder: str, foreign: Report) -> None:
         elif _is_dir(entry):
             _walk_chunks(entry.path, foreign)
         elif not _is_file(entry):
+            foreign(entry)
+
+
+def _walk_shards(folder: str, foreign: Report) -> None:
+    """``shards/``: shard folders (``r<run>-<writer>-<k>``), each a Zarr group of the
+    named arrays, ``index/`` and, while open, ``journal.jsonl``."""
+
+    def array(path: str) -> None:
+        for entry in _entries(path):
+            own = entry.name == "zarr.json" or _CLIPS_TMP_RE.match(entry.name)
+            if not (_is_file(entry) and (own or _SHARD_CHUNK_RE.match(entry.name))):
+                foreign(entry)
+
+    def group(path: str, arrays: frozenset[str]) -> None:
+        for entry in _entries(path):
+            own = entry.name in ("zarr.json", JOURNAL_FILE) or _CLIPS_TMP_RE.match(entry.name)
+            if _is_file(entry) and own:
+                continue
+            if not (_is_dir(entry) and entry.name in arrays):
+                foreign(entry)
+            elif entry.name == LABELS_DIR:
+                group(entry.path, LABEL_ARRAYS)
+            else:
+                array(entry.path)
+
+    for entry in _entries(folder):
+        if _is_dir(entry) and SHARD_NAME_RE.match(entry.name):
+            group(entry.path, CLIP_ENTRIES | {LABELS_DIR, INDEX_ARRAY})
+        else:
             foreign(entry)

@@ -94,6 +94,13 @@ MANIFEST_SCHEMA = pa.schema(
         pa.field("fake_segments", SEGMENTS_TYPE),
         pa.field("audio_fake_segments", SEGMENTS_TYPE),
         pa.field("video_fake_segments", SEGMENTS_TYPE),
+        # Where a packed store (format 4) keeps the clip: its shard's folder name below
+        # shards/, the clip's first row in every array of the shard (its rows are
+        # [shard_row, shard_row + num_frames)), and which arrays it holds, a bit per
+        # name of schemas.packed_index.SHARD_ARRAYS. Null in other stores and failed rows.
+        pa.field("shard", pa.string()),
+        pa.field("shard_row", pa.int64()),
+        pa.field("shard_arrays", pa.int32()),
     ]
 )
 
@@ -139,6 +146,9 @@ LATER_COLUMNS = frozenset(
         "video_fake_segments",
         "source_size",
         "source_mtime_ns",
+        "shard",
+        "shard_row",
+        "shard_arrays",
     }
 )
 

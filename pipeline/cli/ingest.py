@@ -121,6 +121,20 @@ def ingest(
             show_default=False,
         ),
     ] = None,
+    packed: Annotated[
+        bool,
+        typer.Option(
+            help="Make a new store of format 4: clips packed into shards of --shard-bytes "
+            "(raw layout). An existing store keeps its format (convert packs one)."
+        ),
+    ] = False,
+    shard_bytes: Annotated[
+        int | None,
+        typer.Option(
+            help="A new packed store's shard size in bytes (default 1 GiB).",
+            show_default=False,
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Decode, detect and crop faces, compute audio features, and commit clips to the store.
@@ -153,6 +167,8 @@ def ingest(
         overwrite=overwrite,
         verify=verify,
         dataset=dataset,
+        packed=packed,
+        shard_bytes=shard_bytes,
     )
     if workers is not None and workers < 1:
         raise schemas.UserError("--workers must be at least 1")

@@ -47,6 +47,7 @@ from pipeline.ingest.clip_record import base_record
 from pipeline.ingest.fingerprint import NotRegularFile
 from pipeline.ingest.in_flight import Tally, clips_to_do, drive
 from pipeline.ingest.manifest_book import ManifestBook
+from pipeline.ingest.packing import commit_clip, end_of_run, open_for_ingest
 from pipeline.ingest.scan_stream import ScanStream
 from pipeline.ingest.selection import start_scan
 from pipeline.ingest.stop_signals import IngestInterrupted, StopSignals
@@ -73,6 +74,8 @@ class IngestOptions:
     verify: bool = False  # resume: compare content fingerprints, not just size and mtime
     fsync: bool = True  # durable commits (off only to measure what durability costs)
     dataset: str | None = None  # adapter name (pipeline.datasets.DATASETS); None: detect
+    packed: bool = False  # a new store packs its clips into shards (format 4)
+    shard_bytes: int | None = None  # a new packed store's shard size; None: the default
 
 
 @dataclass
@@ -95,6 +98,7 @@ def process_clip(
     clip: ClipSource,
     recipe_dict: dict[str, Any],
     durable: bool = True,
+    shard_run: int | None = None,
 ) -> dict[str, Any]:
     """Turn one source file into a committed clip; return its manifest record.
 
@@ -139,8 +143,8 @@ def process_clip(
             frame_labels = clip_frame_labels(
                 clip, record["num_frames"], float(recipe.fps), record["trimmed_frames"]
             )
-            schemas.write_clip(
-                store, clip.clip_id, tensors.video, tensors.audio, record, recipe,
+            record = commit_clip(
+                store, shard_run, clip.clip_id, tensors.video, tensors.audio, record, recipe,
                 extra=tensors.extra_arrays(), frame_labels=frame_labels, durable=durable,
             )  # fmt: skip
         except OSError as exc:  # e.g. disk full: nothing half-written stays visible
@@ -314,14 +318,15 @@ def _ingest_locked(
     (:meth:`~pipeline.ingest.stop_signals.StopSignals.check`), after the manifest is written.
     """
     with store_lock(store):
-        schemas.create_store(store, options.recipe, overwrite=options.overwrite)
+        shard_run = open_for_ingest(store, options)
         schemas.sweep_staging(store)  # leftovers of killed tasks; ours is the only lock
         book = ManifestBook(store, options.recipe.hash(), durable=options.fsync)
         with signals.deferred():
             stopped = _run_tasks(
                 stream.dataset_root, store, clips, options, book, ray_start,
-                signals, tally, callbacks,
+                signals, tally, callbacks, shard_run,
             )  # fmt: skip
+            end_of_run(store, options, shard_run)
             if not stopped and not stream.failed():
                 for clip_id, method in stream.late_methods.items():
                     book.amend(clip_id, method=method)
@@ -366,6 +371,7 @@ def _run_tasks(
     signals: StopSignals,
     tally: Tally,
     callbacks: _Callbacks,
+    shard_run: int | None = None,
 ) -> bool:
     """Skip-check, submit and book ``clips``, a bounded few in flight; True if a signal stopped it.
 
@@ -391,7 +397,8 @@ def _run_tasks(
 
     def submit(clip: ClipSource) -> Any:
         tally.submitted += 1
-        return task.remote(str(dataset / clip.path), str(store), clip, recipe_dict, options.fsync)
+        source = str(dataset / clip.path)
+        return task.remote(source, str(store), clip, recipe_dict, options.fsync, shard_run)
 
     def add(record: dict[str, Any]) -> None:
         book.add(record)

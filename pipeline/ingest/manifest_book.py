@@ -31,6 +31,7 @@ from pipeline.ingest.fingerprint import source_fingerprint, source_stat
 from schemas import STATUS_FAILED, STATUS_OK
 from schemas import manifest_store as ms
 from schemas.lock import store_lock
+from schemas.packed_write import recover_shards
 
 #: The record fields a clip's labels live in; a change of any of them redoes the clip.
 LABEL_FIELDS = (
@@ -126,16 +127,23 @@ def resume_state(table: pa.Table) -> dict[str, ResumeState]:
 
 
 def rebuilt_manifest(
-    committed: list[dict[str, Any]], before: pa.Table | None
+    committed: list[dict[str, Any]], before: pa.Table | None, *, packed: bool = False
 ) -> tuple[pa.Table, int]:
     """The manifest ``clips/`` says: every committed record as its ok row, plus the
     failed rows of ``before`` (the old manifest, when readable) of clips not committed.
-    Returns the table and how many failed rows were kept."""
+    Returns the table and how many failed rows were kept.
+
+    In a packed store a clip that failed after it was committed keeps its older copy in
+    its shard (shards are never rewritten), so there the old manifest's failed rows win
+    over the shards' copies."""
     table = schemas.rows_to_table(committed, schemas.MANIFEST_SCHEMA)
     if before is None:
         return ms.merge_last_wins([table]), 0
     ids = table.column("clip_id")
     failed = pc.equal(before.column("status"), STATUS_FAILED)
+    if packed:
+        kept = before.filter(failed)
+        return ms.merge_last_wins([table, kept]), kept.num_rows
     keep = pc.and_(failed, pc.invert(pc.is_in(before.column("clip_id"), value_set=ids)))
     kept = before.filter(keep)
     return ms.merge_last_wins([kept, table]), kept.num_rows
@@ -155,6 +163,9 @@ class ManifestBook:
         self.recipe_hash = sys.intern(recipe_hash)
         self.durable = durable
         self.mode = schemas.manifest_mode(store)
+        # A packed store's clips are committed once the manifest names them: no folder
+        # to look for, and a clip written but never named is redone (in a new shard).
+        self.packed = schemas.is_packed(store)
         self.unreadable = False  # the manifest on disk could not be read (see repair)
         self.pending: dict[str, dict[str, Any]] = {}  # rows added since the last flush
         self.ok_added = 0
@@ -191,7 +202,7 @@ class ManifestBook:
         if written is None and not records and not self.unreadable:
             self._state = {}
             return None  # a new store
-        table, _ = rebuilt_manifest(records, written)
+        table, _ = rebuilt_manifest(records, written, packed=self.packed)
         self._state = {r["clip_id"]: _state_of(r, _record_mask(r)) for r in records}
         for row in table.filter(pc.equal(table.column("status"), STATUS_FAILED)).to_pylist():
             self._state[row["clip_id"]] = _state_of(row, _ALL_LABELS)
@@ -232,14 +243,14 @@ class ManifestBook:
             return False
         if (size, mtime_ns) != (info.st_size, info.st_mtime_ns):
             return False
-        return os.path.isdir(schemas.layout.clip_dir(self.store, clip.clip_id))
+        return self.packed or os.path.isdir(schemas.layout.clip_dir(self.store, clip.clip_id))
 
     def _adopted(self, clip: ClipSource, source: Path) -> bool:
         """Whether a clip the manifest does not list was committed, current, after its
         last flush (a driver killed between the commit and the flush); if so its row joins
         the next fragment. One ``isdir`` for a clip that is not there, which is every clip
         still to do; clip metadata is opened only for the few committed so."""
-        if not os.path.isdir(schemas.layout.clip_dir(self.store, clip.clip_id)):
+        if self.packed or not os.path.isdir(schemas.layout.clip_dir(self.store, clip.clip_id)):
             return False
         record = schemas.read_clip_record(self.store, clip.clip_id)
         if record is None or not self._record_current(record, clip, source, fingerprint=False):
@@ -291,7 +302,9 @@ class ManifestBook:
         the row not flushed yet, else one made from its committed record (a failed clip's
         row is left as it is: its retry writes the new value). True if a row changed."""
         record = self.pending.get(clip_id)
-        if record is None and os.path.isdir(schemas.layout.clip_dir(self.store, clip_id)):
+        if record is None and (
+            self.packed or os.path.isdir(schemas.layout.clip_dir(self.store, clip_id))
+        ):
             record = schemas.read_clip_record(self.store, clip_id)
         if record is None or all(record.get(k) == v for k, v in fields.items()):
             return False
@@ -381,12 +394,15 @@ def repair_manifest(store: Path) -> RepairResult:
         schemas.check_folders(store)  # nothing swept or written through a link out
         schemas.sweep_staging(store)
         ms.sweep_fragment_leftovers(store)
+        packed = schemas.is_packed(store)
+        if packed:  # shards a killed writer left open: sealed, their torn tails cut
+            recover_shards(store, schemas.open_store(store).recipe)
         try:
             before: pa.Table | None = schemas.read_manifest(store)
         except schemas.StoreError:
             before = None
         records = schemas.committed_records(store)
-        table, failed_kept = rebuilt_manifest(records, before)
+        table, failed_kept = rebuilt_manifest(records, before, packed=packed)
         rewritten = before is None or not table.equals(before) or bool(ms.fragment_paths(store))
         if rewritten:
             schemas.write_manifest(store, table)

@@ -26,7 +26,8 @@ import torch
 
 import schemas
 from schemas import remote_clips
-from schemas.layout import clip_dir
+from schemas.layout import clip_dir, is_packed
+from schemas.packed_index import locate
 from schemas.store_url import store_url
 from trainer.data.augment import default_max_shift, draw_shift_flip
 from trainer.data.draws import ItemDraws
@@ -200,6 +201,8 @@ def _committed_check(store: Path | str) -> Callable[[Path | str, str], bool]:
 
 
 def _is_committed(store: Path | str, clip_id: str) -> bool:
+    if is_packed(store):  # the manifest names its shard: a dict look-up once read
+        return locate(store, clip_id) is not None
     # A stat, not a metadata read: checking 20k clips must stay instant.
     return (clip_dir(store, clip_id) / "zarr.json").is_file()
 

@@ -58,6 +58,7 @@ class RawChunk:
     name: str  # "video", "mouth" or "audio", for errors
     clip_id: str
     store: str
+    offset: int = 0  # of row 0 in the file: a packed store's clip lies inside its shard's chunk
 
     def damaged(self, problem: str) -> schemas.StoreError:
         return damaged(self.store, self.clip_id, f"its {self.name} {problem}")
@@ -72,6 +73,10 @@ class RawChunk:
         Returns:
             The chunk and the open descriptor.
         """
+        if schemas.is_packed(root):  # checked there: links, kind, size, the clip's frames
+            fd, path, offset = schemas.open_packed_chunk(root, clip_id, name, shape[0])
+            row_bytes = math.prod(shape[1:]) * dtype.itemsize
+            return cls(path, shape, dtype, row_bytes, name, clip_id, root, offset), fd
         try:
             fd, path = schemas.open_raw_chunk(root, clip_id, name, len(shape))
         except FileNotFoundError:
@@ -101,10 +106,11 @@ class RawRows:
     """
 
     # Slots and copied fields: this object is made twice per training item.
-    __slots__ = ("chunk", "dtype", "fd", "row_bytes", "row_shape", "shape")
+    __slots__ = ("chunk", "dtype", "fd", "offset", "row_bytes", "row_shape", "shape")
 
     def __init__(self, fd: int, chunk: RawChunk) -> None:
         self.fd = fd
+        self.offset = chunk.offset
         self.chunk = chunk
         self.shape = chunk.shape
         self.row_shape = chunk.shape[1:]
@@ -126,7 +132,7 @@ class RawRows:
         """A new ``(stop - start, *row)`` array of rows ``[start, stop)``: the one copy."""
         out = np.empty((stop - start, *self.row_shape), dtype=self.dtype)
         # numpy's stubs do not declare the buffer protocol that preadv reads into
-        got = os.preadv(self.fd, [out], start * self.row_bytes)  # type: ignore[list-item]
+        got = os.preadv(self.fd, [out], self.offset + start * self.row_bytes)  # type: ignore[list-item]
         if got != out.nbytes:  # file shrank
             raise self.chunk.damaged("chunk file ended early")
         return out
