@@ -43,7 +43,7 @@ from schemas.lifecycle import (
 )
 from schemas.lock import store_lock
 from schemas.manifest_store import compact_manifest, manifest_mode
-from schemas.packed_read import open_packed_chunk
+from schemas.packed_read import chunk_ranges, open_packed_chunk
 from schemas.readers import (
     CLIP_ARRAYS,
     ArraySpec,
@@ -109,6 +109,7 @@ __all__ = [
     "atomic_write",
     "check_folders",
     "check_store_target",
+    "chunk_ranges",
     "committed_records",
     "compact_manifest",
     "create_store",

@@ -134,11 +134,6 @@ def _new_packed(store: Path, recipe: Recipe, target: int | None) -> None:
     """Make the folders and root metadata of a new packed store (format 4)."""
     if target is not None and target < 1:
         raise StoreError(f"the shard size must be at least 1 byte, not {target}")
-    if recipe.layout != "raw":
-        raise StoreError(
-            f"a packed store holds the raw layout only, not {recipe.layout} (compressed "
-            "shards are not written yet): drop --layout or --packed"
-        )
     (store / SHARDS_DIR).mkdir(parents=True, exist_ok=True)
     (store / SPLITS_DIR).mkdir(exist_ok=True)
     (store / STAGING_DIR).mkdir(exist_ok=True)

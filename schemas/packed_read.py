@@ -17,9 +17,19 @@ import stat
 from pathlib import Path
 
 import numpy as np
+import zstandard
 
 from schemas.layout import LABELS_DIR, SHARDS_DIR, StoreError, check_name
-from schemas.packed_index import Place, chunk_key, damaged_packed_clip, locate
+from schemas.packed_index import (
+    Place,
+    chunk_key,
+    damaged_packed_clip,
+    is_sealed,
+    journal_records,
+    locate,
+    shard_meta,
+)
+from schemas.packed_zstd import CHUNK_ROWS, decode, padded, read_index
 from schemas.safe_files import file_kind, is_inside
 from schemas.store_url import store_url
 from schemas.stored_array import ArraySpec
@@ -28,6 +38,10 @@ from schemas.streams import LABEL_NAMES, rows_of
 _OPEN_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK
 # Per resolved store root: each array's (row shape, little-endian dtype).
 _ROWS: dict[str, dict[str, tuple[tuple[int, ...], np.dtype]]] = {}
+_LAYOUTS: dict[str, str] = {}  # and its recipe's layout
+# Per (resolved store root, shard, array): a sealed zstd shard array's index, as read.
+_INDEXES: dict[tuple[str, str, str], np.ndarray] = {}
+_MAX_INDEXES = 4096
 
 
 def _rows(store: str | Path) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
@@ -39,7 +53,13 @@ def _rows(store: str | Path) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
         recipe = open_store(store).recipe
         rows = {p: (r, np.dtype(d).newbyteorder("<")) for p, (r, d) in rows_of(recipe).items()}
         _ROWS[root] = rows
+        _LAYOUTS[root] = recipe.layout
     return rows
+
+
+def _layout(store: str | Path) -> str:
+    _rows(store)
+    return _LAYOUTS[os.path.realpath(os.fspath(store))]
 
 
 def place_of(store: str | Path, clip_id: str) -> Place:
@@ -66,10 +86,11 @@ def array_spec(store: str | Path, clip_id: str, name: str) -> ArraySpec:
         raise StoreError(f"clip {clip_id!r} of store {store} holds no {name}")
     row, dtype = rows[name]
     shape = (place.frames, *row)
+    raw = _layout(store) == "raw"  # zstd: offset 0 marks the clip of a packed store
     return ArraySpec(
-        path=Path(store) / SHARDS_DIR / place.shard / name, shape=shape, dtype=dtype, raw=True,
+        path=Path(store) / SHARDS_DIR / place.shard / name, shape=shape, dtype=dtype, raw=raw,
         chunk_shape=shape, clip_id=clip_id, store=str(store),
-        offset=place.row * int(np.prod(row, dtype=np.int64)) * dtype.itemsize,
+        offset=place.row * int(np.prod(row, dtype=np.int64)) * dtype.itemsize if raw else 0,
         chunk_key=chunk_key(len(shape)),
     )  # fmt: skip
 
@@ -88,6 +109,48 @@ def label_specs(store: str | Path, clip_id: str) -> dict[str, ArraySpec] | None:
     if not all(place.holds(p) for p in paths):
         raise damaged_packed_clip(store, clip_id, "it holds some of its frame labels, not all")
     return {n: array_spec(store, clip_id, p) for n, p in zip(LABEL_NAMES, paths, strict=True)}
+
+
+def chunk_ranges(store: str | Path, clip_id: str, name: str) -> list[tuple[int, int]]:
+    """The byte ranges of a zstd packed clip's inner chunks of array ``name``, in order:
+    from its sealed shard's index (read once per process), or its open shard's journal."""
+    place = place_of(store, clip_id)
+    spec = array_spec(store, clip_id, name)
+    first, count = place.row // CHUNK_ROWS, padded(place.frames) // CHUNK_ROWS
+    folder = Path(store) / SHARDS_DIR / place.shard
+    if not is_sealed(folder):
+        for record in journal_records(folder):
+            if record["clip_id"] == clip_id and record.get("shard_row") == place.row:
+                return [(int(o), int(n)) for o, n in record.get("chunks", {}).get(name, ())]
+        raise damaged_packed_clip(store, clip_id, "its open shard's journal does not hold it")
+    key = (os.path.realpath(os.fspath(store)), place.shard, name)
+    table = _INDEXES.get(key)
+    if table is None:
+        total = int(shard_meta(store, place.shard).get("rows", 0)) // CHUNK_ROWS
+        try:
+            table = read_index(spec.chunk_file, total)
+        except (OSError, ValueError) as exc:
+            raise damaged_packed_clip(
+                store, clip_id, f"its {name} index is unreadable ({exc})"
+            ) from None
+        if len(_INDEXES) >= _MAX_INDEXES:
+            _INDEXES.pop(next(iter(_INDEXES)))
+        _INDEXES[key] = table
+    chosen = table[first : first + count]
+    if len(chosen) != count or (chosen == np.iinfo(np.uint64).max).any():
+        raise damaged_packed_clip(store, clip_id, f"its {name} index lacks its chunks")
+    return [(int(o), int(n)) for o, n in chosen]
+
+
+def load_zstd(spec: ArraySpec) -> np.ndarray:
+    """A zstd packed clip's whole array, decoded from its inner chunks."""
+    name = spec.path.relative_to(Path(spec.store) / SHARDS_DIR).as_posix().split("/", 1)[1]
+    ranges = chunk_ranges(spec.store, spec.clip_id, name)
+    try:
+        return decode(spec.chunk_file, ranges, spec.shape, spec.dtype)
+    except (OSError, ValueError, zstandard.ZstdError) as exc:
+        problem = f"its {name} cannot be decoded ({exc})"
+        raise damaged_packed_clip(spec.store, spec.clip_id, problem) from None
 
 
 def open_packed_chunk(

@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from schemas import packed_zstd
 from schemas.durable import fsync_path, write_json_atomic
 from schemas.layout import LABELS_DIR, SHARDS_DIR
 from schemas.packed_index import (
@@ -81,6 +82,7 @@ class _OpenShard:
         self.rows = 0
         self.bytes = 0
         self.fds: dict[str, int] = {}
+        self.ends: dict[str, int] = {}  # zstd: where each chunk file's next chunk goes
         made = _make_dirs(self.folder)
         self.journal = os.open(self.folder / JOURNAL_FILE, _OPEN_FLAGS | os.O_APPEND, 0o644)
         if durable:
@@ -100,6 +102,18 @@ class _OpenShard:
                 for folder in made:
                     fsync_path(folder.parent, directory=True)
         return fd
+
+    def append_chunks(self, path: str, fd: int, chunks: list[bytes]) -> list[tuple[int, int]]:
+        """Write a clip's inner chunks at the end of array ``path``; their byte ranges."""
+        offset = self.ends.get(path, 0)
+        ranges = []
+        for chunk in chunks:
+            ranges.append((offset, len(chunk)))
+            offset += len(chunk)
+        _pwrite_all(fd, memoryview(b"".join(chunks)), ranges[0][0] if ranges else offset)
+        self.ends[path] = offset
+        self.bytes += offset - (ranges[0][0] if ranges else offset)
+        return ranges
 
     def close(self) -> None:
         for fd in (*self.fds.values(), self.journal):
@@ -139,6 +153,7 @@ class ShardWriter:
         self.writer = uuid.uuid4().hex[:8]
         self.count = 0
         self.rows = _row_bytes(recipe)
+        self.zstd = recipe.layout == "zstd"
         self.shard: _OpenShard | None = None
 
     def append(self, arrays: Mapping[str, np.ndarray], record: dict[str, Any]) -> dict[str, Any]:
@@ -149,24 +164,31 @@ class ShardWriter:
         shard = self._shard()
         frames = int(arrays["video"].shape[0])
         mask = 0
+        chunks: dict[str, list[tuple[int, int]]] = {}
         for path, data in arrays.items():
             row, dtype, row_bytes = self.rows[path]
             flat = np.ascontiguousarray(data, dtype=dtype)
             fd = shard.chunk_fd(path, 1 + len(row), self.durable)
-            # numpy's stubs do not declare the buffer protocol memoryview reads
-            raw = memoryview(flat.reshape(-1).view(np.uint8))  # type: ignore[arg-type]
-            _pwrite_all(fd, raw, shard.rows * row_bytes)
+            if self.zstd:  # whole inner chunks, one after the other
+                chunks[path] = shard.append_chunks(path, fd, packed_zstd.compress(flat))
+            else:
+                # numpy's stubs do not declare the buffer protocol memoryview reads
+                raw = memoryview(flat.reshape(-1).view(np.uint8))  # type: ignore[arg-type]
+                _pwrite_all(fd, raw, shard.rows * row_bytes)
+                shard.bytes += flat.nbytes
             mask |= ARRAY_BIT[path]
-            shard.bytes += flat.nbytes
         if self.durable:
             for path in arrays:
                 os.fsync(shard.fds[path])
         out = {**record, "shard": shard.name, "shard_row": shard.rows, "shard_arrays": mask}
+        if chunks:
+            out["chunks"] = chunks  # the journal's only: the sealed index holds them
         line = json.dumps(out, allow_nan=True, separators=(",", ":")) + "\n"
         os.write(shard.journal, line.encode())
         if self.durable:
             os.fsync(shard.journal)
-        shard.rows += frames
+        shard.rows += packed_zstd.padded(frames) if self.zstd else frames
+        out.pop("chunks", None)
         if shard.bytes >= self.target_bytes:
             self.close()
         return out
@@ -199,7 +221,7 @@ def seal_shard(store: str | Path, name: str, recipe: Recipe, *, durable: bool = 
         _tidy_sealed(store, name, recipe)
         return int(shard_meta(store, name).get("clips", 0))
     rows = _row_bytes(recipe)
-    kept, end = _whole_records(folder, rows)
+    kept, end = _whole_records(folder, rows, zstd=recipe.layout == "zstd")
     if not kept:
         shutil.rmtree(folder, ignore_errors=True)
         if durable:
@@ -207,16 +229,12 @@ def seal_shard(store: str | Path, name: str, recipe: Recipe, *, durable: bool = 
         return 0
     held = {path for path in SHARD_ARRAYS if any(r["shard_arrays"] & ARRAY_BIT[path] for r in kept)}
     for path in SHARD_ARRAYS:
-        row, dtype, row_bytes = rows[path]
-        chunk = folder / path / chunk_key(1 + len(row))
         if path not in held:
             shutil.rmtree(folder / path, ignore_errors=True)
-            continue
-        with open(chunk, "r+b") as handle:
-            handle.truncate(end * row_bytes)
-            if durable:
-                os.fsync(handle.fileno())
-        _array_json(folder / path, (end, *row), dtype, durable=durable)
+        elif recipe.layout == "zstd":
+            _seal_zstd_array(folder, path, rows[path], kept, end, durable=durable)
+        else:
+            _seal_raw_array(folder, path, rows[path], end, durable=durable)
     if any(p.startswith(f"{LABELS_DIR}/") for p in held):
         write_json_atomic(folder / LABELS_DIR / "zarr.json", _group({}), durable=durable)
     index = index_bytes(kept)
@@ -235,11 +253,52 @@ def seal_shard(store: str | Path, name: str, recipe: Recipe, *, durable: bool = 
     return len(kept)
 
 
+def _seal_raw_array(
+    folder: Path, path: str, rows: tuple[tuple[int, ...], np.dtype, int], end: int, *, durable: bool
+) -> None:
+    """Cut a raw shard array's chunk to ``end`` rows; write its metadata."""
+    row, dtype, row_bytes = rows
+    with open(folder / path / chunk_key(1 + len(row)), "r+b") as handle:
+        handle.truncate(end * row_bytes)
+        if durable:
+            os.fsync(handle.fileno())
+    _array_json(folder / path, (end, *row), dtype, durable=durable)
+
+
+def _seal_zstd_array(
+    folder: Path,
+    path: str,
+    rows: tuple[tuple[int, ...], np.dtype, int],
+    kept: list[dict[str, Any]],
+    end: int,
+    *,
+    durable: bool,
+) -> None:
+    """Cut a zstd shard array's chunk file after the kept clips' inner chunks and append
+    the index of them (``schemas.packed_zstd``); write its metadata."""
+    row, dtype, _ = rows
+    ranges: dict[int, tuple[int, int]] = {}
+    for record in kept:
+        first = record["shard_row"] // packed_zstd.CHUNK_ROWS
+        for i, (offset, length) in enumerate(record.get("chunks", {}).get(path, ())):
+            ranges[first + i] = (int(offset), int(length))
+    data_end = max((o + n for o, n in ranges.values()), default=0)
+    with open(folder / path / chunk_key(1 + len(row)), "r+b") as handle:
+        handle.truncate(data_end)
+        handle.seek(data_end)
+        handle.write(packed_zstd.index_table(end // packed_zstd.CHUNK_ROWS, ranges))
+        if durable:
+            os.fsync(handle.fileno())
+    codecs = packed_zstd.codecs(row, dtype)
+    _array_json(folder / path, (end, *row), dtype, durable=durable, codecs=codecs)
+
+
 def _whole_records(
-    folder: Path, rows: Mapping[str, tuple[tuple[int, ...], np.dtype, int]]
+    folder: Path, rows: Mapping[str, tuple[tuple[int, ...], np.dtype, int]], *, zstd: bool
 ) -> tuple[list[dict[str, Any]], int]:
     """The journal's records, up to the first whose rows are not all in the chunk files
-    (a host crash may lose what was not fsync'ed), and the row after the last kept."""
+    (a host crash may lose what was not fsync'ed), and the row after the last kept. In
+    a zstd shard a clip takes whole inner chunks, at the byte ranges its record names."""
     sizes: dict[str, int] = {}
     for path, (row, _, _) in rows.items():
         with contextlib.suppress(FileNotFoundError):
@@ -251,12 +310,23 @@ def _whole_records(
         mask = record.get("shard_arrays")
         if start != end or not isinstance(frames, int) or not isinstance(mask, int):
             break
-        stop = start + frames
-        if any(mask & bit and sizes.get(p, 0) < stop * rows[p][2] for p, bit in ARRAY_BIT.items()):
+        if zstd:
+            stop = start + packed_zstd.padded(frames)
+            ends = {p: max((o + n for o, n in r), default=0) for p, r in _chunks(record).items()}
+        else:
+            stop = start + frames
+            ends = {p: stop * rows[p][2] for p in ARRAY_BIT}
+        if any(mask & bit and sizes.get(p, 0) < ends.get(p, 1) for p, bit in ARRAY_BIT.items()):
             break
         kept.append(record)
         end = stop
     return kept, end
+
+
+def _chunks(record: dict[str, Any]) -> dict[str, list[tuple[int, int]]]:
+    """A zstd shard's journal record's inner chunk ranges by array."""
+    chunks = record.get("chunks")
+    return chunks if isinstance(chunks, dict) else {}
 
 
 def _tidy_sealed(store: str | Path, name: str, recipe: Recipe) -> None:
@@ -264,6 +334,9 @@ def _tidy_sealed(store: str | Path, name: str, recipe: Recipe) -> None:
     it was sealed with and drop a journal written after the seal."""
     folder = shard_folder(store, name)
     if not (folder / JOURNAL_FILE).exists():
+        return
+    if recipe.layout == "zstd":  # its writer checks the seal before each append
+        (folder / JOURNAL_FILE).unlink(missing_ok=True)
         return
     end = int(shard_meta(store, name).get("rows", 0))
     for path, (row, _, row_bytes) in _row_bytes(recipe).items():
@@ -290,7 +363,14 @@ def _group(attributes: dict[str, Any]) -> dict[str, Any]:
     return {"zarr_format": 3, "node_type": "group", "attributes": attributes}
 
 
-def _array_json(folder: Path, shape: tuple[int, ...], dtype: np.dtype, *, durable: bool) -> None:
+def _array_json(
+    folder: Path,
+    shape: tuple[int, ...],
+    dtype: np.dtype,
+    *,
+    durable: bool,
+    codecs: list[dict[str, Any]] | None = None,
+) -> None:
     """Zarr v3 metadata of a shard array: one uncompressed chunk of its whole shape, so
     plain zarr reads it and the chunk file is the C-ordered array."""
     meta = {
@@ -307,60 +387,6 @@ def _array_json(folder: Path, shape: tuple[int, ...], dtype: np.dtype, *, durabl
     }
     if np.dtype(dtype).itemsize == 1:
         meta["codecs"] = [{"name": "bytes"}]
+    if codecs is not None:
+        meta["codecs"] = codecs
     write_json_atomic(folder / "zarr.json", meta, durable=durable)
-
-
-# One writer per process, store and run: an ingest's tasks in a worker process share
-# it, so the worker fills its shards clip after clip. Keyed by the process id too: a
-# forked child never appends to its parent's shard.
-_WRITERS: dict[tuple[int, str, int], ShardWriter] = {}
-
-
-def process_writer(store: str | Path, recipe: Recipe, run: int, *, durable: bool) -> ShardWriter:
-    """This process's writer of run ``run`` into ``store``. Writers of the store's earlier
-    runs are dropped unsealed: their run ended, and its driver sealed their shards."""
-    from schemas.layout import DEFAULT_SHARD_TARGET, SHARD_TARGET_KEY
-    from schemas.lifecycle import open_store
-
-    key = (os.getpid(), os.path.realpath(store), run)
-    writer = _WRITERS.get(key)
-    if writer is None:
-        for other in [k for k in _WRITERS if k[1] == key[1]]:
-            stale = _WRITERS.pop(other)
-            if stale.shard is not None:
-                stale.shard.close()
-        target = open_store(store).extra.get(SHARD_TARGET_KEY, DEFAULT_SHARD_TARGET)
-        writer = ShardWriter(store, recipe, run, int(target), durable=durable)
-        _WRITERS[key] = writer
-    return writer
-
-
-def write_packed_clip(
-    store: str | Path,
-    run: int,
-    clip_id: str,
-    video: np.ndarray,
-    audio: np.ndarray,
-    record: dict[str, Any],
-    recipe: Recipe,
-    *,
-    extra: Mapping[str, np.ndarray] | None = None,
-    frame_labels: Mapping[str, np.ndarray] | None = None,
-    durable: bool = True,
-) -> dict[str, Any]:
-    """:func:`schemas.write_clip` for a packed store: the same checks, the clip appended
-    to this process's shard of run ``run``. Returns the record naming where it lies;
-    the clip is committed once the manifest holds that record."""
-    from schemas.clips import EXTRA_ARRAYS, _check_extra, _check_tensors, _checked_frame_labels
-    from schemas.layout import check_name
-
-    check_name(clip_id, "clip id")
-    _check_tensors(video, audio, recipe)
-    extras = dict(extra or {})
-    _check_extra(extras, video.shape[0], recipe)
-    labels = _checked_frame_labels(frame_labels, video.shape[0])
-    arrays = {"video": video, "audio": audio, **{n: extras[n] for n in EXTRA_ARRAYS if n in extras}}
-    for name, data in (labels or {}).items():
-        arrays[f"{LABELS_DIR}/{name}"] = data
-    writer = process_writer(store, recipe, run, durable=durable)
-    return writer.append(arrays, {**record, "clip_id": clip_id})

@@ -162,6 +162,8 @@ def load_array(spec: ArraySpec) -> np.ndarray:
     """
     if store_url(spec.store) is not None:
         return _remote_array(spec)
+    if spec.offset is not None and not spec.raw:  # a clip of a zstd packed store
+        return packed_read.load_zstd(spec)
     if spec.raw:
         return _map_raw(spec)
     import zarr

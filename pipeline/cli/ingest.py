@@ -125,7 +125,7 @@ def ingest(
         bool,
         typer.Option(
             help="Make a new store of format 4: clips packed into shards of --shard-bytes "
-            "(raw layout). An existing store keeps its format (convert packs one)."
+            "(raw or zstd layout). An existing store keeps its format (convert packs one)."
         ),
     ] = False,
     shard_bytes: Annotated[

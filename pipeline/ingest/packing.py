@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 import schemas
+from schemas.packed_commit import write_packed_clip
 from schemas.packed_index import next_run
-from schemas.packed_write import recover_shards, write_packed_clip
+from schemas.packed_write import recover_shards
 
 if TYPE_CHECKING:
     from collections.abc import Mapping

@@ -325,7 +325,9 @@ class ClipReader:
         try:
             spec = schemas.array_spec(self.store, clip_id, name)
             zstd = None
-            if self.decode_zstd and not spec.raw:
+            if spec.offset is not None and not spec.raw:  # a clip of a zstd packed store
+                zstd = ZstdArray.packed(spec, name)
+            elif self.decode_zstd and not spec.raw:
                 remote = self.remote
                 zstd = ZstdArray.from_metadata(
                     read_json(spec.path / "zarr.json")

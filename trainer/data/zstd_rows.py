@@ -94,6 +94,24 @@ class ZstdArray:
     name: str  # "video", "mouth" or "audio", for errors
     clip_id: str
     store: str
+    # A clip of a zstd packed store: the shard's chunk file and the byte range of each of
+    # the clip's inner chunks in it (``schemas.chunk_ranges``); empty: a file per chunk.
+    file: str = ""
+    ranges: tuple[tuple[int, int], ...] = ()
+
+    @classmethod
+    def packed(cls, spec: schemas.ArraySpec, name: str) -> ZstdArray:
+        """A zstd packed store's clip array (``schemas.array_spec`` of it): its chunks are
+        byte ranges of its shard's chunk file, of ``schemas.packed_zstd.CHUNK_ROWS`` rows."""
+        from schemas.packed_zstd import CHUNK_ROWS
+
+        ranges = schemas.chunk_ranges(spec.store, spec.clip_id, name)
+        return cls(
+            directory=str(spec.path), shape=spec.shape, dtype=spec.dtype, chunk_rows=CHUNK_ROWS,
+            row_bytes=math.prod(spec.shape[1:]) * spec.dtype.itemsize, separator=".",
+            name=name, clip_id=spec.clip_id, store=spec.store, file=str(spec.chunk_file),
+            ranges=tuple(ranges),
+        )  # fmt: skip
 
     @classmethod
     def from_metadata(
@@ -199,6 +217,26 @@ class ChunkDecoder:
             raise array.damaged(f"chunk file {key} shrank while it was read")
         return view
 
+    def _read_range(self, array: ZstdArray, index: int) -> memoryview:
+        """Inner chunk ``index`` of a packed clip, read from its shard's chunk file."""
+        if index >= len(array.ranges):
+            raise array.damaged(f"chunk {index} is past its {len(array.ranges)} chunks")
+        offset, size = array.ranges[index]
+        try:
+            fd = os.open(array.file, _OPEN_FLAGS)
+        except OSError as exc:
+            raise array.damaged(f"chunk file cannot be opened ({exc.strerror})") from None
+        try:
+            if size > len(self.buffer):
+                self.buffer = bytearray(size)
+            view = memoryview(self.buffer)[:size]
+            got = os.preadv(fd, [view], offset)
+        finally:
+            os.close(fd)
+        if got != size:
+            raise array.damaged(f"chunk {index} ends early: the chunk file is cut short")
+        return view
+
     def decode_into(self, array: ZstdArray, index: int, skip: int, out: memoryview) -> None:
         """Decode rows ``[skip, skip + len(out) / row_bytes)`` of chunk ``index`` into ``out``.
 
@@ -206,7 +244,8 @@ class ChunkDecoder:
             schemas.StoreError: the chunk is missing, cut short, padded or undecodable.
         """
         key = array.chunk_key(index)
-        data = self.read_file(array, key)
+        # A packed clip's chunk is a byte range of its shard's chunk file.
+        data = self._read_range(array, index) if array.ranges else self.read_file(array, key)
         try:
             length = frame_length(data)
             declared = zstandard.frame_content_size(data)
