@@ -73,6 +73,13 @@ MANIFEST_SCHEMA = pa.schema(
         # The decoder that gave the clip's frames and samples: pyav (in the worker) or
         # ffmpeg (a process); null for a failed clip, and in an older store.
         pa.field("decoded_by", pa.string()),
+        # The decoded frames' size and decoded width / source width: frames are decoded
+        # at the source's displayed size up to 1080p's pixels, larger ones scaled to that
+        # many (a fixed rule, never the duration); face_boxes are in source pixels. Null
+        # for a failed clip, and in an older store.
+        pa.field("decoded_width", pa.int32()),
+        pa.field("decoded_height", pa.int32()),
+        pa.field("decode_scale", pa.float32()),
         pa.field("source_fingerprint", pa.string(), nullable=False),
         # The source's size and mtime when it was decoded: what a rerun compares (format 3).
         pa.field("source_size", pa.int64()),
@@ -136,6 +143,9 @@ LATER_COLUMNS = frozenset(
         "speech_fraction",
         "little_speech",
         "decoded_by",
+        "decoded_width",
+        "decoded_height",
+        "decode_scale",
         "dataset",
         "labelled",
         "official_split",

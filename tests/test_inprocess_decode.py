@@ -137,9 +137,6 @@ def test_files_above_the_in_process_bounds_go_to_the_process(
     monkeypatch.undo()
     monkeypatch.setattr(inprocess, "MAX_PIXELS", 224 * 224 - 1)
     assert media.decode_in_process(clip, 25, 16000, 60) is None
-    monkeypatch.undo()
-    small_budget = 224 * 224 * 3 * 10  # ten frames of a 50-frame clip
-    assert media.decode_in_process(clip, 25, 16000, 60, budget_bytes=small_budget) is None
 
 
 def _ffmpeg(*args: str) -> None:
@@ -238,3 +235,16 @@ def test_the_manifest_names_the_decoder_of_each_clip(ingested_store: Path) -> No
     decoders = {r["decoded_by"] for r in rows if r["status"] == schemas.STATUS_OK}
     assert "pyav" in decoders and decoders <= {"pyav", "ffmpeg"}  # the recipe's default
     assert all(r["decoded_by"] is None for r in rows if r["status"] != schemas.STATUS_OK)
+
+
+def test_the_manifest_records_the_decoded_size_and_scale(ingested_store: Path) -> None:
+    rows = schemas.read_manifest(ingested_store).to_pylist()
+    ok = [r for r in rows if r["status"] == schemas.STATUS_OK]
+    assert ok and all(r["decode_scale"] == 1.0 for r in ok)  # synthetic clips: 224² or less
+    for row in ok:
+        assert (row["decoded_width"], row["decoded_height"]) == (
+            row["source_width"],
+            row["source_height"],
+        )
+    failed = [r for r in rows if r["status"] != schemas.STATUS_OK]
+    assert all(r["decoded_width"] is None and r["decode_scale"] is None for r in failed)

@@ -70,11 +70,16 @@ def test_decode_any_reports_missing_streams_and_errors(tmp_path: Path, clip: Pat
     assert not bad.report.complete
 
 
-def test_decode_any_stops_at_the_frame_budget(clip: Path) -> None:
-    frame = 224 * 224 * 3
-    decoded = media.decode_any(clip, 25, 16000, 60, budget_bytes=10 * frame)
-    assert decoded.stopped == "frame budget" and len(decoded.frames) == 10
-    assert media.decode_any(clip, 25, 16000, 60, budget_bytes=frame // 2).stopped
+def test_decode_any_can_stream_its_frames_without_keeping_them(clip: Path) -> None:
+    seen: list[np.ndarray] = []
+    kept = media.decode_any(clip, 25, 16000, 60)
+    streamed = media.decode_any(clip, 25, 16000, 60, on_frame=lambda t, f: seen.append(f),
+                                keep_frames=False)  # fmt: skip
+    assert len(streamed.frames) == 0 and streamed.num_frames == kept.num_frames == 50
+    assert streamed.frame_size == (224, 224) and streamed.source_size == (224, 224)
+    np.testing.assert_array_equal(np.stack(seen), kept.frames)
+    assert streamed.last_frame is not None
+    np.testing.assert_array_equal(streamed.last_frame, kept.frames[-1])
 
 
 def test_parse_input_report_reads_the_input_section_only() -> None:
@@ -178,13 +183,10 @@ def test_last_stderr_line_drops_component_prefix_and_path() -> None:
     assert last_stderr_line(b"") == "no error message"
 
 
-def test_decode_size_keeps_frames_within_budget() -> None:
-    info = media.MediaInfo(True, True, 1920, 1080, 25.0, 60.0, 0, 48000, 2)
-    width, height = media.decode_size(info, 25, 60, 256 * 2**20)
-    assert (60 * 25 + 2) * width * height * 3 <= 256 * 2**20
-    assert width / height == pytest.approx(16 / 9, rel=0.01)
-    small = media.MediaInfo(True, True, 224, 224, 25.0, 7.0, 0, 16000, 1)
-    assert media.decode_size(small, 25, 60, 256 * 2**20) == (224, 224)
+def test_decode_size_is_the_displayed_size_up_to_1080p_pixels() -> None:
+    assert media.decode_size(224, 224) == (224, 224)
+    assert media.decode_size(1920, 1080) == (1920, 1080)
+    assert media.decode_size(3840, 2160) == (1920, 1080)  # the same for any duration
 
 
 def test_parse_probe_reads_rotation_sar_and_skips_cover_art() -> None:

@@ -17,13 +17,15 @@ settings of the store's recipe (``face_margin``, ``face_smooth``,
 ``face_size_smooth`` of :class:`schemas.recipe.Recipe`); the functions here take
 them as plain numbers, and their defaults are the recipe's defaults.
 
-Boxes are ``(x0, y0, x1, y1)`` float pixel coordinates of the decoded frame.
+Boxes are ``(x0, y0, x1, y1)`` float pixel coordinates of the decoded frame (the
+store's ``face_boxes`` are in the source's pixels: :mod:`pipeline.clip.transform`).
 """
 
 from __future__ import annotations
 
 import functools
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import dlib
@@ -126,9 +128,13 @@ class StrideDetector:
 
     def detect_at(self, frames: np.ndarray, at: np.ndarray) -> None:
         """Also detect on the frames ``at`` of ``frames`` (T, H, W, 3) not yet detected on."""
-        done = set(self.called)
-        for t in sorted({int(t) for t in at if 0 <= t < len(frames)} - done):
-            self._timed_detect(t, frames[t])
+        for t in sorted({int(t) for t in at if 0 <= t < len(frames)}):
+            self.detect_frame(t, frames[t])
+
+    def detect_frame(self, t: int, frame: np.ndarray) -> None:
+        """Also detect on frame ``t`` (H, W, 3), unless the detector ran on it already."""
+        if t not in self.called:
+            self._timed_detect(t, frame)
 
     def _timed_detect(self, t: int, frame: np.ndarray) -> None:
         clock, cpu = time.perf_counter(), time.thread_time()
@@ -151,11 +157,17 @@ class StrideDetector:
         candidates = np.array(
             [[r.left(), r.top(), r.right() + 1, r.bottom() + 1] for r in found], np.float64
         )
-        box = select_face(candidates * self.factor, self.boxes[-1] if self.boxes else None)
+        box = select_face(candidates * self.factor, self._previous(t))
         self.hits += 1
         self.keyframes.append(t)
         self.boxes.append(box)
         self.candidates.append(candidates * self.factor)
+
+    def _previous(self, t: int) -> np.ndarray | None:
+        """The box chosen on the last stride frame before ``t`` with a face (None: none):
+        what a detection continues, whatever order the extra detections came in."""
+        earlier = [(k, i) for i, k in enumerate(self.keyframes) if k < t and k % self.stride == 0]
+        return self.boxes[max(earlier)[1]] if earlier else None
 
     @property
     def detection_rate(self) -> float:
@@ -277,21 +289,28 @@ def crop_boxes(boxes: np.ndarray, margin: float = DEFAULT_MARGIN) -> np.ndarray:
 
 
 def crop_faces(
-    frames: np.ndarray, boxes: np.ndarray, size: int, margin: float = DEFAULT_MARGIN
+    frames: np.ndarray | Sequence[np.ndarray],
+    boxes: np.ndarray,
+    size: int,
+    margin: float = DEFAULT_MARGIN,
 ) -> np.ndarray:
-    """Square face crops: ``frames`` (T, H, W, 3) uint8 + ``boxes`` (T, 4) → (T, size, size, 3)."""
+    """Square face crops: ``frames`` (T, H, W, 3) uint8 (an array, or T arrays
+    ``(H, W, 3)``) + ``boxes`` (T, 4) → (T, size, size, 3)."""
     out = np.empty((len(frames), size, size, 3), np.uint8)
-    height, width = frames.shape[1:3]
+    if not len(frames):
+        return out
+    height, width = frames[0].shape[:2]
     for t, (x0, y0, side) in enumerate(square_regions(boxes, margin)):
         x1, y1 = x0 + side, y0 + side
+        frame = frames[t]
         if x0 >= 0 and y0 >= 0 and x1 <= width and y1 <= height:
-            patch = frames[t, y0:y1, x0:x1]
+            patch = frame[y0:y1, x0:x1]
         else:  # the square leaves the frame: black borders keep the face centred
             patch = np.zeros((side, side, 3), np.uint8)
             sx0, sy0 = max(x0, 0), max(y0, 0)
             sx1, sy1 = min(x1, width), min(y1, height)
             if sx1 > sx0 and sy1 > sy0:
-                patch[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0] = frames[t, sy0:sy1, sx0:sx1]
+                patch[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0] = frame[sy0:sy1, sx0:sx1]
         image = Image.fromarray(np.ascontiguousarray(patch))
         out[t] = np.asarray(image.resize((size, size), Image.Resampling.BILINEAR))
     return out

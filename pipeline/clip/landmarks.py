@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -94,6 +95,8 @@ class LandmarkTrack:
     points: np.ndarray  # (T, 68, 2) float64, (x, y) in frame pixels; NaN: no face
     fits: int  # frames the predictor ran on
     confident: int  # of those, fits that passed (see the module docstring)
+    at: np.ndarray | None = None  # (fits,) int64: the frames fitted on
+    good: np.ndarray | None = None  # (fits,) bool: which of those fits were confident
 
     @property
     def rate(self) -> float:
@@ -113,13 +116,14 @@ def fit_shape(frame: np.ndarray, box: np.ndarray) -> np.ndarray:
 
 
 def track_landmarks(
-    frames: np.ndarray,
+    frames: np.ndarray | Sequence[np.ndarray],
     track: np.ndarray,
     regions: np.ndarray,
     at: np.ndarray,
     detected: np.ndarray,
     valid: np.ndarray | None = None,
     cuts: np.ndarray | tuple[int, ...] = (),
+    shape_at: Callable[[int], np.ndarray] | None = None,
 ) -> LandmarkTrack:
     """Landmarks of every frame of ``frames`` (T, H, W, 3) along ``track`` (T, 4).
 
@@ -128,15 +132,19 @@ def track_landmarks(
     ``detected`` the frames on which the detector found a face; ``valid`` (T,) bool the
     frames with a face (default all) and ``cuts`` the first frames of the shots after
     the first. Returns points in frame pixels, NaN where ``valid`` is False.
+    ``shape_at(t)`` gives the fit of frame ``t`` (default: :func:`fit_shape` of
+    ``frames[t]`` in ``track[t]``): a clip streamed frame by frame fits each frame once.
     """
     num_frames = len(frames)
+    if shape_at is None:
+        shape_at = lambda t: fit_shape(frames[t], track[t])  # noqa: E731
     valid = np.ones(num_frames, np.bool_) if valid is None else np.asarray(valid, np.bool_)
     at = np.unique(np.asarray(at, np.int64))
     at = at[valid[at]]  # no face, nothing to fit
     points = np.full((num_frames, NUM_POINTS, 2), np.nan)
     if not at.size:
-        return LandmarkTrack(points=points, fits=0, confident=0)
-    shapes = np.stack([fit_shape(frames[t], track[t]) for t in at])
+        return LandmarkTrack(points=points, fits=0, confident=0, at=at, good=np.zeros(0, bool))
+    shapes = np.stack([shape_at(int(t)) for t in at])
     inside = np.all(
         (shapes >= regions[at, None, :2]) & (shapes <= regions[at, None, 2:]), axis=(1, 2)
     )
@@ -153,7 +161,7 @@ def track_landmarks(
         shape = shape.reshape(stop - start, NUM_POINTS, 2)
         points[start:stop] = shape * side[start:stop, None, None] + centre[start:stop, None]
     points[~valid] = np.nan
-    return LandmarkTrack(points=points, fits=len(at), confident=int(good.sum()))
+    return LandmarkTrack(points=points, fits=len(at), confident=int(good.sum()), at=at, good=good)
 
 
 def _box_frame(boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -34,6 +34,8 @@ to frame pixels, so a crop can be traced back to its source.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 from scipy.ndimage import affine_transform
 
@@ -104,20 +106,30 @@ def mouth_transforms(points: np.ndarray) -> np.ndarray:
 
 
 def crop_mouths(
-    frames: np.ndarray, points: np.ndarray, runs: list[tuple[int, int]] | None = None
+    frames: np.ndarray | Sequence[np.ndarray],
+    points: np.ndarray,
+    runs: list[tuple[int, int]] | None = None,
+    keep: tuple[int, int] | None = None,
 ) -> np.ndarray:
     """Aligned mouth crops: ``frames`` (T, H, W, 3) uint8 + ``points`` (T, 68, 2) → (T, 96, 96) uint8.
 
     ``runs`` ``[(start, stop), ...]`` are the frames with a face, none across a shot cut
     (:func:`pipeline.clip.shots.valid_runs`; default: every frame). Each run is aligned on
     its own, so the smoothing of step 2 never mixes two shots; frames outside every run
-    (no face, NaN landmarks) are black.
+    (no face, NaN landmarks) are black. With ``keep`` ``(a, b)`` only the frames
+    ``a <= t < b`` are cropped (the others stay black and ``frames[t]`` is not read),
+    their runs still aligned and smoothed as a whole: a clip streamed frame by frame
+    crops the frames it holds.
     """
-    out = np.zeros((len(frames), MOUTH_SIZE, MOUTH_SIZE), np.uint8)
-    for start, stop in [(0, len(frames))] if runs is None else runs:
+    out = np.zeros((len(points), MOUTH_SIZE, MOUTH_SIZE), np.uint8)
+    lo, hi = (0, len(points)) if keep is None else keep
+    for start, stop in [(0, len(points))] if runs is None else runs:
+        if stop <= lo or start >= hi:
+            continue
         matrices = mouth_transforms(points[start:stop])
         for t, matrix in enumerate(matrices, start):
-            out[t] = _mouth_crop(frames[t], matrix)
+            if lo <= t < hi:
+                out[t] = _mouth_crop(frames[t], matrix)
     return out
 
 

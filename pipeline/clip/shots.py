@@ -84,6 +84,12 @@ def signatures(frames: np.ndarray) -> np.ndarray:
     return out
 
 
+def signature(frame: np.ndarray) -> np.ndarray:
+    """One ``(H, W, 3)`` uint8 frame's ``(GRID, GRID, 3)`` float32 signature (step 1): what
+    a clip keeps of each frame for the cuts, as it streams by."""
+    return signatures(frame[None])[0]
+
+
 def distance(a: np.ndarray, b: np.ndarray) -> float:
     """Mean absolute difference of two signatures ``(GRID, GRID, 3)``, in 8-bit levels."""
     return float(np.abs(a - b).mean())
@@ -138,7 +144,19 @@ def find_cuts(
     ``frames`` (T, H, W, 3) uint8; ``keyframes`` (K,) the frames of successive face
     detections and ``boxes`` (K, 4) their boxes, for step 5 (none: steps 1-4 alone).
     """
-    sigs = signatures(frames)
+    return find_cuts_in(signatures(frames), keyframes, boxes)
+
+
+def find_cuts_in(
+    sigs: np.ndarray,
+    keyframes: Sequence[int] = (),
+    boxes: np.ndarray | None = None,
+) -> np.ndarray:
+    """:func:`find_cuts` from the frames' signatures ``(T, GRID, GRID, 3)`` (:func:`signature`).
+
+    A cut at ``t`` is settled once the frames up to ``t + WINDOW`` are known (steps 3-4
+    look no further), so a clip streamed frame by frame knows its cuts with that delay.
+    """
     d = frame_differences(sigs)
     cuts = {t for t in range(1, len(d)) if d[t] > MIN_DIFF and _is_cut(sigs, d, t, MIN_DIFF)}
     if boxes is not None and len(keyframes) > 1:

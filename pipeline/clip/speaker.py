@@ -180,22 +180,121 @@ def lagged_correlation(mouth: np.ndarray, voice: np.ndarray, max_lag: int = MAX_
     return best if best > -1.0 else 0.0
 
 
-def score_track(frames: np.ndarray, track: FaceTrack, voice: np.ndarray) -> float | None:
-    """The score of ``track`` on ``frames`` (T, H, W, 3) against ``voice`` (T,) (steps 3-4).
-
-    None when it is too short to score or mostly no face.
-    """
+def track_span(track: FaceTrack) -> tuple[np.ndarray, np.ndarray] | None:
+    """The frames ``(N,)`` a track spans and its box ``(N, 4)`` on each (interpolated
+    between its detections); None when it is too short to score."""
     first, last = track.frames[0], track.frames[-1]
     if last - first + 1 < MIN_SCORED_FRAMES:
         return None
     span = np.arange(first, last + 1)
     boxes = interpolate_boxes(np.array(track.frames) - first, np.stack(track.boxes), len(span))
-    points = np.stack([fit_shape(frames[t], box) for t, box in zip(span, boxes, strict=True)])
-    detected = np.array(track.frames) - first
+    return span, boxes
+
+
+def score_points(track: FaceTrack, points: np.ndarray, voice: np.ndarray) -> float | None:
+    """The score of ``track`` from its fits ``points`` (N, 68, 2) on the frames of
+    :func:`track_span` against ``voice`` (T,) (steps 3-4); None when mostly no face."""
+    span = np.arange(track.frames[0], track.frames[-1] + 1)
+    detected = np.array(track.frames) - track.frames[0]
     rejected = [shape_distance(points[i]) > MAX_SHAPE_DISTANCE for i in detected]
     if sum(rejected) * 2 > len(rejected):
         return None
     return lagged_correlation(mouth_opening(points), voice[span])
+
+
+def score_track(frames: np.ndarray, track: FaceTrack, voice: np.ndarray) -> float | None:
+    """The score of ``track`` on ``frames`` (T, H, W, 3) against ``voice`` (T,) (steps 3-4).
+
+    None when it is too short to score or mostly no face.
+    """
+    spanned = track_span(track)
+    if spanned is None:
+        return None
+    points = np.stack([fit_shape(frames[t], box) for t, box in zip(*spanned, strict=True)])
+    return score_points(track, points, voice)
+
+
+@dataclass
+class SpeakerPlan:
+    """A clip's shots with several face tracks (step 1), before any fit.
+
+    ``shots`` holds ``(start, stop, tracks)`` of each such shot; ``most`` is the most
+    tracks of any shot. :meth:`fits` says which frame each track needs fitted on, so
+    that a clip streamed frame by frame fits them in one pass over its frames.
+    """
+
+    shots: list[tuple[int, int, list[FaceTrack]]]
+    most: int
+
+    def tracks(self) -> list[FaceTrack]:
+        return [track for _, _, tracks in self.shots for track in tracks]
+
+    def fits(self) -> dict[int, list[tuple[int, np.ndarray]]]:
+        """``{frame: [(track index in tracks(), box (4,)), ...]}`` of every scored track."""
+        out: dict[int, list[tuple[int, np.ndarray]]] = {}
+        for k, track in enumerate(self.tracks()):
+            spanned = track_span(track)
+            if spanned is None:
+                continue
+            for t, box in zip(*spanned, strict=True):
+                out.setdefault(int(t), []).append((k, box))
+        return out
+
+
+def plan_speaker(
+    detector: StrideDetector, cuts: np.ndarray, num_frames: int, short_side: int
+) -> SpeakerPlan:
+    """The tracks of each shot of ``num_frames`` frames (frames' short side ``short_side``)
+    from ``detector``'s candidates; only shots with several are kept."""
+    order = np.argsort(detector.keyframes, kind="stable")
+    keyframes = [detector.keyframes[i] for i in order]
+    candidates = [detector.candidates[i] for i in order]
+    shots, most = [], 0
+    for start, stop in shot_bounds(num_frames, cuts):
+        inside = [k for k, t in enumerate(keyframes) if start <= t < stop]
+        big = [candidates[k][large_enough(candidates[k], short_side)] for k in inside]
+        tracks = link_tracks([keyframes[k] for k in inside], big, MAX_GAP_STRIDES * detector.stride)
+        most = max(most, len(tracks))
+        if len(tracks) >= 2:
+            shots.append((start, stop, tracks))
+    return SpeakerPlan(shots, most)
+
+
+def choose_from_fits(
+    plan: SpeakerPlan,
+    fitted: dict[tuple[int, int], np.ndarray],
+    detector: StrideDetector,
+    voice: np.ndarray,
+) -> SpeakerChoice:
+    """Steps 3-5 from the fits ``{(track index, frame): (68, 2)}`` of :meth:`SpeakerPlan.fits`
+    and the voice envelope ``voice`` (T,): ``detector``'s detections of each scored shot
+    are narrowed to the speaker's, in place."""
+    kept: dict[int, np.ndarray] = {}  # keyframe -> the speaker's box, in rewritten shots
+    rewritten: list[tuple[int, int]] = []
+    scores = []
+    index = 0
+    for start, stop, tracks in plan.shots:
+        scored = []
+        for track in tracks:
+            if track_span(track) is not None:
+                span = range(track.frames[0], track.frames[-1] + 1)
+                points = np.stack([fitted[(index, t)] for t in span])
+                scored.append((score_points(track, points, voice), track))
+            index += 1
+        valid = [(s, tr) for s, tr in scored if s is not None]
+        if not valid:
+            continue
+        score, best = max(valid, key=lambda pair: pair[0])
+        scores.append((score, stop - start))
+        rewritten.append((start, stop))
+        kept.update(zip(best.frames, best.boxes, strict=True))
+    if rewritten:
+        _restrict(detector, rewritten, kept)
+    correlation = None
+    if scores:
+        weights = np.array([w for _, w in scores], np.float64)
+        correlation = float(np.dot([s for s, _ in scores], weights) / weights.sum())
+    return SpeakerChoice(correlation=correlation, face_tracks=plan.most)
 
 
 def choose_speaker(
@@ -210,36 +309,15 @@ def choose_speaker(
     detections of the speaking face: ``detector``'s keyframes, boxes and candidates are
     rewritten in place. ``signal`` (N,) is the clip's mono audio from frame 0 on.
     """
-    num_frames, short_side = len(frames), min(frames.shape[1:3])
-    order = np.argsort(detector.keyframes, kind="stable")
-    keyframes = [detector.keyframes[i] for i in order]
-    candidates = [detector.candidates[i] for i in order]
+    num_frames = len(frames)
+    plan = plan_speaker(detector, cuts, num_frames, min(frames.shape[1:3]))
+    if not plan.shots or not landmarks_available():
+        return SpeakerChoice(correlation=None, face_tracks=plan.most)
+    fitted = {
+        (k, t): fit_shape(frames[t], box) for t, boxes in plan.fits().items() for k, box in boxes
+    }
     voice = voice_envelope(signal, sample_rate, fps, num_frames)
-    kept: dict[int, np.ndarray] = {}  # keyframe -> the speaker's box, in rewritten shots
-    rewritten: list[tuple[int, int]] = []
-    most, scores = 0, []
-    for start, stop in shot_bounds(num_frames, cuts):
-        inside = [k for k, t in enumerate(keyframes) if start <= t < stop]
-        big = [candidates[k][large_enough(candidates[k], short_side)] for k in inside]
-        tracks = link_tracks([keyframes[k] for k in inside], big, MAX_GAP_STRIDES * detector.stride)
-        most = max(most, len(tracks))
-        if len(tracks) < 2 or not landmarks_available():
-            continue
-        scored = [(score_track(frames, tr, voice), tr) for tr in tracks]
-        valid = [(s, tr) for s, tr in scored if s is not None]
-        if not valid:
-            continue
-        score, best = max(valid, key=lambda pair: pair[0])
-        scores.append((score, stop - start))
-        rewritten.append((start, stop))
-        kept.update(zip(best.frames, best.boxes, strict=True))
-    if rewritten:
-        _restrict(detector, rewritten, kept)
-    correlation = None
-    if scores:
-        weights = np.array([w for _, w in scores], np.float64)
-        correlation = float(np.dot([s for s, _ in scores], weights) / weights.sum())
-    return SpeakerChoice(correlation=correlation, face_tracks=most)
+    return choose_from_fits(plan, fitted, detector, voice)
 
 
 def _restrict(

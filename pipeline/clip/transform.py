@@ -11,7 +11,7 @@ Choices worth knowing:
   no facts in advance: frames come as PPM images, whose headers give their size, and
   the source's rate and duration come from ffmpeg's own input banner
   (:class:`pipeline.media.InputReport`). ffprobe runs only to diagnose: when ffmpeg
-  fails or logs an error, when the frames would exceed the memory budget, when the
+  fails or logs an error, when the frame size changes mid-stream, when the
   banner lacks a fact, or when too few frames, no audio or fewer frames than the
   banner's duration promises came out. Then the reasons and checks are exactly those
   of a probe-first design (``'no audio stream'``, ``'cannot decode: truncated, ...'``).
@@ -41,9 +41,14 @@ Choices worth knowing:
   :data:`MIN_DECODED_FRACTION` of the frames its duration promises (a truncated file).
 - Clips longer than ``recipe.max_seconds`` (60 s) are cut there (ffmpeg ``-t``),
   not failed: FakeAVCeleb clips last seconds, so only a stray file is that long.
-  ``cut`` in the result records it. When the frames outgrow a memory budget, the
-  decode stops there and runs again, probed, with ffmpeg scaling the frames down to
-  fit; face crops are what is kept anyway.
+  ``cut`` in the result records it.
+- Frames are decoded at their displayed size unless they hold more pixels than
+  1080p (:data:`pipeline.media.MAX_DECODE_PIXELS`: then scaled to that many, aspect
+  kept), whatever the clip's duration; ``decoded_width``, ``decoded_height`` and
+  ``decode_scale`` record it, and ``face_boxes`` are in the source's pixels. No
+  decode keeps its frames: they stream through a
+  :class:`~pipeline.clip.clip_stream.ClipStream`, which holds at most 45 of them
+  and keeps the crops, so a worker's memory does not grow with the clip's length.
 - Silence trimming, when on, cuts whole frames from the front of both tensors and
   never leaves fewer than ``recipe.min_frames``.
 - Audio and video lie on the container's presentation timeline (see
@@ -84,13 +89,13 @@ import numpy as np
 
 from pipeline import media
 from pipeline.clip.audio_features import frame_features
-from pipeline.clip.faces import StrideDetector, crop_boxes, crop_faces
+from pipeline.clip.clip_stream import ClipStream, Replay, StreamResult, charge
+from pipeline.clip.faces import crop_boxes
 from pipeline.clip.head_pose import head_pose
-from pipeline.clip.landmarks import landmark_jitter, to_crop, track_landmarks
-from pipeline.clip.mouth import crop_mouths
-from pipeline.clip.shots import Shots, find_cuts
+from pipeline.clip.landmarks import landmark_jitter, to_crop
 from pipeline.clip.silence import leading_silence_frames
-from pipeline.clip.speaker import SpeakerChoice, choose_speaker
+from pipeline.clip.speaker import SpeakerChoice
+from pipeline.clip.speaking_face import source_boxes, speaking_face
 from pipeline.clip.speech import speech_fraction
 from pipeline.clip.stage_cpu import StageCpu
 from pipeline.clip.transform_decode import (
@@ -136,7 +141,9 @@ class ClipTensors:
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
     # CPU seconds per stage (see StageCpu): this process's, and its ffmpeg processes'.
     cpu_seconds: dict[str, float] = field(default_factory=dict)
-    face_boxes: np.ndarray | None = None  # (T, 4) float32: square cut per crop, frame px
+    # (T, 4) float32: the square each crop was cut from, in the source's displayed pixels
+    # (the decoded frame's divided by the decode scale, per axis).
+    face_boxes: np.ndarray | None = None
     landmarks: np.ndarray | None = None  # (T, 68, 2) float16 in crop px (recipe.landmarks)
     mouth: np.ndarray | None = None  # (T, 96, 96) uint8 (the recipe's "mouth" stream)
     landmark_rate: float | None = None  # confident landmark fits / fits (None: no landmarks)
@@ -146,6 +153,11 @@ class ClipTensors:
     speech_fraction: float = 0.0  # stored frames that sound like speech (pipeline.clip.speech)
     decoded_by: str = "ffmpeg"  # the decoder that gave the frames: pyav | ffmpeg (a process)
     speaker: SpeakerChoice | None = None  # the speaking face's choice (pipeline.clip.speaker)
+    # The decoded frames' size, and decoded width / source width: the rule of
+    # pipeline.media.MAX_DECODE_PIXELS (1.0 up to 1080p's pixels), never the duration.
+    decoded_width: int = 0
+    decoded_height: int = 0
+    decode_scale: float = 1.0
 
     def extra_arrays(self) -> dict[str, np.ndarray]:
         """``schemas.write_clip``'s ``extra``: each array beside ``video`` and ``audio``, by
@@ -170,7 +182,6 @@ def preprocess_clip(
     recipe: Recipe,
     *,
     max_seconds: float | None = None,
-    frame_budget_bytes: int = media.DEFAULT_FRAME_BUDGET_BYTES,
     min_audio_coverage: float | None = None,
     in_process: bool | None = None,
 ) -> ClipTensors:
@@ -181,34 +192,31 @@ def preprocess_clip(
     (what a store holds is made with its recipe's). ``in_process`` (default: the
     recipe's ``decoder`` is ``pyav``) decodes a clean clip inside this process
     (:func:`pipeline.media.decode_in_process`: the same frames, audio within one
-    16-bit step, no process start-up), anything else with an ffmpeg process. Raises
-    :class:`ClipError` for every bad input; never leaves files behind.
+    16-bit step, no process start-up), anything else with an ffmpeg process; either
+    streams the frames (:mod:`pipeline.clip.clip_stream`). Raises :class:`ClipError`
+    for every bad input; never leaves files behind.
     """
-    if max_seconds is None:
-        max_seconds = recipe.max_seconds
-    if in_process is None:
-        in_process = recipe.decoder == "pyav"
-    if min_audio_coverage is None:
-        min_audio_coverage = recipe.min_audio_coverage
+    max_seconds = recipe.max_seconds if max_seconds is None else max_seconds
+    in_process = recipe.decoder == "pyav" if in_process is None else in_process
+    coverage = recipe.min_audio_coverage if min_audio_coverage is None else min_audio_coverage
     path = Path(path)
     timings: dict[str, float] = {"probe": 0.0}
     cpu = StageCpu()
     check_file(path)
-    fps = float(recipe.fps)
-    decoded, detector, info, span = _decode_checked(
-        path, recipe, max_seconds, frame_budget_bytes, min_audio_coverage, in_process, timings, cpu
+    decoded, stream, info, span, replay = _decode_checked(
+        path, recipe, max_seconds, coverage, in_process, timings, cpu
     )
-    frames, signal, decoded_by = decoded.frames, decoded.samples, decoded.decoder
-    num_frames = len(frames)
-    track, crops, boxes, shots, speaker = _track_and_crop(decoded, detector, recipe, timings, cpu)
-    streams, rate = _landmark_streams(frames, track, boxes, detector, recipe, timings, shots, cpu)
-    del frames, decoded  # the full frames are the clip's largest buffer; crops are all we keep
+    signal, decoded_by, num_frames = decoded.samples, decoded.decoder, decoded.num_frames
+    faces, speaker = speaking_face(stream, replay, signal, decoded_by, recipe, timings, cpu)
+    streams, rate = _landmark_streams(faces, recipe)
     audio = _features(signal, recipe, num_frames, timings, cpu)
+    height, width = stream.shape
+    boxes = source_boxes(crop_boxes(faces.track, recipe.face_margin), (width, height), info)
     trimmed, crops, audio, boxes, streams = _trim_silence(
-        signal, recipe, num_frames, crops, audio, boxes, streams
+        signal, recipe, num_frames, faces.crops, audio, boxes, streams
     )
     landmarks = streams.get("landmarks")
-    cuts = shots.cuts[shots.cuts > trimmed] - trimmed  # cuts between two stored frames
+    cuts = faces.cuts[faces.cuts > trimmed] - trimmed  # cuts between two stored frames
     return ClipTensors(
         video=np.ascontiguousarray(crops),
         audio=np.ascontiguousarray(audio, dtype=np.float32),
@@ -216,9 +224,9 @@ def preprocess_clip(
         source_duration_s=info.duration_s,
         source_width=info.width,
         source_height=info.height,
-        face_detection_rate=detector.detection_rate,
+        face_detection_rate=stream.detector.detection_rate,
         trimmed_frames=trimmed,
-        cut=math.isfinite(info.duration_s) and info.duration_s > max_seconds + 1.0 / fps,
+        cut=math.isfinite(info.duration_s) and info.duration_s > max_seconds + 1.0 / recipe.fps,
         audio_offset_s=span.offset_s,
         audio_coverage=span.audio_coverage,
         timings=timings,
@@ -233,6 +241,9 @@ def preprocess_clip(
         speech_fraction=_speech(signal, recipe, num_frames, trimmed, cpu),
         decoded_by=decoded_by,
         speaker=speaker,
+        decoded_width=width,
+        decoded_height=height,
+        decode_scale=width / info.width if info.width else 1.0,
     )
 
 
@@ -240,73 +251,34 @@ def _decode_checked(
     path: Path,
     recipe: Recipe,
     max_seconds: float,
-    frame_budget_bytes: int,
     min_audio_coverage: float,
     in_process: bool,
     timings: dict[str, float],
     cpu: StageCpu,
-) -> tuple[media.DecodedClip, StrideDetector, SourceFacts | media.MediaInfo, TimelineSpan]:
-    """The first step: decode with faces (:mod:`pipeline.clip.transform_decode`), then check it.
+) -> tuple[media.DecodedClip, ClipStream, SourceFacts | media.MediaInfo, TimelineSpan, Replay]:
+    """The first step: decode into a clip stream (:mod:`pipeline.clip.transform_decode`), check
+    it, and make the outputs of the frames it still holds.
 
     Raises :class:`ClipError` for a bad decode, a stream that leaves the other mostly
-    uncovered, or a clip with no face in any frame. The detector has seen the last
-    frame on return. Adds to ``timings`` and ``cpu``.
+    uncovered, or a clip with no face in any frame. Adds to ``timings`` and ``cpu``.
     """
     fps = float(recipe.fps)
-    decoded, detector, info = decode_with_faces(
-        path, recipe, fps, max_seconds, frame_budget_bytes, timings, cpu, in_process
+    decoded, stream, info, replay = decode_with_faces(
+        path, recipe, fps, max_seconds, timings, cpu, in_process
     )
     if math.isfinite(decoded.audio_cpu_s):
         cpu.add("audio_decode", decoded.audio_cpu_s)  # part of 'decode', told apart
-    frames = decoded.frames
-    num_frames = len(frames)
+    num_frames = decoded.num_frames
     check_decoded(decoded, info.duration_s, fps, max_seconds, recipe.min_frames)
     span = TimelineSpan.of(decoded, num_frames, fps, recipe.sample_rate)
     span.check(min_audio_coverage)
-    detect_cpu = detector.cpu_seconds
-    detector.finish(num_frames - 1, frames[-1])
-    if detector.hits == 0:
+    before, walls = stream.spent(), stream.walls()
+    stream.end()
+    if stream.detector.hits == 0:
         raise ClipError("no face detected in any frame")
-    cpu.add("detect", detector.cpu_seconds - detect_cpu)
-    return decoded, detector, info, span
-
-
-def _track_and_crop(
-    decoded: media.DecodedClip,
-    detector: StrideDetector,
-    recipe: Recipe,
-    timings: dict[str, float],
-    cpu: StageCpu,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, Shots, SpeakerChoice]:
-    """The smoothed face track of every frame, the face crops, the squares cut, the shots,
-    and the choice of the speaking face where a shot has several (:mod:`pipeline.clip.speaker`).
-
-    The cuts come from the frames, with the detector's jumps as a second opinion
-    (:func:`pipeline.clip.shots.find_cuts`); the detector then runs on both sides of each
-    cut, so that every shot starts and ends on a detection. Adds 'track' (shots and
-    track), 'shots' (the cuts), 'speaker', 'detect' and 'crop' to ``cpu`` and their time
-    to ``timings['crop']``.
-    """
-    clock = time.perf_counter()
-    frames, signal = decoded.frames, decoded.samples
-    num_frames, detect_cpu = len(frames), detector.cpu_seconds
-    with cpu.stage("shots"):
-        cuts = find_cuts(frames, detector.keyframes, np.array(detector.boxes))
-    with cpu.stage("track"):
-        detector.detect_at(frames, np.r_[cuts - 1, cuts])
-    with cpu.stage("speaker"):
-        speaker = choose_speaker(frames, detector, cuts, signal, recipe.sample_rate, recipe.fps)
-    with cpu.stage("track"):
-        track = detector.track(num_frames, recipe.face_smooth, recipe.face_size_smooth, cuts)
-        shots = Shots(cuts, detector.with_face(num_frames, cuts))
-    detect_cpu = detector.cpu_seconds - detect_cpu  # the detections at the cuts
-    cpu.add("track", -detect_cpu)
-    cpu.add("detect", detect_cpu)
-    with cpu.stage("crop"):
-        crops = crop_faces(frames, track, recipe.crop_size, recipe.face_margin)
-        boxes = crop_boxes(track, recipe.face_margin)
-    timings["crop"] = time.perf_counter() - clock
-    return track, crops, boxes, shots, speaker
+    stream.finish()
+    charge(stream, before, walls, timings, cpu, from_decode=False)
+    return decoded, stream, info, span, replay
 
 
 def _features(
@@ -353,39 +325,23 @@ def _trim_silence(
 
 
 def _landmark_streams(
-    frames: np.ndarray,
-    track: np.ndarray,
-    boxes: np.ndarray,
-    detector: StrideDetector,
-    recipe: Recipe,
-    timings: dict[str, float],
-    shots: Shots,
-    cpu: StageCpu,
+    faces: StreamResult, recipe: Recipe
 ) -> tuple[dict[str, np.ndarray], float | None]:
     """The per-frame arrays of a clip besides crops and audio, and its confident-fit rate.
 
     The arrays: ``landmarks`` (T, 68, 2) float16 in crop pixels (NaN on frames without
     a face) and, with the mouth stream, ``mouth`` (T, 96, 96) uint8 (black there);
-    none (and no rate) without ``recipe.landmarks``. ``boxes`` (T, 4) are the squares
-    the crops were cut from. Always ``face_valid`` (T,) uint8, 1 = the frame has a face.
+    none (and no rate) without ``recipe.landmarks``. Always ``face_valid`` (T,) uint8,
+    1 = the frame has a face.
     """
-    out: dict[str, np.ndarray] = {"face_valid": shots.valid.astype(np.uint8)}
-    if not recipe.landmarks:
+    out: dict[str, np.ndarray] = {"face_valid": faces.valid.astype(np.uint8)}
+    if not recipe.landmarks or faces.points is None:
         return out, None
-    clock = time.perf_counter()
-    with cpu.stage("landmarks"):
-        fitted = track_landmarks(
-            frames, track, boxes, np.array(detector.called, np.int64),
-            np.array(detector.keyframes, np.int64), shots.valid, shots.cuts,
-        )  # fmt: skip
-        out["landmarks"] = to_crop(fitted.points, boxes, recipe.crop_size).astype(np.float16)
-    timings["landmarks"] = time.perf_counter() - clock
-    if "mouth" in recipe.streams:
-        clock = time.perf_counter()
-        with cpu.stage("mouth"):
-            out["mouth"] = crop_mouths(frames, fitted.points, shots.runs())
-        timings["mouth"] = time.perf_counter() - clock
-    return out, fitted.rate
+    boxes = crop_boxes(faces.track, recipe.face_margin)
+    out["landmarks"] = to_crop(faces.points, boxes, recipe.crop_size).astype(np.float16)
+    if faces.mouth is not None:
+        out["mouth"] = faces.mouth
+    return out, faces.confident / faces.fits if faces.fits else 0.0
 
 
 @dataclass(frozen=True)

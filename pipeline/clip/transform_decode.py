@@ -4,7 +4,8 @@
 else an ffmpeg process), runs the face detector on the stride frames while the
 rest still decodes, and says what the source is: from ffmpeg's banner when the
 decode looks clean, from ffprobe otherwise (then it also decodes again at a
-pinned size when the frame budget stopped the first decode).
+pinned size when the frame size changed mid-stream). No frame is kept: each goes to
+a :class:`~pipeline.clip.clip_stream.ClipStream`, which makes the crops as they come.
 :func:`check_file` and :func:`check_decoded` turn a missing, empty, damaged,
 truncated or too short input into the :class:`~pipeline.errors.ClipError` the
 manifest records. This is the first step of
@@ -18,11 +19,13 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import TypeVar
 
 from pipeline import media
-from pipeline.clip.faces import StrideDetector, detection_factor
+from pipeline.clip.clip_stream import ClipStream, OnFrame, Replay, charge
+from pipeline.clip.faces import detection_factor
 from pipeline.clip.stage_cpu import StageCpu
 from pipeline.errors import ClipError
 from schemas.recipe import Recipe
@@ -53,69 +56,117 @@ def decode_with_faces(
     recipe: Recipe,
     fps: float,
     max_seconds: float,
-    frame_budget_bytes: int,
     timings: dict[str, float],
     cpu: StageCpu,
     in_process: bool = False,
-) -> tuple[media.DecodedClip, StrideDetector, SourceFacts | media.MediaInfo]:
-    """Decode ``path`` with face detection riding on the frames as they arrive.
+) -> tuple[media.DecodedClip, ClipStream, SourceFacts | media.MediaInfo, Replay]:
+    """Decode ``path`` frame by frame into a :class:`ClipStream` (faces detected, cuts,
+    crops and landmarks made as the frames arrive; no frame kept by the decode).
 
     With ``in_process``, a clean clip is decoded in this process
     (:func:`pipeline.media.decode_in_process`); anything it does not take, and
     everything without it, goes to an ffmpeg process. The source's facts come from
     ffmpeg's banner when the decode looks clean; otherwise ffprobe says what is off,
-    and a decode the frame budget stopped (too large, or a size change) is run again
-    at a size pinned from the probe. Adds to ``timings`` and ``cpu``.
+    and a decode whose frame size changed mid-stream is run again at a size pinned
+    from the probe (the decode-size rule of its displayed size). Also returns how to
+    run the same decode again. Adds to ``timings`` and ``cpu``.
     """
+    how = _Decodes(path, fps, recipe.sample_rate, max_seconds)
+    frames = math.ceil(max_seconds * fps) + 2  # the most a decode gives: rows reserved
     if in_process:
-        detector = StrideDetector(stride=recipe.face_stride)
-        decoded = _timed_decode(
-            lambda: media.decode_in_process(
-                path, fps, recipe.sample_rate, max_seconds, detector, frame_budget_bytes
-            ),
-            detector, timings, cpu,
-        )  # fmt: skip
+        stream = ClipStream(recipe, capacity=frames)
+        decoded = _timed_decode(lambda: how.inside(stream), stream, timings, cpu)
         if decoded is not None and (
             facts := _happy_facts(decoded, fps, max_seconds, recipe.min_frames)
         ):
-            return decoded, detector, facts
-    detector = StrideDetector(stride=recipe.face_stride)  # scale chosen on the first frame
+            return decoded, stream, facts, _replay(how.inside)
+    stream = ClipStream(recipe, capacity=frames)  # scale chosen on the first frame
     cpu.add("processes", 1)
-    decoded = _timed_decode(
-        lambda: media.decode_any(
-            path, fps, recipe.sample_rate, max_seconds, on_frame=detector,
-            budget_bytes=frame_budget_bytes,
-        ),
-        detector, timings, cpu,
-    )  # fmt: skip
+    decoded = _timed_decode(lambda: how.process(stream), stream, timings, cpu)
     if decoded.open_error:  # not an mp4: no probe could say more
         raise ClipError(f"cannot decode: {decoded.open_error}")
-    decoded = _with_held_frames(path, decoded, fps, max_seconds, detector, timings, cpu)
+    decoded, end_s = _with_held_frames(path, decoded, fps, max_seconds, stream, timings, cpu)
     facts = _happy_facts(decoded, fps, max_seconds, recipe.min_frames)
     if facts is not None:
-        return decoded, detector, facts
+        return decoded, stream, facts, _replay(how.process, end_s, fps, max_seconds)
     clock = time.perf_counter()
     cpu.add("processes", 1)
     with cpu.stage("probe"):
         info = _probe_checked(path)  # something is off: ffprobe says what, as precisely as it can
     timings["probe"] = timings.get("probe", 0.0) + time.perf_counter() - clock
-    if decoded.stopped:  # too large for the budget, or a size change: pin the size
-        width, height = media.decode_size(info, fps, max_seconds, frame_budget_bytes)
-        seconds = info.duration_s if math.isfinite(info.duration_s) else max_seconds
-        detector = StrideDetector(recipe.face_stride, detection_factor(height, width))
+    if decoded.stopped:  # the frame size changed mid-stream: pin the size
+        pinned = how.pinned(info)
+        stream = ClipStream(recipe, detection_factor(*pinned.size[::-1]), capacity=frames)
         cpu.add("processes", 1)
-        decoded = _timed_decode(
-            lambda: media.decode_clip(
-                path, (width, height), fps, recipe.sample_rate, max_seconds,
-                media.decode_timeout_s(min(seconds, max_seconds)), on_frame=detector,
-                budget_bytes=frame_budget_bytes,
-            ),
-            detector, timings, cpu,
-        )  # fmt: skip
-        decoded = _with_held_frames(path, decoded, fps, max_seconds, detector, timings, cpu)
-    elif decoded.returncode != 0:
+        decoded = _timed_decode(lambda: pinned(stream), stream, timings, cpu)
+        decoded, end_s = _with_held_frames(path, decoded, fps, max_seconds, stream, timings, cpu)
+        return decoded, stream, info, _replay(pinned, end_s, fps, max_seconds)
+    if decoded.returncode != 0:
         raise ClipError(f"cannot decode: {decoded.stderr_line}")
-    return decoded, detector, info
+    return decoded, stream, info, _replay(how.process, end_s, fps, max_seconds)
+
+
+@dataclass(frozen=True)
+class _Decodes:
+    """The decodes of one clip, each streaming its frames into an ``on_frame``, keeping none."""
+
+    path: Path
+    fps: float
+    sample_rate: int
+    max_seconds: float
+
+    def inside(self, on_frame: OnFrame) -> media.DecodedClip | None:
+        """In this process (:func:`pipeline.media.decode_in_process`); None: not taken."""
+        return media.decode_in_process(
+            self.path, self.fps, self.sample_rate, self.max_seconds, on_frame, keep_frames=False
+        )
+
+    def process(self, on_frame: OnFrame) -> media.DecodedClip:
+        """In an ffmpeg process (:func:`pipeline.media.decode_any`)."""
+        return media.decode_any(
+            self.path, self.fps, self.sample_rate, self.max_seconds, on_frame=on_frame,
+            keep_frames=False,
+        )  # fmt: skip
+
+    def pinned(self, info: media.MediaInfo) -> _Pinned:
+        """In an ffmpeg process at the size the rule gives the probed displayed size."""
+        return _Pinned(self, media.decode_size(info.width, info.height), info.duration_s)
+
+
+@dataclass(frozen=True)
+class _Pinned:
+    """A decode at a pinned size (:func:`pipeline.media.decode_clip`)."""
+
+    how: _Decodes
+    size: tuple[int, int]  # (W, H)
+    duration_s: float  # the probed duration (nan: unknown)
+
+    def __call__(self, on_frame: OnFrame) -> media.DecodedClip:
+        how = self.how
+        seconds = self.duration_s if math.isfinite(self.duration_s) else how.max_seconds
+        return media.decode_clip(
+            how.path, self.size, how.fps, how.sample_rate, how.max_seconds,
+            media.decode_timeout_s(min(seconds, how.max_seconds)), on_frame=on_frame,
+            keep_frames=False,
+        )  # fmt: skip
+
+
+def _replay(
+    decode: Callable[[OnFrame], media.DecodedClip | None],
+    end_s: Fraction | None = None,
+    fps: float = 0.0,
+    max_seconds: float = 0.0,
+) -> Replay:
+    """The decode that gave a clip's frames, as a :data:`Replay` (held frames included)."""
+
+    def replay(on_frame: OnFrame) -> None:
+        again = decode(on_frame)
+        if again is None:
+            raise ClipError("cannot decode: the second decode of the clip failed")
+        if end_s is not None:
+            media.with_held_frames(again, end_s, fps, max_seconds, on_frame)
+
+    return replay
 
 
 def _with_held_frames(
@@ -123,26 +174,28 @@ def _with_held_frames(
     decoded: media.DecodedClip,
     fps: float,
     max_seconds: float,
-    detector: StrideDetector,
+    stream: ClipStream,
     timings: dict[str, float],
     cpu: StageCpu,
-) -> media.DecodedClip:
+) -> tuple[media.DecodedClip, Fraction | None]:
     """The process's decode ending where the video track ends: a last frame held past
     one step is repeated as the in-process decode repeats it
-    (:mod:`pipeline.media.held_frame`). The probe it may take counts as a process."""
+    (:mod:`pipeline.media.held_frame`); and that end (None: not probed or not known).
+    The probe it may take counts as a process."""
     if not media.may_hold(decoded, fps, max_seconds):
-        return decoded
+        return decoded, None
     clock = time.perf_counter()
     cpu.add("processes", 1)
     with cpu.stage("probe"):
         end_s = media.video_end_s(path)
     timings["probe"] = timings.get("probe", 0.0) + time.perf_counter() - clock
     if end_s is None:
-        return decoded
-    return _timed_decode(
-        lambda: media.with_held_frames(decoded, end_s, fps, max_seconds, detector),
-        detector, timings, cpu,
+        return decoded, None
+    held = _timed_decode(
+        lambda: media.with_held_frames(decoded, end_s, fps, max_seconds, stream),
+        stream, timings, cpu,
     )  # fmt: skip
+    return held, end_s
 
 
 _Decoded = TypeVar("_Decoded")
@@ -150,27 +203,23 @@ _Decoded = TypeVar("_Decoded")
 
 def _timed_decode(
     decode: Callable[[], _Decoded],
-    detector: StrideDetector,
+    stream: ClipStream,
     timings: dict[str, float],
     cpu: StageCpu,
 ) -> _Decoded:
-    """Run ``decode``; its time goes to 'decode', the detector's (fed by it) to 'detect'.
+    """Run ``decode``; its time goes to 'decode', the stream's (fed by it) to its stages.
 
     Time spent on a decode whose frames are then dropped (an in-process attempt that
     hands the file to the process) counts too: it was spent on the clip.
     """
     clock = time.perf_counter()
-    detect_wall, detect_cpu = detector.seconds, detector.cpu_seconds
+    before, walls = stream.spent(), stream.walls()
     try:
         with cpu.stage("decode"):
             decoded = decode()
     finally:
-        detect_wall = detector.seconds - detect_wall
-        timings["decode"] = timings.get("decode", 0.0) + time.perf_counter() - clock - detect_wall
-        timings["detect"] = timings.get("detect", 0.0) + detect_wall
-        detect_cpu = detector.cpu_seconds - detect_cpu
-        cpu.add("decode", -detect_cpu)  # the detector ran inside the decode's frame callback
-        cpu.add("detect", detect_cpu)
+        took = charge(stream, before, walls, timings, cpu)
+        timings["decode"] = timings.get("decode", 0.0) + time.perf_counter() - clock - took
     return decoded
 
 
@@ -180,7 +229,7 @@ def check_decoded(
     """Raise :class:`ClipError` for a damaged, truncated or too short decode, or no audio."""
     if decoded.demuxer_error:
         raise ClipError(f"cannot decode: truncated or damaged file ({decoded.demuxer_error})")
-    num_frames = len(decoded.frames)
+    num_frames = decoded.num_frames
     expected = _expected_frames(duration_s, fps, max_seconds)
     if num_frames == 0 and expected == 0:
         raise ClipError("too short: 0 frames")
@@ -206,7 +255,7 @@ def _happy_facts(
     outlasts its video would look short against it, and is probed before it is failed.
     """
     report = decoded.report
-    num_frames = len(decoded.frames)
+    num_frames = decoded.num_frames
     if (
         decoded.returncode != 0
         or decoded.error_lines
@@ -218,7 +267,7 @@ def _happy_facts(
         < MIN_DECODED_FRACTION * _expected_frames(report.duration_s, fps, max_seconds) - 2
     ):
         return None
-    height, width = decoded.frames.shape[1:3]
+    width, height = decoded.source_size or decoded.frame_size
     return SourceFacts(fps=report.fps, duration_s=report.duration_s, width=width, height=height)
 
 

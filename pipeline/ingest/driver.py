@@ -171,6 +171,9 @@ def _source_facts(tensors: ClipTensors) -> dict[str, Any]:
         "source_width": int(tensors.source_width),
         "source_height": int(tensors.source_height),
         "decoded_by": tensors.decoded_by,
+        "decoded_width": int(tensors.decoded_width),
+        "decoded_height": int(tensors.decoded_height),
+        "decode_scale": float(tensors.decode_scale),
     }
 
 

@@ -6,7 +6,8 @@ promises (:mod:`schemas.containers`). The modules,
 by job:
 
 - :mod:`~pipeline.media.decode`: one ffmpeg process decodes a clip's video and audio
-  onto the container's timeline (:func:`decode_any`, :func:`decode_clip`).
+  onto the container's timeline (:func:`decode_any`, :func:`decode_clip`), at the size
+  of one fixed rule (:data:`MAX_DECODE_PIXELS`, :func:`decode_size`).
 - :mod:`~pipeline.media.inprocess`: the same decode of a clean clip inside the
   worker with PyAV, no process (:func:`decode_in_process`); anything else goes to
   the process.
@@ -25,10 +26,11 @@ by job:
 from __future__ import annotations
 
 from pipeline.media.decode import (
-    DEFAULT_FRAME_BUDGET_BYTES,
+    MAX_DECODE_PIXELS,
     DecodedClip,
     decode_any,
     decode_clip,
+    decode_scale,
     decode_size,
 )
 from pipeline.media.ffmpeg_args import input_guard
@@ -39,13 +41,14 @@ from pipeline.media.inprocess import decode_in_process
 from pipeline.media.timeouts import decode_timeout_s
 
 __all__ = [
-    "DEFAULT_FRAME_BUDGET_BYTES",
+    "MAX_DECODE_PIXELS",
     "DecodedClip",
     "InputReport",
     "MediaInfo",
     "decode_any",
     "decode_clip",
     "decode_in_process",
+    "decode_scale",
     "decode_size",
     "decode_timeout_s",
     "input_guard",

@@ -38,35 +38,46 @@ from pipeline.media.ffmpeg_log import (
     open_failure,
     parse_input_report,
 )
-from pipeline.media.ffprobe import MediaInfo
-from pipeline.media.ppm import read_ppm_frames
+from pipeline.media.ppm import PpmFrames, read_ppm_frames
 from pipeline.media.process import Watchdog, drain_bytes, widen_pipe
 from pipeline.media.timeouts import decode_timeout_s
 
-# Decoded RGB frames held per clip. 224² at 25 fps for 60 s is 226 MB; larger frames
-# are scaled down by ffmpeg so that a clip never holds more than this.
-DEFAULT_FRAME_BUDGET_BYTES = 384 * 2**20
+#: The decode-size rule: a frame is decoded at its displayed size (upright, square
+#: pixels) unless it holds more pixels than this (1080p's); then it is scaled, aspect
+#: kept, to this many pixels: 4K by 1/2, 8K by 1/4, 1440p by 3/4. The rule looks at
+#: the frame alone, never at the clip's duration, so every clip of one size is decoded
+#: at one scale; and it bounds a decoded frame to 6.2 MB, which bounds the memory of
+#: the frames a clip holds at once (:mod:`pipeline.clip.frame_window`).
+MAX_DECODE_PIXELS = 1920 * 1080
+
+# The rule as the ``scale`` filter of both decoders computes it: the square-pixel width
+# (``round(iw*sar)``) and the height, times min(1, sqrt(MAX / pixels)), rounded.
+_SQUARE_W = "round(iw*sar)"
+_FACTOR = f"min(1,sqrt({MAX_DECODE_PIXELS}/({_SQUARE_W}*ih)))"
+#: The ``scale`` filter's arguments of the rule (:func:`decode_size` in Python).
+SCALE_ARGS = f"w='max(1,round({_SQUARE_W}*{_FACTOR}))':h='max(1,round(ih*{_FACTOR}))'"
 
 
-def decode_size(
-    info: MediaInfo, fps: float, max_seconds: float, budget_bytes: int
-) -> tuple[int, int]:
-    """``(width, height)`` to decode at: the displayed size, shrunk to fit ``budget_bytes``."""
-    seconds = info.duration_s if math.isfinite(info.duration_s) else max_seconds
-    frames = math.ceil(min(seconds, max_seconds) * fps) + 2
-    width, height = info.width, info.height
-    need = frames * width * height * 3
-    if need > budget_bytes:
-        factor = math.sqrt(budget_bytes / need)
-        width, height = max(16, int(width * factor)), max(16, int(height * factor))
-    return width, height
+def decode_scale(width: int, height: int) -> float:
+    """The factor a displayed ``width × height`` frame is decoded at (1.0 up to
+    :data:`MAX_DECODE_PIXELS`), as the ``scale`` filter of :data:`SCALE_ARGS` gives it."""
+    return min(1.0, math.sqrt(MAX_DECODE_PIXELS / (width * height)))
+
+
+def decode_size(width: int, height: int) -> tuple[int, int]:
+    """``(width, height)`` a displayed ``width × height`` frame is decoded at: the
+    rule of :data:`MAX_DECODE_PIXELS`, rounded half up as ffmpeg's ``round``."""
+    factor = decode_scale(width, height)
+    return max(1, math.floor(width * factor + 0.5)), max(1, math.floor(height * factor + 0.5))
 
 
 @dataclass
 class DecodedClip:
     """Frames and samples of one clip, as :func:`decode_clip` and :func:`decode_any` give them."""
 
-    frames: np.ndarray  # (T, H, W, 3) uint8 RGB at the requested fps
+    # (T, H, W, 3) uint8 RGB at the requested fps; (0, H, W, 3) when the decode only
+    # streamed them to its ``on_frame`` (``keep_frames=False``): ``num_frames`` counts them.
+    frames: np.ndarray
     samples: np.ndarray  # (N,) int16 mono PCM at the requested sample rate
     stderr_line: str  # ffmpeg's last error line ('no error message' when there was none)
     returncode: int = 0
@@ -84,6 +95,23 @@ class DecodedClip:
     # Which decoder gave these frames and samples: 'ffmpeg' (a process) or 'pyav' (in
     # this process, :mod:`pipeline.media.inprocess`).
     decoder: str = "ffmpeg"
+    frame_count: int = -1  # frames decoded; -1: len(frames) (they were kept)
+    last_frame: np.ndarray | None = None  # (H, W, 3): the last frame (a held frame repeats it)
+    # The source's displayed size (W, H: upright, square pixels) before the rule of
+    # MAX_DECODE_PIXELS; None when the decode did not say (the frames' size then).
+    source_size: tuple[int, int] | None = None
+
+    @property
+    def num_frames(self) -> int:
+        """``T``: the frames decoded, whether kept in ``frames`` or only streamed."""
+        return len(self.frames) if self.frame_count < 0 else self.frame_count
+
+    @property
+    def frame_size(self) -> tuple[int, int]:
+        """``(W, H)`` of the decoded frames (``(0, 0)`` when none came)."""
+        if self.last_frame is not None:
+            return self.last_frame.shape[1], self.last_frame.shape[0]
+        return (self.frames.shape[2], self.frames.shape[1]) if self.frames.ndim == 4 else (0, 0)
 
 
 def decode_clip(
@@ -94,7 +122,7 @@ def decode_clip(
     max_seconds: float,
     timeout_s: float,
     on_frame: Callable[[int, np.ndarray], None] | None = None,
-    budget_bytes: int | None = None,
+    keep_frames: bool = True,
 ) -> DecodedClip:
     """Decode video and audio of ``path`` at a known frame size in one ffmpeg process.
 
@@ -106,20 +134,17 @@ def decode_clip(
     ``sample_rate`` (resampled and downmixed by ffmpeg). Raises :class:`ClipError`
     when ffmpeg fails or times out.
 
-    ``budget_bytes`` bounds the frame array reserved up front: :func:`decode_size` chose
-    ``size`` so that the probed duration's frames fit it, so the reservation follows the
-    clip's duration, not ``max_seconds × fps`` frames of that size (10.8 GiB for a 2-s 8K
-    clip shrunk to the default budget). A file holding more frames than that is an error.
+    ``keep_frames=False`` keeps no frame (``frames`` is empty, ``num_frames`` counts
+    them): each frame lives as long as ``on_frame`` keeps it, so memory does not grow
+    with the clip's length.
     """
     width, height = size
     decoded = _decode(
         path, f"scale={width}:{height}", fps, sample_rate, max_seconds, timeout_s, on_frame,
-        budget_bytes=budget_bytes,
+        keep_frames=keep_frames,
     )  # fmt: skip
     if decoded.stopped:
-        raise ClipError(
-            f"cannot decode: more frames than its probed duration holds ({decoded.stopped})"
-        )
+        raise ClipError(f"cannot decode: {decoded.stopped}")
     if decoded.returncode != 0:
         raise ClipError(f"cannot decode: {decoded.stderr_line}")
     return decoded
@@ -131,26 +156,27 @@ def decode_any(
     sample_rate: int,
     max_seconds: float,
     on_frame: Callable[[int, np.ndarray], None] | None = None,
-    budget_bytes: int = DEFAULT_FRAME_BUDGET_BYTES,
     timeout_s: float | None = None,
+    keep_frames: bool = True,
 ) -> DecodedClip:
     """Decode ``path`` without knowing anything about it first: no ffprobe run.
 
     Like :func:`decode_clip`, but the frames keep their displayed size (upright, square
     pixels: the width is scaled by the sample aspect ratio as
-    :func:`~pipeline.media.ffprobe.probe` does), which each frame's PPM header tells. The timeout is :func:`decode_timeout_s` of the
-    banner's duration once ffmpeg has printed it (of ``max_seconds`` until then).
+    :func:`~pipeline.media.ffprobe.probe` does) within the rule of
+    :data:`MAX_DECODE_PIXELS`, which each frame's PPM header tells; ``source_size`` is
+    the displayed size before the rule (from the first frame's ``showinfo`` line). The
+    timeout is :func:`decode_timeout_s` of the banner's duration once ffmpeg has printed
+    it (of ``max_seconds`` until then).
 
     Never raises for a bad file except on timeout: the caller inspects ``returncode``,
-    ``error_lines``, ``stopped`` (``'frame budget'`` when the frames would exceed
-    ``budget_bytes``, ``'frame size changed'`` mid-stream) and the counts, and
-    diagnoses with :func:`~pipeline.media.ffprobe.probe` when something is off.
+    ``error_lines``, ``stopped`` (``'frame size changed'`` mid-stream) and the counts,
+    and diagnoses with :func:`~pipeline.media.ffprobe.probe` when something is off.
     """
-    square = "scale=w='max(1,round(iw*sar))':h=ih"
     return _decode(
-        path, square, fps, sample_rate, max_seconds,
+        path, f"scale={SCALE_ARGS}", fps, sample_rate, max_seconds,
         decode_timeout_s(max_seconds) if timeout_s is None else timeout_s, on_frame,
-        budget_bytes=budget_bytes, shorten_timeout=timeout_s is None,
+        keep_frames=keep_frames, shorten_timeout=timeout_s is None,
     )  # fmt: skip
 
 
@@ -163,7 +189,7 @@ def _decode(
     timeout_s: float,
     on_frame: Callable[[int, np.ndarray], None] | None,
     *,
-    budget_bytes: int | None = None,
+    keep_frames: bool = True,
     shorten_timeout: bool = False,
 ) -> DecodedClip:
     """One ffmpeg: video as a stream of PPM images on stdout, PCM on a second pipe.
@@ -209,8 +235,8 @@ def _decode(
     max_frames = math.ceil(max_seconds * fps) + 2
     try:
         assert proc.stdout is not None
-        frames, count, stopped = read_ppm_frames(proc.stdout, max_frames, budget_bytes, on_frame)
-        if stopped:
+        read = read_ppm_frames(proc.stdout, max_frames, on_frame, keep_frames)
+        if read.stopped:
             proc.kill()  # the frames are of no use now; the caller decodes again
         proc.stdout.close()
         # No timeout here: Popen.wait polls with sleeps when given one, and the watchdog
@@ -225,7 +251,7 @@ def _decode(
         watchdog.stop()  # after the stderr reader, which may still shorten the deadline
     if watchdog.fired:
         raise ClipError(f"cannot decode: ffmpeg timed out after {watchdog.timeout_s:.0f} s")
-    return _decoded(frames[:count], b"".join(audio_chunks), returncode, stopped, log)
+    return _decoded(read, b"".join(audio_chunks), returncode, log)
 
 
 def _decode_args(
@@ -246,23 +272,24 @@ def _decode_args(
     ]  # fmt: skip
 
 
-def _decoded(
-    frames: np.ndarray, pcm: bytes, returncode: int, stopped: str, log: StderrLog
-) -> DecodedClip:
+def _decoded(read: PpmFrames, pcm: bytes, returncode: int, log: StderrLog) -> DecodedClip:
     """What a finished decode produced and what its stderr said, as one :class:`DecodedClip`."""
-    count = len(frames)
+    count = read.count
     # A read error after some output is damage further in, not a refused container.
     opened = count > 0 or len(pcm) > 0
     return DecodedClip(
-        frames=frames,
+        frames=read.frames,
         samples=np.frombuffer(pcm, dtype="<i2", count=len(pcm) // 2),
         stderr_line=last_stderr_line("\n".join(log.errors)),
         returncode=returncode,
         error_lines=log.error_count,
         report=parse_input_report(log.banner),
-        stopped=stopped,
+        stopped=read.stopped,
         video_start_s=log.starts.get("video", math.nan),
         audio_start_s=log.starts.get("audio", math.nan),
         demuxer_error=log.demuxer_error,
         open_error="" if opened else open_failure("\n".join(log.errors), log.url) or "",
+        frame_count=count,
+        last_frame=read.last,
+        source_size=log.video_size,
     )

@@ -34,6 +34,8 @@ _ERROR_LEVELS = frozenset({"error", "fatal", "panic"})
 _DEMUXER_CONTEXTS = tuple(f"[{demuxers} @ " for demuxers in DEMUXERS)
 # "[Parsed_showinfo_2 @ 0x55...] n:   0 pts:   2560 pts_time:0.2     pos: ..."
 _FIRST_FRAME = re.compile(r"^\[Parsed_(a?)showinfo_\d+ @ 0x[0-9a-f]+\]\s*n:\s*0 .*pts_time:(\S+)")
+# "... fmt:yuv420p sar:4/3 s:320x240 i:P ..." (the video line: the frame before any scale)
+_FRAME_SIZE = re.compile(r" sar:(\d+)/(\d+) s:(\d+)x(\d+) ")
 
 
 def open_failure(stderr: bytes | str, url: str) -> str | None:
@@ -133,6 +135,9 @@ class StderrLog:
         self.errors: collections.deque[str] = collections.deque(maxlen=20)
         self.error_count = 0
         self.starts: dict[str, float] = {}  # 'video' / 'audio' -> first frame's time (s)
+        # The first video frame's displayed size (W, H: upright, width times its sample
+        # aspect ratio, rounded as the scale filter's ``round(iw*sar)``); None: not seen.
+        self.video_size: tuple[int, int] | None = None
         self.demuxer_error = ""
         self.url = url
         self._on_duration = on_duration
@@ -157,6 +162,8 @@ class StderrLog:
                 self.demuxer_error = last_stderr_line(text)
         elif (first := _FIRST_FRAME.match(text)) is not None:
             self.starts["audio" if first.group(1) else "video"] = to_float(first.group(2))
+            if not first.group(1) and (size := _FRAME_SIZE.search(text)) is not None:
+                self.video_size = displayed_size(*(int(v) for v in size.groups()))
         elif len(self.banner) < self.BANNER_LINES:
             self.banner.append(text)
             if self._on_duration is not None and (found := _DURATION.match(text)):
@@ -164,6 +171,13 @@ class StderrLog:
                 self._on_duration(
                     decode_timeout_s(int(hours) * 3600 + int(minutes) * 60 + float(seconds))
                 )
+
+
+def displayed_size(sar_num: int, sar_den: int, width: int, height: int) -> tuple[int, int]:
+    """``(W, H)`` of a ``width × height`` frame of sample aspect ratio ``sar_num/sar_den``
+    in square pixels, as ``scale=w='round(iw*sar)'`` gives it (an unknown ratio, 0, is 1)."""
+    sar = sar_num / sar_den if sar_num and sar_den else 1.0
+    return max(1, math.floor(width * sar + 0.5)), height
 
 
 def to_float(value: Any) -> float:

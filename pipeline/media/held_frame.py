@@ -50,7 +50,7 @@ def may_hold(decoded: DecodedClip, fps: float, max_seconds: float) -> bool:
     if decoded.returncode or decoded.error_lines or decoded.stopped or not report.complete:
         return False
     seconds = min(report.duration_s + _BANNER_ROUNDING_S, max_seconds)
-    return frames_until(Fraction(seconds), fps) > len(decoded.frames)
+    return frames_until(Fraction(seconds), fps) > decoded.num_frames
 
 
 def frames_until(end_s: Fraction, fps: float) -> int:
@@ -96,15 +96,17 @@ def with_held_frames(
 ) -> DecodedClip:
     """``decoded`` with its last frame repeated up to the frames a video ending at
     ``end_s`` gives at ``fps`` (none past ``max_seconds``: the cut decides there).
-    Frames ``(T, H, W, 3)`` become ``(T', H, W, 3)``; ``on_frame`` sees each new one."""
-    frames = decoded.frames
-    if end_s >= max_seconds or len(frames) == 0:
+    ``on_frame`` sees each new one; kept frames ``(T, H, W, 3)`` become ``(T', H, W, 3)``."""
+    count, last = decoded.num_frames, decoded.last_frame
+    if end_s >= max_seconds or count == 0 or last is None:
         return decoded
-    missing = frames_until(end_s, fps) - len(frames)
+    missing = frames_until(end_s, fps) - count
     if missing <= 0:
         return decoded
-    held = np.concatenate([frames, np.repeat(frames[-1:], missing, axis=0)])
     if on_frame is not None:
-        for t in range(len(frames), len(held)):
-            on_frame(t, held[t])
-    return replace(decoded, frames=held)
+        for t in range(count, count + missing):
+            on_frame(t, last)
+    frames = decoded.frames
+    if len(frames) == count:  # kept: the array grows too
+        frames = np.concatenate([frames, np.repeat(last[None], missing, axis=0)])
+    return replace(decoded, frames=frames, frame_count=count + missing)

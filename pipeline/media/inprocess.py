@@ -24,9 +24,10 @@ error level or worse, any exception.
 
 Limits. A call into FFmpeg's libraries cannot be interrupted like a process can be
 killed, so the in-process path only takes inputs whose cost is bounded before the
-first frame is decoded: files of at most :data:`MAX_FILE_BYTES`, frames of at most
-:data:`MAX_PIXELS`, and frames that fit the clip's frame budget at the container's
-duration (a longer stream is dropped as soon as it outgrows it). Within those, each
+first frame is decoded: files of at most :data:`MAX_FILE_BYTES` and frames of at most
+:data:`MAX_PIXELS` (those the decode-size rule keeps at full size, so the two
+decoders never scale a frame differently), and a stream no longer than the
+container's duration says (one that outgrows it is dropped). Within those, each
 packet decodes in bounded time, a deadline (half the process path's
 :func:`~pipeline.media.timeouts.decode_timeout_s`) is checked between packets, and
 demuxing stops a second past ``max_seconds``. A
@@ -45,7 +46,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.media.decode import DecodedClip
+from pipeline.media.decode import MAX_DECODE_PIXELS, SCALE_ARGS, DecodedClip
 from pipeline.media.ffmpeg_args import AUDIO_TIMELINE, MP4_DEMUXER, ffmpeg_url, open_options
 from pipeline.media.ffmpeg_log import InputReport
 from pipeline.media.held_frame import frames_until
@@ -59,8 +60,9 @@ except ImportError:  # pragma: no cover - exercised only where PyAV is missing
 
 #: Larger files are decoded by a supervised process (their cost is not bounded here).
 MAX_FILE_BYTES = 256 * 2**20
-#: Larger frames (above 1080p) are decoded by a supervised process.
-MAX_PIXELS = 1920 * 1088
+#: Larger frames (above 1080p: those the decode-size rule scales) are decoded by a
+#: supervised process, whose ``scale`` filter applies the rule.
+MAX_PIXELS = MAX_DECODE_PIXELS
 
 
 def pyav_available() -> bool:
@@ -78,15 +80,15 @@ def decode_in_process(
     sample_rate: int,
     max_seconds: float,
     on_frame: Callable[[int, np.ndarray], None] | None = None,
-    budget_bytes: int | None = None,
     timeout_s: float | None = None,
+    keep_frames: bool = True,
 ) -> DecodedClip | None:
     """Video ``(T, H, W, 3)`` uint8 RGB and audio ``(N,)`` int16 of a clean clip, or None.
 
     The arguments and the result are those of :func:`~pipeline.media.decode.decode_any`
     (frames at their displayed size, square pixels). ``on_frame(t, frame)`` sees each
-    frame as it is decoded, as there. None means the file must go to the process
-    path; frames already passed to ``on_frame`` are then to be forgotten. So does a
+    frame as it is decoded, and ``keep_frames=False`` keeps none, as there. None means
+    the file must go to the process path; frames already passed to ``on_frame`` are then to be forgotten. So does a
     decode still running after ``timeout_s`` (default: half the process path's
     timeout), so that the process, under its watchdog, gives the verdict. Never raises.
     """
@@ -103,7 +105,7 @@ def decode_in_process(
     with av.logging.Capture(local=True) as logs:
         try:
             decoded = _decode(
-                Path(path), fps, sample_rate, max_seconds, on_frame, budget_bytes, timeout_s
+                Path(path), fps, sample_rate, max_seconds, on_frame, timeout_s, keep_frames
             )
         except Exception:  # whatever went wrong here, the process gives the verdict
             return None
@@ -118,8 +120,8 @@ def _decode(
     sample_rate: int,
     max_seconds: float,
     on_frame: Callable[[int, np.ndarray], None] | None,
-    budget_bytes: int | None,
     timeout_s: float | None,
+    keep_frames: bool,
 ) -> DecodedClip:
     # The input guard's two whitelists (the demuxer the suffix promises, local files).
     with av.open(ffmpeg_url(path), options=open_options(path)) as container:
@@ -130,10 +132,11 @@ def _decode(
             timeout_s = decode_timeout_s(report.duration_s) / 2
         deadline = time.monotonic() + timeout_s
         width, height = _displayed_size(video)
+        if width * height > MAX_PIXELS:  # square pixels the rule would scale
+            raise _UseProcess("frame size")
         capacity = math.ceil(min(report.duration_s, max_seconds) * fps) + 2
-        if budget_bytes is not None and capacity * width * height * 3 > budget_bytes:
-            raise _UseProcess("frame budget")
-        frames = np.empty((capacity, height, width, 3), np.uint8)
+        kept: list[np.ndarray] = []
+        last: np.ndarray | None = None
         graphs = _VideoGraph(video, fps, max_seconds), _AudioGraph(audio, sample_rate, max_seconds)
         count, chunks = 0, []
         starts: dict[str, Fraction | None] = {}
@@ -152,17 +155,19 @@ def _decode(
                 continue
             outputs = graphs[0].feed(frame)
             for image in outputs:
-                if image.shape != frames.shape[1:] or count == capacity:
+                if image.shape != (height, width, 3) or count == capacity:
                     raise _UseProcess("frame size changed or the duration lied")
-                frames[count] = image
                 if on_frame is not None:
-                    on_frame(count, frames[count])
-                count += 1
+                    on_frame(count, image)
+                if keep_frames:
+                    kept.append(image)
+                count, last = count + 1, image
     if end_s is None or (end_s < max_seconds and frames_until(end_s, fps) != count):
         raise _UseProcess("the track does not end one step after its last frame")
     pcm = np.concatenate(chunks) if chunks else np.empty(0, np.int16)
+    frames = np.stack(kept) if kept else np.empty((0, height, width, 3), np.uint8)
     return DecodedClip(
-        frames=frames[:count],
+        frames=frames,
         samples=pcm,
         stderr_line="no error message",
         report=report,
@@ -170,6 +175,9 @@ def _decode(
         audio_start_s=_as_logged(starts.get("audio")),
         audio_cpu_s=spent[audio_index],
         decoder="pyav",
+        frame_count=count,
+        last_frame=last,
+        source_size=(width, height),
     )
 
 
@@ -281,7 +289,7 @@ def _decoded_frames(
         for frame in decoded:
             if frame.pts is None:
                 raise _UseProcess("a frame without a time")
-            if frame.side_data.get("DISPLAYMATRIX") is not None:
+            if packet.stream.index == video.index and not pts_seen and _rotated(frame):
                 raise _UseProcess("rotation")  # the command rotates upright; do not guess
             if frame.time > stop_s:
                 ended.add(packet.stream.index)
@@ -291,6 +299,14 @@ def _decoded_frames(
             yield packet.stream.index, frame
     yield video.index, None
     yield audio.index, None
+
+
+def _rotated(frame: Any) -> bool:
+    """Whether ``frame`` carries a display matrix. Asked of a stream's first frame only
+    (the matrix is the stream's, repeated on each frame): PyAV's side-data view ties a
+    frame into a reference cycle, so asking every frame held each decoded frame until
+    the garbage collector ran, hundreds of MB on a 1080p clip."""
+    return frame.side_data.get("DISPLAYMATRIX") is not None
 
 
 def _check_constant_rate(seen: list[int], pts: int) -> None:
@@ -317,14 +333,15 @@ def _as_logged(seconds: Fraction | None) -> float:
 
 
 class _VideoGraph:
-    """``fps → scale (square pixels) → rgb24 → trim``: frames ``(H, W, 3)`` uint8 out."""
+    """``fps → scale (square pixels, the decode-size rule) → rgb24 → trim``: frames
+    ``(H, W, 3)`` uint8 out."""
 
     def __init__(self, video: Any, fps: float, max_seconds: float) -> None:
         self.graph = av.filter.Graph()
         chain = [
             self.graph.add_buffer(template=video),
             self.graph.add("fps", f"fps={fps}:start_time=0"),
-            self.graph.add("scale", "w='max(1,round(iw*sar))':h=ih"),
+            self.graph.add("scale", SCALE_ARGS),  # the process's rule (a no-op up to MAX_PIXELS)
             self.graph.add("format", "pix_fmts=rgb24"),
             self.graph.add("trim", f"duration={max_seconds}"),
             self.graph.add("buffersink"),

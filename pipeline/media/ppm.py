@@ -1,4 +1,4 @@
-"""Reading a stream of PPM images (ffmpeg's ``-c:v ppm -f image2pipe``) into one frame array.
+"""Reading a stream of PPM images (ffmpeg's ``-c:v ppm -f image2pipe``) frame by frame.
 
 PPM makes the video stream self-describing (``P6\\nW H\\n255\\n`` before each frame's
 RGB bytes), so the frame size need not be known before decoding; the header costs
@@ -8,6 +8,7 @@ RGB bytes), so the frame size need not be known before decoding; the header cost
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import IO
 
 import numpy as np
@@ -15,46 +16,55 @@ import numpy as np
 from pipeline.errors import ClipError
 
 
+@dataclass
+class PpmFrames:
+    """What :func:`read_ppm_frames` read."""
+
+    frames: np.ndarray  # (T, H, W, 3) uint8 when kept, else (0, H, W, 3)
+    count: int  # T: the frames read
+    stopped: str  # why reading stopped early ('' when it did not)
+    last: np.ndarray | None  # (H, W, 3): the last frame read (None: none)
+
+
 def read_ppm_frames(
     stream: IO[bytes],
     max_frames: int,
-    budget_bytes: int | None,
     on_frame: Callable[[int, np.ndarray], None] | None,
-) -> tuple[np.ndarray, int, str]:
-    """Read PPM frames into one ``(capacity, H, W, 3)`` array: (array, frames read, stopped).
+    keep: bool = True,
+) -> PpmFrames:
+    """Read up to ``max_frames`` PPM frames, each into its own ``(H, W, 3)`` array.
 
-    The array is allocated once at its largest size: ``np.empty`` only reserves address
-    space, and pages are committed as frames land, so memory follows the frames read
-    and no frame is ever copied to grow it.
+    ``on_frame(t, frame)`` sees each frame as it lands; with ``keep`` the frames are
+    also gathered into one ``(T, H, W, 3)`` array, else nothing outlives what
+    ``on_frame`` keeps, so memory does not follow the clip's length. A frame of
+    another size than the first stops the read (``'frame size changed'``).
     """
     first = _read_ppm_header(stream)
     if first is None:
-        return np.empty((0, 0, 0, 3), np.uint8), 0, ""
+        return PpmFrames(np.empty((0, 0, 0, 3), np.uint8), 0, "", None)
     width, height, header = first
     frame_bytes = width * height * 3
-    capacity = max_frames
-    if budget_bytes is not None:
-        capacity = min(capacity, budget_bytes // frame_bytes)
-        if capacity < 1:
-            return np.empty((0, height, width, 3), np.uint8), 0, "frame budget"
-    frames = np.empty((capacity, height, width, 3), np.uint8)
-    count = 0
+    kept: list[np.ndarray] = []
+    count, stopped, last = 0, "", None
     while True:
-        if not _read_exact(stream, frames[count].reshape(-1), frame_bytes):
+        frame = np.empty((height, width, 3), np.uint8)
+        if not _read_exact(stream, frame.reshape(-1), frame_bytes):
             break  # a partial last frame is dropped
         if on_frame is not None:
-            on_frame(count, frames[count])
-        count += 1
+            on_frame(count, frame)
+        if keep:
+            kept.append(frame)
+        count, last = count + 1, frame
         if count == max_frames:
             break
         tag = stream.read(len(header))
         if len(tag) < len(header):
             break
         if tag != header:
-            return frames, count, "frame size changed"
-        if count == capacity:
-            return frames, count, "frame budget"
-    return frames, count, ""
+            stopped = "frame size changed"
+            break
+    frames = np.stack(kept) if kept else np.empty((0, height, width, 3), np.uint8)
+    return PpmFrames(frames, count, stopped, last)
 
 
 def _read_ppm_header(stream: IO[bytes]) -> tuple[int, int, bytes] | None:

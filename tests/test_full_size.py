@@ -1,0 +1,130 @@
+"""Frames at full size whatever the clip's duration, boxes in the source's pixels, and a
+memory that does not grow with the clip's length (docs/pipeline.md, "Decoding")."""
+
+from __future__ import annotations
+
+import subprocess
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+import pytest
+from media_fixtures import SIZE, face_centre, make_clip
+
+from pipeline import media
+from pipeline.clip.clip_stream import CORE, LOOK_AHEAD
+from pipeline.clip.transform import ClipTensors, preprocess_clip
+from schemas.recipe import Recipe
+
+RECIPE = Recipe()
+
+
+def _framed(clip: Path, out: Path, width: int, height: int, seconds: float) -> Path:
+    """The 224² face clip scaled to ``height`` and centred on a ``width × height`` black
+    frame, looped to ``seconds``."""
+    pad = (width - height) // 2
+    subprocess.run(
+        ["ffmpeg", "-nostdin", "-v", "error", "-y", "-stream_loop", "-1", "-i", f"file:{clip}",
+         "-t", str(seconds), "-vf", f"scale={height}:{height},pad={width}:{height}:{pad}:0",
+         "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "aac",
+         f"file:{out}"],
+        check=True, timeout=120,
+    )  # fmt: skip
+    return out
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("full_size")
+    face = make_clip(folder / "face.mp4")
+    return {
+        "hd_2s": _framed(face, folder / "hd_2s.mp4", 1920, 1080, 2.0),
+        "hd_8s": _framed(face, folder / "hd_8s.mp4", 1920, 1080, 8.0),
+        "uhd_2s": _framed(face, folder / "uhd_2s.mp4", 3840, 2160, 2.0),
+    }
+
+
+def _traced(path: Path) -> tuple[ClipTensors, int]:
+    """The clip's tensors and the most bytes held at once while making them, decoded by
+    the ffmpeg process: its frames are numpy's, which tracemalloc sees (PyAV's frames
+    live in FFmpeg's buffers, which it does not; benchmarks/bench_clip_memory.py
+    measures the whole worker)."""
+    tracemalloc.start()
+    try:
+        out = preprocess_clip(path, RECIPE, in_process=False)
+        return out, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.fixture(scope="module")
+def hd(clips: dict[str, Path]) -> dict[str, tuple[ClipTensors, int]]:
+    return {name: _traced(clips[name]) for name in ("hd_2s", "hd_8s")}
+
+
+def test_the_rule_scales_only_frames_over_1080p_pixels() -> None:
+    assert media.decode_size(1920, 1080) == (1920, 1080)
+    assert media.decode_size(1080, 1920) == (1080, 1920)  # a portrait keeps its size
+    assert media.decode_size(224, 224) == (224, 224)
+    assert media.decode_size(3840, 2160) == (1920, 1080)
+    assert media.decode_size(7680, 4320) == (1920, 1080)
+    assert media.decode_size(2560, 1440) == (1920, 1080)
+    assert media.decode_scale(7680, 4320) == 0.25
+
+
+def test_a_clip_decodes_at_one_scale_whatever_its_duration(
+    hd: dict[str, tuple[ClipTensors, int]],
+) -> None:
+    for out, _ in hd.values():
+        assert (out.source_width, out.source_height) == (1920, 1080)
+        assert (out.decoded_width, out.decoded_height) == (1920, 1080)
+        assert out.decode_scale == 1.0
+    assert len(hd["hd_8s"][0].video) == 200 and len(hd["hd_2s"][0].video) == 50
+
+
+def test_memory_does_not_grow_with_the_clip_length(
+    hd: dict[str, tuple[ClipTensors, int]],
+) -> None:
+    """Four times the frames, at full size: the frames held at once are bounded by the
+    look-ahead (CORE + LOOK_AHEAD + 1 frames), not by the clip; only the crops grow
+    (their rows are reserved once, for the longest clip the recipe keeps)."""
+    frame = 1920 * 1080 * 3
+    short, long = hd["hd_2s"][1], hd["hd_8s"][1]
+    crops = 150 * RECIPE.crop_size**2 * 3  # the 150 frames more the long clip keeps
+    # Slack: a frame or two more in flight where the short clip ends (a read, the
+    # detector's grey copy). Before, 52 frames were reserved for 2 s, 384 MiB for 8 s.
+    assert long < short + crops + 4 * frame, f"{short:,} -> {long:,} bytes"
+    reserved = (RECIPE.max_seconds * RECIPE.fps + 2) * RECIPE.crop_size**2 * 3  # crop rows
+    bound = (CORE + LOOK_AHEAD + 8) * frame + reserved
+    assert long < bound, f"{long:,} bytes held at once"
+
+
+def test_a_4k_clip_is_decoded_at_half_size_and_boxed_in_its_own_pixels(
+    clips: dict[str, Path],
+) -> None:
+    out = preprocess_clip(clips["uhd_2s"], RECIPE)
+    assert (out.source_width, out.source_height) == (3840, 2160)
+    assert (out.decoded_width, out.decoded_height) == (1920, 1080)
+    assert out.decode_scale == 0.5 and out.decoded_by == "ffmpeg"  # PyAV takes up to 1080p
+    assert out.face_boxes is not None and out.face_valid is not None
+    scale = 2160 / SIZE  # face clip pixels -> source pixels
+    centres = (out.face_boxes[:, :2] + out.face_boxes[:, 2:]) / 2
+    expected = np.array([face_centre(t % 50) for t in range(len(centres))]) * scale
+    expected[:, 0] += (3840 - 2160) / 2
+    valid = out.face_valid.astype(bool)
+    assert valid.mean() > 0.9
+    error = np.abs(centres[valid] - expected[valid]).max(axis=1)
+    assert np.median(error) < 0.1 * (113 * scale), np.median(error)
+
+
+def test_both_decoders_give_a_1080p_clip_alike(clips: dict[str, Path]) -> None:
+    kwargs = {"fps": 25, "sample_rate": 16000, "max_seconds": 60, "keep_frames": False}
+    inside = media.decode_in_process(clips["hd_2s"], **kwargs)  # type: ignore[arg-type]
+    process = media.decode_any(clips["hd_2s"], **kwargs)  # type: ignore[arg-type]
+    assert inside is not None and inside.decoder == "pyav"
+    for decoded in (inside, process):
+        assert decoded.num_frames == 50 and len(decoded.frames) == 0  # none kept
+        assert decoded.frame_size == (1920, 1080) and decoded.source_size == (1920, 1080)
+    assert inside.last_frame is not None and process.last_frame is not None
+    np.testing.assert_array_equal(inside.last_frame, process.last_frame)
+    assert media.decode_in_process(clips["uhd_2s"], **kwargs) is None  # type: ignore[arg-type]
