@@ -14,6 +14,7 @@ import sys
 
 BENCHMARKS = {
     "ingest": ["-m", "benchmarks.bench_ingest"],
+    "clip_memory": ["-m", "benchmarks.bench_clip_memory"],
     "cluster": ["-m", "benchmarks.bench_cluster"],
     "loader": ["benchmarks/bench_loader.py"],
     "model": ["-m", "benchmarks.bench_model"],

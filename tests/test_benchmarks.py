@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import schemas
-from benchmarks import bench_loader, bench_shortcut, bench_train
+from benchmarks import bench_clip_memory, bench_loader, bench_shortcut, bench_train
 
 
 @pytest.fixture(scope="module")
@@ -77,6 +77,22 @@ def test_train_protocols_are_fixed_in_the_source() -> None:
     assert easy.seeds == (0, 1, 2) and easy.result == "train.json"
     stats = bench_train.mean_std([0.8, 0.9, None, 1.0])
     assert stats == {"mean": 0.9, "std": 0.1, "n": 3}
+
+
+@pytest.mark.slow
+def test_clip_memory_quick_measures_each_clip_in_its_own_worker(tmp_path: Path) -> None:
+    out = tmp_path / "clip_memory.json"
+    code = bench_clip_memory.main(["--quick", "--out", str(out), "--workdir", str(tmp_path)])
+    result = json.loads(out.read_text())
+    assert code == 0 and result["quick"] is True and result["within_target"] is True
+    clips = result["clips"]
+    assert set(clips) == {"baseline_224", "1080p_60s", "8k_2s"}
+    assert clips["1080p_60s"]["decoded_size"] == [1920, 1080]
+    assert clips["1080p_60s"]["decode_scale"] == 1.0
+    assert clips["8k_2s"]["decoded_size"] == [1920, 1080]
+    assert clips["8k_2s"]["source_size"] == [7680, 4320]
+    assert clips["8k_2s"]["decode_scale"] == 0.25
+    assert all(0 < c["peak_rss_mib"] < 1024 for c in clips.values())
 
 
 @pytest.mark.slow
