@@ -4,6 +4,7 @@
     python -m benchmarks.bench_scale --full    # also 100k and 1M
     python -m benchmarks.bench_scale --sizes 1000,100000
     python -m benchmarks.bench_scale --full --jobs 2 --work /big/disk   # grow in 2 processes
+    python -m benchmarks.bench_scale --full --packed --out benchmarks/results/scale_packed.json
 
 One store grows through the sizes. Its clips are real commits (``schemas.write_clip``
 of one tiny clip's tensors, 2 frames of 16x16, under a new clip id each time, with
@@ -23,6 +24,12 @@ its sources are made). At each size it measures, side by side:
 - ``resume``: a fresh interpreter deciding, for every clip, that nothing is to do
   (``ManifestBook`` from the manifest + ``is_current`` per clip: one ``stat``, one
   ``isdir``); the dataset scan itself is measured by ``bench_scan``.
+
+``--packed`` grows a packed store (format 4) instead: each grower process appends its
+clips to shards of its own (``schemas.packed_commit.write_packed_clip``), sealed when
+the growth to each size ends, as an ingest's driver seals its workers' shards. At every
+size ``store_files`` counts the store's files and folders (what an inode quota counts)
+and its bytes, per clip.
 
 Further measures register in :data:`MEASURES` (name -> function of the context); a
 ``benchmarks/scale_driver.py`` with its own ``MEASURES`` is added when present.
@@ -53,11 +60,14 @@ from benchmarks.output import save_result
 from pipeline.datasets import ClipSource
 from pipeline.ingest.driver import base_record
 from pipeline.ingest.manifest_book import ManifestBook
+from schemas.packed_commit import write_packed_clip
+from schemas.packed_write import recover_shards
 
 RESULT = Path(__file__).parent / "results" / "scale.json"
 QUICK_SIZES = (1_000, 10_000)
 FULL_SIZES = (1_000, 10_000, 100_000, 1_000_000)
 RECIPE = schemas.Recipe(crop_size=16)
+RUN = 1  # the packed store's one run: grower processes differ by their writer ids
 MEASURED = 500  # commits measured at each size
 FLUSH_EVERY = 50  # clips per flush: the ingest's 2 s at 25 clips/s
 LINKS_PER_FILE = 50_000  # hard links per source file (ext4 allows 65,000)
@@ -82,8 +92,8 @@ class Grower:
     """Commits tiny real clips into the store, one new clip id each (clip number ``count``
     onwards)."""
 
-    def __init__(self, store: Path, sources: Path, count: int = 0) -> None:
-        self.store, self.sources = store, sources
+    def __init__(self, store: Path, sources: Path, count: int = 0, packed: bool = False) -> None:
+        self.store, self.sources, self.packed = store, sources, packed
         self.video = np.zeros((2, 16, 16, 3), np.uint8)
         self.audio = np.zeros((2, 104), np.float32)
         self.count = count
@@ -110,9 +120,14 @@ class Grower:
         record.update(
             status="ok", num_frames=2, source_size=info.st_size, source_mtime_ns=info.st_mtime_ns
         )
-        schemas.write_clip(
-            self.store, clip_id, self.video, self.audio, record, RECIPE, durable=False
-        )
+        if self.packed:
+            record = write_packed_clip(
+                self.store, RUN, clip_id, self.video, self.audio, record, RECIPE, durable=False
+            )
+        else:
+            schemas.write_clip(
+                self.store, clip_id, self.video, self.audio, record, RECIPE, durable=False
+            )
         self.count += 1
         return record
 
@@ -127,7 +142,7 @@ class Grower:
         try:
             mapper = pool.map if pool else map
             for records in mapper(_commit_range, repeat(self.store), repeat(self.sources),
-                                  starts, stops):  # fmt: skip
+                                  starts, stops, repeat(self.packed)):  # fmt: skip
                 for record in records:
                     book.add(record)
                 book.flush()  # a fragment per batch
@@ -135,12 +150,16 @@ class Grower:
             if pool:
                 pool.shutdown(cancel_futures=True)
         self.count = max(self.count, size)
+        if self.packed:  # the growers' open shards: sealed, as an ingest's driver does
+            recover_shards(self.store, RECIPE, durable=False)
         book.flush(final=True)
 
 
-def _commit_range(store: Path, sources: Path, start: int, stop: int) -> list[dict[str, Any]]:
+def _commit_range(
+    store: Path, sources: Path, start: int, stop: int, packed: bool = False
+) -> list[dict[str, Any]]:
     """Commit clips ``start`` to ``stop - 1`` (in a grower process); their records."""
-    grower = Grower(store, sources, start)
+    grower = Grower(store, sources, start, packed)
     return [grower.commit() for _ in range(start, stop)]
 
 
@@ -239,6 +258,23 @@ MEASURES["read_manifest"] = read_manifest_measure
 MEASURES["resume"] = resume_measure
 
 
+def store_files(ctx: Context) -> dict[str, Any]:
+    """The store's files and folders and its bytes, in all and per clip."""
+    entries = size = 0
+    for root, dirs, files in os.walk(ctx.store):
+        entries += len(dirs) + len(files)
+        size += sum(os.lstat(os.path.join(root, name)).st_size for name in files)
+    return {
+        "entries": entries,
+        "files_per_clip": entries / max(ctx.size, 1),
+        "bytes": size,
+        "bytes_per_clip": size / max(ctx.size, 1),
+    }
+
+
+MEASURES["store_files"] = store_files
+
+
 def _driver_measures() -> None:
     """Add ``benchmarks.scale_driver.MEASURES`` (driver measures) when that module exists."""
     try:
@@ -253,14 +289,15 @@ def run(
     work: Path,
     jobs: int = 1,
     done: Callable[[dict[str, Any]], None] = lambda results: None,
+    packed: bool = False,
 ) -> dict[str, Any]:
     """Grow a store in ``work`` through ``sizes`` and measure it at each; ``done`` gets the
     results so far after every size (a store of a million clips takes long to delete)."""
     store, sources, scratch = work / "store", work / "sources", work / "scratch"
     for folder in (sources, scratch):
         folder.mkdir(parents=True)
-    schemas.create_store(store, RECIPE)
-    grower = Grower(store, sources)
+    schemas.create_store(store, RECIPE, packed=packed)
+    grower = Grower(store, sources, packed=packed)
     results: dict[str, Any] = {}
     for size in sorted(sizes):
         started = time.perf_counter()
@@ -318,6 +355,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--jobs", type=int, default=1, help="processes growing the store")
     parser.add_argument("--work", type=Path, help="where to make the store (default: TMPDIR)")
     parser.add_argument("--out", type=Path, default=RESULT)
+    parser.add_argument("--packed", action="store_true", help="grow a packed store (format 4)")
     args = parser.parse_args(argv)
     sizes: tuple[int, ...] = FULL_SIZES if args.full else QUICK_SIZES
     if args.sizes:
@@ -327,18 +365,19 @@ def main(argv: list[str] | None = None) -> None:
     _driver_measures()
 
     def save(results: dict[str, Any]) -> None:
-        save_result(report(results, args.jobs), args.out)
+        save_result(report(results, args.jobs, args.packed), args.out)
 
     with tempfile.TemporaryDirectory(prefix="bench_scale.", dir=args.work) as work:
-        run(sizes, Path(work), args.jobs, save)
+        run(sizes, Path(work), args.jobs, save, args.packed)
         print(f"removing the benchmark's store in {work}", file=sys.stderr, flush=True)
 
 
-def report(results: dict[str, Any], jobs: int) -> dict[str, Any]:
+def report(results: dict[str, Any], jobs: int, packed: bool = False) -> dict[str, Any]:
     """The benchmark's JSON: its settings, each size's measures and the targets."""
     return {
         "benchmark": "scale",
         "recipe": "crop_size 16, 2 frames per clip, write_clip durable=False",
+        "store": "packed (format 4)" if packed else "per clip (format 3)",
         "measured_commits_per_size": MEASURED,
         "flush_every_clips": FLUSH_EVERY,
         "grow_jobs": jobs,

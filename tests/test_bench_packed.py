@@ -16,3 +16,28 @@ def test_bench_packed_quick_reports_files_and_read_ratios(tmp_path: Path) -> Non
     assert files["packed_zstd"]["files_per_clip"] < files["per_clip_zstd"]["files_per_clip"] / 3
     assert set(result["ratios"]) == {"packed_raw / per_clip_raw", "packed_zstd / per_clip_zstd"}
     assert all(rate["windows"] > 0 for rate in result["windows"].values())
+
+
+def test_a_packed_store_grown_in_two_processes_holds_every_clip_once(tmp_path: Path) -> None:
+    import schemas
+    from benchmarks import bench_scale
+    from schemas.packed_index import list_shards, shard_records
+
+    store, sources = tmp_path / "store", tmp_path / "sources"
+    sources.mkdir()
+    schemas.create_store(store, bench_scale.RECIPE, packed=True)
+    grower = bench_scale.Grower(store, sources, packed=True)
+    size = bench_scale.GROW_BATCH + 150  # two batches, the second short
+    grower.grow_to(size, jobs=2)
+    manifest = schemas.read_manifest(store)
+    assert manifest.column("clip_id").to_pylist() == [f"clip{n:07d}" for n in range(size)]
+    shards = list_shards(store)
+    assert 1 <= len(shards) <= 2  # one per grower process (the pool's two), each sealed
+    for name in shards:  # every clip in the shard of the process that wrote it
+        assert {r["shard"] for r in shard_records(store, name)} == {name}
+    assert sum(len(shard_records(store, name)) for name in shards) == size
+    assert not list(store.glob("shards/*/journal.jsonl"))
+    files = bench_scale.store_files(bench_scale.Context(store, size, sources, tmp_path))
+    assert files["files_per_clip"] < 0.1
+    video, _ = schemas.open_clip(store, "clip0001234")
+    assert video.shape == (2, 16, 16, 3)

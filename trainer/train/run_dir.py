@@ -102,7 +102,9 @@ def check_not_in_store(out: Path, store: Path) -> None:
             "store: pass an --out outside it"
         )
     for folder in (real, *real.parents):
-        if (folder / "zarr.json").is_file() and (folder / "clips").is_dir():
+        if (folder / "zarr.json").is_file() and any(
+            (folder / name).is_dir() for name in ("clips", "shards")
+        ):
             raise TrainerError(
                 f"--out {out} is inside the feature store {folder}; a run's files do not "
                 "belong in a store: pass an --out outside it"
