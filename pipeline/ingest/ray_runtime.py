@@ -11,8 +11,9 @@ writes one to ``~/.ray/auth_token``, outside every root the user gave: the embed
 instance gets a token through its environment instead (:func:`_token_in_environment`),
 so authentication stays on and nothing is written to ``$HOME``.
 
-:func:`ray_background` starts it in a thread, so that the driver scans the dataset
-meanwhile (starting Ray takes seconds, most of a small ingest).
+:func:`ray_background` starts it in a thread when the first clip needs a worker, so that
+the driver goes on scanning meanwhile (starting Ray takes seconds, most of a small ingest),
+and a rerun with nothing to do never starts it.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ def ray_session(address: str | None, workers: int | None) -> Iterator[int]:
 
 @contextlib.contextmanager
 def ray_background(address: str | None, workers: int | None) -> Iterator[RayStart]:
-    """Start Ray in a background thread now; yield the :class:`RayStart` to wait on.
+    """Yield the :class:`RayStart` that starts Ray in a background thread on first need.
 
     The caller does its own work (the scan) while Ray starts. On the way out,
     whatever happened, a Ray this started is shut down (with tasks still running:
@@ -61,8 +62,9 @@ def ray_background(address: str | None, workers: int | None) -> Iterator[RayStar
 class RayStart:
     """``ray.init`` issued in a thread of its own, so the driver need not wait for it.
 
-    :meth:`cpus` blocks until Ray is up (re-raising what ``ray.init`` raised) and
-    returns the CPUs tasks may use; :meth:`close` shuts down what was started.
+    :meth:`begin` starts it (once); :meth:`cpus` begins if need be, blocks until Ray is
+    up (re-raising what ``ray.init`` raised) and returns the CPUs tasks may use;
+    :meth:`close` shuts down what was started, and does nothing if nothing was.
 
     The thread lives until :meth:`close`: Ray's node processes are started from it
     with a parent-death signal, which Linux sends when the starting *thread* ends.
@@ -81,7 +83,15 @@ class RayStart:
         self.thread = threading.Thread(target=self._run, name="ray-init", daemon=True)
         if self.already:
             self.ready.set()
-        else:
+
+    @property
+    def started(self) -> bool:
+        """Whether this started a Ray (or found the caller's): False until :meth:`begin`."""
+        return self.already or self.thread.ident is not None
+
+    def begin(self) -> None:
+        """Start ``ray.init`` in the background unless it is started or running already."""
+        if not self.started:
             self.thread.start()
 
     def _run(self) -> None:
@@ -122,6 +132,7 @@ class RayStart:
         """Wait until Ray is up; the number of CPUs its tasks may use (``workers`` caps it)."""
         import ray
 
+        self.begin()
         self.ready.wait()
         if self.error is not None:
             raise self.error
@@ -132,7 +143,7 @@ class RayStart:
         """Shut down the Ray this started (waiting for a start still under way first)."""
         import ray
 
-        if self.already:
+        if self.already or not self.started:  # a caller's Ray is theirs; none was started
             return
         try:
             self.ready.wait()  # ray.init cannot be interrupted; it is seconds at most
