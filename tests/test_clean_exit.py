@@ -41,16 +41,16 @@ print(dict(codes))
 
 
 def test_user_error_exits_never_abort(ingested_store: Path, tmp_path: Path) -> None:
-    """100 runs of the error path that aborted: every one exits 2 (before the fix about
-    one child in six died of SIGABRT, exit -6)."""
+    """50 runs of the error path that aborted: every one exits 2 (before the fix about
+    one child in six died of SIGABRT, exit -6: 50 clean runs by chance is 1 in 9,000)."""
     proc = subprocess.run(
-        [sys.executable, "-c", _REPEAT, str(ingested_store), str(tmp_path / "x.png"), "100"],
+        [sys.executable, "-c", _REPEAT, str(ingested_store), str(tmp_path / "x.png"), "50"],
         capture_output=True,
         text=True,
         timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert proc.stdout.strip() == "{2: 100}", proc.stdout
+    assert proc.stdout.strip() == "{2: 50}", proc.stdout
     assert not (tmp_path / "x.png").exists()
 
 
