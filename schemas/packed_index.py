@@ -45,6 +45,7 @@ from schemas.layout import (
 from schemas.parquet_read import read_parquet
 from schemas.safe_files import RefusedFile, open_inside
 from schemas.store_files import INDEX_ARRAY, JOURNAL_FILE, SHARD_NAME_RE
+from schemas.store_url import store_url
 from schemas.streams import CLIP_ARRAY_TABLE
 
 #: The arrays a shard can hold, in the order of the bits of ``shard_arrays`` (bit i =
@@ -191,6 +192,12 @@ class Place:
 _PLACES: dict[str, tuple[Any, dict[str, Place]]] = {}
 
 
+def store_root(store: str | Path) -> str:
+    """The key of a store in this process's caches: its URL, or its resolved path."""
+    url = store_url(store)
+    return url if url is not None else os.path.realpath(os.fspath(store))
+
+
 def _manifest_identity(root: str) -> Any:
     """What changes when the manifest does: the base's inode, size and mtime, and the
     names of the fragments."""
@@ -226,13 +233,14 @@ def locate(store: str | Path, clip_id: str) -> Place | None:
     """Where the manifest says committed clip ``clip_id`` lies; None when it names no
     such clip. The manifest is read once per process and store, and again when a clip
     is not found and the manifest changed since."""
-    root = os.path.realpath(os.fspath(store))
+    root = store_root(store)
     cached = _PLACES.get(root)
     if cached is not None:
         place = cached[1].get(clip_id)
         if place is not None:
             return place
-    identity = _manifest_identity(root)
+    # A store in a bucket is read as it is (it must not change while read): once.
+    identity = None if store_url(store) is not None else _manifest_identity(root)
     if cached is None or cached[0] != identity:
         cached = (identity, _build_places(root))
         _PLACES[root] = cached
@@ -241,7 +249,7 @@ def locate(store: str | Path, clip_id: str) -> Place | None:
 
 def forget_places(store: str | Path) -> None:
     """Drop the cached clip places of ``store`` (its manifest was rewritten)."""
-    _PLACES.pop(os.path.realpath(os.fspath(store)), None)
+    _PLACES.pop(store_root(store), None)
 
 
 def damaged_packed_clip(store: str | Path, clip_id: str, problem: str) -> StoreError:

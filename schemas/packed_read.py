@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import zstandard
 
+from schemas import packed_remote
 from schemas.layout import LABELS_DIR, SHARDS_DIR, StoreError, check_name
 from schemas.packed_index import (
     Place,
@@ -28,8 +29,9 @@ from schemas.packed_index import (
     journal_records,
     locate,
     shard_meta,
+    store_root,
 )
-from schemas.packed_zstd import CHUNK_ROWS, decode, padded, read_index
+from schemas.packed_zstd import CHUNK_ROWS, decode, file_reader, padded, read_index
 from schemas.safe_files import file_kind, is_inside
 from schemas.store_url import store_url
 from schemas.stored_array import ArraySpec
@@ -45,7 +47,7 @@ _MAX_INDEXES = 4096
 
 
 def _rows(store: str | Path) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
-    root = os.path.realpath(os.fspath(store))
+    root = store_root(store)
     rows = _ROWS.get(root)
     if rows is None:
         from schemas.lifecycle import open_store
@@ -59,16 +61,11 @@ def _rows(store: str | Path) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
 
 def _layout(store: str | Path) -> str:
     _rows(store)
-    return _LAYOUTS[os.path.realpath(os.fspath(store))]
+    return _LAYOUTS[store_root(store)]
 
 
 def place_of(store: str | Path, clip_id: str) -> Place:
     """Where committed clip ``clip_id`` lies; :class:`StoreError` when it is not committed."""
-    if store_url(store) is not None:
-        raise StoreError(
-            f"store {store} is packed (format 4): reading a packed store by URL is not "
-            "supported yet; read it from a local or shared file system"
-        )
     check_name(clip_id, "clip id")
     place = locate(store, clip_id)
     if place is None:
@@ -118,17 +115,22 @@ def chunk_ranges(store: str | Path, clip_id: str, name: str) -> list[tuple[int, 
     spec = array_spec(store, clip_id, name)
     first, count = place.row // CHUNK_ROWS, padded(place.frames) // CHUNK_ROWS
     folder = Path(store) / SHARDS_DIR / place.shard
-    if not is_sealed(folder):
+    remote = store_url(store) is not None
+    if not remote and not is_sealed(folder):
         for record in journal_records(folder):
             if record["clip_id"] == clip_id and record.get("shard_row") == place.row:
                 return [(int(o), int(n)) for o, n in record.get("chunks", {}).get(name, ())]
         raise damaged_packed_clip(store, clip_id, "its open shard's journal does not hold it")
-    key = (os.path.realpath(os.fspath(store)), place.shard, name)
+    key = (store_root(store), place.shard, name)
     table = _INDEXES.get(key)
     if table is None:
-        total = int(shard_meta(store, place.shard).get("rows", 0)) // CHUNK_ROWS
+        meta = (packed_remote.shard_meta if remote else shard_meta)(store, place.shard)
+        total = int(meta.get("rows", 0)) // CHUNK_ROWS
         try:
-            table = read_index(spec.chunk_file, total)
+            if remote:
+                table = packed_remote.sealed_index(store, spec.chunk_file, total)
+            else:
+                table = read_index(spec.chunk_file, total)
         except (OSError, ValueError) as exc:
             raise damaged_packed_clip(
                 store, clip_id, f"its {name} index is unreadable ({exc})"
@@ -146,8 +148,12 @@ def load_zstd(spec: ArraySpec) -> np.ndarray:
     """A zstd packed clip's whole array, decoded from its inner chunks."""
     name = spec.path.relative_to(Path(spec.store) / SHARDS_DIR).as_posix().split("/", 1)[1]
     ranges = chunk_ranges(spec.store, spec.clip_id, name)
+    if store_url(spec.store) is not None:
+        read = packed_remote.range_reader(spec.store, spec.chunk_file)
+    else:
+        read = file_reader(spec.chunk_file)
     try:
-        return decode(spec.chunk_file, ranges, spec.shape, spec.dtype)
+        return decode(read, ranges, spec.shape, spec.dtype)
     except (OSError, ValueError, zstandard.ZstdError) as exc:
         problem = f"its {name} cannot be decoded ({exc})"
         raise damaged_packed_clip(spec.store, spec.clip_id, problem) from None

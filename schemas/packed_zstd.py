@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -56,13 +57,17 @@ def index_table(chunks: int, ranges: dict[int, Range]) -> bytes:
 
 def read_index(path: Path, chunks: int) -> np.ndarray:
     """The ``(chunks, 2)`` index at the end of a sealed chunk file."""
+    return index_at(os.stat(path).st_size, file_reader(path), chunks, str(path))
+
+
+def index_at(end: int, read: Callable[[int, int], bytes], chunks: int, where: str) -> np.ndarray:
+    """The ``(chunks, 2)`` index ending at byte ``end`` of a chunk file read by ``read``."""
     size = chunks * 16
-    with open(path, "rb") as handle:
-        end = os.fstat(handle.fileno()).st_size
-        if end < size:
-            raise ValueError(f"{path} holds {end} bytes, less than its index of {size}")
-        handle.seek(end - size)
-        data = handle.read(size)
+    if end < size:
+        raise ValueError(f"{where} holds {end} bytes, less than its index of {size}")
+    data = read(end - size, size)
+    if len(data) != size:
+        raise ValueError(f"{where} ended early while its index was read")
     return np.frombuffer(data, dtype="<u8").reshape(chunks, 2)
 
 
@@ -85,23 +90,35 @@ def codecs(row: tuple[int, ...], dtype: np.dtype) -> list[dict[str, Any]]:
     ]
 
 
-def decode(path: Path, ranges: list[Range], shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-    """A whole clip's ``shape`` array from its inner chunks at ``ranges`` of ``path``.
+def file_reader(path: Path) -> Callable[[int, int], bytes]:
+    """Bytes ``[offset, offset + length)`` of a local file, for :func:`decode`."""
+
+    def read(offset: int, length: int) -> bytes:
+        with open(path, "rb") as handle:
+            handle.seek(offset)
+            return handle.read(length)
+
+    return read
+
+
+def decode(
+    read: Callable[[int, int], bytes], ranges: list[Range], shape: tuple[int, ...], dtype: np.dtype
+) -> np.ndarray:
+    """A whole clip's ``shape`` array from its inner chunks at ``ranges``, each read with
+    ``read(offset, length)`` (a local file's bytes, or a ranged request).
 
     Raises ``ValueError`` or ``zstandard.ZstdError`` for a chunk cut short, damaged or of
     another size than its rows."""
     row_bytes = math.prod(shape[1:]) * np.dtype(dtype).itemsize
     out = bytearray()
     context = zstandard.ZstdDecompressor()
-    with open(path, "rb") as handle:
-        for offset, length in ranges:
-            handle.seek(offset)
-            data = handle.read(length)
-            if len(data) != length:
-                raise ValueError(f"a chunk ends at {offset + len(data)}, not {offset + length}")
-            chunk = context.decompress(data, max_output_size=CHUNK_ROWS * row_bytes)
-            if len(chunk) != CHUNK_ROWS * row_bytes:
-                raise ValueError(f"a chunk holds {len(chunk)} bytes, not {CHUNK_ROWS * row_bytes}")
-            out += chunk
+    for offset, length in ranges:
+        data = read(offset, length)
+        if len(data) != length:
+            raise ValueError(f"a chunk ends at {offset + len(data)}, not {offset + length}")
+        chunk = context.decompress(data, max_output_size=CHUNK_ROWS * row_bytes)
+        if len(chunk) != CHUNK_ROWS * row_bytes:
+            raise ValueError(f"a chunk holds {len(chunk)} bytes, not {CHUNK_ROWS * row_bytes}")
+        out += chunk
     flat = np.frombuffer(bytes(out), dtype=dtype)
     return flat[: math.prod(shape)].reshape(shape)

@@ -17,7 +17,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from schemas import packed_read, remote_clips
+from schemas import packed_read, packed_remote, remote_clips
 from schemas.array_limits import check_shape, parse_array_meta
 from schemas.layout import (
     LABELS_DIR,
@@ -172,7 +172,10 @@ def load_array(spec: ArraySpec) -> np.ndarray:
 
 
 def _remote_array(spec: ArraySpec) -> np.ndarray:
-    """An array of a remote store: a raw chunk in one bounded ``GET``, else zarr."""
+    """An array of a remote store: a raw chunk in one bounded ``GET``, else zarr; a
+    packed clip's rows in one ranged ``GET`` (raw), or its inner chunks (zstd)."""
+    if spec.offset is not None:
+        return packed_read.load_zstd(spec) if not spec.raw else packed_remote.read_rows(spec)
     try:
         if spec.raw:
             return remote_clips.read_raw(spec.store, spec.chunk_file, spec.shape, spec.dtype)

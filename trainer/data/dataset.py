@@ -197,7 +197,9 @@ def labelled_clips(store: Path | str) -> StoreClips:
 def _committed_check(store: Path | str) -> Callable[[Path | str, str], bool]:
     """How to ask whether a clip is committed: a ``stat`` per clip locally, one listing
     of the clips for a store in object storage (a request per clip would be slow)."""
-    return _is_committed if store_url(store) is None else remote_clips.is_committed
+    if store_url(store) is None or is_packed(store):
+        return _is_committed
+    return remote_clips.is_committed
 
 
 def _is_committed(store: Path | str, clip_id: str) -> bool:

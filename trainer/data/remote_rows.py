@@ -20,12 +20,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
-from schemas.layout import clip_parts
+import schemas
+from schemas.layout import clip_parts, is_packed
 from schemas.lifecycle import open_store
 from schemas.remote import RemoteStore, remote_store
+from schemas.remote_clips import key_of
 from schemas.store_url import store_url
 from trainer.data.damage import damaged
 from trainer.data.zstd_rows import ChunkDecoder, ZstdArray
@@ -46,6 +49,30 @@ class RemoteChunk:
     name: str  # "video", "mouth" or "audio", for errors
     clip_id: str
     store: str  # the store's URL
+    offset: int = 0  # of row 0 in the object: a packed store's clip lies inside its shard's
+
+    @classmethod
+    def check_packed(
+        cls, remote: RemoteStore, clip_id: str, name: str, shape: tuple[int, ...], dtype: np.dtype
+    ) -> RemoteChunk:
+        """A packed store's clip array: its rows in its shard's chunk object, whose size is
+        checked to hold them (one ``HEAD``)."""
+        spec = schemas.array_spec(remote.url, clip_id, name)
+        if spec.shape != shape:
+            problem = f"its shard holds {spec.shape[0]} frames, the manifest says {shape[0]}"
+            raise damaged(remote.url, clip_id, problem)
+        offset = int(spec.offset or 0)
+        chunk = cls(
+            key_of(remote.url, spec.chunk_file), shape, dtype,
+            math.prod(shape[1:]) * dtype.itemsize, name, clip_id, remote.url, offset,
+        )  # fmt: skip
+        try:
+            size = remote.size(chunk.key)
+        except FileNotFoundError:
+            raise damaged(remote.url, clip_id, f"its {name} chunk file is missing") from None
+        if size < offset + shape[0] * chunk.row_bytes:
+            raise damaged(remote.url, clip_id, f"its {name} chunk ends before its rows")
+        return chunk
 
     @classmethod
     def check(
@@ -93,7 +120,9 @@ class RemoteRows:
         out = np.empty((stop - start, *chunk.shape[1:]), dtype=chunk.dtype)
         if stop > start:
             data = self.remote.read_range(
-                chunk.key, start * chunk.row_bytes, stop * chunk.row_bytes
+                chunk.key,
+                chunk.offset + start * chunk.row_bytes,
+                chunk.offset + stop * chunk.row_bytes,
             )
             out.reshape(-1).view(np.uint8)[:] = np.frombuffer(data, dtype=np.uint8)
         return out
@@ -120,6 +149,17 @@ class RemoteChunkDecoder(ChunkDecoder):
             raise array.damaged(f"chunk file {key} is missing") from None
         return memoryview(data)
 
+    def _read_range(self, array: ZstdArray, index: int) -> memoryview:
+        """Inner chunk ``index`` of a packed clip: one ranged ``GET`` of its shard's object."""
+        if index >= len(array.ranges):
+            raise array.damaged(f"chunk {index} is past its {len(array.ranges)} chunks")
+        offset, size = array.ranges[index]
+        key = key_of(self.remote.url, Path(array.file))
+        try:
+            return memoryview(self.remote.read_range(key, offset, offset + size))
+        except FileNotFoundError:
+            raise array.damaged("chunk file is missing") from None
+
 
 class RemoteArrays:
     """How a :class:`trainer.data.reader.ClipReader` reads the clips of one remote store."""
@@ -129,6 +169,7 @@ class RemoteArrays:
         # Its root metadata, once per process: the clip layout (flat or sharded) the keys
         # follow is learnt there (a worker started by spawn has not read it yet).
         open_store(self.remote.url)
+        self.packed = is_packed(self.remote.url)
 
     @classmethod
     def of(cls, store: object) -> RemoteArrays | None:
@@ -138,7 +179,8 @@ class RemoteArrays:
     def open_raw(
         self, clip_id: str, name: str, shape: tuple[int, ...], dtype: np.dtype
     ) -> RemoteRows:
-        return RemoteRows(RemoteChunk.check(self.remote, clip_id, name, shape, dtype), self.remote)
+        check = RemoteChunk.check_packed if self.packed else RemoteChunk.check
+        return RemoteRows(check(self.remote, clip_id, name, shape, dtype), self.remote)
 
     def reopen(self, chunk: RemoteChunk) -> RemoteRows:
         return RemoteRows(chunk, self.remote)
