@@ -30,6 +30,9 @@ the four categories, so every baseline sees the same mix):
   clips per CPU second and per wall second with and without, and the overhead in
   percent (target < 5 %). The fsyncs wait for the disk rather than use the CPU, so
   the wall figure is the one that can move;
+- ``packing``: the same clips' durable commits appended to a packed store's shard
+  instead (``schemas.packed_commit.write_packed_clip``, alternated with the others):
+  clips per CPU and wall second, packed over per clip (issue 31's target: 0.95 or more);
 - ``ray_1`` / ``ray_2``: the real ``run_ingest`` with 1 and 2 Ray workers, everything
   pinned to 1 and 2 cores (Ray started and its workers warmed up first, so start-up is
   not counted), alternated :data:`RAY_REPEATS` times (a run of 32 clips lasts seconds,
@@ -137,21 +140,28 @@ from pipeline.clip.transform import preprocess_clip
 import schemas
 paths, store = [Path(p) for p in json.loads(sys.argv[1])], Path(sys.argv[2])
 recipe = schemas.Recipe.from_dict(json.loads(sys.argv[3]))
+from schemas.packed_commit import write_packed_clip
 schemas.create_store(store, recipe)
+packed = store.with_name(store.name + "_packed")
+schemas.create_store(packed, recipe, packed=True)
 preprocess_clip(paths[0], recipe)  # warm imports and the detector
-totals = {"pre": [0.0, 0.0], True: [0.0, 0.0], False: [0.0, 0.0]}  # [wall, cpu]
+totals = {"pre": [0.0, 0.0], True: [0.0, 0.0], False: [0.0, 0.0], "packed": [0.0, 0.0]}
 for i, path in enumerate(paths):
     wall, cpu = time.perf_counter(), cpu_seconds()
     tensors = preprocess_clip(path, recipe)
     extra = tensors.extra_arrays()  # the head pose is computed here
     totals["pre"][0] += time.perf_counter() - wall
     totals["pre"][1] += cpu_seconds() - cpu
-    runs = {True: [], False: []}
+    runs = {True: [], False: [], "packed": []}
     for _ in range(3):
-        for durable in (True, False):
+        for durable in (True, False, "packed"):
             wall, cpu = time.perf_counter(), cpu_seconds()
-            schemas.write_clip(store, f"c{i}", tensors.video, tensors.audio, {}, recipe,
-                               extra=extra, durable=durable)
+            if durable == "packed":
+                write_packed_clip(packed, 1, f"c{i}", tensors.video, tensors.audio, {}, recipe,
+                                  extra=extra, durable=True)
+            else:
+                schemas.write_clip(store, f"c{i}", tensors.video, tensors.audio, {}, recipe,
+                                   extra=extra, durable=durable)
             runs[durable].append((time.perf_counter() - wall, cpu_seconds() - cpu))
     for durable, times in runs.items():
         totals[durable][0] += statistics.median(t[0] for t in times)
@@ -189,6 +199,12 @@ def fsync_cost(paths: list[Path], store: Path, recipe: schemas.Recipe) -> dict:
             "clips_per_s_with_fsync": round(len(paths) / with_sync, 3),
             "clips_per_s_without_fsync": round(len(paths) / without, 3),
             "overhead_percent": round(100 * (with_sync - without) / without, 2),
+        }
+        packed = totals["pre"][i] + totals["packed"][i]
+        result[f"packing_{unit}"] = {
+            "clips_per_s_packed": round(len(paths) / packed, 3),
+            "clips_per_s_per_clip": round(len(paths) / with_sync, 3),
+            "packed_over_per_clip": round(with_sync / packed, 3),
         }
     return result
 
@@ -355,6 +371,7 @@ def main(argv: list[str] | None = None) -> dict:
             "scaling_2_vs_1_workers": ">= 1.8",
             "peak_rss_per_worker_mib": "< 1024",
             "fsync_overhead_percent": "< 5",
+            "packing_cpu.packed_over_per_clip": ">= 0.95",
             "pipeline_in_process_vs_pipeline": ">= 1.5",
         },
         "profile": profile,
