@@ -9,10 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from media_fixtures import SIZE, face_centre, make_clip
+from installed import needs_landmarks
+from media_fixtures import SIZE, face_centre, face_frames, make_clip
 
 from pipeline import media
-from pipeline.clip.clip_stream import CORE, LOOK_AHEAD
+from pipeline.clip import clip_stream
+from pipeline.clip.clip_stream import LOOK_AHEAD, MIN_CORE, core_frames
 from pipeline.clip.transform import ClipTensors, preprocess_clip
 from schemas.recipe import Recipe
 
@@ -86,7 +88,7 @@ def test_memory_does_not_grow_with_the_clip_length(
     hd: dict[str, tuple[ClipTensors, int]],
 ) -> None:
     """Four times the frames, at full size: the frames held at once are bounded by the
-    look-ahead (CORE + LOOK_AHEAD + 1 frames), not by the clip; only the crops grow
+    look-ahead (core + LOOK_AHEAD + 1 frames), not by the clip; only the crops grow
     (their rows are reserved once, for the longest clip the recipe keeps)."""
     frame = 1920 * 1080 * 3
     short, long = hd["hd_2s"][1], hd["hd_8s"][1]
@@ -95,7 +97,8 @@ def test_memory_does_not_grow_with_the_clip_length(
     # detector's grey copy). Before, 52 frames were reserved for 2 s, 384 MiB for 8 s.
     assert long < short + crops + 4 * frame, f"{short:,} -> {long:,} bytes"
     reserved = (RECIPE.max_seconds * RECIPE.fps + 2) * RECIPE.crop_size**2 * 3  # crop rows
-    bound = (CORE + LOOK_AHEAD + 8) * frame + reserved
+    assert core_frames(frame) == MIN_CORE
+    bound = (MIN_CORE + LOOK_AHEAD + 8) * frame + reserved
     assert long < bound, f"{long:,} bytes held at once"
 
 
@@ -128,3 +131,29 @@ def test_both_decoders_give_a_1080p_clip_alike(clips: dict[str, Path]) -> None:
     assert inside.last_frame is not None and process.last_frame is not None
     np.testing.assert_array_equal(inside.last_frame, process.last_frame)
     assert media.decode_in_process(clips["uhd_2s"], **kwargs) is None  # type: ignore[arg-type]
+
+
+@needs_landmarks
+def test_runs_of_16_frames_give_what_the_whole_clip_gives(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 224² clip fits whole in the frames a stream may hold; made to stream in runs of
+    MIN_CORE frames (as 1080p does) through a cut, it gives the same outputs, within a
+    pixel where a landmark fit saw its box before the box was final."""
+    frames = face_frames(80)
+    frames[40:] = frames[40:, :, ::-1]  # the face mirrored: a cut at frame 40
+    clip = make_clip(tmp_path / "cut.mp4", frames)
+    recipe = Recipe(landmarks=True, streams=("face", "mouth"))
+    whole = preprocess_clip(clip, recipe)
+    monkeypatch.setattr(clip_stream, "HELD_BYTES", 0)  # runs of MIN_CORE frames
+    runs = preprocess_clip(clip, recipe)
+    assert whole.shot_cuts == runs.shot_cuts == 1
+    for name in ("face_valid", "face_boxes", "video"):
+        np.testing.assert_array_equal(getattr(whole, name), getattr(runs, name), err_msg=name)
+    assert whole.landmarks is not None and runs.landmarks is not None
+    assert whole.mouth is not None and runs.mouth is not None
+    valid = whole.face_valid.astype(bool)  # type: ignore[union-attr]
+    moved = np.abs(whole.landmarks[valid].astype(float) - runs.landmarks[valid]).max()
+    assert moved < 1.0, moved
+    assert np.abs(whole.mouth.astype(int) - runs.mouth).mean() < 2.0
+    assert whole.landmark_rate == runs.landmark_rate

@@ -2,15 +2,19 @@
 
 Frames arrive one at a time from the decoder (its ``on_frame``). Each is at once
 reduced to what the whole clip needs of it: its signature for the shot cuts
-(:func:`pipeline.clip.shots.signature`, 3 KB) and, on the detector's stride frames,
+(:func:`pipeline.clip.shots.signatures`, 3 KB; its point samples wait for the next
+run of outputs, to be averaged together) and, on the detector's stride frames,
 its faces. The frames themselves are held only until their outputs are final: the
-face crops, landmarks and mouth crops of frames ``[a, a + CORE)`` are made once the
-frames up to ``a + CORE + LOOK_AHEAD - 1`` have arrived (or the clip has ended), and
-those frames are then dropped, all but the last (a cut at the next frame detects on
-it). So at most ``CORE + LOOK_AHEAD + 1`` frames are held, whatever the clip's
-length: 45 frames, 280 MB at 1080p, the largest size the decode-size rule gives
-(:data:`pipeline.media.MAX_DECODE_PIXELS`). What accumulates are the small
-per-frame outputs (a 112² crop is 37 KB, a 96² mouth crop 9 KB) and summaries.
+face crops, landmarks and mouth crops of a run of ``core`` frames ``[a, a + core)``
+are made once the frames up to ``a + core + LOOK_AHEAD - 1`` have arrived (or the
+clip has ended), and those frames are then dropped, all but the last (a cut at the
+next frame detects on it). ``core`` is as many frames as keep the frames held
+(``core + LOOK_AHEAD + 1``) within :data:`HELD_BYTES`, and at least :data:`MIN_CORE`:
+45 frames of 1080p (280 MB), the largest size the decode-size rule gives
+(:data:`pipeline.media.MAX_DECODE_PIXELS`), whatever the clip's length; 224² frames
+fit 1860 at once, more than the longest clip the recipe keeps, so such a clip is
+processed whole at its end, as before, at no extra cost. What accumulates are the
+small per-frame outputs (a 112² crop is 37 KB, a 96² mouth crop 9 KB) and summaries.
 
 Why :data:`LOOK_AHEAD` is 28 frames (1.1 s at 25 fps): a frame's box is smoothed over
 12 frames on each side (the size window, :data:`pipeline.clip.faces.SIZE_SMOOTH`), the
@@ -50,7 +54,7 @@ import numpy as np
 from pipeline.clip.faces import StrideDetector, crop_boxes, crop_faces
 from pipeline.clip.landmarks import fit_shape, track_landmarks
 from pipeline.clip.mouth import crop_mouths
-from pipeline.clip.shots import GRID, find_cuts_in, signature, valid_runs
+from pipeline.clip.shots import GRID, cell_means, find_cuts_in, samples, valid_runs
 from pipeline.clip.stage_cpu import StageCpu
 from pipeline.errors import ClipError
 from schemas.recipe import Recipe
@@ -59,10 +63,20 @@ from schemas.recipe import Recipe
 OnFrame = Callable[[int, np.ndarray], None]
 #: Runs a clip's decode again, frame by frame, into the ``on_frame`` given.
 Replay = Callable[[OnFrame], None]
-#: Frames whose outputs are made at once.
-CORE = 16
-#: Frames after them that must have arrived first (module docstring).
+#: Frames after a run that must have arrived before its outputs are made (module docstring).
 LOOK_AHEAD = 28
+#: The fewest frames whose outputs are made at once.
+MIN_CORE = 16
+#: The frames held at once stay within this many bytes where MIN_CORE allows: 45 frames
+#: of 1080p, the largest the decode-size rule gives.
+HELD_BYTES = (MIN_CORE + LOOK_AHEAD + 1) * 1920 * 1080 * 3
+
+
+def core_frames(frame_bytes: int) -> int:
+    """The frames whose outputs are made at once, for frames of ``frame_bytes`` each."""
+    return max(MIN_CORE, HELD_BYTES // max(frame_bytes, 1) - LOOK_AHEAD - 1)
+
+
 #: Stands in for a frame no longer held (never read: see :meth:`ClipStream._landmarks`).
 _GONE = np.zeros((0, 0, 3), np.uint8)
 
@@ -102,12 +116,14 @@ class ClipStream:
         self.total = num_frames
         self.seen = 0  # frames received
         self.done = 0  # frames whose outputs are made
+        self.core = MIN_CORE  # frames whose outputs are made at once (set by the first frame)
         self.shape: tuple[int, int] = (0, 0)  # (H, W) of the frames
         self.cpu: dict[str, float] = {}  # thread CPU seconds per stage (detection apart)
         self.wall: dict[str, float] = {}  # seconds per stage (detection apart)
         self._ended = False
         self._held: dict[int, np.ndarray] = {}
         self._sigs = np.empty((64, GRID, GRID, 3), np.float32)
+        self._pending: list[np.ndarray] = []  # point samples of the frames not yet in _sigs
         self._fits: dict[int, np.ndarray] = {}  # frame -> its landmark fit (68, 2)
         self._track: np.ndarray | None = None  # a replay's track, final from the start
         # Outputs by name, rows [0, done): one array each, reserved for ``capacity``
@@ -127,8 +143,10 @@ class ClipStream:
         self._held[t] = frame
         self.seen += 1
         self.shape = frame.shape[:2]
-        if self.seen - self.done >= CORE + LOOK_AHEAD:
-            self._finalise(self.done + CORE)
+        if self.seen == 1:
+            self.core = core_frames(frame.nbytes)
+        if self.seen - self.done >= self.core + LOOK_AHEAD:
+            self._finalise(self.done + self.core)
 
     def end(self) -> None:
         """The last frame has arrived: detect on it too (unless done), so every track ends
@@ -143,7 +161,7 @@ class ClipStream:
         if self.total is not None and self.seen != self.total:
             raise ClipError(f"cannot decode: {self.seen} frames again where {self.total} came")
         while self.done < self.seen:
-            self._finalise(min(self.done + CORE, self.seen))
+            self._finalise(min(self.done + self.core, self.seen))
 
     def result(self) -> StreamResult:
         """The outputs of all frames (after :meth:`finish`), in frame order."""
@@ -160,9 +178,17 @@ class ClipStream:
         )
 
     def _add_signature(self, frame: np.ndarray) -> None:
-        if self.seen == len(self._sigs):  # doubling: a clip's 3 KB per frame, copied rarely
+        self._pending.append(samples(frame))
+
+    def _signatures(self) -> np.ndarray:
+        """``(seen, GRID, GRID, 3)``: the pending samples averaged at once, then all."""
+        known = self.seen - len(self._pending)
+        while self.seen > len(self._sigs):  # doubling: a clip's 3 KB per frame, copied rarely
             self._sigs = np.concatenate([self._sigs, np.empty_like(self._sigs)])
-        self._sigs[self.seen] = signature(frame)
+        if self._pending:
+            self._sigs[known : self.seen] = cell_means(np.stack(self._pending))
+            self._pending = []
+        return self._sigs[: self.seen]
 
     def _finalise(self, stop: int) -> None:
         """Make the outputs of frames ``[done, stop)`` and drop the frames before ``stop - 1``."""
@@ -199,7 +225,7 @@ class ClipStream:
             if k % stride == 0 or (self._ended and k == last)
         ]
         boxes = np.array([box for _, box in keys]).reshape(-1, 4) if keys else None
-        return find_cuts_in(self._sigs[: self.seen], [k for k, _ in keys], boxes)
+        return find_cuts_in(self._signatures(), [k for k, _ in keys], boxes)
 
     def _track_of(self, seen: int) -> np.ndarray:
         """The smoothed box ``(T, 4)`` of every frame so far (of the clip, in a replay)."""

@@ -44,6 +44,7 @@ few frames looks like a cut and is found as one.
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -70,24 +71,33 @@ CUT_SHIFT = 0.5
 CUT_SCALE = 1.5
 
 
-def signatures(frames: np.ndarray) -> np.ndarray:
-    """``(T, H, W, 3)`` uint8 frames → ``(T, GRID, GRID, 3)`` float32 signatures (step 1)."""
-    num, height, width = frames.shape[:3]
+@functools.cache
+def _sample_grid(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows ``(side, 1)`` and columns ``(1, side)`` of the point samples of a frame."""
     side = GRID * SAMPLES
     rows = ((np.arange(side) + 0.5) * height / side).astype(np.intp)
     cols = ((np.arange(side) + 0.5) * width / side).astype(np.intp)
-    out = np.empty((num, GRID, GRID, 3), np.float32)
-    for start in range(0, num, 256):  # bounded temporaries for long clips
-        samples = frames[start : start + 256][:, rows[:, None], cols[None, :]]
-        cells = samples.reshape(-1, GRID, SAMPLES, GRID, SAMPLES, 3).astype(np.float32)
-        out[start : start + 256] = cells.mean(axis=(2, 4))
+    return rows[:, None], cols[None, :]
+
+
+def signatures(frames: np.ndarray) -> np.ndarray:
+    """``(T, H, W, 3)`` uint8 frames → ``(T, GRID, GRID, 3)`` float32 signatures (step 1)."""
+    out = np.empty((len(frames), GRID, GRID, 3), np.float32)
+    for start in range(0, len(frames), 256):  # bounded temporaries for long clips
+        out[start : start + 256] = cell_means(samples(frames[start : start + 256]))
     return out
 
 
-def signature(frame: np.ndarray) -> np.ndarray:
-    """One ``(H, W, 3)`` uint8 frame's ``(GRID, GRID, 3)`` float32 signature (step 1): what
-    a clip keeps of each frame for the cuts, as it streams by."""
-    return signatures(frame[None])[0]
+def samples(frames: np.ndarray) -> np.ndarray:
+    """The point samples of step 1: ``(..., H, W, 3)`` uint8 → ``(..., 64, 64, 3)`` uint8."""
+    rows, cols = _sample_grid(*frames.shape[-3:-1])
+    return frames[..., rows, cols, :]
+
+
+def cell_means(sampled: np.ndarray) -> np.ndarray:
+    """``(T, 64, 64, 3)`` uint8 samples (:func:`samples`) → ``(T, GRID, GRID, 3)`` float32."""
+    cells = sampled.reshape(-1, GRID, SAMPLES, GRID, SAMPLES, 3).astype(np.float32)
+    return np.asarray(cells.mean(axis=(2, 4)))
 
 
 def distance(a: np.ndarray, b: np.ndarray) -> float:
@@ -152,7 +162,7 @@ def find_cuts_in(
     keyframes: Sequence[int] = (),
     boxes: np.ndarray | None = None,
 ) -> np.ndarray:
-    """:func:`find_cuts` from the frames' signatures ``(T, GRID, GRID, 3)`` (:func:`signature`).
+    """:func:`find_cuts` from the frames' signatures ``(T, GRID, GRID, 3)`` (:func:`signatures`).
 
     A cut at ``t`` is settled once the frames up to ``t + WINDOW`` are known (steps 3-4
     look no further), so a clip streamed frame by frame knows its cuts with that delay.

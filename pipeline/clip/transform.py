@@ -47,7 +47,7 @@ Choices worth knowing:
   kept), whatever the clip's duration; ``decoded_width``, ``decoded_height`` and
   ``decode_scale`` record it, and ``face_boxes`` are in the source's pixels. No
   decode keeps its frames: they stream through a
-  :class:`~pipeline.clip.clip_stream.ClipStream`, which holds at most 45 of them
+  :class:`~pipeline.clip.clip_stream.ClipStream`, which holds at most 45 of 1080p
   and keeps the crops, so a worker's memory does not grow with the clip's length.
 - Silence trimming, when on, cuts whole frames from the front of both tensors and
   never leaves fewer than ``recipe.min_frames``.
