@@ -24,11 +24,12 @@ run, in a new shard.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import shutil
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -161,7 +162,19 @@ class ShardWriter:
         each ``(T, *row)`` as the recipe makes it (checked by the caller). Returns
         ``record`` with ``shard``, ``shard_row`` and ``shard_arrays`` set, durable in the
         shard's journal (with ``durable``) when this returns."""
-        shard = self._shard()
+        shard = self._locked_shard()
+        try:
+            out = self._write(shard, arrays, record)
+        finally:
+            fcntl.flock(shard.journal, fcntl.LOCK_UN)
+        if shard.bytes >= self.target_bytes:
+            self.close()
+        return out
+
+    def _write(
+        self, shard: _OpenShard, arrays: Mapping[str, np.ndarray], record: dict[str, Any]
+    ) -> dict[str, Any]:
+        """:meth:`append`'s writes, with the shard's journal locked."""
         frames = int(arrays["video"].shape[0])
         mask = 0
         chunks: dict[str, list[tuple[int, int]]] = {}
@@ -189,19 +202,22 @@ class ShardWriter:
             os.fsync(shard.journal)
         shard.rows += packed_zstd.padded(frames) if self.zstd else frames
         out.pop("chunks", None)
-        if shard.bytes >= self.target_bytes:
-            self.close()
         return out
 
-    def _shard(self) -> _OpenShard:
-        if self.shard is not None and is_sealed(self.shard.folder):
-            self.shard.close()  # sealed under us (the run ended): never append to it
+    def _locked_shard(self) -> _OpenShard:
+        """The open shard, its journal locked by this writer (``flock``), not sealed: a
+        shard sealed under us (its run ended, or a recovery sealed it) is left for a new
+        one. The lock is held for one append only, so a seal never waits on an idle writer."""
+        while True:
+            if self.shard is None:
+                name = shard_name(self.run, self.writer, self.count)
+                self.count += 1
+                self.shard = _OpenShard(self.store, name, self.durable)
+            fcntl.flock(self.shard.journal, fcntl.LOCK_EX)
+            if not is_sealed(self.shard.folder):
+                return self.shard
+            self.shard.close()  # never append to a sealed shard
             self.shard = None
-        if self.shard is None:
-            name = shard_name(self.run, self.writer, self.count)
-            self.count += 1
-            self.shard = _OpenShard(self.store, name, self.durable)
-        return self.shard
 
     def close(self) -> None:
         """Seal the open shard, if any."""
@@ -214,8 +230,31 @@ class ShardWriter:
 def seal_shard(store: str | Path, name: str, recipe: Recipe, *, durable: bool = True) -> int:
     """Seal shard ``name``: keep the clips its journal holds whole, cut away the rest,
     write its arrays' metadata, its index, then its group ``zarr.json``. Returns the
-    clips kept; a shard that keeps none is deleted. Idempotent; call only where no
-    writer appends to it any more (its writer closed it, or its run is over)."""
+    clips kept; a shard that keeps none is deleted. Idempotent. It holds the journal's
+    lock throughout, so a writer still appending (a worker orphaned by a killed driver)
+    either finishes its clip first or finds the shard sealed and starts another."""
+    folder = shard_folder(store, name)
+    with _journal_locked(folder):
+        return _seal(store, name, recipe, durable=durable)
+
+
+@contextlib.contextmanager
+def _journal_locked(folder: Path) -> Iterator[None]:
+    """The shard's journal locked (``flock``) while the block runs, if it has one."""
+    try:
+        fd = os.open(folder / JOURNAL_FILE, os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        yield
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _seal(store: str | Path, name: str, recipe: Recipe, *, durable: bool) -> int:
+    """:func:`seal_shard`'s work, with the journal locked."""
     folder = shard_folder(store, name)
     if is_sealed(folder):
         _tidy_sealed(store, name, recipe)

