@@ -41,17 +41,43 @@ def _stack(left: Path, right: Path, voice: Path, out: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def stacked(synth_dataset: SynthSummary, tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """The processed stacked clips: 'left' and 'right' speak, 'voiceover' is a third voice."""
+def stacked_clips(synth_dataset: SynthSummary, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The stacked clips: 'left' and 'right' speak, 'voiceover' is a third voice."""
     real = sorted((synth_dataset.root / "RealVideo-RealAudio").rglob("*.mp4"))
     left, right, other = real[0], real[1], real[2]
     assert len({left.parent.name, right.parent.name, other.parent.name}) == 3
     folder = tmp_path_factory.mktemp("speaker")
     voices = {"left": left, "right": right, "voiceover": other}
     return {
-        name: preprocess_clip(_stack(left, right, voice, folder / f"{name}.mp4"), Recipe())
-        for name, voice in voices.items()
+        name: _stack(left, right, voice, folder / f"{name}.mp4") for name, voice in voices.items()
     }
+
+
+@pytest.fixture(scope="module")
+def stacked(stacked_clips: dict) -> dict:
+    """The processed stacked clips."""
+    return {name: preprocess_clip(path, Recipe()) for name, path in stacked_clips.items()}
+
+
+def test_a_streamed_clip_decodes_again_for_the_choice_and_chooses_alike(
+    stacked_clips: dict, stacked: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Frames too large to hold a clip whole (here: the stream made to hold 45 frames of
+    nothing) are gone when the choice is made: the clip is decoded again for the fits
+    (and once more for the crops where the choice moved the track), in-process or by
+    the process, with the same choice and crops."""
+    from pipeline.clip import clip_stream
+
+    monkeypatch.setattr(clip_stream, "HELD_BYTES", 0)
+    for in_process in (True, False):
+        out = preprocess_clip(stacked_clips["left"], Recipe(), in_process=in_process)
+        assert out.speaker is not None and stacked["left"].speaker is not None
+        assert out.speaker.face_tracks == stacked["left"].speaker.face_tracks == 2
+        assert out.speaker.correlation == pytest.approx(stacked["left"].speaker.correlation)
+        np.testing.assert_array_equal(out.face_boxes, stacked["left"].face_boxes)
+        np.testing.assert_array_equal(out.video, stacked["left"].video)
+        # the decode, the fits' decode, and the crops' (the choice moved the track here)
+        assert out.cpu_seconds.get("processes", 0) == (0 if in_process else 3)
 
 
 def _centres_x(out: ClipTensors) -> np.ndarray:

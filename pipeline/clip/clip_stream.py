@@ -122,6 +122,7 @@ class ClipStream:
         self.wall: dict[str, float] = {}  # seconds per stage (detection apart)
         self._ended = False
         self._held: dict[int, np.ndarray] = {}
+        self._kept: list[np.ndarray] | None = None  # a clip held whole (see kept_replay)
         self._sigs = np.empty((64, GRID, GRID, 3), np.float32)
         self._pending: list[np.ndarray] = []  # point samples of the frames not yet in _sigs
         self._fits: dict[int, np.ndarray] = {}  # frame -> its landmark fit (68, 2)
@@ -160,8 +161,29 @@ class ClipStream:
         """Make the outputs of every frame left (after :meth:`end`)."""
         if self.total is not None and self.seen != self.total:
             raise ClipError(f"cannot decode: {self.seen} frames again where {self.total} came")
+        if self.done == 0 and self.seen <= self.core:  # held whole to the end: keep them,
+            # so that a second look (the speaker's fits) needs no second decode
+            self._kept = [self._held[t] for t in range(self.seen)]
         while self.done < self.seen:
             self._finalise(min(self.done + self.core, self.seen))
+        self._held.clear()
+
+    def kept_replay(self) -> Replay | None:
+        """A :data:`Replay` from the frames themselves when the clip fitted whole in
+        what a stream holds (small frames), else None: it must be decoded again."""
+        kept = self._kept
+        if kept is None:
+            return None
+
+        def replay(on_frame: OnFrame) -> None:
+            for t, frame in enumerate(kept):
+                on_frame(t, frame)
+
+        return replay
+
+    def release(self) -> None:
+        """Drop the frames :meth:`kept_replay` would give."""
+        self._kept = None
 
     def result(self) -> StreamResult:
         """The outputs of all frames (after :meth:`finish`), in frame order."""
