@@ -33,6 +33,7 @@ from schemas.packed_index import (
 )
 from schemas.packed_zstd import CHUNK_ROWS, decode, file_reader, padded, read_index
 from schemas.safe_files import file_kind, is_inside
+from schemas.store_files import SHARD_NAME_RE
 from schemas.store_url import store_url
 from schemas.stored_array import ArraySpec
 from schemas.streams import LABEL_NAMES, rows_of
@@ -70,6 +71,14 @@ def place_of(store: str | Path, clip_id: str) -> Place:
     place = locate(store, clip_id)
     if place is None:
         raise StoreError(f"clip {clip_id!r} is not in store {store}")
+    # The manifest's word becomes a path and offsets: a name that is not a shard's (one
+    # that would leave shards/), a negative row or no frames is refused before any use.
+    if not SHARD_NAME_RE.match(place.shard) or place.row < 0 or place.frames < 1:
+        raise StoreError(
+            f"clip {clip_id!r} of store {store}: the manifest places it at shard "
+            f"{place.shard!r}, row {place.row}, {place.frames} frames, which no shard holds "
+            "(`mscct-pipeline repair` rebuilds the manifest from the shards)"
+        )
     return place
 
 

@@ -272,3 +272,17 @@ def test_zstd_packed_clips_read_as_written_and_a_torn_tail_is_cut(tmp_path: Path
     chunk.write_bytes(bytes(data))
     with pytest.raises(schemas.StoreError, match=records[0]["shard"]):
         schemas.open_clip(store, records[0]["clip_id"])
+
+
+def test_a_manifest_placing_a_clip_outside_the_shards_is_refused(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    records = _packed(store, 2)
+    hostile = {**records[0], "shard": "../../outside"}
+    ms.write_fragment(store, schemas.rows_to_table([hostile], schemas.MANIFEST_SCHEMA), 5)
+    with pytest.raises(schemas.StoreError, match="no shard holds"):
+        schemas.open_clip(store, records[0]["clip_id"])
+    negative = {**records[0], "shard_row": -5}
+    ms.write_fragment(store, schemas.rows_to_table([negative], schemas.MANIFEST_SCHEMA), 6)
+    with pytest.raises(schemas.StoreError, match="no shard holds"):
+        ClipReader(store, RECIPE, "video").window(records[0]["clip_id"], 5, 0, 2)
+    _assert_reads_as_written(store, 1)
