@@ -139,8 +139,7 @@ class ClipStream:
             raise ClipError(f"cannot decode: frame {t} arrived where {self.seen} was due")
         if not self.replay:
             self.detector(t, frame)
-            with self._stage("shots"):
-                self._add_signature(frame)
+            self._add_signature(frame)
         self._held[t] = frame
         self.seen += 1
         self.shape = frame.shape[:2]
@@ -200,7 +199,12 @@ class ClipStream:
         )
 
     def _add_signature(self, frame: np.ndarray) -> None:
+        """Keep the frame's point samples (timed under 'shots' without a context
+        manager: this runs on every frame)."""
+        wall, cpu = time.perf_counter(), time.thread_time()
         self._pending.append(samples(frame))
+        self.cpu["shots"] = self.cpu.get("shots", 0.0) + time.thread_time() - cpu
+        self.wall["shots"] = self.wall.get("shots", 0.0) + time.perf_counter() - wall
 
     def _signatures(self) -> np.ndarray:
         """``(seen, GRID, GRID, 3)``: the pending samples averaged at once, then all."""
