@@ -20,6 +20,12 @@ the ``raw`` and the ``zstd`` layout. Reported:
   (``bench_loader.measure``: the median round); and the ratios packed / per-clip for
   each layout (issue 31's target: 0.9 or more).
 
+``--remote`` (``benchmarks/results/packed_remote.json``) uploads the two packed stores
+to moto's S3 server on 127.0.0.1, started in this process, and reports the trainer
+reader's windows per second by URL beside the local packed store, and the requests
+per window once every clip is known (the server shares the CPU with the reader: the
+figures bound a local round trip, not a bucket's).
+
 Page cache warm, one process, CPU cost only. Ingest throughput with packing and the
 million-clip store are not measured here (``bench_ingest``, ``bench_scale``).
 """
@@ -151,15 +157,87 @@ def run(settings: Settings, work: Path) -> dict:
     }
 
 
+def run_remote(settings: Settings, work: Path) -> dict:
+    """Windows per second and requests per window of packed stores read by URL."""
+    import logging
+    import socket
+
+    import s3fs
+    from moto.server import ThreadedMotoServer
+
+    from schemas.remote import use_storage_options
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    requests: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: requests.append(record.getMessage())  # type: ignore[method-assign]
+    werkzeug = logging.getLogger("werkzeug")
+    werkzeug.addHandler(handler)
+    werkzeug.setLevel(logging.INFO)
+    werkzeug.propagate = False
+    options = {"endpoint_url": f"http://127.0.0.1:{port}", "key": "x", "secret": "x"}
+    use_storage_options(options)
+    fs = s3fs.S3FileSystem(**options)
+    fs.mkdir("bench")
+    rates: dict[str, dict] = {}
+    per_window: dict[str, float] = {}
+    rng = np.random.default_rng(1)
+    last = settings.frames - settings.window
+    try:
+        for layout in ("raw", "zstd"):
+            ids = build(work / layout, settings, layout, packed=True)
+            fs.put(f"{work / layout}/", f"bench/{layout}", recursive=True)
+            recipe = schemas.open_store(work / layout).recipe
+            readers = {
+                f"packed_{layout}_local": ClipReader(work / layout, recipe, "video"),
+                f"packed_{layout}_s3_moto": ClipReader(f"s3://bench/{layout}", recipe, "video"),
+            }
+            windows = [
+                (0, i, int(rng.integers(len(ids))), int(rng.integers(last + 1)))
+                for i in range(settings.windows)
+            ]
+
+            def method(reader: ClipReader, ids: list[str] = ids):
+                frames, window = settings.frames, settings.window
+                return lambda item: reader.window(ids[item[2]], frames, item[3], item[3] + window)
+
+            for reader in readers.values():
+                for clip_id in ids:  # every clip known
+                    reader.window(clip_id, settings.frames, 0, settings.window)
+            before = len(requests)
+            counted = windows[: min(64, len(windows))]
+            for w in counted:
+                method(readers[f"packed_{layout}_s3_moto"])(w)
+            per_window[layout] = (len(requests) - before) / len(counted)
+            rates |= measure(
+                {k: method(r) for k, r in readers.items()}, windows, settings.budget_s, {}
+            )
+    finally:
+        werkzeug.removeHandler(handler)
+        server.stop()
+    return {
+        "settings": vars(settings),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "windows": rates,
+        "requests_per_window": per_window,
+    }
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes, seconds")
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "packed.json")
+    parser.add_argument("--remote", action="store_true", help="read through a local S3 server")
+    parser.add_argument("--out", type=Path, help="default: benchmarks/results/packed[_remote].json")
     args = parser.parse_args(argv)
     settings = QUICK if args.quick else DEFAULT
+    name = "packed_remote.json" if args.remote else "packed.json"
     with tempfile.TemporaryDirectory(prefix="bench_packed_") as tmp:
-        result = run(settings, Path(tmp))
-    save_result(result, args.out)
+        result = (run_remote if args.remote else run)(settings, Path(tmp))
+    save_result(result, args.out or ROOT / "benchmarks" / "results" / name)
     return result
 
 

@@ -46,3 +46,17 @@ def test_a_packed_store_grown_in_two_processes_holds_every_clip_once(
     assert files["files_per_clip"] < 0.1
     video, _ = schemas.open_clip(store, "clip0000234")
     assert video.shape == (2, 16, 16, 3)
+
+
+def test_bench_packed_quick_remote_counts_requests_per_window(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from schemas.remote import OPTIONS_ENV
+
+    monkeypatch.setenv(OPTIONS_ENV, "{}")  # the benchmark sets its server's; undone after
+    result = bench_packed.main(["--quick", "--remote", "--out", str(tmp_path / "r.json")])
+    assert result["requests_per_window"]["raw"] == 2  # video and audio: one ranged GET each
+    assert 2 <= result["requests_per_window"]["zstd"] <= 4  # a chunk or two per array
+    assert set(result["windows"]) == {
+        "packed_raw_local", "packed_raw_s3_moto", "packed_zstd_local", "packed_zstd_s3_moto"
+    }  # fmt: skip
