@@ -8,9 +8,11 @@ frame's height and centred on a black 1920 × 1080 frame) and a 2-s 8K clip
 (7680 × 4320, made the same way), plus the 224² clip itself as the baseline. Each is
 processed by ``preprocess_clip`` with the recipe ``mscct-pipeline ingest`` uses by
 default (:func:`pipeline.ingest.recipe.ingest_recipe`) in a fresh Python process,
-which reports its peak resident memory (``ru_maxrss``): what one Ray worker holds for
+which reports its peak resident memory (``VmHWM``, its own: ``ru_maxrss`` would carry the
+memory of whatever process started it across ``exec``): what one Ray worker holds for
 that clip, its imports, dlib's models and its decoder included (an ffmpeg process it
-starts is reported apart, ``ffmpeg_peak_rss_mib``: the largest child's). Records per
+starts is reported apart, ``ffmpeg_peak_rss_mib``: the largest child's ``ru_maxrss``, an
+upper bound that includes the worker's own memory when it started the child). Records per
 clip the peak RSS in MiB, the decoded size and scale, the decoder, the frames and the
 seconds.
 
@@ -47,12 +49,16 @@ QUICK_SECONDS = {"1080p_60s": 2.0, "8k_2s": 0.4}
 WORKER = """
 import json, resource, sys, time
 from pipeline.clip.transform import preprocess_clip
+def peak_mib():  # VmHWM: this process's own peak (ru_maxrss keeps a forking parent's across exec)
+    with open("/proc/self/status") as status:
+        line = next(x for x in status if x.startswith("VmHWM:"))
+    return round(int(line.split()[1]) / 1024, 1)
 from pipeline.ingest.recipe import ingest_recipe
 recipe = ingest_recipe()
 clock = time.perf_counter()
 out = preprocess_clip(sys.argv[1], recipe)
 print(json.dumps({
-    "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    "peak_rss_mib": peak_mib(),
     "ffmpeg_peak_rss_mib": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1),
     "seconds": round(time.perf_counter() - clock, 2),
     "frames": len(out.video),
