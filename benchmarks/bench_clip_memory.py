@@ -61,7 +61,7 @@ print(json.dumps({
     "peak_rss_mib": peak_mib(),
     "ffmpeg_peak_rss_mib": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1),
     "seconds": round(time.perf_counter() - clock, 2),
-    "frames": len(out.video),
+    "frames": len(out.face),
     "source_size": [out.source_width, out.source_height],
     "decoded_size": [out.decoded_width, out.decoded_height],
     "decode_scale": out.decode_scale,

@@ -157,10 +157,10 @@ for i, path in enumerate(paths):
         for durable in (True, False, "packed"):
             wall, cpu = time.perf_counter(), cpu_seconds()
             if durable == "packed":
-                write_packed_clip(packed, 1, f"c{i}", tensors.video, tensors.audio, {}, recipe,
+                write_packed_clip(packed, 1, f"c{i}", tensors.face, tensors.audio, {}, recipe,
                                   extra=extra, durable=True)
             else:
-                schemas.write_clip(store, f"c{i}", tensors.video, tensors.audio, {}, recipe,
+                schemas.write_clip(store, f"c{i}", tensors.face, tensors.audio, {}, recipe,
                                    extra=extra, durable=durable)
             runs[durable].append((time.perf_counter() - wall, cpu_seconds() - cpu))
     for durable, times in runs.items():

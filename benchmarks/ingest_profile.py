@@ -101,7 +101,7 @@ def clip_stages(
     head_pose = cpu_now() - before if tensors.landmarks is not None else 0.0
     cpu = tensors.cpu_seconds
     before = cpu_now()
-    schemas.write_clip(store, f"c{time.monotonic_ns()}", tensors.video, tensors.audio, {},
+    schemas.write_clip(store, f"c{time.monotonic_ns()}", tensors.face, tensors.audio, {},
                        recipe, extra=extra, durable=True)  # fmt: skip
     commit = cpu_now() - before
     starts = cpu.get("processes", 0.0) * startup

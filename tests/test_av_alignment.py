@@ -61,10 +61,10 @@ def test_flash_and_beep_are_where_a_player_shows_them(
     sources: dict[str, Path], source: str, delayed: str, video_delay: float, audio_delay: float
 ) -> None:
     clip = preprocess_clip(sources[f"{source}-{delayed}" if delayed else source], Recipe())
-    flash, beep = _flash_frame(clip.video), _beep_row(clip.audio)
+    flash, beep = _flash_frame(clip.face), _beep_row(clip.audio)
     assert flash == round(FPS * (AT_S + video_delay))
     assert abs(beep - round(FPS * (AT_S + audio_delay))) <= 1, (flash, beep)
-    assert len(clip.video) == len(clip.audio)
+    assert len(clip.face) == len(clip.audio)
     # As found: the audio stream of a copied AAC track starts with its 64 ms of priming.
     expected_offset = {"": 0.0, "a": DELAY_S - 0.064, "v": -DELAY_S}[delayed]
     assert clip.audio_offset_s == pytest.approx(expected_offset, abs=0.005)

@@ -130,4 +130,4 @@ def test_truncated_file_fails_whatever_the_frame_count(
     cut = truncate(faststart, tmp_path / "cut.mp4", fraction)
     with pytest.raises(ClipError, match=r"cannot decode: truncated or damaged file .*partial file"):
         preprocess_clip(cut, Recipe())
-    assert len(preprocess_clip(faststart, Recipe()).video) == 84  # the whole file is fine
+    assert len(preprocess_clip(faststart, Recipe()).face) == 84  # the whole file is fine

@@ -81,7 +81,7 @@ def test_a_clip_decodes_at_one_scale_whatever_its_duration(
         assert (out.source_width, out.source_height) == (1920, 1080)
         assert (out.decoded_width, out.decoded_height) == (1920, 1080)
         assert out.decode_scale == 1.0
-    assert len(hd["hd_8s"][0].video) == 200 and len(hd["hd_2s"][0].video) == 50
+    assert len(hd["hd_8s"][0].face) == 200 and len(hd["hd_2s"][0].face) == 50
 
 
 def test_memory_does_not_grow_with_the_clip_length(
@@ -148,7 +148,7 @@ def test_runs_of_16_frames_give_what_the_whole_clip_gives(
     monkeypatch.setattr(clip_stream, "HELD_BYTES", 0)  # runs of MIN_CORE frames
     runs = preprocess_clip(clip, recipe)
     assert whole.shot_cuts == runs.shot_cuts == 1
-    for name in ("face_valid", "face_boxes", "video"):
+    for name in ("face_valid", "face_boxes", "face"):
         np.testing.assert_array_equal(getattr(whole, name), getattr(runs, name), err_msg=name)
     assert whole.landmarks is not None and runs.landmarks is not None
     assert whole.mouth is not None and runs.mouth is not None

@@ -139,15 +139,15 @@ def _assert_as_the_upright_cfr_clip(store: Path, row: dict, kind: str, scratch: 
     # variable rates there), so the reference is decoded by it too: the same audio.
     want = preprocess_clip(reference, Recipe(decoder="ffmpeg"))
     video, feats = schemas.open_clip(store, row["clip_id"])
-    assert video.shape == want.video.shape, kind
+    assert video.shape == want.face.shape, kind
     assert row["audio_offset_s"] == pytest.approx(0.0, abs=1e-3) and row["audio_coverage"] > 0.95
     np.testing.assert_allclose(feats, want.audio, atol=1e-3, err_msg=kind)  # same audio rows
-    diff = np.abs(np.asarray(video, np.int16) - want.video).mean(axis=(1, 2, 3))
+    diff = np.abs(np.asarray(video, np.int16) - want.face).mean(axis=(1, 2, 3))
     # Measured: vfr 5.7 mean / 13.7 max (its frames are encoded apart from their
     # repeats), rotated 1.7 / 1.8; the vfr crops three frames late are 10.1 / 17.4 off.
     assert diff.mean() < 8 and diff.max() < 20, f"{kind}: {diff.mean():.1f}, {diff.max():.1f}"
     if kind == "rotated":  # and a sideways crop would be far from the upright one
-        sideways = np.rot90(want.video, k=1, axes=(1, 2)).astype(np.int16)
+        sideways = np.rot90(want.face, k=1, axes=(1, 2)).astype(np.int16)
         assert np.abs(np.asarray(video, np.int16) - sideways).mean() > 3 * diff.mean() + 5
 
 

@@ -47,7 +47,7 @@ def test_a_normal_clip_starts_no_process(clip: Path) -> None:
     before = _children()
     tensors = preprocess_clip(clip, RECIPE, in_process=True)
     assert _children() == before  # no child process ran (each one faults pages)
-    assert tensors.video.shape == (50, 112, 112, 3)
+    assert tensors.face.shape == (50, 112, 112, 3)
     assert "processes" not in tensors.cpu_seconds
     before = _children()
     preprocess_clip(clip, RECIPE, in_process=False)  # the process: the measure sees it
@@ -88,7 +88,7 @@ def test_in_process_decode_matches_the_process(clips: Path, clip: Path, variant:
 def test_crops_and_features_match_the_process_path(clip: Path) -> None:
     inside = preprocess_clip(clip, RECIPE, in_process=True)
     process = preprocess_clip(clip, RECIPE, in_process=False)
-    assert np.array_equal(inside.video, process.video)
+    assert np.array_equal(inside.face, process.face)
     assert np.array_equal(inside.face_boxes, process.face_boxes)  # type: ignore[arg-type]
     assert inside.face_detection_rate == process.face_detection_rate
     # One 16-bit step moves a log energy of a quiet hop the most; the bulk is identical.
@@ -189,8 +189,8 @@ def test_a_held_last_frame_gives_the_same_frames_on_both_paths(clips: Path) -> N
     assert np.array_equal(held.frames, inside.frames)
     assert held.samples.shape == inside.samples.shape
     stored = [preprocess_clip(path, RECIPE, in_process=flag) for flag in (True, False)]
-    assert len(stored[0].video) == len(stored[1].video) == 111
-    assert np.array_equal(stored[0].video, stored[1].video)
+    assert len(stored[0].face) == len(stored[1].face) == 111
+    assert np.array_equal(stored[0].face, stored[1].face)
     assert stored[0].audio.shape == stored[1].audio.shape
     assert np.array_equal(stored[0].face_boxes, stored[1].face_boxes)  # type: ignore[arg-type]
     assert [tensors.decoded_by for tensors in stored] == ["pyav", "ffmpeg"]

@@ -116,7 +116,7 @@ def test_every_stream_has_the_audio_length_after_trimming(
     out = preprocess_clip(root / specs[1].rel_path, recipe)
     assert out.trimmed_frames > 0  # a fake clip starts with silence
     assert out.mouth is not None and out.landmarks is not None and out.face_boxes is not None
-    lengths = {len(a) for a in (out.video, out.audio, out.mouth, out.landmarks, out.face_boxes)}
+    lengths = {len(a) for a in (out.face, out.audio, out.mouth, out.landmarks, out.face_boxes)}
     assert lengths == {specs[1].n_frames - out.trimmed_frames}
     # Trimming cuts the front of every stream alike: the mouth still sits on the drawn one.
     points = to_frame(out.landmarks, out.face_boxes, recipe.crop_size)
@@ -131,7 +131,7 @@ def test_landmarks_change_no_byte_of_the_face_crops_or_audio(
     root, specs = clips
     plain = preprocess_clip(root / specs[0].rel_path, schemas.Recipe())
     _, out = real
-    assert np.array_equal(plain.video, out.video) and np.array_equal(plain.audio, out.audio)
+    assert np.array_equal(plain.face, out.face) and np.array_equal(plain.audio, out.audio)
     assert plain.landmarks is None and plain.mouth is None and plain.landmark_rate is None
     assert plain.face_boxes is not None and np.array_equal(plain.face_boxes, out.face_boxes)
     assert set(plain.extra_arrays()) == {"face_boxes", "face_valid"}
@@ -298,11 +298,11 @@ def test_a_clip_without_landmarks_stores_its_boxes_only(
     assert out.landmark_rate is None and out.landmark_jitter is None and out.shot_cuts == 0
     schemas.create_store(tmp_path / "s", recipe)
     schemas.write_clip(
-        tmp_path / "s", "c1", out.video, out.audio, {}, recipe, extra=out.extra_arrays()
+        tmp_path / "s", "c1", out.face, out.audio, {}, recipe, extra=out.extra_arrays()
     )
     assert schemas.open_stream(tmp_path / "s", "c1", "landmarks") is None
     boxes = schemas.open_stream(tmp_path / "s", "c1", "face_boxes")
-    assert boxes is not None and boxes.shape == (len(out.video), 4)
+    assert boxes is not None and boxes.shape == (len(out.face), 4)
     # The boxes are the squares the crops were cut from, around the drawn face.
     sides = boxes[:, 2] - boxes[:, 0]
     assert np.array_equal(sides, boxes[:, 3] - boxes[:, 1]) and sides.min() > 60

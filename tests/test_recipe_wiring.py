@@ -54,21 +54,21 @@ def _centre_zoom(crops: np.ndarray, fraction: float) -> np.ndarray:
 
 def test_face_margin_sets_the_crop_side(clip: Path, default: ClipTensors) -> None:
     wide = _with(clip, face_margin=0.6)
-    assert wide.video.shape == default.video.shape
+    assert wide.face.shape == default.face.shape
     # The crop side is (1 + margin) x the same box: the default crop is the centre
     # 1.3 / 1.6 of the wider one.
-    error = np.abs(_centre_zoom(wide.video, 1.3 / 1.6).astype(float) - default.video).mean()
-    assert error < 8 < np.abs(wide.video.astype(float) - default.video).mean()
+    error = np.abs(_centre_zoom(wide.face, 1.3 / 1.6).astype(float) - default.face).mean()
+    assert error < 8 < np.abs(wide.face.astype(float) - default.face).mean()
 
 
 def test_face_smooth_sets_the_centre_window(clip: Path, default: ClipTensors) -> None:
-    assert not np.array_equal(_with(clip, face_smooth=21).video, default.video)
+    assert not np.array_equal(_with(clip, face_smooth=21).face, default.face)
     # Below 2 x stride + 1 (11 frames) the window is raised to that: the same crops.
-    np.testing.assert_array_equal(_with(clip, face_smooth=3).video, default.video)
+    np.testing.assert_array_equal(_with(clip, face_smooth=3).face, default.face)
 
 
 def test_face_size_smooth_sets_the_size_window(clip: Path, default: ClipTensors) -> None:
-    assert not np.array_equal(_with(clip, face_size_smooth=1).video, default.video)
+    assert not np.array_equal(_with(clip, face_size_smooth=1).face, default.face)
 
 
 def test_silence_threshold_sets_where_speech_starts(clip: Path, default: ClipTensors) -> None:
@@ -77,17 +77,17 @@ def test_silence_threshold_sets_where_speech_starts(clip: Path, default: ClipTen
     strict, loose = _with(clip, silence_threshold_db=10.0), _with(clip, silence_threshold_db=60.0)
     assert strict.trimmed_frames > default.trimmed_frames > loose.trimmed_frames
     for out in (strict, loose):
-        assert out.video.shape[0] == out.audio.shape[0] == NUM_FRAMES - out.trimmed_frames
+        assert out.face.shape[0] == out.audio.shape[0] == NUM_FRAMES - out.trimmed_frames
 
 
 def test_silent_clip_level_turns_trimming_off(clip: Path, default: ClipTensors) -> None:
     assert default.trimmed_frames >= 10  # the 0.4 s of silence are trimmed by default
     quiet = _with(clip, silent_clip_db=120.0)  # the speech is below this level: "silent"
-    assert quiet.trimmed_frames == 0 and quiet.video.shape[0] == NUM_FRAMES
+    assert quiet.trimmed_frames == 0 and quiet.face.shape[0] == NUM_FRAMES
 
 
 def test_min_frames_fails_a_shorter_clip(clip: Path) -> None:
-    assert preprocess_clip(clip, Recipe(min_frames=NUM_FRAMES)).video.shape[0] == NUM_FRAMES
+    assert preprocess_clip(clip, Recipe(min_frames=NUM_FRAMES)).face.shape[0] == NUM_FRAMES
     with pytest.raises(ClipError, match=f"^too short: {NUM_FRAMES} frames$"):
         preprocess_clip(clip, Recipe(min_frames=NUM_FRAMES + 1))
 
@@ -96,12 +96,12 @@ def test_min_frames_bounds_the_trim(clip: Path, default: ClipTensors) -> None:
     keep = NUM_FRAMES - 5
     assert NUM_FRAMES - default.trimmed_frames < keep  # the default trims past it
     out = _with(clip, min_frames=keep)
-    assert out.trimmed_frames == 5 and out.video.shape[0] == out.audio.shape[0] == keep
+    assert out.trimmed_frames == 5 and out.face.shape[0] == out.audio.shape[0] == keep
 
 
 def test_max_seconds_cuts_the_clip(clip: Path) -> None:
     out = preprocess_clip(clip, Recipe(max_seconds=1.0))
-    assert out.cut and out.video.shape[0] == out.audio.shape[0] == 25
+    assert out.cut and out.face.shape[0] == out.audio.shape[0] == 25
     # The keyword still overrides the recipe for a caller that asks for another cut.
     assert not preprocess_clip(clip, Recipe(max_seconds=1.0), max_seconds=60.0).cut
 

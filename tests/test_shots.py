@@ -120,17 +120,17 @@ def test_black_frames_between_shots_have_no_face_and_no_landmarks(
     assert np.array_equal(schemas.read_face_valid(store, "black"), out.face_valid == 1)
     stored = schemas.open_stream(store, "black", "landmarks")
     assert stored is not None and np.isnan(stored[gap]).all()
-    info = ClipInfo("black", "RARV", "id0", 0, 0, 0, len(out.video))
+    info = ClipInfo("black", "RARV", "id0", 0, 0, 0, len(out.face))
     items = WindowDataset(store, [info], 16, train=False, eval_stride=16)
     mask = np.concatenate([items[i]["mask"].numpy() for i in range(len(items))])
-    assert np.array_equal(np.flatnonzero(~mask[: len(out.video)]), gap)
+    assert np.array_equal(np.flatnonzero(~mask[: len(out.face)]), gap)
 
 
 def _store_with(folder: Path, out: ClipTensors, recipe: Recipe, clip_id: str) -> Path:
     """A new store at ``folder`` holding ``out`` as clip ``clip_id``."""
     schemas.create_store(folder, recipe)
     record = {"clip_id": clip_id, "faceless_frames": out.faceless_frames}
-    schemas.write_clip(folder, clip_id, out.video, out.audio, record, recipe,
+    schemas.write_clip(folder, clip_id, out.face, out.audio, record, recipe,
                        extra=out.extra_arrays())  # fmt: skip
     return folder
 
@@ -174,16 +174,16 @@ def test_predict_masks_the_frames_of_a_raw_video_without_a_face(shot_clips: dict
     out = preprocess_clip(shot_clips["black"], Recipe())
     assert out.face_valid is not None
     gap = np.arange(SHOT, SHOT + BLACK)
-    batch = windows_from_arrays(out.video, out.audio, 16, 16, out.face_valid)
-    mask = batch["mask"].numpy().reshape(-1)[: len(out.video)]
+    batch = windows_from_arrays(out.face, out.audio, 16, 16, out.face_valid)
+    mask = batch["mask"].numpy().reshape(-1)[: len(out.face)]
     assert np.array_equal(np.flatnonzero(~mask), gap)
     # Whatever the faceless frames show, the scores stay: the model does not see them.
     cfg = load_config("tiny", ["window=16", "eval_stride=16"])
     torch.manual_seed(0)
     model = MSCT(cfg.model).eval()
-    video = out.video.copy()
+    video = out.face.copy()
     video[gap] = 255
-    masked = window_scores(model, cfg, out.video, out.audio, out.face_valid).prob
+    masked = window_scores(model, cfg, out.face, out.audio, out.face_valid).prob
     changed = window_scores(model, cfg, video, out.audio, out.face_valid).prob
     assert np.allclose(masked, changed, atol=1e-5)
     assert not np.allclose(masked, window_scores(model, cfg, video, out.audio).prob, atol=1e-5)

@@ -75,7 +75,7 @@ def test_a_streamed_clip_decodes_again_for_the_choice_and_chooses_alike(
         assert out.speaker.face_tracks == stacked["left"].speaker.face_tracks == 2
         assert out.speaker.correlation == pytest.approx(stacked["left"].speaker.correlation)
         np.testing.assert_array_equal(out.face_boxes, stacked["left"].face_boxes)
-        np.testing.assert_array_equal(out.video, stacked["left"].video)
+        np.testing.assert_array_equal(out.face, stacked["left"].face)
         # the decode, the fits' decode, and the crops' (the choice moved the track here)
         assert out.cpu_seconds.get("processes", 0) == (0 if in_process else 3)
 

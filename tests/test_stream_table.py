@@ -69,7 +69,7 @@ def test_an_ingested_clip_holds_only_declared_arrays(tmp_path: Path) -> None:
     """The pipeline's tensors of a synthetic clip: each array it stores has the table's row."""
     tensors = preprocess_clip(make_clip(tmp_path / "a.mp4", face_frames(25)), schemas.Recipe())
     rows = rows_of(schemas.Recipe())
-    arrays = {"video": tensors.video, "audio": tensors.audio, **tensors.extra_arrays()}
+    arrays = {"video": tensors.face, "audio": tensors.audio, **tensors.extra_arrays()}
     assert set(arrays) <= set(rows) and {"face_boxes", "face_valid"} <= set(arrays)
     for path, data in arrays.items():
         assert (data.shape[1:], data.dtype) == rows[path], path

@@ -38,9 +38,9 @@ def tensors(clip: Path) -> ClipTensors:
 
 
 def test_shapes_types_and_facts(tensors: ClipTensors) -> None:
-    assert tensors.video.shape == (50, 112, 112, 3) and tensors.video.dtype == np.uint8
+    assert tensors.face.shape == (50, 112, 112, 3) and tensors.face.dtype == np.uint8
     assert tensors.audio.shape == (50, 104) and tensors.audio.dtype == np.float32
-    assert tensors.video.flags.c_contiguous and tensors.audio.flags.c_contiguous
+    assert tensors.face.flags.c_contiguous and tensors.audio.flags.c_contiguous
     assert tensors.source_fps == pytest.approx(25.0)
     assert tensors.source_duration_s == pytest.approx(2.0, abs=0.05)
     assert (tensors.source_width, tensors.source_height) == (224, 224)
@@ -77,7 +77,7 @@ def test_mfcc_features_are_python_speech_features_of_the_audio(
 
 def test_fbank_recipe(clip: Path) -> None:
     out = preprocess_clip(clip, Recipe(features="fbank", crop_size=64, face_stride=10))
-    assert out.video.shape == (50, 64, 64, 3) and out.audio.shape == (50, 104)
+    assert out.face.shape == (50, 64, 64, 3) and out.audio.shape == (50, 104)
     assert np.isfinite(out.audio).all()
 
 
@@ -85,7 +85,7 @@ def test_the_crop_is_a_face_that_stays_centred(tensors: ClipTensors) -> None:
     import dlib
 
     detector = dlib.get_frontal_face_detector()
-    for crop in tensors.video[::10]:
+    for crop in tensors.face[::10]:
         (rect,) = detector(crop, 1)
         assert abs((rect.left() + rect.right()) / 2 - 56) < 10
         assert abs((rect.top() + rect.bottom()) / 2 - 56) < 10
@@ -104,8 +104,8 @@ def test_leading_silence_is_trimmed_from_both_tensors(clips: Path, tensors: Clip
     late = preprocess_clip(make_clip(clips / "late.mp4", leading_silence_s=0.4), recipe)
     # flite starts with a short quiet breath of its own; the added 0.4 s is 10 more frames.
     assert 8 <= late.trimmed_frames - plain.trimmed_frames <= 12
-    assert late.video.shape[0] == late.audio.shape[0] == 50 - late.trimmed_frames
-    np.testing.assert_array_equal(plain.video, tensors.video[plain.trimmed_frames :])
+    assert late.face.shape[0] == late.audio.shape[0] == 50 - late.trimmed_frames
+    np.testing.assert_array_equal(plain.face, tensors.face[plain.trimmed_frames :])
     np.testing.assert_array_equal(plain.audio, tensors.audio[plain.trimmed_frames :])
 
 
@@ -113,14 +113,14 @@ def test_thirty_fps_and_48k_stereo_are_resampled(clips: Path) -> None:
     path = make_clip(clips / "30fps.mp4", face_frames(60), fps=30, sample_rate=48000, channels=2)
     out = preprocess_clip(path, RECIPE)
     assert out.source_fps == pytest.approx(30.0)
-    assert abs(out.video.shape[0] - 50) <= 1 and out.audio.shape[0] == out.video.shape[0]
+    assert abs(out.face.shape[0] - 50) <= 1 and out.audio.shape[0] == out.face.shape[0]
     assert out.face_detection_rate == 1.0
 
 
 def test_variable_frame_rate(clips: Path) -> None:
     vfr = ["-vf", "select='lt(n\\,20)+not(mod(n\\,3))'", "-fps_mode", "vfr"]
     out = preprocess_clip(make_clip(clips / "vfr.mp4", extra=vfr), RECIPE)
-    assert abs(out.video.shape[0] - round(out.source_duration_s * 25)) <= 2
+    assert abs(out.face.shape[0] - round(out.source_duration_s * 25)) <= 2
 
 
 def test_rotated_clip_is_upright(clips: Path) -> None:
@@ -138,18 +138,18 @@ def test_odd_size_gives_square_crops(clips: Path) -> None:
     out = preprocess_clip(make_clip(clips / "odd.mp4", frames, extra=["-pix_fmt", "yuv444p"]),
                           RECIPE)  # fmt: skip
     assert (out.source_width, out.source_height) == (223, 171)
-    assert out.video.shape == (25, 112, 112, 3)
+    assert out.face.shape == (25, 112, 112, 3)
 
 
 @pytest.mark.parametrize("name", ["-leading-dash.mp4", "ünïcödé 名前 (2).mp4"])
 def test_awkward_names(clips: Path, name: str) -> None:
     out = preprocess_clip(make_clip(clips / name, face_frames(10)), RECIPE)
-    assert out.video.shape == (10, 112, 112, 3)
+    assert out.face.shape == (10, 112, 112, 3)
 
 
 def test_long_clips_are_cut_at_max_seconds(clip: Path) -> None:
     out = preprocess_clip(clip, RECIPE, max_seconds=1.0)
-    assert out.cut and out.video.shape[0] == out.audio.shape[0] == 25
+    assert out.cut and out.face.shape[0] == out.audio.shape[0] == 25
 
 
 def test_a_clean_clip_is_not_probed(tensors: ClipTensors) -> None:
@@ -174,7 +174,7 @@ def test_audio_twice_as_long_as_the_video_is_probed_and_failed(clips: Path, tmp_
         preprocess_clip(path, RECIPE)
     out = preprocess_clip(path, RECIPE, min_audio_coverage=0.45)
     assert out.timings["probe"] > 0
-    assert out.video.shape[0] == out.audio.shape[0] == 25
+    assert out.face.shape[0] == out.audio.shape[0] == 25
     assert out.source_duration_s == pytest.approx(1.0, abs=0.05)
 
 

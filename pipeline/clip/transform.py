@@ -127,7 +127,7 @@ COVERAGE_SLACK_S = 0.1
 class ClipTensors:
     """The tensors and facts of one processed clip."""
 
-    video: np.ndarray  # (T, S, S, 3) uint8 face crops, S = recipe.crop_size
+    face: np.ndarray  # (T, S, S, 3) uint8 face crops, S = recipe.crop_size (on disk: video)
     audio: np.ndarray  # (T, 104) float32, row t = the 40 ms of audio under video frame t
     source_fps: float
     source_duration_s: float
@@ -160,8 +160,9 @@ class ClipTensors:
     decode_scale: float = 1.0
 
     def extra_arrays(self) -> dict[str, np.ndarray]:
-        """``schemas.write_clip``'s ``extra``: each array beside ``video`` and ``audio``, by
-        path, is the attribute of its name in :data:`schemas.streams.CLIP_ARRAY_TABLE`."""
+        """``schemas.write_clip``'s ``extra``: each array beside ``face`` (on disk ``video``)
+        and ``audio``, by path, is the attribute of its name in
+        :data:`schemas.streams.CLIP_ARRAY_TABLE`."""
         named = {a.path: getattr(self, a.name) for a in CLIP_ARRAY_TABLE if a.path in EXTRA_ARRAYS}
         return {path: data for path, data in named.items() if data is not None}
 
@@ -212,14 +213,15 @@ def preprocess_clip(
     audio = _features(signal, recipe, num_frames, timings, cpu)
     height, width = stream.shape
     boxes = source_boxes(crop_boxes(faces.track, recipe.face_margin), (width, height), info)
-    trimmed, crops, audio, boxes, streams = _trim_silence(
-        signal, recipe, num_frames, faces.crops, audio, boxes, streams
-    )
-    landmarks = streams.get("landmarks")
+    trimmed, arrays = _trim_silence(
+        signal, recipe, num_frames,
+        {"face": faces.crops, "audio": audio, "face_boxes": boxes, **streams},
+    )  # fmt: skip
+    landmarks = arrays.get("landmarks")
     cuts = faces.cuts[faces.cuts > trimmed] - trimmed  # cuts between two stored frames
     return ClipTensors(
-        video=np.ascontiguousarray(crops),
-        audio=np.ascontiguousarray(audio, dtype=np.float32),
+        face=np.ascontiguousarray(arrays["face"]),
+        audio=np.ascontiguousarray(arrays["audio"], dtype=np.float32),
         source_fps=info.fps,
         source_duration_s=info.duration_s,
         source_width=info.width,
@@ -231,13 +233,13 @@ def preprocess_clip(
         audio_coverage=span.audio_coverage,
         timings=timings,
         cpu_seconds=cpu.seconds,
-        face_boxes=np.ascontiguousarray(boxes),
+        face_boxes=np.ascontiguousarray(arrays["face_boxes"]),
         landmarks=landmarks,
-        mouth=streams.get("mouth"),
+        mouth=arrays.get("mouth"),
         landmark_rate=rate,
         landmark_jitter=None if landmarks is None else landmark_jitter(landmarks, cuts),
         shot_cuts=len(cuts),
-        face_valid=np.ascontiguousarray(streams["face_valid"]),
+        face_valid=np.ascontiguousarray(arrays["face_valid"]),
         speech_fraction=_speech(signal, recipe, num_frames, trimmed, cpu),
         decoded_by=decoded_by,
         speaker=speaker,
@@ -300,28 +302,23 @@ def _speech(signal: np.ndarray, recipe: Recipe, frames: int, trimmed: int, cpu: 
 
 
 def _trim_silence(
-    signal: np.ndarray,
-    recipe: Recipe,
-    num_frames: int,
-    crops: np.ndarray,
-    audio: np.ndarray,
-    boxes: np.ndarray,
-    streams: dict[str, np.ndarray],
-) -> tuple[int, np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
-    """The leading silent frames cut from every per-frame array, and their count.
+    signal: np.ndarray, recipe: Recipe, num_frames: int, arrays: dict[str, np.ndarray]
+) -> tuple[int, dict[str, np.ndarray]]:
+    """The leading silent frames' count, and ``arrays`` (every per-frame array of the clip,
+    by its name in :data:`schemas.streams.CLIP_ARRAY_TABLE`, each ``(T, ...)``) without them.
 
-    Only with ``recipe.trim_silence`` (else 0 and the arrays as they are); never
-    leaves fewer than ``recipe.min_frames``.
+    One rule for every array, so an array added to the table is trimmed with the others.
+    Only with ``recipe.trim_silence`` (else 0 and the arrays as they are); never leaves
+    fewer than ``recipe.min_frames``.
     """
     if not recipe.trim_silence:
-        return 0, crops, audio, boxes, streams
+        return 0, arrays
     trimmed = leading_silence_frames(
         signal, recipe.sample_rate, float(recipe.fps), num_frames,
         threshold_db=recipe.silence_threshold_db, min_keep=recipe.min_frames,
         silent_clip_db=recipe.silent_clip_db,
     )  # fmt: skip
-    streams = {name: data[trimmed:] for name, data in streams.items()}
-    return trimmed, crops[trimmed:], audio[trimmed:], boxes[trimmed:], streams
+    return trimmed, {name: data[trimmed:] for name, data in arrays.items()}
 
 
 def _landmark_streams(

@@ -124,7 +124,7 @@ def process_clip(
         record["error"] = f"internal error: {type(exc).__name__}: {exc}"
     else:
         record.update(
-            num_frames=int(tensors.video.shape[0]),
+            num_frames=int(tensors.face.shape[0]),
             **_source_facts(tensors),
             face_detection_rate=float(tensors.face_detection_rate),
             trimmed_frames=int(tensors.trimmed_frames),
@@ -144,7 +144,7 @@ def process_clip(
                 clip, record["num_frames"], float(recipe.fps), record["trimmed_frames"]
             )
             record = commit_clip(
-                store, shard_run, clip.clip_id, tensors.video, tensors.audio, record, recipe,
+                store, shard_run, clip.clip_id, tensors.face, tensors.audio, record, recipe,
                 extra=tensors.extra_arrays(), frame_labels=frame_labels, durable=durable,
             )  # fmt: skip
         except OSError as exc:  # e.g. disk full: nothing half-written stays visible
