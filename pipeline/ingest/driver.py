@@ -378,8 +378,8 @@ def _run_tasks(
 ) -> bool:
     """Skip-check, submit and book ``clips``, a bounded few in flight; True if a signal stopped it.
 
-    Waits for Ray only once the first clip to do is found (a rerun with nothing to
-    do submits nothing). At most ``2 x CPUs`` tasks are in flight.
+    Starts Ray, and waits for it, only once the first clip to do is found (a rerun
+    with nothing to do never starts it). At most ``2 x CPUs`` tasks are in flight.
     """
     import ray
 
