@@ -99,11 +99,12 @@ def crop_mouth(frames: np.ndarray, dy: int = 0, dx: int = 0) -> np.ndarray:
 
 
 def clip_stream(clip: Any, visual_input: str) -> np.ndarray:
-    """The visual stream of one preprocessed clip (anything with ``video`` and ``mouth``
-    attributes, as the pipeline's per-clip tensors have), ready for
+    """The visual stream of one preprocessed clip (anything with an attribute per stream,
+    named as :data:`schemas.streams.CLIP_ARRAY_TABLE` names it, ``face`` and ``mouth``, as
+    the pipeline's per-clip tensors have), ready for
     :func:`trainer.evaluate.inference.window_scores`: face ``(T, S, S, 3)`` or mouth ``(T, 88, 88)``.
     """
-    frames = getattr(clip, STREAM_ARRAYS[visual_input], None)
+    frames = getattr(clip, visual_input, None)
     if frames is None:
         raise TrainerError(
             f"the preprocessed clip has no {visual_input} stream; the checkpoint's recipe "
