@@ -22,7 +22,7 @@ from schemas.packed_write import recover_shards
 from trainer.data.dataset import labelled_clips
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARD_BYTES = 4_000_000  # two or three synthetic clips a shard
+SHARD_BYTES = 12_000_000  # four or more synthetic clips a shard: an open journal reaches 2 lines
 
 
 def _journal_lines(store: Path) -> int:
