@@ -213,10 +213,8 @@ def preprocess_clip(
     audio = _features(signal, recipe, num_frames, timings, cpu)
     height, width = stream.shape
     boxes = source_boxes(crop_boxes(faces.track, recipe.face_margin), (width, height), info)
-    trimmed, arrays = _trim_silence(
-        signal, recipe, num_frames,
-        {"face": faces.crops, "audio": audio, "face_boxes": boxes, **streams},
-    )  # fmt: skip
+    per_frame = {"face": faces.crops, "audio": audio, "face_boxes": boxes, **streams}
+    trimmed, arrays = _trim_silence(signal, recipe, num_frames, per_frame)
     landmarks = arrays.get("landmarks")
     cuts = faces.cuts[faces.cuts > trimmed] - trimmed  # cuts between two stored frames
     return ClipTensors(
