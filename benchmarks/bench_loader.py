@@ -700,33 +700,13 @@ def run_remote(settings: Settings, work: Path) -> dict:
     The server runs in this process, so its request handling shares the CPU with the
     reader: the numbers bound what a local network round trip costs, not a bucket's.
     """
-    import logging
-    import socket
 
-    import s3fs
-    from moto.server import ThreadedMotoServer
+    from benchmarks.local_s3 import local_s3
 
-    from schemas.remote import use_storage_options
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    requests: list[str] = []
-    handler = logging.Handler()
-    handler.emit = lambda record: requests.append(record.getMessage())  # type: ignore[method-assign]
-    werkzeug = logging.getLogger("werkzeug")
-    werkzeug.addHandler(handler)
-    werkzeug.setLevel(logging.INFO)
-    werkzeug.propagate = False
-    options = {"endpoint_url": f"http://127.0.0.1:{port}", "key": "x", "secret": "x"}
-    use_storage_options(options)
-    fs = s3fs.S3FileSystem(**options)
-    fs.mkdir("bench")
     results: dict[str, dict] = {}
     per_window: dict[str, float] = {}
-    try:
+    with local_s3() as s3:
+        fs, requests = s3.fs, s3.requests
         for layout in ("raw", "zstd"):
             clips = build_store(
                 work / layout, settings.clips, settings.frames, settings.crop, layout
@@ -754,9 +734,6 @@ def run_remote(settings: Settings, work: Path) -> dict:
             results |= measure(
                 {k: reader(r) for k, r in readers.items()}, windows, settings.budget_s, {}
             )
-    finally:
-        werkzeug.removeHandler(handler)
-        server.stop()
     return {
         "benchmark": "loader_remote",
         "settings": settings.__dict__,

@@ -159,35 +159,15 @@ def run(settings: Settings, work: Path) -> dict:
 
 def run_remote(settings: Settings, work: Path) -> dict:
     """Windows per second and requests per window of packed stores read by URL."""
-    import logging
-    import socket
 
-    import s3fs
-    from moto.server import ThreadedMotoServer
+    from benchmarks.local_s3 import local_s3
 
-    from schemas.remote import use_storage_options
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    requests: list[str] = []
-    handler = logging.Handler()
-    handler.emit = lambda record: requests.append(record.getMessage())  # type: ignore[method-assign]
-    werkzeug = logging.getLogger("werkzeug")
-    werkzeug.addHandler(handler)
-    werkzeug.setLevel(logging.INFO)
-    werkzeug.propagate = False
-    options = {"endpoint_url": f"http://127.0.0.1:{port}", "key": "x", "secret": "x"}
-    use_storage_options(options)
-    fs = s3fs.S3FileSystem(**options)
-    fs.mkdir("bench")
     rates: dict[str, dict] = {}
     per_window: dict[str, float] = {}
     rng = np.random.default_rng(1)
     last = settings.frames - settings.window
-    try:
+    with local_s3() as s3:
+        fs, requests = s3.fs, s3.requests
         for layout in ("raw", "zstd"):
             ids = build(work / layout, settings, layout, packed=True)
             fs.put(f"{work / layout}/", f"bench/{layout}", recursive=True)
@@ -216,9 +196,6 @@ def run_remote(settings: Settings, work: Path) -> dict:
             rates |= measure(
                 {k: method(r) for k, r in readers.items()}, windows, settings.budget_s, {}
             )
-    finally:
-        werkzeug.removeHandler(handler)
-        server.stop()
     return {
         "settings": vars(settings),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
