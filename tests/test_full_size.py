@@ -3,7 +3,6 @@ memory that does not grow with the clip's length (docs/pipeline.md, "Decoding").
 
 from __future__ import annotations
 
-import subprocess
 import tracemalloc
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import pytest
 from installed import needs_landmarks
 from media_fixtures import SIZE, face_centre, face_frames, make_clip
 
+from benchmarks.bench_clip_memory import framed
 from pipeline import media
 from pipeline.clip import clip_stream
 from pipeline.clip.clip_stream import LOOK_AHEAD, MIN_CORE, core_frames
@@ -21,28 +21,14 @@ from schemas.recipe import Recipe
 RECIPE = Recipe()
 
 
-def _framed(clip: Path, out: Path, width: int, height: int, seconds: float) -> Path:
-    """The 224² face clip scaled to ``height`` and centred on a ``width × height`` black
-    frame, looped to ``seconds``."""
-    pad = (width - height) // 2
-    subprocess.run(
-        ["ffmpeg", "-nostdin", "-v", "error", "-y", "-stream_loop", "-1", "-i", f"file:{clip}",
-         "-t", str(seconds), "-vf", f"scale={height}:{height},pad={width}:{height}:{pad}:0",
-         "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "aac",
-         f"file:{out}"],
-        check=True, timeout=120,
-    )  # fmt: skip
-    return out
-
-
 @pytest.fixture(scope="module")
 def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("full_size")
     face = make_clip(folder / "face.mp4")
     return {
-        "hd_2s": _framed(face, folder / "hd_2s.mp4", 1920, 1080, 2.0),
-        "hd_8s": _framed(face, folder / "hd_8s.mp4", 1920, 1080, 8.0),
-        "uhd_2s": _framed(face, folder / "uhd_2s.mp4", 3840, 2160, 2.0),
+        "hd_2s": framed(face, folder / "hd_2s.mp4", 1920, 1080, 2.0),
+        "hd_8s": framed(face, folder / "hd_8s.mp4", 1920, 1080, 8.0),
+        "uhd_2s": framed(face, folder / "uhd_2s.mp4", 3840, 2160, 2.0),
     }
 
 
