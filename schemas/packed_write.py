@@ -207,16 +207,23 @@ class ShardWriter:
     def _locked_shard(self) -> _OpenShard:
         """The open shard, its journal locked by this writer (``flock``), not sealed: a
         shard sealed under us (its run ended, or a recovery sealed it) is left for a new
-        one. The lock is held for one append only, so a seal never waits on an idle writer."""
+        one. The lock is held for one append only, so a seal never waits on an idle writer.
+
+        A seal unlinks the journal, and a seal that finds no whole clip deletes the
+        shard's folder: a journal with no links left means the shard is gone or sealed,
+        whether or not its ``zarr.json`` is still there to say so."""
         while True:
             if self.shard is None:
                 name = shard_name(self.run, self.writer, self.count)
                 self.count += 1
-                self.shard = _OpenShard(self.store, name, self.durable)
+                try:
+                    self.shard = _OpenShard(self.store, name, self.durable)
+                except FileNotFoundError:  # a recovery deleted the folder being made
+                    continue
             fcntl.flock(self.shard.journal, fcntl.LOCK_EX)
-            if not is_sealed(self.shard.folder):
+            if os.fstat(self.shard.journal).st_nlink and not is_sealed(self.shard.folder):
                 return self.shard
-            self.shard.close()  # never append to a sealed shard
+            self.shard.close()  # never append to a sealed or deleted shard
             self.shard = None
 
     def close(self) -> None:

@@ -5,6 +5,7 @@ manifest from the shards alone; damage and foreign files are refused in one line
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import signal
@@ -156,6 +157,32 @@ def test_sigkill_mid_commit_loses_only_the_torn_tail(tmp_path: Path) -> None:
         _assert_reads_as_written(store, i)
     assert zarr.open_group(str(store / "shards" / name), mode="r")["video"].shape[0] == rows
     assert recover_shards(store, RECIPE) == 0  # idempotent
+
+
+def test_a_writer_whose_shard_was_sealed_or_deleted_under_it_starts_another(
+    tmp_path: Path,
+) -> None:
+    """A task still appending while the driver seals its worker's shards (a cancelled
+    task, or an orphan of a killed driver) must not append to the sealed shard, nor to
+    an empty one the seal deleted: each clip lands in a shard that holds it."""
+    store = tmp_path / "s.zarr"
+    schemas.create_store(store, RECIPE, packed=True, shard_target_bytes=1 << 30)
+    writer = ShardWriter(store, RECIPE, 1, 1 << 30, durable=True)
+    records = [writer.append(*_clip(0))]
+    recover_shards(store, RECIPE)  # the driver seals the shard the writer holds open
+    records.append(writer.append(*_clip(1)))
+    assert records[1]["shard"] != records[0]["shard"]
+    writer.close()
+    empty = writer._locked_shard()  # opened, no clip in it yet: a seal deletes it
+    fcntl.flock(empty.journal, fcntl.LOCK_UN)
+    recover_shards(store, RECIPE)
+    assert not empty.folder.exists()
+    records.append(writer.append(*_clip(2)))
+    writer.close()
+    assert all((store / "shards" / r["shard"]).is_dir() for r in records)
+    ms.write_fragment(store, schemas.rows_to_table(records, schemas.MANIFEST_SCHEMA), 1)
+    for i in range(3):
+        _assert_reads_as_written(store, i)
 
 
 def test_repair_rebuilds_the_manifest_from_the_shards_alone(tmp_path: Path) -> None:
