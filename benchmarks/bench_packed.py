@@ -1,7 +1,9 @@
 """Packed stores (format 4) against per-clip stores (format 3): files and window reads.
 
 Run ``python -m benchmarks.bench_packed`` (about a minute) or with ``--quick``
-(seconds, for the test). Writes ``benchmarks/results/packed.json`` (``--out`` to write
+(seconds, for the test); ``--clips N --shard-mib M`` change the store's size and the
+shard target (``--clips 1000 --shard-mib 1024``, the ingest's default shard size, writes
+about 4 GB per store and takes minutes). Writes ``benchmarks/results/packed.json`` (``--out`` to write
 elsewhere) and prints it.
 
 The same clips (``bench_loader``'s drifting face, its crop size, random audio) are
@@ -37,7 +39,7 @@ import os
 import platform
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -209,8 +211,20 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--quick", action="store_true", help="tiny sizes, seconds")
     parser.add_argument("--remote", action="store_true", help="read through a local S3 server")
     parser.add_argument("--out", type=Path, help="default: benchmarks/results/packed[_remote].json")
+    parser.add_argument("--clips", type=int, help=f"clips per store (default {DEFAULT.clips})")
+    parser.add_argument(
+        "--shard-mib", type=float, help=f"shard target size (default {DEFAULT.shard_mib:g} MiB)"
+    )
     args = parser.parse_args(argv)
     settings = QUICK if args.quick else DEFAULT
+    if args.clips is not None or args.shard_mib is not None:  # fewer or larger shards
+        settings = replace(
+            settings,
+            clips=args.clips if args.clips is not None else settings.clips,
+            shard_mib=args.shard_mib if args.shard_mib is not None else settings.shard_mib,
+        )
+        if settings.clips < 1 or settings.shard_mib <= 0:
+            parser.error("--clips must be at least 1 and --shard-mib above 0")
     name = "packed_remote.json" if args.remote else "packed.json"
     with tempfile.TemporaryDirectory(prefix="bench_packed_") as tmp:
         result = (run_remote if args.remote else run)(settings, Path(tmp))
