@@ -31,10 +31,17 @@ unless ``--out`` says otherwise: ``--detectors``, ``--seeds``, given stores (``-
 data, is not applied to them), and ``--quick`` (4 clips per category, 1 epoch, seed 0,
 2 windows per clip, no ceiling check: the plumbing only, its figures mean nothing).
 
-Resumable: every detector × seed leaves ``WORK/<size>/runs/<detector>/seed-N.json``
-(``WORK/quick/...`` for --quick, ``WORK/<size>/given-<fingerprint>/...`` on given stores);
-a rerun keeps a run recorded on the same store fingerprint with the same resolved config,
-and keeps the synthetic dataset and stores it made.
+Every run's chosen checkpoint is then audited (``mscct-train audit`` on the test part,
+:mod:`benchmarks.table1_audit`); the audit is kept in the run's record and summarised
+per detector (``audit``), and ``table1_markdown`` renders its headline.
+
+Resumable: every detector × seed leaves its record, ``benchmarks/results/table1_runs/
+<size>/<detector>/seed-N.json`` on the protocol's data (committed with the results, so a
+table can be completed over several sittings: ``--detectors``/``--seeds`` run a part,
+and the last invocation, with neither, writes the table), ``WORK/quick/runs/...`` for
+--quick and ``WORK/<size>/given-<fingerprint>/runs/...`` on given stores; checkpoints
+stay under ``WORK``. A rerun keeps a run recorded on the same store fingerprint with the
+same resolved config, and keeps the synthetic dataset and stores it made.
 """
 
 from __future__ import annotations
@@ -56,6 +63,7 @@ if str(ROOT) not in sys.path:  # run as a script: make the repository importable
 from benchmarks import bench_train  # noqa: E402
 from benchmarks.bench_ceiling import refusing  # noqa: E402
 from benchmarks.output import save_result  # noqa: E402
+from benchmarks.table1_audit import summarize as summarize_audits  # noqa: E402
 from benchmarks.table1_runs import (  # noqa: E402
     METRICS,
     Plan,
@@ -74,6 +82,9 @@ from benchmarks.table1_stores import (  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 WORK = ROOT / "runs" / "bench-table1"
+#: Where the runs on the protocol's own data keep their records (committed: see
+#: :mod:`benchmarks.table1_runs`); --quick and given stores keep theirs in the work folder.
+RUNS = RESULTS / "table1_runs"
 
 
 @dataclass(frozen=True)
@@ -243,7 +254,7 @@ def train_all(
     args: argparse.Namespace, rows: list[Plan], stores: dict[str, Path], fingerprints: dict
 ) -> dict[str, dict[str, Any]]:
     """Every detector × seed, trained or kept from an earlier run; one row per detector."""
-    root, t0 = args.work_dir / "runs", time.perf_counter()
+    root, t0 = args.records_dir, time.perf_counter()
     total, done, table = len(rows) * len(args.seed_list), 0, {}
     for plan in rows:
         config, runs = plan.config(), []
@@ -255,7 +266,9 @@ def train_all(
             what = "kept (measured before)" if record else f"training {plan.epochs} epochs"
             print(f"== table1 [{done}/{total}] {plan.detector} seed {seed}: {what}; "
                   f"elapsed {elapsed(t0)}", flush=True)  # fmt: skip
-            record = record or train_run(plan, seed, stores[plan.store], args.split, root)
+            record = record or train_run(
+                plan, seed, stores[plan.store], args.split, args.work_dir / "runs", root
+            )
             runs.append({k: v for k, v in record.items() if k != "config"})  # once, below
         untrained = plan.untrained_heads()
         table[plan.detector] = {
@@ -265,6 +278,7 @@ def train_all(
             "overrides": list(plan.overrides),
             "untrained_heads": untrained,
             "summary": summarize(runs, untrained),
+            "audit": summarize_audits(runs),
             "config_resolved": config,
             "runs": runs,
         }
@@ -290,6 +304,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.store is not None:  # runs on given stores are kept apart, by the store they read
         args.work_dir /= f"given-{schemas.store_fingerprint(args.store)}"
     args.work_dir.mkdir(parents=True, exist_ok=True)
+    protocol_data = not args.quick and args.store is None  # its runs' records are results
+    args.records_dir = RUNS / args.size if protocol_data else args.work_dir / "runs"
     data = bench_train.PROTOCOLS[protocol.data]
     synth = bench_train.synth_args(data, QUICK_PER_CATEGORY if args.quick else data.per_category)
     rows = plans(args.detector_list, args.size, args.quick)

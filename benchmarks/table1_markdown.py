@@ -7,7 +7,8 @@ in the paper, then balanced ACC, AP, EER, the audio and video heads' AUC, parame
 and seconds per epoch. Scores are percentages, mean ± sample std over the seeds (the
 std left out when one seed was run); ``—`` marks a head that no loss term trains or a
 figure that is undefined. Notes under the table say the protocol, whether it was
-followed, and which detectors read another store.
+followed, and which detectors read another store. A second table, where the runs were
+audited, is the shortcut audit's headline (:func:`render_audit`).
 """
 
 from __future__ import annotations
@@ -89,7 +90,30 @@ def render(result: dict[str, Any]) -> str:
     for name, row in result["detectors"].items():
         cells = [cell(row["summary"][key], kind) for _, key, kind in COLUMNS]
         lines.append("| " + " | ".join([f"`{name}`", *cells]) + " |")
-    return "\n".join(lines) + "\n\n" + "\n\n".join(notes(result)) + "\n"
+    table = "\n".join(lines) + "\n\n" + "\n\n".join(notes(result)) + "\n"
+    audit = render_audit(result)
+    return table + ("\n" + audit if audit else "")
+
+
+def render_audit(result: dict[str, Any]) -> str:
+    """The shortcut-audit headline of a result (:data:`benchmarks.table1_audit.HEADLINE`,
+    the fused head), a row per detector whose runs were audited; '' if none was."""
+    from benchmarks.table1_audit import HEADLINE
+
+    rows = {name: row["audit"] for name, row in result["detectors"].items() if row.get("audit")}
+    if not rows:
+        return ""
+    header = ["Detector", *(name for name, _, _ in HEADLINE)]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for name, audit in rows.items():
+        cells = [cell(audit[name_]["fused"][key], "percent") for _, name_, key in HEADLINE]
+        lines.append("| " + " | ".join([f"`{name}`", *cells]) + " |")
+    note = (
+        "Shortcut audit of the same checkpoints, fused head, test part, mean ± sample std "
+        "over the seeds. real→fake: of the real clips a detector calls real as stored, the "
+        "share it calls fake once perturbed (`mscct-train audit`; docs/audit.md)."
+    )
+    return "\n".join(lines) + "\n\n" + note + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,7 +4,11 @@ Each run trains as :mod:`benchmarks.bench_train` does (:func:`~benchmarks.bench_
 train_seeds`: the trainer's recipe, its selection rule, the test part evaluated once for
 the chosen checkpoint) and leaves one JSON file, its :func:`run_record`. A later
 invocation keeps a run whose file records the same store fingerprint and resolved
-config (:func:`finished_run`), so hours of training survive an interruption.
+config (:func:`finished_run`), so hours of training survive an interruption. The run
+files of the protocol's own data are results (``benchmarks/results/table1_runs/``): the
+synthetic data and its stores are made again byte for byte, so a finished run is kept
+by any checkout whose stores have the same fingerprint, and the table can be completed a
+few runs at a time.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ if str(ROOT) not in sys.path:  # run as a script: make the repository importable
     sys.path.insert(0, str(ROOT))
 
 from benchmarks.bench_train import mean_std, train_seeds  # noqa: E402
+from benchmarks.table1_audit import audit_run  # noqa: E402
 
 #: The figures of every run that the table summarises over seeds, in the table's order.
 METRICS: tuple[str, ...] = (
@@ -79,18 +84,25 @@ def finished_run(path: Path, fingerprint: str, config: dict[str, Any]) -> dict |
     return record if same else None
 
 
-def train_run(plan: Plan, seed: int, store: Path, split: str, root: Path) -> dict[str, Any]:
-    """Train ``plan`` with ``seed`` on ``store``; its record, also written to its run file."""
+def train_run(
+    plan: Plan, seed: int, store: Path, split: str, work: Path, records: Path
+) -> dict[str, Any]:
+    """Train ``plan`` with ``seed`` on ``store`` in ``work``, audit its chosen checkpoint
+    (:func:`benchmarks.table1_audit.audit_run`); its record, also written to its run file
+    under ``records``."""
     import schemas
 
-    out_root = root / plan.detector
+    out_root = work / plan.detector
     shutil.rmtree(out_root / f"seed-{seed}", ignore_errors=True)  # an interrupted run's dir
     runs, _ = train_seeds(
         plan.preset, list(plan.overrides), store, split, [seed], plan.epochs, out_root
     )
-    record = run_record(runs[0], out_root / f"seed-{seed}")
+    run_dir = out_root / f"seed-{seed}"
+    record = run_record(runs[0], run_dir)
+    record["audit"] = audit_run(run_dir, store, split)
     record.update(store_fingerprint=schemas.store_fingerprint(store), config=plan.config())
-    path = run_file(root, plan.detector, seed)
+    path = run_file(records, plan.detector, seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(record, indent=2) + "\n")
     return record
 
@@ -110,8 +122,16 @@ def run_record(summary: dict[str, Any], run_dir: Path) -> dict[str, Any]:
         "params": meta["parameters"],
         "s_per_epoch": round(statistics.fmean(epoch_s), 3),
         "epochs_run": report["epochs_run"],
-        "run_dir": str(run_dir),
+        "run_dir": _shown(run_dir),
     }
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the repository when it lies inside it (a record is portable)."""
+    try:
+        return str(path.resolve().relative_to(ROOT))
+    except ValueError:
+        return str(path)
 
 
 def summarize(runs: list[dict[str, Any]], untrained: list[str]) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from cli_helpers import ingest_json, run_cli
 import schemas
 from benchmarks import bench_table1, table1_markdown
 from benchmarks.table1_stores import SplitMismatch, check_same_split, ingest_options, store_key
+from trainer.audit.report import DESCRIPTIONS
 from trainer.model import Reads
 
 SPLIT = ("--balance", "--ratios", "0.5,0.25,0.25")
@@ -71,6 +72,13 @@ def test_quick_run_writes_every_figure_resumes_and_renders(
         (run,) = row["runs"]
         assert run["seed"] == 0 and run["epochs_run"] == 1 and run["params"] > 0
         assert run["s_per_epoch"] > 0 and 0.0 <= run["test_eer"] <= 1.0
+        # the chosen checkpoint was audited on the test part, and the audit summarised
+        assert run["audit"]["n"] == result["split_check"]["clips"]["test"]
+        assert set(run["audit"]["perturbations"]) == set(DESCRIPTIONS)
+        fused = row["audit"]["swap_audio"]["fused"]
+        assert set(fused) == {"auc", "balanced_acc", "real_flipped", "fake_flipped"}
+        assert row["audit"]["baseline"]["fused"]["auc"]["n"] == 1
+    assert list((tmp_path / "quick").glob("given-*/runs/mrdf_ce/seed-0.json"))
     assert rows["audio_only"]["summary"]["video_auc"]["mean"] is None  # no video head
     assert (
         rows["mrdf_ce"]["summary"]["params"]["mean"]
@@ -87,6 +95,9 @@ def test_quick_run_writes_every_figure_resumes_and_renders(
     assert head.startswith("| Detector | ACC (%) | AUC (%) |") and head.endswith("| s/epoch |")
     assert body[0].startswith("| `audio_only` |") and body[1].startswith("| `mrdf_ce` |")
     assert "read the fbank store" in table and "Departs from the protocol" in table
+    audit_head = next(line for line in table.splitlines() if "Swapped voice" in line)
+    assert audit_head.startswith("| Detector | AUC as stored (%) |")
+    assert "| `mrdf_ce` |" in table.split(audit_head)[1]
 
 
 def test_stores_whose_parts_differ_or_share_an_identity_are_refused(
