@@ -106,7 +106,7 @@ def render_audit(result: dict[str, Any]) -> str:
     header = ["Detector", *(name for name, _, _ in HEADLINE)]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for name, audit in rows.items():
-        cells = [cell(audit[name_]["fused"][key], "percent") for _, name_, key in HEADLINE]
+        cells = [cell(audit[column]["fused"][key], "percent") for _, column, key in HEADLINE]
         lines.append("| " + " | ".join([f"`{name}`", *cells]) + " |")
     note = (
         "Shortcut audit of the same checkpoints, fused head, test part, mean ± sample std "
