@@ -5,8 +5,9 @@ part right after a run is tested, and its numbers are kept in the run's record, 
 audit of every Table 1 run survives without its checkpoint (a run record is a few KB; a
 checkpoint is MBs, and the checkpoints of 35 runs are not results to commit).
 
-The headline (``benchmarks.table1_markdown``'s second table, :data:`HEADLINE`) is the fused head under the perturbations a detector that
-relies on audio-visual consistency should notice, as shares of verdicts that flip
+The headline (``benchmarks.table1_markdown``'s second table, :data:`HEADLINE`) is the
+fused head under the perturbations a detector that relies on audio-visual consistency
+should notice, as shares of verdicts that flip
 (docs/audit.md says how to read them): a real clip whose voice is swapped for another
 identity's, whose audio is 5 frames late, whose video is frozen, or whose audio is
 silenced should be called fake (``real_flipped``); AUC under each says whether the
@@ -19,10 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.bench_train import mean_std
+from trainer.audit.report import AUDIT_SCORES as SCORES
+from trainer.evaluate.metrics import HEADS
 
-#: The audit's heads and the numbers a run record keeps of each (trainer.audit.report).
-HEADS = ("fused", "audio", "video")
-SCORES = ("auc", "balanced_acc", "real_flipped", "fake_flipped")
 #: The headline's columns: (header, perturbation, number), all of the fused head.
 HEADLINE: tuple[tuple[str, str, str], ...] = (
     ("AUC as stored (%)", "baseline", "auc"),

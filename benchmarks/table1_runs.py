@@ -5,10 +5,10 @@ train_seeds`: the trainer's recipe, its selection rule, the test part evaluated 
 the chosen checkpoint) and leaves one JSON file, its :func:`run_record`. A later
 invocation keeps a run whose file records the same store fingerprint and resolved
 config (:func:`finished_run`), so hours of training survive an interruption. The run
-files of the protocol's own data are results (``benchmarks/results/table1_runs/``): the
-synthetic data and its stores are made again byte for byte, so a finished run is kept
-by any checkout whose stores have the same fingerprint, and the table can be completed a
-few runs at a time.
+files of the protocol's own data are results (``benchmarks/results/table1_runs/``): a
+finished run is kept by any checkout whose stores have the same fingerprint (``synth``
+makes the same sources again: a fresh checkout's hard store matched the fingerprint of
+the committed ``ceiling_hard.json``), so the table can be completed a few runs at a time.
 """
 
 from __future__ import annotations
