@@ -63,12 +63,11 @@ if str(ROOT) not in sys.path:  # run as a script: make the repository importable
 from benchmarks import bench_train  # noqa: E402
 from benchmarks.bench_ceiling import refusing  # noqa: E402
 from benchmarks.output import save_result  # noqa: E402
+from benchmarks.run_records import finished_run, run_file  # noqa: E402
 from benchmarks.table1_audit import summarize as summarize_audits  # noqa: E402
 from benchmarks.table1_runs import (  # noqa: E402
     METRICS,
     Plan,
-    finished_run,
-    run_file,
     summarize,
     train_run,
 )

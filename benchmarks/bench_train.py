@@ -26,8 +26,15 @@ data seed, training seeds, epochs and the selection rule. ``--seeds``,
 Protocol versions. ``PROTOCOL_VERSION`` is recorded in every result. A result
 recorded without it (version 1) was measured when synth's ``hard`` made what is
 now ``hard-partial``: :func:`recorded_protocol` reads its ``difficulty: hard`` as
-``hard-partial`` (the committed ``train_hard.json`` and ``ablation.json`` until
-they are measured again), and ``--difficulty hard-partial`` reproduces them.
+``hard-partial`` (the committed ``train_hard_partial.json`` and
+``ablation_hard_partial.json``), and ``--difficulty hard-partial`` reproduces them.
+
+Runs already made. The ``hard`` protocol's ``tiny`` runs are also Table 1's ``msct``
+row (:mod:`benchmarks.bench_table1`: the same preset, store and seeds). When the
+protocol is followed, a seed whose run Table 1 recorded on a store of the same
+fingerprint with the same resolved config is kept, not trained again
+(:func:`recorded_runs`; the run says ``"from"``); training is deterministic for a fixed
+seed, store and thread count.
 
 The ceiling rule. Before training, ``hard`` checks the store with
 :func:`benchmarks.bench_ceiling.require_valid` (a committed ceiling JSON of the same
@@ -50,6 +57,7 @@ not counted).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import shutil
@@ -67,6 +75,7 @@ if str(ROOT) not in sys.path:  # run as a script: make the repository importable
 
 from benchmarks.bench_ceiling import read_cues, refusing, require_valid  # noqa: E402
 from benchmarks.output import save_result  # noqa: E402
+from benchmarks.run_records import PAPER_MODEL, TABLE1_RUNS, paper_model_run  # noqa: E402
 
 TARGET_AUC = 0.95
 SPLIT_RATIOS = "0.5,0.25,0.25"
@@ -180,6 +189,29 @@ def store_source(synth: list[str]) -> str:
     )
 
 
+def preset_config(config: str, overrides: list[str], epochs: int) -> dict:
+    """The config that preset ``config`` with ``overrides`` trains, less ``seed``, as a
+    result file holds it (:func:`train_seeds` records it so)."""
+    from trainer.config.settings import load_config
+
+    cfg = load_config(config, [f"epochs={epochs}", *overrides])
+    resolved = {k: v for k, v in cfg.to_dict().items() if k != "seed"}
+    return json.loads(json.dumps(resolved))
+
+
+def recorded_runs(fingerprint: str, config: dict, seeds: list[int]) -> dict[int, dict]:
+    """Seed → a run of ``config`` on the store of ``fingerprint`` that Table 1 already
+    recorded (:func:`benchmarks.run_records.paper_model_run`): the same preset, store and
+    seed train the same model, so it is kept rather than trained again (``from`` says so)."""
+    kept = {}
+    for seed in seeds:
+        record = paper_model_run(seed, fingerprint, config)
+        if record is not None:
+            source = TABLE1_RUNS.joinpath(*PAPER_MODEL).relative_to(ROOT)
+            kept[seed] = {key: record[key] for key in RUN_KEYS} | {"from": str(source)}
+    return kept
+
+
 def train_seeds(
     config: str,
     overrides: list[str],
@@ -214,6 +246,20 @@ def mean_std(values: list[float | None]) -> dict[str, float | None]:
         "std": round(statistics.stdev(xs), 4) if len(xs) > 1 else None,
         "n": len(xs),
     }
+
+
+#: What a run's line of the result holds (:func:`run_summary`).
+RUN_KEYS = (
+    "seed",
+    "wall_s",
+    "test_auc",
+    "test_acc",
+    "test_balanced_acc",
+    "audio_auc",
+    "video_auc",
+    "per_category_acc",
+    "best_epoch",
+)
 
 
 def run_summary(seed: int, wall_s: float, report: dict) -> dict:
@@ -262,6 +308,7 @@ def main() -> int:
 
     import torch
 
+    import schemas
     from trainer.train.selection import SELECTION
 
     scratch = Path(tempfile.mkdtemp(prefix="bench-train-"))
@@ -277,15 +324,20 @@ def main() -> int:
         source = store_source(synth)
         if args.store is not None:
             source = f"given (protocol: {source})"
-        runs, resolved = train_seeds(
+        resolved = preset_config(args.config, args.overrides, protocol.epochs)
+        # Only the protocol's own store and preset can match a recorded run.
+        fingerprint = schemas.store_fingerprint(store)
+        kept = recorded_runs(fingerprint, resolved, seeds) if followed else {}
+        trained, _ = train_seeds(
             args.config,
             args.overrides,
             store,
             args.split,
-            seeds,
+            [seed for seed in seeds if seed not in kept],
             protocol.epochs,
             args.out or scratch / "runs",
         )
+        runs = sorted([*kept.values(), *trained], key=lambda run: seeds.index(run["seed"]))
     finally:
         if args.out is None:
             shutil.rmtree(scratch, ignore_errors=True)
@@ -304,6 +356,7 @@ def main() -> int:
         "overrides": args.overrides,
         "store": str(args.store) if args.store else None,
         "store_source": source,
+        "store_fingerprint": fingerprint,
         "runs": runs,
         "wall_s_mean": round(sum(r["wall_s"] for r in runs) / len(runs), 2),
         "test_auc_min": None if None in aucs else min(aucs),

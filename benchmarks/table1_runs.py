@@ -2,13 +2,11 @@
 
 Each run trains as :mod:`benchmarks.bench_train` does (:func:`~benchmarks.bench_train.
 train_seeds`: the trainer's recipe, its selection rule, the test part evaluated once for
-the chosen checkpoint) and leaves one JSON file, its :func:`run_record`. A later
-invocation keeps a run whose file records the same store fingerprint and resolved
-config (:func:`finished_run`), so hours of training survive an interruption. The run
-files of the protocol's own data are results (``benchmarks/results/table1_runs/``): a
-finished run is kept by any checkout whose stores have the same fingerprint (``synth``
-makes the same sources again: a fresh checkout's hard store matched the fingerprint of
-the committed ``ceiling_hard.json``), so the table can be completed a few runs at a time.
+the chosen checkpoint) and leaves one JSON file, its :func:`run_record`, kept across
+sittings as :mod:`benchmarks.run_records` describes. The run files of the protocol's own
+data are results (``benchmarks/results/table1_runs/``): a fresh checkout's hard store
+matched the fingerprint of the committed ``ceiling_hard.json``, so any checkout keeps
+them and the table can be completed a few runs at a time.
 """
 
 from __future__ import annotations
@@ -26,6 +24,7 @@ if str(ROOT) not in sys.path:  # run as a script: make the repository importable
     sys.path.insert(0, str(ROOT))
 
 from benchmarks.bench_train import mean_std, train_seeds  # noqa: E402
+from benchmarks.run_records import run_file, write_record  # noqa: E402
 from benchmarks.table1_audit import audit_run  # noqa: E402
 
 #: The figures of every run that the table summarises over seeds, in the table's order.
@@ -70,20 +69,6 @@ class Plan:
         return [head for head in HEADS if not loss[head]]
 
 
-def run_file(root: Path, detector: str, seed: int) -> Path:
-    """Where the run of ``detector`` with ``seed`` keeps its result."""
-    return root / detector / f"seed-{seed}.json"
-
-
-def finished_run(path: Path, fingerprint: str, config: dict[str, Any]) -> dict | None:
-    """The run recorded at ``path`` if it measured this store and config, else None."""
-    if not path.exists():
-        return None
-    record = json.loads(path.read_text())
-    same = record.get("store_fingerprint") == fingerprint and record.get("config") == config
-    return record if same else None
-
-
 def train_run(
     plan: Plan, seed: int, store: Path, split: str, work: Path, records: Path
 ) -> dict[str, Any]:
@@ -101,9 +86,7 @@ def train_run(
     record = run_record(runs[0], run_dir)
     record["audit"] = audit_run(run_dir, store, split)
     record.update(store_fingerprint=schemas.store_fingerprint(store), config=plan.config())
-    path = run_file(records, plan.detector, seed)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(record, indent=2) + "\n")
+    write_record(run_file(records, plan.detector, seed), record)
     return record
 
 

@@ -125,20 +125,20 @@ def test_benchmarks_refuse_a_store_that_fails_the_ceiling(
 
 def test_results_from_before_whole_clip_fakes_read_as_hard_partial() -> None:
     """The committed hard figures were measured when synth's hard was today's hard-partial."""
-    old = json.loads((RESULTS / "ablation.json").read_text())
+    old = json.loads((RESULTS / "ablation_hard_partial.json").read_text())
     assert "protocol_version" not in old and old["protocol"]["difficulty"] == "hard"
     assert bench_train.recorded_protocol(old)["difficulty"] == "hard-partial"
     assert bench_train.same_protocol(old, bench_train.PROTOCOLS["hard-partial"])
     assert not bench_train.same_protocol(old, bench_train.PROTOCOLS["hard"])
     new = {"protocol": old["protocol"], "protocol_version": bench_train.PROTOCOL_VERSION}
     assert bench_train.same_protocol(new, bench_train.PROTOCOLS["hard"])
-    # The paper variant of a hard-partial ablation reuses the committed train_hard.json runs;
-    # a hard one must train again.
+    # The paper variant of a hard-partial ablation reuses the committed
+    # train_hard_partial.json runs; a hard one must train again.
     paper = bench_ablation.resolved_config([], 12)
-    stored = json.loads((RESULTS / "train_hard.json").read_text())["config_resolved"]
+    stored = json.loads((RESULTS / "train_hard_partial.json").read_text())["config_resolved"]
     if bench_ablation.same_config(stored, paper):  # another change to the preset: no reuse
         found = bench_ablation.reusable_default(bench_train.PROTOCOLS["hard-partial"], paper)
-        assert found is not None and found["from"] == "train_hard.json"
+        assert found is not None and found["from"] == "train_hard_partial.json"
     assert bench_ablation.reusable_default(bench_train.PROTOCOLS["hard"], paper) is None
     assert HARD_NAME == "hard.json"
 
