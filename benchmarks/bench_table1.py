@@ -21,7 +21,7 @@ ceiling of such a store is measured and recorded but not enforced (:func:`store_
 
 Reported per detector (``benchmarks/results/table1.json``; ``table1_paper.json`` for
 ``--size paper``): test ACC, balanced ACC, AUC, AP, EER, the audio and video heads' AUC
-(null for a head no loss term trains), parameters and seconds per epoch (training and
+(null for a head the detector lacks or no loss term trains), parameters and seconds per epoch (training and
 validation), each mean ± sample std over the seeds, and every seed's run.
 ``python -m benchmarks.table1_markdown`` renders it as the README's table.
 

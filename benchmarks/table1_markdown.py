@@ -5,8 +5,8 @@
 Rows are the detectors in the result's order (``msct`` first); columns ACC and AUC as
 in the paper, then balanced ACC, AP, EER, the audio and video heads' AUC, parameters
 and seconds per epoch. Scores are percentages, mean ± sample std over the seeds (the
-std left out when one seed was run); ``—`` marks a head that no loss term trains or a
-figure that is undefined. Notes under the table say the protocol, whether it was
+std left out when one seed was run); ``—`` marks a head the detector lacks or no loss
+term trains, or a figure that is undefined. Notes under the table say the protocol, whether it was
 followed, and which detectors read another store. A second table, where the runs were
 audited, is the shortcut audit's headline (:func:`render_audit`).
 """
@@ -79,7 +79,9 @@ def notes(result: dict[str, Any]) -> list[str]:
         if row["untrained_heads"]
     ]
     if untrained:
-        lines.append(f"—: a head that no loss term trains ({'; '.join(untrained)}).")
+        lines.append(
+            f"—: a head the detector lacks or no loss term trains ({'; '.join(untrained)})."
+        )
     return lines
 
 

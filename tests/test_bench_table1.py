@@ -44,10 +44,14 @@ def test_a_detector_reading_other_features_gets_a_store_of_its_own() -> None:
     fbank = ingest_options(Reads(streams=("face",), features="fbank"))
     assert fbank == ("--audio-features", "fbank") and store_key(fbank) == "fbank"
     assert ingest_options(Reads(streams=(), features="mfcc")) == ()  # the default recipe
-    plans = {p.detector: p for p in bench_table1.plans(["audio_only", "mrdf_ce"], "tiny", False)}
+    names = ["audio_only", "mrdf_ce", "mrdf_margin"]
+    plans = {p.detector: p for p in bench_table1.plans(names, "tiny", False)}
     assert plans["audio_only"].store == "default" and plans["mrdf_ce"].store == "fbank"
     assert plans["mrdf_ce"].epochs == 12  # the preset's own
     assert plans["audio_only"].untrained_heads() == ["video"]
+    assert plans["mrdf_ce"].untrained_heads() == []
+    # MRDF-Margin's unimodal losses train embeddings: it has no head whose AUC means anything.
+    assert plans["mrdf_margin"].untrained_heads() == ["audio", "video"]
 
 
 @pytest.mark.slow

@@ -82,6 +82,8 @@ class Detector:
     loss: LossFn
     reads: Callable[[Any], Reads]  # config → what it reads from the store
     presets: Mapping[str, str]  # size (``SIZES``) → the preset that holds that size
+    # The unimodal heads it has; the others give constant logits (``outputs.no_head``).
+    heads: tuple[str, ...] = ("audio", "video")
 
 
 _REGISTRY: dict[str, Detector] = {}
@@ -94,15 +96,19 @@ def register_detector(
     loss: LossFn,
     reads: Callable[[Any], Reads],
     presets: Mapping[str, str],
+    heads: tuple[str, ...] = ("audio", "video"),
 ) -> Callable[[Callable[[Any], nn.Module]], Callable[[Any], nn.Module]]:
-    """Decorator: register the builder it wraps as the detector ``name``."""
+    """Decorator: register the builder it wraps as the detector ``name``; ``heads`` are
+    the unimodal heads it has (a head it lacks scores every clip 0.5)."""
 
     def register(build: Callable[[Any], nn.Module]) -> Callable[[Any], nn.Module]:
         if name in _REGISTRY:
             raise ValueError(f"detector {name!r} is registered twice")
         if set(presets) != set(SIZES):
             raise ValueError(f"detector {name!r} must name a preset for each of {SIZES}")
-        _REGISTRY[name] = Detector(name, config, build, loss, reads, dict(presets))
+        if not set(heads) <= {"audio", "video"}:
+            raise ValueError(f"detector {name!r}: heads are 'audio' and 'video', not {heads}")
+        _REGISTRY[name] = Detector(name, config, build, loss, reads, dict(presets), tuple(heads))
         return build
 
     return register
