@@ -63,12 +63,12 @@ class Plan:
         return json.loads(json.dumps(resolved))
 
     def untrained_heads(self) -> list[str]:
-        """The unimodal heads the detector lacks (``heads`` in the registry: MRDF-Margin's
-        margin losses train embeddings, not heads) or no loss term trains (weight 0): such
+        """The unimodal heads the detector lacks (the registry's ``modality_heads``:
+        MRDF-Margin's margin losses train embeddings, not heads) or no loss term trains (weight 0): such
         a head scores every clip 0.5, or says nothing, so its AUC is no result."""
         from trainer.model import get_detector
 
-        loss, has = self.config()["loss"], get_detector(self.detector).heads
+        loss, has = self.config()["loss"], get_detector(self.detector).modality_heads
         return [head for head in HEADS if head not in has or not loss[head]]
 
 

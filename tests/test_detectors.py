@@ -58,9 +58,9 @@ def test_every_detector_builds_from_its_preset_and_runs_a_forward(name: str, siz
     out = model(audio, video, mask)
     for head in ("audio_logits", "video_logits", "fused_logits"):
         assert getattr(out, head).shape == (B, 2), (name, head)
-    for head in ("audio", "video"):  # the registry's ``heads`` say which heads are real
+    for head in ("audio", "video"):  # the registry's ``modality_heads``: the real heads
         constant = bool((getattr(out, f"{head}_logits") == 0).all())
-        assert constant == (head not in get_detector(name).heads), (name, head)
+        assert constant == (head not in get_detector(name).modality_heads), (name, head)
     assert out.embedding.ndim == 2 and out.embedding.shape[0] == B
     assert torch.isfinite(out.fused_logits).all()
     labels = (torch.tensor([0, 1]), torch.tensor([1, 0]), torch.tensor([1, 1]))

@@ -249,7 +249,7 @@ def build_mrdf_ce(cfg: MRDFConfig) -> nn.Module:
 
 @register_detector(
     "mrdf_margin", config=MRDFConfig, loss=mrdf_loss, reads=_reads,
-    presets={"tiny": "mrdf_margin_tiny", "paper": "mrdf_margin"}, heads=(),
+    presets={"tiny": "mrdf_margin_tiny", "paper": "mrdf_margin"}, modality_heads=(),
 )  # fmt: skip
 def build_mrdf_margin(cfg: MRDFConfig) -> nn.Module:
     """MRDF with the margin loss within each modality (Zou et al., ICASSP 2024)."""

@@ -83,7 +83,7 @@ class Detector:
     reads: Callable[[Any], Reads]  # config → what it reads from the store
     presets: Mapping[str, str]  # size (``SIZES``) → the preset that holds that size
     # The unimodal heads it has; the others give constant logits (``outputs.no_head``).
-    heads: tuple[str, ...] = ("audio", "video")
+    modality_heads: tuple[str, ...] = ("audio", "video")
 
 
 _REGISTRY: dict[str, Detector] = {}
@@ -96,19 +96,20 @@ def register_detector(
     loss: LossFn,
     reads: Callable[[Any], Reads],
     presets: Mapping[str, str],
-    heads: tuple[str, ...] = ("audio", "video"),
+    modality_heads: tuple[str, ...] = ("audio", "video"),
 ) -> Callable[[Callable[[Any], nn.Module]], Callable[[Any], nn.Module]]:
-    """Decorator: register the builder it wraps as the detector ``name``; ``heads`` are
-    the unimodal heads it has (a head it lacks scores every clip 0.5)."""
+    """Decorator: register the builder it wraps as the detector ``name``;
+    ``modality_heads`` are the unimodal heads it has (a head it lacks scores every clip 0.5)."""
 
     def register(build: Callable[[Any], nn.Module]) -> Callable[[Any], nn.Module]:
         if name in _REGISTRY:
             raise ValueError(f"detector {name!r} is registered twice")
         if set(presets) != set(SIZES):
             raise ValueError(f"detector {name!r} must name a preset for each of {SIZES}")
-        if not set(heads) <= {"audio", "video"}:
-            raise ValueError(f"detector {name!r}: heads are 'audio' and 'video', not {heads}")
-        _REGISTRY[name] = Detector(name, config, build, loss, reads, dict(presets), tuple(heads))
+        if not set(modality_heads) <= {"audio", "video"}:
+            raise ValueError(f"detector {name!r}: modality_heads must be audio, video or both")
+        heads = tuple(modality_heads)
+        _REGISTRY[name] = Detector(name, config, build, loss, reads, dict(presets), heads)
         return build
 
     return register

@@ -240,7 +240,7 @@ def _video_reads(cfg: VideoOnlyConfig) -> Reads:
 
 @register_detector(
     "audio_only", config=AudioOnlyConfig, loss=audio_only_loss, reads=_audio_reads,
-    presets={"tiny": "audio_only_tiny", "paper": "audio_only"}, heads=("audio",),
+    presets={"tiny": "audio_only_tiny", "paper": "audio_only"}, modality_heads=("audio",),
 )  # fmt: skip
 def build_audio_only(cfg: AudioOnlyConfig) -> nn.Module:
     """MSCT's audio pre-encoder, a transformer over time and a head."""
@@ -249,7 +249,7 @@ def build_audio_only(cfg: AudioOnlyConfig) -> nn.Module:
 
 @register_detector(
     "video_only", config=VideoOnlyConfig, loss=video_only_loss, reads=_video_reads,
-    presets={"tiny": "video_only_tiny", "paper": "video_only"}, heads=("video",),
+    presets={"tiny": "video_only_tiny", "paper": "video_only"}, modality_heads=("video",),
 )  # fmt: skip
 def build_video_only(cfg: VideoOnlyConfig) -> nn.Module:
     """MSCT's visual pre-encoder, a transformer over time and a head."""
