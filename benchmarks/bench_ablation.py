@@ -66,6 +66,7 @@ from benchmarks.run_records import (  # noqa: E402
     finished_run,
     paper_model_run,
     run_file,
+    shown_path,
     write_record,
 )
 from benchmarks.table1_stores import DEFAULT_STORE, synthetic_stores  # noqa: E402
@@ -149,13 +150,8 @@ def kept_run(name: str, seed: int, fingerprint: str, resolved: dict, records: Pa
     if record is None and not VARIANTS[name]:
         record = paper_model_run(seed, fingerprint, resolved)
         if record is not None:
-            record = {**record, "from": _shown(TABLE1_RUNS.joinpath(*PAPER_MODEL))}
+            record = {**record, "from": shown_path(TABLE1_RUNS.joinpath(*PAPER_MODEL))}
     return record
-
-
-def _shown(path: Path) -> str:
-    """``path`` relative to the repository (how a result names where its runs came from)."""
-    return str(path.relative_to(ROOT))
 
 
 class ProtocolStore:
@@ -197,7 +193,7 @@ def variant_runs(
             )
             record = {
                 **trained[0],
-                "run_dir": str(work / f"seed-{seed}"),
+                "run_dir": shown_path(work / f"seed-{seed}"),
                 "store_fingerprint": store.fingerprint,
                 "config": resolved,
             }
@@ -260,7 +256,7 @@ def main() -> int:
         entry = reusable_default(protocol, resolved) if not overrides else None
         if entry is None:
             runs = variant_runs(name, resolved, store, list(protocol.seeds), records)
-            sources = sorted({run.get("from", _shown(records / name)) for run in runs})
+            sources = sorted({run.get("from", shown_path(records / name)) for run in runs})
             entry = {"runs": runs, "from": ", ".join(sources)}
             result["ceiling"] = store.ceiling
         variants[name] = {

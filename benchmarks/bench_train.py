@@ -75,7 +75,12 @@ if str(ROOT) not in sys.path:  # run as a script: make the repository importable
 
 from benchmarks.bench_ceiling import read_cues, refusing, require_valid  # noqa: E402
 from benchmarks.output import save_result  # noqa: E402
-from benchmarks.run_records import PAPER_MODEL, TABLE1_RUNS, paper_model_run  # noqa: E402
+from benchmarks.run_records import (  # noqa: E402
+    PAPER_MODEL,
+    TABLE1_RUNS,
+    paper_model_run,
+    shown_path,
+)
 
 TARGET_AUC = 0.95
 SPLIT_RATIOS = "0.5,0.25,0.25"
@@ -207,8 +212,8 @@ def recorded_runs(fingerprint: str, config: dict, seeds: list[int]) -> dict[int,
     for seed in seeds:
         record = paper_model_run(seed, fingerprint, config)
         if record is not None:
-            source = TABLE1_RUNS.joinpath(*PAPER_MODEL).relative_to(ROOT)
-            kept[seed] = {key: record[key] for key in RUN_KEYS} | {"from": str(source)}
+            source = shown_path(TABLE1_RUNS.joinpath(*PAPER_MODEL))
+            kept[seed] = {key: record[key] for key in RUN_KEYS} | {"from": source}
     return kept
 
 

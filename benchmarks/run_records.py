@@ -19,7 +19,8 @@ from typing import Any
 #: Table 1's runs (``<size>/<detector>/seed-N.json``): its ``tiny/msct`` runs are the
 #: ``tiny`` preset on the ``hard`` protocol's store, which ``bench_train --difficulty
 #: hard`` and the ablation's paper row would otherwise train again.
-TABLE1_RUNS = Path(__file__).resolve().parent / "results" / "table1_runs"
+ROOT = Path(__file__).resolve().parents[1]
+TABLE1_RUNS = ROOT / "benchmarks" / "results" / "table1_runs"
 PAPER_MODEL = ("tiny", "msct")  # where under TABLE1_RUNS the paper model's runs are
 
 
@@ -41,6 +42,15 @@ def paper_model_run(seed: int, fingerprint: str, config: dict[str, Any]) -> dict
     """Table 1's run of the paper's model with ``seed``, if it trained this store and config."""
     size, detector = PAPER_MODEL
     return finished_run(run_file(TABLE1_RUNS / size, detector, seed), fingerprint, config)
+
+
+def shown_path(path: Path) -> str:
+    """``path`` relative to the repository when it lies inside it, else as given: what a
+    committed record names, so that it says nothing of the machine it was made on."""
+    try:
+        return str(path.resolve().relative_to(ROOT))
+    except ValueError:
+        return str(path)
 
 
 def write_record(path: Path, record: dict[str, Any]) -> None:

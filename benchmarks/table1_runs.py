@@ -24,7 +24,7 @@ if str(ROOT) not in sys.path:  # run as a script: make the repository importable
     sys.path.insert(0, str(ROOT))
 
 from benchmarks.bench_train import mean_std, train_seeds  # noqa: E402
-from benchmarks.run_records import run_file, write_record  # noqa: E402
+from benchmarks.run_records import run_file, shown_path, write_record  # noqa: E402
 from benchmarks.table1_audit import audit_run  # noqa: E402
 
 #: The figures of every run that the table summarises over seeds, in the table's order.
@@ -108,16 +108,8 @@ def run_record(summary: dict[str, Any], run_dir: Path) -> dict[str, Any]:
         "params": meta["parameters"],
         "s_per_epoch": round(statistics.fmean(epoch_s), 3),
         "epochs_run": report["epochs_run"],
-        "run_dir": _shown(run_dir),
+        "run_dir": shown_path(run_dir),
     }
-
-
-def _shown(path: Path) -> str:
-    """``path`` relative to the repository when it lies inside it (a record is portable)."""
-    try:
-        return str(path.resolve().relative_to(ROOT))
-    except ValueError:
-        return str(path)
 
 
 def summarize(runs: list[dict[str, Any]], untrained: list[str]) -> dict[str, Any]:
