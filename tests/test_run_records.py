@@ -68,3 +68,22 @@ def test_the_ablation_keeps_its_own_records_and_table1s_only_for_the_paper_row(
     write_record(run_file(tmp_path, "ca+mssa", 0), record)
     own = bench_ablation.kept_run("ca+mssa", 0, fingerprint, variant, tmp_path)
     assert own == record  # its own record, not marked as borrowed
+
+
+def test_the_readme_ablation_table_is_the_rendered_json() -> None:
+    """The README's ablation rows are what ``ablation_markdown`` renders from the committed
+    JSON, and a partial result names the variants it still lacks."""
+    from benchmarks import ablation_markdown
+
+    results = Path(bench_ablation.__file__).parent / "results"
+    readme = (results.parents[1] / "README.md").read_text()
+    old = json.loads((results / "ablation_hard_partial.json").read_text())
+    table = ablation_markdown.render(old)
+    rows = [line for line in table.splitlines() if line.startswith("| ") and "±" in line]
+    assert len(rows) == len(old["variants"])
+    assert all(row in readme for row in rows)
+    assert "Differential Transformer's form" in table  # version 1 had only that DCA
+    partial = {**old, "protocol_version": 2, "variants": {"dca+sa": old["variants"]["dca+sa"]}}
+    lines = ablation_markdown.render(partial).splitlines()
+    assert lines[2].startswith("| DCA+SA | 0.839 ± 0.046 |")
+    assert lines[-1].startswith("Not measured yet: DCA+MSSA (the paper's blocks), CA+MSSA")
