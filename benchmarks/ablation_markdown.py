@@ -10,8 +10,6 @@ table, so a partial result never reads as a whole one.
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -22,6 +20,7 @@ if str(ROOT) not in sys.path:  # run as a script: make the repository importable
 
 from benchmarks.bench_ablation import RESULT, VARIANTS  # noqa: E402
 from benchmarks.bench_train import recorded_protocol  # noqa: E402
+from benchmarks.output import render_main  # noqa: E402
 
 #: How each variant is named in the table.
 LABELS: dict[str, str] = {
@@ -77,16 +76,7 @@ def render(result: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("result", nargs="?", type=Path, default=RESULT)
-    parser.add_argument("--out", type=Path, default=None, help="write here, not to stdout")
-    args = parser.parse_args(argv)
-    text = render(json.loads(args.result.read_text()))
-    if args.out:
-        args.out.write_text(text)
-    else:
-        sys.stdout.write(text)
-    return 0
+    return render_main(__doc__ or "", RESULT, render, argv)
 
 
 if __name__ == "__main__":

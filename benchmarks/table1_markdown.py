@@ -13,11 +13,10 @@ audited, is the shortcut audit's headline (:func:`render_audit`).
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
 from pathlib import Path
 from typing import Any
+
+from benchmarks.output import render_main
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULT = ROOT / "benchmarks" / "results" / "table1.json"
@@ -119,16 +118,7 @@ def render_audit(result: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("result", nargs="?", type=Path, default=RESULT)
-    parser.add_argument("--out", type=Path, default=None, help="write here (default: stdout)")
-    args = parser.parse_args(argv)
-    text = render(json.loads(args.result.read_text()))
-    if args.out is None:
-        sys.stdout.write(text)
-    else:
-        args.out.write_text(text)
-    return 0
+    return render_main(__doc__ or "", RESULT, render, argv)
 
 
 if __name__ == "__main__":
