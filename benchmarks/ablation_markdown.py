@@ -4,8 +4,9 @@
 
 One row per measured variant, in the order of ``bench_ablation.VARIANTS`` (Table 2's four
 rows, then the switches); columns test AUC, balanced ACC and the audio and video heads'
-AUC, each mean ± sample std over the seeds. A variant not measured yet is named under the
-table, so a partial result never reads as a whole one.
+AUC, each mean ± sample std over the seeds. Under the table, the store's ceilings (what a
+probe told where each cue is reaches), and any variant not measured yet, so a partial result
+never reads as a whole one.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ LABELS: dict[str, str] = {
     "unimodal_head=cls": "CLS unimodal heads",
     "alignment=mean": "mean alignment (MRDF's)",
 }
+#: The keys of a result's ``ceiling`` that are not a modality's probe AUC.
+CEILING_KEYS = frozenset({"store_fingerprint", "valid", "from"})
 #: (header, result key): the columns after the variant.
 COLUMNS: tuple[tuple[str, str], ...] = (
     ("test AUC", "test_auc"),
@@ -69,6 +72,15 @@ def render(result: dict[str, Any]) -> str:
         lines += ["", "Measured before `model.dca_form`: every DCA here is the Differential "
                   "Transformer's form."]  # fmt: skip
         return "\n".join(lines) + "\n"
+    ceiling = result.get("ceiling")
+    if ceiling:  # the results stand next to what a probe told where the cue is reaches
+        verdict = "valid" if ceiling.get("valid") else "NOT valid"
+        source = f" (`{ceiling['from']}`)" if ceiling.get("from") else ""
+        probes = ", ".join(
+            f"{name} {auc:.3f}" for name, auc in ceiling.items() if name not in CEILING_KEYS
+        )
+        lines += ["", f"Ceilings of this store{source}, clip AUC: {probes}; the store is "
+                  f"{verdict} by the ceiling rule."]  # fmt: skip
     missing = [LABELS.get(name, name) for name in VARIANTS if name not in measured]
     if missing:
         lines += ["", f"Not measured yet: {', '.join(missing)}."]
