@@ -242,7 +242,12 @@ def on_the_fly(mp4s: list[Path], window: int) -> Callable[[Window], object]:
         with av.open(str(mp4s[clip_index])) as container:
             stream = container.streams.video[0]
             stream.thread_count = 1  # one DataLoader worker's share, like the other methods
-            frames = np.stack([f.to_ndarray(format="rgb24") for f in container.decode(stream)])
+            # The conversion too: PyAV 17+ scales on every core by default, and 18.1.1 keeps
+            # that thread pool per calling thread, where a later fork from another thread
+            # (Ray's start) deadlocks on it.
+            frames = np.stack(
+                [f.to_ndarray(format="rgb24", threads=1) for f in container.decode(stream)]
+            )
         clip = frames[start : start + window]
         if clip.shape[0] != window:
             raise RuntimeError(f"decoded {clip.shape[0]} frames from {start}, wanted {window}")

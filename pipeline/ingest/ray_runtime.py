@@ -13,24 +13,49 @@ so authentication stays on and nothing is written to ``$HOME``.
 
 :func:`ray_background` starts it in a thread when the first clip needs a worker, so that
 the driver goes on scanning meanwhile (starting Ray takes seconds, most of a small ingest),
-and a rerun with nothing to do never starts it.
+and a rerun with nothing to do never starts it. The driver waits for the start
+:data:`START_TIMEOUT_S` at most: a start that never ends (see :class:`RayStartTimeout`)
+is an error, and the processes it left behind are killed, not waited for.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import secrets
 import shutil
+import signal
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 #: Unix socket paths are limited to 107 bytes and Ray nests its sockets about 70
 #: bytes deep below its temp dir: a longer $TMPDIR falls back to /tmp.
 _MAX_TEMP_BASE = 36
+
+#: How long the driver waits for Ray to start. A local start takes seconds, and
+#: ``ray.init`` gives up on its own waits (GCS, raylet) well before this; only a start
+#: that can never end reaches it.
+START_TIMEOUT_S = 300.0
+
+#: How long a start whose processes were killed may take to notice and give up.
+_GIVE_UP_S = 90.0
+
+
+class RayStartTimeout(RuntimeError):
+    """Ray did not start within the driver's wait.
+
+    Ray starts its node processes with ``fork`` and a ``preexec_fn`` from the starting
+    thread, so the child runs Python's after-fork code, which frees the other threads'
+    state. If that state holds a lock or a thread pool (PyAV 18.1.1 keeps a multi-threaded
+    ``SwsContext`` per thread that has called ``VideoFrame.reformat``), the child waits
+    forever before it can ``exec``, and so does ``ray.init``.
+    """
 
 
 def resolve_address(address: str | None) -> str | None:
@@ -45,14 +70,16 @@ def ray_session(address: str | None, workers: int | None) -> Iterator[int]:
 
 
 @contextlib.contextmanager
-def ray_background(address: str | None, workers: int | None) -> Iterator[RayStart]:
+def ray_background(
+    address: str | None, workers: int | None, start_timeout_s: float = START_TIMEOUT_S
+) -> Iterator[RayStart]:
     """Yield the :class:`RayStart` that starts Ray in a background thread on first need.
 
     The caller does its own work (the scan) while Ray starts. On the way out,
     whatever happened, a Ray this started is shut down (with tasks still running:
     their workers die with the node), and its temporary directory deleted.
     """
-    starting = RayStart(address, workers)
+    starting = RayStart(address, workers, start_timeout_s)
     try:
         yield starting
     finally:
@@ -64,17 +91,22 @@ class RayStart:
 
     :meth:`begin` starts it (once); :meth:`cpus` begins if need be, blocks until Ray is
     up (re-raising what ``ray.init`` raised) and returns the CPUs tasks may use;
-    :meth:`close` shuts down what was started, and does nothing if nothing was.
+    :meth:`close` shuts down what was started, and does nothing if nothing was. Neither
+    waits for the start longer than ``start_timeout_s`` from :meth:`begin`.
 
     The thread lives until :meth:`close`: Ray's node processes are started from it
     with a parent-death signal, which Linux sends when the starting *thread* ends.
     """
 
-    def __init__(self, address: str | None, workers: int | None) -> None:
+    def __init__(
+        self, address: str | None, workers: int | None, start_timeout_s: float = START_TIMEOUT_S
+    ) -> None:
         import ray
 
         self.address = resolve_address(address)
         self.workers = workers
+        self.start_timeout_s = start_timeout_s
+        self.deadline = math.inf  # set by begin()
         self.already = ray.is_initialized()  # a caller's own Ray is left running
         self.temp_dir: str | None = None
         self.error: BaseException | None = None
@@ -92,7 +124,12 @@ class RayStart:
     def begin(self) -> None:
         """Start ``ray.init`` in the background unless it is started or running already."""
         if not self.started:
+            self.deadline = time.monotonic() + self.start_timeout_s
             self.thread.start()
+
+    def _wait_started(self) -> bool:
+        """Wait for the start to end (well or not) until the deadline; whether it did."""
+        return self.ready.wait(max(0.0, self.deadline - time.monotonic()))
 
     def _run(self) -> None:
         try:
@@ -133,26 +170,59 @@ class RayStart:
         import ray
 
         self.begin()
-        self.ready.wait()
+        if not self._wait_started():
+            raise RayStartTimeout(
+                f"Ray did not start within {self.start_timeout_s:.0f} s: a process its start "
+                "forked never got going (a library that keeps threads across a fork can cause "
+                "this, such as PyAV 18.1.1 after VideoFrame.reformat in another thread)"
+            )
         if self.error is not None:
             raise self.error
         total = int(ray.cluster_resources().get("CPU", 1))
         return min(total, self.workers) if self.workers else total
 
     def close(self) -> None:
-        """Shut down the Ray this started (waiting for a start still under way first)."""
+        """Shut down the Ray this started, waiting for a start still under way until the
+        deadline; a start that has not ended by then has its processes killed instead."""
         import ray
 
         if self.already or not self.started:  # a caller's Ray is theirs; none was started
             return
+        ended = False
         try:
-            self.ready.wait()  # ray.init cannot be interrupted; it is seconds at most
-            ray.shutdown()
+            ended = self._wait_started()  # ray.init cannot be interrupted, only waited for
+            if not ended:
+                killed = self._kill_children()
+                # ray.init then finds its process gone and gives up after a wait of its
+                # own (30 s for the GCS), cleaning up as it goes, though it never reaps
+                # a process whose start it took for a success
+                ended = self.ready.wait(_GIVE_UP_S)
+                for pid in killed:
+                    with contextlib.suppress(ChildProcessError):  # reaped already
+                        os.waitpid(pid, 0)
+            if ended:
+                ray.shutdown()
         finally:
             self.release.set()
-            self.thread.join()
-            if self.temp_dir is not None:
-                shutil.rmtree(self.temp_dir, ignore_errors=True)
+            if ended:
+                self.thread.join()
+                if self.temp_dir is not None:
+                    shutil.rmtree(self.temp_dir, ignore_errors=True)
+            # else the start keeps its (daemon) thread, which may still write to its
+            # directory: the next embedded start sweeps it once this process has exited.
+
+    def _kill_children(self) -> list[int]:
+        """SIGKILL every process the starting thread forked (Linux lists them per thread),
+        so an abandoned start leaves no process behind; their process ids."""
+        try:
+            children = Path(f"/proc/self/task/{self.thread.native_id}/children").read_text()
+        except OSError:  # not Linux, or the thread has ended
+            return []
+        pids = [int(pid) for pid in children.split()]
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        return pids
 
 
 #: Where Ray looks for its authentication token, before ``~/.ray/auth_token``.
