@@ -20,7 +20,7 @@ if str(ROOT) not in sys.path:  # run as a script: make the repository importable
     sys.path.insert(0, str(ROOT))
 
 from benchmarks.bench_ablation import RESULT, VARIANTS  # noqa: E402
-from benchmarks.bench_train import recorded_protocol  # noqa: E402
+from benchmarks.bench_train import CEILING_META, recorded_protocol  # noqa: E402
 from benchmarks.output import render_main  # noqa: E402
 
 #: How each variant is named in the table.
@@ -34,8 +34,6 @@ LABELS: dict[str, str] = {
     "unimodal_head=cls": "CLS unimodal heads",
     "alignment=mean": "mean alignment (MRDF's)",
 }
-#: The keys of a result's ``ceiling`` that are not a modality's probe AUC.
-CEILING_KEYS = frozenset({"store_fingerprint", "valid", "from"})
 #: (header, result key): the columns after the variant.
 COLUMNS: tuple[tuple[str, str], ...] = (
     ("test AUC", "test_auc"),
@@ -77,7 +75,7 @@ def render(result: dict[str, Any]) -> str:
         verdict = "valid" if ceiling.get("valid") else "NOT valid"
         source = f" (`{ceiling['from']}`)" if ceiling.get("from") else ""
         probes = ", ".join(
-            f"{name} {auc:.3f}" for name, auc in ceiling.items() if name not in CEILING_KEYS
+            f"{name} {auc:.3f}" for name, auc in ceiling.items() if name not in CEILING_META
         )
         lines += ["", f"Ceilings of this store{source}, clip AUC: {probes}; the store is "
                   f"{verdict} by the ceiling rule."]  # fmt: skip

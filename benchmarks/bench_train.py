@@ -173,6 +173,11 @@ def store_cues(work: Path) -> dict | None:
     return read_cues(work / "data" / "FakeAVCeleb_v1.2")
 
 
+#: The keys of a result's ``ceiling`` that describe it; every other key is a modality's
+#: probe AUC.
+CEILING_META = ("store_fingerprint", "valid", "from")
+
+
 def check_ceiling(protocol: Protocol, store: Path, split: str, cues: dict | None) -> dict | None:
     """The store's ceiling result, or None for an exempt protocol.
 
@@ -182,7 +187,7 @@ def check_ceiling(protocol: Protocol, store: Path, split: str, cues: dict | None
     if protocol.difficulty in CEILING_EXEMPT:
         return None
     result = require_valid(store, split, cues)
-    return {key: result.get(key) for key in ("store_fingerprint", "valid", "from")} | {
+    return {key: result.get(key) for key in CEILING_META} | {
         modality: probe["clip_auc"] for modality, probe in result["ceilings"].items()
     }
 

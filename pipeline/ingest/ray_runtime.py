@@ -15,7 +15,7 @@ so authentication stays on and nothing is written to ``$HOME``.
 the driver goes on scanning meanwhile (starting Ray takes seconds, most of a small ingest),
 and a rerun with nothing to do never starts it. The driver waits for the start
 :data:`START_TIMEOUT_S` at most: a start that never ends (see :class:`RayStartTimeout`)
-is an error, and the processes it left behind are killed, not waited for.
+is an error, and the processes it forked are killed.
 """
 
 from __future__ import annotations
